@@ -1,0 +1,38 @@
+# One entry point for everything a developer or CI runs. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+
+.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+test: fmt-check clippy check-pure doc unit ## Everything CI checks: format, lints, purity, docs, every test
+
+lint: fmt-check clippy ## Format check and clippy with warnings as errors
+
+fmt: ## Format the workspace
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit: ## Every test in the workspace (unit, property, integration, doc)
+	$(CARGO) test --workspace
+
+doc: ## API docs, warnings as errors
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+# The rules crate stays pure: no async runtime, AWS SDK, HTTP client or Lambda crates.
+check-pure:
+	@if $(CARGO) tree -p mapping -e normal --prefix none | grep -E '^(tokio|aws-|reqwest|hyper|lambda)'; then \
+		echo "mapping must stay pure: the crates above do I/O"; exit 1; \
+	else echo "mapping is pure (no tokio, aws-*, reqwest, hyper or lambda crates)"; fi
+
+demo: ## Run the sync locally against the stand-ins (coming with the sync functions)
+	@echo "make demo is coming: it needs the sync functions and the local stand-ins (issues 3 and 7)."
+	@echo "Today you can see the rules at work with: make test"

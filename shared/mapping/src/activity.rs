@@ -1,0 +1,317 @@
+//! Campaign Monitor activity kinds and CM's offset-less local timestamps.
+//!
+//! CM reports every date as `YYYY-MM-DD HH:MM:SS` in the account's local time with no UTC offset
+//! (reference: campaign-monitor-api.md §4.4). [`CmTimestamp::to_utc`] converts through the
+//! configured IANA zone, resolving daylight-saving gaps and overlaps deterministically.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// The six kinds of per-recipient campaign activity CM reports.
+///
+/// The declaration order is the *default* `status_rank` (PRODUCT.md §2), but code must always
+/// rank through [`crate::settings::StatusRank`], which the admin may reorder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ActivityKind {
+    /// The campaign was sent to the recipient (CM `recipients`).
+    Sent,
+    /// The email bounced (CM `bounces`).
+    Bounced,
+    /// The recipient opened the email (CM `opens`).
+    Opened,
+    /// The recipient clicked a link (CM `clicks`).
+    Clicked,
+    /// The recipient unsubscribed through this campaign (CM `unsubscribes`).
+    Unsubscribed,
+    /// The recipient marked the email as spam (CM `spam`).
+    MarkedAsSpam,
+}
+
+impl ActivityKind {
+    /// Every kind, in the default rank order.
+    pub const ALL: [ActivityKind; 6] = [
+        ActivityKind::Sent,
+        ActivityKind::Bounced,
+        ActivityKind::Opened,
+        ActivityKind::Clicked,
+        ActivityKind::Unsubscribed,
+        ActivityKind::MarkedAsSpam,
+    ];
+
+    /// The name used in settings documents and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityKind::Sent => "Sent",
+            ActivityKind::Bounced => "Bounced",
+            ActivityKind::Opened => "Opened",
+            ActivityKind::Clicked => "Clicked",
+            ActivityKind::Unsubscribed => "Unsubscribed",
+            ActivityKind::MarkedAsSpam => "MarkedAsSpam",
+        }
+    }
+
+    /// "Sent" is the starting state, not something the recipient did (PRODUCT.md §3.3): it never
+    /// uses up the single `once_only` update.
+    pub fn is_interaction(self) -> bool {
+        self != ActivityKind::Sent
+    }
+
+    /// Dense index 0..6, for fixed-size lookup tables.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for ActivityKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not one of the six activity kinds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown activity `{0}`; expected one of Sent, Bounced, Opened, Clicked, Unsubscribed, MarkedAsSpam")]
+pub struct UnknownActivity(pub String);
+
+impl FromStr for ActivityKind {
+    type Err = UnknownActivity;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ActivityKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| UnknownActivity(s.to_owned()))
+    }
+}
+
+/// A CM date as CM sends it: local wall-clock time of the account, no offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CmTimestamp(NaiveDateTime);
+
+/// A CM date string that is not `YYYY-MM-DD HH:MM:SS` (or `YYYY-MM-DD HH:MM`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a Campaign Monitor date (expected YYYY-MM-DD HH:MM:SS)")]
+pub struct BadCmTimestamp(pub String);
+
+impl CmTimestamp {
+    /// CM's wire format.
+    pub const FORMAT: &'static str = "%Y-%m-%d %H:%M:%S";
+
+    /// Parses `YYYY-MM-DD HH:MM:SS`; the minute-only form some CM docs show is accepted too.
+    pub fn parse(text: &str) -> Result<Self, BadCmTimestamp> {
+        let trimmed = text.trim();
+        NaiveDateTime::parse_from_str(trimmed, Self::FORMAT)
+            .or_else(|_| NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M"))
+            .map(CmTimestamp)
+            .map_err(|_| BadCmTimestamp(text.chars().take(40).collect()))
+    }
+
+    /// Wraps an already parsed local time.
+    pub fn from_naive(local: NaiveDateTime) -> Self {
+        CmTimestamp(local)
+    }
+
+    /// The local wall-clock value.
+    pub fn naive(self) -> NaiveDateTime {
+        self.0
+    }
+
+    /// Converts the account-local time to UTC.
+    ///
+    /// Daylight-saving transitions are resolved the way RFC 5545 and JavaScript Temporal's
+    /// `"compatible"` mode do, so the result is deterministic and never fails:
+    /// - a time that occurs twice (clocks go back) is read as the *earlier* instant;
+    /// - a time that never occurs (clocks go forward) is read with the offset in force just
+    ///   before the gap, which lands it after the gap by the gap's length (02:30 in a
+    ///   02:00→03:00 gap becomes 03:30 local).
+    pub fn to_utc(self, zone: Tz) -> DateTime<Utc> {
+        match zone.from_local_datetime(&self.0) {
+            LocalResult::Single(at) => at.with_timezone(&Utc),
+            LocalResult::Ambiguous(earlier, _) => earlier.with_timezone(&Utc),
+            LocalResult::None => {
+                // Walk back to the last local time that exists; its offset is the one in force
+                // before the gap. Real gaps are at most a day (Samoa 2011), so 49 steps suffice.
+                let mut probe = self.0;
+                for _ in 0..49 {
+                    probe -= Duration::minutes(30);
+                    if let LocalResult::Single(before) | LocalResult::Ambiguous(_, before) =
+                        zone.from_local_datetime(&probe)
+                    {
+                        let offset = before.offset().fix();
+                        return (self.0 - Duration::seconds(i64::from(offset.local_minus_utc()))).and_utc();
+                    }
+                }
+                // Unreachable for real zone data; treat the wall-clock time as UTC.
+                self.0.and_utc()
+            }
+        }
+    }
+
+    /// The same instant formatted back in CM's wire format (used for `date` watermarks).
+    pub fn to_cm_string(self) -> String {
+        self.0.format(Self::FORMAT).to_string()
+    }
+
+    /// The CM local time of a UTC instant (the inverse of [`CmTimestamp::to_utc`] outside
+    /// transitions), for building CM `date` filters from stored UTC watermarks.
+    pub fn from_utc(at: DateTime<Utc>, zone: Tz) -> Self {
+        CmTimestamp(at.with_timezone(&zone).naive_local())
+    }
+}
+
+impl fmt::Display for CmTimestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format(Self::FORMAT))
+    }
+}
+
+/// Kind-specific details of an activity record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ActivityDetail {
+    /// Nothing beyond the common fields.
+    None,
+    /// The link a click followed.
+    Click {
+        /// The clicked URL.
+        url: String,
+    },
+    /// Why and how an email bounced.
+    Bounce {
+        /// `Soft` or `Hard`.
+        bounce_type: String,
+        /// CM's free-text reason, e.g. "Soft Bounce - General".
+        reason: String,
+    },
+}
+
+/// One recipient activity, normalised: email lower-cased and trimmed, time in UTC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activity {
+    /// What happened.
+    pub kind: ActivityKind,
+    /// The recipient, normalised with [`crate::email::normalize_email`].
+    pub email: String,
+    /// When it happened, in UTC.
+    pub at: DateTime<Utc>,
+    /// The CM list the recipient was sent from.
+    pub list_id: String,
+    /// Kind-specific details.
+    pub detail: ActivityDetail,
+}
+
+impl Activity {
+    /// The (kind, time) pair the member decision works on.
+    pub fn occurrence(&self) -> Occurrence {
+        Occurrence {
+            kind: self.kind,
+            at: self.at,
+        }
+    }
+}
+
+/// What the member decision needs of an activity: its kind and its UTC time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Occurrence {
+    /// What happened.
+    pub kind: ActivityKind,
+    /// When, in UTC.
+    pub at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        NaiveDate::from_ymd_opt(y, mo, d)
+            .and_then(|date| date.and_hms_opt(h, mi, 0))
+            .map(|naive| naive.and_utc())
+            .unwrap_or_default()
+    }
+
+    fn cm(text: &str) -> CmTimestamp {
+        CmTimestamp::parse(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn plain_times_convert_with_the_zone_offset() {
+        // Sydney is UTC+11 in January (daylight time).
+        assert_eq!(
+            cm("2024-01-15 09:30:00").to_utc(chrono_tz::Australia::Sydney),
+            utc(2024, 1, 14, 22, 30)
+        );
+        assert_eq!(cm("2024-07-01 12:00:00").to_utc(chrono_tz::UTC), utc(2024, 7, 1, 12, 0));
+    }
+
+    #[test]
+    fn a_time_in_the_spring_forward_gap_lands_after_the_gap() {
+        // New York 2024-03-10: 02:00 EST jumps to 03:00 EDT; 02:30 does not exist.
+        let at = cm("2024-03-10 02:30:00").to_utc(chrono_tz::America::New_York);
+        assert_eq!(at, utc(2024, 3, 10, 7, 30)); // 03:30 EDT
+        // Deterministic: the same input always gives the same instant.
+        assert_eq!(at, cm("2024-03-10 02:30:00").to_utc(chrono_tz::America::New_York));
+    }
+
+    #[test]
+    fn a_time_that_occurs_twice_is_read_as_the_earlier_instant() {
+        // New York 2024-11-03: 01:30 happens in EDT (05:30Z) and again in EST (06:30Z).
+        let at = cm("2024-11-03 01:30:00").to_utc(chrono_tz::America::New_York);
+        assert_eq!(at, utc(2024, 11, 3, 5, 30));
+    }
+
+    #[test]
+    fn southern_hemisphere_transitions_work_too() {
+        // Sydney 2024-10-06 02:00 AEST -> 03:00 AEDT: 02:15 is in the gap.
+        let gap = cm("2024-10-06 02:15:00").to_utc(chrono_tz::Australia::Sydney);
+        assert_eq!(gap, utc(2024, 10, 5, 16, 15)); // 02:15 read at +10:00
+        // Sydney 2024-04-07 03:00 AEDT -> 02:00 AEST: 02:30 occurs twice; earlier is +11:00.
+        let twice = cm("2024-04-07 02:30:00").to_utc(chrono_tz::Australia::Sydney);
+        assert_eq!(twice, utc(2024, 4, 6, 15, 30));
+    }
+
+    #[test]
+    fn a_whole_missing_day_is_handled() {
+        // Samoa skipped 2011-12-30 entirely (-10:00 to +14:00); noon is read at -10:00.
+        let at = cm("2011-12-30 12:00:00").to_utc(chrono_tz::Pacific::Apia);
+        assert_eq!(at, utc(2011, 12, 30, 22, 0));
+    }
+
+    #[test]
+    fn parsing_accepts_cm_forms_and_rejects_others() {
+        assert!(CmTimestamp::parse("2024-03-05 14:07:00").is_ok());
+        assert!(CmTimestamp::parse("2024-03-05 14:07").is_ok());
+        for bad in [
+            "",
+            "2024-03-05T14:07:00Z",
+            "05/03/2024 14:07",
+            "2024-02-30 10:00:00",
+            "yesterday",
+        ] {
+            assert!(CmTimestamp::parse(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn round_trips_through_utc_outside_transitions() {
+        let zone = chrono_tz::Europe::London;
+        let local = cm("2024-06-01 08:15:00");
+        assert_eq!(CmTimestamp::from_utc(local.to_utc(zone), zone), local);
+        assert_eq!(local.to_cm_string(), "2024-06-01 08:15:00");
+    }
+
+    #[test]
+    fn activity_names_round_trip() {
+        for kind in ActivityKind::ALL {
+            assert_eq!(kind.as_str().parse::<ActivityKind>(), Ok(kind));
+        }
+        assert!("Forwarded".parse::<ActivityKind>().is_err());
+        assert!(!ActivityKind::Sent.is_interaction());
+        assert!(ActivityKind::Opened.is_interaction());
+    }
+}

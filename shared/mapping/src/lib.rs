@@ -1,0 +1,44 @@
+//! The rules of the Campaign Monitor → Salesforce sync, as pure functions.
+//!
+//! No I/O lives here: no async runtime, no AWS SDK, no HTTP client. The functions and the sync
+//! read data, call these rules to compute a [`plan::SyncPlan`], and apply it. Because everything
+//! here is pure, every rule is tested directly, and a dry run is the same computation minus the
+//! apply step.
+//!
+//! # Where each rule of PRODUCT.md lives
+//!
+//! | rule | item |
+//! |---|---|
+//! | §2 settings, defaults, validation naming the field | [`settings::Settings`], [`settings::Settings::from_json`], [`settings::Settings::validate`] |
+//! | §2 `auto_create_enabled_at` moves forward, never back | [`settings::Settings::prepare_update`] |
+//! | CM local dates → UTC through `cm_timezone` | [`activity::CmTimestamp::to_utc`] |
+//! | §3.1 campaign statistics, changed values only | [`statistics::plan_statistics`] |
+//! | §3.2 auto-create eligibility (not retrospective) | [`autocreate::auto_create_eligibility`] |
+//! | §3.2 explicit backfill window | [`autocreate::backfill_eligibility`] |
+//! | §3.2 campaign template | [`autocreate::render_campaign`] |
+//! | §3.3 member status refresh (`never`/`always`/`once_only`/`forward_only`) | [`decision::decide_member`] |
+//! | §3.3 Activity Date guard and equal-time tie-break | [`decision::activity_date_guard`] |
+//! | §3.4 mapping and responded | [`settings::Settings::label_for`], [`settings::Settings::mapped_labels`] |
+//! | §3.5 missing statuses (stock statuses by flags) | [`statuses::plan_statuses`] |
+//! | §3.6 matching by email, `match_preference` | [`matching::match_person`] |
+//! | §3.6 adding missing members | [`plan::plan_campaign`] |
+//! | §3.7 `opt_out_policy` | [`people::decide_opt_out`] |
+//! | §3.7 `record_bounces` | [`people::decide_bounce`] |
+//! | §5 the plan, dry-run report | [`plan::SyncPlan`], [`plan::SyncPlan::report`] |
+//! | logs never carry whole emails | [`email::redact_email`] |
+
+pub mod activity;
+pub mod autocreate;
+pub mod decision;
+pub mod email;
+pub mod matching;
+pub mod people;
+pub mod plan;
+pub mod settings;
+pub mod statistics;
+pub mod statuses;
+
+pub use activity::{Activity, ActivityDetail, ActivityKind, CmTimestamp, Occurrence};
+pub use decision::{DecisionReason, MemberDecision, MemberState, StatusKept, activity_date_guard, decide_member};
+pub use plan::{CampaignPlan, SyncPlan};
+pub use settings::{Settings, SettingsError, StatusRefresh};
