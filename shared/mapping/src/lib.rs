@@ -27,6 +27,40 @@
 //! | §5 the plan, dry-run report | [`plan::SyncPlan`], [`plan::SyncPlan::report`] |
 //! | logs never carry whole emails | [`email::redact_email`] |
 
+//!
+//! # Example: the worked example of PRODUCT.md §3.3, first sync, mode `always`
+//!
+//! ```
+//! use chrono::{TimeZone, Utc};
+//! use mapping::{ActivityKind, MemberState, Occurrence, Settings, decide_member};
+//!
+//! let settings = Settings::from_json(
+//!     r#"{"cm_clients": ["0123456789abcdef0123456789abcdef"], "cm_timezone": "UTC",
+//!         "status_refresh": "always"}"#,
+//! )?;
+//! let at = |h, m| Utc.with_ymd_and_hms(2026, 3, 5, h, m, 0).unwrap();
+//! let member = MemberState::new_member("Sent");
+//! let batch = [
+//!     Occurrence { kind: ActivityKind::Clicked, at: at(10, 5) },
+//!     Occurrence { kind: ActivityKind::Opened, at: at(10, 0) },
+//! ];
+//! let decision = decide_member(&member, &batch, &settings);
+//! assert_eq!(decision.after.status, "Clicked");
+//! assert_eq!(decision.after.activity_date, Some(at(10, 5)));
+//! # Ok::<(), mapping::SettingsError>(())
+//! ```
+//!
+//! # Example: a refused settings document names the field
+//!
+//! ```
+//! let refused = mapping::Settings::from_json(
+//!     r#"{"cm_clients": ["0123456789abcdef0123456789abcdef"], "cm_timezone": "UTC",
+//!         "status_mapping": [{"activity": "Opened", "status": "", "responded": true}]}"#,
+//! );
+//! let error = refused.unwrap_err().to_string();
+//! assert!(error.contains("status_mapping[0].status"), "{error}");
+//! ```
+
 pub mod activity;
 pub mod autocreate;
 pub mod decision;
