@@ -2,8 +2,11 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
+VENV := .venv
+PYTHON ?= python3
+WITH_MOTO := tests/support/with-moto.sh
 
-.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo
+.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo venv
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -21,8 +24,16 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit: ## Every test in the workspace (unit, property, integration, doc)
-	$(CARGO) test --workspace
+unit: venv ## Every test in the workspace (unit, property, integration, doc), with the moto emulator running
+	$(WITH_MOTO) $(CARGO) test --workspace
+
+# Python tools (moto) in a local virtualenv; reinstalled only when the requirements change.
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: tests/requirements.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
 
 doc: ## API docs, warnings as errors
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps

@@ -9,6 +9,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::settings::{CampaignTemplate, MAX_CAMPAIGN_NAME_CHARS, Settings};
 
+/// How a CM campaign came to be linked to an SF Campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkOrigin {
+    /// Auto-created by the sync.
+    AutoCreated,
+    /// Created by the explicit backfill command.
+    Backfill,
+    /// Linked by an admin.
+    Manual,
+    /// Found on an SF Campaign whose link field an admin filled in.
+    FoundInSalesforce,
+}
+
 /// Where a CM campaign is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

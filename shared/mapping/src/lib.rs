@@ -73,6 +73,7 @@ pub mod statistics;
 pub mod statuses;
 
 pub use activity::{Activity, ActivityDetail, ActivityKind, CmTimestamp, Occurrence};
+pub use chrono_tz::Tz;
 pub use decision::{DecisionReason, MemberDecision, MemberState, StatusKept, activity_date_guard, decide_member};
 pub use plan::{CampaignPlan, SyncPlan};
 pub use settings::{Settings, SettingsError, StatusRefresh};

@@ -1,0 +1,321 @@
+//! The events the functions hand each other through EventBridge, defined once here and used by
+//! publishers and consumers alike (PRODUCT.md §4), and a [`publisher::Publisher`] that reads
+//! `FailedEntryCount` and retries exactly the failed entries.
+//!
+//! Every event has:
+//! - `source` = [`SOURCE`];
+//! - a versioned `detail-type` (e.g. `campaign-discovered.v1`): a breaking change of a detail
+//!   schema gets a new version, so old and new consumers can run side by side;
+//! - an `idempotency_key` in the detail, derived from what the event is about, so a consumer can
+//!   recognise a redelivery (EventBridge and Lambda deliver at least once).
+//!
+//! Details carry ids, not personal data: a subscriber event carries the key of the event recorded
+//! in the state table, never the email address.
+
+pub mod publisher;
+
+use chrono::{DateTime, Utc};
+use mapping::autocreate::DiscoveredCampaign;
+pub use mapping::autocreate::LinkOrigin;
+use serde::{Deserialize, Serialize};
+
+/// The `source` of every event this product emits.
+pub const SOURCE: &str = "cm-sf-sync";
+
+/// A CM campaign found by discovery that qualifies for auto-creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignDiscovered {
+    /// `discovered:<cm campaign id>`: one SF Campaign per CM campaign, however often found.
+    pub idempotency_key: String,
+    /// The run that found it.
+    pub run_id: String,
+    /// The campaign.
+    pub campaign: DiscoveredCampaign,
+}
+
+/// A CM campaign was linked to an SF Campaign; sync it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignLinked {
+    /// `linked:<cm id>:<sf id>`.
+    pub idempotency_key: String,
+    /// CM CampaignID.
+    pub cm_campaign_id: String,
+    /// SF Campaign Id.
+    pub sf_campaign_id: String,
+    /// How.
+    pub origin: LinkOrigin,
+}
+
+/// Sync one linked campaign (the fan-out of a scheduled run), or all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignSyncRequested {
+    /// `sync:<run id>:<cm id or "all">`.
+    pub idempotency_key: String,
+    /// The run this request belongs to.
+    pub run_id: String,
+    /// The campaign, or `None` for every linked campaign.
+    pub cm_campaign_id: Option<String>,
+    /// Compute and report the plan; write nothing.
+    pub dry_run: bool,
+    /// Who asked: `schedule`, `admin`, ...
+    pub requested_by: String,
+}
+
+/// A sync stopped early (Lambda deadline near) and continues in a new invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncContinuation {
+    /// `continue:<run id>:<cm id>:<sequence>`.
+    pub idempotency_key: String,
+    /// The run.
+    pub run_id: String,
+    /// The campaign.
+    pub cm_campaign_id: String,
+    /// How many continuations came before (guards against a loop that never progresses).
+    pub sequence: u32,
+}
+
+/// A CM webhook event was recorded in the state table; apply it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriberEventReceived {
+    /// The recorded event's dedupe key (also its key in the state table).
+    pub idempotency_key: String,
+    /// The CM list.
+    pub list_id: String,
+    /// When the intake recorded it.
+    pub received_at: DateTime<Utc>,
+}
+
+/// Every event the product emits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `campaign-discovered.v1`
+    CampaignDiscovered(CampaignDiscovered),
+    /// `campaign-linked.v1`
+    CampaignLinked(CampaignLinked),
+    /// `campaign-sync-requested.v1`
+    CampaignSyncRequested(CampaignSyncRequested),
+    /// `sync-continuation.v1`
+    SyncContinuation(SyncContinuation),
+    /// `subscriber-event-received.v1`
+    SubscriberEventReceived(SubscriberEventReceived),
+}
+
+/// An EventBridge event this crate cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// Not one of ours.
+    #[error("unknown event: source `{event_source}`, detail-type `{detail_type}`")]
+    Unknown {
+        /// The source.
+        event_source: String,
+        /// The detail-type.
+        detail_type: String,
+    },
+    /// Ours, but the detail does not fit its schema.
+    #[error("malformed `{detail_type}` detail: {error}")]
+    Malformed {
+        /// The detail-type.
+        detail_type: String,
+        /// What serde said.
+        error: serde_json::Error,
+    },
+}
+
+impl Event {
+    /// The detail-types, as the infrastructure's rules must match them.
+    pub const DETAIL_TYPES: [&'static str; 5] = [
+        "campaign-discovered.v1",
+        "campaign-linked.v1",
+        "campaign-sync-requested.v1",
+        "sync-continuation.v1",
+        "subscriber-event-received.v1",
+    ];
+
+    /// This event's detail-type.
+    pub fn detail_type(&self) -> &'static str {
+        let index = match self {
+            Event::CampaignDiscovered(_) => 0,
+            Event::CampaignLinked(_) => 1,
+            Event::CampaignSyncRequested(_) => 2,
+            Event::SyncContinuation(_) => 3,
+            Event::SubscriberEventReceived(_) => 4,
+        };
+        Self::DETAIL_TYPES[index]
+    }
+
+    /// The idempotency key in the detail.
+    pub fn idempotency_key(&self) -> &str {
+        match self {
+            Event::CampaignDiscovered(e) => &e.idempotency_key,
+            Event::CampaignLinked(e) => &e.idempotency_key,
+            Event::CampaignSyncRequested(e) => &e.idempotency_key,
+            Event::SyncContinuation(e) => &e.idempotency_key,
+            Event::SubscriberEventReceived(e) => &e.idempotency_key,
+        }
+    }
+
+    /// The detail as JSON.
+    pub fn detail(&self) -> serde_json::Result<serde_json::Value> {
+        match self {
+            Event::CampaignDiscovered(e) => serde_json::to_value(e),
+            Event::CampaignLinked(e) => serde_json::to_value(e),
+            Event::CampaignSyncRequested(e) => serde_json::to_value(e),
+            Event::SyncContinuation(e) => serde_json::to_value(e),
+            Event::SubscriberEventReceived(e) => serde_json::to_value(e),
+        }
+    }
+
+    /// Reads an event from the parts EventBridge delivers (`source`, `detail-type`, `detail`).
+    pub fn from_parts(source: &str, detail_type: &str, detail: serde_json::Value) -> Result<Event, EventError> {
+        fn parse<T: serde::de::DeserializeOwned>(
+            detail_type: &str,
+            detail: serde_json::Value,
+        ) -> Result<T, EventError> {
+            serde_json::from_value(detail).map_err(|error| EventError::Malformed {
+                detail_type: detail_type.to_owned(),
+                error,
+            })
+        }
+        let unknown = || EventError::Unknown {
+            event_source: source.to_owned(),
+            detail_type: detail_type.to_owned(),
+        };
+        if source != SOURCE {
+            return Err(unknown());
+        }
+        Ok(match detail_type {
+            "campaign-discovered.v1" => Event::CampaignDiscovered(parse(detail_type, detail)?),
+            "campaign-linked.v1" => Event::CampaignLinked(parse(detail_type, detail)?),
+            "campaign-sync-requested.v1" => Event::CampaignSyncRequested(parse(detail_type, detail)?),
+            "sync-continuation.v1" => Event::SyncContinuation(parse(detail_type, detail)?),
+            "subscriber-event-received.v1" => Event::SubscriberEventReceived(parse(detail_type, detail)?),
+            _ => return Err(unknown()),
+        })
+    }
+
+    /// `campaign-discovered.v1` for a campaign.
+    pub fn campaign_discovered(run_id: &str, campaign: DiscoveredCampaign) -> Event {
+        Event::CampaignDiscovered(CampaignDiscovered {
+            idempotency_key: format!("discovered:{}", campaign.cm_campaign_id),
+            run_id: run_id.to_owned(),
+            campaign,
+        })
+    }
+
+    /// `campaign-linked.v1`.
+    pub fn campaign_linked(cm_campaign_id: &str, sf_campaign_id: &str, origin: LinkOrigin) -> Event {
+        Event::CampaignLinked(CampaignLinked {
+            idempotency_key: format!("linked:{cm_campaign_id}:{sf_campaign_id}"),
+            cm_campaign_id: cm_campaign_id.to_owned(),
+            sf_campaign_id: sf_campaign_id.to_owned(),
+            origin,
+        })
+    }
+
+    /// `campaign-sync-requested.v1`.
+    pub fn sync_requested(run_id: &str, cm_campaign_id: Option<&str>, dry_run: bool, requested_by: &str) -> Event {
+        Event::CampaignSyncRequested(CampaignSyncRequested {
+            idempotency_key: format!("sync:{run_id}:{}", cm_campaign_id.unwrap_or("all")),
+            run_id: run_id.to_owned(),
+            cm_campaign_id: cm_campaign_id.map(str::to_owned),
+            dry_run,
+            requested_by: requested_by.to_owned(),
+        })
+    }
+
+    /// `sync-continuation.v1`.
+    pub fn sync_continuation(run_id: &str, cm_campaign_id: &str, sequence: u32) -> Event {
+        Event::SyncContinuation(SyncContinuation {
+            idempotency_key: format!("continue:{run_id}:{cm_campaign_id}:{sequence}"),
+            run_id: run_id.to_owned(),
+            cm_campaign_id: cm_campaign_id.to_owned(),
+            sequence,
+        })
+    }
+
+    /// `subscriber-event-received.v1` for an event recorded under `dedupe_key`.
+    pub fn subscriber_event_received(dedupe_key: &str, list_id: &str, received_at: DateTime<Utc>) -> Event {
+        Event::SubscriberEventReceived(SubscriberEventReceived {
+            idempotency_key: dedupe_key.to_owned(),
+            list_id: list_id.to_owned(),
+            received_at,
+        })
+    }
+}
+
+/// The EventBridge rule pattern that routes one detail-type to its consumer. The infrastructure
+/// template uses exactly these patterns (a test in `infra/` compares them).
+pub fn rule_pattern(detail_types: &[&str]) -> serde_json::Value {
+    serde_json::json!({ "source": [SOURCE], "detail-type": detail_types })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mapping::autocreate::CmCampaignState;
+
+    fn every_event() -> Vec<Event> {
+        vec![
+            Event::campaign_discovered(
+                "run-1",
+                DiscoveredCampaign {
+                    cm_campaign_id: "c1".into(),
+                    cm_client_id: "client".into(),
+                    name: "News".into(),
+                    subject: "Hi".into(),
+                    state: CmCampaignState::Sent,
+                    created_at: None,
+                    sent_at: Some(Utc::now()),
+                },
+            ),
+            Event::campaign_linked("c1", "701A", LinkOrigin::AutoCreated),
+            Event::sync_requested("run-1", Some("c1"), false, "schedule"),
+            Event::sync_continuation("run-1", "c1", 2),
+            Event::subscriber_event_received("key-1", "list-1", Utc::now()),
+        ]
+    }
+
+    #[test]
+    fn every_event_round_trips_through_its_parts() {
+        let events = every_event();
+        let types: Vec<&str> = events.iter().map(Event::detail_type).collect();
+        assert_eq!(types, Event::DETAIL_TYPES);
+        for event in events {
+            let detail = event.detail().unwrap();
+            let back = Event::from_parts(SOURCE, event.detail_type(), detail).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn foreign_or_malformed_events_are_refused_clearly() {
+        let detail = serde_json::json!({"idempotency_key": "x"});
+        assert!(matches!(
+            Event::from_parts("aws.events", "campaign-linked.v1", detail.clone()),
+            Err(EventError::Unknown { .. })
+        ));
+        assert!(matches!(
+            Event::from_parts(SOURCE, "campaign-linked.v9", detail.clone()),
+            Err(EventError::Unknown { .. })
+        ));
+        let error = Event::from_parts(SOURCE, "campaign-linked.v1", detail).unwrap_err();
+        assert!(error.to_string().contains("missing field `cm_campaign_id`"), "{error}");
+    }
+
+    #[test]
+    fn idempotency_keys_name_what_the_event_is_about() {
+        assert_eq!(
+            Event::campaign_linked("c1", "701A", LinkOrigin::Manual).idempotency_key(),
+            "linked:c1:701A"
+        );
+        assert_eq!(
+            Event::sync_requested("r", None, true, "admin").idempotency_key(),
+            "sync:r:all"
+        );
+    }
+}

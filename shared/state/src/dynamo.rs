@@ -1,0 +1,866 @@
+//! The DynamoDB implementation of the store traits (see the crate docs for the key schema).
+//!
+//! The SDK retries throttling and 5xx answers itself; what reaches us is classified into
+//! [`StoreError::Backend`] with `retryable` set, and conditional-check failures become the
+//! domain outcomes (version conflict, duplicate, not advanced, lease held).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest, KeySchemaElement, KeyType, Put,
+    PutRequest, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, WriteRequest,
+};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
+use mapping::Settings;
+use mapping::autocreate::LinkOrigin;
+
+use crate::memory::link_conflict;
+use crate::{
+    EventState, FAILED_RECORD_TTL_DAYS, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, Recorded,
+    RetryQueue, RunFailure, RunRecord, RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings,
+    WatermarkStore, WebhookEventRecord, WebhookEventStore,
+};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// DynamoDB's limit on items per `BatchWriteItem`.
+pub const BATCH_WRITE_LIMIT: usize = 25;
+
+/// The store on one DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    /// A store on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table with the key schema and TTL of the crate docs. Production tables come
+    /// from the infrastructure template; this serves tests and the local demo.
+    pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        let key = |name: &str, key_type| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+        };
+        client
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("pk").map_err(build_error)?)
+            .attribute_definitions(attribute("sk").map_err(build_error)?)
+            .key_schema(key("pk", KeyType::Hash).map_err(build_error)?)
+            .key_schema(key("sk", KeyType::Range).map_err(build_error)?)
+            .send()
+            .await
+            .map_err(|e| backend("CreateTable", e))?;
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("expires_at")
+                    .build()
+                    .map_err(build_error)?,
+            )
+            .send()
+            .await
+            .map_err(|e| backend("UpdateTimeToLive", e))?;
+        Ok(())
+    }
+
+    /// Reads one item.
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("GetItem", e))?;
+        Ok(output.item)
+    }
+
+    /// Every item of a partition, following pages.
+    async fn query_partition(&self, pk: &str, descending: bool, limit: Option<usize>) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk))
+                .scan_index_forward(!descending)
+                .consistent_read(true)
+                .set_limit(limit.map(|l| i32::try_from(l.saturating_sub(items.len())).unwrap_or(i32::MAX)))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| backend("Query", e))?;
+            items.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(key) if limit.is_none_or(|l| items.len() < l) => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// `BatchWriteItem` in chunks of 25, retrying unprocessed items with backoff.
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for chunk in requests.chunks(BATCH_WRITE_LIMIT) {
+            let mut pending = chunk.to_vec();
+            let mut delays = ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(25))
+                .with_max_delay(Duration::from_secs(2))
+                .with_max_times(8)
+                .with_jitter()
+                .build();
+            loop {
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| backend("BatchWriteItem", e))?;
+                let unprocessed = output
+                    .unprocessed_items
+                    .and_then(|mut map| map.remove(&self.table))
+                    .unwrap_or_default();
+                if unprocessed.is_empty() {
+                    break;
+                }
+                match delays.next() {
+                    Some(delay) => {
+                        tracing::debug!(count = unprocessed.len(), "retrying unprocessed batch items");
+                        tokio::time::sleep(delay).await;
+                        pending = unprocessed;
+                    }
+                    None => {
+                        return Err(StoreError::Backend {
+                            operation: "BatchWriteItem",
+                            message: format!("{} items still unprocessed after retries", unprocessed.len()),
+                            retryable: true,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// Milliseconds are what the table keeps; both stores truncate the same way.
+pub(crate) fn truncate_to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(at.timestamp_millis()).single().unwrap_or(at)
+}
+
+fn build_error(error: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Backend {
+        operation: "build request",
+        message: error.to_string(),
+        retryable: false,
+    }
+}
+
+fn backend<E, R>(operation: &'static str, error: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    let retryable = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            code.contains("Throttl")
+                || code == "ProvisionedThroughputExceededException"
+                || code == "RequestLimitExceeded"
+                || code == "InternalServerError"
+                || code == "ServiceUnavailable"
+                || code == "TransactionConflictException"
+        }
+        _ => false,
+    };
+    StoreError::Backend {
+        operation,
+        message: DisplayErrorContext(&error).to_string(),
+        retryable,
+    }
+}
+
+fn is_condition_failure<E, R>(error: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    error.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+/// Reads attributes of one item, naming the item in every error.
+struct Reader<'a> {
+    item: &'a Item,
+    key: String,
+}
+
+impl<'a> Reader<'a> {
+    fn new(item: &'a Item) -> Self {
+        let part = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        Reader {
+            item,
+            key: format!("{}/{}", part("pk"), part("sk")),
+        }
+    }
+
+    fn corrupt(&self, reason: String) -> StoreError {
+        StoreError::Corrupt {
+            key: self.key.clone(),
+            reason,
+        }
+    }
+
+    fn string(&self, name: &str) -> Result<String, StoreError> {
+        self.item
+            .get(name)
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .ok_or_else(|| self.corrupt(format!("missing string attribute `{name}`")))
+    }
+
+    fn opt_string(&self, name: &str) -> Option<String> {
+        self.item.get(name).and_then(|v| v.as_s().ok()).cloned()
+    }
+
+    fn number(&self, name: &str) -> Result<i64, StoreError> {
+        self.item
+            .get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| self.corrupt(format!("missing number attribute `{name}`")))
+    }
+
+    fn time(&self, name: &str) -> Result<DateTime<Utc>, StoreError> {
+        let text = self.string(name)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| self.corrupt(format!("`{name}` is not a time: {e}")))
+    }
+
+    fn millis(&self, name: &str) -> Result<DateTime<Utc>, StoreError> {
+        let ms = self.number(name)?;
+        Utc.timestamp_millis_opt(ms)
+            .single()
+            .ok_or_else(|| self.corrupt(format!("`{name}` is out of range")))
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, StoreError> {
+        let text = self.string(name)?;
+        serde_json::from_str(&text).map_err(|e| self.corrupt(format!("`{name}` does not read back: {e}")))
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
+        key: "(new item)".into(),
+        reason: e.to_string(),
+    })
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl SettingsStore for DynamoStore {
+    async fn load_settings(&self) -> Result<Option<VersionedSettings>, StoreError> {
+        let Some(item) = self.get("SETTINGS", "CURRENT").await? else {
+            return Ok(None);
+        };
+        let reader = Reader::new(&item);
+        let doc = reader.string("doc")?;
+        let settings = Settings::from_json(&doc).map_err(|e| reader.corrupt(e.to_string()))?;
+        Ok(Some(VersionedSettings {
+            settings,
+            version: u64::try_from(reader.number("version")?).map_err(|e| reader.corrupt(e.to_string()))?,
+            updated_at: reader.time("updated_at")?,
+        }))
+    }
+
+    async fn save_settings(
+        &self,
+        settings: &Settings,
+        expected_version: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let version = expected_version.unwrap_or(0) + 1;
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s("SETTINGS"))
+            .item("sk", s("CURRENT"))
+            .item("doc", s(settings.to_json()))
+            .item("version", n(version))
+            .item("updated_at", s(rfc3339(now)));
+        request = match expected_version {
+            None => request.condition_expression("attribute_not_exists(pk)"),
+            Some(expected) => request
+                .condition_expression("version = :expected")
+                .expression_attribute_values(":expected", n(expected)),
+        };
+        match request.send().await {
+            Ok(_) => Ok(version),
+            Err(error) if is_condition_failure(&error) => {
+                let found = self.load_settings().await.ok().flatten().map(|s| s.version);
+                Err(StoreError::VersionConflict {
+                    expected: expected_version,
+                    found,
+                })
+            }
+            Err(error) => Err(backend("PutItem", error)),
+        }
+    }
+}
+
+fn origin_name(origin: LinkOrigin) -> String {
+    serde_json::to_value(origin)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn link_from(item: &Item) -> Result<LinkRecord, StoreError> {
+    let reader = Reader::new(item);
+    let origin = reader.string("origin")?;
+    Ok(LinkRecord {
+        cm_campaign_id: reader.string("sk")?,
+        sf_campaign_id: reader.string("sf_campaign_id")?,
+        origin: serde_json::from_value(serde_json::Value::String(origin.clone()))
+            .map_err(|_| reader.corrupt(format!("unknown origin `{origin}`")))?,
+        linked_at: reader.time("linked_at")?,
+    })
+}
+
+impl LinkStore for DynamoStore {
+    async fn put_link(&self, link: &LinkRecord) -> Result<LinkOutcome, StoreError> {
+        let forward = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s("LINKS"))
+            .item("sk", s(&link.cm_campaign_id))
+            .item("sf_campaign_id", s(&link.sf_campaign_id))
+            .item("origin", s(origin_name(link.origin)))
+            .item("linked_at", s(rfc3339(link.linked_at)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_error)?;
+        let reverse = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s("SFLINKS"))
+            .item("sk", s(&link.sf_campaign_id))
+            .item("cm_campaign_id", s(&link.cm_campaign_id))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_error)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(forward).build())
+            .transact_items(TransactWriteItem::builder().put(reverse).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(LinkOutcome::Created),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_transaction_canceled_exception()) =>
+            {
+                let by_cm = self.link(&link.cm_campaign_id).await?.map(|l| l.sf_campaign_id);
+                let by_sf = self.cm_campaign_for(&link.sf_campaign_id).await?;
+                if by_cm.as_deref() == Some(link.sf_campaign_id.as_str())
+                    && by_sf.as_deref() == Some(link.cm_campaign_id.as_str())
+                {
+                    Ok(LinkOutcome::AlreadyLinked)
+                } else if by_cm.is_none() && by_sf.is_none() {
+                    // Cancelled for another reason (a concurrent transaction): let the caller retry.
+                    Err(backend("TransactWriteItems", error))
+                } else {
+                    Err(link_conflict(link, by_cm, by_sf))
+                }
+            }
+            Err(error) => Err(backend("TransactWriteItems", error)),
+        }
+    }
+
+    async fn link(&self, cm_campaign_id: &str) -> Result<Option<LinkRecord>, StoreError> {
+        self.get("LINKS", cm_campaign_id)
+            .await?
+            .as_ref()
+            .map(link_from)
+            .transpose()
+    }
+
+    async fn cm_campaign_for(&self, sf_campaign_id: &str) -> Result<Option<String>, StoreError> {
+        self.get("SFLINKS", sf_campaign_id)
+            .await?
+            .map(|item| Reader::new(&item).string("cm_campaign_id"))
+            .transpose()
+    }
+
+    async fn links(&self) -> Result<Vec<LinkRecord>, StoreError> {
+        self.query_partition("LINKS", false, None)
+            .await?
+            .iter()
+            .map(link_from)
+            .collect()
+    }
+
+    async fn delete_link(&self, cm_campaign_id: &str) -> Result<(), StoreError> {
+        let Some(link) = self.link(cm_campaign_id).await? else {
+            return Ok(());
+        };
+        let delete = |pk: &str, sk: &str| {
+            Delete::builder()
+                .table_name(&self.table)
+                .key("pk", s(pk))
+                .key("sk", s(sk))
+                .build()
+                .map_err(build_error)
+        };
+        self.client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .delete(delete("LINKS", cm_campaign_id)?)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .delete(delete("SFLINKS", &link.sf_campaign_id)?)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| backend("TransactWriteItems", e))?;
+        Ok(())
+    }
+}
+
+impl WatermarkStore for DynamoStore {
+    async fn watermark(&self, scope: &str, stream: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.get(&format!("WATERMARK#{scope}"), stream)
+            .await?
+            .map(|item| Reader::new(&item).millis("at_ms"))
+            .transpose()
+    }
+
+    async fn watermarks(&self, scope: &str) -> Result<BTreeMap<String, DateTime<Utc>>, StoreError> {
+        self.query_partition(&format!("WATERMARK#{scope}"), false, None)
+            .await?
+            .iter()
+            .map(|item| {
+                let reader = Reader::new(item);
+                Ok((reader.string("sk")?, reader.millis("at_ms")?))
+            })
+            .collect()
+    }
+
+    async fn advance_watermark(&self, scope: &str, stream: &str, to: DateTime<Utc>) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("WATERMARK#{scope}")))
+            .item("sk", s(stream))
+            .item("at_ms", n(to.timestamp_millis()))
+            .item("updated_at", s(rfc3339(Utc::now())))
+            .condition_expression("attribute_not_exists(pk) OR at_ms < :to")
+            .expression_attribute_values(":to", n(to.timestamp_millis()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_condition_failure(&error) => Ok(false),
+            Err(error) => Err(backend("PutItem", error)),
+        }
+    }
+}
+
+fn event_state_attributes(state: &EventState) -> (String, String) {
+    match state {
+        EventState::Received => ("received".into(), String::new()),
+        EventState::Applied { outcome } => ("applied".into(), outcome.clone()),
+        EventState::Failed { reason } => ("failed".into(), reason.clone()),
+    }
+}
+
+impl WebhookEventStore for DynamoStore {
+    async fn record_webhook_event(&self, event: &WebhookEventRecord) -> Result<Recorded, StoreError> {
+        let (state, reason) = event_state_attributes(&event.state);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("WEBHOOK#{}", event.dedupe_key)))
+            .item("sk", s("EVENT"))
+            .item("list_id", s(&event.list_id))
+            .item("payload", s(to_json(&event.payload)?))
+            .item("received_at", s(rfc3339(event.received_at)))
+            .item("expires_at", n(event.expires_at.timestamp()))
+            .item("state", s(state))
+            .item("reason", s(reason))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Recorded::New),
+            Err(error) if is_condition_failure(&error) => Ok(Recorded::Duplicate),
+            Err(error) => Err(backend("PutItem", error)),
+        }
+    }
+
+    async fn webhook_event(&self, dedupe_key: &str) -> Result<Option<WebhookEventRecord>, StoreError> {
+        let Some(item) = self.get(&format!("WEBHOOK#{dedupe_key}"), "EVENT").await? else {
+            return Ok(None);
+        };
+        let reader = Reader::new(&item);
+        let reason = reader.opt_string("reason").unwrap_or_default();
+        let state = match reader.string("state")?.as_str() {
+            "received" => EventState::Received,
+            "applied" => EventState::Applied { outcome: reason },
+            "failed" => EventState::Failed { reason },
+            other => return Err(reader.corrupt(format!("unknown state `{other}`"))),
+        };
+        let expires = reader.number("expires_at")?;
+        Ok(Some(WebhookEventRecord {
+            dedupe_key: dedupe_key.to_owned(),
+            list_id: reader.string("list_id")?,
+            payload: reader.json("payload")?,
+            received_at: reader.time("received_at")?,
+            expires_at: Utc
+                .timestamp_opt(expires, 0)
+                .single()
+                .ok_or_else(|| reader.corrupt("bad expires_at".into()))?,
+            state,
+        }))
+    }
+
+    async fn set_webhook_event_state(&self, dedupe_key: &str, state: &EventState) -> Result<(), StoreError> {
+        let (state, reason) = event_state_attributes(state);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("WEBHOOK#{dedupe_key}")))
+            .key("sk", s("EVENT"))
+            .update_expression("SET #state = :state, reason = :reason")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":state", s(state))
+            .expression_attribute_values(":reason", s(reason))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_condition_failure(&error) => Err(StoreError::Corrupt {
+                key: format!("WEBHOOK#{dedupe_key}"),
+                reason: "no such event recorded".into(),
+            }),
+            Err(error) => Err(backend("UpdateItem", error)),
+        }
+    }
+}
+
+fn run_status_name(status: RunStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn run_from(item: &Item) -> Result<RunRecord, StoreError> {
+    let reader = Reader::new(item);
+    let status = reader.string("status")?;
+    Ok(RunRecord {
+        run_id: reader.string("sk")?,
+        scope: reader.string("scope")?,
+        started_at: reader.time("started_at")?,
+        ended_at: reader
+            .opt_string("ended_at")
+            .map(|_| reader.time("ended_at"))
+            .transpose()?,
+        status: serde_json::from_value(serde_json::Value::String(status.clone()))
+            .map_err(|_| reader.corrupt(format!("unknown status `{status}`")))?,
+        counts: reader.json("counts")?,
+        failure_count: u64::try_from(reader.number("failure_count")?).unwrap_or(0),
+    })
+}
+
+impl RunStore for DynamoStore {
+    async fn start_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s("RUNS"))
+            .item("sk", s(&run.run_id))
+            .item("scope", s(&run.scope))
+            .item("started_at", s(rfc3339(run.started_at)))
+            .item("status", s(run_status_name(run.status)))
+            .item("counts", s(to_json(&run.counts)?))
+            .item("failure_count", n(run.failure_count))
+            .condition_expression("attribute_not_exists(pk)");
+        if let Some(ended) = run.ended_at {
+            request = request.item("ended_at", s(rfc3339(ended)));
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(error) if is_condition_failure(&error) => Err(StoreError::Corrupt {
+                key: format!("RUNS/{}", run.run_id),
+                reason: "run id already used".into(),
+            }),
+            Err(error) => Err(backend("PutItem", error)),
+        }
+    }
+
+    async fn finish_run(
+        &self,
+        run_id: &str,
+        ended_at: DateTime<Utc>,
+        status: RunStatus,
+        counts: &BTreeMap<String, u64>,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("RUNS"))
+            .key("sk", s(run_id))
+            .update_expression("SET ended_at = :ended, #status = :status, counts = :counts")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":ended", s(rfc3339(ended_at)))
+            .expression_attribute_values(":status", s(run_status_name(status)))
+            .expression_attribute_values(":counts", s(to_json(counts)?))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_condition_failure(&error) => Err(StoreError::Corrupt {
+                key: format!("RUNS/{run_id}"),
+                reason: "no such run".into(),
+            }),
+            Err(error) => Err(backend("UpdateItem", error)),
+        }
+    }
+
+    async fn add_run_failures(&self, run_id: &str, failures: &[RunFailure]) -> Result<(), StoreError> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        // Sort keys stay unique across calls: the call's time in nanoseconds, then the index.
+        let batch = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let mut requests = Vec::with_capacity(failures.len());
+        for (index, failure) in failures.iter().enumerate() {
+            let mut put = PutRequest::builder()
+                .item("pk", s(format!("RUN#{run_id}")))
+                .item("sk", s(format!("FAILURE#{batch:020}#{index:06}")))
+                .item("record", s(&failure.record))
+                .item("reason", s(&failure.reason));
+            if let Some(code) = &failure.code {
+                put = put.item("code", s(code));
+            }
+            requests.push(
+                WriteRequest::builder()
+                    .put_request(put.build().map_err(build_error)?)
+                    .build(),
+            );
+        }
+        self.batch_write(requests).await?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("RUNS"))
+            .key("sk", s(run_id))
+            .update_expression("ADD failure_count :n")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":n", n(failures.len()))
+            .send()
+            .await
+            .map_err(|e| backend("UpdateItem", e))?;
+        Ok(())
+    }
+
+    async fn recent_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        self.query_partition("RUNS", true, Some(limit))
+            .await?
+            .iter()
+            .map(run_from)
+            .collect()
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<(RunRecord, Vec<RunFailure>)>, StoreError> {
+        let Some(item) = self.get("RUNS", run_id).await? else {
+            return Ok(None);
+        };
+        let run = run_from(&item)?;
+        let failures = self
+            .query_partition(&format!("RUN#{run_id}"), false, None)
+            .await?
+            .iter()
+            .map(|item| {
+                let reader = Reader::new(item);
+                Ok(RunFailure {
+                    record: reader.string("record")?,
+                    reason: reader.string("reason")?,
+                    code: reader.opt_string("code"),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((run, failures)))
+    }
+}
+
+impl LeaseStore for DynamoStore {
+    async fn acquire_lease(
+        &self,
+        scope: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Lease>, StoreError> {
+        let until = truncate_to_millis(until);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("LEASE#{scope}")))
+            .item("sk", s("LEASE"))
+            .item("owner", s(owner))
+            .item("lease_until_ms", n(until.timestamp_millis()))
+            // TTL only cleans up; expiry is decided by `lease_until_ms` (TTL deletion is lazy).
+            .item("expires_at", n((until + ChronoDuration::days(1)).timestamp()))
+            .condition_expression("attribute_not_exists(pk) OR lease_until_ms < :now OR #owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Some(Lease {
+                scope: scope.to_owned(),
+                owner: owner.to_owned(),
+                until,
+            })),
+            Err(error) if is_condition_failure(&error) => Ok(None),
+            Err(error) => Err(backend("PutItem", error)),
+        }
+    }
+
+    async fn release_lease(&self, scope: &str, owner: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("LEASE#{scope}")))
+            .key("sk", s("LEASE"))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_condition_failure(&error) => Ok(()),
+            Err(error) => Err(backend("DeleteItem", error)),
+        }
+    }
+}
+
+impl RetryQueue for DynamoStore {
+    async fn enqueue_failed(&self, records: &[FailedRecord]) -> Result<(), StoreError> {
+        let mut requests = Vec::with_capacity(records.len());
+        for record in records {
+            let put = PutRequest::builder()
+                .item("pk", s(format!("RETRY#{}", record.scope)))
+                .item("sk", s(&record.key))
+                .item("payload", s(to_json(&record.payload)?))
+                .item("reason", s(&record.reason))
+                .item("attempts", n(record.attempts))
+                .item("first_failed_at", s(rfc3339(record.first_failed_at)))
+                .item(
+                    "expires_at",
+                    n((record.first_failed_at + ChronoDuration::days(FAILED_RECORD_TTL_DAYS)).timestamp()),
+                )
+                .build()
+                .map_err(build_error)?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        self.batch_write(requests).await
+    }
+
+    async fn failed_records(&self, scope: &str, limit: usize) -> Result<Vec<FailedRecord>, StoreError> {
+        self.query_partition(&format!("RETRY#{scope}"), false, Some(limit))
+            .await?
+            .iter()
+            .map(|item| {
+                let reader = Reader::new(item);
+                Ok(FailedRecord {
+                    scope: scope.to_owned(),
+                    key: reader.string("sk")?,
+                    payload: reader.json("payload")?,
+                    reason: reader.string("reason")?,
+                    attempts: u32::try_from(reader.number("attempts")?).unwrap_or(u32::MAX),
+                    first_failed_at: reader.time("first_failed_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn remove_failed(&self, scope: &str, keys: &[String]) -> Result<(), StoreError> {
+        let mut requests = Vec::with_capacity(keys.len());
+        for key in keys {
+            let delete = DeleteRequest::builder()
+                .key("pk", s(format!("RETRY#{scope}")))
+                .key("sk", s(key))
+                .build()
+                .map_err(build_error)?;
+            requests.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        self.batch_write(requests).await
+    }
+}

@@ -1,0 +1,385 @@
+//! The product's state in one DynamoDB table (PRODUCT.md §6), behind narrow store traits.
+//!
+//! Two implementations of every trait: [`dynamo::DynamoStore`] (the real one) and
+//! [`memory::MemoryStore`] (for fast handler tests). One conformance suite
+//! (`tests/conformance`) runs against both, so they cannot drift apart.
+//!
+//! # Single-table design
+//!
+//! Key schema: partition key `pk` (S), sort key `sk` (S). TTL attribute: `expires_at` (N, epoch
+//! seconds). Billing: on demand. No secondary index: every access pattern below is a `GetItem` or
+//! a `Query` on one partition.
+//!
+//! | item | `pk` | `sk` | other attributes | access patterns |
+//! |---|---|---|---|---|
+//! | settings | `SETTINGS` | `CURRENT` | `doc` (S, JSON), `version` (N), `updated_at` (S) | get; put if `version` matches (optimistic locking) |
+//! | link | `LINKS` | `<cm campaign id>` | `sf_campaign_id`, `origin`, `linked_at` | get by CM id; list all (query `LINKS`) |
+//! | reverse link | `SFLINKS` | `<sf campaign id>` | `cm_campaign_id` | get by SF id; written in one transaction with the link, so one SF Campaign never links two CM campaigns |
+//! | watermark | `WATERMARK#<scope>` | `<stream>` (`Opened`, `Clicked`, …, `discovery`) | `at_ms` (N), `updated_at` | get; list a scope; advance only forwards (condition `at_ms < :new`) |
+//! | webhook event | `WEBHOOK#<dedupe key>` | `EVENT` | `list_id`, `payload` (S, JSON), `state`, `reason`, `received_at`, `expires_at` (TTL) | put if absent (dedupe); get; set state |
+//! | run | `RUNS` | `<run id>` (time-ordered) | `scope`, `started_at`, `ended_at`, `status`, `counts` (S, JSON), `failure_count` | put if absent; update at the end; newest N (query descending) |
+//! | run failure | `RUN#<run id>` | `FAILURE#<seq>` | `record`, `reason`, `code` | batch-written 25 at a time; query a run |
+//! | lease | `LEASE#<scope>` | `LEASE` | `owner`, `lease_until_ms` (N), `expires_at` (TTL, cleanup only) | take if absent, expired or ours; release if ours |
+//! | failed record | `RETRY#<scope>` | `<record key>` | `payload` (S, JSON), `reason`, `attempts`, `first_failed_at`, `expires_at` (TTL) | batch put/delete; query a scope |
+//!
+//! Every write that must not happen twice is conditional; races are settled by DynamoDB, not by
+//! a read before the write.
+
+pub mod dynamo;
+pub mod memory;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use mapping::Settings;
+use mapping::autocreate::LinkOrigin;
+use serde::{Deserialize, Serialize};
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Someone else changed the settings since they were read.
+    #[error(
+        "the settings were changed by someone else (expected version {expected:?}, found {found:?}); reload and apply again"
+    )]
+    VersionConflict {
+        /// The version the caller read (`None`: expected no settings yet).
+        expected: Option<u64>,
+        /// The version stored now.
+        found: Option<u64>,
+    },
+    /// The CM or SF campaign is linked to something else already.
+    #[error("cannot link CM campaign {cm_campaign_id} to SF Campaign {sf_campaign_id}: {existing}")]
+    LinkConflict {
+        /// The CM campaign.
+        cm_campaign_id: String,
+        /// The SF Campaign.
+        sf_campaign_id: String,
+        /// What exists.
+        existing: String,
+    },
+    /// A stored item does not read back (edited by hand, or written by a newer version).
+    #[error("stored item {key} is unreadable: {reason}")]
+    Corrupt {
+        /// `pk`/`sk` of the item.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// DynamoDB refused or could not be reached.
+    #[error("DynamoDB {operation} failed: {message}")]
+    Backend {
+        /// The API operation.
+        operation: &'static str,
+        /// The SDK's error, with its context.
+        message: String,
+        /// A later attempt may succeed (throttling, 5xx, network).
+        retryable: bool,
+    },
+}
+
+impl StoreError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Backend { retryable: true, .. })
+    }
+}
+
+/// The stored settings with their version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionedSettings {
+    /// The document.
+    pub settings: Settings,
+    /// Its version: 1 for the first save, +1 for every save after.
+    pub version: u64,
+    /// When it was saved.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The settings document, versioned.
+pub trait SettingsStore: Send + Sync {
+    /// The stored settings, if any (validated on the way out).
+    fn load_settings(&self) -> impl Future<Output = Result<Option<VersionedSettings>, StoreError>> + Send;
+    /// Saves `settings` if the stored version is still `expected_version` (`None`: nothing stored
+    /// yet). Returns the new version.
+    fn save_settings(
+        &self,
+        settings: &Settings,
+        expected_version: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// A CM campaign ↔ SF Campaign link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    /// CM CampaignID.
+    pub cm_campaign_id: String,
+    /// SF Campaign Id.
+    pub sf_campaign_id: String,
+    /// How it was made.
+    pub origin: LinkOrigin,
+    /// When.
+    pub linked_at: DateTime<Utc>,
+}
+
+/// What `put_link` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkOutcome {
+    /// The link is new.
+    Created,
+    /// The same link existed already (a retry or a race): nothing changed.
+    AlreadyLinked,
+}
+
+/// Campaign links.
+pub trait LinkStore: Send + Sync {
+    /// Stores a link; refuses if either side is linked to something else.
+    fn put_link(&self, link: &LinkRecord) -> impl Future<Output = Result<LinkOutcome, StoreError>> + Send;
+    /// The link of a CM campaign.
+    fn link(&self, cm_campaign_id: &str) -> impl Future<Output = Result<Option<LinkRecord>, StoreError>> + Send;
+    /// The CM campaign linked to an SF Campaign.
+    fn cm_campaign_for(&self, sf_campaign_id: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// Every link.
+    fn links(&self) -> impl Future<Output = Result<Vec<LinkRecord>, StoreError>> + Send;
+    /// Removes a link (both directions); absent is fine.
+    fn delete_link(&self, cm_campaign_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Watermarks: how far each stream of a scope has been applied.
+pub trait WatermarkStore: Send + Sync {
+    /// The watermark of one stream (`scope`: a CM campaign id or `discovery:<client>`).
+    fn watermark(
+        &self,
+        scope: &str,
+        stream: &str,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+    /// Every stream's watermark in a scope.
+    fn watermarks(
+        &self,
+        scope: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, DateTime<Utc>>, StoreError>> + Send;
+    /// Moves a watermark forward to `to`. Returns `false` (and changes nothing) if it already is
+    /// at or past `to`: a watermark never moves backwards. Call only after the work below `to`
+    /// is applied.
+    fn advance_watermark(
+        &self,
+        scope: &str,
+        stream: &str,
+        to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Processing state of a recorded webhook event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum EventState {
+    /// Recorded, not yet applied.
+    Received,
+    /// Applied to SF.
+    Applied {
+        /// What was done, for admins.
+        outcome: String,
+    },
+    /// Failed for good.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A CM webhook event as recorded by the intake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEventRecord {
+    /// Dedupe key (list, type, email, date, state).
+    pub dedupe_key: String,
+    /// The CM list.
+    pub list_id: String,
+    /// The event as CM sent it (normalised).
+    pub payload: serde_json::Value,
+    /// When the intake received it.
+    pub received_at: DateTime<Utc>,
+    /// When DynamoDB may delete it (TTL).
+    pub expires_at: DateTime<Utc>,
+    /// Processing state.
+    pub state: EventState,
+}
+
+/// What `record_webhook_event` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// New: publish it.
+    New,
+    /// Seen before (a redelivery): nothing changed.
+    Duplicate,
+}
+
+/// Webhook events, deduplicated.
+pub trait WebhookEventStore: Send + Sync {
+    /// Records an event unless its dedupe key is known.
+    fn record_webhook_event(
+        &self,
+        event: &WebhookEventRecord,
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+    /// A recorded event.
+    fn webhook_event(
+        &self,
+        dedupe_key: &str,
+    ) -> impl Future<Output = Result<Option<WebhookEventRecord>, StoreError>> + Send;
+    /// Sets an event's processing state.
+    fn set_webhook_event_state(
+        &self,
+        dedupe_key: &str,
+        state: &EventState,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Still running (or cut off without finishing).
+    Running,
+    /// Everything applied.
+    Succeeded,
+    /// Finished, with per-record failures.
+    CompletedWithFailures,
+    /// Stopped by an error.
+    Failed,
+    /// Stopped early and continued in another invocation.
+    Continued,
+}
+
+/// A sync run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Time-ordered id (see [`new_run_id`]).
+    pub run_id: String,
+    /// What it covers: `all`, a CM campaign id, `webhook`, ...
+    pub scope: String,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// End.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Status.
+    pub status: RunStatus,
+    /// Counters (members updated, SF calls, ...).
+    pub counts: BTreeMap<String, u64>,
+    /// Number of per-record failures stored with the run.
+    pub failure_count: u64,
+}
+
+/// A record that failed or was skipped in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFailure {
+    /// The record (member id, redacted email, field, ...).
+    pub record: String,
+    /// Why.
+    pub reason: String,
+    /// SF or CM error code, when there is one.
+    pub code: Option<String>,
+}
+
+/// A time-ordered run id: `20261127T110055Z-<8 hex>`, so ids sort by start time.
+pub fn new_run_id(now: DateTime<Utc>, random: u32) -> String {
+    format!("{}-{random:08x}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// Run records.
+pub trait RunStore: Send + Sync {
+    /// Records the start of a run (the id must be new).
+    fn start_run(&self, run: &RunRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records the end of a run.
+    fn finish_run(
+        &self,
+        run_id: &str,
+        ended_at: DateTime<Utc>,
+        status: RunStatus,
+        counts: &BTreeMap<String, u64>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Adds per-record failures to a run (in batches of 25).
+    fn add_run_failures(
+        &self,
+        run_id: &str,
+        failures: &[RunFailure],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The newest runs first.
+    fn recent_runs(&self, limit: usize) -> impl Future<Output = Result<Vec<RunRecord>, StoreError>> + Send;
+    /// One run with its failures.
+    fn run(
+        &self,
+        run_id: &str,
+    ) -> impl Future<Output = Result<Option<(RunRecord, Vec<RunFailure>)>, StoreError>> + Send;
+}
+
+/// A lease on a scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The scope.
+    pub scope: String,
+    /// Who holds it.
+    pub owner: String,
+    /// Until when.
+    pub until: DateTime<Utc>,
+}
+
+/// Leases: at most one holder per scope; an expired lease can be taken over.
+pub trait LeaseStore: Send + Sync {
+    /// Takes (or renews, if `owner` holds it) the lease until `until`; `None` if someone else
+    /// holds an unexpired lease.
+    fn acquire_lease(
+        &self,
+        scope: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
+    /// Releases the lease if `owner` holds it; otherwise does nothing.
+    fn release_lease(&self, scope: &str, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A record that failed in a run, kept to retry on the next run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedRecord {
+    /// The scope (CM campaign id).
+    pub scope: String,
+    /// The record's key within the scope (e.g. a member id).
+    pub key: String,
+    /// What to retry.
+    pub payload: serde_json::Value,
+    /// The last failure.
+    pub reason: String,
+    /// How many times it failed.
+    pub attempts: u32,
+    /// When it first failed.
+    pub first_failed_at: DateTime<Utc>,
+}
+
+/// The queue of failed records.
+pub trait RetryQueue: Send + Sync {
+    /// Adds or replaces failed records (batches of 25).
+    fn enqueue_failed(&self, records: &[FailedRecord]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Up to `limit` failed records of a scope.
+    fn failed_records(
+        &self,
+        scope: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<FailedRecord>, StoreError>> + Send;
+    /// Removes records (after a successful retry).
+    fn remove_failed(&self, scope: &str, keys: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Everything the functions need of the state table.
+pub trait Store:
+    SettingsStore + LinkStore + WatermarkStore + WebhookEventStore + RunStore + LeaseStore + RetryQueue
+{
+}
+
+impl<T> Store for T where
+    T: SettingsStore + LinkStore + WatermarkStore + WebhookEventStore + RunStore + LeaseStore + RetryQueue
+{
+}
+
+/// How long failed records stay queued before DynamoDB drops them.
+pub const FAILED_RECORD_TTL_DAYS: i64 = 14;

@@ -1,0 +1,316 @@
+//! An in-memory store with the same semantics as [`crate::dynamo::DynamoStore`], for fast
+//! handler tests. The conformance suite proves the two agree.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use mapping::Settings;
+
+use crate::{
+    EventState, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, Recorded, RetryQueue, RunFailure,
+    RunRecord, RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore, WebhookEventRecord,
+    WebhookEventStore,
+};
+
+#[derive(Debug, Default)]
+struct Tables {
+    settings: Option<VersionedSettings>,
+    links: BTreeMap<String, LinkRecord>,
+    sf_links: BTreeMap<String, String>,
+    watermarks: BTreeMap<(String, String), DateTime<Utc>>,
+    events: BTreeMap<String, WebhookEventRecord>,
+    runs: BTreeMap<String, RunRecord>,
+    failures: BTreeMap<String, Vec<RunFailure>>,
+    leases: BTreeMap<String, Lease>,
+    retry: BTreeMap<(String, String), FailedRecord>,
+}
+
+/// The in-memory store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn tables(&self) -> Result<MutexGuard<'_, Tables>, StoreError> {
+        self.tables.lock().map_err(|_| StoreError::Backend {
+            operation: "memory",
+            message: "a test thread panicked while holding the store".into(),
+            retryable: false,
+        })
+    }
+}
+
+impl SettingsStore for MemoryStore {
+    async fn load_settings(&self) -> Result<Option<VersionedSettings>, StoreError> {
+        Ok(self.tables()?.settings.clone())
+    }
+
+    async fn save_settings(
+        &self,
+        settings: &Settings,
+        expected_version: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tables = self.tables()?;
+        let found = tables.settings.as_ref().map(|s| s.version);
+        if found != expected_version {
+            return Err(StoreError::VersionConflict {
+                expected: expected_version,
+                found,
+            });
+        }
+        let version = found.unwrap_or(0) + 1;
+        tables.settings = Some(VersionedSettings {
+            settings: settings.clone(),
+            version,
+            updated_at: now,
+        });
+        Ok(version)
+    }
+}
+
+impl LinkStore for MemoryStore {
+    async fn put_link(&self, link: &LinkRecord) -> Result<LinkOutcome, StoreError> {
+        let mut tables = self.tables()?;
+        let by_cm = tables.links.get(&link.cm_campaign_id).map(|l| l.sf_campaign_id.clone());
+        let by_sf = tables.sf_links.get(&link.sf_campaign_id).cloned();
+        match (by_cm, by_sf) {
+            (None, None) => {
+                tables.links.insert(link.cm_campaign_id.clone(), link.clone());
+                tables
+                    .sf_links
+                    .insert(link.sf_campaign_id.clone(), link.cm_campaign_id.clone());
+                Ok(LinkOutcome::Created)
+            }
+            (Some(sf), Some(cm)) if sf == link.sf_campaign_id && cm == link.cm_campaign_id => {
+                Ok(LinkOutcome::AlreadyLinked)
+            }
+            (by_cm, by_sf) => Err(link_conflict(link, by_cm, by_sf)),
+        }
+    }
+
+    async fn link(&self, cm_campaign_id: &str) -> Result<Option<LinkRecord>, StoreError> {
+        Ok(self.tables()?.links.get(cm_campaign_id).cloned())
+    }
+
+    async fn cm_campaign_for(&self, sf_campaign_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.tables()?.sf_links.get(sf_campaign_id).cloned())
+    }
+
+    async fn links(&self) -> Result<Vec<LinkRecord>, StoreError> {
+        Ok(self.tables()?.links.values().cloned().collect())
+    }
+
+    async fn delete_link(&self, cm_campaign_id: &str) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        if let Some(link) = tables.links.remove(cm_campaign_id) {
+            tables.sf_links.remove(&link.sf_campaign_id);
+        }
+        Ok(())
+    }
+}
+
+/// The conflict error both stores report.
+pub(crate) fn link_conflict(link: &LinkRecord, by_cm: Option<String>, by_sf: Option<String>) -> StoreError {
+    let existing = match (by_cm, by_sf) {
+        (Some(sf), _) if sf != link.sf_campaign_id => format!("the CM campaign is linked to SF Campaign {sf}"),
+        (_, Some(cm)) => format!("the SF Campaign is linked to CM campaign {cm}"),
+        _ => "a half-written link exists; unlink and link again".to_owned(),
+    };
+    StoreError::LinkConflict {
+        cm_campaign_id: link.cm_campaign_id.clone(),
+        sf_campaign_id: link.sf_campaign_id.clone(),
+        existing,
+    }
+}
+
+impl WatermarkStore for MemoryStore {
+    async fn watermark(&self, scope: &str, stream: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self
+            .tables()?
+            .watermarks
+            .get(&(scope.to_owned(), stream.to_owned()))
+            .copied())
+    }
+
+    async fn watermarks(&self, scope: &str) -> Result<BTreeMap<String, DateTime<Utc>>, StoreError> {
+        Ok(self
+            .tables()?
+            .watermarks
+            .iter()
+            .filter(|((s, _), _)| s == scope)
+            .map(|((_, stream), at)| (stream.clone(), *at))
+            .collect())
+    }
+
+    async fn advance_watermark(&self, scope: &str, stream: &str, to: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tables = self.tables()?;
+        let key = (scope.to_owned(), stream.to_owned());
+        // Millisecond precision, as stored in DynamoDB.
+        let to = crate::dynamo::truncate_to_millis(to);
+        match tables.watermarks.get(&key) {
+            Some(current) if *current >= to => Ok(false),
+            _ => {
+                tables.watermarks.insert(key, to);
+                Ok(true)
+            }
+        }
+    }
+}
+
+impl WebhookEventStore for MemoryStore {
+    async fn record_webhook_event(&self, event: &WebhookEventRecord) -> Result<Recorded, StoreError> {
+        let mut tables = self.tables()?;
+        if tables.events.contains_key(&event.dedupe_key) {
+            return Ok(Recorded::Duplicate);
+        }
+        tables.events.insert(event.dedupe_key.clone(), event.clone());
+        Ok(Recorded::New)
+    }
+
+    async fn webhook_event(&self, dedupe_key: &str) -> Result<Option<WebhookEventRecord>, StoreError> {
+        Ok(self.tables()?.events.get(dedupe_key).cloned())
+    }
+
+    async fn set_webhook_event_state(&self, dedupe_key: &str, state: &EventState) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        match tables.events.get_mut(dedupe_key) {
+            Some(event) => {
+                event.state = state.clone();
+                Ok(())
+            }
+            None => Err(StoreError::Corrupt {
+                key: format!("WEBHOOK#{dedupe_key}"),
+                reason: "no such event recorded".into(),
+            }),
+        }
+    }
+}
+
+impl RunStore for MemoryStore {
+    async fn start_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        if tables.runs.contains_key(&run.run_id) {
+            return Err(StoreError::Corrupt {
+                key: format!("RUNS/{}", run.run_id),
+                reason: "run id already used".into(),
+            });
+        }
+        tables.runs.insert(run.run_id.clone(), run.clone());
+        Ok(())
+    }
+
+    async fn finish_run(
+        &self,
+        run_id: &str,
+        ended_at: DateTime<Utc>,
+        status: RunStatus,
+        counts: &BTreeMap<String, u64>,
+    ) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        let run = tables.runs.get_mut(run_id).ok_or_else(|| StoreError::Corrupt {
+            key: format!("RUNS/{run_id}"),
+            reason: "no such run".into(),
+        })?;
+        run.ended_at = Some(ended_at);
+        run.status = status;
+        run.counts = counts.clone();
+        Ok(())
+    }
+
+    async fn add_run_failures(&self, run_id: &str, failures: &[RunFailure]) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        tables
+            .failures
+            .entry(run_id.to_owned())
+            .or_default()
+            .extend(failures.iter().cloned());
+        if let Some(run) = tables.runs.get_mut(run_id) {
+            run.failure_count += failures.len() as u64;
+        }
+        Ok(())
+    }
+
+    async fn recent_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        Ok(self.tables()?.runs.values().rev().take(limit).cloned().collect())
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<(RunRecord, Vec<RunFailure>)>, StoreError> {
+        let tables = self.tables()?;
+        Ok(tables
+            .runs
+            .get(run_id)
+            .map(|run| (run.clone(), tables.failures.get(run_id).cloned().unwrap_or_default())))
+    }
+}
+
+impl LeaseStore for MemoryStore {
+    async fn acquire_lease(
+        &self,
+        scope: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<Lease>, StoreError> {
+        let mut tables = self.tables()?;
+        let until = crate::dynamo::truncate_to_millis(until);
+        match tables.leases.get(scope) {
+            Some(held) if held.owner != owner && held.until >= now => Ok(None),
+            _ => {
+                let lease = Lease {
+                    scope: scope.to_owned(),
+                    owner: owner.to_owned(),
+                    until,
+                };
+                tables.leases.insert(scope.to_owned(), lease.clone());
+                Ok(Some(lease))
+            }
+        }
+    }
+
+    async fn release_lease(&self, scope: &str, owner: &str) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        if tables.leases.get(scope).is_some_and(|held| held.owner == owner) {
+            tables.leases.remove(scope);
+        }
+        Ok(())
+    }
+}
+
+impl RetryQueue for MemoryStore {
+    async fn enqueue_failed(&self, records: &[FailedRecord]) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        for record in records {
+            tables
+                .retry
+                .insert((record.scope.clone(), record.key.clone()), record.clone());
+        }
+        Ok(())
+    }
+
+    async fn failed_records(&self, scope: &str, limit: usize) -> Result<Vec<FailedRecord>, StoreError> {
+        Ok(self
+            .tables()?
+            .retry
+            .values()
+            .filter(|r| r.scope == scope)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn remove_failed(&self, scope: &str, keys: &[String]) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        for key in keys {
+            tables.retry.remove(&(scope.to_owned(), key.clone()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,359 @@
+//! One conformance suite for every store implementation: each case is a generic async function,
+//! and `conformance_suite!` turns the list into `#[tokio::test]`s for one implementation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use mapping::Settings;
+use mapping::autocreate::LinkOrigin;
+use state::{
+    EventState, FailedRecord, LinkOutcome, LinkRecord, Recorded, RunFailure, RunRecord, RunStatus, Store, StoreError,
+    WebhookEventRecord, new_run_id,
+};
+
+pub fn at(minute: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).single().unwrap() + Duration::minutes(minute)
+}
+
+fn settings() -> Settings {
+    Settings::new(vec!["0123456789abcdef0123456789abcdef".into()], mapping::Tz::UTC)
+}
+
+fn link(cm: &str, sf: &str) -> LinkRecord {
+    LinkRecord {
+        cm_campaign_id: cm.into(),
+        sf_campaign_id: sf.into(),
+        origin: LinkOrigin::AutoCreated,
+        linked_at: at(0),
+    }
+}
+
+pub async fn settings_are_versioned<S: Store>(store: Arc<S>) {
+    assert!(store.load_settings().await.unwrap().is_none());
+    assert_eq!(store.save_settings(&settings(), None, at(0)).await.unwrap(), 1);
+    let loaded = store.load_settings().await.unwrap().unwrap();
+    assert_eq!(
+        (loaded.settings, loaded.version, loaded.updated_at),
+        (settings(), 1, at(0))
+    );
+
+    // A second "first save" and a stale version are both refused, naming what is stored.
+    let conflict = store.save_settings(&settings(), None, at(1)).await.unwrap_err();
+    assert!(
+        matches!(
+            conflict,
+            StoreError::VersionConflict {
+                expected: None,
+                found: Some(1)
+            }
+        ),
+        "{conflict:?}"
+    );
+    let mut changed = settings();
+    changed.record_bounces = false;
+    assert_eq!(store.save_settings(&changed, Some(1), at(2)).await.unwrap(), 2);
+    let stale = store.save_settings(&settings(), Some(1), at(3)).await.unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            StoreError::VersionConflict {
+                expected: Some(1),
+                found: Some(2)
+            }
+        ),
+        "{stale:?}"
+    );
+    assert!(!store.load_settings().await.unwrap().unwrap().settings.record_bounces);
+}
+
+pub async fn concurrent_settings_writers_one_wins<S: Store + 'static>(store: Arc<S>) {
+    store.save_settings(&settings(), None, at(0)).await.unwrap();
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = settings();
+                mine.cm_lists = vec![format!("{i:032x}")];
+                store.save_settings(&mine, Some(1), at(i)).await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(version) => {
+                assert_eq!(version, 2);
+                wins += 1;
+            }
+            Err(StoreError::VersionConflict { .. }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+pub async fn links_are_one_to_one<S: Store + 'static>(store: Arc<S>) {
+    assert_eq!(
+        store.put_link(&link("cm1", "701A")).await.unwrap(),
+        LinkOutcome::Created
+    );
+    assert_eq!(
+        store.put_link(&link("cm1", "701A")).await.unwrap(),
+        LinkOutcome::AlreadyLinked
+    );
+    let other_sf = store.put_link(&link("cm1", "701B")).await.unwrap_err();
+    assert!(
+        other_sf.to_string().contains("linked to SF Campaign 701A"),
+        "{other_sf}"
+    );
+    let other_cm = store.put_link(&link("cm2", "701A")).await.unwrap_err();
+    assert!(other_cm.to_string().contains("linked to CM campaign cm1"), "{other_cm}");
+
+    assert_eq!(store.link("cm1").await.unwrap().unwrap().sf_campaign_id, "701A");
+    assert_eq!(store.cm_campaign_for("701A").await.unwrap().as_deref(), Some("cm1"));
+    assert_eq!(store.links().await.unwrap(), vec![link("cm1", "701A")]);
+
+    store.delete_link("cm1").await.unwrap();
+    store.delete_link("cm1").await.unwrap(); // absent is fine
+    assert!(store.link("cm1").await.unwrap().is_none());
+    assert!(store.cm_campaign_for("701A").await.unwrap().is_none());
+
+    // Two CM campaigns racing for one SF Campaign: exactly one link is made.
+    let racers: Vec<_> = ["cmX", "cmY", "cmZ"]
+        .into_iter()
+        .map(|cm| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put_link(&link(cm, "701R")).await })
+        })
+        .collect();
+    let mut created = 0;
+    for racer in racers {
+        if let Ok(LinkOutcome::Created) = racer.await.unwrap() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+    assert!(store.cm_campaign_for("701R").await.unwrap().is_some());
+}
+
+pub async fn watermarks_never_move_backwards<S: Store>(store: Arc<S>) {
+    assert!(store.watermark("cm1", "Opened").await.unwrap().is_none());
+    assert!(store.advance_watermark("cm1", "Opened", at(20)).await.unwrap());
+    assert!(
+        !store.advance_watermark("cm1", "Opened", at(10)).await.unwrap(),
+        "backwards"
+    );
+    assert!(
+        !store.advance_watermark("cm1", "Opened", at(20)).await.unwrap(),
+        "same place"
+    );
+    assert_eq!(store.watermark("cm1", "Opened").await.unwrap(), Some(at(20)));
+    assert!(store.advance_watermark("cm1", "Opened", at(21)).await.unwrap());
+    assert!(store.advance_watermark("cm1", "Clicked", at(5)).await.unwrap());
+    assert!(store.advance_watermark("cm2", "Opened", at(99)).await.unwrap());
+    let all = store.watermarks("cm1").await.unwrap();
+    assert_eq!(
+        all,
+        BTreeMap::from([("Clicked".to_owned(), at(5)), ("Opened".to_owned(), at(21))])
+    );
+}
+
+pub fn webhook_event(key: &str, name: &str) -> WebhookEventRecord {
+    WebhookEventRecord {
+        dedupe_key: key.into(),
+        list_id: "list-1".into(),
+        payload: serde_json::json!({"Type": "Deactivate", "State": "Unsubscribed", "Name": name}),
+        received_at: at(0),
+        expires_at: at(0) + Duration::days(30),
+        state: EventState::Received,
+    }
+}
+
+pub async fn duplicate_webhook_events_are_refused<S: Store>(store: Arc<S>) {
+    assert_eq!(
+        store.record_webhook_event(&webhook_event("k1", "first")).await.unwrap(),
+        Recorded::New
+    );
+    assert_eq!(
+        store
+            .record_webhook_event(&webhook_event("k1", "second"))
+            .await
+            .unwrap(),
+        Recorded::Duplicate
+    );
+    let stored = store.webhook_event("k1").await.unwrap().unwrap();
+    assert_eq!(stored, webhook_event("k1", "first"), "a duplicate must not overwrite");
+    assert_eq!(stored.expires_at, at(0) + Duration::days(30));
+
+    let applied = EventState::Applied {
+        outcome: "opted out 003A".into(),
+    };
+    store.set_webhook_event_state("k1", &applied).await.unwrap();
+    assert_eq!(store.webhook_event("k1").await.unwrap().unwrap().state, applied);
+    let failed = EventState::Failed {
+        reason: "no Lead/Contact has the email".into(),
+    };
+    store.set_webhook_event_state("k1", &failed).await.unwrap();
+    assert_eq!(store.webhook_event("k1").await.unwrap().unwrap().state, failed);
+    assert!(store.set_webhook_event_state("nope", &failed).await.is_err());
+    assert!(store.webhook_event("nope").await.unwrap().is_none());
+}
+
+pub async fn only_one_concurrent_lease_taker_wins<S: Store + 'static>(store: Arc<S>) {
+    let takers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.acquire_lease("all", &format!("owner-{i}"), at(0), at(5)).await })
+        })
+        .collect();
+    let mut winners = BTreeSet::new();
+    for taker in takers {
+        if let Some(lease) = taker.await.unwrap().unwrap() {
+            winners.insert(lease.owner);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+}
+
+pub async fn leases_expire_renew_and_release<S: Store>(store: Arc<S>) {
+    let held = store.acquire_lease("cm1", "a", at(0), at(5)).await.unwrap().unwrap();
+    assert_eq!(held.until, at(5));
+    assert!(
+        store.acquire_lease("cm1", "b", at(4), at(9)).await.unwrap().is_none(),
+        "held by a"
+    );
+    // The holder renews.
+    assert_eq!(
+        store
+            .acquire_lease("cm1", "a", at(4), at(9))
+            .await
+            .unwrap()
+            .unwrap()
+            .until,
+        at(9)
+    );
+    // After expiry (a crashed run), another takes over.
+    let taken = store.acquire_lease("cm1", "b", at(10), at(15)).await.unwrap().unwrap();
+    assert_eq!(taken.owner, "b");
+    // A stale owner's release changes nothing; the holder's release frees it.
+    store.release_lease("cm1", "a").await.unwrap();
+    assert!(store.acquire_lease("cm1", "c", at(11), at(16)).await.unwrap().is_none());
+    store.release_lease("cm1", "b").await.unwrap();
+    assert!(store.acquire_lease("cm1", "c", at(11), at(16)).await.unwrap().is_some());
+    // Scopes are independent.
+    assert!(store.acquire_lease("cm2", "d", at(11), at(16)).await.unwrap().is_some());
+}
+
+pub async fn runs_keep_counts_and_every_failure<S: Store>(store: Arc<S>) {
+    let first = RunRecord {
+        run_id: new_run_id(at(0), 1),
+        scope: "all".into(),
+        started_at: at(0),
+        ended_at: None,
+        status: RunStatus::Running,
+        counts: BTreeMap::new(),
+        failure_count: 0,
+    };
+    let second = RunRecord {
+        run_id: new_run_id(at(30), 2),
+        started_at: at(30),
+        ..first.clone()
+    };
+    store.start_run(&first).await.unwrap();
+    store.start_run(&second).await.unwrap();
+    assert!(store.start_run(&first).await.is_err(), "a run id is used once");
+
+    let failures: Vec<RunFailure> = (0..60)
+        .map(|i| RunFailure {
+            record: format!("00v{i:03}"),
+            reason: "UNABLE_TO_LOCK_ROW".into(),
+            code: Some("UNABLE_TO_LOCK_ROW".into()),
+        })
+        .collect();
+    store.add_run_failures(&first.run_id, &failures[..40]).await.unwrap();
+    store.add_run_failures(&first.run_id, &failures[40..]).await.unwrap();
+    let counts = BTreeMap::from([("members_updated".to_owned(), 940), ("sf_calls".to_owned(), 12)]);
+    store
+        .finish_run(&first.run_id, at(3), RunStatus::CompletedWithFailures, &counts)
+        .await
+        .unwrap();
+
+    let (run, stored_failures) = store.run(&first.run_id).await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::CompletedWithFailures);
+    assert_eq!(run.ended_at, Some(at(3)));
+    assert_eq!(run.counts, counts);
+    assert_eq!(run.failure_count, 60);
+    let mut records: Vec<String> = stored_failures.into_iter().map(|f| f.record).collect();
+    records.sort();
+    assert_eq!(records, failures.iter().map(|f| f.record.clone()).collect::<Vec<_>>());
+
+    let recent: Vec<String> = store
+        .recent_runs(1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(recent, vec![second.run_id.clone()], "newest first");
+    assert_eq!(store.recent_runs(10).await.unwrap().len(), 2);
+    assert!(store.run("20000101T000000Z-00000000").await.unwrap().is_none());
+}
+
+pub async fn failed_records_queue_and_drain<S: Store>(store: Arc<S>) {
+    let records: Vec<FailedRecord> = (0..30)
+        .map(|i| FailedRecord {
+            scope: "cm1".into(),
+            key: format!("00v{i:03}"),
+            payload: serde_json::json!({"Status": "Clicked"}),
+            reason: "UNABLE_TO_LOCK_ROW".into(),
+            attempts: 1,
+            first_failed_at: at(0),
+        })
+        .collect();
+    store.enqueue_failed(&records).await.unwrap();
+    assert_eq!(store.failed_records("cm1", 100).await.unwrap().len(), 30);
+    assert_eq!(store.failed_records("cm1", 7).await.unwrap().len(), 7);
+    assert!(store.failed_records("cm2", 100).await.unwrap().is_empty());
+
+    // Re-queueing replaces (attempts go up), never duplicates.
+    let again = FailedRecord {
+        attempts: 2,
+        ..records[0].clone()
+    };
+    store.enqueue_failed(std::slice::from_ref(&again)).await.unwrap();
+    let stored = store.failed_records("cm1", 100).await.unwrap();
+    assert_eq!(stored.len(), 30);
+    assert!(stored.contains(&again));
+
+    let done: Vec<String> = records[..10].iter().map(|r| r.key.clone()).collect();
+    store.remove_failed("cm1", &done).await.unwrap();
+    assert_eq!(store.failed_records("cm1", 100).await.unwrap().len(), 20);
+}
+
+/// Expands to one `#[tokio::test]` per case, each on a fresh store made by `$make` (an async
+/// block yielding a store).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            settings_are_versioned,
+            concurrent_settings_writers_one_wins,
+            links_are_one_to_one,
+            watermarks_never_move_backwards,
+            duplicate_webhook_events_are_refused,
+            only_one_concurrent_lease_taker_wins,
+            leases_expire_renew_and_release,
+            runs_keep_counts_and_every_failure,
+            failed_records_queue_and_drain);
+    };
+    (@cases $make:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store = std::sync::Arc::new($make.await);
+                conformance::$case(store).await;
+            }
+        )*
+    };
+}

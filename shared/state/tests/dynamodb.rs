@@ -1,0 +1,81 @@
+//! The conformance suite on DynamoDB, served by the moto emulator that `make test` starts
+//! (tests/support/with-moto.sh). Each test gets a table of its own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+mod conformance;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use state::WebhookEventStore;
+use state::dynamo::DynamoStore;
+
+async fn client() -> aws_sdk_dynamodb::Client {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL is not set: run these tests through `make test` (it starts the moto emulator)"
+    );
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_dynamodb::Client::new(&config)
+}
+
+async fn fresh_store() -> DynamoStore {
+    let client = client().await;
+    let table = format!("state-{}", uuid::Uuid::new_v4().simple());
+    DynamoStore::create_table(&client, &table).await.unwrap();
+    DynamoStore::new(client, table)
+}
+
+conformance_suite!(fresh_store());
+
+#[tokio::test]
+async fn webhook_events_carry_the_ttl_attribute_the_table_expires_on() {
+    let store = fresh_store().await;
+    store
+        .record_webhook_event(&conformance::webhook_event("k1", "x"))
+        .await
+        .unwrap();
+    let client = client().await;
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap();
+    let description = ttl.time_to_live_description().unwrap();
+    assert_eq!(description.attribute_name(), Some("expires_at"));
+
+    let item = client
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S("WEBHOOK#k1".into()))
+        .key("sk", AttributeValue::S("EVENT".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let expires: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    assert_eq!(expires, (conformance::at(0) + chrono::Duration::days(30)).timestamp());
+}
+
+#[tokio::test]
+async fn a_missing_table_is_a_clear_permanent_error() {
+    let store = DynamoStore::new(client().await, "no-such-table");
+    let error = store.webhook_event("k").await.unwrap_err();
+    assert!(error.to_string().contains("GetItem"), "{error}");
+    assert!(
+        !error.is_retryable(),
+        "a missing table is configuration, not a passing fault"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_a_retryable_error() {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url("http://127.0.0.1:9") // discard port: nothing listens
+        .load()
+        .await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), "t");
+    let error = store.webhook_event("k").await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+}
