@@ -25,7 +25,9 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit: venv ## Every test in the workspace (unit, property, integration, doc), with the moto emulator running
-	$(WITH_MOTO) $(CARGO) test --workspace
+	@mkdir -p target
+	$(WITH_MOTO) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
+	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "all tests: %d passed, %d failed\n", p, f}' target/test-output.log
 
 # Python tools (moto) in a local virtualenv; reinstalled only when the requirements change.
 venv: $(VENV)/.installed
