@@ -1,0 +1,147 @@
+//! The control API, under `/_sandbox` on both ports: counters, SF records, faults, reset,
+//! session and token expiry, new CM activity, and webhook delivery exactly as CM posts it.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::faults::{Dice, Faults};
+use crate::scenario::CmActivity;
+use crate::{AppState, World};
+
+/// The control routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/counters", get(counters).delete(reset_counters))
+        .route("/sf/records", get(records))
+        .route("/sf/usage", get(usage))
+        .route("/sf/expire-sessions", post(expire_sessions))
+        .route("/cm/expire-tokens", post(expire_tokens))
+        .route("/cm/activity", post(add_activity))
+        .route("/faults", get(get_faults).put(put_faults))
+        .route("/reset", post(reset))
+        .route("/webhooks/deliver", post(deliver))
+}
+
+async fn counters(State(state): State<AppState>) -> Json<Value> {
+    Json(json!(state.lock().counters))
+}
+
+async fn reset_counters(State(state): State<AppState>) -> StatusCode {
+    state.lock().counters.clear();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct RecordsQuery {
+    object: Option<String>,
+}
+
+async fn records(State(state): State<AppState>, Query(query): Query<RecordsQuery>) -> Json<Value> {
+    let world = state.lock();
+    let mut out = serde_json::Map::new();
+    for (object, records) in &world.sf.records {
+        if query.object.as_ref().is_some_and(|o| !o.eq_ignore_ascii_case(object)) {
+            continue;
+        }
+        out.insert(object.clone(), Value::Array(records.values().map(|r| Value::Object(world.sf.view(object, r))).collect()));
+    }
+    Json(Value::Object(out))
+}
+
+async fn usage(State(state): State<AppState>) -> Json<Value> {
+    let world = state.lock();
+    Json(json!({"used": world.sf.api_used, "allocation": world.sf.org.api_allocation}))
+}
+
+async fn expire_sessions(State(state): State<AppState>) -> StatusCode {
+    state.lock().sf.tokens.clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn expire_tokens(State(state): State<AppState>) -> StatusCode {
+    let mut world = state.lock();
+    let past = chrono::Utc::now() - chrono::Duration::seconds(1);
+    for (expires, _) in world.cm.tokens.values_mut() {
+        *expires = past;
+    }
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct NewActivity {
+    campaign_id: String,
+    activity: Vec<CmActivity>,
+}
+
+async fn add_activity(State(state): State<AppState>, Json(request): Json<NewActivity>) -> Response {
+    let mut world = state.lock();
+    let Some(campaign) = world.cm.campaigns.get_mut(&request.campaign_id) else {
+        return (StatusCode::NOT_FOUND, "no such campaign").into_response();
+    };
+    for activity in &request.activity {
+        if let Err(error) = crate::cm::add_activity(campaign, activity) {
+            return (StatusCode::BAD_REQUEST, error).into_response();
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn get_faults(State(state): State<AppState>) -> Json<Faults> {
+    Json(state.lock().faults.clone())
+}
+
+async fn put_faults(State(state): State<AppState>, Json(faults): Json<Faults>) -> StatusCode {
+    let mut world = state.lock();
+    world.dice = Dice::new(faults.seed);
+    world.faults = faults;
+    StatusCode::NO_CONTENT
+}
+
+async fn reset(State(state): State<AppState>) -> Response {
+    let sf_base = state.lock().sf_base.clone();
+    match World::load(&state.scenario, &sf_base) {
+        Ok(fresh) => {
+            *state.lock() = fresh;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Delivery {
+    #[serde(rename = "ListID")]
+    list_id: String,
+    events: Vec<Value>,
+}
+
+/// Posts `{ListID, Events}` to every active webhook of the list, each receiving the events of
+/// the types it subscribed to, as CM does. Answers with each delivery's HTTP status.
+async fn deliver(State(state): State<AppState>, Json(delivery): Json<Delivery>) -> Json<Value> {
+    let hooks = state.lock().cm.webhooks.get(&delivery.list_id).cloned().unwrap_or_default();
+    let mut results = Vec::new();
+    for hook in hooks.into_iter().filter(|h| h.active) {
+        let events: Vec<Value> = delivery
+            .events
+            .iter()
+            .filter(|e| e.get("Type").and_then(Value::as_str).is_some_and(|t| hook.events.iter().any(|h| h == t)))
+            .cloned()
+            .collect();
+        if events.is_empty() {
+            continue;
+        }
+        let payload = json!({"ListID": delivery.list_id, "Events": events});
+        let status = match state.http.post(&hook.url).json(&payload).send().await {
+            Ok(response) => json!(response.status().as_u16()),
+            Err(error) => json!(error.to_string()),
+        };
+        results.push(json!({"WebhookID": hook.id, "status": status}));
+    }
+    Json(Value::Array(results))
+}

@@ -1,0 +1,65 @@
+//! Faults and latency, seeded so a run is reproducible, and per-endpoint call counters.
+
+use std::collections::BTreeMap;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Fault and latency settings (scenario `faults`, or `PUT /_sandbox/faults` at run time).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// Seed of the fault draws.
+    pub seed: u64,
+    /// Campaign Monitor side.
+    pub cm: SideFaults,
+    /// Salesforce side.
+    pub sf: SideFaults,
+}
+
+/// Faults of one side.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SideFaults {
+    /// Added latency per call, in milliseconds.
+    pub latency_ms: u64,
+    /// Added latency for calls whose route contains the key (e.g. `opens`, `composite`).
+    pub endpoint_latency_ms: BTreeMap<String, u64>,
+    /// Share of calls answered with a transient error: CM 429 or 503 (alternating draws),
+    /// SF 503 `SERVER_UNAVAILABLE`.
+    pub error_rate: f64,
+    /// SF: share of records in collections and bulk jobs failing with `UNABLE_TO_LOCK_ROW`.
+    pub lock_row_rate: f64,
+    /// SF: sessions expire after this many API calls (then `INVALID_SESSION_ID`).
+    pub session_expires_after_calls: Option<u64>,
+    /// CM: OAuth access tokens expire after this many calls (then code 121).
+    pub token_expires_after_calls: Option<u64>,
+}
+
+impl SideFaults {
+    /// The latency for a route.
+    pub fn latency_for(&self, route: &str) -> u64 {
+        self.latency_ms
+            + self.endpoint_latency_ms.iter().filter(|(key, _)| route.contains(key.as_str())).map(|(_, ms)| ms).sum::<u64>()
+    }
+}
+
+/// Seeded draws.
+#[derive(Debug)]
+pub struct Dice(ChaCha8Rng);
+
+impl Dice {
+    /// Dice from a seed.
+    pub fn new(seed: u64) -> Self {
+        Dice(ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    /// True with probability `rate`.
+    pub fn roll(&mut self, rate: f64) -> bool {
+        rate > 0.0 && self.0.random::<f64>() < rate
+    }
+}
+
+/// Calls per endpoint (`"cm GET /api/v3.3/campaigns/{id}/opens.json"`).
+pub type Counters = BTreeMap<String, u64>;

@@ -1,0 +1,122 @@
+//! Local stand-ins for Campaign Monitor and Salesforce that speak the real HTTP APIs, keep real
+//! state and enforce the real rules, so the product, its tests, `make demo` and `make bench` run
+//! without accounts. See `tests/sandbox/README.md` for the scenario format and control API.
+
+pub mod bulk;
+pub mod cm;
+pub mod control;
+pub mod faults;
+pub mod generate;
+pub mod scenario;
+pub mod sf;
+pub mod sf_http;
+pub mod sf_schema;
+pub mod soql;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+
+use crate::cm::CmWorld;
+use crate::faults::{Counters, Dice, Faults};
+use crate::scenario::Scenario;
+use crate::sf::SfWorld;
+
+/// Everything both stand-ins share.
+#[derive(Debug)]
+pub struct World {
+    /// The CM account.
+    pub cm: CmWorld,
+    /// The SF org.
+    pub sf: SfWorld,
+    /// Current faults.
+    pub faults: Faults,
+    /// Seeded draws.
+    pub dice: Dice,
+    /// Calls per endpoint.
+    pub counters: Counters,
+    /// The SF base URL (the `instance_url` handed out).
+    pub sf_base: String,
+}
+
+impl World {
+    /// Loads a scenario.
+    pub fn load(scenario: &Scenario, sf_base: &str) -> Result<World, String> {
+        Ok(World {
+            cm: CmWorld::new(&scenario.cm)?,
+            sf: SfWorld::new(&scenario.sf)?,
+            faults: scenario.faults.clone(),
+            dice: Dice::new(scenario.faults.seed),
+            counters: Counters::new(),
+            sf_base: sf_base.to_owned(),
+        })
+    }
+}
+
+/// Shared handler state.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    world: Arc<Mutex<World>>,
+    scenario: Arc<Scenario>,
+    http: reqwest::Client,
+}
+
+impl AppState {
+    /// The world, locked. A poisoned lock (a panicking handler) is recovered: the sandbox is a
+    /// test tool and should keep answering.
+    pub fn lock(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A running sandbox.
+#[derive(Debug)]
+pub struct Running {
+    /// CM base URL, e.g. `http://127.0.0.1:4001` (the API lives under `/api/v3.3`).
+    pub cm_url: String,
+    /// SF base URL (login and instance).
+    pub sf_url: String,
+    /// Shared state, for in-process tests.
+    pub state: AppState,
+}
+
+async fn cm_fallback(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    cm::dispatch(state, method, uri, headers, body).await
+}
+
+async fn sf_fallback(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    sf_http::dispatch(state, method, uri, headers, body).await
+}
+
+/// Starts both stand-ins on the given addresses (port 0 picks a free port) and returns once
+/// they accept connections.
+pub async fn start(scenario: Scenario, cm_addr: SocketAddr, sf_addr: SocketAddr) -> Result<Running, String> {
+    let cm_listener = tokio::net::TcpListener::bind(cm_addr).await.map_err(|e| format!("cannot bind CM address {cm_addr}: {e}"))?;
+    let sf_listener = tokio::net::TcpListener::bind(sf_addr).await.map_err(|e| format!("cannot bind SF address {sf_addr}: {e}"))?;
+    let cm_url = format!("http://{}", cm_listener.local_addr().map_err(|e| e.to_string())?);
+    let sf_url = format!("http://{}", sf_listener.local_addr().map_err(|e| e.to_string())?);
+    let world = World::load(&scenario, &sf_url)?;
+    let state = AppState {
+        world: Arc::new(Mutex::new(world)),
+        scenario: Arc::new(scenario),
+        http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().map_err(|e| e.to_string())?,
+    };
+    let cm_app = Router::new().nest("/_sandbox", control::router()).fallback(cm_fallback).with_state(state.clone());
+    let sf_app = Router::new().nest("/_sandbox", control::router()).fallback(sf_fallback).with_state(state.clone());
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(cm_listener, cm_app).await {
+            tracing::error!(%error, "CM stand-in stopped");
+        }
+    });
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(sf_listener, sf_app).await {
+            tracing::error!(%error, "SF stand-in stopped");
+        }
+    });
+    Ok(Running { cm_url, sf_url, state })
+}

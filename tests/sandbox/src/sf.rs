@@ -1,0 +1,695 @@
+//! The Salesforce org: records, the rules Salesforce enforces on them, SOQL, collections and
+//! Bulk API 2.0 ingest. HTTP lives in `sf_http.rs`; this is the data side.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::scenario::SfOrg;
+use crate::sf_schema::{Access, FieldType, ObjectSchema, schemas, stock_statuses};
+use crate::soql::{self, Condition, Literal, Op, Query};
+
+/// A record: field → value, canonical field names, with `Id`.
+pub type Record = Map<String, Value>;
+
+/// A Salesforce error: `errorCode`/`statusCode`, message, fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SfError {
+    /// The code.
+    pub code: &'static str,
+    /// The message.
+    pub message: String,
+    /// Fields concerned.
+    pub fields: Vec<String>,
+}
+
+fn err(code: &'static str, message: impl Into<String>) -> SfError {
+    SfError { code, message: message.into(), fields: Vec::new() }
+}
+
+fn field_err(code: &'static str, message: impl Into<String>, field: &str) -> SfError {
+    SfError { code, message: message.into(), fields: vec![field.to_owned()] }
+}
+
+/// Parses the date-time forms Salesforce accepts.
+pub fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Salesforce's output form: `2026-03-05T10:00:00.000+0000`.
+pub fn format_datetime(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true).replace('Z', "+0000")
+}
+
+/// A Bulk API 2.0 ingest job.
+#[derive(Debug, Clone)]
+pub struct BulkJob {
+    /// Job id.
+    pub id: String,
+    /// Object.
+    pub object: String,
+    /// insert, update, upsert, delete.
+    pub operation: String,
+    /// Upsert key.
+    pub external_id_field: Option<String>,
+    /// Open, UploadComplete, JobComplete, Failed, Aborted.
+    pub state: String,
+    /// The uploaded CSV.
+    pub data: String,
+    /// Delimiter.
+    pub delimiter: u8,
+    /// Created.
+    pub created: DateTime<Utc>,
+    /// Results: (row fields, Ok(id, created) | Err(error)).
+    pub results: Vec<(Vec<(String, String)>, Result<(String, bool), SfError>)>,
+    /// Header of the uploaded CSV.
+    pub header: Vec<String>,
+}
+
+/// The org's state.
+#[derive(Debug)]
+pub struct SfWorld {
+    /// Scenario settings of the org.
+    pub org: SfOrg,
+    /// Object schemas.
+    pub schemas: BTreeMap<String, ObjectSchema>,
+    /// Records per object, by Id.
+    pub records: BTreeMap<String, BTreeMap<String, Record>>,
+    /// API calls spent.
+    pub api_used: u64,
+    /// Access tokens → calls made with them.
+    pub tokens: HashMap<String, u64>,
+    /// Query cursors: id → remaining rows.
+    pub cursors: HashMap<String, Vec<Value>>,
+    /// Bulk jobs.
+    pub jobs: BTreeMap<String, BulkJob>,
+    next_id: u64,
+}
+
+impl SfWorld {
+    /// Loads an org from the scenario.
+    pub fn new(org: &SfOrg) -> Result<SfWorld, String> {
+        let schemas = schemas(&org.custom_fields);
+        let mut world = SfWorld {
+            org: org.clone(),
+            schemas,
+            records: BTreeMap::new(),
+            api_used: org.api_used,
+            tokens: HashMap::new(),
+            cursors: HashMap::new(),
+            jobs: BTreeMap::new(),
+            next_id: 1,
+        };
+        for name in world.schemas.keys() {
+            world.records.insert(name.clone(), BTreeMap::new());
+        }
+        // Records load as-is (they are the org's existing data); Ids are kept or assigned.
+        for (object, rows) in &org.records {
+            let schema = world.schemas.get(object).cloned().ok_or_else(|| format!("unknown object {object} in scenario"))?;
+            let prefix = schema.prefix;
+            for row in rows {
+                let mut record = Record::new();
+                for (key, value) in row {
+                    let canonical = schema.field(key).map(|f| f.name.clone()).ok_or_else(|| format!("unknown field {object}.{key}"))?;
+                    record.insert(canonical, value.clone());
+                }
+                let id = match record.get("Id").and_then(Value::as_str) {
+                    Some(id) => id.to_owned(),
+                    None => {
+                        let id = world.new_id(prefix);
+                        record.insert("Id".into(), Value::String(id.clone()));
+                        id
+                    }
+                };
+                let now = Value::String(format_datetime(Utc::now()));
+                record.entry("LastModifiedDate").or_insert(now.clone());
+                record.entry("CreatedDate").or_insert(now);
+                world.records.entry(object.clone()).or_default().insert(id, record);
+            }
+        }
+        // Campaigns in the scenario without statuses get the stock pair, as in a real org.
+        let campaign_ids: Vec<String> = world.records.get("Campaign").map(|c| c.keys().cloned().collect()).unwrap_or_default();
+        for campaign in campaign_ids {
+            if world.statuses_of(&campaign).is_empty() {
+                world.add_stock_statuses(&campaign);
+            }
+        }
+        Ok(world)
+    }
+
+    fn new_id(&mut self, prefix: &str) -> String {
+        let id = format!("{prefix}000SB{:010}", self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    fn schema(&self, object: &str) -> Result<&ObjectSchema, SfError> {
+        self.schemas
+            .values()
+            .find(|s| s.name.eq_ignore_ascii_case(object))
+            .ok_or_else(|| err("NOT_FOUND", format!("The requested resource does not exist: sObject type '{object}' is not supported.")))
+    }
+
+    /// The statuses of a campaign.
+    pub fn statuses_of(&self, campaign_id: &str) -> Vec<&Record> {
+        self.records
+            .get("CampaignMemberStatus")
+            .map(|all| all.values().filter(|s| s.get("CampaignId").and_then(Value::as_str) == Some(campaign_id)).collect())
+            .unwrap_or_default()
+    }
+
+    fn add_stock_statuses(&mut self, campaign_id: &str) {
+        let (sent, responded) = stock_statuses(&self.org.language);
+        for (label, responded_flag, default, order) in [(sent, false, true, 1), (responded, true, false, 2)] {
+            let id = self.new_id("01Y");
+            let mut record = Record::new();
+            record.insert("Id".into(), json!(id));
+            record.insert("CampaignId".into(), json!(campaign_id));
+            record.insert("Label".into(), json!(label));
+            record.insert("HasResponded".into(), json!(responded_flag));
+            record.insert("IsDefault".into(), json!(default));
+            record.insert("SortOrder".into(), json!(order));
+            self.records.entry("CampaignMemberStatus".into()).or_default().insert(id, record);
+        }
+    }
+
+    fn find(&self, object: &str, id: &str) -> Option<&Record> {
+        self.records.get(object).and_then(|r| r.get(id))
+    }
+
+    /// The object an Id belongs to, by prefix.
+    fn object_of(&self, id: &str) -> Option<&'static str> {
+        self.schemas.values().find(|s| id.starts_with(s.prefix)).map(|s| s.name)
+    }
+
+    /// Converts and checks an incoming value for a field.
+    fn coerce(&self, object: &str, field: &str, field_type: FieldType, value: &Value) -> Result<Value, SfError> {
+        if value.is_null() {
+            return Ok(Value::Null);
+        }
+        let bad = || {
+            field_err(
+                "JSON_PARSER_ERROR",
+                format!("Cannot deserialize instance of {} from {value} for field {object}.{field}", field_type.describe_name()),
+                field,
+            )
+        };
+        match field_type {
+            FieldType::Text | FieldType::Picklist | FieldType::Id => value.as_str().map(|s| json!(s)).ok_or_else(bad),
+            FieldType::Double => match value {
+                Value::Number(_) => Ok(value.clone()),
+                Value::String(s) => s.parse::<f64>().map(|n| json!(n)).map_err(|_| bad()),
+                _ => Err(bad()),
+            },
+            FieldType::Boolean => match value {
+                Value::Bool(_) => Ok(value.clone()),
+                Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(json!(true)),
+                Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(json!(false)),
+                _ => Err(bad()),
+            },
+            FieldType::DateTime => value.as_str().and_then(parse_datetime).map(|t| json!(format_datetime(t))).ok_or_else(bad),
+            FieldType::Date => value
+                .as_str()
+                .filter(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok())
+                .map(|s| json!(s))
+                .ok_or_else(bad),
+            FieldType::Reference(target) => {
+                let id = value.as_str().ok_or_else(bad)?;
+                if self.find(target, id).is_some() {
+                    Ok(json!(id))
+                } else {
+                    Err(field_err(
+                        "INVALID_CROSS_REFERENCE_KEY",
+                        format!("invalid cross reference id: {id} is not a {target}"),
+                        field,
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Checks the fields of a create or update and returns them canonicalised.
+    fn check_fields(&self, object: &str, fields: &Record, creating: bool) -> Result<Record, SfError> {
+        let schema = self.schema(object)?;
+        let mut clean = Record::new();
+        for (key, value) in fields {
+            if key == "attributes" || (!creating && key.eq_ignore_ascii_case("id")) {
+                continue;
+            }
+            let Some(field) = schema.field(key) else {
+                return Err(field_err("INVALID_FIELD", format!("No such column '{key}' on sobject of type {}", schema.name), key));
+            };
+            let writable = match field.access {
+                Access::ReadWrite => true,
+                Access::CreateOnly => creating,
+                Access::ReadOnly => false,
+            };
+            if !writable {
+                return Err(field_err(
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    format!("Unable to create/update fields: {}. Please check the security settings of this field and verify that it is read/write for your profile or permission set.", field.name),
+                    &field.name,
+                ));
+            }
+            clean.insert(field.name.clone(), self.coerce(schema.name, &field.name, field.field_type, value)?);
+        }
+        if creating {
+            for field in schema.fields.values().filter(|f| f.required) {
+                if clean.get(&field.name).is_none_or(Value::is_null) {
+                    return Err(field_err("REQUIRED_FIELD_MISSING", format!("Required fields are missing: [{}]", field.name), &field.name));
+                }
+            }
+        }
+        Ok(clean)
+    }
+
+    fn check_unique_external_ids(&self, object: &str, record: &Record, except: Option<&str>) -> Result<(), SfError> {
+        let schema = self.schema(object)?;
+        for field in schema.fields.values().filter(|f| f.external_id) {
+            let Some(value) = record.get(&field.name).and_then(Value::as_str) else { continue };
+            if let Some((id, _)) = self.records.get(schema.name).and_then(|all| {
+                all.iter().find(|(id, r)| {
+                    Some(id.as_str()) != except
+                        && r.get(&field.name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(value))
+                })
+            }) {
+                return Err(field_err(
+                    "DUPLICATE_VALUE",
+                    format!("duplicate value found: {} duplicates value on record with id: {id}", field.name),
+                    &field.name,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Object rules Salesforce enforces beyond field access.
+    fn check_rules(&self, object: &str, merged: &Record, id: Option<&str>) -> Result<(), SfError> {
+        self.check_unique_external_ids(object, merged, id)?;
+        match object {
+            "CampaignMember" => {
+                let campaign = merged.get("CampaignId").and_then(Value::as_str).unwrap_or_default();
+                let lead = merged.get("LeadId").and_then(Value::as_str);
+                let contact = merged.get("ContactId").and_then(Value::as_str);
+                if lead.is_none() && contact.is_none() {
+                    return Err(err("REQUIRED_FIELD_MISSING", "Required fields are missing: [LeadId or ContactId]"));
+                }
+                if id.is_none() {
+                    let duplicate = self.records.get("CampaignMember").is_some_and(|all| {
+                        all.values().any(|m| {
+                            m.get("CampaignId").and_then(Value::as_str) == Some(campaign)
+                                && ((contact.is_some() && m.get("ContactId").and_then(Value::as_str) == contact)
+                                    || (contact.is_none() && lead.is_some() && m.get("LeadId").and_then(Value::as_str) == lead))
+                        })
+                    });
+                    if duplicate {
+                        return Err(err("DUPLICATE_VALUE", "Already a campaign member."));
+                    }
+                }
+                if let Some(status) = merged.get("Status").and_then(Value::as_str) {
+                    if !self.statuses_of(campaign).iter().any(|s| s.get("Label").and_then(Value::as_str) == Some(status)) {
+                        return Err(field_err(
+                            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                            format!("Status: bad value for restricted picklist field: {status}"),
+                            "Status",
+                        ));
+                    }
+                }
+            }
+            "CampaignMemberStatus" => {
+                let campaign = merged.get("CampaignId").and_then(Value::as_str).unwrap_or_default();
+                let label = merged.get("Label").and_then(Value::as_str).unwrap_or_default();
+                let sort = merged.get("SortOrder").and_then(Value::as_f64);
+                for other in self.statuses_of(campaign) {
+                    if other.get("Id").and_then(Value::as_str) == id {
+                        continue;
+                    }
+                    if other.get("Label").and_then(Value::as_str) == Some(label) {
+                        return Err(field_err("DUPLICATE_VALUE", format!("duplicate value found: Label duplicates value on record with id: {}", other.get("Id").and_then(Value::as_str).unwrap_or_default()), "Label"));
+                    }
+                    if sort.is_some() && other.get("SortOrder").and_then(Value::as_f64) == sort {
+                        return Err(field_err("DUPLICATE_VALUE", "duplicate value found: SortOrder duplicates value on another status of the campaign", "SortOrder"));
+                    }
+                }
+                if label.chars().count() > 765 {
+                    return Err(field_err("STRING_TOO_LONG", "Label: data value too large", "Label"));
+                }
+                // A campaign keeps at least one responded status.
+                if merged.get("HasResponded") == Some(&json!(false)) {
+                    let others_responded = self.statuses_of(campaign).iter().any(|s| {
+                        s.get("Id").and_then(Value::as_str) != id && s.get("HasResponded") == Some(&json!(true))
+                    });
+                    if id.is_some() && !others_responded {
+                        return Err(err("FIELD_INTEGRITY_EXCEPTION", "A campaign must have at least one responded member status"));
+                    }
+                }
+                // A campaign keeps a default status: the default cannot be switched off directly.
+                if let Some(id) = id {
+                    let was_default = self.find("CampaignMemberStatus", id).and_then(|s| s.get("IsDefault")) == Some(&json!(true));
+                    if was_default && merged.get("IsDefault") == Some(&json!(false)) {
+                        return Err(err("FIELD_INTEGRITY_EXCEPTION", "A campaign must have a default member status; make another status the default instead"));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Creates a record.
+    pub fn create(&mut self, object: &str, fields: &Record) -> Result<String, SfError> {
+        let object = self.schema(object)?.name;
+        let mut record = self.check_fields(object, fields, true)?;
+        if object == "CampaignMember" && record.get("Status").is_none_or(Value::is_null) {
+            let campaign = record.get("CampaignId").and_then(Value::as_str).unwrap_or_default().to_owned();
+            if let Some(default) = self.statuses_of(&campaign).into_iter().find(|s| s.get("IsDefault") == Some(&json!(true))) {
+                record.insert("Status".into(), default.get("Label").cloned().unwrap_or(Value::Null));
+            }
+        }
+        self.check_rules(object, &record, None)?;
+        let prefix = self.schema(object)?.prefix;
+        let id = self.new_id(prefix);
+        let now = json!(format_datetime(Utc::now()));
+        record.insert("Id".into(), json!(id));
+        record.insert("CreatedDate".into(), now.clone());
+        record.insert("LastModifiedDate".into(), now.clone());
+        record.insert("SystemModstamp".into(), now);
+        if object == "CampaignMemberStatus" && record.get("IsDefault") == Some(&json!(true)) {
+            let campaign = record.get("CampaignId").and_then(Value::as_str).unwrap_or_default().to_owned();
+            self.clear_default(&campaign);
+        }
+        self.records.entry(object.to_owned()).or_default().insert(id.clone(), record);
+        if object == "Campaign" {
+            self.add_stock_statuses(&id);
+        }
+        Ok(id)
+    }
+
+    fn clear_default(&mut self, campaign: &str) {
+        if let Some(all) = self.records.get_mut("CampaignMemberStatus") {
+            for status in all.values_mut() {
+                if status.get("CampaignId").and_then(Value::as_str) == Some(campaign) {
+                    status.insert("IsDefault".into(), json!(false));
+                }
+            }
+        }
+    }
+
+    /// Updates a record.
+    pub fn update(&mut self, object: &str, id: &str, fields: &Record) -> Result<(), SfError> {
+        let object = self.schema(object)?.name;
+        let Some(existing) = self.find(object, id).cloned() else {
+            return Err(err("ENTITY_IS_DELETED", format!("entity is deleted or does not exist: {id}")));
+        };
+        let changes = self.check_fields(object, fields, false)?;
+        let mut merged = existing;
+        for (key, value) in &changes {
+            merged.insert(key.clone(), value.clone());
+        }
+        self.check_rules(object, &merged, Some(id))?;
+        if object == "CampaignMemberStatus" && changes.get("IsDefault") == Some(&json!(true)) {
+            let campaign = merged.get("CampaignId").and_then(Value::as_str).unwrap_or_default().to_owned();
+            self.clear_default(&campaign);
+        }
+        let now = json!(format_datetime(Utc::now()));
+        merged.insert("LastModifiedDate".into(), now.clone());
+        merged.insert("SystemModstamp".into(), now);
+        self.records.entry(object.to_owned()).or_default().insert(id.to_owned(), merged);
+        Ok(())
+    }
+
+    /// Upserts on an external id field; returns (id, created).
+    pub fn upsert(&mut self, object: &str, key_field: &str, fields: &Record) -> Result<(String, bool), SfError> {
+        let schema = self.schema(object)?;
+        let object = schema.name;
+        let Some(field) = schema.field(key_field).filter(|f| f.external_id || f.name == "Id") else {
+            return Err(err("NOT_FOUND", format!("Provided external ID field does not exist or is not accessible: {key_field}")));
+        };
+        let key_name = field.name.clone();
+        let Some(key_value) = fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(&key_name)).and_then(|(_, v)| v.as_str()).map(str::to_owned) else {
+            return Err(field_err("REQUIRED_FIELD_MISSING", format!("Required fields are missing: [{key_name}]"), &key_name));
+        };
+        let matches: Vec<String> = self
+            .records
+            .get(object)
+            .map(|all| {
+                all.iter()
+                    .filter(|(_, r)| r.get(&key_name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(&key_value)))
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        match matches.as_slice() {
+            [] => self.create(object, fields).map(|id| (id, true)),
+            [id] => {
+                let mut changes = fields.clone();
+                changes.retain(|k, _| !k.eq_ignore_ascii_case(&key_name));
+                self.update(object, id, &changes).map(|()| (id.clone(), false))
+            }
+            _ => Err(err("DUPLICATE_EXTERNAL_ID", format!("{key_name}: more than one record found for external id field: {key_value}"))),
+        }
+    }
+
+    /// Deletes a record.
+    pub fn delete(&mut self, object: &str, id: &str) -> Result<(), SfError> {
+        let object = self.schema(object)?.name;
+        let Some(existing) = self.find(object, id).cloned() else {
+            return Err(err("ENTITY_IS_DELETED", format!("entity is deleted or does not exist: {id}")));
+        };
+        if object == "CampaignMemberStatus" {
+            if existing.get("IsDefault") == Some(&json!(true)) {
+                return Err(err("FIELD_INTEGRITY_EXCEPTION", "The default member status cannot be deleted"));
+            }
+            let campaign = existing.get("CampaignId").and_then(Value::as_str).unwrap_or_default();
+            let label = existing.get("Label").and_then(Value::as_str).unwrap_or_default();
+            let in_use = self.records.get("CampaignMember").is_some_and(|all| {
+                all.values().any(|m| m.get("CampaignId").and_then(Value::as_str) == Some(campaign) && m.get("Status").and_then(Value::as_str) == Some(label))
+            });
+            if in_use {
+                return Err(err("FIELD_INTEGRITY_EXCEPTION", "A member status in use by campaign members cannot be deleted"));
+            }
+        }
+        if let Some(all) = self.records.get_mut(object) {
+            all.remove(id);
+        }
+        Ok(())
+    }
+
+    /// A record with its derived, read-only fields filled in (what reads return).
+    pub fn view(&self, object: &str, record: &Record) -> Record {
+        let mut view = record.clone();
+        let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
+        match object {
+            "CampaignMember" => {
+                let campaign = record.get("CampaignId").and_then(Value::as_str).unwrap_or_default();
+                let status = record.get("Status").and_then(Value::as_str);
+                let responded = self.statuses_of(campaign).iter().any(|s| {
+                    s.get("Label").and_then(Value::as_str) == status && s.get("HasResponded") == Some(&json!(true))
+                });
+                view.insert("HasResponded".into(), json!(responded));
+                let person = record.get("ContactId").and_then(Value::as_str).map(|id| ("Contact", id))
+                    .or_else(|| record.get("LeadId").and_then(Value::as_str).map(|id| ("Lead", id)));
+                if let Some((kind, person_id)) = person {
+                    view.insert("LeadOrContactId".into(), json!(person_id));
+                    if let Some(p) = self.find(kind, person_id) {
+                        view.insert("Email".into(), p.get("Email").cloned().unwrap_or(Value::Null));
+                        view.insert("HasOptedOutOfEmail".into(), p.get("HasOptedOutOfEmail").cloned().unwrap_or(json!(false)));
+                    }
+                }
+            }
+            "Campaign" => {
+                let members: Vec<Record> = self
+                    .records
+                    .get("CampaignMember")
+                    .map(|all| all.values().filter(|m| m.get("CampaignId").and_then(Value::as_str) == Some(id)).map(|m| self.view("CampaignMember", m)).collect())
+                    .unwrap_or_default();
+                let count = |pred: &dyn Fn(&Record) -> bool| json!(members.iter().filter(|m| pred(m)).count() as f64);
+                view.insert("NumberOfLeads".into(), count(&|m| m.get("LeadId").is_some_and(|v| !v.is_null()) && m.get("ContactId").is_none_or(Value::is_null)));
+                view.insert("NumberOfContacts".into(), count(&|m| m.get("ContactId").is_some_and(|v| !v.is_null())));
+                view.insert("NumberOfResponses".into(), count(&|m| m.get("HasResponded") == Some(&json!(true))));
+            }
+            _ => {}
+        }
+        view
+    }
+
+    fn resolve(&self, object: &str, record: &Record, path: &str) -> Value {
+        let mut parts = path.split('.');
+        let first = parts.next().unwrap_or_default();
+        let Some(second) = parts.next() else {
+            return record.iter().find(|(k, _)| k.eq_ignore_ascii_case(first)).map(|(_, v)| v.clone()).unwrap_or(Value::Null);
+        };
+        // Parent relationship: `Campaign.Name` via `CampaignId`.
+        let Some(parent_id) = record.iter().find(|(k, _)| k.eq_ignore_ascii_case(&format!("{first}Id"))).and_then(|(_, v)| v.as_str()) else {
+            return Value::Null;
+        };
+        let Some(parent_object) = self.object_of(parent_id) else { return Value::Null };
+        match self.find(parent_object, parent_id) {
+            Some(parent) => {
+                let parent = self.view(parent_object, parent);
+                let rest: Vec<&str> = std::iter::once(second).chain(parts).collect();
+                self.resolve(parent_object, &parent, &rest.join("."))
+            }
+            None => {
+                let _ = object;
+                Value::Null
+            }
+        }
+    }
+
+    fn check_path(&self, object: &str, path: &str) -> Result<(), SfError> {
+        let schema = self.schema(object)?;
+        let mut parts = path.split('.');
+        let first = parts.next().unwrap_or_default();
+        match parts.next() {
+            None => schema.field(first).map(|_| ()).ok_or_else(|| {
+                err("INVALID_FIELD", format!("No such column '{first}' on entity '{}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name.", schema.name))
+            }),
+            Some(rest_first) => {
+                let reference = schema.field(&format!("{first}Id")).and_then(|f| match f.field_type {
+                    FieldType::Reference(target) => Some(target),
+                    _ => None,
+                });
+                let Some(target) = reference else {
+                    return Err(err("INVALID_FIELD", format!("Didn't understand relationship '{first}' in field path. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name.")));
+                };
+                let rest: Vec<&str> = std::iter::once(rest_first).chain(parts).collect();
+                self.check_path(target, &rest.join("."))
+            }
+        }
+    }
+
+    fn matches(&self, object: &str, record: &Record, condition: &Condition) -> bool {
+        match condition {
+            Condition::And(a, b) => self.matches(object, record, a) && self.matches(object, record, b),
+            Condition::Or(a, b) => self.matches(object, record, a) || self.matches(object, record, b),
+            Condition::Not(a) => !self.matches(object, record, a),
+            Condition::Compare(field, op, literal) => {
+                let value = self.resolve(object, record, field);
+                let ordering = soql::compare(&value, literal);
+                match op {
+                    Op::Eq => ordering == Some(std::cmp::Ordering::Equal),
+                    Op::Ne => ordering != Some(std::cmp::Ordering::Equal),
+                    Op::Lt => ordering == Some(std::cmp::Ordering::Less),
+                    Op::Le => matches!(ordering, Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)),
+                    Op::Gt => ordering == Some(std::cmp::Ordering::Greater),
+                    Op::Ge => matches!(ordering, Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)),
+                }
+            }
+            Condition::In(field, values, negated) => {
+                let value = self.resolve(object, record, field);
+                let found = values.iter().any(|v| soql::compare(&value, v) == Some(std::cmp::Ordering::Equal));
+                found != *negated
+            }
+            Condition::Like(field, pattern) => self.resolve(object, record, field).as_str().is_some_and(|v| soql::like(v, pattern)),
+        }
+    }
+
+    fn condition_paths<'a>(condition: &'a Condition, out: &mut Vec<&'a str>) {
+        match condition {
+            Condition::And(a, b) | Condition::Or(a, b) => {
+                Self::condition_paths(a, out);
+                Self::condition_paths(b, out);
+            }
+            Condition::Not(a) => Self::condition_paths(a, out),
+            Condition::Compare(f, _, _) | Condition::In(f, _, _) | Condition::Like(f, _) => out.push(f),
+        }
+    }
+
+    /// Runs a query; returns every matching row shaped as the REST API returns it.
+    pub fn query(&self, soql_text: &str, version: &str) -> Result<Vec<Value>, SfError> {
+        let query: Query = soql::parse(soql_text).map_err(|e| err("MALFORMED_QUERY", e.0))?;
+        let schema = self.schema(&query.object)?;
+        let object = schema.name;
+        let mut paths: Vec<&str> = query.fields.iter().map(String::as_str).collect();
+        if let Some(condition) = &query.condition {
+            Self::condition_paths(condition, &mut paths);
+        }
+        paths.extend(query.order_by.iter().map(|(f, _)| f.as_str()));
+        for path in paths {
+            self.check_path(object, path)?;
+        }
+        if let Some(Condition::In(_, values, _)) = &query.condition {
+            if values.iter().any(|v| matches!(v, Literal::Text(t) if t.chars().count() > 4000)) {
+                return Err(err("MALFORMED_QUERY", "String literal too long (4000 characters at most)"));
+            }
+        }
+        let mut rows: Vec<Record> = self
+            .records
+            .get(object)
+            .map(|all| {
+                all.values()
+                    .map(|r| self.view(object, r))
+                    .filter(|r| query.condition.as_ref().is_none_or(|c| self.matches(object, r, c)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !query.order_by.is_empty() {
+            rows.sort_by(|a, b| {
+                for (field, ascending) in &query.order_by {
+                    let (x, y) = (self.resolve(object, a, field), self.resolve(object, b, field));
+                    let ordering = compare_values(&x, &y);
+                    let ordering = if *ascending { ordering } else { ordering.reverse() };
+                    if ordering != std::cmp::Ordering::Equal {
+                        return ordering;
+                    }
+                }
+                std::cmp::Ordering::Equal
+            });
+        }
+        if let Some(limit) = query.limit {
+            rows.truncate(limit);
+        }
+        Ok(rows.iter().map(|row| self.shape(object, row, &query.fields, version)).collect())
+    }
+
+    fn shape(&self, object: &str, row: &Record, fields: &[String], version: &str) -> Value {
+        let id = row.get("Id").and_then(Value::as_str).unwrap_or_default();
+        let mut out = Map::new();
+        out.insert("attributes".into(), json!({"type": object, "url": format!("/services/data/v{version}/sobjects/{object}/{id}")}));
+        let schema = self.schemas.get(object);
+        for path in fields {
+            let mut parts = path.splitn(2, '.');
+            let first = parts.next().unwrap_or_default();
+            match parts.next() {
+                None => {
+                    let name = schema.and_then(|s| s.field(first)).map(|f| f.name.clone()).unwrap_or_else(|| first.to_owned());
+                    out.insert(name.clone(), row.get(&name).cloned().unwrap_or(Value::Null));
+                }
+                Some(rest) => {
+                    let parent_id = row.get(&format!("{first}Id")).and_then(Value::as_str);
+                    let parent = parent_id.and_then(|pid| self.object_of(pid).and_then(|o| self.find(o, pid).map(|p| (o, self.view(o, p)))));
+                    let entry = out.entry(first.to_owned()).or_insert(Value::Null);
+                    if let Some((parent_object, parent)) = parent {
+                        let shaped = self.shape(parent_object, &parent, &[rest.to_owned()], version);
+                        match entry {
+                            Value::Object(existing) => {
+                                if let Value::Object(more) = shaped {
+                                    existing.extend(more);
+                                }
+                            }
+                            _ => *entry = shaped,
+                        }
+                    }
+                }
+            }
+        }
+        Value::Object(out)
+    }
+}
+
+fn compare_values(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
+        (Value::Null, _) => std::cmp::Ordering::Less,
+        (_, Value::Null) => std::cmp::Ordering::Greater,
+        (Value::Number(x), Value::Number(y)) => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(std::cmp::Ordering::Equal),
+        (Value::String(x), Value::String(y)) => x.to_lowercase().cmp(&y.to_lowercase()),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        _ => std::cmp::Ordering::Equal,
+    }
+}

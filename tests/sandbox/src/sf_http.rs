@@ -1,0 +1,437 @@
+//! The Salesforce REST surface: OAuth token endpoint, versions, query/queryAll, sObjects,
+//! sObject Collections, Bulk API 2.0 ingest, limits; `Sforce-Limit-Info` on every response.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use chrono::Utc;
+use serde_json::{Map, Value, json};
+
+use crate::sf::{BulkJob, Record, SfError, SfWorld, format_datetime};
+use crate::{AppState, World};
+
+/// The longest request URI Salesforce accepts.
+pub const MAX_URI_BYTES: usize = 16_384;
+/// Query page size (default and maximum).
+pub const MAX_BATCH: usize = 2_000;
+/// Collections cap.
+pub const MAX_COLLECTION: usize = 200;
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (status, [("content-type", "application/json;charset=UTF-8")], body.to_string()).into_response()
+}
+
+fn error_array(status: StatusCode, error: &SfError) -> Response {
+    json_response(status, json!([{"message": error.message, "errorCode": error.code, "fields": error.fields}]))
+}
+
+fn oauth_error(error: &str, description: &str) -> Response {
+    json_response(StatusCode::BAD_REQUEST, json!({"error": error, "error_description": description}))
+}
+
+fn form(body: &[u8]) -> Map<String, Value> {
+    url_pairs(std::str::from_utf8(body).unwrap_or_default())
+}
+
+fn url_pairs(text: &str) -> Map<String, Value> {
+    form_urlencoded::parse(text.as_bytes()).map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect()
+}
+
+/// Handles every request to the Salesforce port (except `/_sandbox`).
+pub async fn dispatch(state: AppState, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if uri.to_string().len() > MAX_URI_BYTES {
+        return json_response(StatusCode::URI_TOO_LONG, json!([{"message": "URI Too Long", "errorCode": "URI_TOO_LONG"}]));
+    }
+    let path = uri.path().to_owned();
+    let route = route_name(&method, &path);
+    let latency = {
+        let mut world = state.lock();
+        *world.counters.entry(format!("sf {route}")).or_default() += 1;
+        world.faults.sf.latency_for(&route)
+    };
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
+    if path == "/services/oauth2/token" && method == Method::POST {
+        return token(&state, &headers, &body);
+    }
+    if path == "/services/data" || path == "/services/data/" {
+        return json_response(StatusCode::OK, versions());
+    }
+    let Some(rest) = path.strip_prefix("/services/data/v") else {
+        return json_response(StatusCode::NOT_FOUND, json!([{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]));
+    };
+    let (version, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut world = state.lock();
+    // Authentication.
+    let token = headers.get("authorization").and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).unwrap_or_default().to_owned();
+    let expire_after = world.faults.sf.session_expires_after_calls;
+    let valid = match world.sf.tokens.get_mut(&token) {
+        Some(calls) => {
+            *calls += 1;
+            expire_after.is_none_or(|limit| *calls <= limit)
+        }
+        None => false,
+    };
+    if !valid {
+        world.sf.tokens.remove(&token);
+        return with_limits(&world.sf, error_array(StatusCode::UNAUTHORIZED, &SfError { code: "INVALID_SESSION_ID", message: "Session expired or invalid".into(), fields: vec![] }));
+    }
+    // Allocation.
+    world.sf.api_used += 1;
+    if world.sf.api_used > world.sf.org.api_allocation {
+        let response = error_array(StatusCode::FORBIDDEN, &SfError { code: "REQUEST_LIMIT_EXCEEDED", message: "TotalRequests Limit exceeded.".into(), fields: vec![] });
+        return with_limits(&world.sf, response);
+    }
+    let error_rate = world.faults.sf.error_rate;
+    if world.dice.roll(error_rate) {
+        let response = error_array(StatusCode::SERVICE_UNAVAILABLE, &SfError { code: "SERVER_UNAVAILABLE", message: "Server temporarily unavailable".into(), fields: vec![] });
+        return with_limits(&world.sf, response);
+    }
+    let response = data_api(&mut world, &method, version, rest, &uri, &headers, &body);
+    with_limits(&world.sf, response)
+}
+
+fn with_limits(sf: &SfWorld, mut response: Response) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&format!("api-usage={}/{}", sf.api_used.min(sf.org.api_allocation), sf.org.api_allocation)) {
+        response.headers_mut().insert("sforce-limit-info", value);
+    }
+    response
+}
+
+/// A stable name for counters: ids replaced by `{id}`.
+pub fn route_name(method: &Method, path: &str) -> String {
+    let normalised: Vec<String> = path
+        .split('/')
+        .map(|segment| {
+            let looks_like_id = segment.len() >= 15 && segment.chars().all(|c| c.is_ascii_alphanumeric()) && segment.chars().any(|c| c.is_ascii_digit());
+            if looks_like_id || segment.contains('-') && segment.len() > 20 { "{id}".to_owned() } else { segment.to_owned() }
+        })
+        .collect();
+    format!("{method} {}", normalised.join("/"))
+}
+
+fn versions() -> Value {
+    let releases = [("Winter '25", "62.0"), ("Spring '25", "63.0"), ("Summer '25", "64.0"), ("Winter '26", "65.0"), ("Spring '26", "66.0")];
+    Value::Array(releases.iter().map(|(label, v)| json!({"label": label, "url": format!("/services/data/v{v}"), "version": v})).collect())
+}
+
+fn token(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
+    let params = form(body);
+    let get = |k: &str| params.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut world = state.lock();
+    let org = world.sf.org.clone();
+    let granted = match get("grant_type").as_str() {
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => verify_jwt(&org, &get("assertion")),
+        "client_credentials" => {
+            let (mut id, mut secret) = (get("client_id"), get("client_secret"));
+            if let Some(basic) = headers.get("authorization").and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Basic ")) {
+                let decoded = base64::engine::general_purpose::STANDARD.decode(basic).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default();
+                if let Some((i, s)) = decoded.split_once(':') {
+                    (id, secret) = (i.to_owned(), s.to_owned());
+                }
+            }
+            if id == org.client_id && secret == org.client_secret { Ok(()) } else { Err(("invalid_client", "invalid client credentials")) }
+        }
+        "refresh_token" => {
+            if get("client_id") != org.client_id {
+                Err(("invalid_client_id", "client identifier invalid"))
+            } else if org.refresh_token.as_deref().is_some_and(|t| t == get("refresh_token")) {
+                Ok(())
+            } else {
+                Err(("invalid_grant", "expired access/refresh token"))
+            }
+        }
+        _ => Err(("unsupported_grant_type", "grant type not supported")),
+    };
+    if let Err((error, description)) = granted {
+        return oauth_error(error, description);
+    }
+    let access_token = format!("00DSB0000000001!{}", uuid::Uuid::new_v4().simple());
+    world.sf.tokens.insert(access_token.clone(), 0);
+    let instance_url = world.sf_base.clone();
+    json_response(
+        StatusCode::OK,
+        json!({
+            "access_token": access_token,
+            "instance_url": instance_url,
+            "id": "https://login.salesforce.com/id/00DSB0000000001AAA/005SB0000000001AAA",
+            "token_type": "Bearer",
+            "issued_at": Utc::now().timestamp_millis().to_string(),
+            "signature": "c2FuZGJveA==",
+            "scope": "api"
+        }),
+    )
+}
+
+fn verify_jwt(org: &crate::scenario::SfOrg, assertion: &str) -> Result<(), (&'static str, &'static str)> {
+    let invalid = ("invalid_grant", "invalid assertion");
+    let pem = org.jwt_certificate_pem.as_deref().ok_or(("invalid_client", "the connected app has no certificate for the JWT flow"))?;
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| ("invalid_client", "the connected app's certificate is unreadable"))?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    // `exp` is checked below: clients send it as a number or as a numeric string, and
+    // Salesforce accepts both.
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    validation.validate_aud = false;
+    let data = jsonwebtoken::decode::<Map<String, Value>>(assertion, &key, &validation).map_err(|_| invalid)?;
+    let claims = data.claims;
+    let text = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    if text("iss") != org.client_id {
+        return Err(("invalid_client_id", "client identifier invalid"));
+    }
+    if !["https://login.salesforce.com", "https://test.salesforce.com"].contains(&text("aud").trim_end_matches('/')) {
+        return Err(("invalid_grant", "audience is invalid"));
+    }
+    let sub = if text("sub").is_empty() { text("prn") } else { text("sub") };
+    if sub != org.username {
+        return Err(("invalid_grant", "user hasn't approved this consumer"));
+    }
+    let exp = claims.get("exp").and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))).ok_or(invalid)?;
+    if exp <= Utc::now().timestamp() {
+        return Err(("invalid_grant", "expired authorization code"));
+    }
+    Ok(())
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, SfError> {
+    serde_json::from_slice(body).map_err(|e| SfError { code: "JSON_PARSER_ERROR", message: format!("JSON parse error: {e}"), fields: vec![] })
+}
+
+fn data_api(world: &mut World, method: &Method, version: &str, rest: &str, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let query_params = url_pairs(uri.query().unwrap_or_default());
+    let result: Result<Response, SfError> = (|| match (method.clone(), segments.as_slice()) {
+        (Method::GET, ["limits"]) => Ok(json_response(
+            StatusCode::OK,
+            json!({"DailyApiRequests": {"Max": world.sf.org.api_allocation, "Remaining": world.sf.org.api_allocation.saturating_sub(world.sf.api_used)}}),
+        )),
+        (Method::GET, [kind @ ("query" | "queryAll")]) if query_params.contains_key("q") => {
+            let _ = kind;
+            let q = query_params.get("q").and_then(Value::as_str).unwrap_or_default();
+            let rows = world.sf.query(q, version)?;
+            let batch = headers
+                .get("sforce-query-options")
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.split('=').nth(1))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .map_or(MAX_BATCH, |n| n.clamp(200, MAX_BATCH));
+            Ok(query_page(world, version, rows, batch))
+        }
+        (Method::GET, ["query" | "queryAll", cursor]) => {
+            let Some(rows) = world.sf.cursors.remove(*cursor) else {
+                return Err(SfError { code: "INVALID_QUERY_LOCATOR", message: "invalid query locator".into(), fields: vec![] });
+            };
+            Ok(query_page(world, version, rows, MAX_BATCH))
+        }
+        (Method::GET, ["sobjects", object, "describe"]) => Ok(json_response(StatusCode::OK, describe(&world.sf, object)?)),
+        (Method::POST, ["sobjects", object]) => {
+            let fields = as_record(parse_body(body)?)?;
+            let id = world.sf.create(object, &fields)?;
+            Ok(json_response(StatusCode::CREATED, json!({"id": id, "success": true, "errors": []})))
+        }
+        (Method::GET, ["sobjects", object, id]) => {
+            let object_name = world.sf.schemas.values().find(|s| s.name.eq_ignore_ascii_case(object)).map(|s| s.name).unwrap_or_default();
+            match world.sf.records.get(object_name).and_then(|r| r.get(*id)) {
+                Some(record) => {
+                    let mut view = world.sf.view(object_name, record);
+                    view.insert("attributes".into(), json!({"type": object_name, "url": format!("/services/data/v{version}/sobjects/{object_name}/{id}")}));
+                    Ok(json_response(StatusCode::OK, Value::Object(view)))
+                }
+                None => Err(SfError { code: "NOT_FOUND", message: "The requested resource does not exist".into(), fields: vec![] }),
+            }
+        }
+        (Method::PATCH, ["sobjects", object, id]) => {
+            let fields = as_record(parse_body(body)?)?;
+            world.sf.update(object, id, &fields)?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Method::DELETE, ["sobjects", object, id]) => {
+            world.sf.delete(object, id)?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Method::POST, ["composite", "sobjects"]) => collections(world, body, |sf, object, record| sf.create(object, record).map(|id| (id, None))),
+        (Method::PATCH, ["composite", "sobjects"]) => collections(world, body, |sf, object, record| {
+            let id = record.iter().find(|(k, _)| k.eq_ignore_ascii_case("id")).and_then(|(_, v)| v.as_str()).unwrap_or_default().to_owned();
+            if id.is_empty() {
+                return Err(SfError { code: "MISSING_ARGUMENT", message: "Id not specified in an update call".into(), fields: vec![] });
+            }
+            sf.update(object, &id, record).map(|()| (id, None))
+        }),
+        (Method::PATCH, ["composite", "sobjects", object, key]) => {
+            let (object, key) = ((*object).to_owned(), (*key).to_owned());
+            collections(world, body, move |sf, record_object, record| {
+                if !record_object.eq_ignore_ascii_case(&object) {
+                    return Err(SfError { code: "INVALID_TYPE", message: format!("records must all be {object}"), fields: vec![] });
+                }
+                sf.upsert(&object, &key, record).map(|(id, created)| (id, Some(created)))
+            })
+        }
+        (Method::DELETE, ["composite", "sobjects"]) => {
+            let ids = query_params.get("ids").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let results: Vec<Value> = ids
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|id| {
+                    let object = world.sf.schemas.values().find(|s| id.starts_with(s.prefix)).map(|s| s.name).unwrap_or("Unknown");
+                    match world.sf.delete(object, id) {
+                        Ok(()) => json!({"id": id, "success": true, "errors": []}),
+                        Err(e) => json!({"id": id, "success": false, "errors": [record_error(&e)]}),
+                    }
+                })
+                .collect();
+            Ok(json_response(StatusCode::OK, Value::Array(results)))
+        }
+        (Method::POST, ["jobs", "ingest"]) => crate::bulk::create_job(world, version, &parse_body(body)?),
+        (Method::PUT, ["jobs", "ingest", id, "batches"]) => crate::bulk::upload(world, id, body),
+        (Method::PATCH, ["jobs", "ingest", id]) => crate::bulk::set_state(world, version, id, &parse_body(body)?),
+        (Method::GET, ["jobs", "ingest", id]) => crate::bulk::job_info(world, version, id),
+        (Method::DELETE, ["jobs", "ingest", id]) => crate::bulk::delete_job(world, id),
+        (Method::GET, ["jobs", "ingest", id, kind @ ("successfulResults" | "failedResults" | "unprocessedrecords")]) => {
+            crate::bulk::results(world, id, kind)
+        }
+        _ => Err(SfError { code: "NOT_FOUND", message: "The requested resource does not exist".into(), fields: vec![] }),
+    })();
+    match result {
+        Ok(response) => response,
+        Err(error) => {
+            let status = match error.code {
+                "NOT_FOUND" | "ENTITY_IS_DELETED" => StatusCode::NOT_FOUND,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            error_array(status, &error)
+        }
+    }
+}
+
+fn as_record(value: Value) -> Result<Record, SfError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(SfError { code: "JSON_PARSER_ERROR", message: "expected a JSON object".into(), fields: vec![] }),
+    }
+}
+
+fn query_page(world: &mut World, version: &str, mut rows: Vec<Value>, batch: usize) -> Response {
+    let total_key = "__total";
+    let _ = total_key;
+    let total = rows.len();
+    if rows.len() <= batch {
+        return json_response(StatusCode::OK, json!({"totalSize": total, "done": true, "records": rows}));
+    }
+    let rest = rows.split_off(batch);
+    let cursor = format!("01gSB{}-{batch}", uuid::Uuid::new_v4().simple());
+    world.sf.cursors.insert(cursor.clone(), rest);
+    json_response(
+        StatusCode::OK,
+        json!({"totalSize": total, "done": false, "nextRecordsUrl": format!("/services/data/v{version}/query/{cursor}"), "records": rows}),
+    )
+}
+
+/// Per-record error as collections report it (`statusCode`, not `errorCode`).
+pub fn record_error(error: &SfError) -> Value {
+    json!({"statusCode": error.code, "message": error.message, "fields": error.fields})
+}
+
+fn collections(
+    world: &mut World,
+    body: &[u8],
+    mut apply: impl FnMut(&mut SfWorld, &str, &Record) -> Result<(String, Option<bool>), SfError>,
+) -> Result<Response, SfError> {
+    let request = parse_body(body)?;
+    let all_or_none = request.get("allOrNone").and_then(Value::as_bool).unwrap_or(false);
+    let records = request.get("records").and_then(Value::as_array).cloned().unwrap_or_default();
+    if records.len() > MAX_COLLECTION {
+        return Err(SfError { code: "EXCEEDED_ID_LIMIT", message: format!("record limit reached. cannot submit more than {MAX_COLLECTION} records into this call"), fields: vec![] });
+    }
+    let snapshot = all_or_none.then(|| world.sf.records.clone());
+    let lock_rate = world.faults.sf.lock_row_rate;
+    let mut results = Vec::with_capacity(records.len());
+    for record in &records {
+        let object = record.pointer("/attributes/type").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let fields = record.as_object().cloned().unwrap_or_default();
+        let outcome = if world.dice.roll(lock_rate) {
+            Err(SfError { code: "UNABLE_TO_LOCK_ROW", message: "unable to obtain exclusive access to this record or 1 records".into(), fields: vec![] })
+        } else if object.is_empty() {
+            Err(SfError { code: "INVALID_TYPE", message: "Must send a concrete entity type.".into(), fields: vec![] })
+        } else {
+            apply(&mut world.sf, &object, &fields)
+        };
+        results.push(outcome);
+    }
+    let failed = results.iter().any(Result::is_err);
+    if all_or_none && failed {
+        if let Some(snapshot) = snapshot {
+            world.sf.records = snapshot;
+        }
+    }
+    let body: Vec<Value> = results
+        .iter()
+        .map(|outcome| match outcome {
+            Ok(_) if all_or_none && failed => json!({"success": false, "errors": [{"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message": "Record rolled back because not all records were valid and the request was using AllOrNone header", "fields": []}]}),
+            Ok((id, created)) => {
+                let mut result = json!({"id": id, "success": true, "errors": []});
+                if let Some(created) = created {
+                    result["created"] = json!(created);
+                }
+                result
+            }
+            Err(error) => json!({"success": false, "errors": [record_error(error)]}),
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, Value::Array(body)))
+}
+
+fn describe(sf: &SfWorld, object: &str) -> Result<Value, SfError> {
+    let schema = sf.schemas.values().find(|s| s.name.eq_ignore_ascii_case(object)).ok_or(SfError {
+        code: "NOT_FOUND",
+        message: format!("The requested resource does not exist: sObject type '{object}' is not supported."),
+        fields: vec![],
+    })?;
+    let fields: Vec<Value> = schema
+        .fields
+        .values()
+        .map(|f| {
+            json!({
+                "name": f.name,
+                "type": f.field_type.describe_name(),
+                "createable": !matches!(f.access, crate::sf_schema::Access::ReadOnly),
+                "updateable": matches!(f.access, crate::sf_schema::Access::ReadWrite),
+                "nillable": !f.required,
+                "externalId": f.external_id,
+                "unique": f.external_id,
+                "custom": f.name.ends_with("__c"),
+                "length": if matches!(f.field_type, crate::sf_schema::FieldType::Text | crate::sf_schema::FieldType::Picklist) { 255 } else { 0 },
+                "referenceTo": match f.field_type { crate::sf_schema::FieldType::Reference(t) => json!([t]), _ => json!([]) },
+            })
+        })
+        .collect();
+    Ok(json!({"name": schema.name, "keyPrefix": schema.prefix, "createable": true, "updateable": true, "queryable": true, "fields": fields}))
+}
+
+/// A bulk job's JSON.
+pub fn job_json(job: &BulkJob, version: &str) -> Value {
+    let processed = job.results.len();
+    let failed = job.results.iter().filter(|(_, r)| r.is_err()).count();
+    json!({
+        "id": job.id,
+        "operation": job.operation,
+        "object": job.object,
+        "createdById": "005SB0000000001AAA",
+        "createdDate": format_datetime(job.created),
+        "systemModstamp": format_datetime(job.created),
+        "state": job.state,
+        "externalIdFieldName": job.external_id_field,
+        "concurrencyMode": "Parallel",
+        "contentType": "CSV",
+        "apiVersion": version.parse::<f64>().unwrap_or(66.0),
+        "jobType": "V2Ingest",
+        "contentUrl": format!("services/data/v{version}/jobs/ingest/{}/batches", job.id),
+        "lineEnding": "LF",
+        "columnDelimiter": "COMMA",
+        "numberRecordsProcessed": processed,
+        "numberRecordsFailed": failed,
+        "retries": 0,
+        "totalProcessingTime": 1,
+    })
+}
