@@ -3,34 +3,59 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::World;
 use crate::sf::{BulkJob, Record, SfError};
 use crate::sf_http::job_json;
 
 fn not_found(id: &str) -> SfError {
-    SfError { code: "NOT_FOUND", message: format!("Job {id} not found"), fields: vec![] }
+    SfError {
+        code: "NOT_FOUND",
+        message: format!("Job {id} not found"),
+        fields: vec![],
+    }
 }
 
 fn json_ok(status: StatusCode, body: Value) -> Response {
-    (status, [("content-type", "application/json;charset=UTF-8")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json;charset=UTF-8")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// `POST jobs/ingest`.
 pub fn create_job(world: &mut World, version: &str, request: &Value) -> Result<Response, SfError> {
     let text = |k: &str| request.get(k).and_then(Value::as_str).map(str::to_owned);
-    let object = text("object").ok_or(SfError { code: "INVALIDJOB", message: "object is required".into(), fields: vec![] })?;
+    let object = text("object").ok_or(SfError {
+        code: "INVALIDJOB",
+        message: "object is required".into(),
+        fields: vec![],
+    })?;
     let operation = text("operation").unwrap_or_default();
     if !["insert", "update", "upsert", "delete", "hardDelete"].contains(&operation.as_str()) {
-        return Err(SfError { code: "INVALIDJOB", message: format!("InvalidJob : Invalid operation: {operation}"), fields: vec![] });
+        return Err(SfError {
+            code: "INVALIDJOB",
+            message: format!("InvalidJob : Invalid operation: {operation}"),
+            fields: vec![],
+        });
     }
     if !world.sf.schemas.values().any(|s| s.name.eq_ignore_ascii_case(&object)) {
-        return Err(SfError { code: "INVALIDJOB", message: format!("InvalidJob : Invalid object: {object}"), fields: vec![] });
+        return Err(SfError {
+            code: "INVALIDJOB",
+            message: format!("InvalidJob : Invalid object: {object}"),
+            fields: vec![],
+        });
     }
     let external_id_field = text("externalIdFieldName");
     if operation == "upsert" && external_id_field.is_none() {
-        return Err(SfError { code: "INVALIDJOB", message: "InvalidJob : External ID was blank for upsert".into(), fields: vec![] });
+        return Err(SfError {
+            code: "INVALIDJOB",
+            message: "InvalidJob : External ID was blank for upsert".into(),
+            fields: vec![],
+        });
     }
     let delimiter = match text("columnDelimiter").as_deref() {
         None | Some("COMMA") => b',',
@@ -39,7 +64,13 @@ pub fn create_job(world: &mut World, version: &str, request: &Value) -> Result<R
         Some("PIPE") => b'|',
         Some("CARET") => b'^',
         Some("BACKQUOTE") => b'`',
-        Some(other) => return Err(SfError { code: "INVALIDJOB", message: format!("Invalid columnDelimiter {other}"), fields: vec![] }),
+        Some(other) => {
+            return Err(SfError {
+                code: "INVALIDJOB",
+                message: format!("Invalid columnDelimiter {other}"),
+                fields: vec![],
+            });
+        }
     };
     let id = format!("750SB{:013}", world.sf.jobs.len() + 1);
     let job = BulkJob {
@@ -63,7 +94,11 @@ pub fn create_job(world: &mut World, version: &str, request: &Value) -> Result<R
 pub fn upload(world: &mut World, id: &str, body: &[u8]) -> Result<Response, SfError> {
     let job = world.sf.jobs.get_mut(id).ok_or_else(|| not_found(id))?;
     if job.state != "Open" {
-        return Err(SfError { code: "INVALIDJOBSTATE", message: format!("Job {id} is not open for uploads"), fields: vec![] });
+        return Err(SfError {
+            code: "INVALIDJOBSTATE",
+            message: format!("Job {id} is not open for uploads"),
+            fields: vec![],
+        });
     }
     job.data.push_str(&String::from_utf8_lossy(body));
     Ok(StatusCode::CREATED.into_response())
@@ -71,7 +106,11 @@ pub fn upload(world: &mut World, id: &str, body: &[u8]) -> Result<Response, SfEr
 
 /// `PATCH jobs/ingest/{id}`: `UploadComplete` processes the data; `Aborted` aborts.
 pub fn set_state(world: &mut World, version: &str, id: &str, request: &Value) -> Result<Response, SfError> {
-    let state = request.get("state").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let state = request
+        .get("state")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let job = world.sf.jobs.get(id).cloned().ok_or_else(|| not_found(id))?;
     match state.as_str() {
         "UploadComplete" if job.state == "Open" => {
@@ -87,15 +126,25 @@ pub fn set_state(world: &mut World, version: &str, id: &str, request: &Value) ->
             world.sf.jobs.insert(id.to_owned(), job);
             Ok(json_ok(StatusCode::OK, body))
         }
-        _ => Err(SfError { code: "INVALIDJOBSTATE", message: format!("Cannot move job from {} to {state}", job.state), fields: vec![] }),
+        _ => Err(SfError {
+            code: "INVALIDJOBSTATE",
+            message: format!("Cannot move job from {} to {state}", job.state),
+            fields: vec![],
+        }),
     }
 }
 
 fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
-    let mut reader = csv::ReaderBuilder::new().delimiter(job.delimiter).from_reader(job.data.as_bytes());
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(job.delimiter)
+        .from_reader(job.data.as_bytes());
     let header: Vec<String> = reader
         .headers()
-        .map_err(|e| SfError { code: "INVALIDJOB", message: format!("invalid CSV header: {e}"), fields: vec![] })?
+        .map_err(|e| SfError {
+            code: "INVALIDJOB",
+            message: format!("invalid CSV header: {e}"),
+            fields: vec![],
+        })?
         .iter()
         .map(str::to_owned)
         .collect();
@@ -105,7 +154,14 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
         let row = match row {
             Ok(row) => row,
             Err(e) => {
-                job.results.push((Vec::new(), Err(SfError { code: "INVALID_FIELD", message: format!("bad CSV row: {e}"), fields: vec![] })));
+                job.results.push((
+                    Vec::new(),
+                    Err(SfError {
+                        code: "INVALID_FIELD",
+                        message: format!("bad CSV row: {e}"),
+                        fields: vec![],
+                    }),
+                ));
                 continue;
             }
         };
@@ -115,12 +171,24 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
             if value.is_empty() {
                 continue; // Empty means "leave as is" in Bulk API 2.0; `#N/A` clears.
             }
-            let value = if value == "#N/A" { Value::Null } else { Value::String(value.clone()) };
+            let value = if value == "#N/A" {
+                Value::Null
+            } else {
+                Value::String(value.clone())
+            };
             record.insert(name.clone(), value);
         }
-        let id = pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case("Id")).map(|(_, v)| v.clone()).unwrap_or_default();
+        let id = pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("Id"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         let outcome = if world.dice.roll(lock_rate) {
-            Err(SfError { code: "UNABLE_TO_LOCK_ROW", message: "unable to obtain exclusive access to this record or 1 records".into(), fields: vec![] })
+            Err(SfError {
+                code: "UNABLE_TO_LOCK_ROW",
+                message: "unable to obtain exclusive access to this record or 1 records".into(),
+                fields: vec![],
+            })
         } else {
             match job.operation.as_str() {
                 "insert" => world.sf.create(&job.object, &record).map(|id| (id, true)),
@@ -128,7 +196,9 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
                     record.retain(|k, _| !k.eq_ignore_ascii_case("Id"));
                     world.sf.update(&job.object, &id, &record).map(|()| (id.clone(), false))
                 }
-                "upsert" => world.sf.upsert(&job.object, job.external_id_field.as_deref().unwrap_or("Id"), &record),
+                "upsert" => world
+                    .sf
+                    .upsert(&job.object, job.external_id_field.as_deref().unwrap_or("Id"), &record),
                 _ => world.sf.delete(&job.object, &id).map(|()| (id.clone(), false)),
             }
         };
@@ -154,38 +224,76 @@ pub fn delete_job(world: &mut World, id: &str) -> Result<Response, SfError> {
 pub fn results(world: &mut World, id: &str, kind: &str) -> Result<Response, SfError> {
     let job = world.sf.jobs.get(id).ok_or_else(|| not_found(id))?;
     let mut writer = csv::Writer::from_writer(Vec::new());
-    let write = |writer: &mut csv::Writer<Vec<u8>>, row: Vec<String>| writer.write_record(row).map_err(|e| SfError { code: "UNKNOWN_EXCEPTION", message: e.to_string(), fields: vec![] });
+    let write = |writer: &mut csv::Writer<Vec<u8>>, row: Vec<String>| {
+        writer.write_record(row).map_err(|e| SfError {
+            code: "UNKNOWN_EXCEPTION",
+            message: e.to_string(),
+            fields: vec![],
+        })
+    };
     match kind {
         "successfulResults" => {
-            write(&mut writer, ["sf__Id".to_owned(), "sf__Created".to_owned()].into_iter().chain(job.header.iter().cloned()).collect())?;
+            write(
+                &mut writer,
+                ["sf__Id".to_owned(), "sf__Created".to_owned()]
+                    .into_iter()
+                    .chain(job.header.iter().cloned())
+                    .collect(),
+            )?;
             for (pairs, outcome) in &job.results {
                 if let Ok((id, created)) = outcome {
-                    write(&mut writer, [id.clone(), created.to_string()].into_iter().chain(pairs.iter().map(|(_, v)| v.clone())).collect())?;
+                    write(
+                        &mut writer,
+                        [id.clone(), created.to_string()]
+                            .into_iter()
+                            .chain(pairs.iter().map(|(_, v)| v.clone()))
+                            .collect(),
+                    )?;
                 }
             }
         }
         "failedResults" => {
-            write(&mut writer, ["sf__Id".to_owned(), "sf__Error".to_owned()].into_iter().chain(job.header.iter().cloned()).collect())?;
+            write(
+                &mut writer,
+                ["sf__Id".to_owned(), "sf__Error".to_owned()]
+                    .into_iter()
+                    .chain(job.header.iter().cloned())
+                    .collect(),
+            )?;
             for (pairs, outcome) in &job.results {
                 if let Err(error) = outcome {
-                    let id = pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case("Id")).map(|(_, v)| v.clone()).unwrap_or_default();
+                    let id = pairs
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("Id"))
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
                     let message = format!("{}:{}:{}", error.code, error.message, error.fields.join(","));
-                    write(&mut writer, [id, message].into_iter().chain(pairs.iter().map(|(_, v)| v.clone())).collect())?;
+                    write(
+                        &mut writer,
+                        [id, message]
+                            .into_iter()
+                            .chain(pairs.iter().map(|(_, v)| v.clone()))
+                            .collect(),
+                    )?;
                 }
             }
         }
         _ => {
             write(&mut writer, job.header.clone())?;
             if job.state == "Aborted" || job.state == "Failed" {
-                let mut reader = csv::ReaderBuilder::new().delimiter(job.delimiter).from_reader(job.data.as_bytes());
+                let mut reader = csv::ReaderBuilder::new()
+                    .delimiter(job.delimiter)
+                    .from_reader(job.data.as_bytes());
                 for row in reader.records().flatten() {
                     write(&mut writer, row.iter().map(str::to_owned).collect())?;
                 }
             }
         }
     }
-    let bytes = writer.into_inner().map_err(|e| SfError { code: "UNKNOWN_EXCEPTION", message: e.to_string(), fields: vec![] })?;
-    let _ = Map::<String, Value>::new();
-    let _ = json!(null);
+    let bytes = writer.into_inner().map_err(|e| SfError {
+        code: "UNKNOWN_EXCEPTION",
+        message: e.to_string(),
+        fields: vec![],
+    })?;
     Ok((StatusCode::OK, [("content-type", "text/csv")], bytes).into_response())
 }

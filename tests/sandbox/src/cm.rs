@@ -88,17 +88,25 @@ fn resource_of(kind: &str) -> Option<&'static str> {
 pub fn parse_local(text: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(text, DATE_FORMAT)
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M"))
-        .or_else(|_| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default()))
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
+        })
         .ok()
 }
 
 impl CmWorld {
     /// Loads the account.
     pub fn new(account: &CmAccount) -> Result<CmWorld, String> {
-        let zone: Tz = account.timezone.parse().map_err(|_| format!("cm.timezone `{}` is not an IANA zone", account.timezone))?;
+        let zone: Tz = account
+            .timezone
+            .parse()
+            .map_err(|_| format!("cm.timezone `{}` is not an IANA zone", account.timezone))?;
         let mut campaigns = BTreeMap::new();
         for campaign in &account.campaigns {
-            let mut state = CampaignState { meta: campaign.clone(), activity: HashMap::new() };
+            let mut state = CampaignState {
+                meta: campaign.clone(),
+                activity: HashMap::new(),
+            };
             state.meta.activity = Vec::new();
             for activity in &campaign.activity {
                 add_activity(&mut state, activity)?;
@@ -111,7 +119,10 @@ impl CmWorld {
         let mut tokens = HashMap::new();
         let mut refresh_tokens = Vec::new();
         if let Some(oauth) = &account.oauth {
-            tokens.insert(oauth.access_token.clone(), (Utc::now() + chrono::Duration::seconds(oauth.token_lifetime_secs), 0));
+            tokens.insert(
+                oauth.access_token.clone(),
+                (Utc::now() + chrono::Duration::seconds(oauth.token_lifetime_secs), 0),
+            );
             refresh_tokens.push(oauth.refresh_token.clone());
         }
         Ok(CmWorld {
@@ -127,7 +138,11 @@ impl CmWorld {
 
     /// "Now" in account-local time.
     pub fn now_local(&self) -> NaiveDateTime {
-        self.account.now.as_deref().and_then(parse_local).unwrap_or_else(|| Utc::now().with_timezone(&self.zone).naive_local())
+        self.account
+            .now
+            .as_deref()
+            .and_then(parse_local)
+            .unwrap_or_else(|| Utc::now().with_timezone(&self.zone).naive_local())
     }
 }
 
@@ -136,23 +151,40 @@ pub fn add_activity(state: &mut CampaignState, activity: &CmActivity) -> Result<
     let resource = resource_of(&activity.kind).ok_or_else(|| format!("unknown activity kind `{}`", activity.kind))?;
     let date = parse_local(&activity.date).ok_or_else(|| format!("bad activity date `{}`", activity.date))?;
     let rows = state.activity.entry(resource).or_default();
-    let row = Row { email: activity.email.clone(), list_id: activity.list_id.clone(), date, source: activity.clone() };
+    let row = Row {
+        email: activity.email.clone(),
+        list_id: activity.list_id.clone(),
+        date,
+        source: activity.clone(),
+    };
     let at = rows.partition_point(|r| r.date <= date);
     rows.insert(at, row);
     Ok(())
 }
 
 fn cm_error(status: StatusCode, code: i64, message: &str) -> Response {
-    (status, [("content-type", "application/json; charset=utf-8")], json!({"Code": code, "Message": message}).to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json; charset=utf-8")],
+        json!({"Code": code, "Message": message}).to_string(),
+    )
+        .into_response()
 }
 
 fn ok(body: Value) -> Response {
-    (StatusCode::OK, [("content-type", "application/json; charset=utf-8")], body.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Query parameters, names lower-cased (CM treats them case-insensitively).
 fn params(uri: &Uri) -> HashMap<String, String> {
-    form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).map(|(k, v)| (k.to_lowercase(), v.into_owned())).collect()
+    form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.to_lowercase(), v.into_owned()))
+        .collect()
 }
 
 /// A counter name: ids replaced by `{id}`.
@@ -179,7 +211,11 @@ pub async fn dispatch(state: AppState, method: Method, uri: Uri, headers: Header
         let mut world = state.lock();
         *world.counters.entry(format!("cm {route}")).or_default() += 1;
         let rate = world.faults.cm.error_rate;
-        let fault = if world.dice.roll(rate) { Some(if world.dice.roll(0.5) { 429 } else { 503 }) } else { None };
+        let fault = if world.dice.roll(rate) {
+            Some(if world.dice.roll(0.5) { 429 } else { 503 })
+        } else {
+            None
+        };
         (world.faults.cm.latency_for(&route), fault)
     };
     if latency > 0 {
@@ -235,7 +271,14 @@ fn handle(world: &mut World, method: Method, rest: &str, uri: &Uri, headers: &He
     })
 }
 
-fn handle_request(world: &mut World, method: Method, rest: &str, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Response, Outcome> {
+fn handle_request(
+    world: &mut World,
+    method: Method,
+    rest: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, Outcome> {
     if let Some(refused) = authenticate(world, headers) {
         return Ok(refused);
     }
@@ -246,9 +289,17 @@ fn handle_request(world: &mut World, method: Method, rest: &str, uri: &Uri, head
     let query = params(uri);
     Ok(match (method, segments.as_slice()) {
         (Method::GET, ["clients"]) => ok(Value::Array(
-            world.cm.account.clients.iter().map(|c| json!({"ClientID": c.id, "Name": c.name})).collect(),
+            world
+                .cm
+                .account
+                .clients
+                .iter()
+                .map(|c| json!({"ClientID": c.id, "Name": c.name}))
+                .collect(),
         )),
-        (Method::GET, ["systemdate"]) => ok(json!({"SystemDate": world.cm.now_local().format(DATE_FORMAT).to_string()})),
+        (Method::GET, ["systemdate"]) => {
+            ok(json!({"SystemDate": world.cm.now_local().format(DATE_FORMAT).to_string()}))
+        }
         (Method::GET, ["clients", id]) => match world.cm.account.clients.iter().find(|c| c.id == *id) {
             Some(c) => ok(json!({
                 "ApiKey": format!("client-key-{}", c.id),
@@ -274,17 +325,42 @@ fn handle_request(world: &mut World, method: Method, rest: &str, uri: &Uri, head
         (Method::GET, ["campaigns", id, resource]) => campaign_activity(world, id, resource, &query),
         (Method::GET, ["subscribers", list_id]) => subscriber(world, list_id, &query),
         (Method::GET, ["lists", list_id, "webhooks"]) => ok(Value::Array(
-            world.cm.webhooks.get(*list_id).into_iter().flatten().map(webhook_json).collect(),
+            world
+                .cm
+                .webhooks
+                .get(*list_id)
+                .into_iter()
+                .flatten()
+                .map(webhook_json)
+                .collect(),
         )),
         (Method::POST, ["lists", list_id, "webhooks"]) => create_webhook(world, list_id, body),
         (Method::DELETE, ["lists", list_id, "webhooks", webhook_id]) => {
             let hooks = world.cm.webhooks.entry((*list_id).to_owned()).or_default();
             let before = hooks.len();
             hooks.retain(|h| h.id != *webhook_id);
-            if hooks.len() < before { ok(json!("")) } else { cm_error(StatusCode::BAD_REQUEST, 600, "Invalid WebhookID") }
+            if hooks.len() < before {
+                ok(json!(""))
+            } else {
+                cm_error(StatusCode::BAD_REQUEST, 600, "Invalid WebhookID")
+            }
         }
-        (Method::PUT, ["lists", list_id, "webhooks", webhook_id, action @ ("activate" | "deactivate")]) => {
-            match world.cm.webhooks.get_mut(*list_id).and_then(|h| h.iter_mut().find(|h| h.id == *webhook_id)) {
+        (
+            Method::PUT,
+            [
+                "lists",
+                list_id,
+                "webhooks",
+                webhook_id,
+                action @ ("activate" | "deactivate"),
+            ],
+        ) => {
+            match world
+                .cm
+                .webhooks
+                .get_mut(*list_id)
+                .and_then(|h| h.iter_mut().find(|h| h.id == *webhook_id))
+            {
                 Some(hook) => {
                     hook.active = *action == "activate";
                     ok(json!(""))
@@ -293,9 +369,19 @@ fn handle_request(world: &mut World, method: Method, rest: &str, uri: &Uri, head
             }
         }
         (Method::GET, ["lists", list_id, "webhooks", webhook_id, "test"]) => {
-            match world.cm.webhooks.get(*list_id).and_then(|h| h.iter().find(|h| h.id == *webhook_id)) {
+            match world
+                .cm
+                .webhooks
+                .get(*list_id)
+                .and_then(|h| h.iter().find(|h| h.id == *webhook_id))
+            {
                 None => cm_error(StatusCode::BAD_REQUEST, 600, "Invalid WebhookID"),
-                Some(hook) => return Err(Outcome::TestWebhook { url: hook.url.clone(), list_id: (*list_id).to_owned() }),
+                Some(hook) => {
+                    return Err(Outcome::TestWebhook {
+                        url: hook.url.clone(),
+                        list_id: (*list_id).to_owned(),
+                    });
+                }
             }
         }
         _ => cm_error(StatusCode::NOT_FOUND, 404, "Not found"),
@@ -303,14 +389,27 @@ fn handle_request(world: &mut World, method: Method, rest: &str, uri: &Uri, head
 }
 
 fn authenticate(world: &mut World, headers: &HeaderMap) -> Option<Response> {
-    let header = headers.get("authorization").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let header = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
     if let Some(basic) = header.strip_prefix("Basic ") {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok().and_then(|b| String::from_utf8(b).ok());
-        let key = decoded.as_deref().and_then(|d| d.split_once(':')).map(|(k, _)| k.to_owned());
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(basic.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        let key = decoded
+            .as_deref()
+            .and_then(|d| d.split_once(':'))
+            .map(|(k, _)| k.to_owned());
         return match key {
             Some(key) if key == world.cm.account.api_key => None,
             Some(_) => Some(cm_error(StatusCode::UNAUTHORIZED, 100, "Invalid API Key")),
-            None => Some(cm_error(StatusCode::UNAUTHORIZED, 50, "Must supply a valid HTTP Basic Authorization header")),
+            None => Some(cm_error(
+                StatusCode::UNAUTHORIZED,
+                50,
+                "Must supply a valid HTTP Basic Authorization header",
+            )),
         };
     }
     if let Some(token) = header.strip_prefix("Bearer ") {
@@ -327,24 +426,46 @@ fn authenticate(world: &mut World, headers: &HeaderMap) -> Option<Response> {
             }
         };
     }
-    Some(cm_error(StatusCode::UNAUTHORIZED, 50, "Must supply a valid HTTP Basic Authorization header"))
+    Some(cm_error(
+        StatusCode::UNAUTHORIZED,
+        50,
+        "Must supply a valid HTTP Basic Authorization header",
+    ))
 }
 
 fn oauth_token(state: &AppState, body: &[u8]) -> Response {
-    let form: HashMap<String, String> = form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let form: HashMap<String, String> = form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     let mut world = state.lock();
     let Some(oauth) = world.cm.account.oauth.clone() else {
-        return (StatusCode::BAD_REQUEST, [("content-type", "application/json")], json!({"error": "invalid_client", "error_description": "OAuth is not set up"}).to_string()).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "application/json")],
+            json!({"error": "invalid_client", "error_description": "OAuth is not set up"}).to_string(),
+        )
+            .into_response();
     };
     let refresh = form.get("refresh_token").cloned().unwrap_or_default();
-    if form.get("grant_type").map(String::as_str) != Some("refresh_token") || !world.cm.refresh_tokens.contains(&refresh) {
-        return (StatusCode::BAD_REQUEST, [("content-type", "application/json")], json!({"error": "invalid_grant", "error_description": "Specified refresh_token is invalid or expired."}).to_string()).into_response();
+    if form.get("grant_type").map(String::as_str) != Some("refresh_token")
+        || !world.cm.refresh_tokens.contains(&refresh)
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "application/json")],
+            json!({"error": "invalid_grant", "error_description": "Specified refresh_token is invalid or expired."})
+                .to_string(),
+        )
+            .into_response();
     }
     let access = format!("cm-access-{}", uuid::Uuid::new_v4().simple());
     let new_refresh = format!("cm-refresh-{}", uuid::Uuid::new_v4().simple());
     world.cm.refresh_tokens.retain(|t| *t != refresh);
     world.cm.refresh_tokens.push(new_refresh.clone());
-    world.cm.tokens.insert(access.clone(), (Utc::now() + chrono::Duration::seconds(oauth.token_lifetime_secs), 0));
+    world.cm.tokens.insert(
+        access.clone(),
+        (Utc::now() + chrono::Duration::seconds(oauth.token_lifetime_secs), 0),
+    );
     ok(json!({"access_token": access, "expires_in": oauth.token_lifetime_secs, "refresh_token": new_refresh}))
 }
 
@@ -362,13 +483,24 @@ fn paging(
 ) -> Result<(Paging, String), Response> {
     let page = match query.get("page") {
         None => 1,
-        Some(p) => p.parse::<usize>().ok().filter(|p| *p >= 1).ok_or_else(|| cm_error(StatusCode::BAD_REQUEST, 800, "Invalid page number"))?,
+        Some(p) => p
+            .parse::<usize>()
+            .ok()
+            .filter(|p| *p >= 1)
+            .ok_or_else(|| cm_error(StatusCode::BAD_REQUEST, 800, "Invalid page number"))?,
     };
     let size = match query.get("pagesize") {
         None => 1000,
-        Some(s) => s.parse::<usize>().ok().filter(|s| (10..=1000).contains(s)).ok_or_else(|| cm_error(StatusCode::BAD_REQUEST, 801, "Invalid page size"))?,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|s| (10..=1000).contains(s))
+            .ok_or_else(|| cm_error(StatusCode::BAD_REQUEST, 801, "Invalid page size"))?,
     };
-    let order = query.get("orderfield").map(|o| o.to_lowercase()).unwrap_or_else(|| default_order.to_owned());
+    let order = query
+        .get("orderfield")
+        .map(|o| o.to_lowercase())
+        .unwrap_or_else(|| default_order.to_owned());
     if !allowed_order.contains(&order.as_str()) {
         return Err(cm_error(StatusCode::BAD_REQUEST, 802, "Invalid order field"));
     }
@@ -407,7 +539,13 @@ fn client_resource(world: &World, client_id: &str, what: &str, query: &HashMap<S
     let campaigns = world.cm.campaigns.values().filter(|c| c.meta.client_id == client_id);
     match what {
         "lists" => ok(Value::Array(
-            world.cm.lists.values().filter(|l| l.client_id == client_id).map(|l| json!({"ListID": l.id, "Name": l.name})).collect(),
+            world
+                .cm
+                .lists
+                .values()
+                .filter(|l| l.client_id == client_id)
+                .map(|l| json!({"ListID": l.id, "Name": l.name}))
+                .collect(),
         )),
         "listsforemail" => {
             let email = query.get("email").map(|e| e.to_lowercase()).unwrap_or_default();
@@ -447,7 +585,15 @@ fn client_resource(world: &World, client_id: &str, what: &str, query: &HashMap<S
                 },
                 None => None,
             };
-            let tags: Vec<String> = query.get("tags").map(|t| t.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+            let tags: Vec<String> = query
+                .get("tags")
+                .map(|t| {
+                    t.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
             let mut sent: Vec<(NaiveDateTime, &CampaignState)> = campaigns
                 .filter(|c| c.meta.state == "sent")
                 .filter_map(|c| c.meta.sent_date.as_deref().and_then(parse_local).map(|d| (d, c)))
@@ -493,7 +639,13 @@ fn client_resource(world: &World, client_id: &str, what: &str, query: &HashMap<S
 
 fn summary(c: &CampaignState) -> Value {
     let rows = |r: &str| c.activity.get(r).map(Vec::as_slice).unwrap_or_default();
-    let unique = |r: &str| rows(r).iter().map(|x| x.email.to_lowercase()).collect::<std::collections::HashSet<_>>().len();
+    let unique = |r: &str| {
+        rows(r)
+            .iter()
+            .map(|x| x.email.to_lowercase())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
     json!({
         "Name": c.meta.name,
         "Recipients": c.meta.recipients.len(),
@@ -531,9 +683,13 @@ fn row_json(resource: &str, row: &Row) -> Value {
             v["URL"] = json!(row.source.url.clone().unwrap_or_else(|| "https://example.com/".into()));
             v
         }
-        "unsubscribes" => json!({"EmailAddress": row.email, "ListID": row.list_id, "Date": date, "IPAddress": "203.0.113.9"}),
-        "bounces" => json!({"EmailAddress": row.email, "ListID": row.list_id, "BounceType": row.source.bounce_type.clone().unwrap_or_else(|| "Hard".into()),
-            "Date": date, "Reason": row.source.reason.clone().unwrap_or_else(|| "Hard Bounce - Mailbox does not exist".into())}),
+        "unsubscribes" => {
+            json!({"EmailAddress": row.email, "ListID": row.list_id, "Date": date, "IPAddress": "203.0.113.9"})
+        }
+        "bounces" => {
+            json!({"EmailAddress": row.email, "ListID": row.list_id, "BounceType": row.source.bounce_type.clone().unwrap_or_else(|| "Hard".into()),
+            "Date": date, "Reason": row.source.reason.clone().unwrap_or_else(|| "Hard Bounce - Mailbox does not exist".into())})
+        }
         _ => json!({"EmailAddress": row.email, "ListID": row.list_id, "Date": date}),
     }
 }
@@ -557,7 +713,10 @@ fn campaign_activity(world: &World, id: &str, resource: &str, query: &HashMap<St
             recipients.reverse();
         }
         let total = recipients.len();
-        let results = page_of(&recipients, &paging).into_iter().map(|r| json!({"EmailAddress": r.email, "ListID": r.list_id})).collect();
+        let results = page_of(&recipients, &paging)
+            .into_iter()
+            .map(|r| json!({"EmailAddress": r.email, "ListID": r.list_id}))
+            .collect();
         return ok(envelope(results, total, &paging, &order));
     }
     let Some(resource) = resource_of(resource) else {
@@ -608,9 +767,15 @@ fn subscriber(world: &World, list_id: &str, query: &HashMap<String, String>) -> 
     };
     let email = query.get("email").map(|e| e.to_lowercase()).unwrap_or_default();
     match list.subscribers.iter().find(|s| s.email.to_lowercase() == email) {
-        Some(s) => ok(json!({"EmailAddress": s.email, "Name": s.name, "Date": s.date.clone().unwrap_or_default(), "ListJoinedDate": s.date.clone().unwrap_or_default(),
-            "State": s.state, "CustomFields": [], "ReadsEmailWith": "", "ConsentToTrack": "Yes"})),
-        None => cm_error(StatusCode::BAD_REQUEST, 203, "Subscriber not in list or has already been removed."),
+        Some(s) => ok(
+            json!({"EmailAddress": s.email, "Name": s.name, "Date": s.date.clone().unwrap_or_default(), "ListJoinedDate": s.date.clone().unwrap_or_default(),
+            "State": s.state, "CustomFields": [], "ReadsEmailWith": "", "ConsentToTrack": "Yes"}),
+        ),
+        None => cm_error(
+            StatusCode::BAD_REQUEST,
+            203,
+            "Subscriber not in list or has already been removed.",
+        ),
     }
 }
 
@@ -623,16 +788,35 @@ fn create_webhook(world: &mut World, list_id: &str, body: &[u8]) -> Response {
         return cm_error(StatusCode::BAD_REQUEST, 101, "Invalid ListID");
     }
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let url = request.get("Url").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let url = request
+        .get("Url")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     if !(url.starts_with("https://") || url.starts_with("http://")) {
         return cm_error(StatusCode::BAD_REQUEST, 601, "Invalid Webhook URL");
     }
-    let format = request.get("PayloadFormat").and_then(Value::as_str).unwrap_or("json").to_lowercase();
+    let format = request
+        .get("PayloadFormat")
+        .and_then(Value::as_str)
+        .unwrap_or("json")
+        .to_lowercase();
     if format != "json" && format != "xml" {
         return cm_error(StatusCode::BAD_REQUEST, 602, "Invalid Payload Format");
     }
-    let events: Vec<String> = request.get("Events").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect();
-    if events.is_empty() || events.iter().any(|e| !["Subscribe", "Deactivate", "Update"].contains(&e.as_str())) {
+    let events: Vec<String> = request
+        .get("Events")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    if events.is_empty()
+        || events
+            .iter()
+            .any(|e| !["Subscribe", "Deactivate", "Update"].contains(&e.as_str()))
+    {
         return cm_error(StatusCode::BAD_REQUEST, 603, "Invalid Event Name");
     }
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -643,5 +827,10 @@ fn create_webhook(world: &mut World, list_id: &str, body: &[u8]) -> Response {
         active: true,
         format: if format == "json" { "Json".into() } else { "Xml".into() },
     });
-    (StatusCode::CREATED, [("content-type", "application/json; charset=utf-8")], json!(id).to_string()).into_response()
+    (
+        StatusCode::CREATED,
+        [("content-type", "application/json; charset=utf-8")],
+        json!(id).to_string(),
+    )
+        .into_response()
 }

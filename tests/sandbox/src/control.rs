@@ -48,7 +48,15 @@ async fn records(State(state): State<AppState>, Query(query): Query<RecordsQuery
         if query.object.as_ref().is_some_and(|o| !o.eq_ignore_ascii_case(object)) {
             continue;
         }
-        out.insert(object.clone(), Value::Array(records.values().map(|r| Value::Object(world.sf.view(object, r))).collect()));
+        out.insert(
+            object.clone(),
+            Value::Array(
+                records
+                    .values()
+                    .map(|r| Value::Object(world.sf.view(object, r)))
+                    .collect(),
+            ),
+        );
     }
     Json(Value::Object(out))
 }
@@ -124,13 +132,23 @@ struct Delivery {
 /// Posts `{ListID, Events}` to every active webhook of the list, each receiving the events of
 /// the types it subscribed to, as CM does. Answers with each delivery's HTTP status.
 async fn deliver(State(state): State<AppState>, Json(delivery): Json<Delivery>) -> Json<Value> {
-    let hooks = state.lock().cm.webhooks.get(&delivery.list_id).cloned().unwrap_or_default();
+    let hooks = state
+        .lock()
+        .cm
+        .webhooks
+        .get(&delivery.list_id)
+        .cloned()
+        .unwrap_or_default();
     let mut results = Vec::new();
     for hook in hooks.into_iter().filter(|h| h.active) {
         let events: Vec<Value> = delivery
             .events
             .iter()
-            .filter(|e| e.get("Type").and_then(Value::as_str).is_some_and(|t| hook.events.iter().any(|h| h == t)))
+            .filter(|e| {
+                e.get("Type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| hook.events.iter().any(|h| h == t))
+            })
             .cloned()
             .collect();
         if events.is_empty() {

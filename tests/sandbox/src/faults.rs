@@ -41,7 +41,12 @@ impl SideFaults {
     /// The latency for a route.
     pub fn latency_for(&self, route: &str) -> u64 {
         self.latency_ms
-            + self.endpoint_latency_ms.iter().filter(|(key, _)| route.contains(key.as_str())).map(|(_, ms)| ms).sum::<u64>()
+            + self
+                .endpoint_latency_ms
+                .iter()
+                .filter(|(key, _)| route.contains(key.as_str()))
+                .map(|(_, ms)| ms)
+                .sum::<u64>()
     }
 }
 

@@ -36,13 +36,25 @@ pub struct Shape {
 
 impl Default for Shape {
     fn default() -> Self {
-        Shape { seed: 1, recipients: 1_000, activities: 800, in_salesforce: 0.95, already_members: 0.5, timezone: "Australia/Sydney".into(), extra_campaigns: 0 }
+        Shape {
+            seed: 1,
+            recipients: 1_000,
+            activities: 800,
+            in_salesforce: 0.95,
+            already_members: 0.5,
+            timezone: "Australia/Sydney".into(),
+            extra_campaigns: 0,
+        }
     }
 }
 
 /// The custom fields the product's default settings name.
 pub fn product_custom_fields() -> BTreeMap<String, Vec<CustomField>> {
-    let field = |name: &str, field_type: &str, external_id: bool| CustomField { name: name.into(), field_type: field_type.into(), external_id };
+    let field = |name: &str, field_type: &str, external_id: bool| CustomField {
+        name: name.into(),
+        field_type: field_type.into(),
+        external_id,
+    };
     BTreeMap::from([
         (
             "Campaign".to_owned(),
@@ -68,7 +80,9 @@ pub fn product_custom_fields() -> BTreeMap<String, Vec<CustomField>> {
 }
 
 fn hex_id(rng: &mut ChaCha8Rng) -> String {
-    (0..32).map(|_| char::from_digit(rng.random_range(0..16u32), 16).unwrap_or('0')).collect()
+    (0..32)
+        .map(|_| char::from_digit(rng.random_range(0..16u32), 16).unwrap_or('0'))
+        .collect()
 }
 
 /// Builds the scenario.
@@ -80,11 +94,20 @@ pub fn generate(shape: &Shape) -> Scenario {
     let sent = NaiveDateTime::parse_from_str("2026-11-02 09:00:00", "%Y-%m-%d %H:%M:%S").unwrap_or_default();
     let email = |i: usize| format!("person{i:07}@example.com");
 
-    let recipients: Vec<CmRecipient> = (0..shape.recipients).map(|i| CmRecipient { email: email(i), list_id: list_id.clone() }).collect();
+    let recipients: Vec<CmRecipient> = (0..shape.recipients)
+        .map(|i| CmRecipient {
+            email: email(i),
+            list_id: list_id.clone(),
+        })
+        .collect();
     let mut activity = Vec::with_capacity(shape.activities);
     for _ in 0..shape.activities {
         // Engagement is skewed: a fifth of the recipients make most of the activity.
-        let who = if rng.random_bool(0.7) { rng.random_range(0..shape.recipients.max(1) / 5 + 1) } else { rng.random_range(0..shape.recipients.max(1)) };
+        let who = if rng.random_bool(0.7) {
+            rng.random_range(0..shape.recipients.max(1) / 5 + 1)
+        } else {
+            rng.random_range(0..shape.recipients.max(1))
+        };
         let roll: f64 = rng.random();
         let kind = match roll {
             r if r < 0.62 => "open",
@@ -94,7 +117,11 @@ pub fn generate(shape: &Shape) -> Scenario {
             _ => "spam",
         };
         // Most activity comes in the first hours; whole minutes, as CM reports.
-        let minutes = if rng.random_bool(0.6) { rng.random_range(1..6 * 60) } else { rng.random_range(1..7 * 24 * 60) };
+        let minutes = if rng.random_bool(0.6) {
+            rng.random_range(1..6 * 60)
+        } else {
+            rng.random_range(1..7 * 24 * 60)
+        };
         let date = sent + Duration::minutes(minutes);
         activity.push(CmActivity {
             kind: kind.into(),
@@ -102,7 +129,13 @@ pub fn generate(shape: &Shape) -> Scenario {
             list_id: list_id.clone(),
             date: date.format("%Y-%m-%d %H:%M:%S").to_string(),
             url: (kind == "click").then(|| format!("https://example.com/offer/{}", rng.random_range(1..6))),
-            bounce_type: (kind == "bounce").then(|| if rng.random_bool(0.3) { "Soft".into() } else { "Hard".into() }),
+            bounce_type: (kind == "bounce").then(|| {
+                if rng.random_bool(0.3) {
+                    "Soft".into()
+                } else {
+                    "Hard".into()
+                }
+            }),
             reason: (kind == "bounce").then(|| "Hard Bounce - Mailbox does not exist".into()),
         });
     }
@@ -116,7 +149,11 @@ pub fn generate(shape: &Shape) -> Scenario {
             continue;
         }
         let is_contact = rng.random_bool(0.6);
-        let id = if is_contact { format!("003000SB{i:010}") } else { format!("00Q000SB{i:010}") };
+        let id = if is_contact {
+            format!("003000SB{i:010}")
+        } else {
+            format!("00Q000SB{i:010}")
+        };
         let mut person = Map::new();
         person.insert("Id".into(), json!(id));
         person.insert("LastName".into(), json!(format!("Person {i}")));
@@ -152,8 +189,12 @@ pub fn generate(shape: &Shape) -> Scenario {
     for n in 0..shape.extra_campaigns {
         let day = sent - Duration::days(n as i64 + 1);
         let id = hex_id(&mut rng);
-        let recipients: Vec<CmRecipient> =
-            (0..20).map(|i| CmRecipient { email: email((n * 20 + i) % shape.recipients.max(1)), list_id: list_id.clone() }).collect();
+        let recipients: Vec<CmRecipient> = (0..20)
+            .map(|i| CmRecipient {
+                email: email((n * 20 + i) % shape.recipients.max(1)),
+                list_id: list_id.clone(),
+            })
+            .collect();
         let activity = recipients
             .iter()
             .take(5)
@@ -205,8 +246,17 @@ pub fn generate(shape: &Shape) -> Scenario {
             oauth: None,
             timezone: shape.timezone.clone(),
             now: Some("2026-11-27 09:00:00".into()),
-            clients: vec![CmClient { id: client_id.clone(), name: "Example Ltd".into(), timezone_display: None }],
-            lists: vec![CmList { id: list_id, client_id, name: "Newsletter".into(), subscribers: Vec::new() }],
+            clients: vec![CmClient {
+                id: client_id.clone(),
+                name: "Example Ltd".into(),
+                timezone_display: None,
+            }],
+            lists: vec![CmList {
+                id: list_id,
+                client_id,
+                name: "Newsletter".into(),
+                subscribers: Vec::new(),
+            }],
             campaigns,
         },
         sf: SfOrg {

@@ -2,6 +2,10 @@
 //! state and enforce the real rules, so the product, its tests, `make demo` and `make bench` run
 //! without accounts. See `tests/sandbox/README.md` for the scenario format and control API.
 
+// Handlers return `Result<_, Response>` to answer early with the API's own error; boxing every
+// early answer would only add noise to a test tool.
+#![allow(clippy::result_large_err)]
+
 pub mod bulk;
 pub mod cm;
 pub mod control;
@@ -85,29 +89,54 @@ pub struct Running {
     pub state: AppState,
 }
 
-async fn cm_fallback(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn cm_fallback(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     cm::dispatch(state, method, uri, headers, body).await
 }
 
-async fn sf_fallback(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn sf_fallback(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     sf_http::dispatch(state, method, uri, headers, body).await
 }
 
 /// Starts both stand-ins on the given addresses (port 0 picks a free port) and returns once
 /// they accept connections.
 pub async fn start(scenario: Scenario, cm_addr: SocketAddr, sf_addr: SocketAddr) -> Result<Running, String> {
-    let cm_listener = tokio::net::TcpListener::bind(cm_addr).await.map_err(|e| format!("cannot bind CM address {cm_addr}: {e}"))?;
-    let sf_listener = tokio::net::TcpListener::bind(sf_addr).await.map_err(|e| format!("cannot bind SF address {sf_addr}: {e}"))?;
+    let cm_listener = tokio::net::TcpListener::bind(cm_addr)
+        .await
+        .map_err(|e| format!("cannot bind CM address {cm_addr}: {e}"))?;
+    let sf_listener = tokio::net::TcpListener::bind(sf_addr)
+        .await
+        .map_err(|e| format!("cannot bind SF address {sf_addr}: {e}"))?;
     let cm_url = format!("http://{}", cm_listener.local_addr().map_err(|e| e.to_string())?);
     let sf_url = format!("http://{}", sf_listener.local_addr().map_err(|e| e.to_string())?);
     let world = World::load(&scenario, &sf_url)?;
     let state = AppState {
         world: Arc::new(Mutex::new(world)),
         scenario: Arc::new(scenario),
-        http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().map_err(|e| e.to_string())?,
+        http: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?,
     };
-    let cm_app = Router::new().nest("/_sandbox", control::router()).fallback(cm_fallback).with_state(state.clone());
-    let sf_app = Router::new().nest("/_sandbox", control::router()).fallback(sf_fallback).with_state(state.clone());
+    let cm_app = Router::new()
+        .nest("/_sandbox", control::router())
+        .fallback(cm_fallback)
+        .with_state(state.clone());
+    let sf_app = Router::new()
+        .nest("/_sandbox", control::router())
+        .fallback(sf_fallback)
+        .with_state(state.clone());
     tokio::spawn(async move {
         if let Err(error) = axum::serve(cm_listener, cm_app).await {
             tracing::error!(%error, "CM stand-in stopped");

@@ -57,7 +57,10 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -69,15 +72,37 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    if let Some(Command::Generate { seed, recipients, activities, in_salesforce, already_members, extra_campaigns, out }) = cli.command {
-        let shape = Shape { seed, recipients, activities, in_salesforce, already_members, extra_campaigns, ..Shape::default() };
+    if let Some(Command::Generate {
+        seed,
+        recipients,
+        activities,
+        in_salesforce,
+        already_members,
+        extra_campaigns,
+        out,
+    }) = cli.command
+    {
+        let shape = Shape {
+            seed,
+            recipients,
+            activities,
+            in_salesforce,
+            already_members,
+            extra_campaigns,
+            ..Shape::default()
+        };
         let scenario = generate(&shape);
         let json = serde_json::to_vec(&scenario).map_err(|e| e.to_string())?;
         std::fs::write(&out, json).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-        eprintln!("sandbox: wrote {} ({recipients} recipients, {activities} activities)", out.display());
+        eprintln!(
+            "sandbox: wrote {} ({recipients} recipients, {activities} activities)",
+            out.display()
+        );
         return Ok(());
     }
-    let path = cli.scenario.ok_or("give --scenario FILE (or `sandbox generate --help`)")?;
+    let path = cli
+        .scenario
+        .ok_or("give --scenario FILE (or `sandbox generate --help`)")?;
     let started = Instant::now();
     let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let scenario: Scenario = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;

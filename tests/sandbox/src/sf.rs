@@ -1,7 +1,7 @@
 //! The Salesforce org: records, the rules Salesforce enforces on them, SOQL, collections and
 //! Bulk API 2.0 ingest. HTTP lives in `sf_http.rs`; this is the data side.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
@@ -25,11 +25,19 @@ pub struct SfError {
 }
 
 fn err(code: &'static str, message: impl Into<String>) -> SfError {
-    SfError { code, message: message.into(), fields: Vec::new() }
+    SfError {
+        code,
+        message: message.into(),
+        fields: Vec::new(),
+    }
 }
 
 fn field_err(code: &'static str, message: impl Into<String>, field: &str) -> SfError {
-    SfError { code, message: message.into(), fields: vec![field.to_owned()] }
+    SfError {
+        code,
+        message: message.into(),
+        fields: vec![field.to_owned()],
+    }
 }
 
 /// Parses the date-time forms Salesforce accepts.
@@ -44,6 +52,12 @@ pub fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
 pub fn format_datetime(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true).replace('Z', "+0000")
 }
+
+/// One processed CSV row: its (column, value) pairs and `Ok((id, created))` or the error.
+pub type RowResult = (Vec<(String, String)>, Result<(String, bool), SfError>);
+
+/// Records per object and the member keys, as saved for an all-or-none rollback.
+pub type Snapshot = (BTreeMap<String, BTreeMap<String, Record>>, HashSet<(String, String)>);
 
 /// A Bulk API 2.0 ingest job.
 #[derive(Debug, Clone)]
@@ -65,7 +79,7 @@ pub struct BulkJob {
     /// Created.
     pub created: DateTime<Utc>,
     /// Results: (row fields, Ok(id, created) | Err(error)).
-    pub results: Vec<(Vec<(String, String)>, Result<(String, bool), SfError>)>,
+    pub results: Vec<RowResult>,
     /// Header of the uploaded CSV.
     pub header: Vec<String>,
 }
@@ -87,7 +101,31 @@ pub struct SfWorld {
     pub cursors: HashMap<String, Vec<Value>>,
     /// Bulk jobs.
     pub jobs: BTreeMap<String, BulkJob>,
+    /// (campaign, person) of every member: the uniqueness rule without a scan.
+    member_keys: HashSet<(String, String)>,
     next_id: u64,
+}
+
+/// The (campaign, person) key of a member record.
+fn member_key(record: &Record) -> Option<(String, String)> {
+    let campaign = record.get("CampaignId").and_then(Value::as_str)?;
+    let person = record
+        .get("ContactId")
+        .and_then(Value::as_str)
+        .or_else(|| record.get("LeadId").and_then(Value::as_str))?;
+    Some((campaign.to_owned(), person.to_owned()))
+}
+
+/// Fields Salesforce computes on read; a condition on them needs the materialised view.
+fn is_derived(object: &str, field: &str) -> bool {
+    let field = field.to_ascii_lowercase();
+    match object {
+        "CampaignMember" => {
+            ["hasresponded", "email", "leadorcontactid", "hasoptedoutofemail"].contains(&field.as_str())
+        }
+        "Campaign" => field.starts_with("numberof"),
+        _ => false,
+    }
 }
 
 impl SfWorld {
@@ -102,6 +140,7 @@ impl SfWorld {
             tokens: HashMap::new(),
             cursors: HashMap::new(),
             jobs: BTreeMap::new(),
+            member_keys: HashSet::new(),
             next_id: 1,
         };
         for name in world.schemas.keys() {
@@ -109,12 +148,19 @@ impl SfWorld {
         }
         // Records load as-is (they are the org's existing data); Ids are kept or assigned.
         for (object, rows) in &org.records {
-            let schema = world.schemas.get(object).cloned().ok_or_else(|| format!("unknown object {object} in scenario"))?;
+            let schema = world
+                .schemas
+                .get(object)
+                .cloned()
+                .ok_or_else(|| format!("unknown object {object} in scenario"))?;
             let prefix = schema.prefix;
             for row in rows {
                 let mut record = Record::new();
                 for (key, value) in row {
-                    let canonical = schema.field(key).map(|f| f.name.clone()).ok_or_else(|| format!("unknown field {object}.{key}"))?;
+                    let canonical = schema
+                        .field(key)
+                        .map(|f| f.name.clone())
+                        .ok_or_else(|| format!("unknown field {object}.{key}"))?;
                     record.insert(canonical, value.clone());
                 }
                 let id = match record.get("Id").and_then(Value::as_str) {
@@ -131,14 +177,35 @@ impl SfWorld {
                 world.records.entry(object.clone()).or_default().insert(id, record);
             }
         }
+        world.member_keys = world
+            .records
+            .get("CampaignMember")
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(member_key)
+            .collect();
         // Campaigns in the scenario without statuses get the stock pair, as in a real org.
-        let campaign_ids: Vec<String> = world.records.get("Campaign").map(|c| c.keys().cloned().collect()).unwrap_or_default();
+        let campaign_ids: Vec<String> = world
+            .records
+            .get("Campaign")
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default();
         for campaign in campaign_ids {
             if world.statuses_of(&campaign).is_empty() {
                 world.add_stock_statuses(&campaign);
             }
         }
         Ok(world)
+    }
+
+    /// The records as they are now, for an all-or-none rollback.
+    pub fn snapshot(&self) -> Snapshot {
+        (self.records.clone(), self.member_keys.clone())
+    }
+
+    /// Puts a snapshot back.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        (self.records, self.member_keys) = snapshot;
     }
 
     fn new_id(&mut self, prefix: &str) -> String {
@@ -151,14 +218,23 @@ impl SfWorld {
         self.schemas
             .values()
             .find(|s| s.name.eq_ignore_ascii_case(object))
-            .ok_or_else(|| err("NOT_FOUND", format!("The requested resource does not exist: sObject type '{object}' is not supported.")))
+            .ok_or_else(|| {
+                err(
+                    "NOT_FOUND",
+                    format!("The requested resource does not exist: sObject type '{object}' is not supported."),
+                )
+            })
     }
 
     /// The statuses of a campaign.
     pub fn statuses_of(&self, campaign_id: &str) -> Vec<&Record> {
         self.records
             .get("CampaignMemberStatus")
-            .map(|all| all.values().filter(|s| s.get("CampaignId").and_then(Value::as_str) == Some(campaign_id)).collect())
+            .map(|all| {
+                all.values()
+                    .filter(|s| s.get("CampaignId").and_then(Value::as_str) == Some(campaign_id))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -173,7 +249,10 @@ impl SfWorld {
             record.insert("HasResponded".into(), json!(responded_flag));
             record.insert("IsDefault".into(), json!(default));
             record.insert("SortOrder".into(), json!(order));
-            self.records.entry("CampaignMemberStatus".into()).or_default().insert(id, record);
+            self.records
+                .entry("CampaignMemberStatus".into())
+                .or_default()
+                .insert(id, record);
         }
     }
 
@@ -194,7 +273,10 @@ impl SfWorld {
         let bad = || {
             field_err(
                 "JSON_PARSER_ERROR",
-                format!("Cannot deserialize instance of {} from {value} for field {object}.{field}", field_type.describe_name()),
+                format!(
+                    "Cannot deserialize instance of {} from {value} for field {object}.{field}",
+                    field_type.describe_name()
+                ),
                 field,
             )
         };
@@ -211,7 +293,11 @@ impl SfWorld {
                 Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(json!(false)),
                 _ => Err(bad()),
             },
-            FieldType::DateTime => value.as_str().and_then(parse_datetime).map(|t| json!(format_datetime(t))).ok_or_else(bad),
+            FieldType::DateTime => value
+                .as_str()
+                .and_then(parse_datetime)
+                .map(|t| json!(format_datetime(t)))
+                .ok_or_else(bad),
             FieldType::Date => value
                 .as_str()
                 .filter(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok())
@@ -241,7 +327,11 @@ impl SfWorld {
                 continue;
             }
             let Some(field) = schema.field(key) else {
-                return Err(field_err("INVALID_FIELD", format!("No such column '{key}' on sobject of type {}", schema.name), key));
+                return Err(field_err(
+                    "INVALID_FIELD",
+                    format!("No such column '{key}' on sobject of type {}", schema.name),
+                    key,
+                ));
             };
             let writable = match field.access {
                 Access::ReadWrite => true,
@@ -251,16 +341,26 @@ impl SfWorld {
             if !writable {
                 return Err(field_err(
                     "INVALID_FIELD_FOR_INSERT_UPDATE",
-                    format!("Unable to create/update fields: {}. Please check the security settings of this field and verify that it is read/write for your profile or permission set.", field.name),
+                    format!(
+                        "Unable to create/update fields: {}. Please check the security settings of this field and verify that it is read/write for your profile or permission set.",
+                        field.name
+                    ),
                     &field.name,
                 ));
             }
-            clean.insert(field.name.clone(), self.coerce(schema.name, &field.name, field.field_type, value)?);
+            clean.insert(
+                field.name.clone(),
+                self.coerce(schema.name, &field.name, field.field_type, value)?,
+            );
         }
         if creating {
             for field in schema.fields.values().filter(|f| f.required) {
                 if clean.get(&field.name).is_none_or(Value::is_null) {
-                    return Err(field_err("REQUIRED_FIELD_MISSING", format!("Required fields are missing: [{}]", field.name), &field.name));
+                    return Err(field_err(
+                        "REQUIRED_FIELD_MISSING",
+                        format!("Required fields are missing: [{}]", field.name),
+                        &field.name,
+                    ));
                 }
             }
         }
@@ -270,16 +370,23 @@ impl SfWorld {
     fn check_unique_external_ids(&self, object: &str, record: &Record, except: Option<&str>) -> Result<(), SfError> {
         let schema = self.schema(object)?;
         for field in schema.fields.values().filter(|f| f.external_id) {
-            let Some(value) = record.get(&field.name).and_then(Value::as_str) else { continue };
+            let Some(value) = record.get(&field.name).and_then(Value::as_str) else {
+                continue;
+            };
             if let Some((id, _)) = self.records.get(schema.name).and_then(|all| {
                 all.iter().find(|(id, r)| {
                     Some(id.as_str()) != except
-                        && r.get(&field.name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(value))
+                        && r.get(&field.name)
+                            .and_then(Value::as_str)
+                            .is_some_and(|v| v.eq_ignore_ascii_case(value))
                 })
             }) {
                 return Err(field_err(
                     "DUPLICATE_VALUE",
-                    format!("duplicate value found: {} duplicates value on record with id: {id}", field.name),
+                    format!(
+                        "duplicate value found: {} duplicates value on record with id: {id}",
+                        field.name
+                    ),
                     &field.name,
                 ));
             }
@@ -296,28 +403,25 @@ impl SfWorld {
                 let lead = merged.get("LeadId").and_then(Value::as_str);
                 let contact = merged.get("ContactId").and_then(Value::as_str);
                 if lead.is_none() && contact.is_none() {
-                    return Err(err("REQUIRED_FIELD_MISSING", "Required fields are missing: [LeadId or ContactId]"));
+                    return Err(err(
+                        "REQUIRED_FIELD_MISSING",
+                        "Required fields are missing: [LeadId or ContactId]",
+                    ));
                 }
-                if id.is_none() {
-                    let duplicate = self.records.get("CampaignMember").is_some_and(|all| {
-                        all.values().any(|m| {
-                            m.get("CampaignId").and_then(Value::as_str) == Some(campaign)
-                                && ((contact.is_some() && m.get("ContactId").and_then(Value::as_str) == contact)
-                                    || (contact.is_none() && lead.is_some() && m.get("LeadId").and_then(Value::as_str) == lead))
-                        })
-                    });
-                    if duplicate {
-                        return Err(err("DUPLICATE_VALUE", "Already a campaign member."));
-                    }
+                if id.is_none() && member_key(merged).is_some_and(|key| self.member_keys.contains(&key)) {
+                    return Err(err("DUPLICATE_VALUE", "Already a campaign member."));
                 }
-                if let Some(status) = merged.get("Status").and_then(Value::as_str) {
-                    if !self.statuses_of(campaign).iter().any(|s| s.get("Label").and_then(Value::as_str) == Some(status)) {
-                        return Err(field_err(
-                            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                            format!("Status: bad value for restricted picklist field: {status}"),
-                            "Status",
-                        ));
-                    }
+                if let Some(status) = merged.get("Status").and_then(Value::as_str)
+                    && !self
+                        .statuses_of(campaign)
+                        .iter()
+                        .any(|s| s.get("Label").and_then(Value::as_str) == Some(status))
+                {
+                    return Err(field_err(
+                        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                        format!("Status: bad value for restricted picklist field: {status}"),
+                        "Status",
+                    ));
                 }
             }
             "CampaignMemberStatus" => {
@@ -329,10 +433,21 @@ impl SfWorld {
                         continue;
                     }
                     if other.get("Label").and_then(Value::as_str) == Some(label) {
-                        return Err(field_err("DUPLICATE_VALUE", format!("duplicate value found: Label duplicates value on record with id: {}", other.get("Id").and_then(Value::as_str).unwrap_or_default()), "Label"));
+                        return Err(field_err(
+                            "DUPLICATE_VALUE",
+                            format!(
+                                "duplicate value found: Label duplicates value on record with id: {}",
+                                other.get("Id").and_then(Value::as_str).unwrap_or_default()
+                            ),
+                            "Label",
+                        ));
                     }
                     if sort.is_some() && other.get("SortOrder").and_then(Value::as_f64) == sort {
-                        return Err(field_err("DUPLICATE_VALUE", "duplicate value found: SortOrder duplicates value on another status of the campaign", "SortOrder"));
+                        return Err(field_err(
+                            "DUPLICATE_VALUE",
+                            "duplicate value found: SortOrder duplicates value on another status of the campaign",
+                            "SortOrder",
+                        ));
                     }
                 }
                 if label.chars().count() > 765 {
@@ -344,14 +459,21 @@ impl SfWorld {
                         s.get("Id").and_then(Value::as_str) != id && s.get("HasResponded") == Some(&json!(true))
                     });
                     if id.is_some() && !others_responded {
-                        return Err(err("FIELD_INTEGRITY_EXCEPTION", "A campaign must have at least one responded member status"));
+                        return Err(err(
+                            "FIELD_INTEGRITY_EXCEPTION",
+                            "A campaign must have at least one responded member status",
+                        ));
                     }
                 }
                 // A campaign keeps a default status: the default cannot be switched off directly.
                 if let Some(id) = id {
-                    let was_default = self.find("CampaignMemberStatus", id).and_then(|s| s.get("IsDefault")) == Some(&json!(true));
+                    let was_default =
+                        self.find("CampaignMemberStatus", id).and_then(|s| s.get("IsDefault")) == Some(&json!(true));
                     if was_default && merged.get("IsDefault") == Some(&json!(false)) {
-                        return Err(err("FIELD_INTEGRITY_EXCEPTION", "A campaign must have a default member status; make another status the default instead"));
+                        return Err(err(
+                            "FIELD_INTEGRITY_EXCEPTION",
+                            "A campaign must have a default member status; make another status the default instead",
+                        ));
                     }
                 }
             }
@@ -365,8 +487,16 @@ impl SfWorld {
         let object = self.schema(object)?.name;
         let mut record = self.check_fields(object, fields, true)?;
         if object == "CampaignMember" && record.get("Status").is_none_or(Value::is_null) {
-            let campaign = record.get("CampaignId").and_then(Value::as_str).unwrap_or_default().to_owned();
-            if let Some(default) = self.statuses_of(&campaign).into_iter().find(|s| s.get("IsDefault") == Some(&json!(true))) {
+            let campaign = record
+                .get("CampaignId")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if let Some(default) = self
+                .statuses_of(&campaign)
+                .into_iter()
+                .find(|s| s.get("IsDefault") == Some(&json!(true)))
+            {
                 record.insert("Status".into(), default.get("Label").cloned().unwrap_or(Value::Null));
             }
         }
@@ -379,10 +509,22 @@ impl SfWorld {
         record.insert("LastModifiedDate".into(), now.clone());
         record.insert("SystemModstamp".into(), now);
         if object == "CampaignMemberStatus" && record.get("IsDefault") == Some(&json!(true)) {
-            let campaign = record.get("CampaignId").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let campaign = record
+                .get("CampaignId")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             self.clear_default(&campaign);
         }
-        self.records.entry(object.to_owned()).or_default().insert(id.clone(), record);
+        if object == "CampaignMember"
+            && let Some(key) = member_key(&record)
+        {
+            self.member_keys.insert(key);
+        }
+        self.records
+            .entry(object.to_owned())
+            .or_default()
+            .insert(id.clone(), record);
         if object == "Campaign" {
             self.add_stock_statuses(&id);
         }
@@ -403,7 +545,10 @@ impl SfWorld {
     pub fn update(&mut self, object: &str, id: &str, fields: &Record) -> Result<(), SfError> {
         let object = self.schema(object)?.name;
         let Some(existing) = self.find(object, id).cloned() else {
-            return Err(err("ENTITY_IS_DELETED", format!("entity is deleted or does not exist: {id}")));
+            return Err(err(
+                "ENTITY_IS_DELETED",
+                format!("entity is deleted or does not exist: {id}"),
+            ));
         };
         let changes = self.check_fields(object, fields, false)?;
         let mut merged = existing;
@@ -412,13 +557,20 @@ impl SfWorld {
         }
         self.check_rules(object, &merged, Some(id))?;
         if object == "CampaignMemberStatus" && changes.get("IsDefault") == Some(&json!(true)) {
-            let campaign = merged.get("CampaignId").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let campaign = merged
+                .get("CampaignId")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             self.clear_default(&campaign);
         }
         let now = json!(format_datetime(Utc::now()));
         merged.insert("LastModifiedDate".into(), now.clone());
         merged.insert("SystemModstamp".into(), now);
-        self.records.entry(object.to_owned()).or_default().insert(id.to_owned(), merged);
+        self.records
+            .entry(object.to_owned())
+            .or_default()
+            .insert(id.to_owned(), merged);
         Ok(())
     }
 
@@ -427,18 +579,34 @@ impl SfWorld {
         let schema = self.schema(object)?;
         let object = schema.name;
         let Some(field) = schema.field(key_field).filter(|f| f.external_id || f.name == "Id") else {
-            return Err(err("NOT_FOUND", format!("Provided external ID field does not exist or is not accessible: {key_field}")));
+            return Err(err(
+                "NOT_FOUND",
+                format!("Provided external ID field does not exist or is not accessible: {key_field}"),
+            ));
         };
         let key_name = field.name.clone();
-        let Some(key_value) = fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(&key_name)).and_then(|(_, v)| v.as_str()).map(str::to_owned) else {
-            return Err(field_err("REQUIRED_FIELD_MISSING", format!("Required fields are missing: [{key_name}]"), &key_name));
+        let Some(key_value) = fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&key_name))
+            .and_then(|(_, v)| v.as_str())
+            .map(str::to_owned)
+        else {
+            return Err(field_err(
+                "REQUIRED_FIELD_MISSING",
+                format!("Required fields are missing: [{key_name}]"),
+                &key_name,
+            ));
         };
         let matches: Vec<String> = self
             .records
             .get(object)
             .map(|all| {
                 all.iter()
-                    .filter(|(_, r)| r.get(&key_name).and_then(Value::as_str).is_some_and(|v| v.eq_ignore_ascii_case(&key_value)))
+                    .filter(|(_, r)| {
+                        r.get(&key_name)
+                            .and_then(Value::as_str)
+                            .is_some_and(|v| v.eq_ignore_ascii_case(&key_value))
+                    })
                     .map(|(id, _)| id.clone())
                     .collect()
             })
@@ -450,7 +618,10 @@ impl SfWorld {
                 changes.retain(|k, _| !k.eq_ignore_ascii_case(&key_name));
                 self.update(object, id, &changes).map(|()| (id.clone(), false))
             }
-            _ => Err(err("DUPLICATE_EXTERNAL_ID", format!("{key_name}: more than one record found for external id field: {key_value}"))),
+            _ => Err(err(
+                "DUPLICATE_EXTERNAL_ID",
+                format!("{key_name}: more than one record found for external id field: {key_value}"),
+            )),
         }
     }
 
@@ -458,20 +629,35 @@ impl SfWorld {
     pub fn delete(&mut self, object: &str, id: &str) -> Result<(), SfError> {
         let object = self.schema(object)?.name;
         let Some(existing) = self.find(object, id).cloned() else {
-            return Err(err("ENTITY_IS_DELETED", format!("entity is deleted or does not exist: {id}")));
+            return Err(err(
+                "ENTITY_IS_DELETED",
+                format!("entity is deleted or does not exist: {id}"),
+            ));
         };
         if object == "CampaignMemberStatus" {
             if existing.get("IsDefault") == Some(&json!(true)) {
-                return Err(err("FIELD_INTEGRITY_EXCEPTION", "The default member status cannot be deleted"));
+                return Err(err(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    "The default member status cannot be deleted",
+                ));
             }
             let campaign = existing.get("CampaignId").and_then(Value::as_str).unwrap_or_default();
             let label = existing.get("Label").and_then(Value::as_str).unwrap_or_default();
             let in_use = self.records.get("CampaignMember").is_some_and(|all| {
-                all.values().any(|m| m.get("CampaignId").and_then(Value::as_str) == Some(campaign) && m.get("Status").and_then(Value::as_str) == Some(label))
+                all.values().any(|m| {
+                    m.get("CampaignId").and_then(Value::as_str) == Some(campaign)
+                        && m.get("Status").and_then(Value::as_str) == Some(label)
+                })
             });
             if in_use {
-                return Err(err("FIELD_INTEGRITY_EXCEPTION", "A member status in use by campaign members cannot be deleted"));
+                return Err(err(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    "A member status in use by campaign members cannot be deleted",
+                ));
             }
+        }
+        if let Some(key) = member_key(&existing).filter(|_| object == "CampaignMember") {
+            self.member_keys.remove(&key);
         }
         if let Some(all) = self.records.get_mut(object) {
             all.remove(id);
@@ -491,13 +677,19 @@ impl SfWorld {
                     s.get("Label").and_then(Value::as_str) == status && s.get("HasResponded") == Some(&json!(true))
                 });
                 view.insert("HasResponded".into(), json!(responded));
-                let person = record.get("ContactId").and_then(Value::as_str).map(|id| ("Contact", id))
+                let person = record
+                    .get("ContactId")
+                    .and_then(Value::as_str)
+                    .map(|id| ("Contact", id))
                     .or_else(|| record.get("LeadId").and_then(Value::as_str).map(|id| ("Lead", id)));
                 if let Some((kind, person_id)) = person {
                     view.insert("LeadOrContactId".into(), json!(person_id));
                     if let Some(p) = self.find(kind, person_id) {
                         view.insert("Email".into(), p.get("Email").cloned().unwrap_or(Value::Null));
-                        view.insert("HasOptedOutOfEmail".into(), p.get("HasOptedOutOfEmail").cloned().unwrap_or(json!(false)));
+                        view.insert(
+                            "HasOptedOutOfEmail".into(),
+                            p.get("HasOptedOutOfEmail").cloned().unwrap_or(json!(false)),
+                        );
                     }
                 }
             }
@@ -505,39 +697,62 @@ impl SfWorld {
                 let members: Vec<Record> = self
                     .records
                     .get("CampaignMember")
-                    .map(|all| all.values().filter(|m| m.get("CampaignId").and_then(Value::as_str) == Some(id)).map(|m| self.view("CampaignMember", m)).collect())
+                    .map(|all| {
+                        all.values()
+                            .filter(|m| m.get("CampaignId").and_then(Value::as_str) == Some(id))
+                            .map(|m| self.view("CampaignMember", m))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let count = |pred: &dyn Fn(&Record) -> bool| json!(members.iter().filter(|m| pred(m)).count() as f64);
-                view.insert("NumberOfLeads".into(), count(&|m| m.get("LeadId").is_some_and(|v| !v.is_null()) && m.get("ContactId").is_none_or(Value::is_null)));
-                view.insert("NumberOfContacts".into(), count(&|m| m.get("ContactId").is_some_and(|v| !v.is_null())));
-                view.insert("NumberOfResponses".into(), count(&|m| m.get("HasResponded") == Some(&json!(true))));
+                view.insert(
+                    "NumberOfLeads".into(),
+                    count(&|m| {
+                        m.get("LeadId").is_some_and(|v| !v.is_null()) && m.get("ContactId").is_none_or(Value::is_null)
+                    }),
+                );
+                view.insert(
+                    "NumberOfContacts".into(),
+                    count(&|m| m.get("ContactId").is_some_and(|v| !v.is_null())),
+                );
+                view.insert(
+                    "NumberOfResponses".into(),
+                    count(&|m| m.get("HasResponded") == Some(&json!(true))),
+                );
             }
             _ => {}
         }
         view
     }
 
-    fn resolve(&self, object: &str, record: &Record, path: &str) -> Value {
+    fn resolve(&self, record: &Record, path: &str) -> Value {
         let mut parts = path.split('.');
         let first = parts.next().unwrap_or_default();
         let Some(second) = parts.next() else {
-            return record.iter().find(|(k, _)| k.eq_ignore_ascii_case(first)).map(|(_, v)| v.clone()).unwrap_or(Value::Null);
+            return record
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(first))
+                .map(|(_, v)| v.clone())
+                .unwrap_or(Value::Null);
         };
         // Parent relationship: `Campaign.Name` via `CampaignId`.
-        let Some(parent_id) = record.iter().find(|(k, _)| k.eq_ignore_ascii_case(&format!("{first}Id"))).and_then(|(_, v)| v.as_str()) else {
+        let Some(parent_id) = record
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&format!("{first}Id")))
+            .and_then(|(_, v)| v.as_str())
+        else {
             return Value::Null;
         };
-        let Some(parent_object) = self.object_of(parent_id) else { return Value::Null };
+        let Some(parent_object) = self.object_of(parent_id) else {
+            return Value::Null;
+        };
         match self.find(parent_object, parent_id) {
             Some(parent) => {
                 let parent = self.view(parent_object, parent);
                 let rest: Vec<&str> = std::iter::once(second).chain(parts).collect();
-                self.resolve(parent_object, &parent, &rest.join("."))
+                self.resolve(&parent, &rest.join("."))
             }
-            None => {
-                let _ = object;
-                Value::Null
-            }
+            None => Value::Null,
         }
     }
 
@@ -563,13 +778,13 @@ impl SfWorld {
         }
     }
 
-    fn matches(&self, object: &str, record: &Record, condition: &Condition) -> bool {
+    fn matches(&self, record: &Record, condition: &Condition, sets: &InSets) -> bool {
         match condition {
-            Condition::And(a, b) => self.matches(object, record, a) && self.matches(object, record, b),
-            Condition::Or(a, b) => self.matches(object, record, a) || self.matches(object, record, b),
-            Condition::Not(a) => !self.matches(object, record, a),
+            Condition::And(a, b) => self.matches(record, a, sets) && self.matches(record, b, sets),
+            Condition::Or(a, b) => self.matches(record, a, sets) || self.matches(record, b, sets),
+            Condition::Not(a) => !self.matches(record, a, sets),
             Condition::Compare(field, op, literal) => {
-                let value = self.resolve(object, record, field);
+                let value = self.resolve(record, field);
                 let ordering = soql::compare(&value, literal);
                 match op {
                     Op::Eq => ordering == Some(std::cmp::Ordering::Equal),
@@ -581,11 +796,19 @@ impl SfWorld {
                 }
             }
             Condition::In(field, values, negated) => {
-                let value = self.resolve(object, record, field);
-                let found = values.iter().any(|v| soql::compare(&value, v) == Some(std::cmp::Ordering::Equal));
+                let value = self.resolve(record, field);
+                let found = match (sets.get(&std::ptr::from_ref(condition)), &value) {
+                    (Some(set), Value::String(text)) => set.contains(&text.to_lowercase()),
+                    _ => values
+                        .iter()
+                        .any(|v| soql::compare(&value, v) == Some(std::cmp::Ordering::Equal)),
+                };
                 found != *negated
             }
-            Condition::Like(field, pattern) => self.resolve(object, record, field).as_str().is_some_and(|v| soql::like(v, pattern)),
+            Condition::Like(field, pattern) => self
+                .resolve(record, field)
+                .as_str()
+                .is_some_and(|v| soql::like(v, pattern)),
         }
     }
 
@@ -613,25 +836,55 @@ impl SfWorld {
         for path in paths {
             self.check_path(object, path)?;
         }
-        if let Some(Condition::In(_, values, _)) = &query.condition {
-            if values.iter().any(|v| matches!(v, Literal::Text(t) if t.chars().count() > 4000)) {
-                return Err(err("MALFORMED_QUERY", "String literal too long (4000 characters at most)"));
-            }
+        if let Some(Condition::In(_, values, _)) = &query.condition
+            && values
+                .iter()
+                .any(|v| matches!(v, Literal::Text(t) if t.chars().count() > 4000))
+        {
+            return Err(err(
+                "MALFORMED_QUERY",
+                "String literal too long (4000 characters at most)",
+            ));
         }
+        let mut sets = InSets::new();
+        if let Some(condition) = &query.condition {
+            prepare_in_sets(condition, &mut sets);
+        }
+        let mut condition_paths = Vec::new();
+        if let Some(condition) = &query.condition {
+            Self::condition_paths(condition, &mut condition_paths);
+        }
+        // Filter on the stored record when the condition names no derived field: only the
+        // matches are materialised.
+        let needs_view = condition_paths.iter().any(|p| is_derived(object, p));
         let mut rows: Vec<Record> = self
             .records
             .get(object)
             .map(|all| {
                 all.values()
-                    .map(|r| self.view(object, r))
-                    .filter(|r| query.condition.as_ref().is_none_or(|c| self.matches(object, r, c)))
+                    .filter_map(|r| {
+                        if needs_view {
+                            let view = self.view(object, r);
+                            query
+                                .condition
+                                .as_ref()
+                                .is_none_or(|c| self.matches(&view, c, &sets))
+                                .then_some(view)
+                        } else {
+                            query
+                                .condition
+                                .as_ref()
+                                .is_none_or(|c| self.matches(r, c, &sets))
+                                .then(|| self.view(object, r))
+                        }
+                    })
                     .collect()
             })
             .unwrap_or_default();
         if !query.order_by.is_empty() {
             rows.sort_by(|a, b| {
                 for (field, ascending) in &query.order_by {
-                    let (x, y) = (self.resolve(object, a, field), self.resolve(object, b, field));
+                    let (x, y) = (self.resolve(a, field), self.resolve(b, field));
                     let ordering = compare_values(&x, &y);
                     let ordering = if *ascending { ordering } else { ordering.reverse() };
                     if ordering != std::cmp::Ordering::Equal {
@@ -644,25 +897,37 @@ impl SfWorld {
         if let Some(limit) = query.limit {
             rows.truncate(limit);
         }
-        Ok(rows.iter().map(|row| self.shape(object, row, &query.fields, version)).collect())
+        Ok(rows
+            .iter()
+            .map(|row| self.shape(object, row, &query.fields, version))
+            .collect())
     }
 
     fn shape(&self, object: &str, row: &Record, fields: &[String], version: &str) -> Value {
         let id = row.get("Id").and_then(Value::as_str).unwrap_or_default();
         let mut out = Map::new();
-        out.insert("attributes".into(), json!({"type": object, "url": format!("/services/data/v{version}/sobjects/{object}/{id}")}));
+        out.insert(
+            "attributes".into(),
+            json!({"type": object, "url": format!("/services/data/v{version}/sobjects/{object}/{id}")}),
+        );
         let schema = self.schemas.get(object);
         for path in fields {
             let mut parts = path.splitn(2, '.');
             let first = parts.next().unwrap_or_default();
             match parts.next() {
                 None => {
-                    let name = schema.and_then(|s| s.field(first)).map(|f| f.name.clone()).unwrap_or_else(|| first.to_owned());
+                    let name = schema
+                        .and_then(|s| s.field(first))
+                        .map(|f| f.name.clone())
+                        .unwrap_or_else(|| first.to_owned());
                     out.insert(name.clone(), row.get(&name).cloned().unwrap_or(Value::Null));
                 }
                 Some(rest) => {
                     let parent_id = row.get(&format!("{first}Id")).and_then(Value::as_str);
-                    let parent = parent_id.and_then(|pid| self.object_of(pid).and_then(|o| self.find(o, pid).map(|p| (o, self.view(o, p)))));
+                    let parent = parent_id.and_then(|pid| {
+                        self.object_of(pid)
+                            .and_then(|o| self.find(o, pid).map(|p| (o, self.view(o, p))))
+                    });
                     let entry = out.entry(first.to_owned()).or_insert(Value::Null);
                     if let Some((parent_object, parent)) = parent {
                         let shaped = self.shape(parent_object, &parent, &[rest.to_owned()], version);
@@ -682,12 +947,41 @@ impl SfWorld {
     }
 }
 
+/// Lower-cased text values of each `IN` list, keyed by the condition node.
+type InSets = HashMap<*const Condition, HashSet<String>>;
+
+fn prepare_in_sets(condition: &Condition, sets: &mut InSets) {
+    match condition {
+        Condition::And(a, b) | Condition::Or(a, b) => {
+            prepare_in_sets(a, sets);
+            prepare_in_sets(b, sets);
+        }
+        Condition::Not(a) => prepare_in_sets(a, sets),
+        Condition::In(_, values, _) if values.iter().all(|v| matches!(v, Literal::Text(_))) => {
+            let set = values
+                .iter()
+                .filter_map(|v| {
+                    if let Literal::Text(t) = v {
+                        Some(t.to_lowercase())
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            sets.insert(std::ptr::from_ref(condition), set);
+        }
+        _ => {}
+    }
+}
+
 fn compare_values(a: &Value, b: &Value) -> std::cmp::Ordering {
     match (a, b) {
         (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
         (Value::Null, _) => std::cmp::Ordering::Less,
         (_, Value::Null) => std::cmp::Ordering::Greater,
-        (Value::Number(x), Value::Number(y)) => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(std::cmp::Ordering::Equal),
+        (Value::Number(x), Value::Number(y)) => {
+            x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(std::cmp::Ordering::Equal)
+        }
         (Value::String(x), Value::String(y)) => x.to_lowercase().cmp(&y.to_lowercase()),
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
         _ => std::cmp::Ordering::Equal,

@@ -19,15 +19,26 @@ pub const MAX_BATCH: usize = 2_000;
 pub const MAX_COLLECTION: usize = 200;
 
 fn json_response(status: StatusCode, body: Value) -> Response {
-    (status, [("content-type", "application/json;charset=UTF-8")], body.to_string()).into_response()
+    (
+        status,
+        [("content-type", "application/json;charset=UTF-8")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn error_array(status: StatusCode, error: &SfError) -> Response {
-    json_response(status, json!([{"message": error.message, "errorCode": error.code, "fields": error.fields}]))
+    json_response(
+        status,
+        json!([{"message": error.message, "errorCode": error.code, "fields": error.fields}]),
+    )
 }
 
 fn oauth_error(error: &str, description: &str) -> Response {
-    json_response(StatusCode::BAD_REQUEST, json!({"error": error, "error_description": description}))
+    json_response(
+        StatusCode::BAD_REQUEST,
+        json!({"error": error, "error_description": description}),
+    )
 }
 
 fn form(body: &[u8]) -> Map<String, Value> {
@@ -35,13 +46,18 @@ fn form(body: &[u8]) -> Map<String, Value> {
 }
 
 fn url_pairs(text: &str) -> Map<String, Value> {
-    form_urlencoded::parse(text.as_bytes()).map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect()
+    form_urlencoded::parse(text.as_bytes())
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect()
 }
 
 /// Handles every request to the Salesforce port (except `/_sandbox`).
 pub async fn dispatch(state: AppState, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     if uri.to_string().len() > MAX_URI_BYTES {
-        return json_response(StatusCode::URI_TOO_LONG, json!([{"message": "URI Too Long", "errorCode": "URI_TOO_LONG"}]));
+        return json_response(
+            StatusCode::URI_TOO_LONG,
+            json!([{"message": "URI Too Long", "errorCode": "URI_TOO_LONG"}]),
+        );
     }
     let path = uri.path().to_owned();
     let route = route_name(&method, &path);
@@ -60,12 +76,20 @@ pub async fn dispatch(state: AppState, method: Method, uri: Uri, headers: Header
         return json_response(StatusCode::OK, versions());
     }
     let Some(rest) = path.strip_prefix("/services/data/v") else {
-        return json_response(StatusCode::NOT_FOUND, json!([{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]));
+        return json_response(
+            StatusCode::NOT_FOUND,
+            json!([{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]),
+        );
     };
     let (version, rest) = rest.split_once('/').unwrap_or((rest, ""));
     let mut world = state.lock();
     // Authentication.
-    let token = headers.get("authorization").and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer ")).unwrap_or_default().to_owned();
+    let token = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
     let expire_after = world.faults.sf.session_expires_after_calls;
     let valid = match world.sf.tokens.get_mut(&token) {
         Some(calls) => {
@@ -76,17 +100,41 @@ pub async fn dispatch(state: AppState, method: Method, uri: Uri, headers: Header
     };
     if !valid {
         world.sf.tokens.remove(&token);
-        return with_limits(&world.sf, error_array(StatusCode::UNAUTHORIZED, &SfError { code: "INVALID_SESSION_ID", message: "Session expired or invalid".into(), fields: vec![] }));
+        return with_limits(
+            &world.sf,
+            error_array(
+                StatusCode::UNAUTHORIZED,
+                &SfError {
+                    code: "INVALID_SESSION_ID",
+                    message: "Session expired or invalid".into(),
+                    fields: vec![],
+                },
+            ),
+        );
     }
     // Allocation.
     world.sf.api_used += 1;
     if world.sf.api_used > world.sf.org.api_allocation {
-        let response = error_array(StatusCode::FORBIDDEN, &SfError { code: "REQUEST_LIMIT_EXCEEDED", message: "TotalRequests Limit exceeded.".into(), fields: vec![] });
+        let response = error_array(
+            StatusCode::FORBIDDEN,
+            &SfError {
+                code: "REQUEST_LIMIT_EXCEEDED",
+                message: "TotalRequests Limit exceeded.".into(),
+                fields: vec![],
+            },
+        );
         return with_limits(&world.sf, response);
     }
     let error_rate = world.faults.sf.error_rate;
     if world.dice.roll(error_rate) {
-        let response = error_array(StatusCode::SERVICE_UNAVAILABLE, &SfError { code: "SERVER_UNAVAILABLE", message: "Server temporarily unavailable".into(), fields: vec![] });
+        let response = error_array(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &SfError {
+                code: "SERVER_UNAVAILABLE",
+                message: "Server temporarily unavailable".into(),
+                fields: vec![],
+            },
+        );
         return with_limits(&world.sf, response);
     }
     let response = data_api(&mut world, &method, version, rest, &uri, &headers, &body);
@@ -94,7 +142,11 @@ pub async fn dispatch(state: AppState, method: Method, uri: Uri, headers: Header
 }
 
 fn with_limits(sf: &SfWorld, mut response: Response) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&format!("api-usage={}/{}", sf.api_used.min(sf.org.api_allocation), sf.org.api_allocation)) {
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "api-usage={}/{}",
+        sf.api_used.min(sf.org.api_allocation),
+        sf.org.api_allocation
+    )) {
         response.headers_mut().insert("sforce-limit-info", value);
     }
     response
@@ -105,16 +157,33 @@ pub fn route_name(method: &Method, path: &str) -> String {
     let normalised: Vec<String> = path
         .split('/')
         .map(|segment| {
-            let looks_like_id = segment.len() >= 15 && segment.chars().all(|c| c.is_ascii_alphanumeric()) && segment.chars().any(|c| c.is_ascii_digit());
-            if looks_like_id || segment.contains('-') && segment.len() > 20 { "{id}".to_owned() } else { segment.to_owned() }
+            let looks_like_id = segment.len() >= 15
+                && segment.chars().all(|c| c.is_ascii_alphanumeric())
+                && segment.chars().any(|c| c.is_ascii_digit());
+            if looks_like_id || segment.contains('-') && segment.len() > 20 {
+                "{id}".to_owned()
+            } else {
+                segment.to_owned()
+            }
         })
         .collect();
     format!("{method} {}", normalised.join("/"))
 }
 
 fn versions() -> Value {
-    let releases = [("Winter '25", "62.0"), ("Spring '25", "63.0"), ("Summer '25", "64.0"), ("Winter '26", "65.0"), ("Spring '26", "66.0")];
-    Value::Array(releases.iter().map(|(label, v)| json!({"label": label, "url": format!("/services/data/v{v}"), "version": v})).collect())
+    let releases = [
+        ("Winter '25", "62.0"),
+        ("Spring '25", "63.0"),
+        ("Summer '25", "64.0"),
+        ("Winter '26", "65.0"),
+        ("Spring '26", "66.0"),
+    ];
+    Value::Array(
+        releases
+            .iter()
+            .map(|(label, v)| json!({"label": label, "url": format!("/services/data/v{v}"), "version": v}))
+            .collect(),
+    )
 }
 
 fn token(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
@@ -126,13 +195,25 @@ fn token(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
         "urn:ietf:params:oauth:grant-type:jwt-bearer" => verify_jwt(&org, &get("assertion")),
         "client_credentials" => {
             let (mut id, mut secret) = (get("client_id"), get("client_secret"));
-            if let Some(basic) = headers.get("authorization").and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Basic ")) {
-                let decoded = base64::engine::general_purpose::STANDARD.decode(basic).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default();
+            if let Some(basic) = headers
+                .get("authorization")
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.strip_prefix("Basic "))
+            {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(basic)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or_default();
                 if let Some((i, s)) = decoded.split_once(':') {
                     (id, secret) = (i.to_owned(), s.to_owned());
                 }
             }
-            if id == org.client_id && secret == org.client_secret { Ok(()) } else { Err(("invalid_client", "invalid client credentials")) }
+            if id == org.client_id && secret == org.client_secret {
+                Ok(())
+            } else {
+                Err(("invalid_client", "invalid client credentials"))
+            }
         }
         "refresh_token" => {
             if get("client_id") != org.client_id {
@@ -167,8 +248,12 @@ fn token(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
 
 fn verify_jwt(org: &crate::scenario::SfOrg, assertion: &str) -> Result<(), (&'static str, &'static str)> {
     let invalid = ("invalid_grant", "invalid assertion");
-    let pem = org.jwt_certificate_pem.as_deref().ok_or(("invalid_client", "the connected app has no certificate for the JWT flow"))?;
-    let key = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| ("invalid_client", "the connected app's certificate is unreadable"))?;
+    let pem = org.jwt_certificate_pem.as_deref().ok_or((
+        "invalid_client",
+        "the connected app has no certificate for the JWT flow",
+    ))?;
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
+        .map_err(|_| ("invalid_client", "the connected app's certificate is unreadable"))?;
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     // `exp` is checked below: clients send it as a number or as a numeric string, and
     // Salesforce accepts both.
@@ -184,11 +269,18 @@ fn verify_jwt(org: &crate::scenario::SfOrg, assertion: &str) -> Result<(), (&'st
     if !["https://login.salesforce.com", "https://test.salesforce.com"].contains(&text("aud").trim_end_matches('/')) {
         return Err(("invalid_grant", "audience is invalid"));
     }
-    let sub = if text("sub").is_empty() { text("prn") } else { text("sub") };
+    let sub = if text("sub").is_empty() {
+        text("prn")
+    } else {
+        text("sub")
+    };
     if sub != org.username {
         return Err(("invalid_grant", "user hasn't approved this consumer"));
     }
-    let exp = claims.get("exp").and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))).ok_or(invalid)?;
+    let exp = claims
+        .get("exp")
+        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        .ok_or(invalid)?;
     if exp <= Utc::now().timestamp() {
         return Err(("invalid_grant", "expired authorization code"));
     }
@@ -196,10 +288,22 @@ fn verify_jwt(org: &crate::scenario::SfOrg, assertion: &str) -> Result<(), (&'st
 }
 
 fn parse_body(body: &[u8]) -> Result<Value, SfError> {
-    serde_json::from_slice(body).map_err(|e| SfError { code: "JSON_PARSER_ERROR", message: format!("JSON parse error: {e}"), fields: vec![] })
+    serde_json::from_slice(body).map_err(|e| SfError {
+        code: "JSON_PARSER_ERROR",
+        message: format!("JSON parse error: {e}"),
+        fields: vec![],
+    })
 }
 
-fn data_api(world: &mut World, method: &Method, version: &str, rest: &str, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+fn data_api(
+    world: &mut World,
+    method: &Method,
+    version: &str,
+    rest: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let query_params = url_pairs(uri.query().unwrap_or_default());
     let result: Result<Response, SfError> = (|| match (method.clone(), segments.as_slice()) {
@@ -207,8 +311,7 @@ fn data_api(world: &mut World, method: &Method, version: &str, rest: &str, uri: 
             StatusCode::OK,
             json!({"DailyApiRequests": {"Max": world.sf.org.api_allocation, "Remaining": world.sf.org.api_allocation.saturating_sub(world.sf.api_used)}}),
         )),
-        (Method::GET, [kind @ ("query" | "queryAll")]) if query_params.contains_key("q") => {
-            let _ = kind;
+        (Method::GET, ["query" | "queryAll"]) if query_params.contains_key("q") => {
             let q = query_params.get("q").and_then(Value::as_str).unwrap_or_default();
             let rows = world.sf.query(q, version)?;
             let batch = headers
@@ -221,25 +324,44 @@ fn data_api(world: &mut World, method: &Method, version: &str, rest: &str, uri: 
         }
         (Method::GET, ["query" | "queryAll", cursor]) => {
             let Some(rows) = world.sf.cursors.remove(*cursor) else {
-                return Err(SfError { code: "INVALID_QUERY_LOCATOR", message: "invalid query locator".into(), fields: vec![] });
+                return Err(SfError {
+                    code: "INVALID_QUERY_LOCATOR",
+                    message: "invalid query locator".into(),
+                    fields: vec![],
+                });
             };
             Ok(query_page(world, version, rows, MAX_BATCH))
         }
-        (Method::GET, ["sobjects", object, "describe"]) => Ok(json_response(StatusCode::OK, describe(&world.sf, object)?)),
+        (Method::GET, ["sobjects", object, "describe"]) => {
+            Ok(json_response(StatusCode::OK, describe(&world.sf, object)?))
+        }
         (Method::POST, ["sobjects", object]) => {
             let fields = as_record(parse_body(body)?)?;
             let id = world.sf.create(object, &fields)?;
-            Ok(json_response(StatusCode::CREATED, json!({"id": id, "success": true, "errors": []})))
+            Ok(json_response(
+                StatusCode::CREATED,
+                json!({"id": id, "success": true, "errors": []}),
+            ))
         }
         (Method::GET, ["sobjects", object, id]) => {
-            let object_name = world.sf.schemas.values().find(|s| s.name.eq_ignore_ascii_case(object)).map(|s| s.name).unwrap_or_default();
+            let object_name = world
+                .sf
+                .schemas
+                .values()
+                .find(|s| s.name.eq_ignore_ascii_case(object))
+                .map(|s| s.name)
+                .unwrap_or_default();
             match world.sf.records.get(object_name).and_then(|r| r.get(*id)) {
                 Some(record) => {
                     let mut view = world.sf.view(object_name, record);
                     view.insert("attributes".into(), json!({"type": object_name, "url": format!("/services/data/v{version}/sobjects/{object_name}/{id}")}));
                     Ok(json_response(StatusCode::OK, Value::Object(view)))
                 }
-                None => Err(SfError { code: "NOT_FOUND", message: "The requested resource does not exist".into(), fields: vec![] }),
+                None => Err(SfError {
+                    code: "NOT_FOUND",
+                    message: "The requested resource does not exist".into(),
+                    fields: vec![],
+                }),
             }
         }
         (Method::PATCH, ["sobjects", object, id]) => {
@@ -251,11 +373,22 @@ fn data_api(world: &mut World, method: &Method, version: &str, rest: &str, uri: 
             world.sf.delete(object, id)?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        (Method::POST, ["composite", "sobjects"]) => collections(world, body, |sf, object, record| sf.create(object, record).map(|id| (id, None))),
+        (Method::POST, ["composite", "sobjects"]) => collections(world, body, |sf, object, record| {
+            sf.create(object, record).map(|id| (id, None))
+        }),
         (Method::PATCH, ["composite", "sobjects"]) => collections(world, body, |sf, object, record| {
-            let id = record.iter().find(|(k, _)| k.eq_ignore_ascii_case("id")).and_then(|(_, v)| v.as_str()).unwrap_or_default().to_owned();
+            let id = record
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("id"))
+                .and_then(|(_, v)| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
             if id.is_empty() {
-                return Err(SfError { code: "MISSING_ARGUMENT", message: "Id not specified in an update call".into(), fields: vec![] });
+                return Err(SfError {
+                    code: "MISSING_ARGUMENT",
+                    message: "Id not specified in an update call".into(),
+                    fields: vec![],
+                });
             }
             sf.update(object, &id, record).map(|()| (id, None))
         }),
@@ -263,18 +396,33 @@ fn data_api(world: &mut World, method: &Method, version: &str, rest: &str, uri: 
             let (object, key) = ((*object).to_owned(), (*key).to_owned());
             collections(world, body, move |sf, record_object, record| {
                 if !record_object.eq_ignore_ascii_case(&object) {
-                    return Err(SfError { code: "INVALID_TYPE", message: format!("records must all be {object}"), fields: vec![] });
+                    return Err(SfError {
+                        code: "INVALID_TYPE",
+                        message: format!("records must all be {object}"),
+                        fields: vec![],
+                    });
                 }
-                sf.upsert(&object, &key, record).map(|(id, created)| (id, Some(created)))
+                sf.upsert(&object, &key, record)
+                    .map(|(id, created)| (id, Some(created)))
             })
         }
         (Method::DELETE, ["composite", "sobjects"]) => {
-            let ids = query_params.get("ids").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let ids = query_params
+                .get("ids")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             let results: Vec<Value> = ids
                 .split(',')
                 .filter(|s| !s.is_empty())
                 .map(|id| {
-                    let object = world.sf.schemas.values().find(|s| id.starts_with(s.prefix)).map(|s| s.name).unwrap_or("Unknown");
+                    let object = world
+                        .sf
+                        .schemas
+                        .values()
+                        .find(|s| id.starts_with(s.prefix))
+                        .map(|s| s.name)
+                        .unwrap_or("Unknown");
                     match world.sf.delete(object, id) {
                         Ok(()) => json!({"id": id, "success": true, "errors": []}),
                         Err(e) => json!({"id": id, "success": false, "errors": [record_error(&e)]}),
@@ -288,10 +436,20 @@ fn data_api(world: &mut World, method: &Method, version: &str, rest: &str, uri: 
         (Method::PATCH, ["jobs", "ingest", id]) => crate::bulk::set_state(world, version, id, &parse_body(body)?),
         (Method::GET, ["jobs", "ingest", id]) => crate::bulk::job_info(world, version, id),
         (Method::DELETE, ["jobs", "ingest", id]) => crate::bulk::delete_job(world, id),
-        (Method::GET, ["jobs", "ingest", id, kind @ ("successfulResults" | "failedResults" | "unprocessedrecords")]) => {
-            crate::bulk::results(world, id, kind)
-        }
-        _ => Err(SfError { code: "NOT_FOUND", message: "The requested resource does not exist".into(), fields: vec![] }),
+        (
+            Method::GET,
+            [
+                "jobs",
+                "ingest",
+                id,
+                kind @ ("successfulResults" | "failedResults" | "unprocessedrecords"),
+            ],
+        ) => crate::bulk::results(world, id, kind),
+        _ => Err(SfError {
+            code: "NOT_FOUND",
+            message: "The requested resource does not exist".into(),
+            fields: vec![],
+        }),
     })();
     match result {
         Ok(response) => response,
@@ -308,16 +466,21 @@ fn data_api(world: &mut World, method: &Method, version: &str, rest: &str, uri: 
 fn as_record(value: Value) -> Result<Record, SfError> {
     match value {
         Value::Object(map) => Ok(map),
-        _ => Err(SfError { code: "JSON_PARSER_ERROR", message: "expected a JSON object".into(), fields: vec![] }),
+        _ => Err(SfError {
+            code: "JSON_PARSER_ERROR",
+            message: "expected a JSON object".into(),
+            fields: vec![],
+        }),
     }
 }
 
 fn query_page(world: &mut World, version: &str, mut rows: Vec<Value>, batch: usize) -> Response {
-    let total_key = "__total";
-    let _ = total_key;
     let total = rows.len();
     if rows.len() <= batch {
-        return json_response(StatusCode::OK, json!({"totalSize": total, "done": true, "records": rows}));
+        return json_response(
+            StatusCode::OK,
+            json!({"totalSize": total, "done": true, "records": rows}),
+        );
     }
     let rest = rows.split_off(batch);
     let cursor = format!("01gSB{}-{batch}", uuid::Uuid::new_v4().simple());
@@ -340,30 +503,51 @@ fn collections(
 ) -> Result<Response, SfError> {
     let request = parse_body(body)?;
     let all_or_none = request.get("allOrNone").and_then(Value::as_bool).unwrap_or(false);
-    let records = request.get("records").and_then(Value::as_array).cloned().unwrap_or_default();
+    let records = request
+        .get("records")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if records.len() > MAX_COLLECTION {
-        return Err(SfError { code: "EXCEEDED_ID_LIMIT", message: format!("record limit reached. cannot submit more than {MAX_COLLECTION} records into this call"), fields: vec![] });
+        return Err(SfError {
+            code: "EXCEEDED_ID_LIMIT",
+            message: format!("record limit reached. cannot submit more than {MAX_COLLECTION} records into this call"),
+            fields: vec![],
+        });
     }
-    let snapshot = all_or_none.then(|| world.sf.records.clone());
+    let snapshot = all_or_none.then(|| world.sf.snapshot());
     let lock_rate = world.faults.sf.lock_row_rate;
     let mut results = Vec::with_capacity(records.len());
     for record in &records {
-        let object = record.pointer("/attributes/type").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let object = record
+            .pointer("/attributes/type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let fields = record.as_object().cloned().unwrap_or_default();
         let outcome = if world.dice.roll(lock_rate) {
-            Err(SfError { code: "UNABLE_TO_LOCK_ROW", message: "unable to obtain exclusive access to this record or 1 records".into(), fields: vec![] })
+            Err(SfError {
+                code: "UNABLE_TO_LOCK_ROW",
+                message: "unable to obtain exclusive access to this record or 1 records".into(),
+                fields: vec![],
+            })
         } else if object.is_empty() {
-            Err(SfError { code: "INVALID_TYPE", message: "Must send a concrete entity type.".into(), fields: vec![] })
+            Err(SfError {
+                code: "INVALID_TYPE",
+                message: "Must send a concrete entity type.".into(),
+                fields: vec![],
+            })
         } else {
             apply(&mut world.sf, &object, &fields)
         };
         results.push(outcome);
     }
     let failed = results.iter().any(Result::is_err);
-    if all_or_none && failed {
-        if let Some(snapshot) = snapshot {
-            world.sf.records = snapshot;
-        }
+    if all_or_none
+        && failed
+        && let Some(snapshot) = snapshot
+    {
+        world.sf.restore(snapshot);
     }
     let body: Vec<Value> = results
         .iter()
@@ -383,11 +567,15 @@ fn collections(
 }
 
 fn describe(sf: &SfWorld, object: &str) -> Result<Value, SfError> {
-    let schema = sf.schemas.values().find(|s| s.name.eq_ignore_ascii_case(object)).ok_or(SfError {
-        code: "NOT_FOUND",
-        message: format!("The requested resource does not exist: sObject type '{object}' is not supported."),
-        fields: vec![],
-    })?;
+    let schema = sf
+        .schemas
+        .values()
+        .find(|s| s.name.eq_ignore_ascii_case(object))
+        .ok_or(SfError {
+            code: "NOT_FOUND",
+            message: format!("The requested resource does not exist: sObject type '{object}' is not supported."),
+            fields: vec![],
+        })?;
     let fields: Vec<Value> = schema
         .fields
         .values()
@@ -406,7 +594,9 @@ fn describe(sf: &SfWorld, object: &str) -> Result<Value, SfError> {
             })
         })
         .collect();
-    Ok(json!({"name": schema.name, "keyPrefix": schema.prefix, "createable": true, "updateable": true, "queryable": true, "fields": fields}))
+    Ok(
+        json!({"name": schema.name, "keyPrefix": schema.prefix, "createable": true, "updateable": true, "queryable": true, "fields": fields}),
+    )
 }
 
 /// A bulk job's JSON.

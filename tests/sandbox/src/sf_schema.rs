@@ -86,7 +86,13 @@ impl ObjectSchema {
 }
 
 fn field(name: &str, field_type: FieldType, access: Access, required: bool) -> Field {
-    Field { name: name.to_owned(), field_type, access, required, external_id: false }
+    Field {
+        name: name.to_owned(),
+        field_type,
+        access,
+        required,
+        external_id: false,
+    }
 }
 
 /// The objects, with the scenario's custom fields added.
@@ -206,7 +212,14 @@ pub fn schemas(custom: &BTreeMap<String, Vec<CustomField>>) -> BTreeMap<String, 
                 },
             );
         }
-        schemas.insert(name.to_owned(), ObjectSchema { name, prefix, fields: map });
+        schemas.insert(
+            name.to_owned(),
+            ObjectSchema {
+                name,
+                prefix,
+                fields: map,
+            },
+        );
     }
     schemas
 }

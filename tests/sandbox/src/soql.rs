@@ -96,12 +96,16 @@ fn tokenize(soql: &str) -> Result<Vec<Token>, Malformed> {
             let mut text = String::new();
             i += 1;
             loop {
-                let Some(&c) = chars.get(i) else { return Err(Malformed("unterminated string literal".into())) };
+                let Some(&c) = chars.get(i) else {
+                    return Err(Malformed("unterminated string literal".into()));
+                };
                 i += 1;
                 match c {
                     '\'' => break,
                     '\\' => {
-                        let Some(&e) = chars.get(i) else { return Err(Malformed("unterminated escape".into())) };
+                        let Some(&e) = chars.get(i) else {
+                            return Err(Malformed("unterminated escape".into()));
+                        };
                         i += 1;
                         match e {
                             '\'' | '"' | '\\' => text.push(e),
@@ -165,10 +169,12 @@ fn tokenize(soql: &str) -> Result<Vec<Token>, Malformed> {
                 (_, ',') => ",",
                 _ => return Err(Malformed(format!("unexpected character '{c}'"))),
             };
-            i += symbol.len();
-            if symbol == "!=" && two == "<>" {
-                // consumed two characters
-            }
+            // Two-character operators (`!=`, `<>`, `<=`, `>=`) consume two characters.
+            i += if two.len() == 2 && matches!(two.as_str(), "!=" | "<>" | "<=" | ">=") {
+                2
+            } else {
+                1
+            };
             tokens.push(Token::Symbol(symbol));
         }
     }
@@ -201,7 +207,11 @@ impl Parser {
     }
 
     fn expect_keyword(&mut self, word: &str) -> Result<(), Malformed> {
-        if self.keyword(word) { Ok(()) } else { Err(Malformed(format!("expecting {word}"))) }
+        if self.keyword(word) {
+            Ok(())
+        } else {
+            Err(Malformed(format!("expecting {word}")))
+        }
     }
 
     fn symbol(&mut self, symbol: &str) -> bool {
@@ -266,7 +276,9 @@ impl Parser {
                 return Err(Malformed("expecting '(' after IN".into()));
             }
             if matches!(self.peek(), Some(Token::Word(w)) if w.eq_ignore_ascii_case("SELECT")) {
-                return Err(Malformed("semi-join sub-selects are not supported by the sandbox".into()));
+                return Err(Malformed(
+                    "semi-join sub-selects are not supported by the sandbox".into(),
+                ));
             }
             let mut values = vec![self.literal()?];
             while self.symbol(",") {
@@ -300,14 +312,19 @@ impl Parser {
 }
 
 fn is_reserved(word: &str) -> bool {
-    ["SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "LIMIT", "ASC", "DESC", "NULLS"]
-        .iter()
-        .any(|r| r.eq_ignore_ascii_case(word))
+    [
+        "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "LIMIT", "ASC", "DESC", "NULLS",
+    ]
+    .iter()
+    .any(|r| r.eq_ignore_ascii_case(word))
 }
 
 /// Parses a query.
 pub fn parse(soql: &str) -> Result<Query, Malformed> {
-    let mut p = Parser { tokens: tokenize(soql)?, at: 0 };
+    let mut p = Parser {
+        tokens: tokenize(soql)?,
+        at: 0,
+    };
     p.expect_keyword("SELECT")?;
     let mut fields = vec![p.identifier()?];
     while p.symbol(",") {
@@ -345,7 +362,13 @@ pub fn parse(soql: &str) -> Result<Query, Malformed> {
     if let Some(extra) = p.peek() {
         return Err(Malformed(format!("unexpected token: {extra:?}")));
     }
-    Ok(Query { fields, object, condition, order_by, limit })
+    Ok(Query {
+        fields,
+        object,
+        condition,
+        order_by,
+        limit,
+    })
 }
 
 /// Compares a stored value with a literal the way Salesforce does: strings case-insensitively,
@@ -415,7 +438,9 @@ mod tests {
         assert_eq!(q.object, "CampaignMember");
         assert_eq!(q.limit, Some(10));
         assert_eq!(q.order_by, vec![("Email".to_owned(), false)]);
-        let Some(Condition::And(_, right)) = q.condition else { panic!() };
+        let Some(Condition::And(_, right)) = q.condition else {
+            panic!()
+        };
         let Condition::Or(left, _) = *right else { panic!() };
         assert_eq!(
             *left,
@@ -442,7 +467,8 @@ mod tests {
         assert!(like("a_b", "a\\_b"));
         assert!(!like("axb", "a\\_b"));
         assert!(like("axb", "a_b"));
-        let q = parse("SELECT Id FROM Lead WHERE LastModifiedDate > 2026-01-01T00:00:00Z AND NumberSent >= 10").unwrap();
+        let q =
+            parse("SELECT Id FROM Lead WHERE LastModifiedDate > 2026-01-01T00:00:00Z AND NumberSent >= 10").unwrap();
         assert!(matches!(q.condition, Some(Condition::And(..))));
     }
 }

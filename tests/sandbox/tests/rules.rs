@@ -19,27 +19,48 @@ struct Sf {
 
 impl Sf {
     async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{V}/{path}", self.base)).bearer_auth(&self.token).send().await.unwrap()
+        self.http
+            .get(format!("{}{V}/{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
     }
 
     async fn query(&self, soql: &str) -> (u16, Value) {
-        let response = self.http.get(format!("{}{V}/query", self.base)).query(&[("q", soql)]).bearer_auth(&self.token).send().await.unwrap();
+        let response = self
+            .http
+            .get(format!("{}{V}/query", self.base))
+            .query(&[("q", soql)])
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
         (response.status().as_u16(), response.json().await.unwrap())
     }
 
     async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-        let response = self.http.request(method, format!("{}{V}/{path}", self.base)).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        let response = self
+            .http
+            .request(method, format!("{}{V}/{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     async fn create(&self, object: &str, body: Value) -> (u16, Value) {
-        self.send(reqwest::Method::POST, &format!("sobjects/{object}"), body).await
+        self.send(reqwest::Method::POST, &format!("sobjects/{object}"), body)
+            .await
     }
 
     async fn update(&self, object: &str, id: &str, body: Value) -> (u16, Value) {
-        self.send(reqwest::Method::PATCH, &format!("sobjects/{object}/{id}"), body).await
+        self.send(reqwest::Method::PATCH, &format!("sobjects/{object}/{id}"), body)
+            .await
     }
 }
 
@@ -52,19 +73,31 @@ async fn start(scenario: Scenario) -> (sandbox::Running, Sf) {
     let http = reqwest::Client::new();
     let token: Value = http
         .post(format!("{}/services/oauth2/token", running.sf_url))
-        .form(&[("grant_type", "client_credentials"), ("client_id", "sandbox-consumer-key"), ("client_secret", "sandbox-consumer-secret")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "sandbox-consumer-key"),
+            ("client_secret", "sandbox-consumer-secret"),
+        ])
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let sf = Sf { http, base: running.sf_url.clone(), token: token["access_token"].as_str().unwrap().to_owned() };
+    let sf = Sf {
+        http,
+        base: running.sf_url.clone(),
+        token: token["access_token"].as_str().unwrap().to_owned(),
+    };
     (running, sf)
 }
 
 fn small() -> Scenario {
-    generate(&Shape { recipients: 40, activities: 30, ..Shape::default() })
+    generate(&Shape {
+        recipients: 40,
+        activities: 30,
+        ..Shape::default()
+    })
 }
 
 fn code(body: &Value) -> &str {
@@ -87,9 +120,13 @@ async fn a_person_is_a_member_of_a_campaign_once() {
     let (_running, sf) = start(small()).await;
     let campaign = new_campaign(&sf, "Dup test").await;
     let contact = a_contact(&sf).await;
-    let (status, _) = sf.create("CampaignMember", json!({"CampaignId": campaign, "ContactId": contact})).await;
+    let (status, _) = sf
+        .create("CampaignMember", json!({"CampaignId": campaign, "ContactId": contact}))
+        .await;
     assert_eq!(status, 201);
-    let (status, body) = sf.create("CampaignMember", json!({"CampaignId": campaign, "ContactId": contact})).await;
+    let (status, body) = sf
+        .create("CampaignMember", json!({"CampaignId": campaign, "ContactId": contact}))
+        .await;
     assert_eq!((status, code(&body)), (400, "DUPLICATE_VALUE"));
     assert_eq!(body[0]["message"], "Already a campaign member.");
 }
@@ -105,13 +142,32 @@ async fn a_new_campaign_gets_the_stock_statuses_in_the_org_language() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["Label"].as_str().unwrap().to_owned(), r["IsDefault"].as_bool().unwrap(), r["HasResponded"].as_bool().unwrap()))
+        .map(|r| {
+            (
+                r["Label"].as_str().unwrap().to_owned(),
+                r["IsDefault"].as_bool().unwrap(),
+                r["HasResponded"].as_bool().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(statuses, vec![("送信".to_owned(), true, false), ("レスポンスあり".to_owned(), false, true)]);
+    assert_eq!(
+        statuses,
+        vec![
+            ("送信".to_owned(), true, false),
+            ("レスポンスあり".to_owned(), false, true)
+        ]
+    );
     // A member added without a Status gets the default.
     let contact = a_contact(&sf).await;
-    let (_, created) = sf.create("CampaignMember", json!({"CampaignId": campaign, "ContactId": contact})).await;
-    let member = sf.get(&format!("sobjects/CampaignMember/{}", created["id"].as_str().unwrap())).await.json::<Value>().await.unwrap();
+    let (_, created) = sf
+        .create("CampaignMember", json!({"CampaignId": campaign, "ContactId": contact}))
+        .await;
+    let member = sf
+        .get(&format!("sobjects/CampaignMember/{}", created["id"].as_str().unwrap()))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
     assert_eq!(member["Status"], "送信");
 }
 
@@ -119,15 +175,35 @@ async fn a_new_campaign_gets_the_stock_statuses_in_the_org_language() {
 async fn status_labels_and_sort_orders_are_unique_per_campaign() {
     let (_running, sf) = start(small()).await;
     let campaign = new_campaign(&sf, "Labels").await;
-    let (status, _) = sf.create("CampaignMemberStatus", json!({"CampaignId": campaign, "Label": "Opened", "HasResponded": true, "SortOrder": 3})).await;
+    let (status, _) = sf
+        .create(
+            "CampaignMemberStatus",
+            json!({"CampaignId": campaign, "Label": "Opened", "HasResponded": true, "SortOrder": 3}),
+        )
+        .await;
     assert_eq!(status, 201);
-    let (status, body) = sf.create("CampaignMemberStatus", json!({"CampaignId": campaign, "Label": "Opened", "SortOrder": 4})).await;
+    let (status, body) = sf
+        .create(
+            "CampaignMemberStatus",
+            json!({"CampaignId": campaign, "Label": "Opened", "SortOrder": 4}),
+        )
+        .await;
     assert_eq!((status, code(&body)), (400, "DUPLICATE_VALUE"));
-    let (status, body) = sf.create("CampaignMemberStatus", json!({"CampaignId": campaign, "Label": "Clicked", "SortOrder": 3})).await;
+    let (status, body) = sf
+        .create(
+            "CampaignMemberStatus",
+            json!({"CampaignId": campaign, "Label": "Clicked", "SortOrder": 3}),
+        )
+        .await;
     assert_eq!((status, code(&body)), (400, "DUPLICATE_VALUE"));
     // The same label on another campaign is fine.
     let other = new_campaign(&sf, "Other").await;
-    let (status, _) = sf.create("CampaignMemberStatus", json!({"CampaignId": other, "Label": "Opened", "SortOrder": 3})).await;
+    let (status, _) = sf
+        .create(
+            "CampaignMemberStatus",
+            json!({"CampaignId": other, "Label": "Opened", "SortOrder": 3}),
+        )
+        .await;
     assert_eq!(status, 201);
 }
 
@@ -135,19 +211,46 @@ async fn status_labels_and_sort_orders_are_unique_per_campaign() {
 async fn a_campaign_keeps_a_default_and_a_responded_status() {
     let (_running, sf) = start(small()).await;
     let campaign = new_campaign(&sf, "Keep").await;
-    let (_, rows) = sf.query(&format!("SELECT Id, IsDefault, HasResponded FROM CampaignMemberStatus WHERE CampaignId = '{campaign}'")).await;
+    let (_, rows) = sf
+        .query(&format!(
+            "SELECT Id, IsDefault, HasResponded FROM CampaignMemberStatus WHERE CampaignId = '{campaign}'"
+        ))
+        .await;
     let records = rows["records"].as_array().unwrap();
-    let default = records.iter().find(|r| r["IsDefault"] == true).unwrap()["Id"].as_str().unwrap();
-    let responded = records.iter().find(|r| r["HasResponded"] == true).unwrap()["Id"].as_str().unwrap();
-    let (status, body) = sf.update("CampaignMemberStatus", responded, json!({"HasResponded": false})).await;
+    let default = records.iter().find(|r| r["IsDefault"] == true).unwrap()["Id"]
+        .as_str()
+        .unwrap();
+    let responded = records.iter().find(|r| r["HasResponded"] == true).unwrap()["Id"]
+        .as_str()
+        .unwrap();
+    let (status, body) = sf
+        .update("CampaignMemberStatus", responded, json!({"HasResponded": false}))
+        .await;
     assert_eq!((status, code(&body)), (400, "FIELD_INTEGRITY_EXCEPTION"));
-    let (status, body) = sf.update("CampaignMemberStatus", default, json!({"IsDefault": false})).await;
+    let (status, body) = sf
+        .update("CampaignMemberStatus", default, json!({"IsDefault": false}))
+        .await;
     assert_eq!((status, code(&body)), (400, "FIELD_INTEGRITY_EXCEPTION"));
-    let (status, body) = sf.send(reqwest::Method::DELETE, &format!("sobjects/CampaignMemberStatus/{default}"), json!({})).await;
+    let (status, body) = sf
+        .send(
+            reqwest::Method::DELETE,
+            &format!("sobjects/CampaignMemberStatus/{default}"),
+            json!({}),
+        )
+        .await;
     assert_eq!((status, code(&body)), (400, "FIELD_INTEGRITY_EXCEPTION"));
     // Making another status the default moves the default.
-    let (_, created) = sf.create("CampaignMemberStatus", json!({"CampaignId": campaign, "Label": "New default", "IsDefault": true, "SortOrder": 9})).await;
-    let (_, rows) = sf.query(&format!("SELECT Label FROM CampaignMemberStatus WHERE CampaignId = '{campaign}' AND IsDefault = true")).await;
+    let (_, created) = sf
+        .create(
+            "CampaignMemberStatus",
+            json!({"CampaignId": campaign, "Label": "New default", "IsDefault": true, "SortOrder": 9}),
+        )
+        .await;
+    let (_, rows) = sf
+        .query(&format!(
+            "SELECT Label FROM CampaignMemberStatus WHERE CampaignId = '{campaign}' AND IsDefault = true"
+        ))
+        .await;
     assert_eq!(rows["totalSize"], 1);
     assert_eq!(rows["records"][0]["Label"], "New default", "{created}");
 }
@@ -157,13 +260,31 @@ async fn a_member_status_must_be_one_of_the_campaign_labels() {
     let (_running, sf) = start(small()).await;
     let campaign = new_campaign(&sf, "Picklist").await;
     let contact = a_contact(&sf).await;
-    let (status, body) = sf.create("CampaignMember", json!({"CampaignId": campaign, "ContactId": contact, "Status": "Clicked"})).await;
+    let (status, body) = sf
+        .create(
+            "CampaignMember",
+            json!({"CampaignId": campaign, "ContactId": contact, "Status": "Clicked"}),
+        )
+        .await;
     assert_eq!((status, code(&body)), (400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"));
-    sf.create("CampaignMemberStatus", json!({"CampaignId": campaign, "Label": "Clicked", "HasResponded": true, "SortOrder": 5})).await;
-    let (status, body) = sf.create("CampaignMember", json!({"CampaignId": campaign, "ContactId": contact, "Status": "Clicked"})).await;
+    sf.create(
+        "CampaignMemberStatus",
+        json!({"CampaignId": campaign, "Label": "Clicked", "HasResponded": true, "SortOrder": 5}),
+    )
+    .await;
+    let (status, body) = sf
+        .create(
+            "CampaignMember",
+            json!({"CampaignId": campaign, "ContactId": contact, "Status": "Clicked"}),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     // HasResponded follows the status; the Campaign's response count follows the members.
-    let (_, rows) = sf.query(&format!("SELECT HasResponded, Campaign.NumberOfResponses FROM CampaignMember WHERE CampaignId = '{campaign}'")).await;
+    let (_, rows) = sf
+        .query(&format!(
+            "SELECT HasResponded, Campaign.NumberOfResponses FROM CampaignMember WHERE CampaignId = '{campaign}'"
+        ))
+        .await;
     assert_eq!(rows["records"][0]["HasResponded"], true);
     assert_eq!(rows["records"][0]["Campaign"]["NumberOfResponses"], 1.0);
 }
@@ -178,25 +299,44 @@ async fn derived_and_unknown_fields_are_refused() {
     assert_eq!((status, code(&body)), (400, "INVALID_FIELD"));
     let (_, rows) = sf.query("SELECT Id FROM CampaignMember LIMIT 1").await;
     let member = rows["records"][0]["Id"].as_str().unwrap().to_owned();
-    let (status, body) = sf.update("CampaignMember", &member, json!({"HasResponded": true})).await;
+    let (status, body) = sf
+        .update("CampaignMember", &member, json!({"HasResponded": true}))
+        .await;
     assert_eq!((status, code(&body)), (400, "INVALID_FIELD_FOR_INSERT_UPDATE"));
-    let (status, body) = sf.update("CampaignMember", &member, json!({"CampaignId": campaign})).await;
+    let (status, body) = sf
+        .update("CampaignMember", &member, json!({"CampaignId": campaign}))
+        .await;
     assert_eq!((status, code(&body)), (400, "INVALID_FIELD_FOR_INSERT_UPDATE"));
     let (status, body) = sf.query("SELECT Nope__c FROM Campaign").await;
     assert_eq!((status, code(&body)), (400, "INVALID_FIELD"));
     // The product's custom fields exist and are writable.
-    let (status, body) = sf.update("Campaign", &campaign, json!({"CM_Clicks__c": 12, "NumberSent": 100})).await;
+    let (status, body) = sf
+        .update("Campaign", &campaign, json!({"CM_Clicks__c": 12, "NumberSent": 100}))
+        .await;
     assert_eq!(status, 204, "{body}");
 }
 
 #[tokio::test]
 async fn soql_escapes_are_enforced_and_hostile_values_are_data() {
     let (_running, sf) = start(small()).await;
-    let (status, body) = sf.create("Contact", json!({"LastName": "O'Brien", "Email": "o'brien\\x@example.com"})).await;
+    let (status, body) = sf
+        .create(
+            "Contact",
+            json!({"LastName": "O'Brien", "Email": "o'brien\\x@example.com"}),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
-    let (status, rows) = sf.query("SELECT Id FROM Contact WHERE Email = 'O\\'BRIEN\\\\x@example.com'").await;
-    assert_eq!((status, rows["totalSize"].as_u64()), (200, Some(1)), "case-insensitive, escaped");
-    let (status, body) = sf.query("SELECT Id FROM Contact WHERE Email = 'o'brien@example.com'").await;
+    let (status, rows) = sf
+        .query("SELECT Id FROM Contact WHERE Email = 'O\\'BRIEN\\\\x@example.com'")
+        .await;
+    assert_eq!(
+        (status, rows["totalSize"].as_u64()),
+        (200, Some(1)),
+        "case-insensitive, escaped"
+    );
+    let (status, body) = sf
+        .query("SELECT Id FROM Contact WHERE Email = 'o'brien@example.com'")
+        .await;
     assert_eq!((status, code(&body)), (400, "MALFORMED_QUERY"));
     let (status, body) = sf.query("SELECT Id FROM Contact WHERE Email = 'a\\zb'").await;
     assert_eq!((status, code(&body)), (400, "MALFORMED_QUERY"));
@@ -212,7 +352,10 @@ async fn every_response_carries_the_limit_header_and_the_allocation_is_enforced(
     for used in 1..=3 {
         let response = sf.get("limits").await;
         assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["sforce-limit-info"], format!("api-usage={used}/3").as_str());
+        assert_eq!(
+            response.headers()["sforce-limit-info"],
+            format!("api-usage={used}/3").as_str()
+        );
     }
     let response = sf.get("limits").await;
     assert_eq!(response.status(), 403);
@@ -225,7 +368,11 @@ async fn every_response_carries_the_limit_header_and_the_allocation_is_enforced(
 async fn expired_sessions_get_invalid_session_id() {
     let (running, sf) = start(small()).await;
     assert_eq!(sf.get("limits").await.status(), 200);
-    reqwest::Client::new().post(format!("{}/_sandbox/sf/expire-sessions", running.sf_url)).send().await.unwrap();
+    reqwest::Client::new()
+        .post(format!("{}/_sandbox/sf/expire-sessions", running.sf_url))
+        .send()
+        .await
+        .unwrap();
     let response = sf.get("limits").await;
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
@@ -236,18 +383,30 @@ async fn expired_sessions_get_invalid_session_id() {
 async fn uris_over_the_limit_get_414() {
     let (_running, sf) = start(small()).await;
     let emails: Vec<String> = (0..800).map(|i| format!("'someone{i:05}@example.com'")).collect();
-    let (status, _) = sf.query(&format!("SELECT Id FROM Contact WHERE Email IN ({})", emails.join(","))).await;
+    let (status, _) = sf
+        .query(&format!("SELECT Id FROM Contact WHERE Email IN ({})", emails.join(",")))
+        .await;
     assert_eq!(status, 414);
 }
 
 #[tokio::test]
 async fn collections_cap_at_200_and_all_or_none_rolls_back() {
     let (_running, sf) = start(small()).await;
-    let many: Vec<Value> = (0..201).map(|i| json!({"attributes": {"type": "Contact"}, "LastName": format!("N{i}")})).collect();
-    let (status, body) = sf.send(reqwest::Method::POST, "composite/sobjects", json!({"records": many})).await;
+    let many: Vec<Value> = (0..201)
+        .map(|i| json!({"attributes": {"type": "Contact"}, "LastName": format!("N{i}")}))
+        .collect();
+    let (status, body) = sf
+        .send(reqwest::Method::POST, "composite/sobjects", json!({"records": many}))
+        .await;
     assert_eq!((status, code(&body)), (400, "EXCEEDED_ID_LIMIT"));
     let records = json!([{"attributes": {"type": "Contact"}, "LastName": "Kept?"}, {"attributes": {"type": "Contact"}, "FirstName": "no last name"}]);
-    let (status, body) = sf.send(reqwest::Method::POST, "composite/sobjects", json!({"allOrNone": true, "records": records})).await;
+    let (status, body) = sf
+        .send(
+            reqwest::Method::POST,
+            "composite/sobjects",
+            json!({"allOrNone": true, "records": records}),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body[0]["errors"][0]["statusCode"], "ALL_OR_NONE_OPERATION_ROLLED_BACK");
     assert_eq!(body[1]["errors"][0]["statusCode"], "REQUIRED_FIELD_MISSING");
@@ -259,11 +418,28 @@ async fn collections_cap_at_200_and_all_or_none_rolls_back() {
 async fn upsert_on_the_link_field_never_makes_two_campaigns() {
     let (_running, sf) = start(small()).await;
     let record = json!({"allOrNone": false, "records": [{"attributes": {"type": "Campaign"}, "CM_Campaign_ID__c": "abc", "Name": "Linked"}]});
-    let (_, first) = sf.send(reqwest::Method::PATCH, "composite/sobjects/Campaign/CM_Campaign_ID__c", record.clone()).await;
-    let (_, second) = sf.send(reqwest::Method::PATCH, "composite/sobjects/Campaign/CM_Campaign_ID__c", record).await;
-    assert_eq!((first[0]["created"].as_bool(), second[0]["created"].as_bool()), (Some(true), Some(false)));
+    let (_, first) = sf
+        .send(
+            reqwest::Method::PATCH,
+            "composite/sobjects/Campaign/CM_Campaign_ID__c",
+            record.clone(),
+        )
+        .await;
+    let (_, second) = sf
+        .send(
+            reqwest::Method::PATCH,
+            "composite/sobjects/Campaign/CM_Campaign_ID__c",
+            record,
+        )
+        .await;
+    assert_eq!(
+        (first[0]["created"].as_bool(), second[0]["created"].as_bool()),
+        (Some(true), Some(false))
+    );
     assert_eq!(first[0]["id"], second[0]["id"]);
-    let (status, body) = sf.create("Campaign", json!({"Name": "Clash", "CM_Campaign_ID__c": "ABC"})).await;
+    let (status, body) = sf
+        .create("Campaign", json!({"Name": "Clash", "CM_Campaign_ID__c": "ABC"}))
+        .await;
     assert_eq!((status, code(&body)), (400, "DUPLICATE_VALUE"));
 }
 
@@ -274,9 +450,17 @@ async fn lock_errors_are_injected_per_record_reproducibly() {
     scenario.faults.sf.lock_row_rate = 0.5;
     let run = |scenario: Scenario| async move {
         let (_running, sf) = start(scenario).await;
-        let records: Vec<Value> = (0..20).map(|i| json!({"attributes": {"type": "Contact"}, "LastName": format!("L{i}")})).collect();
-        let (_, body) = sf.send(reqwest::Method::POST, "composite/sobjects", json!({"records": records})).await;
-        body.as_array().unwrap().iter().map(|r| r["success"].as_bool().unwrap()).collect::<Vec<_>>()
+        let records: Vec<Value> = (0..20)
+            .map(|i| json!({"attributes": {"type": "Contact"}, "LastName": format!("L{i}")}))
+            .collect();
+        let (_, body) = sf
+            .send(reqwest::Method::POST, "composite/sobjects", json!({"records": records}))
+            .await;
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["success"].as_bool().unwrap())
+            .collect::<Vec<_>>()
     };
     let first = run(scenario.clone()).await;
     let locked = first.iter().filter(|ok| !**ok).count();
@@ -294,19 +478,45 @@ async fn cm_paging_codes_dates_and_auth() {
         let http = http.clone();
         let url = format!("{}/api/v3.3/{path}", running.cm_url);
         async move {
-            let response = http.get(url).basic_auth("sandbox-api-key", Some("x")).send().await.unwrap();
+            let response = http
+                .get(url)
+                .basic_auth("sandbox-api-key", Some("x"))
+                .send()
+                .await
+                .unwrap();
             (response.status().as_u16(), response.json::<Value>().await.unwrap())
         }
     };
-    for (query, expected) in [("page=0", 800), ("pagesize=5", 801), ("orderfield=colour", 802), ("orderdirection=up", 803), ("date=yesterday", 5)] {
+    for (query, expected) in [
+        ("page=0", 800),
+        ("pagesize=5", 801),
+        ("orderfield=colour", 802),
+        ("orderdirection=up", 803),
+        ("date=yesterday", 5),
+    ] {
         let (status, body) = get(format!("campaigns/{campaign}/opens.json?{query}")).await;
         assert_eq!((status, body["Code"].as_i64()), (400, Some(expected)), "{query}");
     }
-    let (status, body) = get(format!("campaigns/{campaign}/opens.json?date=2026-11-02+10:00&pagesize=10&orderfield=DATE")).await;
+    let (status, body) = get(format!(
+        "campaigns/{campaign}/opens.json?date=2026-11-02+10:00&pagesize=10&orderfield=DATE"
+    ))
+    .await;
     assert_eq!(status, 200, "{body}");
-    let dates: Vec<&str> = body["Results"].as_array().unwrap().iter().map(|r| r["Date"].as_str().unwrap()).collect();
-    assert!(dates.windows(2).all(|w| w[0] <= w[1]) && dates.iter().all(|d| *d >= "2026-11-02 10:00:00"), "{dates:?}");
-    let response = http.get(format!("{}/api/v3.3/clients.json", running.cm_url)).send().await.unwrap();
+    let dates: Vec<&str> = body["Results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Date"].as_str().unwrap())
+        .collect();
+    assert!(
+        dates.windows(2).all(|w| w[0] <= w[1]) && dates.iter().all(|d| *d >= "2026-11-02 10:00:00"),
+        "{dates:?}"
+    );
+    let response = http
+        .get(format!("{}/api/v3.3/clients.json", running.cm_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     assert_eq!(response.json::<Value>().await.unwrap()["Code"], 50);
 }
@@ -326,10 +536,22 @@ async fn cm_oauth_tokens_expire_with_121_and_refresh() {
     let clients = |token: String| {
         let http = http.clone();
         let url = format!("{}/api/v3.3/clients.json", running.cm_url);
-        async move { http.get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() }
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     };
     assert!(clients("first-access".into()).await.is_array());
-    http.post(format!("{}/_sandbox/cm/expire-tokens", running.cm_url)).send().await.unwrap();
+    http.post(format!("{}/_sandbox/cm/expire-tokens", running.cm_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(clients("first-access".into()).await["Code"], 121);
     assert_eq!(clients("made-up".into()).await["Code"], 120);
     let refreshed: Value = http
@@ -341,9 +563,18 @@ async fn cm_oauth_tokens_expire_with_121_and_refresh() {
         .json()
         .await
         .unwrap();
-    assert!(clients(refreshed["access_token"].as_str().unwrap().to_owned()).await.is_array());
+    assert!(
+        clients(refreshed["access_token"].as_str().unwrap().to_owned())
+            .await
+            .is_array()
+    );
     // A used refresh token is spent.
-    let again = http.post(format!("{}/oauth/token", running.cm_url)).form(&[("grant_type", "refresh_token"), ("refresh_token", "first-refresh")]).send().await.unwrap();
+    let again = http
+        .post(format!("{}/oauth/token", running.cm_url))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "first-refresh")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.json::<Value>().await.unwrap()["error"], "invalid_grant");
 }
 
@@ -380,7 +611,12 @@ async fn webhooks_are_delivered_batched_as_cm_posts_them_and_counters_count() {
         .unwrap();
     assert_eq!(created.status(), 201);
     let webhook_id: String = created.json().await.unwrap();
-    let test = http.get(cm(&format!("lists/{list}/webhooks/{webhook_id}/test.json"))).basic_auth("sandbox-api-key", Some("x")).send().await.unwrap();
+    let test = http
+        .get(cm(&format!("lists/{list}/webhooks/{webhook_id}/test.json")))
+        .basic_auth("sandbox-api-key", Some("x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(test.status(), 200);
 
     let events = json!([
@@ -388,15 +624,147 @@ async fn webhooks_are_delivered_batched_as_cm_posts_them_and_counters_count() {
         {"Type": "Subscribe", "Date": "2026-11-27 10:01:00", "EmailAddress": "b@example.com", "Name": "B", "CustomFields": [], "SignupIPAddress": "TypeManual"},
         {"Type": "Deactivate", "Date": "2026-11-27 10:02:00", "EmailAddress": "c@example.com", "Name": "C", "State": "Bounced", "CustomFields": []}
     ]);
-    let delivered: Value = http.post(format!("{}/_sandbox/webhooks/deliver", running.cm_url)).json(&json!({"ListID": list, "Events": events})).send().await.unwrap().json().await.unwrap();
+    let delivered: Value = http
+        .post(format!("{}/_sandbox/webhooks/deliver", running.cm_url))
+        .json(&json!({"ListID": list, "Events": events}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(delivered[0]["status"], 200);
     let received = received.lock().unwrap().clone();
     assert_eq!(received.len(), 2, "the test call and one batch");
     let batch = &received[1];
     assert_eq!(batch["ListID"], list.as_str());
-    let types: Vec<&str> = batch["Events"].as_array().unwrap().iter().map(|e| e["Type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["Deactivate", "Deactivate"], "only the subscribed event type, batched");
+    let types: Vec<&str> = batch["Events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["Deactivate", "Deactivate"],
+        "only the subscribed event type, batched"
+    );
 
-    let counters: Value = http.get(format!("{}/_sandbox/counters", running.cm_url)).send().await.unwrap().json().await.unwrap();
+    let counters: Value = http
+        .get(format!("{}/_sandbox/counters", running.cm_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(counters["cm POST /api/v3.3/lists/{id}/webhooks.json"], 1, "{counters}");
+}
+
+#[tokio::test]
+async fn transient_faults_and_latency_follow_the_settings() {
+    let mut scenario = small();
+    scenario.faults.seed = 7;
+    scenario.faults.cm.error_rate = 0.5;
+    scenario.faults.sf.error_rate = 0.5;
+    scenario.faults.cm.endpoint_latency_ms.insert("systemdate".into(), 60);
+    let (running, sf) = start(scenario).await;
+    let http = reqwest::Client::new();
+    let mut cm_statuses = std::collections::BTreeSet::new();
+    let mut sf_statuses = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let response = http
+            .get(format!("{}/api/v3.3/clients.json", running.cm_url))
+            .basic_auth("sandbox-api-key", Some("x"))
+            .send()
+            .await
+            .unwrap();
+        cm_statuses.insert(response.status().as_u16());
+        let response = sf.get("limits").await;
+        let status = response.status().as_u16();
+        if status == 503 {
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(code(&body), "SERVER_UNAVAILABLE");
+        }
+        sf_statuses.insert(status);
+    }
+    assert_eq!(cm_statuses, [200, 429, 503].into(), "CM answers some calls 429 or 503");
+    assert_eq!(sf_statuses, [200, 503].into());
+
+    // Faults are changed at run time; latency applies to the named endpoint only.
+    http.put(format!("{}/_sandbox/faults", running.cm_url))
+        .json(&json!({"seed": 1, "cm": {"endpoint_latency_ms": {"systemdate": 60}}}))
+        .send()
+        .await
+        .unwrap();
+    let timed = |path: &'static str| {
+        let http = http.clone();
+        let url = format!("{}/api/v3.3/{path}", running.cm_url);
+        async move {
+            let started = std::time::Instant::now();
+            let status = http
+                .get(url)
+                .basic_auth("sandbox-api-key", Some("x"))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200);
+            started.elapsed()
+        }
+    };
+    assert!(timed("systemdate.json").await >= std::time::Duration::from_millis(60));
+}
+
+#[tokio::test]
+async fn sessions_can_expire_after_a_number_of_calls() {
+    let mut scenario = small();
+    scenario.faults.sf.session_expires_after_calls = Some(2);
+    let (_running, sf) = start(scenario).await;
+    assert_eq!(sf.get("limits").await.status(), 200);
+    assert_eq!(sf.get("limits").await.status(), 200);
+    assert_eq!(sf.get("limits").await.status(), 401);
+}
+
+#[tokio::test]
+async fn every_salesforce_token_flow_is_checked() {
+    let (running, _sf) = start(small()).await;
+    let http = reqwest::Client::new();
+    let token = |form: Vec<(&'static str, &'static str)>| {
+        let http = http.clone();
+        let url = format!("{}/services/oauth2/token", running.sf_url);
+        async move {
+            let response = http.post(url).form(&form).send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = token(vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "sandbox-refresh-token"),
+        ("client_id", "sandbox-consumer-key"),
+    ])
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("expires_in").is_none(), "Salesforce gives no expires_in");
+    assert_eq!(body["instance_url"], running.sf_url.as_str());
+    let (status, body) = token(vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "stolen"),
+        ("client_id", "sandbox-consumer-key"),
+    ])
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    let (status, body) = token(vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", "sandbox-consumer-key"),
+        ("client_secret", "wrong"),
+    ])
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_client")));
+    let (status, body) = token(vec![
+        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+        ("assertion", "not.a.jwt"),
+    ])
+    .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
 }
