@@ -1,0 +1,541 @@
+//! A typed, async client for the Campaign Monitor API v3.3.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), campaign_monitor::CmError> {
+//! use campaign_monitor::{CmClient, Credentials};
+//! let client = CmClient::builder(Credentials::api_key("your-api-key"), chrono_tz::Australia::Sydney).build()?;
+//! for c in client.clients().await? {
+//!     let sent = client.sent_campaigns(&c.client_id, &Default::default()).await?;
+//!     println!("{}: {} sent campaigns", c.name, sent.len());
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! - Auth: API key (HTTP Basic, key as user name) or OAuth bearer tokens, refreshed once on
+//!   code 121 (expired) and handed back through [`CmClient::refreshed_tokens`] to persist.
+//! - Activity ([`activity`]): opens, clicks, bounces, unsubscribes, spam and recipients as async
+//!   streams over pages of 1,000 with the `date` filter, typed records with UTC times, a stable
+//!   dedupe key and the watermark to store next. Memory holds one page at a time.
+//! - Resilience: connect and request timeouts; 429, 5xx and network errors retried with
+//!   exponential backoff and jitter, bounded in attempts and total time; `Retry-After` and
+//!   `X-RateLimit-Reset` honoured. Errors are typed by CM `Code` ([`CmError`]).
+//! - Logs carry endpoints without query strings: never the key, a token or an email address.
+
+pub mod activity;
+mod error;
+pub mod types;
+pub mod webhook;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use mapping::CmTimestamp;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use error::CmError;
+pub use types::OAuthTokens;
+
+use types::{
+    ClientSummary, ErrorBody, ListMembership, ListSummary, Page, SentCampaign, Subscriber, Summary, UnsentCampaign,
+    Webhook,
+};
+
+/// The production API root.
+pub const DEFAULT_BASE_URL: &str = "https://api.createsend.com";
+
+/// How the client authenticates.
+#[derive(Clone)]
+pub enum Credentials {
+    /// An account or client API key.
+    ApiKey(String),
+    /// OAuth tokens.
+    OAuth(OAuthTokens),
+}
+
+impl Credentials {
+    /// API-key credentials.
+    pub fn api_key(key: impl Into<String>) -> Self {
+        Credentials::ApiKey(key.into())
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credentials::ApiKey(_) => "ApiKey(***)",
+            Credentials::OAuth(_) => "OAuth(***)",
+        })
+    }
+}
+
+/// Retry limits.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all (first try included).
+    pub max_attempts: u32,
+    /// First backoff.
+    pub min_delay: Duration,
+    /// Longest single wait.
+    pub max_delay: Duration,
+    /// No new attempt starts after this much time on one call.
+    pub max_total: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 6,
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(20),
+            max_total: Duration::from_secs(90),
+        }
+    }
+}
+
+/// Builds a [`CmClient`].
+#[derive(Debug)]
+pub struct CmClientBuilder {
+    credentials: Credentials,
+    zone: Tz,
+    base_url: String,
+    retry: RetryPolicy,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+}
+
+impl CmClientBuilder {
+    /// The API root (default: production); the sandbox's URL in tests.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Retry limits.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Timeouts for connecting and for a whole request.
+    pub fn timeouts(mut self, connect: Duration, request: Duration) -> Self {
+        self.connect_timeout = connect;
+        self.request_timeout = request;
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> Result<CmClient, CmError> {
+        if !(self.base_url.starts_with("https://") || self.base_url.starts_with("http://")) {
+            return Err(CmError::Config(format!("base URL must be http(s): {}", self.base_url)));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.request_timeout)
+            .user_agent(concat!("cm-sf-sync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CmError::Config(e.to_string()))?;
+        Ok(CmClient {
+            http,
+            base_url: self.base_url,
+            zone: self.zone,
+            retry: self.retry,
+            credentials: Mutex::new(self.credentials),
+            refreshed: Mutex::new(None),
+        })
+    }
+}
+
+/// The client. Cheap to share behind an `Arc`; safe to use from many tasks.
+#[derive(Debug)]
+pub struct CmClient {
+    http: reqwest::Client,
+    base_url: String,
+    zone: Tz,
+    retry: RetryPolicy,
+    credentials: Mutex<Credentials>,
+    refreshed: Mutex<Option<OAuthTokens>>,
+}
+
+/// Filters for the sent-campaign list.
+#[derive(Debug, Clone, Default)]
+pub struct SentFilter {
+    /// Sent on or after this date (CM local `YYYY-MM-DD`).
+    pub sent_from: Option<chrono::NaiveDate>,
+    /// Sent on or before this date.
+    pub sent_to: Option<chrono::NaiveDate>,
+    /// Only campaigns with one of these tags.
+    pub tags: Vec<String>,
+    /// Page size, 10 to 1,000 (default 1,000: the fewest calls).
+    pub page_size: Option<u32>,
+}
+
+impl CmClient {
+    /// A builder.
+    pub fn builder(credentials: Credentials, zone: Tz) -> CmClientBuilder {
+        CmClientBuilder {
+            credentials,
+            zone,
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            retry: RetryPolicy::default(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The zone CM dates are read in.
+    pub fn zone(&self) -> Tz {
+        self.zone
+    }
+
+    /// Tokens obtained by a refresh since the last call, for the caller to persist (CM rotates
+    /// the refresh token, so the old one stops working).
+    pub fn refreshed_tokens(&self) -> Option<OAuthTokens> {
+        self.refreshed.lock().ok().and_then(|mut r| r.take())
+    }
+
+    fn auth_header(&self) -> Result<String, CmError> {
+        let credentials = self
+            .credentials
+            .lock()
+            .map_err(|_| CmError::Config("credentials lock poisoned".into()))?;
+        Ok(match &*credentials {
+            Credentials::ApiKey(key) => {
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{key}:x"))
+                )
+            }
+            Credentials::OAuth(tokens) => format!("Bearer {}", tokens.access_token),
+        })
+    }
+
+    async fn refresh(&self) -> Result<(), CmError> {
+        let refresh_token = match &*self
+            .credentials
+            .lock()
+            .map_err(|_| CmError::Config("credentials lock poisoned".into()))?
+        {
+            Credentials::OAuth(tokens) => tokens.refresh_token.clone(),
+            Credentials::ApiKey(_) => return Err(CmError::Refresh("API-key credentials cannot be refreshed".into())),
+        };
+        let response = self
+            .http
+            .post(format!("{}/oauth/token", self.base_url))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| CmError::Refresh(without_url(&e)))?;
+        let status = response.status();
+        let body: Value = response.json().await.map_err(|e| CmError::Refresh(without_url(&e)))?;
+        if !status.is_success() {
+            return Err(CmError::Refresh(format!(
+                "{}: {}",
+                body["error"].as_str().unwrap_or("error"),
+                body["error_description"].as_str().unwrap_or_default()
+            )));
+        }
+        let tokens: OAuthTokens = serde_json::from_value(body).map_err(|e| CmError::Refresh(e.to_string()))?;
+        tracing::info!("Campaign Monitor OAuth token refreshed");
+        if let Ok(mut credentials) = self.credentials.lock() {
+            *credentials = Credentials::OAuth(tokens.clone());
+        }
+        if let Ok(mut refreshed) = self.refreshed.lock() {
+            *refreshed = Some(tokens);
+        }
+        Ok(())
+    }
+
+    /// One API call with retries: `path` is relative to `/api/v3.3/` and ends in `.json`.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, CmError> {
+        let url = format!("{}/api/v3.3/{path}", self.base_url);
+        let started = Instant::now();
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_attempts.saturating_sub(1) as usize)
+            .with_jitter()
+            .build();
+        let mut attempts = 0;
+        let mut refreshed = false;
+        loop {
+            attempts += 1;
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header("Authorization", self.auth_header()?)
+                .query(query);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let outcome = match request.send().await {
+                Err(error) => Err(CmError::Network {
+                    attempts,
+                    message: without_url(&error),
+                }),
+                Ok(response) => self.read(path, response, attempts).await,
+            };
+            let error = match outcome {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            if error.code() == Some(121) && !refreshed {
+                // Expired token: refresh once and replay.
+                self.refresh().await?;
+                refreshed = true;
+                continue;
+            }
+            if !error.is_retryable() {
+                return Err(error);
+            }
+            let hinted = match &error {
+                CmError::RateLimited { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            let Some(backoff) = delays.next() else {
+                return Err(error);
+            };
+            let wait = hinted
+                .map_or(backoff, |h| h.max(backoff))
+                .min(self.retry.max_delay.max(hinted.unwrap_or_default()));
+            if started.elapsed() + wait > self.retry.max_total {
+                return Err(error);
+            }
+            tracing::warn!(endpoint = %path, attempt = attempts, wait_ms = wait.as_millis() as u64, error = %error, "retrying Campaign Monitor call");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn read(&self, path: &str, response: reqwest::Response, attempts: u32) -> Result<Value, CmError> {
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let text = response.text().await.map_err(|e| CmError::Network {
+            attempts,
+            message: without_url(&e),
+        })?;
+        if status.is_success() {
+            if text.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text).map_err(|e| CmError::Decode {
+                endpoint: path.to_owned(),
+                detail: e.to_string(),
+            });
+        }
+        let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
+        let (code, message) = body
+            .map(|b| (b.code, b.message))
+            .unwrap_or((i64::from(status.as_u16()), String::new()));
+        Err(match status {
+            StatusCode::TOO_MANY_REQUESTS => CmError::RateLimited { attempts, retry_after },
+            s if s.is_server_error() => CmError::Unavailable {
+                status: s.as_u16(),
+                attempts,
+            },
+            StatusCode::UNAUTHORIZED if matches!(code, 50 | 60 | 100 | 120 | 121 | 122) => {
+                CmError::Auth { code, message }
+            }
+            s => CmError::Api {
+                endpoint: path.to_owned(),
+                status: s.as_u16(),
+                code,
+                message,
+            },
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, CmError> {
+        let value = self.call(Method::GET, path, query, None).await?;
+        serde_json::from_value(value).map_err(|e| CmError::Decode {
+            endpoint: path.to_owned(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// The account's clients.
+    pub async fn clients(&self) -> Result<Vec<ClientSummary>, CmError> {
+        self.get("clients.json", &[]).await
+    }
+
+    /// A client's lists.
+    pub async fn lists(&self, client_id: &str) -> Result<Vec<ListSummary>, CmError> {
+        self.get(&format!("clients/{client_id}/lists.json"), &[]).await
+    }
+
+    /// The client's lists an address is on, with its state on each.
+    pub async fn lists_for_email(&self, client_id: &str, email: &str) -> Result<Vec<ListMembership>, CmError> {
+        self.get(
+            &format!("clients/{client_id}/listsforemail.json"),
+            &[("email", email.to_owned())],
+        )
+        .await
+    }
+
+    /// CM's current time in the account's zone (the safe upper bound of a poll).
+    pub async fn system_date(&self) -> Result<CmTimestamp, CmError> {
+        let value: Value = self.get("systemdate.json", &[]).await?;
+        let text = value["SystemDate"].as_str().unwrap_or_default();
+        CmTimestamp::parse(text).map_err(|e| CmError::Decode {
+            endpoint: "systemdate.json".into(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Every sent campaign matching the filter, all pages, newest first.
+    pub async fn sent_campaigns(&self, client_id: &str, filter: &SentFilter) -> Result<Vec<SentCampaign>, CmError> {
+        let path = format!("clients/{client_id}/campaigns.json");
+        let mut campaigns = Vec::new();
+        let mut page = 1;
+        loop {
+            let page_size = filter.page_size.unwrap_or(1000).clamp(10, 1000);
+            let mut query = vec![
+                ("page", page.to_string()),
+                ("pagesize", page_size.to_string()),
+                ("orderdirection", "desc".to_owned()),
+            ];
+            if let Some(from) = filter.sent_from {
+                query.push(("sentfromdate", from.format("%Y-%m-%d").to_string()));
+            }
+            if let Some(to) = filter.sent_to {
+                query.push(("senttodate", to.format("%Y-%m-%d").to_string()));
+            }
+            if !filter.tags.is_empty() {
+                query.push(("tags", filter.tags.join(",")));
+            }
+            let result: Page<SentCampaign> = self.get(&path, &query).await?;
+            campaigns.extend(result.results);
+            if result.page_number >= result.number_of_pages {
+                return Ok(campaigns);
+            }
+            page += 1;
+        }
+    }
+
+    /// Scheduled campaigns.
+    pub async fn scheduled_campaigns(&self, client_id: &str) -> Result<Vec<UnsentCampaign>, CmError> {
+        self.get(&format!("clients/{client_id}/scheduled.json"), &[]).await
+    }
+
+    /// Draft campaigns.
+    pub async fn draft_campaigns(&self, client_id: &str) -> Result<Vec<UnsentCampaign>, CmError> {
+        self.get(&format!("clients/{client_id}/drafts.json"), &[]).await
+    }
+
+    /// A campaign's summary.
+    pub async fn summary(&self, campaign_id: &str) -> Result<Summary, CmError> {
+        self.get(&format!("campaigns/{campaign_id}/summary.json"), &[]).await
+    }
+
+    /// One subscriber of a list.
+    pub async fn subscriber(&self, list_id: &str, email: &str) -> Result<Subscriber, CmError> {
+        self.get(&format!("subscribers/{list_id}.json"), &[("email", email.to_owned())])
+            .await
+    }
+
+    /// The webhooks of a list.
+    pub async fn webhooks(&self, list_id: &str) -> Result<Vec<Webhook>, CmError> {
+        self.get(&format!("lists/{list_id}/webhooks.json"), &[]).await
+    }
+
+    /// Registers a JSON webhook for the given events; returns its id.
+    pub async fn create_webhook(
+        &self,
+        list_id: &str,
+        url: &str,
+        events: &[webhook::WebhookEventType],
+    ) -> Result<String, CmError> {
+        let body = serde_json::json!({"Events": events, "Url": url, "PayloadFormat": "json"});
+        let path = format!("lists/{list_id}/webhooks.json");
+        let value = self.call(Method::POST, &path, &[], Some(&body)).await?;
+        value.as_str().map(str::to_owned).ok_or(CmError::Decode {
+            endpoint: path,
+            detail: "expected the webhook id".into(),
+        })
+    }
+
+    /// Removes a webhook.
+    pub async fn delete_webhook(&self, list_id: &str, webhook_id: &str) -> Result<(), CmError> {
+        self.call(
+            Method::DELETE,
+            &format!("lists/{list_id}/webhooks/{webhook_id}.json"),
+            &[],
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Asks CM to post a test event to the webhook; `Ok` when the URL answered 2xx.
+    pub async fn test_webhook(&self, list_id: &str, webhook_id: &str) -> Result<(), CmError> {
+        self.call(
+            Method::GET,
+            &format!("lists/{list_id}/webhooks/{webhook_id}/test.json"),
+            &[],
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Converts a CM local date to UTC in the client's zone.
+    pub fn to_utc(&self, local: &str) -> Result<DateTime<Utc>, CmError> {
+        CmTimestamp::parse(local)
+            .map(|t| t.to_utc(self.zone))
+            .map_err(|e| CmError::Decode {
+                endpoint: "(date)".into(),
+                detail: e.to_string(),
+            })
+    }
+}
+
+/// A reqwest error without the URL (whose query may hold an email address).
+fn without_url(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_decode() {
+        "could not read the body"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", error.without_url_ref())
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let mut source = std::error::Error::source(self);
+        let mut parts = Vec::new();
+        while let Some(error) = source {
+            parts.push(error.to_string());
+            source = error.source();
+        }
+        parts.join(": ")
+    }
+}
+
+/// `Retry-After` (seconds) or `X-RateLimit-Reset` (seconds until reset), when present.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    ["retry-after", "x-ratelimit-reset"]
+        .iter()
+        .find_map(|name| headers.get(*name)?.to_str().ok()?.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}

@@ -1,0 +1,508 @@
+//! The client against the sandbox: every endpoint, paging, the date watermark, token refresh,
+//! and each fault kind ending in success or in the right typed error.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+use std::time::Duration;
+
+use campaign_monitor::webhook::WebhookEventType;
+use campaign_monitor::{CmClient, CmError, Credentials, OAuthTokens, RetryPolicy, SentFilter};
+use mapping::{ActivityKind, CmTimestamp};
+use sandbox::generate::{Shape, generate};
+use sandbox::scenario::{CmCampaign, CmOAuth, CmSubscriber, Scenario};
+use serde_json::{Value, json};
+
+fn fast_retries(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+        max_total: Duration::from_secs(20),
+    }
+}
+
+fn scenario() -> Scenario {
+    let mut scenario = generate(&Shape {
+        recipients: 2_000,
+        activities: 3_000,
+        extra_campaigns: 24,
+        ..Shape::default()
+    });
+    let client = scenario.cm.clients[0].id.clone();
+    let list = scenario.cm.lists[0].id.clone();
+    scenario.cm.lists[0].subscribers = vec![
+        CmSubscriber {
+            email: "Jo@Example.com".into(),
+            name: "Jo".into(),
+            state: "Active".into(),
+            date: Some("2026-01-01 10:00:00".into()),
+        },
+        CmSubscriber {
+            email: "sam@example.com".into(),
+            name: "Sam".into(),
+            state: "Unsubscribed".into(),
+            date: None,
+        },
+    ];
+    for (state, id) in [("draft", "d".repeat(32)), ("scheduled", "e".repeat(32))] {
+        scenario.cm.campaigns.push(CmCampaign {
+            id,
+            client_id: client.clone(),
+            name: format!("A {state}"),
+            subject: "Soon".into(),
+            state: state.into(),
+            sent_date: None,
+            date_created: Some("2026-11-20 08:00:00".into()),
+            date_scheduled: (state == "scheduled").then(|| "2026-12-01 08:00:00".into()),
+            tags: vec![],
+            list_ids: vec![list.clone()],
+            recipients: vec![],
+            activity: vec![],
+            forwards: 0,
+        });
+    }
+    scenario.cm.oauth = Some(CmOAuth {
+        client_id: "app".into(),
+        client_secret: "secret".into(),
+        access_token: "access-1".into(),
+        refresh_token: "refresh-1".into(),
+        token_lifetime_secs: 3600,
+    });
+    scenario
+}
+
+async fn start(scenario: Scenario) -> sandbox::Running {
+    let any = "127.0.0.1:0".parse().unwrap();
+    sandbox::start(scenario, any, any).await.unwrap()
+}
+
+fn api_key_client(running: &sandbox::Running, retry: RetryPolicy) -> CmClient {
+    CmClient::builder(Credentials::api_key("sandbox-api-key"), chrono_tz::Australia::Sydney)
+        .base_url(&running.cm_url)
+        .retry(retry)
+        .build()
+        .unwrap()
+}
+
+async fn control(running: &sandbox::Running, method: reqwest::Method, path: &str, body: Value) {
+    let response = reqwest::Client::new()
+        .request(method, format!("{}/_sandbox/{path}", running.cm_url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{path}: {}", response.status());
+}
+
+async fn counters(running: &sandbox::Running) -> Value {
+    reqwest::get(format!("{}/_sandbox/counters", running.cm_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn main_campaign(scenario: &Scenario) -> &CmCampaign {
+    scenario
+        .cm
+        .campaigns
+        .iter()
+        .find(|c| c.name == "November newsletter")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn discovery_endpoints() {
+    let scenario = scenario();
+    let running = start(scenario.clone()).await;
+    let cm = api_key_client(&running, fast_retries(3));
+    let clients = cm.clients().await.unwrap();
+    assert_eq!(clients.len(), 1);
+    let client = &clients[0].client_id;
+    assert_eq!(cm.lists(client).await.unwrap()[0].name, "Newsletter");
+    let memberships = cm.lists_for_email(client, "jo@example.com").await.unwrap();
+    assert_eq!(memberships[0].subscriber_state, "Active");
+    assert_eq!(
+        cm.system_date().await.unwrap(),
+        CmTimestamp::parse("2026-11-27 09:00:00").unwrap()
+    );
+
+    // 25 sent campaigns over 3 pages of 10, newest first, each once.
+    let sent = cm
+        .sent_campaigns(
+            client,
+            &SentFilter {
+                page_size: Some(10),
+                ..SentFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 25);
+    assert_eq!(sent[0].name, "November newsletter");
+    assert_eq!(sent[0].total_recipients, 2_000);
+    assert_eq!(
+        counters(&running).await["cm GET /api/v3.3/clients/{id}/campaigns.json"],
+        3
+    );
+    let window = SentFilter {
+        sent_from: Some("2026-10-25".parse().unwrap()),
+        sent_to: Some("2026-10-31".parse().unwrap()),
+        tags: vec!["daily".into()],
+        page_size: None,
+    };
+    assert_eq!(cm.sent_campaigns(client, &window).await.unwrap().len(), 7);
+
+    assert_eq!(cm.draft_campaigns(client).await.unwrap()[0].name, "A draft");
+    let scheduled = cm.scheduled_campaigns(client).await.unwrap();
+    assert_eq!(scheduled[0].date_scheduled.as_deref(), Some("2026-12-01 08:00:00"));
+
+    let main = main_campaign(&scenario);
+    let summary = cm.summary(&main.id).await.unwrap();
+    assert_eq!(summary.recipients, 2_000);
+    assert_eq!(
+        summary.total_opened,
+        main.activity.iter().filter(|a| a.kind == "open").count() as i64
+    );
+    assert_eq!(
+        summary.to_stats()[&mapping::statistics::CampaignStat::Clicks],
+        summary.clicks
+    );
+
+    let subscriber = cm
+        .subscriber(&scenario.cm.lists[0].id, "sam@example.com")
+        .await
+        .unwrap();
+    assert_eq!(subscriber.state, "Unsubscribed");
+    let missing = cm
+        .subscriber(&scenario.cm.lists[0].id, "nobody@example.com")
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Some(203));
+    assert!(!missing.is_retryable());
+}
+
+#[tokio::test]
+async fn activity_streams_page_filter_and_give_a_watermark() {
+    let scenario = scenario();
+    let main = main_campaign(&scenario).clone();
+    let running = start(scenario).await;
+    let cm = api_key_client(&running, fast_retries(3));
+
+    let expected_opens = main.activity.iter().filter(|a| a.kind == "open").count();
+    assert!(expected_opens > 1_000, "needs several pages");
+    let mut stream = cm.activity(&main.id, ActivityKind::Opened, None);
+    let mut seen = Vec::new();
+    while let Some(record) = stream.next().await {
+        seen.push(record.unwrap());
+    }
+    assert_eq!(stream.pages_fetched() as usize, expected_opens.div_ceil(1000));
+    assert!(seen.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
+    // Identical rows (same person, same minute) collapse to one record per dedupe key.
+    let distinct: std::collections::HashSet<&str> = seen.iter().map(|r| r.dedupe_key.as_str()).collect();
+    assert_eq!(distinct.len(), seen.len());
+    let mut expected_keys: Vec<(String, String)> = main
+        .activity
+        .iter()
+        .filter(|a| a.kind == "open")
+        .map(|a| (a.email.clone(), a.date.clone()))
+        .collect();
+    expected_keys.sort();
+    expected_keys.dedup();
+    assert_eq!(seen.len(), expected_keys.len());
+    // Times are UTC through the zone: Sydney is UTC+11 in November.
+    let first = &seen[0];
+    assert_eq!(first.at, first.local.to_utc(chrono_tz::Australia::Sydney));
+    assert_eq!(first.to_activity().kind, ActivityKind::Opened);
+
+    // The watermark: everything newer arrives next time, nothing older.
+    let watermark = stream.next_watermark(chrono::Duration::zero()).unwrap();
+    assert_eq!(watermark, seen.last().unwrap().at);
+    control(&running, reqwest::Method::POST, "cm/activity", json!({"campaign_id": main.id, "activity": [
+        {"kind": "open", "email": "late@example.com", "list_id": main.list_ids[0], "date": "2026-11-26 10:00:00"},
+        {"kind": "click", "email": "late@example.com", "list_id": main.list_ids[0], "date": "2026-11-26 10:01:00", "url": "https://example.com/x"}
+    ]}))
+    .await;
+    let since = CmTimestamp::from_utc(watermark, chrono_tz::Australia::Sydney);
+    let mut again = cm.activity(&main.id, ActivityKind::Opened, Some(since));
+    let mut next = Vec::new();
+    while let Some(record) = again.next().await {
+        next.push(record.unwrap());
+    }
+    assert!(next.iter().all(|r| r.at >= watermark));
+    assert!(next.iter().any(|r| r.email == "late@example.com"));
+    assert!(
+        next.len() < 10,
+        "only the records at or after the watermark: {}",
+        next.len()
+    );
+
+    let clicks: Vec<_> =
+        futures::StreamExt::collect::<Vec<_>>(cm.activity(&main.id, ActivityKind::Clicked, Some(since)).into_stream())
+            .await;
+    let click = clicks
+        .into_iter()
+        .map(Result::unwrap)
+        .find(|r| r.email == "late@example.com")
+        .unwrap();
+    assert_eq!(
+        click.detail,
+        mapping::ActivityDetail::Click {
+            url: "https://example.com/x".into()
+        }
+    );
+
+    let sent_at = chrono::Utc::now();
+    let mut recipients = cm.recipients(&main.id, sent_at);
+    let mut count = 0;
+    while let Some(record) = recipients.next().await {
+        let record = record.unwrap();
+        assert_eq!(
+            (record.kind, record.at.timestamp()),
+            (ActivityKind::Sent, sent_at.timestamp())
+        );
+        count += 1;
+    }
+    assert_eq!(count, 2_000);
+}
+
+#[tokio::test]
+async fn webhooks_are_created_listed_tested_and_removed() {
+    use axum::routing::post;
+    let scenario = scenario();
+    let list = scenario.cm.lists[0].id.clone();
+    let running = start(scenario).await;
+    let cm = api_key_client(&running, fast_retries(3));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook/secret-token", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            axum::Router::new().route("/hook/secret-token", post(|| async { "ok" })),
+        )
+        .await
+    });
+
+    let id = cm
+        .create_webhook(&list, &url, &[WebhookEventType::Deactivate, WebhookEventType::Update])
+        .await
+        .unwrap();
+    let hooks = cm.webhooks(&list).await.unwrap();
+    assert_eq!(
+        (
+            hooks[0].webhook_id.as_str(),
+            hooks[0].events.len(),
+            hooks[0].status.as_str()
+        ),
+        (id.as_str(), 2, "Active")
+    );
+    cm.test_webhook(&list, &id).await.unwrap();
+    let bad = cm
+        .create_webhook(&list, "ftp://nope", &[WebhookEventType::Subscribe])
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Some(601));
+    cm.delete_webhook(&list, &id).await.unwrap();
+    assert!(cm.webhooks(&list).await.unwrap().is_empty());
+}
+
+fn oauth_client(running: &sandbox::Running, access: &str, refresh: &str) -> CmClient {
+    CmClient::builder(
+        Credentials::OAuth(OAuthTokens {
+            access_token: access.into(),
+            refresh_token: refresh.into(),
+            expires_in: 3600,
+        }),
+        chrono_tz::Australia::Sydney,
+    )
+    .base_url(&running.cm_url)
+    .retry(fast_retries(3))
+    .build()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_once_and_handed_back() {
+    let running = start(scenario()).await;
+    let cm = oauth_client(&running, "access-1", "refresh-1");
+    assert_eq!(cm.clients().await.unwrap().len(), 1);
+    assert!(cm.refreshed_tokens().is_none());
+
+    control(&running, reqwest::Method::POST, "cm/expire-tokens", json!({})).await;
+    assert_eq!(cm.clients().await.unwrap().len(), 1, "refreshed and replayed");
+    let tokens = cm.refreshed_tokens().expect("new tokens to persist");
+    assert_ne!(tokens.refresh_token, "refresh-1", "CM rotates the refresh token");
+    assert!(cm.refreshed_tokens().is_none(), "handed back once");
+
+    // It happens again later: the rotated refresh token is the one used.
+    control(&running, reqwest::Method::POST, "cm/expire-tokens", json!({})).await;
+    assert_eq!(cm.clients().await.unwrap().len(), 1);
+    assert!(
+        format!("{:?}", cm.refreshed_tokens()).contains("***"),
+        "tokens never print"
+    );
+}
+
+#[tokio::test]
+async fn refused_credentials_are_clear_permanent_errors() {
+    let running = start(scenario()).await;
+    let error = oauth_client(&running, "made-up", "refresh-1")
+        .clients()
+        .await
+        .unwrap_err();
+    assert_eq!((error.code(), error.is_retryable()), (Some(120), false));
+    let bad_key = CmClient::builder(Credentials::api_key("wrong"), chrono_tz::UTC)
+        .base_url(&running.cm_url)
+        .build()
+        .unwrap();
+    let error = bad_key.clients().await.unwrap_err();
+    assert!(matches!(error, CmError::Auth { code: 100, .. }), "{error:?}");
+    assert!(!error.to_string().contains("wrong"), "the key never appears in errors");
+
+    // Expired, and the refresh token is no good either.
+    control(&running, reqwest::Method::POST, "cm/expire-tokens", json!({})).await;
+    let error = oauth_client(&running, "access-1", "stale").clients().await.unwrap_err();
+    assert!(
+        matches!(&error, CmError::Refresh(m) if m.contains("invalid_grant")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn bursts_of_429_and_5xx_are_retried_to_success() {
+    let mut scenario = scenario();
+    scenario.faults.seed = 3;
+    scenario.faults.cm.error_rate = 0.4;
+    let running = start(scenario).await;
+    let cm = api_key_client(&running, fast_retries(12));
+    for _ in 0..15 {
+        assert_eq!(cm.clients().await.unwrap().len(), 1);
+    }
+    let calls = counters(&running).await["cm GET /api/v3.3/clients.json"]
+        .as_u64()
+        .unwrap();
+    assert!(calls > 15, "some calls were retried: {calls}");
+}
+
+#[tokio::test]
+async fn persistent_faults_end_in_typed_retryable_errors() {
+    let mut scenario = scenario();
+    scenario.faults.cm.error_rate = 1.0;
+    let running = start(scenario).await;
+    let cm = api_key_client(&running, fast_retries(4));
+    let error = cm.clients().await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            CmError::RateLimited { attempts: 4, .. } | CmError::Unavailable { attempts: 4, .. }
+        ),
+        "{error:?}"
+    );
+    assert!(error.is_retryable());
+    assert_eq!(
+        counters(&running).await["cm GET /api/v3.3/clients.json"],
+        4,
+        "bounded attempts"
+    );
+}
+
+#[tokio::test]
+async fn timeouts_are_retried_then_reported() {
+    let mut scenario = scenario();
+    scenario.faults.cm.endpoint_latency_ms.insert("systemdate".into(), 400);
+    let running = start(scenario).await;
+    let cm = CmClient::builder(Credentials::api_key("sandbox-api-key"), chrono_tz::UTC)
+        .base_url(&running.cm_url)
+        .retry(fast_retries(2))
+        .timeouts(Duration::from_secs(2), Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let error = cm.system_date().await.unwrap_err();
+    assert!(
+        matches!(&error, CmError::Network { attempts: 2, message } if message.contains("timeout")),
+        "{error:?}"
+    );
+    assert!(error.is_retryable());
+    // Other endpoints are unaffected.
+    assert_eq!(cm.clients().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    use axum::routing::get;
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().route(
+        "/api/v3.3/clients.json",
+        get(move || {
+            let counter = counter.clone();
+            async move {
+                if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    (
+                        axum::http::StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", "1")],
+                        r#"{"Code":429,"Message":"Rate limit exceeded"}"#.to_owned(),
+                    )
+                } else {
+                    (
+                        axum::http::StatusCode::OK,
+                        [("retry-after", "0")],
+                        r#"[{"ClientID":"c","Name":"n"}]"#.to_owned(),
+                    )
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let cm = CmClient::builder(Credentials::api_key("k"), chrono_tz::UTC)
+        .base_url(base)
+        .retry(fast_retries(3))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(cm.clients().await.unwrap().len(), 1);
+    assert!(started.elapsed() >= Duration::from_secs(1), "waited as CM asked");
+}
+
+#[tokio::test]
+async fn streaming_a_large_list_holds_one_page_at_a_time() {
+    let scenario = generate(&Shape {
+        recipients: 20_000,
+        activities: 100_000,
+        in_salesforce: 0.0,
+        ..Shape::default()
+    });
+    let campaign = scenario.cm.campaigns[0].id.clone();
+    let running = start(scenario).await;
+    let cm = api_key_client(&running, fast_retries(3));
+    let mut stream = cm.activity(&campaign, ActivityKind::Opened, None);
+    let mut records = 0;
+    let mut largest_page = 0;
+    let rss_before = rss_kib();
+    while let Some(page) = stream.next_page().await.unwrap() {
+        largest_page = largest_page.max(page.len());
+        records += page.len();
+    }
+    let growth = rss_kib().saturating_sub(rss_before);
+    assert!(records > 50_000, "{records}");
+    assert!(largest_page <= 1000);
+    // Keeping every record would take tens of MB; a page at a time stays within a few.
+    assert!(
+        growth < 16 * 1024,
+        "RSS grew {growth} KiB while streaming {records} records"
+    );
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
