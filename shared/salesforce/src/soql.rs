@@ -1,0 +1,90 @@
+//! SOQL literals and `IN (...)` lists that are always safe and always fit.
+//!
+//! Email addresses may legally hold apostrophes, backslashes, quotes and non-ASCII: every value
+//! goes through [`quote`], which escapes per Salesforce's *Quoted String Escape Sequences*, so a
+//! value can never end the literal early (no SOQL injection). `IN` lists are split so each
+//! query's encoded URI stays under Salesforce's 16,384-byte limit.
+
+/// Salesforce refuses request URIs longer than this.
+pub const MAX_URI_BYTES: usize = 16_384;
+
+/// A quoted SOQL string literal: `'o\'brien@example.com'`.
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// The length of `q=<soql>` once form-encoded, as it travels in the query string.
+pub fn encoded_len(soql: &str) -> usize {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", soql)
+        .finish()
+        .len()
+}
+
+/// Splits `values` into queries `before (v1,v2,...) after`, each fitting in `budget` encoded
+/// bytes of query string. A single value too long to fit alone still gets a query of its own
+/// (Salesforce will refuse it, which the caller sees as an error, never as silently lost data).
+pub fn in_list_queries(before: &str, values: &[String], after: &str, budget: usize) -> Vec<String> {
+    let mut queries = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let base = encoded_len(&format!("{before}(){after}"));
+    let mut size = base;
+    for value in values {
+        let quoted = quote(value);
+        // Each value adds itself and a comma, encoded.
+        let cost = encoded_len(&quoted) - 2 + 3;
+        if !current.is_empty() && size + cost > budget {
+            queries.push(format!("{before}({}){after}", current.join(",")));
+            current.clear();
+            size = base;
+        }
+        size += cost;
+        current.push(quoted);
+    }
+    if !current.is_empty() {
+        queries.push(format!("{before}({}){after}", current.join(",")));
+    }
+    queries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_escapes_everything_that_could_end_the_literal() {
+        assert_eq!(quote("o'brien@example.com"), r"'o\'brien@example.com'");
+        assert_eq!(quote(r"back\slash"), r"'back\\slash'");
+        assert_eq!(quote("say \"hi\""), r#"'say \"hi\"'"#);
+        assert_eq!(quote("x' OR Name != '"), r"'x\' OR Name != \''");
+        assert_eq!(quote("ünïcødé@例え.jp"), "'ünïcødé@例え.jp'");
+        assert_eq!(quote("50%_off"), "'50%_off'", "% and _ are only special in LIKE");
+    }
+
+    #[test]
+    fn in_lists_are_split_under_the_budget_and_keep_every_value() {
+        let values: Vec<String> = (0..2000).map(|i| format!("person{i:05}+tag@example.com")).collect();
+        let queries = in_list_queries("SELECT Id FROM Contact WHERE Email IN ", &values, " LIMIT 2000", 4000);
+        assert!(queries.len() > 1);
+        assert!(queries.iter().all(|q| encoded_len(q) <= 4000), "every query fits");
+        let total: usize = queries.iter().map(|q| q.matches("@example.com").count()).sum();
+        assert_eq!(total, 2000);
+    }
+}

@@ -1,0 +1,473 @@
+//! The Salesforce client against the sandbox: each auth flow, session expiry mid-stream, paging,
+//! hostile SOQL values, IN-list splitting, collections and bulk with failures, lock retries, the
+//! allocation guard, and the exact number of calls each operation takes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+use std::time::Duration;
+
+use salesforce::writes::{COLLECTION_LIMIT, Path};
+use salesforce::{Auth, Operation, RecordOutcome, RetryPolicy, SfClient, SfConfig, SfError, WriteOptions, soql};
+use sandbox::generate::{Shape, generate};
+use sandbox::scenario::Scenario;
+use serde_json::{Map, Value, json};
+
+const KEY: &str = include_str!("../../../tests/sandbox/fixtures/jwt-test-key.pem");
+
+fn scenario() -> Scenario {
+    generate(&Shape {
+        recipients: 6_000,
+        activities: 10,
+        in_salesforce: 1.0,
+        already_members: 0.5,
+        ..Shape::default()
+    })
+}
+
+async fn start(scenario: Scenario) -> sandbox::Running {
+    let any = "127.0.0.1:0".parse().unwrap();
+    sandbox::start(scenario, any, any).await.unwrap()
+}
+
+fn jwt(running: &sandbox::Running) -> Auth {
+    Auth::JwtBearer {
+        token_host: running.sf_url.clone(),
+        client_id: "sandbox-consumer-key".into(),
+        username: "integration@example.com".into(),
+        private_key_pem: KEY.into(),
+        audience: Auth::audience_for("https://login.salesforce.com"),
+    }
+}
+
+fn client(running: &sandbox::Running) -> SfClient {
+    let mut config = SfConfig::new(jwt(running));
+    config.retry = RetryPolicy {
+        max_attempts: 8,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(10),
+    };
+    config.bulk_poll_interval = Duration::from_millis(5);
+    SfClient::new(config).unwrap()
+}
+
+async fn control(running: &sandbox::Running, path: &str, body: Value) {
+    reqwest::Client::new()
+        .post(format!("{}/_sandbox/{path}", running.sf_url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+}
+
+fn record(pairs: &[(&str, Value)]) -> Map<String, Value> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+}
+
+#[tokio::test]
+async fn every_auth_flow_signs_in_and_bad_credentials_are_clear() {
+    let running = start(scenario()).await;
+    let flows = [
+        jwt(&running),
+        Auth::ClientCredentials {
+            token_host: running.sf_url.clone(),
+            client_id: "sandbox-consumer-key".into(),
+            client_secret: "sandbox-consumer-secret".into(),
+        },
+        Auth::RefreshToken {
+            token_host: running.sf_url.clone(),
+            client_id: "sandbox-consumer-key".into(),
+            client_secret: None,
+            refresh_token: "sandbox-refresh-token".into(),
+        },
+    ];
+    for auth in flows {
+        let sf = SfClient::new(SfConfig::new(auth.clone())).unwrap();
+        assert_eq!(
+            sf.query_all("SELECT Id FROM Campaign").await.unwrap().len(),
+            1,
+            "{auth:?}"
+        );
+        assert_eq!(sf.calls().auth, 1);
+    }
+    let other_key = String::from_utf8(
+        std::process::Command::new("openssl")
+            .args(["genrsa", "2048"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let Auth::JwtBearer {
+        token_host,
+        client_id,
+        username,
+        audience,
+        ..
+    } = jwt(&running)
+    else {
+        unreachable!()
+    };
+    let forged = SfClient::new(SfConfig::new(Auth::JwtBearer {
+        token_host,
+        client_id,
+        username,
+        private_key_pem: other_key,
+        audience,
+    }))
+    .unwrap();
+    let error = forged.query_all("SELECT Id FROM Campaign").await.unwrap_err();
+    assert!(
+        matches!(&error, SfError::Auth { error, .. } if error == "invalid_grant"),
+        "{error:?}"
+    );
+    assert!(!format!("{forged:?}").contains("PRIVATE"), "secrets never print");
+}
+
+#[tokio::test]
+async fn a_query_of_several_pages_survives_session_expiry_mid_stream() {
+    let scenario = scenario();
+    let contacts = scenario.sf.records["Contact"].len();
+    assert!(contacts > 2_000);
+    let running = start(scenario).await;
+    let sf = client(&running);
+    let mut stream = sf.query("SELECT Id, Email FROM Contact");
+    let first = stream.next_page().await.unwrap().unwrap();
+    assert_eq!(first.len(), 2_000);
+    control(&running, "sf/expire-sessions", json!({})).await;
+    let mut total = first.len();
+    while let Some(page) = stream.next_page().await.unwrap() {
+        total += page.len();
+    }
+    assert_eq!(total, contacts);
+    assert_eq!(sf.calls().auth, 2, "renewed once");
+    assert_eq!(
+        sf.calls().reads,
+        contacts.div_ceil(2_000) as u64 + 1,
+        "each page, and the replayed one"
+    );
+}
+
+#[tokio::test]
+async fn hostile_values_are_data_never_soql() {
+    let running = start(scenario()).await;
+    let sf = client(&running);
+    let hostile = [
+        "o'brien@example.com",
+        r"back\slash@example.com",
+        "50%_off@example.com",
+        "ünïcødé@例え.jp",
+        "x' OR LastName != '",
+        "quote\"d@example.com",
+    ];
+    let contacts: Vec<Map<String, Value>> = hostile
+        .iter()
+        .map(|e| record(&[("LastName", json!("Hostile")), ("Email", json!(e))]))
+        .collect();
+    let results = sf
+        .write("Contact", &Operation::Create, &contacts, &WriteOptions::default())
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.outcome.is_success()));
+    for email in hostile {
+        let rows = sf
+            .query_all(&format!(
+                "SELECT Id, Email FROM Contact WHERE Email = {}",
+                soql::quote(email)
+            ))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{email}");
+        assert_eq!(rows[0]["Email"], email);
+    }
+    let like = sf
+        .query_all("SELECT Id FROM Contact WHERE Email LIKE '50\\%\\_off%'")
+        .await
+        .unwrap();
+    assert_eq!(like.len(), 1);
+}
+
+#[tokio::test]
+async fn in_lists_are_split_to_fit_the_uri_limit() {
+    let scenario = scenario();
+    let emails: Vec<String> = scenario.sf.records["Contact"]
+        .iter()
+        .take(1_500)
+        .map(|c| c["Email"].as_str().unwrap().to_owned())
+        .collect();
+    let running = start(scenario).await;
+    let sf = client(&running);
+    let queries = sf.in_list_queries("SELECT Id, Email FROM Contact WHERE Email IN ", &emails, "");
+    assert!(queries.len() >= 3, "{} queries", queries.len());
+    let rows = sf
+        .query_in("SELECT Id, Email FROM Contact WHERE Email IN ", &emails, "")
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1_500, "every value found, none refused with 414");
+    assert_eq!(sf.calls().reads, queries.len() as u64);
+}
+
+async fn member_ids(sf: &SfClient, limit: usize) -> Vec<String> {
+    sf.query_all(&format!("SELECT Id FROM CampaignMember LIMIT {limit}"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r["Id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn updating_1000_members_through_collections_takes_exactly_5_write_calls() {
+    let running = start(scenario()).await;
+    let sf = client(&running);
+    let ids = member_ids(&sf, 1_000).await;
+    let updates: Vec<_> = ids
+        .iter()
+        .map(|id| record(&[("Id", json!(id)), ("Status", json!("Responded"))]))
+        .collect();
+    let results = sf
+        .write("CampaignMember", &Operation::Update, &updates, &WriteOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|r| r.outcome == RecordOutcome::Updated(ids[r.index].clone()))
+    );
+    assert_eq!(sf.calls().writes, (1_000 / COLLECTION_LIMIT) as u64);
+    assert_eq!(sf.calls().writes, 5);
+}
+
+#[tokio::test]
+async fn partial_failures_are_reported_per_record_in_the_callers_order() {
+    let running = start(scenario()).await;
+    let sf = client(&running);
+    let ids = member_ids(&sf, 4).await;
+    let mut updates: Vec<_> = ids
+        .iter()
+        .map(|id| record(&[("Id", json!(id)), ("Status", json!("Responded"))]))
+        .collect();
+    updates[2].insert("Status".into(), json!("Not a status"));
+    let results = sf
+        .write("CampaignMember", &Operation::Update, &updates, &WriteOptions::default())
+        .await
+        .unwrap();
+    let ok: Vec<bool> = results.iter().map(|r| r.outcome.is_success()).collect();
+    assert_eq!(ok, [true, true, false, true]);
+    let RecordOutcome::Failed(error) = &results[2].outcome else {
+        panic!()
+    };
+    assert_eq!(error.code, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST");
+    assert_eq!(sf.calls().writes, 1, "a permanent error is not retried");
+}
+
+#[tokio::test]
+async fn idempotent_member_insert_treats_duplicates_as_already_there() {
+    let running = start(scenario()).await;
+    let sf = client(&running);
+    let existing = sf
+        .query_all("SELECT CampaignId, ContactId FROM CampaignMember WHERE ContactId != null LIMIT 2")
+        .await
+        .unwrap();
+    let inserts: Vec<_> = existing
+        .iter()
+        .map(|m| {
+            record(&[
+                ("CampaignId", m["CampaignId"].clone()),
+                ("ContactId", m["ContactId"].clone()),
+            ])
+        })
+        .collect();
+    let strict = sf
+        .write("CampaignMember", &Operation::Create, &inserts, &WriteOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        strict
+            .iter()
+            .all(|r| matches!(&r.outcome, RecordOutcome::Failed(e) if e.code == "DUPLICATE_VALUE"))
+    );
+    let lenient = sf
+        .write(
+            "CampaignMember",
+            &Operation::Create,
+            &inserts,
+            &WriteOptions {
+                duplicate_is_success: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(lenient.iter().all(|r| r.outcome == RecordOutcome::AlreadyExists));
+}
+
+#[tokio::test]
+async fn a_bulk_job_maps_failed_rows_back_and_counts_its_calls() {
+    let running = start(scenario()).await;
+    let sf = client(&running);
+    let contacts: Vec<String> = sf
+        .query_all("SELECT Id FROM Contact")
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r["Id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut updates: Vec<_> = contacts
+        .iter()
+        .take(2_500)
+        .map(|id| record(&[("Id", json!(id)), ("HasOptedOutOfEmail", json!(true))]))
+        .collect();
+    updates[10] = record(&[("Id", json!("003000SB9999999999")), ("HasOptedOutOfEmail", json!(true))]);
+    updates[20].insert("Nope__c".into(), json!("x"));
+    let reads_before = sf.calls().reads;
+    let results = sf
+        .write("Contact", &Operation::Update, &updates, &WriteOptions::default())
+        .await
+        .unwrap();
+    let failed: Vec<(usize, String)> = results
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            RecordOutcome::Failed(e) => Some((r.index, e.code.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [(10, "ENTITY_IS_DELETED".to_owned()), (20, "INVALID_FIELD".to_owned())]
+    );
+    assert_eq!(results.iter().filter(|r| r.outcome.is_success()).count(), 2_498);
+    let calls = sf.calls();
+    assert_eq!(calls.writes, 0, "2,500 records go through Bulk API 2.0");
+    assert_eq!(calls.bulk, 7, "create, upload, close, one poll, three result sets");
+    assert_eq!(calls.reads, reads_before);
+}
+
+#[tokio::test]
+async fn lock_errors_are_retried_to_success() {
+    let mut scenario = scenario();
+    scenario.faults.seed = 9;
+    scenario.faults.sf.lock_row_rate = 0.3;
+    let running = start(scenario).await;
+    let sf = client(&running);
+    let ids = member_ids(&sf, 400).await;
+    let updates: Vec<_> = ids
+        .iter()
+        .map(|id| record(&[("Id", json!(id)), ("Status", json!("Responded"))]))
+        .collect();
+    let results = sf
+        .write(
+            "CampaignMember",
+            &Operation::Update,
+            &updates,
+            &WriteOptions {
+                path: Path::Collections,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        results.iter().all(|r| r.outcome.is_success()),
+        "{:?}",
+        results.iter().find(|r| !r.outcome.is_success())
+    );
+    assert!(sf.calls().writes > 2, "the locked records were sent again");
+}
+
+#[tokio::test]
+async fn server_unavailable_is_retried() {
+    let mut scenario = scenario();
+    scenario.faults.seed = 4;
+    scenario.faults.sf.error_rate = 0.4;
+    let running = start(scenario).await;
+    let sf = client(&running);
+    for _ in 0..10 {
+        assert_eq!(sf.query_all("SELECT Id FROM Campaign").await.unwrap().len(), 1);
+    }
+    assert!(sf.calls().reads > 10);
+}
+
+#[tokio::test]
+async fn the_allocation_guard_refuses_new_work_with_a_clear_error() {
+    let mut scenario = scenario();
+    scenario.sf.api_allocation = 100;
+    scenario.sf.api_used = 78;
+    let running = start(scenario).await;
+    let sf = client(&running);
+    sf.query_all("SELECT Id FROM Campaign").await.unwrap(); // 79/100
+    sf.query_all("SELECT Id FROM Campaign").await.unwrap(); // 80/100: the guard is reached
+    let error = sf.query_all("SELECT Id FROM Campaign").await.unwrap_err();
+    assert_eq!(
+        error,
+        SfError::AllocationGuard {
+            used: 80,
+            max: 100,
+            percent: 80
+        }
+    );
+    assert!(error.to_string().contains("80 of its 100 daily API requests"));
+    let writes = sf
+        .write(
+            "Contact",
+            &Operation::Create,
+            &[record(&[("LastName", json!("X"))])],
+            &WriteOptions::default(),
+        )
+        .await;
+    assert!(matches!(writes, Err(SfError::AllocationGuard { .. })));
+}
+
+#[tokio::test]
+async fn request_limit_exceeded_is_reported_not_retried() {
+    let mut scenario = scenario();
+    scenario.sf.api_allocation = 1;
+    let running = start(scenario).await;
+    let mut config = SfConfig::new(jwt(&running));
+    config.allocation_guard = 1.5; // let the org's own limit speak
+    let sf = SfClient::new(config).unwrap();
+    sf.query_all("SELECT Id FROM Campaign").await.unwrap();
+    let error = sf.query_all("SELECT Id FROM Campaign").await.unwrap_err();
+    assert!(matches!(error, SfError::RequestLimit(_)), "{error:?}");
+    assert_eq!(sf.calls().reads, 2);
+}
+
+#[tokio::test]
+async fn describe_is_cached_per_object() {
+    let running = start(scenario()).await;
+    let sf = client(&running);
+    let first = sf.describe("CampaignMember").await.unwrap();
+    let second = sf.describe("CampaignMember").await.unwrap();
+    assert_eq!(first, second);
+    assert!(first.field("cm_activity_date__c").is_some_and(|f| f.updateable));
+    assert!(first.field("HasResponded").is_some_and(|f| !f.updateable));
+    assert_eq!(sf.calls().reads, 1);
+    let missing = sf.describe("Nope").await.unwrap_err();
+    assert!(matches!(missing, SfError::Api { status: 404, .. }), "{missing:?}");
+}
+
+#[tokio::test]
+async fn upsert_on_the_link_field_is_idempotent() {
+    let running = start(scenario()).await;
+    let sf = client(&running);
+    let campaign = record(&[("CM_Campaign_ID__c", json!("feedface")), ("Name", json!("Auto"))]);
+    let upsert = Operation::Upsert {
+        external_id_field: "CM_Campaign_ID__c".into(),
+    };
+    let first = sf
+        .write(
+            "Campaign",
+            &upsert,
+            std::slice::from_ref(&campaign),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    let second = sf
+        .write("Campaign", &upsert, &[campaign], &WriteOptions::default())
+        .await
+        .unwrap();
+    let (RecordOutcome::Created(a), RecordOutcome::Updated(b)) = (&first[0].outcome, &second[0].outcome) else {
+        panic!("{first:?} {second:?}")
+    };
+    assert_eq!(a, b);
+}
