@@ -287,7 +287,12 @@ pub fn plan_discovery(
 /// Plans one linked campaign: statuses (§3.5), statistics (§3.1), members (§3.6) with their
 /// decisions (§3.3), and Lead/Contact opt-outs and bounces (§3.7).
 pub fn plan_campaign(input: &CampaignSyncInput<'_>, settings: &Settings) -> CampaignPlan {
-    let statuses = plan_statuses(input.statuses, settings);
+    // Statuses matter only for member writes: with no new activity there is nothing to prepare.
+    let statuses = if input.activities.is_empty() {
+        StatusPlan::default()
+    } else {
+        plan_statuses(input.statuses, settings)
+    };
     let mut plan = CampaignPlan {
         link: input.link.clone(),
         statuses,

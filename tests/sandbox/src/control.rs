@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/sf/expire-sessions", post(expire_sessions))
         .route("/cm/expire-tokens", post(expire_tokens))
         .route("/cm/activity", post(add_activity))
+        .route("/cm/now", post(set_now))
         .route("/faults", get(get_faults).put(put_faults))
         .route("/reset", post(reset))
         .route("/webhooks/deliver", post(deliver))
@@ -96,6 +97,20 @@ async fn add_activity(State(state): State<AppState>, Json(request): Json<NewActi
             return (StatusCode::BAD_REQUEST, error).into_response();
         }
     }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+struct Now {
+    now: String,
+}
+
+/// Moves CM's clock (`systemdate.json`), so tests can let time pass.
+async fn set_now(State(state): State<AppState>, Json(request): Json<Now>) -> Response {
+    if crate::cm::parse_local(&request.now).is_none() {
+        return (StatusCode::BAD_REQUEST, "now must be YYYY-MM-DD HH:MM:SS").into_response();
+    }
+    state.lock().cm.account.now = Some(request.now);
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -174,6 +174,7 @@ impl SfWorld {
                 let now = Value::String(format_datetime(Utc::now()));
                 record.entry("LastModifiedDate").or_insert(now.clone());
                 record.entry("CreatedDate").or_insert(now);
+                world.default_booleans(object, &mut record);
                 world.records.entry(object.clone()).or_default().insert(id, record);
             }
         }
@@ -208,10 +209,27 @@ impl SfWorld {
         (self.records, self.member_keys) = snapshot;
     }
 
+    /// Salesforce checkboxes are never null: absent booleans are stored as false.
+    fn default_booleans(&self, object: &str, record: &mut Record) {
+        if let Some(schema) = self.schemas.get(object) {
+            for field in schema.fields.values().filter(|f| f.field_type == FieldType::Boolean) {
+                if record.get(&field.name).is_none_or(Value::is_null) {
+                    record.insert(field.name.clone(), json!(false));
+                }
+            }
+        }
+    }
+
+    /// A new 18-character Id with the object's prefix, never one a scenario record already has.
     fn new_id(&mut self, prefix: &str) -> String {
-        let id = format!("{prefix}000SB{:010}", self.next_id);
-        self.next_id += 1;
-        id
+        loop {
+            let id = format!("{prefix}9SB{:012}", self.next_id);
+            self.next_id += 1;
+            let taken = self.records.values().any(|records| records.contains_key(&id));
+            if !taken {
+                return id;
+            }
+        }
     }
 
     fn schema(&self, object: &str) -> Result<&ObjectSchema, SfError> {
@@ -508,6 +526,7 @@ impl SfWorld {
         record.insert("CreatedDate".into(), now.clone());
         record.insert("LastModifiedDate".into(), now.clone());
         record.insert("SystemModstamp".into(), now);
+        self.default_booleans(object, &mut record);
         if object == "CampaignMemberStatus" && record.get("IsDefault") == Some(&json!(true)) {
             let campaign = record
                 .get("CampaignId")
@@ -668,6 +687,12 @@ impl SfWorld {
     /// A record with its derived, read-only fields filled in (what reads return).
     pub fn view(&self, object: &str, record: &Record) -> Record {
         let mut view = record.clone();
+        // Salesforce checkboxes are never null: an absent boolean reads as false.
+        if let Some(schema) = self.schemas.get(object) {
+            for field in schema.fields.values().filter(|f| f.field_type == FieldType::Boolean) {
+                view.entry(field.name.clone()).or_insert(json!(false));
+            }
+        }
         let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
         match object {
             "CampaignMember" => {

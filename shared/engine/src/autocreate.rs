@@ -1,0 +1,140 @@
+//! Auto-creation of SF Campaigns for discovered CM campaigns (PRODUCT.md §3.2): eligibility
+//! checked again, the Campaign upserted on the link field (a retry or a race never makes two),
+//! its statuses prepared, the link stored, and "campaign linked" published.
+
+use chrono::Utc;
+use events::publisher::EventSink;
+use events::{Event, LinkOrigin};
+use mapping::autocreate::{DiscoveredCampaign, Eligibility, auto_create_eligibility, render_campaign};
+use mapping::statuses::plan_statuses;
+use salesforce::{Operation, RecordOutcome, SfError, WriteOptions};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use state::{LinkOutcome, LinkRecord, Store};
+
+use crate::{Engine, EngineError};
+
+/// What auto-creation did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AutoCreateOutcome {
+    /// Created (or found, on a retry) and linked.
+    Linked {
+        /// The SF Campaign.
+        sf_campaign_id: String,
+        /// Whether this call created it.
+        created: bool,
+    },
+    /// Not eligible (any more).
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl<S: Store, P: EventSink> Engine<S, P> {
+    /// Creates and links the SF Campaign for a discovered CM campaign.
+    pub async fn auto_create(
+        &self,
+        campaign: &DiscoveredCampaign,
+        origin: LinkOrigin,
+    ) -> Result<AutoCreateOutcome, EngineError> {
+        let settings = self.settings().await?;
+        let linked = self.store.link(&campaign.cm_campaign_id).await?;
+        if origin == LinkOrigin::AutoCreated
+            && let Eligibility::Ineligible { why } =
+                auto_create_eligibility(campaign, &settings, linked.as_ref().map(|l| l.sf_campaign_id.as_str()))
+        {
+            return Ok(AutoCreateOutcome::Skipped {
+                reason: format!("{why:?}"),
+            });
+        }
+        if let Some(link) = linked {
+            return Ok(AutoCreateOutcome::Skipped {
+                reason: format!("already linked to {}", link.sf_campaign_id),
+            });
+        }
+        let new = render_campaign(campaign, &settings.campaign_template, &settings.campaign_link_field);
+        let mut record = Map::new();
+        record.insert(new.link_field.clone(), json!(new.cm_campaign_id));
+        record.insert("Name".into(), json!(new.name));
+        record.insert("IsActive".into(), json!(new.is_active));
+        for (field, value) in [
+            ("Type", &new.campaign_type),
+            ("Status", &new.status),
+            ("ParentId", &new.parent_id),
+            ("StartDate", &new.start_date),
+        ] {
+            if let Some(value) = value {
+                record.insert(field.into(), json!(value));
+            }
+        }
+        let upsert = Operation::Upsert {
+            external_id_field: settings.campaign_link_field.clone(),
+        };
+        let results = self
+            .sf
+            .write("Campaign", &upsert, &[record], &WriteOptions::default())
+            .await?;
+        let (sf_campaign_id, created) = match results.into_iter().next().map(|r| r.outcome) {
+            Some(RecordOutcome::Created(id)) => (id, true),
+            Some(RecordOutcome::Updated(id)) => (id, false),
+            Some(RecordOutcome::Failed(error)) => {
+                return Err(SfError::Api {
+                    status: 400,
+                    code: error.code,
+                    message: format!("creating the SF Campaign: {}", error.message),
+                }
+                .into());
+            }
+            _ => return Err(SfError::Decode("no result for the campaign upsert".into()).into()),
+        };
+
+        // The new campaign's statuses, per the mapping.
+        let existing = crate::salesforce_io::read_statuses(&self.sf, &sf_campaign_id).await?;
+        let statuses = plan_statuses(&existing, &settings);
+        if !statuses.create.is_empty() {
+            let records: Vec<Map<String, Value>> = statuses
+                .create
+                .iter()
+                .map(|s| {
+                    [
+                        ("CampaignId".to_owned(), json!(sf_campaign_id)),
+                        ("Label".to_owned(), json!(s.label)),
+                        ("HasResponded".to_owned(), json!(s.has_responded)),
+                        ("SortOrder".to_owned(), json!(s.sort_order)),
+                    ]
+                    .into_iter()
+                    .collect()
+                })
+                .collect();
+            let options = WriteOptions {
+                duplicate_is_success: true,
+                ..WriteOptions::default()
+            };
+            self.sf
+                .write("CampaignMemberStatus", &Operation::Create, &records, &options)
+                .await?;
+        }
+
+        let link = LinkRecord {
+            cm_campaign_id: campaign.cm_campaign_id.clone(),
+            sf_campaign_id: sf_campaign_id.clone(),
+            origin,
+            linked_at: Utc::now(),
+        };
+        if self.store.put_link(&link).await? == LinkOutcome::Created {
+            self.publish(&[Event::campaign_linked(
+                &campaign.cm_campaign_id,
+                &sf_campaign_id,
+                origin,
+            )])
+            .await?;
+        }
+        tracing::info!(cm_campaign = %campaign.cm_campaign_id, sf_campaign = %sf_campaign_id, created, "campaign linked");
+        Ok(AutoCreateOutcome::Linked {
+            sf_campaign_id,
+            created,
+        })
+    }
+}

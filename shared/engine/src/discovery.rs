@@ -1,0 +1,207 @@
+//! The scheduled run: discover CM campaigns, reconcile links, hand new campaigns to
+//! auto-creation and fan out one sync per linked campaign.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use events::publisher::EventSink;
+use events::{Event, LinkOrigin};
+use mapping::autocreate::{CmCampaignState, DiscoveredCampaign};
+use mapping::plan::{SyncPlan, plan_discovery};
+use serde::Serialize;
+use state::{LinkRecord, Store};
+
+use crate::campaign::CampaignOutcome;
+use crate::{Deadline, Engine, EngineError};
+
+/// What a scheduled run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiscoveryOutcome {
+    /// The run.
+    pub run_id: String,
+    /// CM campaigns found.
+    pub discovered: usize,
+    /// Links found on SF Campaigns and stored.
+    pub links_found: usize,
+    /// Campaigns handed to auto-creation.
+    pub to_create: usize,
+    /// Sync requests published (one per linked campaign).
+    pub syncs_requested: usize,
+    /// For a dry run: the whole plan, campaign by campaign.
+    pub plan: Option<SyncPlan>,
+    /// Another run held the lease.
+    pub busy: bool,
+}
+
+impl<S: Store, P: EventSink> Engine<S, P> {
+    /// Every campaign of the configured clients, sent, scheduled and draft.
+    pub async fn discover(&self, settings: &mapping::Settings) -> Result<Vec<DiscoveredCampaign>, EngineError> {
+        let mut found = Vec::new();
+        for client in &settings.cm_clients {
+            for campaign in self.cm.sent_campaigns(client, &Default::default()).await? {
+                found.push(DiscoveredCampaign {
+                    sent_at: Some(self.cm.to_utc(&campaign.sent_date)?),
+                    cm_campaign_id: campaign.campaign_id,
+                    cm_client_id: client.clone(),
+                    name: campaign.name,
+                    subject: campaign.subject,
+                    state: CmCampaignState::Sent,
+                    created_at: None,
+                });
+            }
+            let scheduled = self
+                .cm
+                .scheduled_campaigns(client)
+                .await?
+                .into_iter()
+                .map(|c| (c, CmCampaignState::Scheduled));
+            let drafts = self
+                .cm
+                .draft_campaigns(client)
+                .await?
+                .into_iter()
+                .map(|c| (c, CmCampaignState::Draft));
+            for (campaign, state) in scheduled.chain(drafts) {
+                found.push(DiscoveredCampaign {
+                    created_at: self.cm.to_utc(&campaign.date_created).ok(),
+                    cm_campaign_id: campaign.campaign_id,
+                    cm_client_id: client.clone(),
+                    name: campaign.name,
+                    subject: campaign.subject,
+                    state,
+                    sent_at: None,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Links an admin made by filling in the link field on an SF Campaign, stored if new.
+    async fn reconcile_links(&self, settings: &mapping::Settings) -> Result<usize, EngineError> {
+        let field = &settings.campaign_link_field;
+        let rows = self
+            .sf
+            .query_all(&format!("SELECT Id, {field} FROM Campaign WHERE {field} != null"))
+            .await?;
+        let mut found = 0;
+        for row in rows {
+            let (Some(sf_id), Some(cm_id)) = (row["Id"].as_str(), row[field.as_str()].as_str()) else {
+                continue;
+            };
+            if self.store.link(cm_id).await?.is_some() {
+                continue;
+            }
+            let link = LinkRecord {
+                cm_campaign_id: cm_id.to_owned(),
+                sf_campaign_id: sf_id.to_owned(),
+                origin: LinkOrigin::FoundInSalesforce,
+                linked_at: Utc::now(),
+            };
+            match self.store.put_link(&link).await {
+                Ok(_) => found += 1,
+                Err(state::StoreError::LinkConflict { existing, .. }) => {
+                    tracing::warn!(cm_campaign = cm_id, sf_campaign = sf_id, %existing, "link field conflicts with a stored link; left as is");
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(found)
+    }
+
+    /// The scheduled run. A dry run also plans every linked campaign and writes nothing.
+    pub async fn run_scheduled(&self, run_id: &str, dry_run: bool) -> Result<DiscoveryOutcome, EngineError> {
+        let settings = self.settings().await?;
+        let owner = run_id.to_owned();
+        if !dry_run {
+            let now = Utc::now();
+            let until = now + chrono::Duration::from_std(self.options.lease).unwrap_or_default();
+            if self
+                .store
+                .acquire_lease("discovery", &owner, now, until)
+                .await?
+                .is_none()
+            {
+                return Ok(DiscoveryOutcome {
+                    run_id: owner,
+                    discovered: 0,
+                    links_found: 0,
+                    to_create: 0,
+                    syncs_requested: 0,
+                    plan: None,
+                    busy: true,
+                });
+            }
+        }
+        let result = self.run_scheduled_locked(&settings, run_id, dry_run).await;
+        if !dry_run {
+            self.store.release_lease("discovery", &owner).await?;
+        }
+        result
+    }
+
+    async fn run_scheduled_locked(
+        &self,
+        settings: &mapping::Settings,
+        run_id: &str,
+        dry_run: bool,
+    ) -> Result<DiscoveryOutcome, EngineError> {
+        let discovered = self.discover(settings).await?;
+        let links_found = if dry_run {
+            0
+        } else {
+            self.reconcile_links(settings).await?
+        };
+        let links: BTreeMap<String, String> = self
+            .store
+            .links()
+            .await?
+            .into_iter()
+            .map(|l| (l.cm_campaign_id, l.sf_campaign_id))
+            .collect();
+        let (to_create, not_created) = plan_discovery(&discovered, &links, settings);
+        let mut outcome = DiscoveryOutcome {
+            run_id: run_id.to_owned(),
+            discovered: discovered.len(),
+            links_found,
+            to_create: to_create.len(),
+            syncs_requested: 0,
+            plan: None,
+            busy: false,
+        };
+        if dry_run {
+            let mut plan = SyncPlan {
+                campaigns_to_create: to_create,
+                campaigns_not_created: not_created,
+                campaigns: Vec::new(),
+            };
+            for cm_id in links.keys() {
+                if let CampaignOutcome::Done {
+                    plan: campaign_plan, ..
+                } = self.sync_campaign(cm_id, run_id, true, 0, Deadline::none()).await?
+                {
+                    plan.campaigns.push(*campaign_plan);
+                }
+            }
+            outcome.plan = Some(plan);
+            return Ok(outcome);
+        }
+        let mut events: Vec<Event> = to_create
+            .into_iter()
+            .map(|c| Event::campaign_discovered(run_id, c.campaign))
+            .collect();
+        events.extend(
+            links
+                .keys()
+                .map(|cm_id| Event::sync_requested(run_id, Some(cm_id), false, "schedule")),
+        );
+        outcome.syncs_requested = links.len();
+        self.publish(&events).await?;
+        tracing::info!(
+            discovered = outcome.discovered,
+            to_create = outcome.to_create,
+            syncs = outcome.syncs_requested,
+            "scheduled run done"
+        );
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,148 @@
+//! The sync (PRODUCT.md §3–§5): discovery of CM campaigns, the per-campaign sync (read what
+//! changed, plan with the mapping crate, apply in batches, commit watermarks) and campaign
+//! auto-creation. The Lambda functions are thin wrappers around [`Engine`].
+//!
+//! Every step is idempotent: a run cut off anywhere resumes from the last committed watermark,
+//! and anything it already applied is recognised by the Activity Date guard and the member
+//! uniqueness rule, so nothing is lost or applied twice.
+
+pub mod autocreate;
+pub mod campaign;
+pub mod discovery;
+mod salesforce_io;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use campaign_monitor::{CmClient, CmError};
+use events::Event;
+use events::publisher::{EventSink, PublishError, Publisher};
+use salesforce::{SfClient, SfError};
+use state::{Store, StoreError};
+
+/// Why a sync step failed as a whole (per-record problems are reported, not raised).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No settings are stored yet.
+    #[error("no settings stored: apply a settings document first (cm-sf-admin settings apply FILE)")]
+    NoSettings,
+    /// The state table failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Campaign Monitor failed.
+    #[error(transparent)]
+    Cm(#[from] CmError),
+    /// Salesforce failed.
+    #[error(transparent)]
+    Sf(#[from] SfError),
+    /// Publishing events failed.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// An event this function does not handle.
+    #[error("unexpected event: {0}")]
+    UnexpectedEvent(String),
+}
+
+impl EngineError {
+    /// Whether the trigger should retry (transient) or give up (the event goes to the DLQ).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EngineError::NoSettings | EngineError::UnexpectedEvent(_) => false,
+            EngineError::Store(e) => e.is_retryable(),
+            EngineError::Cm(e) => e.is_retryable(),
+            EngineError::Sf(e) => e.is_retryable(),
+            EngineError::Publish(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// Tunables with sensible defaults.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How long a run holds its lease.
+    pub lease: Duration,
+    /// Activity newer than CM's clock minus this is read again next time (CM makes some
+    /// records visible late).
+    pub settle_lag: chrono::Duration,
+    /// Stop taking new work when less than this remains before the Lambda deadline.
+    pub deadline_margin: Duration,
+    /// Above this many distinct emails, read all campaign members instead of looking them up.
+    pub read_all_members_above: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lease: Duration::from_secs(15 * 60),
+            settle_lag: chrono::Duration::minutes(5),
+            deadline_margin: Duration::from_secs(30),
+            read_all_members_above: 3_000,
+        }
+    }
+}
+
+/// Everything the sync works with, built once per Lambda container.
+pub struct Engine<S, P> {
+    /// The state table.
+    pub store: Arc<S>,
+    /// The event publisher.
+    pub publisher: Arc<Publisher<P>>,
+    /// Campaign Monitor.
+    pub cm: Arc<CmClient>,
+    /// Salesforce.
+    pub sf: Arc<SfClient>,
+    /// Tunables.
+    pub options: EngineOptions,
+}
+
+impl<S, P> std::fmt::Debug for Engine<S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("options", &self.options).finish()
+    }
+}
+
+impl<S: Store, P: EventSink> Engine<S, P> {
+    /// Loads and returns the settings, or [`EngineError::NoSettings`].
+    pub async fn settings(&self) -> Result<mapping::Settings, EngineError> {
+        Ok(self
+            .store
+            .load_settings()
+            .await?
+            .ok_or(EngineError::NoSettings)?
+            .settings)
+    }
+
+    /// Publishes events (FailedEntryCount handled by the publisher).
+    pub async fn publish(&self, events: &[Event]) -> Result<(), EngineError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        Ok(self.publisher.publish(events).await?)
+    }
+}
+
+/// When the current invocation must stop taking new work.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// No deadline (tests, CLI).
+    pub fn none() -> Self {
+        Deadline(None)
+    }
+
+    /// Stop at `at` (the Lambda deadline minus the margin).
+    pub fn at(at: Instant) -> Self {
+        Deadline(Some(at))
+    }
+
+    /// Whether time is up.
+    pub fn passed(&self) -> bool {
+        self.0.is_some_and(|at| Instant::now() >= at)
+    }
+}
+
+/// A time-ordered run id.
+pub fn new_run_id() -> String {
+    state::new_run_id(chrono::Utc::now(), uuid::Uuid::new_v4().as_u128() as u32)
+}

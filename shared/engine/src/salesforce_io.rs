@@ -1,0 +1,435 @@
+//! Reading what a campaign's plan needs from Salesforce, and writing the plan back.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use mapping::decision::MemberState;
+use mapping::matching::{PersonCandidate, PersonKind};
+use mapping::people::PersonEmailState;
+use mapping::plan::{CampaignPlan, ExistingMember};
+use mapping::settings::Settings;
+use mapping::statuses::ExistingStatus;
+use mapping::{ActivityKind, email::normalize_email};
+use salesforce::soql::quote;
+use salesforce::{Operation, RecordOutcome, SfClient, SfError, WriteOptions};
+use serde_json::{Map, Value, json};
+use state::RunFailure;
+
+fn text(value: &Value, field: &str) -> Option<String> {
+    value.get(field).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn time(value: &Value, field: &str) -> Option<DateTime<Utc>> {
+    let text = value.get(field)?.as_str()?;
+    DateTime::parse_from_rfc3339(text)
+        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Members of the campaign, keyed by person Id, with the email each stands for.
+pub(crate) struct Members {
+    pub by_person: BTreeMap<String, ExistingMember>,
+    pub email_of_person: BTreeMap<String, String>,
+}
+
+/// Reads the members of a campaign: all of them, or only those with the given emails.
+pub(crate) async fn read_members(
+    sf: &SfClient,
+    settings: &Settings,
+    campaign_id: &str,
+    emails: Option<&[String]>,
+) -> Result<Members, SfError> {
+    let fields = &settings.member_fields;
+    let select = format!(
+        "SELECT Id, ContactId, LeadId, Email, Status, {}, {}, {} FROM CampaignMember WHERE CampaignId = {}",
+        fields.activity_date,
+        fields.activity_kind,
+        fields.once_only_marker,
+        quote(campaign_id)
+    );
+    let rows = match emails {
+        None => sf.query_all(&select).await?,
+        Some(emails) => sf.query_in(&format!("{select} AND Email IN "), emails, "").await?,
+    };
+    let mut members = Members {
+        by_person: BTreeMap::new(),
+        email_of_person: BTreeMap::new(),
+    };
+    for row in rows {
+        let Some(person) = text(&row, "ContactId").or_else(|| text(&row, "LeadId")) else {
+            continue;
+        };
+        let kind = text(&row, &fields.activity_kind).and_then(|k| k.parse::<ActivityKind>().ok());
+        let state = MemberState {
+            status: text(&row, "Status").unwrap_or_default(),
+            activity_date: time(&row, &fields.activity_date),
+            activity_kind: kind,
+            once_only_used: row
+                .get(&fields.once_only_marker)
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        };
+        if let Some(email) = text(&row, "Email") {
+            members.email_of_person.insert(person.clone(), normalize_email(&email));
+        }
+        members.by_person.insert(
+            person.clone(),
+            ExistingMember {
+                member_id: text(&row, "Id").unwrap_or_default(),
+                person_id: person,
+                state,
+            },
+        );
+    }
+    Ok(members)
+}
+
+/// Leads and Contacts with the given emails, and their email fields.
+pub(crate) async fn read_people(
+    sf: &SfClient,
+    emails: &[String],
+) -> Result<
+    (
+        BTreeMap<String, Vec<PersonCandidate>>,
+        BTreeMap<String, PersonEmailState>,
+    ),
+    SfError,
+> {
+    let mut candidates: BTreeMap<String, Vec<PersonCandidate>> = BTreeMap::new();
+    let mut states = BTreeMap::new();
+    if emails.is_empty() {
+        return Ok((candidates, states));
+    }
+    for (object, kind, extra) in [
+        ("Contact", PersonKind::Contact, ""),
+        ("Lead", PersonKind::Lead, " AND IsConverted = false"),
+    ] {
+        let before = format!(
+            "SELECT Id, Email, LastModifiedDate, HasOptedOutOfEmail, EmailBouncedDate FROM {object} WHERE Email IN "
+        );
+        for row in sf.query_in(&before, emails, extra).await? {
+            let (Some(id), Some(email)) = (text(&row, "Id"), text(&row, "Email")) else {
+                continue;
+            };
+            states.insert(
+                id.clone(),
+                PersonEmailState {
+                    has_opted_out: row.get("HasOptedOutOfEmail").and_then(Value::as_bool).unwrap_or(false),
+                    bounced_at: time(&row, "EmailBouncedDate"),
+                },
+            );
+            candidates
+                .entry(normalize_email(&email))
+                .or_default()
+                .push(PersonCandidate {
+                    id,
+                    kind,
+                    last_modified: time(&row, "LastModifiedDate").unwrap_or_default(),
+                    is_member: false,
+                });
+        }
+    }
+    Ok((candidates, states))
+}
+
+/// Email fields of people already known by Id (members with unsubscribes or bounces).
+pub(crate) async fn read_person_states(
+    sf: &SfClient,
+    ids: &[String],
+) -> Result<BTreeMap<String, PersonEmailState>, SfError> {
+    let mut states = BTreeMap::new();
+    for (object, prefix) in [("Contact", "003"), ("Lead", "00Q")] {
+        let ids: Vec<String> = ids.iter().filter(|id| id.starts_with(prefix)).cloned().collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let before = format!("SELECT Id, HasOptedOutOfEmail, EmailBouncedDate FROM {object} WHERE Id IN ");
+        for row in sf.query_in(&before, &ids, "").await? {
+            if let Some(id) = text(&row, "Id") {
+                states.insert(
+                    id,
+                    PersonEmailState {
+                        has_opted_out: row.get("HasOptedOutOfEmail").and_then(Value::as_bool).unwrap_or(false),
+                        bounced_at: time(&row, "EmailBouncedDate"),
+                    },
+                );
+            }
+        }
+    }
+    Ok(states)
+}
+
+/// The campaign's member statuses.
+pub(crate) async fn read_statuses(sf: &SfClient, campaign_id: &str) -> Result<Vec<ExistingStatus>, SfError> {
+    let rows = sf
+        .query_all(&format!(
+            "SELECT Id, Label, HasResponded, IsDefault, SortOrder FROM CampaignMemberStatus WHERE CampaignId = {}",
+            quote(campaign_id)
+        ))
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| ExistingStatus {
+            id: text(row, "Id").unwrap_or_default(),
+            label: text(row, "Label").unwrap_or_default(),
+            has_responded: row.get("HasResponded").and_then(Value::as_bool).unwrap_or(false),
+            is_default: row.get("IsDefault").and_then(Value::as_bool).unwrap_or(false),
+            sort_order: row.get("SortOrder").and_then(Value::as_f64).unwrap_or(0.0) as i32,
+        })
+        .collect())
+}
+
+/// The current values of the mapped statistics fields on the campaign, and the fields that
+/// exist (when a mapped field does not, describe tells which).
+pub(crate) async fn read_campaign_stats(
+    sf: &SfClient,
+    settings: &Settings,
+    campaign_id: &str,
+) -> Result<(BTreeMap<String, i64>, Option<BTreeSet<String>>), SfError> {
+    let mapped: Vec<String> = settings.statistics_fields.values().flatten().cloned().collect();
+    if mapped.is_empty() {
+        return Ok((BTreeMap::new(), None));
+    }
+    let query = |fields: &[String]| {
+        format!(
+            "SELECT Id, {} FROM Campaign WHERE Id = {}",
+            fields.join(", "),
+            quote(campaign_id)
+        )
+    };
+    let (rows, existing) = match sf.query_all(&query(&mapped)).await {
+        Ok(rows) => (rows, None),
+        Err(SfError::Api { code, .. }) if code == "INVALID_FIELD" => {
+            let describe = sf.describe("Campaign").await?;
+            let existing: BTreeSet<String> = mapped
+                .iter()
+                .filter(|f| describe.field(f).is_some_and(|d| d.updateable))
+                .cloned()
+                .collect();
+            let fields: Vec<String> = existing.iter().cloned().collect();
+            let rows = if fields.is_empty() {
+                Vec::new()
+            } else {
+                sf.query_all(&query(&fields)).await?
+            };
+            (rows, Some(existing))
+        }
+        Err(error) => return Err(error),
+    };
+    let mut current = BTreeMap::new();
+    if let Some(row) = rows.first() {
+        for field in &mapped {
+            if let Some(value) = row.get(field).and_then(Value::as_f64) {
+                current.insert(field.clone(), value.round() as i64);
+            }
+        }
+    }
+    Ok((current, existing))
+}
+
+/// What applying a plan did.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    pub statuses_created: u64,
+    pub statuses_corrected: u64,
+    pub members_added: u64,
+    pub members_updated: u64,
+    pub people_updated: u64,
+    pub stats_written: u64,
+    pub failures: Vec<RunFailure>,
+    /// Some failure was transient (still failing after the retries): keep the watermarks.
+    pub transient_failures: bool,
+}
+
+fn member_fields(settings: &Settings, state: &MemberState, record: &mut Map<String, Value>) {
+    let fields = &settings.member_fields;
+    record.insert("Status".into(), json!(state.status));
+    record.insert(
+        fields.activity_date.clone(),
+        state.activity_date.map_or(Value::Null, |d| json!(d.to_rfc3339())),
+    );
+    record.insert(
+        fields.activity_kind.clone(),
+        state.activity_kind.map_or(Value::Null, |k| json!(k.as_str())),
+    );
+    record.insert(fields.once_only_marker.clone(), json!(state.once_only_used));
+}
+
+fn note(applied: &mut Applied, subject: &str, outcome: &RecordOutcome) -> bool {
+    match outcome {
+        RecordOutcome::Failed(error) => {
+            if salesforce::is_transient_code(&error.code) {
+                applied.transient_failures = true;
+            }
+            applied.failures.push(RunFailure {
+                record: subject.to_owned(),
+                reason: error.message.clone(),
+                code: Some(error.code.clone()),
+            });
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Applies a campaign plan: statuses first (members need them), then members, people and
+/// statistics. Per-record failures are collected; they never stop the other records.
+pub(crate) async fn apply(sf: &SfClient, settings: &Settings, plan: &CampaignPlan) -> Result<Applied, SfError> {
+    let mut applied = Applied::default();
+    let campaign_id = &plan.link.sf_campaign_id;
+    let defaults = WriteOptions::default();
+
+    if !plan.statuses.create.is_empty() {
+        let records: Vec<Map<String, Value>> = plan
+            .statuses
+            .create
+            .iter()
+            .map(|s| {
+                let mut r = Map::new();
+                r.insert("CampaignId".into(), json!(campaign_id));
+                r.insert("Label".into(), json!(s.label));
+                r.insert("HasResponded".into(), json!(s.has_responded));
+                r.insert("SortOrder".into(), json!(s.sort_order));
+                r
+            })
+            .collect();
+        // A status made by a concurrent run is as good as ours.
+        let options = WriteOptions {
+            duplicate_is_success: true,
+            ..WriteOptions::default()
+        };
+        for (status, result) in plan.statuses.create.iter().zip(
+            sf.write("CampaignMemberStatus", &Operation::Create, &records, &options)
+                .await?,
+        ) {
+            if note(&mut applied, &format!("status {}", status.label), &result.outcome) {
+                applied.statuses_created += 1;
+            }
+        }
+    }
+    if !plan.statuses.correct.is_empty() {
+        let records: Vec<Map<String, Value>> = plan
+            .statuses
+            .correct
+            .iter()
+            .map(|c| {
+                [
+                    ("Id".to_owned(), json!(c.id)),
+                    ("HasResponded".to_owned(), json!(c.has_responded)),
+                ]
+                .into_iter()
+                .collect()
+            })
+            .collect();
+        for (status, result) in plan.statuses.correct.iter().zip(
+            sf.write("CampaignMemberStatus", &Operation::Update, &records, &defaults)
+                .await?,
+        ) {
+            if note(&mut applied, &format!("status {}", status.label), &result.outcome) {
+                applied.statuses_corrected += 1;
+            }
+        }
+    }
+
+    if !plan.members_to_add.is_empty() {
+        let records: Vec<Map<String, Value>> = plan
+            .members_to_add
+            .iter()
+            .map(|m| {
+                let mut r = Map::new();
+                r.insert("CampaignId".into(), json!(campaign_id));
+                let person_field = if m.person_kind == PersonKind::Contact {
+                    "ContactId"
+                } else {
+                    "LeadId"
+                };
+                r.insert(person_field.into(), json!(m.person_id));
+                member_fields(settings, &m.state, &mut r);
+                r
+            })
+            .collect();
+        let options = WriteOptions {
+            duplicate_is_success: true,
+            ..WriteOptions::default()
+        };
+        for (member, result) in plan.members_to_add.iter().zip(
+            sf.write("CampaignMember", &Operation::Create, &records, &options)
+                .await?,
+        ) {
+            if note(&mut applied, &member.email, &result.outcome) {
+                applied.members_added += 1;
+            }
+        }
+    }
+    if !plan.member_updates.is_empty() {
+        let records: Vec<Map<String, Value>> = plan
+            .member_updates
+            .iter()
+            .map(|u| {
+                let mut r = Map::new();
+                r.insert("Id".into(), json!(u.member_id));
+                member_fields(settings, &u.after, &mut r);
+                if u.before.status == u.after.status {
+                    r.remove("Status"); // only the Activity Date moved: leave the Status alone
+                }
+                r
+            })
+            .collect();
+        for (update, result) in plan.member_updates.iter().zip(
+            sf.write("CampaignMember", &Operation::Update, &records, &defaults)
+                .await?,
+        ) {
+            if note(&mut applied, &update.email, &result.outcome) {
+                applied.members_updated += 1;
+            }
+        }
+    }
+
+    for (object, kind) in [("Contact", PersonKind::Contact), ("Lead", PersonKind::Lead)] {
+        let updates: Vec<&mapping::plan::PersonUpdate> =
+            plan.person_updates.iter().filter(|p| p.person_kind == kind).collect();
+        if updates.is_empty() {
+            continue;
+        }
+        let records: Vec<Map<String, Value>> = updates
+            .iter()
+            .map(|p| {
+                let mut r = Map::new();
+                r.insert("Id".into(), json!(p.person_id));
+                if p.opt_out {
+                    r.insert("HasOptedOutOfEmail".into(), json!(true));
+                }
+                if let Some((at, reason)) = &p.bounce {
+                    r.insert("EmailBouncedDate".into(), json!(at.to_rfc3339()));
+                    r.insert("EmailBouncedReason".into(), json!(reason));
+                }
+                r
+            })
+            .collect();
+        for (person, result) in updates
+            .iter()
+            .zip(sf.write(object, &Operation::Update, &records, &defaults).await?)
+        {
+            if note(&mut applied, &person.email, &result.outcome) {
+                applied.people_updated += 1;
+            }
+        }
+    }
+
+    if !plan.statistics.writes.is_empty() {
+        let mut record = Map::new();
+        record.insert("Id".into(), json!(campaign_id));
+        for write in &plan.statistics.writes {
+            record.insert(write.field.clone(), json!(write.value));
+        }
+        let results = sf.write("Campaign", &Operation::Update, &[record], &defaults).await?;
+        if results
+            .first()
+            .is_some_and(|r| note(&mut applied, &format!("campaign {campaign_id} statistics"), &r.outcome))
+        {
+            applied.stats_written += plan.statistics.writes.len() as u64;
+        }
+    }
+    Ok(applied)
+}

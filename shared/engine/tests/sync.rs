@@ -1,0 +1,595 @@
+//! The sync against the sandbox, in process: the rules of PRODUCT.md §3 as a user sees them in
+//! Salesforce, and the API budgets.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use campaign_monitor::{CmClient, Credentials};
+use engine::campaign::CampaignOutcome;
+use engine::{Deadline, Engine, EngineOptions};
+use events::LinkOrigin;
+use events::publisher::{MemorySink, Publisher};
+use mapping::{Settings, StatusRefresh};
+use salesforce::{Auth, RetryPolicy, SfClient, SfConfig};
+use sandbox::generate::{Shape, generate};
+use sandbox::scenario::Scenario;
+use serde_json::{Value, json};
+use state::memory::MemoryStore;
+use state::{LinkRecord, LinkStore, RunStore, SettingsStore, WatermarkStore};
+
+const KEY: &str = include_str!("../../../tests/sandbox/fixtures/jwt-test-key.pem");
+
+struct Harness {
+    running: sandbox::Running,
+    engine: Engine<MemoryStore, MemorySink>,
+    scenario: Scenario,
+}
+
+impl Harness {
+    async fn new(scenario: Scenario, settings: impl FnOnce(&mut Settings)) -> Harness {
+        let any = "127.0.0.1:0".parse().unwrap();
+        let running = sandbox::start(scenario.clone(), any, any).await.unwrap();
+        let zone: mapping::Tz = scenario.cm.timezone.parse().unwrap();
+        let cm = CmClient::builder(Credentials::api_key("sandbox-api-key"), zone)
+            .base_url(&running.cm_url)
+            .build()
+            .unwrap();
+        let mut config = SfConfig::new(Auth::JwtBearer {
+            token_host: running.sf_url.clone(),
+            client_id: "sandbox-consumer-key".into(),
+            username: "integration@example.com".into(),
+            private_key_pem: KEY.into(),
+            audience: "https://login.salesforce.com".into(),
+        });
+        config.retry = RetryPolicy {
+            max_attempts: 5,
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        };
+        config.bulk_poll_interval = Duration::from_millis(5);
+        let sf = SfClient::new(config).unwrap();
+        let store = MemoryStore::new();
+        let mut s = Settings::new(scenario.cm.clients.iter().map(|c| c.id.clone()).collect(), zone);
+        settings(&mut s);
+        store.save_settings(&s, None, chrono::Utc::now()).await.unwrap();
+        let engine = Engine {
+            store: Arc::new(store),
+            publisher: Arc::new(Publisher::new(MemorySink::default())),
+            cm: Arc::new(cm),
+            sf: Arc::new(sf),
+            options: EngineOptions::default(),
+        };
+        Harness {
+            running,
+            engine,
+            scenario,
+        }
+    }
+
+    fn main_campaign(&self) -> (String, String) {
+        let cm = self
+            .scenario
+            .cm
+            .campaigns
+            .iter()
+            .find(|c| c.name == "November newsletter")
+            .unwrap()
+            .id
+            .clone();
+        (cm, "701000SB0000000001".to_owned())
+    }
+
+    async fn link_main(&self) -> String {
+        let (cm, sf) = self.main_campaign();
+        self.engine
+            .store
+            .put_link(&LinkRecord {
+                cm_campaign_id: cm.clone(),
+                sf_campaign_id: sf,
+                origin: LinkOrigin::Manual,
+                linked_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        cm
+    }
+
+    async fn sync(&self, cm: &str, dry_run: bool) -> CampaignOutcome {
+        self.engine
+            .sync_campaign(cm, &engine::new_run_id(), dry_run, 0, Deadline::none())
+            .await
+            .unwrap()
+    }
+
+    async fn sf_records(&self, object: &str) -> Vec<Value> {
+        let body: Value = reqwest::get(format!("{}/_sandbox/sf/records?object={object}", self.running.sf_url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body[object].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn sf_calls(&self) -> (u64, u64) {
+        let counters: Value = reqwest::get(format!("{}/_sandbox/counters", self.running.sf_url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut reads = 0;
+        let mut writes = 0;
+        for (route, count) in counters.as_object().unwrap() {
+            let count = count.as_u64().unwrap();
+            if !route.starts_with("sf ") || route.contains("oauth2") {
+                continue;
+            }
+            if route.starts_with("sf GET") {
+                reads += count
+            } else {
+                writes += count
+            }
+        }
+        (reads, writes)
+    }
+
+    async fn reset_counters(&self) {
+        reqwest::Client::new()
+            .delete(format!("{}/_sandbox/counters", self.running.sf_url))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn set_cm_now(&self, now: &str) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/_sandbox/cm/now", self.running.cm_url))
+            .json(&json!({"now": now}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    async fn add_activity(&self, cm: &str, activity: Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/_sandbox/cm/activity", self.running.cm_url))
+            .json(&json!({"campaign_id": cm, "activity": activity}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+}
+
+fn s_workload() -> Scenario {
+    generate(&Shape {
+        recipients: 10_000,
+        activities: 8_000,
+        ..Shape::default()
+    })
+}
+
+#[tokio::test]
+async fn first_sync_of_10k_recipients_stays_within_100_sf_calls_and_later_syncs_are_cheap() {
+    let h = Harness::new(s_workload(), |_| {}).await;
+    let cm = h.link_main().await;
+    let CampaignOutcome::Done { counts, plan, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    let mut reasons = std::collections::BTreeMap::new();
+    for skip in &plan.skips {
+        *reasons.entry(skip.reason.label()).or_insert(0) += 1;
+    }
+    eprintln!("skips: {reasons:?}");
+    let (reads, writes) = h.sf_calls().await;
+    assert!(reads + writes <= 100, "first sync took {reads} reads + {writes} writes");
+    eprintln!("first sync: {reads} SF reads, {writes} SF writes; {counts:?}");
+    assert!(
+        counts["members_added"] > 4_000 && counts["members_updated"] > 4_000,
+        "{counts:?}"
+    );
+    // Every matched recipient is a member, once.
+    let members = h.sf_records("CampaignMember").await;
+    let contacts_m = members.iter().filter(|m| m["ContactId"].is_string()).count();
+    let leads_m = members.iter().filter(|m| m["LeadId"].is_string()).count();
+    eprintln!(
+        "members: {} contacts {} leads {}; people contacts {} leads {}",
+        members.len(),
+        contacts_m,
+        leads_m,
+        h.scenario.sf.records["Contact"].len(),
+        h.scenario.sf.records["Lead"].len()
+    );
+    let mut keys: Vec<String> = members
+        .iter()
+        .map(|m| {
+            format!(
+                "{}{}",
+                m["ContactId"].as_str().unwrap_or_default(),
+                m["LeadId"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    let total = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), total, "one member per person");
+    let people = h.scenario.sf.records["Contact"].len() + h.scenario.sf.records["Lead"].len();
+    assert_eq!(total, people);
+
+    // Nothing new: no writes, at most one call.
+    h.reset_counters().await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    let (reads, writes) = h.sf_calls().await;
+    assert_eq!(writes, 0, "{counts:?}");
+    assert!(reads <= 1, "{reads} reads with nothing new");
+
+    // 1,000 new activities: at most 15 calls.
+    let emails: Vec<String> = (0..1_000)
+        .map(|i| format!("person{:07}@example.com", i * 7 % 10_000))
+        .collect();
+    let activity: Vec<Value> = emails
+        .iter()
+        .enumerate()
+        .map(|(i, e)| json!({"kind": if i % 3 == 0 { "click" } else { "open" }, "email": e, "list_id": h.scenario.cm.lists[0].id, "date": format!("2026-11-27 1{}:{:02}:00", i % 10, i % 60)}))
+        .collect();
+    h.add_activity(&cm, Value::Array(activity)).await;
+    h.set_cm_now("2026-11-28 09:00:00").await;
+    h.reset_counters().await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    let (reads, writes) = h.sf_calls().await;
+    assert!(
+        reads + writes <= 15,
+        "incremental sync took {reads} reads + {writes} writes: {counts:?}"
+    );
+    assert!(counts["member_updates"] > 0);
+}
+
+fn worked_example_scenario() -> Scenario {
+    let mut scenario = generate(&Shape {
+        recipients: 3,
+        activities: 0,
+        in_salesforce: 1.0,
+        already_members: 1.0,
+        ..Shape::default()
+    });
+    scenario.cm.campaigns.last_mut().unwrap().recipients.clear(); // no Sent records: the member starts as "Sent"
+    scenario
+}
+
+#[tokio::test]
+async fn the_worked_example_in_every_mode() {
+    for (mode, after1, after2) in [
+        (StatusRefresh::Never, "Sent", "Sent"),
+        (StatusRefresh::Always, "Clicked", "Opened"),
+        (StatusRefresh::OnceOnly, "Opened", "Opened"),
+        (StatusRefresh::ForwardOnly, "Clicked", "Clicked"),
+    ] {
+        let h = Harness::new(worked_example_scenario(), |s| s.status_refresh = mode).await;
+        let cm = h.link_main().await;
+        let list = h.scenario.cm.lists[0].id.clone();
+        let email = "person0000000@example.com";
+        h.add_activity(
+            &cm,
+            json!([{"kind": "open", "email": email, "list_id": list, "date": "2026-11-20 10:00:00"},
+                                   {"kind": "click", "email": email, "list_id": list, "date": "2026-11-20 10:05:00"}]),
+        )
+        .await;
+        h.set_cm_now("2026-11-20 10:30:00").await;
+        h.sync(&cm, false).await;
+        let status = |members: Vec<Value>| {
+            members
+                .iter()
+                .find(|m| m["Email"] == email)
+                .map(|m| {
+                    (
+                        m["Status"].as_str().unwrap().to_owned(),
+                        m["CM_Activity_Date__c"].clone(),
+                    )
+                })
+                .unwrap()
+        };
+        let (s1, d1) = status(h.sf_records("CampaignMember").await);
+        h.add_activity(
+            &cm,
+            json!([{"kind": "open", "email": email, "list_id": list, "date": "2026-11-20 11:00:00"}]),
+        )
+        .await;
+        h.set_cm_now("2026-11-20 11:30:00").await;
+        h.sync(&cm, false).await;
+        let (s2, d2) = status(h.sf_records("CampaignMember").await);
+        assert_eq!((s1.as_str(), s2.as_str()), (after1, after2), "{mode:?}");
+        // Sydney is UTC+11 in November: 10:05 local is 23:05 UTC the day before.
+        assert_eq!(
+            (d1.as_str().unwrap(), d2.as_str().unwrap()),
+            ("2026-11-19T23:05:00.000+0000", "2026-11-20T00:00:00.000+0000"),
+            "{mode:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_statuses_are_created_with_the_right_responded_flag_in_a_japanese_org() {
+    let mut scenario = worked_example_scenario();
+    scenario.sf.language = "ja".into();
+    let h = Harness::new(scenario, |_| {}).await;
+    let cm = h.link_main().await;
+    h.add_activity(&cm, json!([{"kind": "click", "email": "person0000001@example.com", "list_id": h.scenario.cm.lists[0].id, "date": "2026-11-20 10:00:00"}])).await;
+    h.sync(&cm, false).await;
+    let statuses = h.sf_records("CampaignMemberStatus").await;
+    let flag = |label: &str| {
+        statuses
+            .iter()
+            .find(|s| s["Label"] == label)
+            .map(|s| s["HasResponded"].as_bool().unwrap())
+    };
+    assert_eq!(flag("送信"), Some(false), "the stock default stays");
+    assert_eq!(flag("Clicked"), Some(true));
+    assert_eq!(flag("Opened"), Some(true));
+    assert_eq!(flag("Bounced"), Some(false));
+    let member = h
+        .sf_records("CampaignMember")
+        .await
+        .into_iter()
+        .find(|m| m["Email"] == "person0000001@example.com")
+        .unwrap();
+    assert_eq!(
+        (member["Status"].as_str(), member["HasResponded"].as_bool()),
+        (Some("Clicked"), Some(true))
+    );
+}
+
+#[tokio::test]
+async fn unmatched_and_ambiguous_emails_are_reported_never_guessed() {
+    let mut scenario = worked_example_scenario();
+    // A second Contact with the first person's email and the same modification time.
+    let mut twin = scenario.sf.records["Contact"]
+        .first()
+        .cloned()
+        .unwrap_or_else(|| scenario.sf.records["Lead"][0].clone());
+    twin.insert("Id".into(), json!("003000SB9999999990"));
+    twin.remove("Company");
+    let twin_email = twin["Email"].as_str().unwrap().to_owned();
+    scenario.sf.records.get_mut("Contact").unwrap().push(twin);
+    // Nobody is a member yet, so both candidates are equal.
+    scenario.sf.records.insert("CampaignMember".into(), vec![]);
+    let h = Harness::new(scenario, |_| {}).await;
+    let cm = h.link_main().await;
+    let list = h.scenario.cm.lists[0].id.clone();
+    h.add_activity(
+        &cm,
+        json!([{"kind": "open", "email": "stranger@example.com", "list_id": list, "date": "2026-11-20 10:00:00"},
+                               {"kind": "open", "email": twin_email, "list_id": list, "date": "2026-11-20 10:00:00"}]),
+    )
+    .await;
+    let CampaignOutcome::Done { run_id, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    let (_, failures) = h.engine.store.run(&run_id).await.unwrap().unwrap();
+    let reason = |subject: &str| failures.iter().find(|f| f.record == subject).map(|f| f.reason.clone());
+    assert_eq!(reason("stranger@example.com").as_deref(), Some("unmatched email"));
+    assert_eq!(reason(&twin_email).as_deref(), Some("several matches"));
+    assert!(
+        h.sf_records("CampaignMember")
+            .await
+            .iter()
+            .all(|m| m["Email"] != twin_email.as_str()),
+        "no guess was made"
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_writes_nothing_anywhere() {
+    let h = Harness::new(
+        generate(&Shape {
+            recipients: 300,
+            activities: 200,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let cm = h.link_main().await;
+    let before = h.sf_records("CampaignMember").await;
+    let CampaignOutcome::Done {
+        plan, dry_run: true, ..
+    } = h.sync(&cm, true).await
+    else {
+        panic!()
+    };
+    assert!(plan.write_count() > 0, "there is work to show");
+    let (_, writes) = h.sf_calls().await;
+    assert_eq!(writes, 0);
+    assert_eq!(h.sf_records("CampaignMember").await, before);
+    assert!(
+        h.engine.store.recent_runs(10).await.unwrap().is_empty(),
+        "no run record"
+    );
+    let report = mapping::plan::SyncPlan {
+        campaigns: vec![*plan],
+        ..Default::default()
+    }
+    .report(mapping::plan::EmailDisplay::Redacted);
+    assert!(report.contains("members to add"), "{report}");
+}
+
+fn member_rows(records: Vec<Value>) -> Vec<(String, String, String)> {
+    let mut rows: Vec<(String, String, String)> = records
+        .iter()
+        .map(|m| {
+            (
+                m["Email"].as_str().unwrap_or_default().to_owned(),
+                m["Status"].as_str().unwrap_or_default().to_owned(),
+                m["CM_Activity_Date__c"].to_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn a_run_cut_off_mid_apply_resumes_with_nothing_lost_or_doubled() {
+    let scenario = generate(&Shape {
+        recipients: 500,
+        activities: 400,
+        ..Shape::default()
+    });
+    let reference = Harness::new(scenario.clone(), |_| {}).await;
+    let cm = reference.link_main().await;
+    reference.sync(&cm, false).await;
+    let expected = member_rows(reference.sf_records("CampaignMember").await);
+
+    for faults in [
+        json!({"seed": 5, "sf": {"lock_row_rate": 1.0}}),
+        json!({"seed": 5, "sf": {"error_rate": 0.7}}),
+    ] {
+        let h = Harness::new(scenario.clone(), |_| {}).await;
+        let cm = h.link_main().await;
+        let put = |body: Value| {
+            reqwest::Client::new()
+                .put(format!("{}/_sandbox/faults", h.running.sf_url))
+                .json(&body)
+                .send()
+        };
+        put(faults.clone()).await.unwrap();
+        let cut = h
+            .engine
+            .sync_campaign(&cm, &engine::new_run_id(), false, 0, Deadline::none())
+            .await;
+        let incomplete = match &cut {
+            Err(_) => true,
+            Ok(CampaignOutcome::Done { counts, .. }) => counts["failed"] > 0,
+            Ok(_) => false,
+        };
+        assert!(incomplete, "{faults}: the first run must not complete ({cut:?})");
+        assert!(
+            h.engine.store.watermarks(&cm).await.unwrap().is_empty(),
+            "{faults}: no watermark moves past unapplied work"
+        );
+        put(json!({"seed": 5})).await.unwrap();
+        h.sync(&cm, false).await;
+        h.sync(&cm, false).await;
+        assert_eq!(member_rows(h.sf_records("CampaignMember").await), expected, "{faults}");
+    }
+}
+
+#[tokio::test]
+async fn a_run_near_its_deadline_continues_in_a_new_invocation() {
+    let h = Harness::new(
+        generate(&Shape {
+            recipients: 200,
+            activities: 100,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let cm = h.link_main().await;
+    let run = engine::new_run_id();
+    let outcome = h
+        .engine
+        .sync_campaign(&cm, &run, false, 0, Deadline::at(std::time::Instant::now()))
+        .await
+        .unwrap();
+    assert_eq!(outcome, CampaignOutcome::Continued { run_id: run.clone() });
+    assert_eq!(h.sf_calls().await.1, 0, "no work started after the deadline");
+    let events = h.engine.publisher.sink().events();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.idempotency_key().to_owned())
+            .collect::<Vec<_>>(),
+        [format!("continue:{run}:{cm}:1")]
+    );
+    let CampaignOutcome::Done { counts, .. } = h
+        .engine
+        .sync_campaign(&cm, &run, false, 1, Deadline::none())
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(counts["members_added"] > 0);
+}
+
+#[tokio::test]
+async fn auto_creation_is_not_retrospective_and_never_makes_two_campaigns() {
+    let scenario = generate(&Shape {
+        recipients: 50,
+        activities: 20,
+        extra_campaigns: 3,
+        ..Shape::default()
+    });
+    let h = Harness::new(scenario, |s| s.auto_create_campaigns = true).await;
+    // Switched on "now": every scenario campaign was sent before, so none qualifies.
+    let mut stored = h.engine.store.load_settings().await.unwrap().unwrap();
+    stored.settings = stored
+        .settings
+        .clone()
+        .prepare_update(
+            Some(&Settings {
+                auto_create_campaigns: false,
+                ..stored.settings.clone()
+            }),
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    h.engine
+        .store
+        .save_settings(&stored.settings, Some(stored.version), chrono::Utc::now())
+        .await
+        .unwrap();
+    let outcome = h.engine.run_scheduled(&engine::new_run_id(), false).await.unwrap();
+    assert_eq!(outcome.to_create, 0, "not retrospective");
+    let campaigns_before = h.sf_records("Campaign").await.len();
+
+    // A campaign created after the switch qualifies; handling its event twice makes one Campaign.
+    let late = mapping::autocreate::DiscoveredCampaign {
+        cm_campaign_id: "f".repeat(32),
+        cm_client_id: h.scenario.cm.clients[0].id.clone(),
+        name: "Brand new".into(),
+        subject: "New".into(),
+        state: mapping::autocreate::CmCampaignState::Draft,
+        created_at: Some(chrono::Utc::now() + chrono::Duration::minutes(1)),
+        sent_at: None,
+    };
+    let first = h.engine.auto_create(&late, LinkOrigin::AutoCreated).await.unwrap();
+    let again = h.engine.auto_create(&late, LinkOrigin::AutoCreated).await.unwrap();
+    assert!(
+        matches!(
+            first,
+            engine::autocreate::AutoCreateOutcome::Linked { created: true, .. }
+        ),
+        "{first:?}"
+    );
+    assert!(
+        matches!(again, engine::autocreate::AutoCreateOutcome::Skipped { .. }),
+        "{again:?}"
+    );
+    let campaigns = h.sf_records("Campaign").await;
+    assert_eq!(campaigns.len(), campaigns_before + 1);
+    let created = campaigns.iter().find(|c| c["Name"] == "Brand new").unwrap();
+    assert_eq!(created["CM_Campaign_ID__c"], late.cm_campaign_id.as_str());
+    let labels: Vec<String> = h
+        .sf_records("CampaignMemberStatus")
+        .await
+        .iter()
+        .filter(|s| s["CampaignId"] == created["Id"])
+        .map(|s| s["Label"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        labels.contains(&"Clicked".to_owned()) && labels.contains(&"Sent".to_owned()),
+        "{labels:?}"
+    );
+    let linked = h.engine.publisher.sink().events();
+    assert!(linked.iter().any(|e| e.detail_type() == "campaign-linked.v1"));
+}
