@@ -27,8 +27,8 @@ clippy:
 unit: venv ## Every test in the workspace (unit, property, integration, doc), with the moto emulator running
 	@mkdir -p target
 	$(WITH_MOTO) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
-	$(CARGO) build -p sandbox
-	$(VENV)/bin/pytest -q tests/sandbox/py 2>&1 | tee target/pytest-output.log
+	$(CARGO) build -p sandbox -p admin
+	$(WITH_MOTO) $(VENV)/bin/pytest -q tests/sandbox/py tests/e2e 2>&1 | tee target/pytest-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} /^[0-9]+ passed/ {p += $$1} / failed/ && !/^test result/ {for (i = 1; i < NF; i++) if ($$(i+1) ~ /^failed/) f += $$i} \
 		END {printf "all tests: %d passed, %d failed\n", p, f}' target/test-output.log target/pytest-output.log
 
@@ -49,6 +49,6 @@ check-pure:
 		echo "mapping must stay pure: the crates above do I/O"; exit 1; \
 	else echo "mapping is pure (no tokio, aws-*, reqwest, hyper or lambda crates)"; fi
 
-demo: ## Run the sync locally against the stand-ins (coming with the sync functions)
-	@echo "make demo is coming: it needs the sync functions and the local stand-ins (issues 3 and 7)."
-	@echo "Today you can see the rules at work with: make test"
+demo: venv ## The main job, locally: stand-ins for CM and SF, the emulator, the real functions; a dry run, then a sync
+	$(CARGO) build -p sandbox -p admin
+	$(WITH_MOTO) $(VENV)/bin/python tests/e2e/demo.py

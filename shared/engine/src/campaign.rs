@@ -89,6 +89,24 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         result
     }
 
+    /// A dry run of a campaign that may be linked only on the SF side so far.
+    pub async fn plan_campaign_dry(
+        &self,
+        cm_campaign_id: &str,
+        sf_campaign_id: &str,
+        run_id: &str,
+    ) -> Result<CampaignOutcome, EngineError> {
+        let settings = self.settings().await?;
+        let link = state::LinkRecord {
+            cm_campaign_id: cm_campaign_id.to_owned(),
+            sf_campaign_id: sf_campaign_id.to_owned(),
+            origin: events::LinkOrigin::FoundInSalesforce,
+            linked_at: Utc::now(),
+        };
+        self.sync_locked(&settings, &link, run_id, true, 0, Deadline::none())
+            .await
+    }
+
     async fn sync_locked(
         &self,
         settings: &mapping::Settings,

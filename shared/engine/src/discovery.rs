@@ -12,7 +12,7 @@ use serde::Serialize;
 use state::{LinkRecord, Store};
 
 use crate::campaign::CampaignOutcome;
-use crate::{Deadline, Engine, EngineError};
+use crate::{Engine, EngineError};
 
 /// What a scheduled run did.
 #[derive(Debug, Clone, Serialize)]
@@ -29,6 +29,8 @@ pub struct DiscoveryOutcome {
     pub syncs_requested: usize,
     /// For a dry run: the whole plan, campaign by campaign.
     pub plan: Option<SyncPlan>,
+    /// For a dry run: the plan as a short readable report.
+    pub report: Option<String>,
     /// Another run held the lease.
     pub busy: bool,
 }
@@ -76,14 +78,19 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         Ok(found)
     }
 
-    /// Links an admin made by filling in the link field on an SF Campaign, stored if new.
-    async fn reconcile_links(&self, settings: &mapping::Settings) -> Result<usize, EngineError> {
+    /// Links an admin made by filling in the link field on an SF Campaign. Stored if new, unless
+    /// `dry_run`; returned either way so a dry run plans them too.
+    async fn reconcile_links(
+        &self,
+        settings: &mapping::Settings,
+        dry_run: bool,
+    ) -> Result<Vec<LinkRecord>, EngineError> {
         let field = &settings.campaign_link_field;
         let rows = self
             .sf
             .query_all(&format!("SELECT Id, {field} FROM Campaign WHERE {field} != null"))
             .await?;
-        let mut found = 0;
+        let mut found = Vec::new();
         for row in rows {
             let (Some(sf_id), Some(cm_id)) = (row["Id"].as_str(), row[field.as_str()].as_str()) else {
                 continue;
@@ -97,8 +104,12 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 origin: LinkOrigin::FoundInSalesforce,
                 linked_at: Utc::now(),
             };
+            if dry_run {
+                found.push(link);
+                continue;
+            }
             match self.store.put_link(&link).await {
-                Ok(_) => found += 1,
+                Ok(_) => found.push(link),
                 Err(state::StoreError::LinkConflict { existing, .. }) => {
                     tracing::warn!(cm_campaign = cm_id, sf_campaign = sf_id, %existing, "link field conflicts with a stored link; left as is");
                 }
@@ -128,6 +139,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                     to_create: 0,
                     syncs_requested: 0,
                     plan: None,
+                    report: None,
                     busy: true,
                 });
             }
@@ -146,18 +158,16 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         dry_run: bool,
     ) -> Result<DiscoveryOutcome, EngineError> {
         let discovered = self.discover(settings).await?;
-        let links_found = if dry_run {
-            0
-        } else {
-            self.reconcile_links(settings).await?
-        };
-        let links: BTreeMap<String, String> = self
+        let found = self.reconcile_links(settings, dry_run).await?;
+        let links_found = found.len();
+        let mut links: BTreeMap<String, String> = self
             .store
             .links()
             .await?
             .into_iter()
             .map(|l| (l.cm_campaign_id, l.sf_campaign_id))
             .collect();
+        links.extend(found.into_iter().map(|l| (l.cm_campaign_id, l.sf_campaign_id)));
         let (to_create, not_created) = plan_discovery(&discovered, &links, settings);
         let mut outcome = DiscoveryOutcome {
             run_id: run_id.to_owned(),
@@ -166,6 +176,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             to_create: to_create.len(),
             syncs_requested: 0,
             plan: None,
+            report: None,
             busy: false,
         };
         if dry_run {
@@ -174,14 +185,15 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 campaigns_not_created: not_created,
                 campaigns: Vec::new(),
             };
-            for cm_id in links.keys() {
+            for (cm_id, sf_id) in &links {
                 if let CampaignOutcome::Done {
                     plan: campaign_plan, ..
-                } = self.sync_campaign(cm_id, run_id, true, 0, Deadline::none()).await?
+                } = self.plan_campaign_dry(cm_id, sf_id, run_id).await?
                 {
                     plan.campaigns.push(*campaign_plan);
                 }
             }
+            outcome.report = Some(plan.report(mapping::plan::EmailDisplay::Redacted));
             outcome.plan = Some(plan);
             return Ok(outcome);
         }

@@ -536,9 +536,9 @@ impl SyncPlan {
 
     /// A short human-readable report: what a dry run shows.
     pub fn report(&self, emails: EmailDisplay) -> String {
-        let show = |email: &str| match emails {
-            EmailDisplay::Redacted => redact_email(email),
-            EmailDisplay::Full => email.to_owned(),
+        let show = |subject: &str| match emails {
+            EmailDisplay::Redacted if subject.contains('@') => redact_email(subject),
+            _ => subject.to_owned(),
         };
         let mut out = String::new();
         let _ = writeln!(out, "Sync plan");
@@ -627,13 +627,20 @@ impl SyncPlan {
                     campaign.skips.len(),
                     count_by(campaign.skips.iter().map(|s| s.reason.label()))
                 );
-                for skip in campaign.skips.iter().filter(|s| needs_attention(&s.reason)).take(20) {
-                    let subject = if skip.subject.contains('@') {
-                        show(&skip.subject)
-                    } else {
-                        skip.subject.clone()
-                    };
-                    let _ = writeln!(out, "      {subject}: {}", skip.reason.label());
+                let attention: Vec<&Skip> = campaign.skips.iter().filter(|s| needs_attention(&s.reason)).collect();
+                let with_email = attention.iter().filter(|s| s.subject.contains('@')).count();
+                for skip in attention
+                    .iter()
+                    .filter(|s| emails == EmailDisplay::Full || !s.subject.contains('@'))
+                    .take(20)
+                {
+                    let _ = writeln!(out, "      {}: {}", show(&skip.subject), skip.reason.label());
+                }
+                if emails == EmailDisplay::Redacted && with_email > 0 {
+                    let _ = writeln!(
+                        out,
+                        "      ({with_email} addresses need attention; `cm-sf-admin sync --dry-run` lists them)"
+                    );
                 }
             }
         }
@@ -667,10 +674,14 @@ fn describe_ineligible(why: &Ineligible) -> String {
     match why {
         Ineligible::AutoCreateOff => "auto-create is off".to_owned(),
         Ineligible::AlreadyLinked { sf_campaign_id } => format!("already linked to {sf_campaign_id}"),
-        Ineligible::CreatedBeforeEnabled { created, enabled_at } => {
-            format!("created {created} before auto-create was switched on ({enabled_at}); use backfill")
+        Ineligible::CreatedBeforeEnabled { created, enabled_at } => format!(
+            "created {} before auto-create was switched on ({}); use backfill",
+            created.format("%Y-%m-%d %H:%M UTC"),
+            enabled_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        Ineligible::OutsideWindow { created } => {
+            format!("created {}, outside the window", created.format("%Y-%m-%d %H:%M UTC"))
         }
-        Ineligible::OutsideWindow { created } => format!("created {created}, outside the window"),
         Ineligible::NoDate => "CM gave no creation or sent date".to_owned(),
     }
 }

@@ -1,0 +1,204 @@
+"""The local stack: the sandbox (CM and SF), the moto emulator (DynamoDB, EventBridge, SQS,
+Secrets Manager: started around the run by tests/support/with-moto.sh), the real functions
+under `cargo lambda watch`, and a relay that delivers what the EventBridge rules route to each
+function's queue, as the deployed rules and Lambda triggers would.
+
+Used by `make demo` (demo.py) and the end-to-end tests (test_e2e.py).
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+
+import boto3
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+BIN = os.path.join(TARGET, "debug")
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+KEY = os.path.join(ROOT, "tests", "sandbox", "fixtures", "jwt-test-key.pem")
+SOURCE = "cm-sf-sync"
+
+# Which detail-types reach which function: the same patterns infra/ deploys.
+ROUTES = {
+    "scheduled-sync": ["campaign-sync-requested.v1", "campaign-linked.v1", "sync-continuation.v1"],
+    "campaign-autocreate": ["campaign-discovered.v1"],
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, timeout=120):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        text = response.read().decode()
+        return response.status, (json.loads(text) if text.strip() else None)
+
+
+def generate_scenario(path, recipients=3000, activities=2400, extra_campaigns=3, draft_after_enable=True):
+    subprocess.run([os.path.join(BIN, "sandbox"), "generate", "--seed", "21", "--recipients", str(recipients),
+                    "--activities", str(activities), "--extra-campaigns", str(extra_campaigns), "--out", path], check=True)
+    with open(path) as f:
+        scenario = json.load(f)
+    if draft_after_enable:
+        # A draft created after auto-creation is switched on: it gets an SF Campaign.
+        client = scenario["cm"]["clients"][0]["id"]
+        scenario["cm"]["campaigns"].append({
+            "id": "d" * 32, "client_id": client, "name": "December offers (draft)", "subject": "Offers",
+            "state": "draft", "date_created": "2030-01-01 09:00:00", "list_ids": [scenario["cm"]["lists"][0]["id"]],
+        })
+    with open(path, "w") as f:
+        json.dump(scenario, f)
+    return scenario
+
+
+class Stack:
+    def __init__(self, scenario_path, settings, quiet=True):
+        assert os.environ.get("AWS_ENDPOINT_URL"), "run under tests/support/with-moto.sh (make test / make demo do)"
+        self.quiet = quiet
+        self.processes = []
+        self.suffix = uuid.uuid4().hex[:8]
+        self.table = f"cm-sf-sync-{self.suffix}"
+        self.bus = f"cm-sf-sync-{self.suffix}"
+        with open(scenario_path) as f:
+            self.scenario = json.load(f)
+
+        sandbox = subprocess.Popen([os.path.join(BIN, "sandbox"), "--scenario", scenario_path], stdout=subprocess.PIPE, text=True)
+        self.processes.append(sandbox)
+        ready = json.loads(sandbox.stdout.readline())
+        self.cm_url, self.sf_url = ready["cm_url"], ready["sf_url"]
+
+        self.sqs = boto3.client("sqs")
+        self.events = boto3.client("events")
+        secrets = boto3.client("secretsmanager")
+        self.events.create_event_bus(Name=self.bus)
+        with open(KEY) as f:
+            key = f.read()
+        secrets.create_secret(Name=f"cm-{self.suffix}", SecretString=json.dumps({"api_key": self.scenario["cm"]["api_key"]}))
+        secrets.create_secret(Name=f"sf-{self.suffix}", SecretString=json.dumps({
+            "flow": "jwt_bearer", "token_host": self.sf_url, "client_id": self.scenario["sf"]["client_id"],
+            "username": self.scenario["sf"]["username"], "private_key_pem": key, "audience": "https://login.salesforce.com"}))
+        self.env = dict(os.environ, STATE_TABLE=self.table, EVENT_BUS=self.bus, CM_SECRET_ID=f"cm-{self.suffix}",
+                        SF_SECRET_ID=f"sf-{self.suffix}", CM_BASE_URL=self.cm_url, LOG_LEVEL=os.environ.get("LOG_LEVEL", "warn"))
+        self.admin("init-table")
+        settings_path = os.path.join(tempfile.mkdtemp(), "settings.json")
+        with open(settings_path, "w") as f:
+            json.dump(settings, f)
+        self.admin("settings", "apply", settings_path)
+
+        self.queues = {}
+        for function, detail_types in ROUTES.items():
+            url = self.sqs.create_queue(QueueName=f"{function}-{self.suffix}", Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
+            arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            rule = f"{function}-{self.suffix}"
+            self.events.put_rule(Name=rule, EventBusName=self.bus,
+                                 EventPattern=json.dumps({"source": [SOURCE], "detail-type": detail_types}))
+            self.events.put_targets(Rule=rule, EventBusName=self.bus, Targets=[{"Id": "queue", "Arn": arn}])
+            self.queues[function] = url
+
+        self.invoke_port = free_port()
+        cargo_lambda = shutil.which("cargo-lambda", path=VENV_BIN)
+        assert cargo_lambda, "cargo-lambda missing: run `make venv`"
+        env = dict(self.env, PATH=VENV_BIN + os.pathsep + os.environ["PATH"])
+        out = subprocess.DEVNULL if quiet else None
+        watch = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1",
+                                  "--invoke-port", str(self.invoke_port), "--quiet"], cwd=ROOT, env=env, stdout=out, stderr=out)
+        self.processes.append(watch)
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", self.invoke_port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        self.invocations = []
+        self.errors = []
+        self._stop = threading.Event()
+        self._busy = 0
+        self._relay = threading.Thread(target=self._relay_loop, daemon=True)
+        self._relay.start()
+
+    def admin(self, *args):
+        return subprocess.run([os.path.join(BIN, "cm-sf-admin"), *args], env=self.env, check=True, capture_output=True, text=True).stdout
+
+    def invoke(self, function, event):
+        status, body = http("POST", f"http://127.0.0.1:{self.invoke_port}/2015-03-31/functions/{function}/invocations", event, timeout=600)
+        self.invocations.append((function, event.get("detail-type"), body))
+        if isinstance(body, dict) and "errorType" in body:
+            self.errors.append((function, body))
+        return body
+
+    def _relay_loop(self):
+        while not self._stop.is_set():
+            idle = True
+            for function, url in self.queues.items():
+                messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+                for message in messages:
+                    idle = False
+                    self._busy += 1
+                    try:
+                        body = self.invoke(function, json.loads(message["Body"]))
+                        if not (isinstance(body, dict) and body.get("errorType") == "Retryable"):
+                            self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                    finally:
+                        self._busy -= 1
+            if idle:
+                time.sleep(0.2)
+
+    def settle(self, timeout=300):
+        """Waits until every queue is empty and nothing is being invoked."""
+        deadline = time.time() + timeout
+        quiet_rounds = 0
+        while time.time() < deadline:
+            pending = sum(int(self.sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"][k])
+                          for u in self.queues.values() for k in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"))
+            quiet_rounds = quiet_rounds + 1 if pending == 0 and self._busy == 0 else 0
+            if quiet_rounds >= 5:
+                return
+            time.sleep(0.3)
+        raise TimeoutError("the stack did not settle")
+
+    def schedule(self):
+        """What the EventBridge schedule sends."""
+        return self.invoke("scheduled-sync", {"version": "0", "id": str(uuid.uuid4()), "source": "aws.events",
+                                              "detail-type": "Scheduled Event", "detail": {}, "resources": []})
+
+    def dry_run(self):
+        detail = {"idempotency_key": "sync:dry:all", "run_id": "dry", "cm_campaign_id": None, "dry_run": True, "requested_by": "demo"}
+        return self.invoke("scheduled-sync", {"source": SOURCE, "detail-type": "campaign-sync-requested.v1", "detail": detail})
+
+    def records(self, sf_object):
+        return http("GET", f"{self.sf_url}/_sandbox/sf/records?object={sf_object}")[1].get(sf_object, [])
+
+    def counters(self):
+        return http("GET", f"{self.sf_url}/_sandbox/counters")[1]
+
+    def reset_counters(self):
+        http("DELETE", f"{self.sf_url}/_sandbox/counters")
+
+    def sf_calls(self):
+        calls = {"reads": 0, "writes": 0}
+        for route, count in self.counters().items():
+            if route.startswith("sf ") and "oauth2" not in route:
+                calls["reads" if route.startswith("sf GET") else "writes"] += count
+        return calls
+
+    def close(self):
+        self._stop.set()
+        for process in reversed(self.processes):
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()

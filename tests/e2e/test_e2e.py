@@ -1,0 +1,71 @@
+"""End to end: the real functions under `cargo lambda watch`, triggered the way the deployed
+EventBridge rules trigger them, against the sandbox and the moto emulator."""
+
+import collections
+import os
+import sys
+import tempfile
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from stack import Stack, generate_scenario  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def stack():
+    path = os.path.join(tempfile.mkdtemp(), "scenario.json")
+    scenario = generate_scenario(path, recipients=1500, activities=1200, extra_campaigns=2)
+    settings = {
+        "cm_clients": [c["id"] for c in scenario["cm"]["clients"]],
+        "cm_lists": [l["id"] for l in scenario["cm"]["lists"]],
+        "cm_timezone": scenario["cm"]["timezone"],
+        "auto_create_campaigns": True,
+    }
+    stack = Stack(path, settings)
+    yield stack
+    stack.close()
+
+
+def test_a_dry_run_through_the_function_writes_nothing(stack):
+    before = stack.records("CampaignMember")
+    outcome = stack.dry_run()
+    assert "errorType" not in outcome, outcome
+    assert "members to add" in outcome["report"]
+    assert "+ \"December offers (draft)\"" in outcome["report"], "the new draft would be auto-created"
+    assert stack.sf_calls()["writes"] == 0
+    assert stack.records("CampaignMember") == before
+
+
+def test_the_scheduled_sync_fans_out_creates_links_and_syncs(stack):
+    stack.reset_counters()
+    stack.schedule()
+    stack.settle()
+    assert stack.errors == [], stack.errors
+    kinds = collections.Counter(detail_type for _, detail_type, _ in stack.invocations)
+    assert kinds["campaign-discovered.v1"] == 1, kinds
+    assert kinds["campaign-linked.v1"] == 1, kinds
+    assert kinds["campaign-sync-requested.v1"] >= 1, kinds
+
+    campaigns = {c["Name"]: c for c in stack.records("Campaign")}
+    assert set(campaigns) == {"November newsletter", "December offers (draft)"}, "older campaigns are not created retrospectively"
+    main = campaigns["November newsletter"]
+    assert main["NumberSent"] == 1500
+    members = [m for m in stack.records("CampaignMember") if m["CampaignId"] == main["Id"]]
+    statuses = collections.Counter(m["Status"] for m in members)
+    assert statuses["Clicked"] > 0 and statuses["Opened"] > 0 and statuses["Bounced"] > 0, statuses
+    assert all(m["HasResponded"] == (m["Status"] in ("Opened", "Clicked")) for m in members)
+    people = len(stack.scenario["sf"]["records"]["Contact"]) + len(stack.scenario["sf"]["records"]["Lead"])
+    assert len(members) == people, "every matched recipient is a member, once"
+    draft_statuses = [s["Label"] for s in stack.records("CampaignMemberStatus") if s["CampaignId"] == campaigns["December offers (draft)"]["Id"]]
+    assert "Clicked" in draft_statuses, "the auto-created campaign has its statuses"
+
+
+def test_a_second_sync_with_nothing_new_writes_nothing(stack):
+    stack.reset_counters()
+    stack.schedule()
+    stack.settle()
+    calls = stack.sf_calls()
+    assert calls["writes"] == 0, calls
+    linked = len(stack.records("Campaign"))
+    assert calls["reads"] <= linked + 1, f"{calls} for {linked} linked campaigns (+1 for link discovery)"
