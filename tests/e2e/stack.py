@@ -178,6 +178,33 @@ class Stack:
         detail = {"idempotency_key": "sync:dry:all", "run_id": "dry", "cm_campaign_id": None, "dry_run": True, "requested_by": "demo"}
         return self.invoke("scheduled-sync", {"source": SOURCE, "detail-type": "campaign-sync-requested.v1", "detail": detail})
 
+    def apply_settings(self, settings):
+        path = os.path.join(tempfile.mkdtemp(), "settings.json")
+        with open(path, "w") as f:
+            json.dump(settings, f)
+        self.admin("settings", "apply", path)
+
+    def publish(self, detail_type, detail):
+        """Puts an event on the bus, as another function or the admin tool would."""
+        result = self.events.put_events(Entries=[{"Source": SOURCE, "DetailType": detail_type, "Detail": json.dumps(detail), "EventBusName": self.bus}])
+        assert result["FailedEntryCount"] == 0, result
+
+    def request_sync(self, cm_campaign_id):
+        run = uuid.uuid4().hex[:8]
+        self.publish("campaign-sync-requested.v1", {"idempotency_key": f"sync:{run}:{cm_campaign_id}", "run_id": run,
+                                                    "cm_campaign_id": cm_campaign_id, "dry_run": False, "requested_by": "test"})
+        self.settle()
+        return [body for _, kind, body in self.invocations if kind == "campaign-sync-requested.v1"][-1]
+
+    def add_activity(self, campaign_id, activity):
+        http("POST", f"{self.cm_url}/_sandbox/cm/activity", {"campaign_id": campaign_id, "activity": activity})
+
+    def set_cm_now(self, now):
+        http("POST", f"{self.cm_url}/_sandbox/cm/now", {"now": now})
+
+    def set_sf_faults(self, faults):
+        http("PUT", f"{self.sf_url}/_sandbox/faults", faults)
+
     def records(self, sf_object):
         return http("GET", f"{self.sf_url}/_sandbox/sf/records?object={sf_object}")[1].get(sf_object, [])
 

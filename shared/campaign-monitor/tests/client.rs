@@ -506,3 +506,39 @@ fn rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+#[tokio::test]
+async fn every_activity_kind_streams_with_its_details() {
+    let scenario = scenario();
+    let main = main_campaign(&scenario).clone();
+    let running = start(scenario).await;
+    let cm = api_key_client(&running, fast_retries(3));
+    for (kind, resource) in [
+        (ActivityKind::Bounced, "bounce"),
+        (ActivityKind::Unsubscribed, "unsubscribe"),
+        (ActivityKind::MarkedAsSpam, "spam"),
+        (ActivityKind::Clicked, "click"),
+    ] {
+        let expected: std::collections::BTreeSet<(String, String)> = main
+            .activity
+            .iter()
+            .filter(|a| a.kind == resource)
+            .map(|a| (a.email.clone(), a.date.clone()))
+            .collect();
+        assert!(!expected.is_empty(), "{resource}");
+        let mut stream = cm.activity(&main.id, kind, None);
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(record) = stream.next().await {
+            let record = record.unwrap();
+            assert_eq!(record.kind, kind);
+            if kind == ActivityKind::Bounced {
+                assert!(
+                    matches!(&record.detail, mapping::ActivityDetail::Bounce { bounce_type, reason } if !bounce_type.is_empty() && !reason.is_empty())
+                );
+            }
+            seen.insert((record.email.clone(), record.local.to_cm_string()));
+        }
+        let expected_dates: std::collections::BTreeSet<(String, String)> = expected;
+        assert_eq!(seen, expected_dates, "{resource}");
+    }
+}
