@@ -7,7 +7,7 @@
 //! | `STATE_TABLE` | DynamoDB table name |
 //! | `EVENT_BUS` | EventBridge bus name |
 //! | `CM_SECRET_ID` | Secrets Manager id of `{"api_key": "..."}` (or `{"access_token", "refresh_token"}`) |
-//! | `SF_SECRET_ID` | Secrets Manager id of the Salesforce credentials (see [`SfSecret`]) |
+//! | `SF_SECRET_ID` | Secrets Manager id of the Salesforce credentials (the JSON form of [`salesforce::Auth`]) |
 //! | `CM_BASE_URL` | optional; defaults to `https://api.createsend.com` |
 //! | `SF_API_VERSION` | optional; defaults to `66.0` |
 //! | `LOG_LEVEL` / `RUST_LOG` | optional log filter |
@@ -80,91 +80,6 @@ impl Config {
             cm_base_url: std::env::var("CM_BASE_URL").unwrap_or_else(|_| campaign_monitor::DEFAULT_BASE_URL.to_owned()),
             sf_api_version: std::env::var("SF_API_VERSION").unwrap_or_else(|_| "66.0".to_owned()),
         })
-    }
-}
-
-/// The Salesforce secret.
-#[derive(Deserialize)]
-#[serde(tag = "flow", rename_all = "snake_case")]
-pub enum SfSecret {
-    /// JWT bearer.
-    JwtBearer {
-        /// My Domain (or login) host, e.g. `https://acme.my.salesforce.com`.
-        token_host: String,
-        /// Consumer key.
-        client_id: String,
-        /// Integration user.
-        username: String,
-        /// PEM private key.
-        private_key_pem: String,
-        /// Optional audience; derived from the host when absent.
-        audience: Option<String>,
-    },
-    /// Client credentials.
-    ClientCredentials {
-        /// My Domain host.
-        token_host: String,
-        /// Consumer key.
-        client_id: String,
-        /// Consumer secret.
-        client_secret: String,
-    },
-    /// Refresh token.
-    RefreshToken {
-        /// Host.
-        token_host: String,
-        /// Consumer key.
-        client_id: String,
-        /// Consumer secret.
-        client_secret: Option<String>,
-        /// Refresh token.
-        refresh_token: String,
-    },
-}
-
-impl std::fmt::Debug for SfSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SfSecret(***)")
-    }
-}
-
-impl SfSecret {
-    fn into_auth(self) -> Auth {
-        match self {
-            SfSecret::JwtBearer {
-                token_host,
-                client_id,
-                username,
-                private_key_pem,
-                audience,
-            } => Auth::JwtBearer {
-                audience: audience.unwrap_or_else(|| Auth::audience_for(&token_host)),
-                token_host,
-                client_id,
-                username,
-                private_key_pem,
-            },
-            SfSecret::ClientCredentials {
-                token_host,
-                client_id,
-                client_secret,
-            } => Auth::ClientCredentials {
-                token_host,
-                client_id,
-                client_secret,
-            },
-            SfSecret::RefreshToken {
-                token_host,
-                client_id,
-                client_secret,
-                refresh_token,
-            } => Auth::RefreshToken {
-                token_host,
-                client_id,
-                client_secret,
-                refresh_token,
-            },
-        }
     }
 }
 
@@ -241,12 +156,12 @@ impl Parts {
                 });
             }
         };
-        let sf_secret: SfSecret =
+        let sf_auth: Auth =
             serde_json::from_str(&secret(&secrets, &config.sf_secret_id).await?).map_err(|e| StartupError::Secret {
                 id: config.sf_secret_id.clone(),
                 reason: format!("not the expected JSON: {e}"),
             })?;
-        let mut sf_config = SfConfig::new(sf_secret.into_auth());
+        let mut sf_config = SfConfig::new(sf_auth);
         sf_config.api_version = config.sf_api_version.clone();
         let sf = SfClient::new(sf_config).map_err(|e| StartupError::Client(e.to_string()))?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.table);

@@ -31,8 +31,12 @@ use serde_json::Value;
 pub use error::{SfError, is_transient_code};
 pub use writes::{Operation, RecordError, RecordOutcome, RecordResult, WriteOptions};
 
-/// How the client authenticates.
-#[derive(Clone)]
+/// How the client authenticates. Deserializes from the secret the functions read:
+/// `{"flow": "jwt_bearer", "token_host": ..., "client_id": ..., "username": ...,
+/// "private_key_pem": ...}` (`audience` optional), `{"flow": "client_credentials", ...}` or
+/// `{"flow": "refresh_token", ...}`.
+#[derive(Clone, serde::Deserialize)]
+#[serde(tag = "flow", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Auth {
     /// OAuth 2.0 JWT bearer flow.
     JwtBearer {
@@ -45,7 +49,9 @@ pub enum Auth {
         /// PEM private key whose certificate the connected app holds.
         private_key_pem: String,
         /// `aud`: `https://login.salesforce.com` (production) or `https://test.salesforce.com`
-        /// (sandboxes), whatever host the token is requested from.
+        /// (sandboxes), whatever host the token is requested from. Empty: derived from
+        /// `token_host` ([`Auth::audience_for`]).
+        #[serde(default)]
         audience: String,
     },
     /// Client credentials flow (My Domain host only).
@@ -64,6 +70,7 @@ pub enum Auth {
         /// Consumer key.
         client_id: String,
         /// Consumer secret, if the app requires it.
+        #[serde(default)]
         client_secret: Option<String>,
         /// The refresh token.
         refresh_token: String,
@@ -356,6 +363,13 @@ impl SfClient {
                     iat: i64,
                 }
                 let now = chrono::Utc::now().timestamp();
+                let derived;
+                let audience = if audience.is_empty() {
+                    derived = Auth::audience_for(self.config.auth.token_host());
+                    derived.as_str()
+                } else {
+                    audience.as_str()
+                };
                 let claims = Claims {
                     iss: client_id,
                     sub: username,

@@ -471,3 +471,21 @@ async fn upsert_on_the_link_field_is_idempotent() {
     };
     assert_eq!(a, b);
 }
+
+#[tokio::test]
+async fn the_secret_json_form_signs_in_and_typos_are_refused() {
+    let running = start(scenario()).await;
+    let secret = json!({"flow": "jwt_bearer", "token_host": running.sf_url, "client_id": "sandbox-consumer-key",
+                        "username": "integration@example.com", "private_key_pem": KEY});
+    let auth: Auth = serde_json::from_value(secret).unwrap();
+    let sf = SfClient::new(SfConfig::new(auth)).unwrap();
+    assert_eq!(
+        sf.query_all("SELECT Id FROM Campaign").await.unwrap().len(),
+        1,
+        "audience derived from the host"
+    );
+    let typo =
+        json!({"flow": "jwt_bearer", "token_host": "x", "client_id": "c", "user_name": "u", "private_key_pem": "k"});
+    let error = serde_json::from_value::<Auth>(typo).err().unwrap().to_string();
+    assert!(error.contains("user_name"), "{error}");
+}
