@@ -227,6 +227,7 @@ async fn first_sync_of_10k_recipients_stays_within_100_sf_calls_and_later_syncs_
         panic!()
     };
     let (reads, writes) = h.sf_calls().await;
+    eprintln!("no-op sync: {reads} SF reads, {writes} SF writes");
     assert_eq!(writes, 0, "{counts:?}");
     assert!(reads <= 1, "{reads} reads with nothing new");
 
@@ -246,6 +247,7 @@ async fn first_sync_of_10k_recipients_stays_within_100_sf_calls_and_later_syncs_
         panic!()
     };
     let (reads, writes) = h.sf_calls().await;
+    eprintln!("incremental sync: {reads} SF reads, {writes} SF writes");
     assert!(
         reads + writes <= 15,
         "incremental sync took {reads} reads + {writes} writes: {counts:?}"
