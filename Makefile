@@ -6,7 +6,7 @@ VENV := .venv
 PYTHON ?= python3
 WITH_MOTO := tests/support/with-moto.sh
 
-.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo venv
+.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo venv fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -48,6 +48,9 @@ check-pure:
 	@if $(CARGO) tree -p mapping -e normal --prefix none | grep -E '^(tokio|aws-|reqwest|hyper|lambda)'; then \
 		echo "mapping must stay pure: the crates above do I/O"; exit 1; \
 	else echo "mapping is pure (no tokio, aws-*, reqwest, hyper or lambda crates)"; fi
+
+fuzz: ## Fuzz the webhook payload parser with random input for a bounded time (5 minutes at most)
+	PROPTEST_CASES=$${PROPTEST_CASES:-200000} timeout 300 $(CARGO) test --release -p engine --test webhook never_panic
 
 demo: venv ## The main job, locally: stand-ins for CM and SF, the emulator, the real functions; a dry run, then a sync
 	$(CARGO) build -p sandbox -p admin

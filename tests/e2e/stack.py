@@ -28,7 +28,7 @@ SOURCE = "cm-sf-sync"
 
 # Which detail-types reach which function: the same patterns infra/ deploys.
 ROUTES = {
-    "scheduled-sync": ["campaign-sync-requested.v1", "campaign-linked.v1", "sync-continuation.v1"],
+    "scheduled-sync": ["campaign-sync-requested.v1", "campaign-linked.v1", "sync-continuation.v1", "subscriber-event-received.v1"],
     "campaign-autocreate": ["campaign-discovered.v1"],
 }
 
@@ -90,7 +90,10 @@ class Stack:
         secrets.create_secret(Name=f"sf-{self.suffix}", SecretString=json.dumps({
             "flow": "jwt_bearer", "token_host": self.sf_url, "client_id": self.scenario["sf"]["client_id"],
             "username": self.scenario["sf"]["username"], "private_key_pem": key, "audience": "https://login.salesforce.com"}))
+        self.webhook_token = uuid.uuid4().hex
+        secrets.create_secret(Name=f"hook-{self.suffix}", SecretString=json.dumps({"token": self.webhook_token}))
         self.env = dict(os.environ, STATE_TABLE=self.table, EVENT_BUS=self.bus, CM_SECRET_ID=f"cm-{self.suffix}",
+                        WEBHOOK_SECRET_ID=f"hook-{self.suffix}",
                         SF_SECRET_ID=f"sf-{self.suffix}", CM_BASE_URL=self.cm_url, LOG_LEVEL=os.environ.get("LOG_LEVEL", "warn"))
         self.admin("init-table")
         settings_path = os.path.join(tempfile.mkdtemp(), "settings.json")
@@ -204,6 +207,23 @@ class Stack:
 
     def set_sf_faults(self, faults):
         http("PUT", f"{self.sf_url}/_sandbox/faults", faults)
+
+    def webhook_url(self):
+        """The intake's Function URL, as `cargo lambda watch` serves it, with the secret token."""
+        return f"http://127.0.0.1:{self.invoke_port}/lambda-url/webhook-intake/hooks/{self.webhook_token}"
+
+    def register_webhook(self, list_id):
+        import base64
+        auth = base64.b64encode(f"{self.scenario['cm']['api_key']}:x".encode()).decode()
+        request = urllib.request.Request(f"{self.cm_url}/api/v3.3/lists/{list_id}/webhooks.json", method="POST",
+                                         data=json.dumps({"Events": ["Subscribe", "Deactivate", "Update"], "Url": self.webhook_url(), "PayloadFormat": "json"}).encode(),
+                                         headers={"content-type": "application/json", "authorization": f"Basic {auth}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def deliver_webhook(self, list_id, events):
+        """CM posts a batch to every active webhook of the list (the sandbox's control call)."""
+        return http("POST", f"{self.cm_url}/_sandbox/webhooks/deliver", {"ListID": list_id, "Events": events}, timeout=600)[1]
 
     def records(self, sf_object):
         return http("GET", f"{self.sf_url}/_sandbox/sf/records?object={sf_object}")[1].get(sf_object, [])

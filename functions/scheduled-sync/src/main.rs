@@ -1,5 +1,6 @@
-//! scheduled-sync: the EventBridge schedule, "campaign sync requested", "campaign linked" and
-//! its own continuation events. `main` builds everything once; the handler maps the event to a
+//! scheduled-sync: the EventBridge schedule, "campaign sync requested", "campaign linked", its
+//! own continuation events, and "subscriber event received" (webhook events recorded by
+//! webhook-intake: unsubscribes and bounces applied to the Lead/Contact). `main` builds everything once; the handler maps the event to a
 //! call on the engine.
 
 use std::sync::Arc;
@@ -52,6 +53,9 @@ async fn handle(parts: &Parts, event: LambdaEvent<Value>) -> Result<Value, Handl
                 .sync_campaign(&next.cm_campaign_id, &next.run_id, false, next.sequence, stop)
                 .await?
         ),
+        Event::SubscriberEventReceived(received) => {
+            json!(engine.apply_subscriber_event(&received.idempotency_key).await?)
+        }
         other => return Err(engine::EngineError::UnexpectedEvent(other.detail_type().to_owned()).into()),
     };
     Ok(outcome)

@@ -10,6 +10,7 @@ pub mod autocreate;
 pub mod campaign;
 pub mod discovery;
 mod salesforce_io;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

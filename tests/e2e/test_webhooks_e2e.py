@@ -1,0 +1,94 @@
+"""Webhooks end to end: the sandbox posts a real-shaped batch to the intake's Function URL
+under `cargo lambda watch`; the recorded events reach the consumer through the bus; the
+Leads/Contacts end with the right opt-out and bounce fields."""
+
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from stack import Stack, generate_scenario  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def stack():
+    path = os.path.join(tempfile.mkdtemp(), "scenario.json")
+    scenario = generate_scenario(path, recipients=12, activities=0, extra_campaigns=0, draft_after_enable=False)
+    people = scenario["sf"]["records"]["Contact"] + scenario["sf"]["records"]["Lead"]
+    emails = sorted(p["Email"] for p in people)
+    newsletter = scenario["cm"]["lists"][0]
+    client = scenario["cm"]["clients"][0]["id"]
+    # The second person is still subscribed to another configured list.
+    scenario["cm"]["lists"].append({"id": "e" * 32, "client_id": client, "name": "Offers",
+                                    "subscribers": [{"email": emails[1], "name": "B", "state": "Active"}]})
+    newsletter["subscribers"] = [{"email": e, "name": "", "state": "Active"} for e in emails]
+    with open(path, "w") as f:
+        json.dump(scenario, f)
+    settings = {"cm_clients": [client], "cm_lists": [newsletter["id"], "e" * 32], "cm_timezone": scenario["cm"]["timezone"]}
+    stack = Stack(path, settings)
+    stack.emails = emails
+    stack.list_id = newsletter["id"]
+    stack.register_webhook(newsletter["id"])
+    yield stack
+    stack.close()
+
+
+def person(stack, email):
+    return next(p for p in stack.records("Contact") + stack.records("Lead") if p["Email"] == email)
+
+
+def test_a_batch_delivered_three_times_changes_salesforce_once(stack):
+    a, b, c = stack.emails[0], stack.emails[1], stack.emails[2]
+    events = [
+        {"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": a.upper(), "Name": "A", "State": "Unsubscribed", "CustomFields": []},
+        {"Type": "Deactivate", "Date": "2026-11-27 10:01:00", "EmailAddress": b, "Name": "B", "State": "Unsubscribed", "CustomFields": []},
+        {"Type": "Deactivate", "Date": "2026-11-27 10:02:00", "EmailAddress": c, "Name": "C", "State": "Bounced", "CustomFields": []},
+        {"Type": "Subscribe", "Date": "2026-11-27 10:03:00", "EmailAddress": "new@example.com", "Name": "", "CustomFields": [], "SignupIPAddress": "TypeManual"},
+    ]
+    stack.reset_counters()
+    started = time.time()
+    delivered = stack.deliver_webhook(stack.list_id, events)
+    elapsed = time.time() - started
+    assert [d["status"] for d in delivered] == [200], delivered
+    print(f"\nintake answered a 4-event batch in {elapsed * 1000:.0f} ms (first call: the function starts)")
+    stack.settle()
+    assert stack.errors == [], stack.errors
+    writes_once = stack.sf_calls()["writes"]
+    assert person(stack, a)["HasOptedOutOfEmail"] is True
+    assert person(stack, b)["HasOptedOutOfEmail"] is False, "all_lists: still subscribed to Offers"
+    assert person(stack, c)["EmailBouncedDate"], "bounce recorded"
+    assert person(stack, c)["HasOptedOutOfEmail"] is False
+
+    for _ in range(2):
+        started = time.time()
+        assert [d["status"] for d in stack.deliver_webhook(stack.list_id, events)] == [200]
+        print(f"warm redelivery answered in {(time.time() - started) * 1000:.0f} ms")
+    stack.settle()
+    assert stack.sf_calls()["writes"] == writes_once, "the redeliveries changed nothing in Salesforce"
+
+
+def test_bad_requests_get_4xx_and_record_nothing(stack):
+    def post(url, body, content_type="application/json"):
+        request = urllib.request.Request(url, data=body, method="POST", headers={"content-type": content_type})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    good = json.dumps({"ListID": stack.list_id, "Events": [{"Type": "Subscribe", "Date": "2026-11-27 10:00:00", "EmailAddress": "x@example.com"}]}).encode()
+    wrong_token = stack.webhook_url().rsplit("/", 1)[0] + "/not-the-token"
+    assert post(wrong_token, good) == 401
+    assert post(stack.webhook_url(), b"{not json") == 400
+    assert post(stack.webhook_url(), good, "text/plain") == 415
+    other = json.dumps({"ListID": "f" * 32, "Events": [{"Type": "Subscribe", "Date": "2026-11-27 10:00:00", "EmailAddress": "x@example.com"}]}).encode()
+    assert post(stack.webhook_url(), other) == 403
+    stack.settle()
+    assert not any(kind == "subscriber-event-received.v1" and "x@example.com" in json.dumps(body)
+                   for _, kind, body in stack.invocations)
