@@ -73,6 +73,18 @@ def test_a_batch_delivered_three_times_changes_salesforce_once(stack):
     assert stack.sf_calls()["writes"] == writes_once, "the redeliveries changed nothing in Salesforce"
 
 
+def test_cms_test_call_is_accepted(stack):
+    import base64
+    auth = base64.b64encode(f"{stack.scenario['cm']['api_key']}:x".encode()).decode()
+    headers = {"authorization": f"Basic {auth}"}
+    request = urllib.request.Request(f"{stack.cm_url}/api/v3.3/lists/{stack.list_id}/webhooks.json", headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        webhook_id = json.loads(response.read())[0]["WebhookID"]
+    request = urllib.request.Request(f"{stack.cm_url}/api/v3.3/lists/{stack.list_id}/webhooks/{webhook_id}/test.json", headers=headers)
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 200, "CM reports the test delivery succeeded"
+
+
 def test_bad_requests_get_4xx_and_record_nothing(stack):
     def post(url, body, content_type="application/json"):
         request = urllib.request.Request(url, data=body, method="POST", headers={"content-type": content_type})

@@ -250,6 +250,26 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         if record.state != EventState::Received {
             return Ok(record.state); // applied before: a redelivered hand-off
         }
+        match self.apply_recorded(&record).await {
+            Ok(state) => Ok(state),
+            Err(error) if !error.is_retryable() => {
+                // Retrying cannot help: say so on the event, then let the trigger's DLQ keep it.
+                self.store
+                    .set_webhook_event_state(
+                        dedupe_key,
+                        &EventState::Failed {
+                            reason: error.to_string(),
+                        },
+                    )
+                    .await?;
+                Err(error)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn apply_recorded(&self, record: &WebhookEventRecord) -> Result<EventState, EngineError> {
+        let dedupe_key = record.dedupe_key.as_str();
         let settings = self.settings().await?;
         let event: WebhookEvent = serde_json::from_value(record.payload.clone())
             .map_err(|e| EngineError::UnexpectedEvent(format!("recorded event unreadable: {e}")))?;

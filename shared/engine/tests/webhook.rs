@@ -253,3 +253,36 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn a_bus_that_refuses_means_5xx_so_cm_delivers_again() {
+    use events::publisher::{EntryOutcome, EventSink, OutgoingEntry, PublishError};
+    struct Down;
+    impl EventSink for Down {
+        async fn put_events(&self, _: &[OutgoingEntry]) -> Result<Vec<EntryOutcome>, PublishError> {
+            Err(PublishError::Call {
+                message: "bus unreachable".into(),
+                retryable: true,
+            })
+        }
+    }
+    let intake = IntakeEngine {
+        store: Arc::new(MemoryStore::new()),
+        publisher: Arc::new(Publisher::new(Down)),
+    };
+    let body = batch(vec![event("Deactivate", "jo@example.com")]);
+    let (status, _) = intake
+        .receive(&settings(), TOKEN, TOKEN, Some("application/json"), &body)
+        .await;
+    assert_eq!(status, 503);
+    // The event was recorded but not handed on: the redelivery publishes it.
+    let working = IntakeEngine {
+        store: intake.store.clone(),
+        publisher: Arc::new(Publisher::new(MemorySink::default())),
+    };
+    let (status, message) = working
+        .receive(&settings(), TOKEN, TOKEN, Some("application/json"), &body)
+        .await;
+    assert_eq!((status, message.as_str()), (200, "recorded 0, already known 1"));
+    assert_eq!(working.publisher.sink().published().len(), 1, "nothing lost");
+}
