@@ -30,7 +30,7 @@ unit: venv ## Every test in the workspace (unit, property, integration, doc), wi
 	$(CARGO) build -p sandbox -p admin
 	$(WITH_MOTO) $(VENV)/bin/pytest -q tests/sandbox/py tests/e2e 2>&1 | tee target/pytest-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} /^[0-9]+ passed/ {p += $$1} / failed/ && !/^test result/ {for (i = 1; i < NF; i++) if ($$(i+1) ~ /^failed/) f += $$i} \
-		END {printf "all tests: %d passed, %d failed\n", p, f}' target/test-output.log target/pytest-output.log
+		END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.log target/pytest-output.log
 
 # Python tools (moto) in a local virtualenv; reinstalled only when the requirements change.
 venv: $(VENV)/.installed
