@@ -15,7 +15,6 @@ use mapping::people::{
 };
 use mapping::settings::OptOutPolicy;
 use mapping::{CmTimestamp, Settings};
-use salesforce::soql::quote;
 use salesforce::{Operation, WriteOptions};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -295,36 +294,25 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         Ok(state)
     }
 
+    /// The Leads and Contacts with an address, with their email fields (the sync's own lookup).
     async fn people_with_email(
         &self,
         email: &str,
     ) -> Result<Vec<(String, &'static str, PersonEmailState)>, EngineError> {
-        let mut people = Vec::new();
-        for (object, extra) in [("Contact", ""), ("Lead", " AND IsConverted = false")] {
-            let rows = self
-                .sf
-                .query_all(&format!(
-                    "SELECT Id, HasOptedOutOfEmail, EmailBouncedDate FROM {object} WHERE Email = {}{extra}",
-                    quote(email)
-                ))
-                .await?;
-            for row in rows {
-                let bounced_at = row["EmailBouncedDate"].as_str().and_then(|t| {
-                    chrono::DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z")
-                        .ok()
-                        .map(|t| t.with_timezone(&Utc))
-                });
-                people.push((
-                    row["Id"].as_str().unwrap_or_default().to_owned(),
-                    object,
-                    PersonEmailState {
-                        has_opted_out: row["HasOptedOutOfEmail"].as_bool().unwrap_or(false),
-                        bounced_at,
-                    },
-                ));
-            }
-        }
-        Ok(people)
+        let (candidates, mut states) = crate::salesforce_io::read_people(&self.sf, &[email.to_owned()]).await?;
+        Ok(candidates
+            .into_values()
+            .flatten()
+            .map(|person| {
+                let object = if person.kind == mapping::matching::PersonKind::Contact {
+                    "Contact"
+                } else {
+                    "Lead"
+                };
+                let state = states.remove(&person.id).unwrap_or_default();
+                (person.id, object, state)
+            })
+            .collect())
     }
 
     async fn update_people(&self, updates: Vec<(&'static str, Map<String, Value>)>) -> Result<usize, EngineError> {
