@@ -6,12 +6,12 @@ VENV := .venv
 PYTHON ?= python3
 WITH_MOTO := tests/support/with-moto.sh
 
-.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo venv fuzz
+.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo venv fuzz validate build deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-test: fmt-check clippy check-pure doc unit ## Everything CI checks: format, lints, purity, docs, every test
+test: fmt-check clippy check-pure doc validate unit ## Everything CI checks: format, lints, purity, docs, template lint, every test
 
 lint: fmt-check clippy ## Format check and clippy with warnings as errors
 
@@ -38,6 +38,40 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: tests/requirements.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+# ---------------------------------------------------------------- infrastructure (infra/)
+STAGE ?= prod
+DEPLOY_VENV := .venv-deploy
+LAMBDA_DIR := target/lambda
+FUNCTIONS := $(patsubst functions/%/Cargo.toml,%,$(wildcard functions/*/Cargo.toml))
+AARCH64 := aarch64-unknown-linux-gnu
+
+validate: venv ## Lint the deployment template with cfn-lint (part of `make test`)
+	$(VENV)/bin/cfn-lint infra/template.yaml
+	@echo "infra/template.yaml: cfn-lint clean"
+
+build: $(VENV)/.installed-build ## Release build of every function for Lambda arm64: target/lambda/<function>/bootstrap
+	rustup target list --installed | grep -qx $(AARCH64) || rustup target add $(AARCH64)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build --release --arm64 \
+		--lambda-dir $(LAMBDA_DIR) $(addprefix -p ,$(FUNCTIONS))
+	@for f in $(FUNCTIONS); do \
+		printf '%-22s %6s KiB  %s\n' $$f $$(( $$(stat -c %s $(LAMBDA_DIR)/$$f/bootstrap) / 1024 )) \
+			"$$(file -b $(LAMBDA_DIR)/$$f/bootstrap 2>/dev/null | cut -d, -f1-2)"; done
+
+$(VENV)/.installed-build: infra/requirements-build.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-build.txt
+	touch $@
+
+deploy: build $(DEPLOY_VENV)/.installed ## Build, then deploy the stack of STAGE (default prod) with sam deploy; guided the first time
+	@if grep -q '^\[$(STAGE)\.deploy\.parameters\]' infra/samconfig.toml; then guided=; else \
+		echo "stage $(STAGE) is not in infra/samconfig.toml: sam deploy --guided"; guided=--guided; fi; \
+	$(DEPLOY_VENV)/bin/sam deploy --template-file infra/template.yaml --config-file infra/samconfig.toml \
+		--config-env $(STAGE) $$guided
+
+$(DEPLOY_VENV)/.installed: infra/requirements-deploy.txt
+	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-deploy.txt
 	touch $@
 
 doc: ## API docs, warnings as errors

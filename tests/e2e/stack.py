@@ -26,11 +26,35 @@ VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 KEY = os.path.join(ROOT, "tests", "sandbox", "fixtures", "jwt-test-key.pem")
 SOURCE = "cm-sf-sync"
 
-# Which detail-types reach which function: the same patterns infra/ deploys.
-ROUTES = {
-    "scheduled-sync": ["campaign-sync-requested.v1", "campaign-linked.v1", "sync-continuation.v1", "subscriber-event-received.v1"],
-    "campaign-autocreate": ["campaign-discovered.v1"],
-}
+
+
+def load_template():
+    from cfnlint.decode import decode
+
+    template, problems = decode(os.path.join(ROOT, "infra", "template.yaml"))
+    assert not problems, problems
+    return template
+
+
+def schedule_input():
+    """The payload EventBridge Scheduler hands scheduled-sync, as the template sets it."""
+    function = load_template()["Resources"]["ScheduledSyncFunction"]
+    return function["Properties"]["Events"]["Schedule"]["Properties"]["Input"]
+
+
+def template_routes():
+    """Each function's EventBridge rule pattern, read from the deployment template (the same
+    rules `make deploy` creates), keyed by the function crate the rule targets."""
+    resources = load_template()["Resources"]
+    routes = {}
+    for resource in resources.values():
+        if resource["Type"] != "AWS::Events::Rule":
+            continue
+        (target,) = resource["Properties"]["Targets"]
+        function = resources[target["Arn"]["Fn::GetAtt"][0]]
+        crate = function["Properties"]["CodeUri"].rstrip("/").rsplit("/", 1)[-1]
+        routes[crate] = json.loads(json.dumps(resource["Properties"]["EventPattern"]))
+    return routes
 
 
 def free_port():
@@ -102,12 +126,12 @@ class Stack:
         self.admin("settings", "apply", settings_path)
 
         self.queues = {}
-        for function, detail_types in ROUTES.items():
+        for function, pattern in template_routes().items():
             url = self.sqs.create_queue(QueueName=f"{function}-{self.suffix}", Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
             arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             rule = f"{function}-{self.suffix}"
             self.events.put_rule(Name=rule, EventBusName=self.bus,
-                                 EventPattern=json.dumps({"source": [SOURCE], "detail-type": detail_types}))
+                                 EventPattern=json.dumps(pattern))
             self.events.put_targets(Rule=rule, EventBusName=self.bus, Targets=[{"Id": "queue", "Arn": arn}])
             self.queues[function] = url
 
@@ -173,9 +197,8 @@ class Stack:
         raise TimeoutError("the stack did not settle")
 
     def schedule(self):
-        """What the EventBridge schedule sends."""
-        return self.invoke("scheduled-sync", {"version": "0", "id": str(uuid.uuid4()), "source": "aws.events",
-                                              "detail-type": "Scheduled Event", "detail": {}, "resources": []})
+        """What the deployed schedule sends: the template's EventBridge Scheduler input."""
+        return self.invoke("scheduled-sync", json.loads(schedule_input()))
 
     def dry_run(self):
         detail = {"idempotency_key": "sync:dry:all", "run_id": "dry", "cm_campaign_id": None, "dry_run": True, "requested_by": "demo"}

@@ -28,7 +28,7 @@ async fn handle(parts: &Parts, event: LambdaEvent<Value>) -> Result<Value, Handl
     let source = payload["source"].as_str().unwrap_or_default();
     let detail_type = payload["detail-type"].as_str().unwrap_or_default();
     let stop = deadline(&context, Duration::from_secs(30));
-    if source == "aws.events" && detail_type == "Scheduled Event" {
+    if events::is_schedule_trigger(source, detail_type) {
         let outcome = engine.run_scheduled(&engine::new_run_id(), false).await?;
         return Ok(json!(outcome));
     }

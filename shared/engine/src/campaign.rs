@@ -329,7 +329,13 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         self.store
             .finish_run(&campaign_run, Utc::now(), status, &counts)
             .await?;
-        tracing::info!(campaign = cm_id, ?counts, "campaign synced");
+        // `failed` is a number of its own: the template's metric filter counts runs with failures.
+        tracing::info!(
+            campaign = cm_id,
+            failed = applied.failures.len(),
+            ?counts,
+            "campaign synced"
+        );
         Ok(CampaignOutcome::Done {
             run_id: campaign_run,
             counts,

@@ -248,18 +248,24 @@ impl Event {
     }
 }
 
-/// The EventBridge rule pattern that routes one detail-type to its consumer. The infrastructure
-/// template uses exactly these patterns (a test in `infra/` compares them).
-pub fn rule_pattern(detail_types: &[&str]) -> serde_json::Value {
-    serde_json::json!({ "source": [SOURCE], "detail-type": detail_types })
-}
+impl Event {
+    /// The function (crate under `functions/`) that consumes each detail-type; the
+    /// infrastructure's rules route by this (`tests/template_routing.rs` checks the template).
+    pub fn consumer_of(detail_type: &str) -> Option<&'static str> {
+        match detail_type {
+            "campaign-discovered.v1" => Some("campaign-autocreate"),
+            "campaign-linked.v1"
+            | "campaign-sync-requested.v1"
+            | "sync-continuation.v1"
+            | "subscriber-event-received.v1" => Some("scheduled-sync"),
+            _ => None,
+        }
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use mapping::autocreate::CmCampaignState;
-
-    fn every_event() -> Vec<Event> {
+    /// One event of each kind, in the order of [`Event::DETAIL_TYPES`]: for tests that must
+    /// cover every kind the code emits.
+    pub fn examples() -> Vec<Event> {
+        let now = Utc::now();
         vec![
             Event::campaign_discovered(
                 "run-1",
@@ -268,21 +274,37 @@ mod tests {
                     cm_client_id: "client".into(),
                     name: "News".into(),
                     subject: "Hi".into(),
-                    state: CmCampaignState::Sent,
+                    state: mapping::autocreate::CmCampaignState::Sent,
                     created_at: None,
-                    sent_at: Some(Utc::now()),
+                    sent_at: Some(now),
                 },
             ),
             Event::campaign_linked("c1", "701A", LinkOrigin::AutoCreated),
             Event::sync_requested("run-1", Some("c1"), false, "schedule"),
             Event::sync_continuation("run-1", "c1", 2),
-            Event::subscriber_event_received("key-1", "list-1", Utc::now()),
+            Event::subscriber_event_received("key-1", "list-1", now),
         ]
     }
+}
 
+/// Whether a payload is a scheduled trigger: a classic EventBridge schedule rule
+/// (`aws.events`) or EventBridge Scheduler with the input the template gives it (`aws.scheduler`).
+pub fn is_schedule_trigger(source: &str, detail_type: &str) -> bool {
+    matches!(source, "aws.events" | "aws.scheduler") && detail_type == "Scheduled Event"
+}
+
+/// The EventBridge rule pattern that routes one detail-type to its consumer. The infrastructure
+/// template uses exactly these patterns (`tests/template_routing.rs` compares them).
+pub fn rule_pattern(detail_types: &[&str]) -> serde_json::Value {
+    serde_json::json!({ "source": [SOURCE], "detail-type": detail_types })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
     #[test]
     fn every_event_round_trips_through_its_parts() {
-        let events = every_event();
+        let events = Event::examples();
         let types: Vec<&str> = events.iter().map(Event::detail_type).collect();
         assert_eq!(types, Event::DETAIL_TYPES);
         for event in events {

@@ -8,123 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use aws_sdk_eventbridge::types::Target;
 use backon::ExponentialBuilder;
 use events::publisher::{EntryOutcome, EventBridgeSink, EventSink, OutgoingEntry, PublishError, Publisher};
 use events::{Event, LinkOrigin, rule_pattern};
 
-async fn config() -> aws_config::SdkConfig {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "AWS_ENDPOINT_URL is not set: run these tests through `make test` (it starts the moto emulator)"
-    );
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
-}
-
-/// A bus with one rule per given detail-type set, each targeting its own queue.
-struct Routing {
-    bus: String,
-    eventbridge: aws_sdk_eventbridge::Client,
-    sqs: aws_sdk_sqs::Client,
-    queues: BTreeMap<String, String>,
-}
-
-impl Routing {
-    async fn new(rules: &[(&str, &[&str])]) -> Routing {
-        let config = config().await;
-        let eventbridge = aws_sdk_eventbridge::Client::new(&config);
-        let sqs = aws_sdk_sqs::Client::new(&config);
-        let suffix = uuid::Uuid::new_v4().simple().to_string();
-        let bus = format!("bus-{suffix}");
-        eventbridge.create_event_bus().name(&bus).send().await.unwrap();
-        let mut queues = BTreeMap::new();
-        for (name, detail_types) in rules {
-            let queue_url = sqs
-                .create_queue()
-                .queue_name(format!("{name}-{suffix}"))
-                .send()
-                .await
-                .unwrap()
-                .queue_url
-                .unwrap();
-            let arn = sqs
-                .get_queue_attributes()
-                .queue_url(&queue_url)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .send()
-                .await
-                .unwrap()
-                .attributes
-                .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-                .clone();
-            let rule = format!("{name}-{suffix}");
-            eventbridge
-                .put_rule()
-                .name(&rule)
-                .event_bus_name(&bus)
-                .event_pattern(rule_pattern(detail_types).to_string())
-                .send()
-                .await
-                .unwrap();
-            eventbridge
-                .put_targets()
-                .rule(&rule)
-                .event_bus_name(&bus)
-                .targets(Target::builder().id("queue").arn(arn).build().unwrap())
-                .send()
-                .await
-                .unwrap();
-            queues.insert((*name).to_owned(), queue_url);
-        }
-        Routing {
-            bus,
-            eventbridge,
-            sqs,
-            queues,
-        }
-    }
-
-    fn sink(&self) -> EventBridgeSink {
-        EventBridgeSink::new(self.eventbridge.clone(), &self.bus)
-    }
-
-    /// Every event delivered to a queue, read back through the shared event types.
-    async fn drain(&self, name: &str) -> Vec<Event> {
-        let mut events = Vec::new();
-        loop {
-            let output = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queues[name])
-                .max_number_of_messages(10)
-                .wait_time_seconds(0)
-                .send()
-                .await
-                .unwrap();
-            let messages = output.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return events;
-            }
-            for message in messages {
-                let body: serde_json::Value = serde_json::from_str(message.body().unwrap()).unwrap();
-                let event = Event::from_parts(
-                    body["source"].as_str().unwrap(),
-                    body["detail-type"].as_str().unwrap(),
-                    body["detail"].clone(),
-                )
-                .unwrap();
-                events.push(event);
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queues[name])
-                    .receipt_handle(message.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
-    }
-}
+mod common;
+use common::{Routing, config};
 
 fn linked(i: usize) -> Event {
     Event::campaign_linked(&format!("cm{i:02}"), &format!("701{i:02}"), LinkOrigin::AutoCreated)
@@ -146,8 +35,11 @@ fn fast_retries() -> ExponentialBuilder {
 #[tokio::test]
 async fn each_event_type_reaches_only_the_queue_its_rule_routes_it_to() {
     let routing = Routing::new(&[
-        ("linked", &["campaign-linked.v1"]),
-        ("sync", &["campaign-sync-requested.v1", "sync-continuation.v1"]),
+        ("linked".to_owned(), rule_pattern(&["campaign-linked.v1"])),
+        (
+            "sync".to_owned(),
+            rule_pattern(&["campaign-sync-requested.v1", "sync-continuation.v1"]),
+        ),
     ])
     .await;
     let publisher = Publisher::new(routing.sink());
@@ -224,7 +116,7 @@ impl EventSink for FlakySink {
 
 #[tokio::test]
 async fn only_the_failed_entries_are_retried_and_none_is_lost_or_doubled() {
-    let routing = Routing::new(&[("linked", &["campaign-linked.v1"])]).await;
+    let routing = Routing::new(&[("linked".to_owned(), rule_pattern(&["campaign-linked.v1"]))]).await;
     let events: Vec<Event> = (0..12).map(linked).collect();
     let flaky: Vec<String> = [1, 4, 11]
         .iter()
@@ -256,7 +148,7 @@ async fn only_the_failed_entries_are_retried_and_none_is_lost_or_doubled() {
 
 #[tokio::test]
 async fn permanently_refused_entries_are_reported_by_key_and_not_retried() {
-    let routing = Routing::new(&[("linked", &["campaign-linked.v1"])]).await;
+    let routing = Routing::new(&[("linked".to_owned(), rule_pattern(&["campaign-linked.v1"]))]).await;
     let events: Vec<Event> = (0..3).map(linked).collect();
     let bad = vec![linked(2).idempotency_key().to_owned()];
     let publisher =

@@ -232,9 +232,11 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
-/// JSON logs, level from `LOG_LEVEL` or `RUST_LOG` (default info).
+/// JSON logs, level from `LOG_LEVEL`, Lambda's `AWS_LAMBDA_LOG_LEVEL` (the function's
+/// application log level) or `RUST_LOG` (default info).
 pub fn init_logging() {
     let filter = std::env::var("LOG_LEVEL")
+        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL"))
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
     let _ = tracing_subscriber::fmt()

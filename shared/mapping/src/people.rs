@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::settings::OptOutPolicy;
 
+/// The standard Lead and Contact fields the opt-out and bounce rules write.
+pub const PERSON_FIELDS_WRITTEN: [&str; 3] = ["HasOptedOutOfEmail", "EmailBouncedDate", "EmailBouncedReason"];
+
 /// Salesforce's limit on `EmailBouncedReason`.
 pub const MAX_BOUNCE_REASON_CHARS: usize = 255;
 

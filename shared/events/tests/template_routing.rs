@@ -1,0 +1,156 @@
+//! The deployment template routes what the code emits: the rules are read from
+//! `infra/template.yaml`, created on the moto emulator (`make test` starts it), and one event of
+//! every kind the code emits is published through the real publisher; each must land at the
+//! function that consumes it, once, and nowhere else.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use events::publisher::Publisher;
+use events::{Event, is_schedule_trigger, rule_pattern};
+use serde_norway::Value as Yaml;
+
+mod common;
+use common::Routing;
+
+fn template() -> Yaml {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../infra/template.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_norway::from_str(&text).unwrap()
+}
+
+fn resources(template: &Yaml) -> &serde_norway::Mapping {
+    template["Resources"].as_mapping().expect("Resources")
+}
+
+/// `!GetAtt Logical.Arn` → `Logical`.
+fn get_att_target(value: &Yaml) -> String {
+    let Yaml::Tagged(tagged) = value else {
+        panic!("target Arn is not !GetAtt: {value:?}")
+    };
+    assert_eq!(tagged.tag, "GetAtt");
+    let reference = tagged.value.as_str().unwrap();
+    reference.strip_suffix(".Arn").unwrap().to_owned()
+}
+
+/// The function crate a `AWS::Serverless::Function` deploys, from its `CodeUri`
+/// (`../target/lambda/<crate>/`, where `make build` puts each `bootstrap`).
+fn function_crate(function: &Yaml) -> String {
+    let code_uri = function["Properties"]["CodeUri"].as_str().unwrap();
+    code_uri
+        .strip_prefix("../target/lambda/")
+        .and_then(|rest| rest.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("unexpected CodeUri {code_uri}"))
+        .to_owned()
+}
+
+/// Every rule on the product's bus: (the function crate it targets, its pattern as JSON).
+fn template_rules(template: &Yaml) -> Vec<(String, serde_json::Value)> {
+    let resources = resources(template);
+    let mut rules = Vec::new();
+    for (name, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::Events::Rule") {
+            continue;
+        }
+        let properties = &resource["Properties"];
+        let targets = properties["Targets"].as_sequence().unwrap();
+        assert_eq!(targets.len(), 1, "{name:?}: one consumer per rule");
+        let function = get_att_target(&targets[0]["Arn"]);
+        let function_resource = &resources[function.as_str()];
+        assert_eq!(function_resource["Type"].as_str(), Some("AWS::Serverless::Function"));
+        assert!(
+            targets[0]["DeadLetterConfig"]["Arn"] != Yaml::Null,
+            "{name:?}: undeliverable events must go to a dead-letter queue"
+        );
+        let pattern: serde_json::Value = serde_norway::from_value(properties["EventPattern"].clone()).unwrap();
+        rules.push((function_crate(function_resource), pattern));
+    }
+    rules
+}
+
+#[test]
+fn each_rule_pattern_is_the_one_the_code_builds_for_its_consumer() {
+    let rules = template_rules(&template());
+    assert_eq!(rules.len(), 2, "one rule per consuming function");
+    let mut covered = Vec::new();
+    for (function, pattern) in &rules {
+        let detail_types: Vec<&str> = Event::DETAIL_TYPES
+            .into_iter()
+            .filter(|t| Event::consumer_of(t) == Some(function.as_str()))
+            .collect();
+        assert_eq!(pattern, &rule_pattern(&detail_types), "rule for {function}");
+        covered.extend(detail_types);
+    }
+    covered.sort_unstable();
+    let mut all = Event::DETAIL_TYPES.to_vec();
+    all.sort_unstable();
+    assert_eq!(covered, all, "every detail-type is routed");
+}
+
+#[test]
+fn the_schedule_input_is_what_scheduled_sync_treats_as_a_scheduled_run() {
+    let template = template();
+    let function = &resources(&template)["ScheduledSyncFunction"];
+    let schedule = &function["Properties"]["Events"]["Schedule"];
+    assert_eq!(schedule["Type"].as_str(), Some("ScheduleV2"));
+    let input: serde_json::Value = serde_json::from_str(schedule["Properties"]["Input"].as_str().unwrap()).unwrap();
+    assert!(is_schedule_trigger(
+        input["source"].as_str().unwrap(),
+        input["detail-type"].as_str().unwrap()
+    ));
+}
+
+#[test]
+fn every_function_crate_is_deployed_by_the_template() {
+    let template = template();
+    let mut deployed: Vec<String> = resources(&template)
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(function_crate)
+        .collect();
+    deployed.sort();
+    let functions_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../functions");
+    let mut crates: Vec<String> = std::fs::read_dir(functions_dir)
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.unwrap();
+            entry
+                .path()
+                .join("Cargo.toml")
+                .exists()
+                .then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+        .collect();
+    crates.sort();
+    assert_eq!(deployed, crates);
+}
+
+#[tokio::test]
+async fn every_event_the_code_emits_lands_at_its_consumer_only() {
+    let rules = template_rules(&template());
+    let routing = Routing::new(&rules).await;
+    let examples = Event::examples();
+    let emitted: Vec<&str> = examples.iter().map(Event::detail_type).collect();
+    assert_eq!(emitted, Event::DETAIL_TYPES, "one example of every kind");
+    Publisher::new(routing.sink()).publish(&examples).await.unwrap();
+
+    let mut received: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    for (function, _) in &rules {
+        let events = routing.drain(function).await;
+        received.insert(function.clone(), events.iter().map(Event::detail_type).collect());
+    }
+    let mut expected: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    for event in &examples {
+        let consumer = Event::consumer_of(event.detail_type()).unwrap();
+        expected
+            .entry(consumer.to_owned())
+            .or_default()
+            .push(event.detail_type());
+    }
+    for types in received.values_mut().chain(expected.values_mut()) {
+        types.sort_unstable();
+    }
+    assert_eq!(received, expected);
+}
