@@ -89,7 +89,9 @@ def generate_scenario(path, recipients=3000, activities=2400, extra_campaigns=3,
 
 
 class Stack:
-    def __init__(self, scenario_path, settings, quiet=True):
+    def __init__(self, scenario_path, settings, quiet=True, functions=True):
+        """`functions=False`: only the sandbox, the emulator and the table (for admin checks
+        that need no function running)."""
         assert os.environ.get("AWS_ENDPOINT_URL"), "run under tests/support/with-moto.sh (make test / make demo do)"
         self.quiet = quiet
         self.processes = []
@@ -126,6 +128,11 @@ class Stack:
         self.admin("settings", "apply", settings_path)
 
         self.queues = {}
+        self.invoke_port = None
+        self._stop = threading.Event()
+        self._busy = 0
+        if not functions:
+            return
         for function, pattern in template_routes().items():
             url = self.sqs.create_queue(QueueName=f"{function}-{self.suffix}", Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
             arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -151,13 +158,15 @@ class Stack:
                 time.sleep(0.2)
         self.invocations = []
         self.errors = []
-        self._stop = threading.Event()
-        self._busy = 0
         self._relay = threading.Thread(target=self._relay_loop, daemon=True)
         self._relay.start()
 
     def admin(self, *args):
         return subprocess.run([os.path.join(BIN, "cm-sf-admin"), *args], env=self.env, check=True, capture_output=True, text=True).stdout
+
+    def admin_run(self, *args):
+        """Runs cm-sf-admin without checking its exit status (for refusals)."""
+        return subprocess.run([os.path.join(BIN, "cm-sf-admin"), *args], env=self.env, capture_output=True, text=True)
 
     def invoke(self, function, event):
         status, body = http("POST", f"http://127.0.0.1:{self.invoke_port}/2015-03-31/functions/{function}/invocations", event, timeout=600)
@@ -231,9 +240,14 @@ class Stack:
     def set_sf_faults(self, faults):
         http("PUT", f"{self.sf_url}/_sandbox/faults", faults)
 
+    def webhook_base_url(self):
+        """The intake's Function URL as `cargo lambda watch` serves it: the stack output
+        `WebhookUrl` of a deployment, without the token."""
+        return f"http://127.0.0.1:{self.invoke_port}/lambda-url/webhook-intake/hooks/"
+
     def webhook_url(self):
-        """The intake's Function URL, as `cargo lambda watch` serves it, with the secret token."""
-        return f"http://127.0.0.1:{self.invoke_port}/lambda-url/webhook-intake/hooks/{self.webhook_token}"
+        """The intake URL with the secret token."""
+        return self.webhook_base_url() + self.webhook_token
 
     def register_webhook(self, list_id):
         import base64

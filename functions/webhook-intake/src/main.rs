@@ -31,22 +31,7 @@ async fn main() -> Result<(), Error> {
     lambda_support::init_logging();
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let secret_id = required("WEBHOOK_SECRET_ID")?;
-    let secret = aws_sdk_secretsmanager::Client::new(&aws)
-        .get_secret_value()
-        .secret_id(&secret_id)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "secret {secret_id}: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
-            )
-        })?;
-    let token = serde_json::from_str::<serde_json::Value>(secret.secret_string().unwrap_or_default())
-        .ok()
-        .and_then(|v| v["token"].as_str().map(str::to_owned))
-        .filter(|t| t.len() >= 16)
-        .ok_or_else(|| format!("secret {secret_id} must be {{\"token\": \"<at least 16 characters>\"}}"))?;
+    let token = lambda_support::webhook_token(&aws_sdk_secretsmanager::Client::new(&aws), &secret_id).await?;
     let intake = Arc::new(Intake {
         store: Arc::new(DynamoStore::new(
             aws_sdk_dynamodb::Client::new(&aws),

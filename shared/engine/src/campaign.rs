@@ -25,6 +25,9 @@ const STREAMS: [ActivityKind; 6] = [
     ActivityKind::MarkedAsSpam,
 ];
 
+/// At most this many queued people are retried per sync; the rest wait for the next one.
+const RETRY_BATCH: usize = 5_000;
+
 /// How a campaign sync ended.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -175,6 +178,39 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             let next = stored.map_or(settled, |stored| stored.max(settled));
             next_watermarks.insert(kind.as_str().to_owned(), next);
         }
+        // People an admin queued for another attempt (`cm-sf-admin retry`): their whole
+        // activity is read again, whatever the watermarks say (CM cannot filter a campaign's
+        // activity by subscriber, so the streams are read from the start and filtered).
+        let retried: Vec<String> = if dry_run {
+            Vec::new()
+        } else {
+            self.store
+                .failed_records(cm_id, RETRY_BATCH)
+                .await?
+                .into_iter()
+                .map(|r| r.key)
+                .collect()
+        };
+        if !retried.is_empty() {
+            let wanted: BTreeSet<&str> = retried.iter().map(String::as_str).collect();
+            for kind in STREAMS {
+                let mut stream = if kind == ActivityKind::Sent {
+                    let Some(sent_at) = self.sent_at(settings, cm_id).await? else {
+                        continue;
+                    };
+                    self.cm.recipients(cm_id, sent_at)
+                } else {
+                    self.cm.activity(cm_id, kind, None)
+                };
+                while let Some(page) = stream.next_page().await? {
+                    activities.extend(
+                        page.iter()
+                            .map(|r| r.to_activity())
+                            .filter(|a| wanted.contains(a.email.as_str())),
+                    );
+                }
+            }
+        }
         let summary = if settings.update_campaign_statistics {
             Some(self.cm.summary(cm_id).await?)
         } else {
@@ -316,6 +352,11 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             code: None,
         }));
         self.store.add_run_failures(&campaign_run, &failures).await?;
+        // One more attempt is what a retry asks for: whoever failed again is in this run's
+        // failures, to be retried again by hand if the cause is fixed.
+        if !retried.is_empty() {
+            self.store.remove_failed(cm_id, &retried).await?;
+        }
         if !applied.transient_failures {
             for (stream, at) in &next_watermarks {
                 self.store.advance_watermark(cm_id, stream, *at).await?;

@@ -160,13 +160,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         let discovered = self.discover(settings).await?;
         let found = self.reconcile_links(settings, dry_run).await?;
         let links_found = found.len();
-        let mut links: BTreeMap<String, String> = self
-            .store
-            .links()
-            .await?
-            .into_iter()
-            .map(|l| (l.cm_campaign_id, l.sf_campaign_id))
-            .collect();
+        let mut links: BTreeMap<String, String> = self.link_map().await?;
         links.extend(found.into_iter().map(|l| (l.cm_campaign_id, l.sf_campaign_id)));
         let (to_create, not_created) = plan_discovery(&discovered, &links, settings);
         let mut outcome = DiscoveryOutcome {

@@ -6,9 +6,11 @@
 //! and anything it already applied is recognised by the Activity Date guard and the member
 //! uniqueness rule, so nothing is lost or applied twice.
 
+pub mod admin;
 pub mod autocreate;
 pub mod campaign;
 pub mod discovery;
+pub mod doctor;
 mod salesforce_io;
 pub mod webhook;
 
@@ -42,13 +44,16 @@ pub enum EngineError {
     /// An event this function does not handle.
     #[error("unexpected event: {0}")]
     UnexpectedEvent(String),
+    /// An administrator's request that cannot be carried out as asked; nothing was changed.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl EngineError {
     /// Whether the trigger should retry (transient) or give up (the event goes to the DLQ).
     pub fn is_retryable(&self) -> bool {
         match self {
-            EngineError::NoSettings | EngineError::UnexpectedEvent(_) => false,
+            EngineError::NoSettings | EngineError::UnexpectedEvent(_) | EngineError::Invalid(_) => false,
             EngineError::Store(e) => e.is_retryable(),
             EngineError::Cm(e) => e.is_retryable(),
             EngineError::Sf(e) => e.is_retryable(),
@@ -111,6 +116,17 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             .await?
             .ok_or(EngineError::NoSettings)?
             .settings)
+    }
+
+    /// Every stored link: CM campaign id → SF Campaign id.
+    pub async fn link_map(&self) -> Result<std::collections::BTreeMap<String, String>, EngineError> {
+        Ok(self
+            .store
+            .links()
+            .await?
+            .into_iter()
+            .map(|l| (l.cm_campaign_id, l.sf_campaign_id))
+            .collect())
     }
 
     /// Publishes events (FailedEntryCount handled by the publisher).

@@ -106,6 +106,20 @@ async fn secret(client: &aws_sdk_secretsmanager::Client, id: &str) -> Result<Str
     })
 }
 
+/// The webhook path token from its secret (`{"token": "<at least 16 characters>"}`), shared by
+/// webhook-intake (which checks it) and the admin CLI (which registers the URL holding it).
+pub async fn webhook_token(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<String, StartupError> {
+    let text = secret(client, secret_id).await?;
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["token"].as_str().map(str::to_owned))
+        .filter(|t| t.len() >= 16)
+        .ok_or_else(|| StartupError::Secret {
+            id: secret_id.to_owned(),
+            reason: "must be {\"token\": \"<at least 16 characters>\"}".into(),
+        })
+}
+
 /// The parts built once per container.
 pub struct Parts {
     /// Configuration.

@@ -244,6 +244,9 @@ pub struct FieldInfo {
     /// External id.
     #[serde(default)]
     pub external_id: bool,
+    /// Unique.
+    #[serde(default)]
+    pub unique: bool,
 }
 
 /// An object's describe.
@@ -251,6 +254,9 @@ pub struct FieldInfo {
 pub struct Describe {
     /// API name.
     pub name: String,
+    /// Records can be created (for this user).
+    #[serde(default)]
+    pub createable: bool,
     /// Fields.
     pub fields: Vec<FieldInfo>,
 }

@@ -518,6 +518,22 @@ impl WatermarkStore for DynamoStore {
             Err(error) => Err(backend("PutItem", error)),
         }
     }
+
+    async fn reset_watermarks(&self, scope: &str) -> Result<usize, StoreError> {
+        let pk = format!("WATERMARK#{scope}");
+        let mut requests = Vec::new();
+        for item in self.query_partition(&pk, false, None).await? {
+            let delete = DeleteRequest::builder()
+                .key("pk", s(&pk))
+                .key("sk", s(Reader::new(&item).string("sk")?))
+                .build()
+                .map_err(build_error)?;
+            requests.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        let count = requests.len();
+        self.batch_write(requests).await?;
+        Ok(count)
+    }
 }
 
 fn event_state_attributes(state: &EventState) -> (String, String) {

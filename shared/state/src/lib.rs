@@ -169,6 +169,9 @@ pub trait WatermarkStore: Send + Sync {
         stream: &str,
         to: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Forgets every watermark of a scope, so its next sync reads everything again (an unlinked
+    /// campaign linked anew must not skip what came before). The only way a watermark goes back.
+    fn reset_watermarks(&self, scope: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
 /// Processing state of a recorded webhook event.

@@ -163,6 +163,13 @@ impl WatermarkStore for MemoryStore {
             }
         }
     }
+
+    async fn reset_watermarks(&self, scope: &str) -> Result<usize, StoreError> {
+        let mut tables = self.tables()?;
+        let before = tables.watermarks.len();
+        tables.watermarks.retain(|(s, _), _| s != scope);
+        Ok(before - tables.watermarks.len())
+    }
 }
 
 impl WebhookEventStore for MemoryStore {

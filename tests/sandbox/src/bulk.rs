@@ -149,7 +149,6 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
         .map(str::to_owned)
         .collect();
     job.header = header.clone();
-    let lock_rate = world.faults.sf.lock_row_rate;
     for row in reader.records() {
         let row = match row {
             Ok(row) => row,
@@ -183,12 +182,8 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
             .find(|(k, _)| k.eq_ignore_ascii_case("Id"))
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let outcome = if world.dice.roll(lock_rate) {
-            Err(SfError {
-                code: "UNABLE_TO_LOCK_ROW",
-                message: "unable to obtain exclusive access to this record or 1 records".into(),
-                fields: vec![],
-            })
+        let outcome = if let Some(fault) = crate::sf_http::record_fault(world) {
+            Err(fault)
         } else {
             match job.operation.as_str() {
                 "insert" => world.sf.create(&job.object, &record).map(|id| (id, true)),

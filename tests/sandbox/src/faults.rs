@@ -31,6 +31,9 @@ pub struct SideFaults {
     pub error_rate: f64,
     /// SF: share of records in collections and bulk jobs failing with `UNABLE_TO_LOCK_ROW`.
     pub lock_row_rate: f64,
+    /// SF: share of records in collections and bulk jobs failing with
+    /// `FIELD_CUSTOM_VALIDATION_EXCEPTION`, a permanent error as a validation rule gives.
+    pub validation_error_rate: f64,
     /// SF: sessions expire after this many API calls (then `INVALID_SESSION_ID`).
     pub session_expires_after_calls: Option<u64>,
     /// CM: OAuth access tokens expire after this many calls (then code 121).

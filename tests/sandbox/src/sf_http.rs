@@ -287,6 +287,25 @@ fn verify_jwt(org: &crate::scenario::SfOrg, assertion: &str) -> Result<(), (&'st
     Ok(())
 }
 
+/// The per-record fault drawn for one record of a collection or bulk job, if any.
+pub(crate) fn record_fault(world: &mut World) -> Option<SfError> {
+    if world.dice.roll(world.faults.sf.lock_row_rate) {
+        return Some(SfError {
+            code: "UNABLE_TO_LOCK_ROW",
+            message: "unable to obtain exclusive access to this record or 1 records".into(),
+            fields: vec![],
+        });
+    }
+    if world.dice.roll(world.faults.sf.validation_error_rate) {
+        return Some(SfError {
+            code: "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+            message: "Records of this kind cannot be changed now (validation rule)".into(),
+            fields: vec![],
+        });
+    }
+    None
+}
+
 fn parse_body(body: &[u8]) -> Result<Value, SfError> {
     serde_json::from_slice(body).map_err(|e| SfError {
         code: "JSON_PARSER_ERROR",
@@ -516,7 +535,6 @@ fn collections(
         });
     }
     let snapshot = all_or_none.then(|| world.sf.snapshot());
-    let lock_rate = world.faults.sf.lock_row_rate;
     let mut results = Vec::with_capacity(records.len());
     for record in &records {
         let object = record
@@ -525,12 +543,8 @@ fn collections(
             .unwrap_or_default()
             .to_owned();
         let fields = record.as_object().cloned().unwrap_or_default();
-        let outcome = if world.dice.roll(lock_rate) {
-            Err(SfError {
-                code: "UNABLE_TO_LOCK_ROW",
-                message: "unable to obtain exclusive access to this record or 1 records".into(),
-                fields: vec![],
-            })
+        let outcome = if let Some(fault) = record_fault(world) {
+            Err(fault)
         } else if object.is_empty() {
             Err(SfError {
                 code: "INVALID_TYPE",

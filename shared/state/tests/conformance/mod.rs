@@ -157,6 +157,11 @@ pub async fn watermarks_never_move_backwards<S: Store>(store: Arc<S>) {
         all,
         BTreeMap::from([("Clicked".to_owned(), at(5)), ("Opened".to_owned(), at(21))])
     );
+    // Only an explicit reset takes a scope back to nothing; other scopes keep theirs.
+    assert_eq!(store.reset_watermarks("cm1").await.unwrap(), 2);
+    assert!(store.watermarks("cm1").await.unwrap().is_empty());
+    assert_eq!(store.watermark("cm2", "Opened").await.unwrap(), Some(at(99)));
+    assert!(store.advance_watermark("cm1", "Opened", at(1)).await.unwrap());
 }
 
 pub fn webhook_event(key: &str, name: &str) -> WebhookEventRecord {
