@@ -4,6 +4,10 @@
 //! `SF_SECRET_ID`, `WEBHOOK_SECRET_ID`, ...) and the usual AWS credentials. Output is readable
 //! by default and JSON with `--json`; errors go to stderr with exit status 1 (2 for usage).
 
+// The doc comments of the command-line types are clap's help text, read in a terminal: example
+// URLs and `[n]` paths are meant literally there, not as rustdoc links.
+#![allow(rustdoc::bare_urls, rustdoc::broken_intra_doc_links)]
+
 mod settings_doc;
 
 use std::path::PathBuf;
