@@ -6,7 +6,7 @@ VENV := .venv
 PYTHON ?= python3
 WITH_MOTO := tests/support/with-moto.sh
 
-.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo venv fuzz validate build deploy
+.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo venv fuzz validate build deploy bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -85,6 +85,15 @@ check-pure:
 
 fuzz: ## Fuzz the webhook payload parser with random input for a bounded time (5 minutes at most)
 	PROPTEST_CASES=$${PROPTEST_CASES:-200000} timeout 300 $(CARGO) test -p engine --test webhook never_panic
+
+# Benchmarks are not tests: release builds, never part of `make test`, no timing asserted.
+BENCH_WORKLOADS ?= S,M,L
+BENCH_REPS ?= 3
+RELEASE_DIR = $${CARGO_TARGET_DIR:-target}/release
+
+bench: venv ## Benchmarks (release): workloads S, M, L, with and without 50 ms API latency, the naive way, cold start; writes BENCHMARKS.md
+	$(CARGO) build --release -p bench -p sandbox -p scheduled-sync
+	$(WITH_MOTO) $(RELEASE_DIR)/cm-sf-bench suite --workloads $(BENCH_WORKLOADS) --reps $(BENCH_REPS) --out BENCHMARKS.md
 
 demo: venv ## The main job, locally: stand-ins for CM and SF, the emulator, the real functions; a dry run, then a sync
 	$(CARGO) build -p sandbox -p admin

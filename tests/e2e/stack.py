@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -258,6 +259,16 @@ class Stack:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
+    def warm_intake(self):
+        """Starts webhook-intake under `cargo lambda watch` (its first request builds it, longer
+        than the 10 seconds CM's delivery waits): a request it refuses, with a long timeout."""
+        request = urllib.request.Request(self.webhook_url(), data=b"{}", method="POST",
+                                         headers={"content-type": "application/json"})
+        try:
+            urllib.request.urlopen(request, timeout=600).close()
+        except urllib.error.HTTPError:
+            pass
+
     def deliver_webhook(self, list_id, events):
         """CM posts a batch to every active webhook of the list (the sandbox's control call)."""
         return http("POST", f"{self.cm_url}/_sandbox/webhooks/deliver", {"ListID": list_id, "Events": events}, timeout=600)[1]
@@ -275,7 +286,8 @@ class Stack:
         calls = {"reads": 0, "writes": 0}
         for route, count in self.counters().items():
             if route.startswith("sf ") and "oauth2" not in route:
-                calls["reads" if route.startswith("sf GET") else "writes"] += count
+                # A Composite request of queries is a read.
+                calls["reads" if route.startswith("sf GET") or route.endswith("/composite") else "writes"] += count
         return calls
 
     def close(self):

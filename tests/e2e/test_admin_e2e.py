@@ -116,8 +116,10 @@ def test_doctor_finds_the_missing_webhook_and_register_list_remove_manage_it(sta
 
     # The registered URL really reaches the intake: CM's Deactivate opts the person out.
     person = stack.scenario["sf"]["records"]["Contact"][0]
-    stack.deliver_webhook(list_id, [{"Type": "Deactivate", "Date": "2026-11-20 10:00:00", "State": "Unsubscribed",
-                                     "EmailAddress": person["Email"], "Name": "", "CustomFields": []}])
+    stack.warm_intake()
+    delivered = stack.deliver_webhook(list_id, [{"Type": "Deactivate", "Date": "2026-11-20 10:00:00", "State": "Unsubscribed",
+                                                 "EmailAddress": person["Email"], "Name": "", "CustomFields": []}])
+    assert [d["status"] for d in delivered] == [200], delivered
     stack.settle()
     contact = next(c for c in stack.records("Contact") if c["Id"] == person["Id"])
     assert contact["HasOptedOutOfEmail"] is True

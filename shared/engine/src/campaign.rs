@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, DurationRound, Utc};
 use events::Event;
 use events::publisher::EventSink;
+use futures::{StreamExt, TryStreamExt};
 use mapping::people::SubscriberState;
 use mapping::plan::{CampaignLink, CampaignPlan, CampaignSyncInput, StatisticsInput, plan_campaign};
 use mapping::settings::OptOutPolicy;
@@ -13,7 +14,9 @@ use serde::Serialize;
 use state::{RunFailure, RunRecord, RunStatus, Store};
 
 use crate::salesforce_io::{read_campaign_stats, read_members, read_people, read_person_states, read_statuses};
+use crate::spool::Spool;
 use crate::{Deadline, Engine, EngineError};
+use mapping::statuses::ExistingStatus;
 
 /// The activity streams of a campaign, in the order they are read.
 const STREAMS: [ActivityKind; 6] = [
@@ -24,6 +27,9 @@ const STREAMS: [ActivityKind; 6] = [
     ActivityKind::Unsubscribed,
     ActivityKind::MarkedAsSpam,
 ];
+
+/// CM look-ups (`listsforemail`) in flight at once.
+const CM_LOOKUP_CONCURRENCY: usize = 8;
 
 /// At most this many queued people are retried per sync; the rest wait for the next one.
 const RETRY_BATCH: usize = 5_000;
@@ -145,12 +151,13 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         }
 
         // 1. What changed in CM since the watermarks, up to CM's clock less the settle lag.
+        //    Held in memory up to one part; a larger campaign spills to temporary files.
         let cm_now = self.cm.system_date().await?;
         let settled = (cm_now.to_utc(zone) - self.options.settle_lag)
             .duration_trunc(chrono::Duration::minutes(1))
             .unwrap_or(cm_now.to_utc(zone));
         let watermarks = self.store.watermarks(cm_id).await?;
-        let mut activities: Vec<Activity> = Vec::new();
+        let mut spool = Spool::new(self.options.part_size);
         let mut next_watermarks: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
         for kind in STREAMS {
             let stored = watermarks.get(kind.as_str()).copied();
@@ -163,14 +170,18 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 };
                 let mut stream = self.cm.recipients(cm_id, sent_at);
                 while let Some(page) = stream.next_page().await? {
-                    activities.extend(page.iter().map(|r| r.to_activity()));
+                    for record in &page {
+                        spool.push(record.to_activity())?;
+                    }
                 }
                 next_watermarks.insert(kind.as_str().to_owned(), sent_at);
                 continue;
             }
             let mut stream = self.cm.activity(cm_id, kind, stored.map(|w| local_of(w, zone)));
             while let Some(page) = stream.next_page().await? {
-                activities.extend(page.iter().map(|r| r.to_activity()));
+                for record in &page {
+                    spool.push(record.to_activity())?;
+                }
             }
             // Everything dated up to the settled moment has been read (CM shows records within
             // the settle lag); later records are read again next time, and re-applying them
@@ -203,11 +214,9 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                     self.cm.activity(cm_id, kind, None)
                 };
                 while let Some(page) = stream.next_page().await? {
-                    activities.extend(
-                        page.iter()
-                            .map(|r| r.to_activity())
-                            .filter(|a| wanted.contains(a.email.as_str())),
-                    );
+                    for record in page.iter().filter(|r| wanted.contains(r.email.as_str())) {
+                        spool.push(record.to_activity())?;
+                    }
                 }
             }
         }
@@ -216,6 +225,9 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         } else {
             None
         };
+        let activity_count = spool.len() as u64;
+        let mut parts = spool.into_parts()?;
+        let part_count = parts.count();
 
         if deadline.passed() {
             return self
@@ -223,24 +235,167 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 .await;
         }
 
-        // 2. What Salesforce holds for the people concerned.
-        let mut emails: Vec<String> = activities
+        // 2.–4. Part by part: what Salesforce holds for the people concerned, the plan, and
+        // (unless a dry run) applying it. Statuses and statistics belong to the first part.
+        let campaign_id = link.sf_campaign_id.as_str();
+        let campaign_link = CampaignLink {
+            cm_campaign_id: cm_id.to_owned(),
+            sf_campaign_id: campaign_id.to_owned(),
+            name: summary.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+        };
+        let mut statuses: Option<Vec<ExistingStatus>> = None;
+        let mut total = CampaignPlan {
+            link: campaign_link.clone(),
+            ..CampaignPlan::default()
+        };
+        let mut counts: BTreeMap<String, u64> = BTreeMap::from([("activities".to_owned(), activity_count)]);
+        if part_count > 1 {
+            counts.insert("parts".to_owned(), part_count as u64);
+        }
+        let mut failed = 0usize;
+        let mut transient_failures = false;
+        let mut first = true;
+        while let Some(activities) = parts.next_part()? {
+            if statuses.is_none() && !activities.is_empty() {
+                statuses = Some(read_statuses(&self.sf, campaign_id).await?);
+            }
+            let statistics = match (&summary, first) {
+                (Some(summary), true) => {
+                    let (current, org_fields) = read_campaign_stats(&self.sf, settings, campaign_id).await?;
+                    Some(StatisticsInput {
+                        summary: summary.to_stats(),
+                        last_written: current,
+                        org_fields,
+                    })
+                }
+                _ => None,
+            };
+            let plan = self
+                .plan_part(
+                    settings,
+                    &campaign_link,
+                    &activities,
+                    statuses.as_deref().unwrap_or_default(),
+                    statistics.as_ref(),
+                )
+                .await?;
+            drop(activities);
+            for (key, n) in [
+                ("members_to_add", plan.members_to_add.len()),
+                ("member_updates", plan.member_updates.len()),
+                ("skipped", plan.skips.len()),
+            ] {
+                *counts.entry(key.to_owned()).or_default() += n as u64;
+            }
+            if dry_run {
+                // Nothing is applied, so every part plans the same statuses: keep the first.
+                total.absorb(plan, first);
+                first = false;
+                continue;
+            }
+            if deadline.passed() {
+                // Parts already applied are re-applied by the continuation, changing nothing.
+                return self
+                    .continue_later(run_id, cm_id, sequence, dry_run, &campaign_run)
+                    .await;
+            }
+            let applied = crate::salesforce_io::apply(&self.sf, settings, &plan).await?;
+            for (key, n) in [
+                ("statuses_created", applied.statuses_created),
+                ("statuses_corrected", applied.statuses_corrected),
+                ("members_added", applied.members_added),
+                ("members_updated", applied.members_updated),
+                ("people_updated", applied.people_updated),
+                ("stats_written", applied.stats_written),
+            ] {
+                *counts.entry(key.to_owned()).or_default() += n;
+            }
+            failed += applied.failures.len();
+            transient_failures |= applied.transient_failures;
+            let mut failures = applied.failures;
+            failures.extend(plan.skips.iter().map(|skip| RunFailure {
+                record: skip.subject.clone(),
+                reason: skip.reason.label().to_owned(),
+                code: None,
+            }));
+            self.store.add_run_failures(&campaign_run, &failures).await?;
+            if !plan.statuses.create.is_empty() || !plan.statuses.correct.is_empty() {
+                statuses = None; // read again: the next part must see what this one created
+            }
+            // A campaign in one part returns its whole plan; a larger one keeps what an admin
+            // reads (statuses, statistics, skips), not a million member rows.
+            total.absorb(plan, first);
+            if part_count > 1 {
+                total.members_to_add.clear();
+                total.member_updates.clear();
+                total.person_updates.clear();
+            }
+            first = false;
+        }
+        if dry_run {
+            return Ok(CampaignOutcome::Done {
+                run_id: campaign_run,
+                counts,
+                plan: Box::new(total),
+                dry_run: true,
+            });
+        }
+
+        // 5. Record and commit.
+        counts.insert("failed".to_owned(), failed as u64);
+        // One more attempt is what a retry asks for: whoever failed again is in this run's
+        // failures, to be retried again by hand if the cause is fixed.
+        if !retried.is_empty() {
+            self.store.remove_failed(cm_id, &retried).await?;
+        }
+        if !transient_failures {
+            for (stream, at) in &next_watermarks {
+                self.store.advance_watermark(cm_id, stream, *at).await?;
+            }
+        }
+        let status = if failed == 0 {
+            RunStatus::Succeeded
+        } else {
+            RunStatus::CompletedWithFailures
+        };
+        self.store
+            .finish_run(&campaign_run, Utc::now(), status, &counts)
+            .await?;
+        // `failed` is a number of its own: the template's metric filter counts runs with failures.
+        tracing::info!(campaign = cm_id, failed, parts = part_count, ?counts, "campaign synced");
+        Ok(CampaignOutcome::Done {
+            run_id: campaign_run,
+            counts,
+            plan: Box::new(total),
+            dry_run: false,
+        })
+    }
+
+    /// Reads what Salesforce holds for the people of one part and plans it.
+    async fn plan_part(
+        &self,
+        settings: &mapping::Settings,
+        campaign_link: &CampaignLink,
+        activities: &[Activity],
+        statuses: &[ExistingStatus],
+        statistics: Option<&StatisticsInput>,
+    ) -> Result<CampaignPlan, EngineError> {
+        let campaign_id = campaign_link.sf_campaign_id.as_str();
+        let emails: Vec<String> = activities
             .iter()
             .map(|a| a.email.clone())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        emails.sort();
-        let campaign_id = link.sf_campaign_id.as_str();
+        // Only the members with new activity are read: reads grow with what changed, about
+        // 9,500 addresses per Composite call, never with the size of the campaign.
         let members = if emails.is_empty() {
             crate::salesforce_io::Members {
                 by_person: BTreeMap::new(),
                 email_of_person: BTreeMap::new(),
             }
-        } else if emails.len() > self.options.read_all_members_above {
-            read_members(&self.sf, settings, campaign_id, None).await?
         } else {
-            read_members(&self.sf, settings, campaign_id, Some(&emails)).await?
+            read_members(&self.sf, settings, campaign_id, &emails).await?
         };
         let member_emails: BTreeSet<&String> = members.email_of_person.values().collect();
         let unknown: Vec<String> = emails.iter().filter(|e| !member_emails.contains(e)).cloned().collect();
@@ -277,112 +432,30 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             .map(|(p, _)| p.clone())
             .collect();
         person_states.extend(read_person_states(&self.sf, &member_people).await?);
-        let statuses = if activities.is_empty() {
-            Vec::new()
-        } else {
-            read_statuses(&self.sf, campaign_id).await?
-        };
-        let statistics = match &summary {
-            Some(summary) => {
-                let (current, org_fields) = read_campaign_stats(&self.sf, settings, campaign_id).await?;
-                Some(StatisticsInput {
-                    summary: summary.to_stats(),
-                    last_written: current,
-                    org_fields,
-                })
-            }
-            None => None,
-        };
-        let other_lists = self.other_lists(settings, &activities).await?;
-
-        // 3. The plan.
-        let campaign_link = CampaignLink {
-            cm_campaign_id: cm_id.to_owned(),
-            sf_campaign_id: campaign_id.to_owned(),
-            name: summary.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
-        };
-        let plan = plan_campaign(
+        // Only people who are in Salesforce and not opted out yet can be opted out.
+        let can_opt_out: BTreeSet<&str> = people
+            .iter()
+            .filter(|(_, candidates)| {
+                candidates
+                    .iter()
+                    .any(|c| !person_states.get(&c.id).is_some_and(|s| s.has_opted_out))
+            })
+            .map(|(email, _)| email.as_str())
+            .collect();
+        let other_lists = self.other_lists(settings, activities, &can_opt_out).await?;
+        Ok(plan_campaign(
             &CampaignSyncInput {
-                link: &campaign_link,
-                activities: &activities,
+                link: campaign_link,
+                activities,
                 people: &people,
                 members: &members.by_person,
-                statuses: &statuses,
-                statistics: statistics.as_ref(),
+                statuses,
+                statistics,
                 person_states: &person_states,
                 other_lists: &other_lists,
             },
             settings,
-        );
-        let mut counts = BTreeMap::from([
-            ("activities".to_owned(), activities.len() as u64),
-            ("members_to_add".to_owned(), plan.members_to_add.len() as u64),
-            ("member_updates".to_owned(), plan.member_updates.len() as u64),
-            ("skipped".to_owned(), plan.skips.len() as u64),
-        ]);
-        if dry_run {
-            return Ok(CampaignOutcome::Done {
-                run_id: campaign_run,
-                counts,
-                plan: Box::new(plan),
-                dry_run: true,
-            });
-        }
-        if deadline.passed() {
-            return self
-                .continue_later(run_id, cm_id, sequence, dry_run, &campaign_run)
-                .await;
-        }
-
-        // 4. Apply, record, commit.
-        let applied = crate::salesforce_io::apply(&self.sf, settings, &plan).await?;
-        counts.extend([
-            ("statuses_created".to_owned(), applied.statuses_created),
-            ("statuses_corrected".to_owned(), applied.statuses_corrected),
-            ("members_added".to_owned(), applied.members_added),
-            ("members_updated".to_owned(), applied.members_updated),
-            ("people_updated".to_owned(), applied.people_updated),
-            ("stats_written".to_owned(), applied.stats_written),
-            ("failed".to_owned(), applied.failures.len() as u64),
-        ]);
-        let mut failures = applied.failures.clone();
-        failures.extend(plan.skips.iter().map(|skip| RunFailure {
-            record: skip.subject.clone(),
-            reason: skip.reason.label().to_owned(),
-            code: None,
-        }));
-        self.store.add_run_failures(&campaign_run, &failures).await?;
-        // One more attempt is what a retry asks for: whoever failed again is in this run's
-        // failures, to be retried again by hand if the cause is fixed.
-        if !retried.is_empty() {
-            self.store.remove_failed(cm_id, &retried).await?;
-        }
-        if !applied.transient_failures {
-            for (stream, at) in &next_watermarks {
-                self.store.advance_watermark(cm_id, stream, *at).await?;
-            }
-        }
-        let status = if applied.failures.is_empty() {
-            RunStatus::Succeeded
-        } else {
-            RunStatus::CompletedWithFailures
-        };
-        self.store
-            .finish_run(&campaign_run, Utc::now(), status, &counts)
-            .await?;
-        // `failed` is a number of its own: the template's metric filter counts runs with failures.
-        tracing::info!(
-            campaign = cm_id,
-            failed = applied.failures.len(),
-            ?counts,
-            "campaign synced"
-        );
-        Ok(CampaignOutcome::Done {
-            run_id: campaign_run,
-            counts,
-            plan: Box::new(plan),
-            dry_run: false,
-        })
+        ))
     }
 
     async fn continue_later(
@@ -417,11 +490,14 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         Ok(None)
     }
 
-    /// For `all_lists`: each leaving address's state on the other configured lists.
+    /// For `all_lists`: each leaving address's state on the other configured lists. Only
+    /// addresses in `can_opt_out` are looked up, and none when the configured clients have no
+    /// list besides the one left (then there is nothing else to be subscribed to).
     async fn other_lists(
         &self,
         settings: &mapping::Settings,
         activities: &[Activity],
+        can_opt_out: &BTreeSet<&str>,
     ) -> Result<BTreeMap<String, Vec<(String, SubscriberState)>>, EngineError> {
         let mut out = BTreeMap::new();
         if settings.opt_out_policy != OptOutPolicy::AllLists {
@@ -430,31 +506,58 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         let leaving: BTreeMap<&str, &str> = activities
             .iter()
             .filter(|a| matches!(a.kind, ActivityKind::Unsubscribed | ActivityKind::MarkedAsSpam))
+            .filter(|a| can_opt_out.contains(a.email.as_str()))
             .map(|a| (a.email.as_str(), a.list_id.as_str()))
             .collect();
-        for (email, list) in leaving {
-            let mut states = Vec::new();
-            for client in &settings.cm_clients {
-                for membership in self.cm.lists_for_email(client, email).await? {
-                    let configured = settings.cm_lists.is_empty()
-                        || settings
-                            .cm_lists
-                            .iter()
-                            .any(|l| l.eq_ignore_ascii_case(&membership.list_id));
-                    if membership.list_id == list || !configured {
-                        continue;
-                    }
-                    let state = match membership.subscriber_state.as_str() {
-                        "Active" => SubscriberState::Active,
-                        "Unconfirmed" => SubscriberState::Unconfirmed,
-                        "Bounced" => SubscriberState::Bounced,
-                        "Deleted" => SubscriberState::Deleted,
-                        _ => SubscriberState::Unsubscribed,
-                    };
-                    states.push((membership.list_id, state));
+        if leaving.is_empty() {
+            return Ok(out);
+        }
+        let configured =
+            |list: &str| settings.cm_lists.is_empty() || settings.cm_lists.iter().any(|l| l.eq_ignore_ascii_case(list));
+        let mut lists = BTreeSet::new();
+        for client in &settings.cm_clients {
+            lists.extend(
+                self.cm
+                    .lists(client)
+                    .await?
+                    .into_iter()
+                    .map(|l| l.list_id)
+                    .filter(|l| configured(l)),
+            );
+        }
+        let (alone, leaving): (BTreeMap<&str, &str>, BTreeMap<&str, &str>) = leaving
+            .into_iter()
+            .partition(|(_, list)| lists.iter().all(|l| l.eq_ignore_ascii_case(list)));
+        for email in alone.keys() {
+            out.insert((*email).to_owned(), Vec::new());
+        }
+        // One `listsforemail` call per leaving address and client: a few at a time, so a
+        // campaign with many unsubscribes does not wait for them one by one.
+        let lookups = leaving.into_iter().flat_map(|(email, list)| {
+            settings.cm_clients.iter().map(move |client| async move {
+                let memberships = self.cm.lists_for_email(client, email).await?;
+                Ok::<_, EngineError>((email, list, memberships))
+            })
+        });
+        let answers: Vec<_> = futures::stream::iter(lookups)
+            .buffer_unordered(CM_LOOKUP_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (email, list, memberships) in answers {
+            let states: &mut Vec<(String, SubscriberState)> = out.entry(email.to_owned()).or_default();
+            for membership in memberships {
+                if membership.list_id == list || !configured(&membership.list_id) {
+                    continue;
                 }
+                let state = match membership.subscriber_state.as_str() {
+                    "Active" => SubscriberState::Active,
+                    "Unconfirmed" => SubscriberState::Unconfirmed,
+                    "Bounced" => SubscriberState::Bounced,
+                    "Deleted" => SubscriberState::Deleted,
+                    _ => SubscriberState::Unsubscribed,
+                };
+                states.push((membership.list_id, state));
             }
-            out.insert(email.to_owned(), states);
         }
         Ok(out)
     }

@@ -12,6 +12,7 @@ pub mod campaign;
 pub mod discovery;
 pub mod doctor;
 mod salesforce_io;
+mod spool;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -44,6 +45,9 @@ pub enum EngineError {
     /// An event this function does not handle.
     #[error("unexpected event: {0}")]
     UnexpectedEvent(String),
+    /// Temporary storage for a large campaign's activity failed (Lambda's `/tmp` full?).
+    #[error("temporary storage for the campaign's activity: {0} (raise the function's ephemeral storage)")]
+    Spill(#[from] std::io::Error),
     /// An administrator's request that cannot be carried out as asked; nothing was changed.
     #[error("{0}")]
     Invalid(String),
@@ -53,7 +57,10 @@ impl EngineError {
     /// Whether the trigger should retry (transient) or give up (the event goes to the DLQ).
     pub fn is_retryable(&self) -> bool {
         match self {
-            EngineError::NoSettings | EngineError::UnexpectedEvent(_) | EngineError::Invalid(_) => false,
+            EngineError::NoSettings
+            | EngineError::UnexpectedEvent(_)
+            | EngineError::Invalid(_)
+            | EngineError::Spill(_) => false,
             EngineError::Store(e) => e.is_retryable(),
             EngineError::Cm(e) => e.is_retryable(),
             EngineError::Sf(e) => e.is_retryable(),
@@ -72,8 +79,9 @@ pub struct EngineOptions {
     pub settle_lag: chrono::Duration,
     /// Stop taking new work when less than this remains before the Lambda deadline.
     pub deadline_margin: Duration,
-    /// Above this many distinct emails, read all campaign members instead of looking them up.
-    pub read_all_members_above: usize,
+    /// Activities planned and applied together: a campaign with more spills to temporary files
+    /// and is synced in parts of about this size, so memory stays bounded.
+    pub part_size: usize,
 }
 
 impl Default for EngineOptions {
@@ -82,7 +90,7 @@ impl Default for EngineOptions {
             lease: Duration::from_secs(15 * 60),
             settle_lag: chrono::Duration::minutes(5),
             deadline_margin: Duration::from_secs(30),
-            read_all_members_above: 3_000,
+            part_size: 50_000,
         }
     }
 }

@@ -33,12 +33,12 @@ pub(crate) struct Members {
     pub email_of_person: BTreeMap<String, String>,
 }
 
-/// Reads the members of a campaign: all of them, or only those with the given emails.
+/// Reads the members of a campaign with the given emails.
 pub(crate) async fn read_members(
     sf: &SfClient,
     settings: &Settings,
     campaign_id: &str,
-    emails: Option<&[String]>,
+    emails: &[String],
 ) -> Result<Members, SfError> {
     let fields = &settings.member_fields;
     let select = format!(
@@ -48,10 +48,7 @@ pub(crate) async fn read_members(
         fields.once_only_marker,
         quote(campaign_id)
     );
-    let rows = match emails {
-        None => sf.query_all(&select).await?,
-        Some(emails) => sf.query_in(&format!("{select} AND Email IN "), emails, "").await?,
-    };
+    let rows = sf.query_in(&format!("{select} AND Email IN "), emails, "").await?;
     let mut members = Members {
         by_person: BTreeMap::new(),
         email_of_person: BTreeMap::new(),

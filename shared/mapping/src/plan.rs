@@ -24,7 +24,7 @@ use crate::statistics::{CampaignSummary, StatisticsPlan, plan_statistics};
 use crate::statuses::{ExistingStatus, StatusPlan, plan_statuses};
 
 /// A CM campaign linked to an SF Campaign.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CampaignLink {
     /// CM CampaignID.
     pub cm_campaign_id: String,
@@ -191,7 +191,7 @@ pub struct Skip {
 }
 
 /// The plan for one linked campaign.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CampaignPlan {
     /// The campaign.
     pub link: CampaignLink,
@@ -210,6 +210,19 @@ pub struct CampaignPlan {
 }
 
 impl CampaignPlan {
+    /// Adds the plan of one part of a large campaign (its people are in no other part). The
+    /// campaign-wide items, statuses and statistics, come from the first part.
+    pub fn absorb(&mut self, part: CampaignPlan, first: bool) {
+        if first {
+            self.statuses = part.statuses;
+            self.statistics = part.statistics;
+        }
+        self.members_to_add.extend(part.members_to_add);
+        self.member_updates.extend(part.member_updates);
+        self.person_updates.extend(part.person_updates);
+        self.skips.extend(part.skips);
+    }
+
     /// The number of SF records this plan writes.
     pub fn write_count(&self) -> usize {
         self.statuses.create.len()

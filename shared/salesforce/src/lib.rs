@@ -31,6 +31,13 @@ use serde_json::Value;
 pub use error::{SfError, is_transient_code};
 pub use writes::{Operation, RecordError, RecordOutcome, RecordResult, WriteOptions};
 
+/// Query subrequests one Composite request may hold.
+pub const COMPOSITE_QUERIES: usize = 5;
+/// Values per `IN` query: the rows of one query usually fit one 2,000-row page.
+pub const MAX_IN_VALUES: usize = 1_900;
+/// SOQL characters per query sent in a body (Salesforce's limit is 100,000).
+pub const MAX_BODY_SOQL_CHARS: usize = 90_000;
+
 /// How the client authenticates. Deserializes from the secret the functions read:
 /// `{"flow": "jwt_bearer", "token_host": ..., "client_id": ..., "username": ...,
 /// "private_key_pem": ...}` (`audience` optional), `{"flow": "client_credentials", ...}` or
@@ -610,23 +617,84 @@ impl SfClient {
         Ok(rows)
     }
 
-    /// Every row of `before (values...) after`, with the `IN` list split so each query's URI
-    /// fits the limit.
+    /// Every row of `before (values...) after`. The `IN` list is split into queries of at most
+    /// [`MAX_IN_VALUES`] values (so each usually fits one 2,000-row page) and
+    /// [`MAX_BODY_SOQL_CHARS`] characters, sent [`COMPOSITE_QUERIES`] at a time in one Composite
+    /// request: the SOQL travels in the body, clear of the 16,384-byte URI limit, and the whole
+    /// Composite request counts as one API call. Reads grow with the values asked for, about
+    /// 9,500 addresses a call, never with the size of the org.
     pub async fn query_in(&self, before: &str, values: &[String], after: &str) -> Result<Vec<Value>, SfError> {
-        let mut rows = Vec::new();
-        for query in self.in_list_queries(before, values, after) {
-            rows.extend(self.query_all(&query).await?);
-        }
-        Ok(rows)
+        let queries = self.in_list_queries(before, values, after);
+        self.query_many(&queries).await
     }
 
     /// The queries [`SfClient::query_in`] would run.
     pub fn in_list_queries(&self, before: &str, values: &[String], after: &str) -> Vec<String> {
-        // The query string shares the URI with the instance URL and the path; keep a margin for
-        // a longer instance host than the one used now.
-        let path = format!("/services/data/v{}/query?", self.config.api_version);
-        let budget = soql::MAX_URI_BYTES - path.len() - 256;
-        soql::in_list_queries(before, values, after, budget)
+        soql::in_list_queries_by_length(before, values, after, MAX_IN_VALUES, MAX_BODY_SOQL_CHARS)
+    }
+
+    /// Every row of each query, the queries sent [`COMPOSITE_QUERIES`] to a Composite request;
+    /// a result longer than a page is followed with `nextRecordsUrl`.
+    pub async fn query_many(&self, queries: &[String]) -> Result<Vec<Value>, SfError> {
+        let mut rows = Vec::new();
+        for batch in queries.chunks(COMPOSITE_QUERIES) {
+            self.check_allocation()?;
+            let subrequests: Vec<Value> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, soql)| {
+                    let query = form_urlencoded::Serializer::new(String::new())
+                        .append_pair("q", soql)
+                        .finish();
+                    serde_json::json!({
+                        "method": "GET",
+                        "url": format!("/services/data/v{}/query?{query}", self.config.api_version),
+                        "referenceId": format!("q{i}"),
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({"allOrNone": false, "compositeRequest": subrequests});
+            let value = self
+                .json(CallKind::Read, Method::POST, "composite", &[], Some(&body))
+                .await?;
+            let responses = value["compositeResponse"]
+                .as_array()
+                .ok_or_else(|| SfError::Decode("composite: no compositeResponse".into()))?;
+            if responses.len() != batch.len() {
+                return Err(SfError::Decode(format!(
+                    "composite: {} answers to {} queries",
+                    responses.len(),
+                    batch.len()
+                )));
+            }
+            for response in responses {
+                let status = response["httpStatusCode"].as_u64().unwrap_or(0);
+                let body = &response["body"];
+                if !(200..300).contains(&status) {
+                    let (code, message) = error_of(&body.to_string(), StatusCode::BAD_REQUEST);
+                    return Err(SfError::Api {
+                        status: status as u16,
+                        code,
+                        message,
+                    });
+                }
+                rows.extend(body["records"].as_array().cloned().unwrap_or_default());
+                if body["done"] == false
+                    && let Some(next) = body["nextRecordsUrl"].as_str()
+                {
+                    let mut rest = QueryStream {
+                        client: self,
+                        soql: None,
+                        next_url: Some(next.to_owned()),
+                        done: false,
+                    };
+                    while let Some(page) = rest.next_page().await? {
+                        rows.extend(page);
+                    }
+                }
+            }
+        }
+        Ok(rows)
     }
 
     /// An object's describe, fetched once and cached.

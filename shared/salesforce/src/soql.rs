@@ -64,9 +64,55 @@ pub fn in_list_queries(before: &str, values: &[String], after: &str, budget: usi
     queries
 }
 
+/// Splits `values` into queries `before (v1,v2,...) after` of at most `max_values` values and
+/// `max_chars` characters of SOQL each: for queries sent in a request body (Composite), where
+/// the URI limit does not apply but the SOQL statement limit does.
+pub fn in_list_queries_by_length(
+    before: &str,
+    values: &[String],
+    after: &str,
+    max_values: usize,
+    max_chars: usize,
+) -> Vec<String> {
+    let mut queries = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let base = before.chars().count() + after.chars().count() + 2;
+    let mut size = base;
+    for value in values {
+        let quoted = quote(value);
+        let cost = quoted.chars().count() + 1;
+        if !current.is_empty() && (size + cost > max_chars || current.len() >= max_values) {
+            queries.push(format!("{before}({}){after}", current.join(",")));
+            current.clear();
+            size = base;
+        }
+        size += cost;
+        current.push(quoted);
+    }
+    if !current.is_empty() {
+        queries.push(format!("{before}({}){after}", current.join(",")));
+    }
+    queries
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_queries_are_cut_by_value_count_and_by_length() {
+        let values: Vec<String> = (0..10).map(|i| format!("v{i}@x.com")).collect();
+        let by_count = in_list_queries_by_length("SELECT Id FROM Lead WHERE Email IN ", &values, "", 4, 100_000);
+        assert_eq!(by_count.len(), 3);
+        assert!(by_count[0].ends_with("('v0@x.com','v1@x.com','v2@x.com','v3@x.com')"));
+        let by_length = in_list_queries_by_length("SELECT Id FROM Lead WHERE Email IN ", &values, "", 100, 80);
+        assert!(by_length.iter().all(|q| q.chars().count() <= 80), "{by_length:?}");
+        let joined: Vec<String> = by_length
+            .iter()
+            .flat_map(|q| q.matches("@x.com").map(str::to_owned))
+            .collect();
+        assert_eq!(joined.len(), 10, "every value once");
+    }
 
     #[test]
     fn quoting_escapes_everything_that_could_end_the_literal() {

@@ -187,23 +187,52 @@ async fn hostile_values_are_data_never_soql() {
 }
 
 #[tokio::test]
-async fn in_lists_are_split_to_fit_the_uri_limit() {
+async fn in_lists_travel_in_composite_bodies_five_queries_a_call() {
     let scenario = scenario();
     let emails: Vec<String> = scenario.sf.records["Contact"]
         .iter()
-        .take(1_500)
+        .chain(&scenario.sf.records["Lead"])
         .map(|c| c["Email"].as_str().unwrap().to_owned())
         .collect();
+    assert_eq!(emails.len(), 6_000);
     let running = start(scenario).await;
     let sf = client(&running);
-    let queries = sf.in_list_queries("SELECT Id, Email FROM Contact WHERE Email IN ", &emails, "");
-    assert!(queries.len() >= 3, "{} queries", queries.len());
-    let rows = sf
-        .query_in("SELECT Id, Email FROM Contact WHERE Email IN ", &emails, "")
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), 1_500, "every value found, none refused with 414");
-    assert_eq!(sf.calls().reads, queries.len() as u64);
+    let before = "SELECT Id, Email FROM Contact WHERE Email IN ";
+    let queries = sf.in_list_queries(before, &emails, "");
+    assert_eq!(queries.len(), 4, "1,900 values a query");
+    assert!(
+        salesforce::soql::encoded_len(&queries[0]) > salesforce::soql::MAX_URI_BYTES,
+        "as a GET this query would be refused with 414"
+    );
+    assert!(
+        queries
+            .iter()
+            .all(|q| q.chars().count() <= salesforce::MAX_BODY_SOQL_CHARS)
+    );
+    let contacts = sf.query_in(before, &emails, "").await.unwrap();
+    let expected = running.state.lock().sf.records["Contact"].len();
+    assert_eq!(contacts.len(), expected, "every Contact found");
+    assert_eq!(sf.calls().reads, 1, "four queries, one Composite call");
+
+    // Six queries take two calls; a result longer than a page is followed.
+    let mut six = queries.clone();
+    six.extend(["SELECT Id FROM Contact".to_owned(), "SELECT Id FROM Lead".to_owned()]);
+    let before_calls = sf.calls().reads;
+    let rows = sf.query_many(&six).await.unwrap();
+    assert_eq!(rows.len(), 2 * expected + (6_000 - expected));
+    assert!(
+        expected > 2_000 && 6_000 - expected > 2_000,
+        "both whole-object queries need a second page"
+    );
+    let leads = 6_000 - expected;
+    let pages_beyond_the_first = (expected.div_ceil(2_000) - 1) + (leads.div_ceil(2_000) - 1);
+    assert_eq!(sf.calls().reads - before_calls, 2 + pages_beyond_the_first as u64);
+
+    let refused = sf.query_many(&["SELECT Id FROM Nothing".to_owned()]).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("INVALID_TYPE") || refused.to_string().contains("NOT_FOUND"),
+        "{refused}"
+    );
 }
 
 async fn member_ids(sf: &SfClient, limit: usize) -> Vec<String> {

@@ -10,6 +10,9 @@ use crate::scenario::SfOrg;
 use crate::sf_schema::{Access, FieldType, ObjectSchema, schemas, stock_statuses};
 use crate::soql::{self, Condition, Literal, Op, Query};
 
+/// Salesforce's default limit on the length of a SOQL statement.
+pub const MAX_SOQL_CHARS: usize = 100_000;
+
 /// A record: field → value, canonical field names, with `Id`.
 pub type Record = Map<String, Value>;
 
@@ -848,8 +851,15 @@ impl SfWorld {
         }
     }
 
-    /// Runs a query; returns every matching row shaped as the REST API returns it.
+    /// Runs a query; returns every matching row shaped as the REST API returns it. Statements
+    /// over 100,000 characters are refused, as Salesforce does.
     pub fn query(&self, soql_text: &str, version: &str) -> Result<Vec<Value>, SfError> {
+        if soql_text.chars().count() > MAX_SOQL_CHARS {
+            return Err(err(
+                "MALFORMED_QUERY",
+                format!("SOQL statements cannot exceed {MAX_SOQL_CHARS} characters"),
+            ));
+        }
         let query: Query = soql::parse(soql_text).map_err(|e| err("MALFORMED_QUERY", e.0))?;
         let schema = self.schema(&query.object)?;
         let object = schema.name;

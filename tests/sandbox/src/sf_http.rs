@@ -326,6 +326,7 @@ fn data_api(
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let query_params = url_pairs(uri.query().unwrap_or_default());
     let result: Result<Response, SfError> = (|| match (method.clone(), segments.as_slice()) {
+        (Method::POST, ["composite"]) => composite(world, version, body),
         (Method::GET, ["limits"]) => Ok(json_response(
             StatusCode::OK,
             json!({"DailyApiRequests": {"Max": world.sf.org.api_allocation, "Remaining": world.sf.org.api_allocation.saturating_sub(world.sf.api_used)}}),
@@ -493,21 +494,86 @@ fn as_record(value: Value) -> Result<Record, SfError> {
     }
 }
 
-fn query_page(world: &mut World, version: &str, mut rows: Vec<Value>, batch: usize) -> Response {
+fn query_page(world: &mut World, version: &str, rows: Vec<Value>, batch: usize) -> Response {
+    json_response(StatusCode::OK, query_page_json(world, version, rows, batch))
+}
+
+/// One page of query results; the rest is kept behind a cursor (`nextRecordsUrl`).
+fn query_page_json(world: &mut World, version: &str, mut rows: Vec<Value>, batch: usize) -> Value {
     let total = rows.len();
     if rows.len() <= batch {
-        return json_response(
-            StatusCode::OK,
-            json!({"totalSize": total, "done": true, "records": rows}),
-        );
+        return json!({"totalSize": total, "done": true, "records": rows});
     }
     let rest = rows.split_off(batch);
     let cursor = format!("01gSB{}-{batch}", uuid::Uuid::new_v4().simple());
     world.sf.cursors.insert(cursor.clone(), rest);
-    json_response(
-        StatusCode::OK,
-        json!({"totalSize": total, "done": false, "nextRecordsUrl": format!("/services/data/v{version}/query/{cursor}"), "records": rows}),
-    )
+    json!({"totalSize": total, "done": false, "nextRecordsUrl": format!("/services/data/v{version}/query/{cursor}"), "records": rows})
+}
+
+/// Subrequests a composite request may hold, and how many of them may be queries.
+const COMPOSITE_SUBREQUESTS: usize = 25;
+const COMPOSITE_QUERIES: usize = 5;
+
+/// `POST composite`: the query subrequests (`GET .../query?q=` and `GET .../query/<cursor>`) the
+/// product sends, run in order; the whole request is one API call. The SOQL travels in the body,
+/// so the URI limit does not apply to it (the 100,000-character SOQL limit does).
+fn composite(world: &mut World, version: &str, body: &[u8]) -> Result<Response, SfError> {
+    let request = parse_body(body)?;
+    let subrequests = request["compositeRequest"].as_array().cloned().unwrap_or_default();
+    let invalid = |message: String| SfError {
+        code: "INVALID_FIELD",
+        message,
+        fields: vec![],
+    };
+    if subrequests.is_empty() || subrequests.len() > COMPOSITE_SUBREQUESTS {
+        return Err(invalid(format!(
+            "compositeRequest must hold 1 to {COMPOSITE_SUBREQUESTS} subrequests"
+        )));
+    }
+    if subrequests.len() > COMPOSITE_QUERIES {
+        return Err(invalid(format!(
+            "a composite request may hold at most {COMPOSITE_QUERIES} query subrequests"
+        )));
+    }
+    let mut responses = Vec::with_capacity(subrequests.len());
+    for sub in &subrequests {
+        let reference = sub["referenceId"].as_str().unwrap_or_default().to_owned();
+        let url = sub["url"].as_str().unwrap_or_default();
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let params = url_pairs(query);
+        let after_version = path
+            .strip_prefix(&format!("/services/data/v{version}/"))
+            .unwrap_or_default();
+        let segments: Vec<&str> = after_version.split('/').filter(|s| !s.is_empty()).collect();
+        let result = match (sub["method"].as_str(), segments.as_slice()) {
+            (Some("GET"), ["query" | "queryAll"]) if params.contains_key("q") => {
+                let q = params.get("q").and_then(Value::as_str).unwrap_or_default();
+                world
+                    .sf
+                    .query(q, version)
+                    .map(|rows| query_page_json(world, version, rows, MAX_BATCH))
+            }
+            (Some("GET"), ["query" | "queryAll", cursor]) => match world.sf.cursors.remove(*cursor) {
+                Some(rows) => Ok(query_page_json(world, version, rows, MAX_BATCH)),
+                None => Err(SfError {
+                    code: "INVALID_QUERY_LOCATOR",
+                    message: "invalid query locator".into(),
+                    fields: vec![],
+                }),
+            },
+            _ => Err(invalid(format!(
+                "the sandbox's composite supports query subrequests only, not {url}"
+            ))),
+        };
+        responses.push(match result {
+            Ok(body) => json!({"body": body, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": reference}),
+            Err(error) => json!({
+                "body": [{"errorCode": error.code, "message": error.message}],
+                "httpHeaders": {}, "httpStatusCode": 400, "referenceId": reference
+            }),
+        });
+    }
+    Ok(json_response(StatusCode::OK, json!({"compositeResponse": responses})))
 }
 
 /// Per-record error as collections report it (`statusCode`, not `errorCode`).

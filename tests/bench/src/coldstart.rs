@@ -1,0 +1,103 @@
+//! Cold start: from spawning the release `scheduled-sync` binary to its first request for an
+//! event on a local Lambda runtime API, i.e. everything `main` does once per container
+//! (configuration, secrets from Secrets Manager on the emulator, clients) plus process start.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use tokio::sync::mpsc;
+
+/// Cold start figures, milliseconds.
+pub struct ColdStart {
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+    pub runs: usize,
+}
+
+/// Starts the function `runs` times (the first is a warm-up: page cache) and measures each.
+pub async fn measure(runs: usize) -> Result<ColdStart, String> {
+    let binary = super::sibling("scheduled-sync")?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    let suffix = std::process::id();
+    let (cm_secret, sf_secret) = (format!("bench-cm-{suffix}"), format!("bench-sf-{suffix}"));
+    let sf = serde_json::json!({
+        "flow": "jwt_bearer", "token_host": "http://127.0.0.1:9", "client_id": "bench",
+        "username": "bench@example.com", "private_key_pem": include_str!("../../sandbox/fixtures/jwt-test-key.pem"),
+    });
+    for (name, value) in [(&cm_secret, serde_json::json!({"api_key": "bench"})), (&sf_secret, sf)] {
+        secrets
+            .create_secret()
+            .name(name)
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "create secret: {}",
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                )
+            })?;
+    }
+
+    let (sender, mut receiver) = mpsc::unbounded_channel::<Instant>();
+    let app = Router::new().route(
+        "/2018-06-01/runtime/invocation/next",
+        get(move || {
+            let sender = sender.clone();
+            async move {
+                let _ = sender.send(Instant::now());
+                // Hold the long poll, as the runtime API does while there is no event.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                ""
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut samples = Vec::new();
+    for run in 0..runs {
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(&binary)
+            .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", "scheduled-sync")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
+            .env("STATE_TABLE", "bench")
+            .env("EVENT_BUS", "bench")
+            .env("CM_SECRET_ID", &cm_secret)
+            .env("SF_SECRET_ID", &sf_secret)
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", binary.display()))?;
+        let ready = tokio::time::timeout(Duration::from_secs(20), receiver.recv())
+            .await
+            .map_err(|_| "the function did not ask for an event within 20 s".to_owned())?
+            .ok_or("runtime API stopped")?;
+        let _ = child.kill().await;
+        if run > 0 {
+            samples.push(ready.duration_since(started).as_secs_f64() * 1000.0);
+        }
+    }
+    let min_ms = samples.iter().copied().fold(f64::INFINITY, f64::min);
+    let max_ms = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let count = samples.len();
+    Ok(ColdStart {
+        median_ms: super::median(&mut samples),
+        min_ms,
+        max_ms,
+        runs: count,
+    })
+}

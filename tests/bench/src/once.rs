@@ -1,0 +1,349 @@
+//! One measured sync, in a process of its own so its peak memory is the sync's: the sandbox
+//! runs in another process, the state table on the moto emulator.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use campaign_monitor::{CmClient, Credentials};
+use engine::{Deadline, Engine, EngineOptions};
+use events::LinkOrigin;
+use events::publisher::{MemorySink, Publisher};
+use mapping::{ActivityKind, Settings};
+use salesforce::{Auth, Operation, SfClient, SfConfig, WriteOptions};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use state::dynamo::DynamoStore;
+use state::{LinkRecord, LinkStore, SettingsStore};
+
+const KEY: &str = include_str!("../../sandbox/fixtures/jwt-test-key.pem");
+
+/// What the parent asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    /// CM base URL of the running sandbox.
+    pub cm_url: String,
+    /// SF base URL.
+    pub sf_url: String,
+    /// CM client ids.
+    pub cm_clients: Vec<String>,
+    /// CM zone.
+    pub zone: String,
+    /// The campaign.
+    pub cm_campaign: String,
+    /// Its SF Campaign.
+    pub sf_campaign: String,
+    /// `full`, `incremental`, `noop` or `naive`.
+    pub mode: String,
+    /// Added latency per call on both APIs during the measured sync.
+    pub latency_ms: u64,
+    /// For `incremental`: the activities to add after the first sync, and CM's clock after them.
+    pub new_activity: Vec<Value>,
+    /// CM's clock after the new activity.
+    pub now_after: Option<String>,
+}
+
+/// Figures of one measured sync.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Figures {
+    /// Wall time of the measured sync, seconds.
+    pub wall_s: f64,
+    /// Activity records processed.
+    pub events: u64,
+    /// SF reads.
+    pub sf_reads: u64,
+    /// SF writes (collections, single records).
+    pub sf_writes: u64,
+    /// SF Bulk API calls.
+    pub sf_bulk: u64,
+    /// SF token requests.
+    pub sf_auth: u64,
+    /// CM calls.
+    pub cm_calls: u64,
+    /// DynamoDB HTTP requests.
+    pub dynamodb_requests: u64,
+    /// Peak resident memory of this process during the measured sync, MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// Counts the DynamoDB client's HTTP requests (every attempt).
+#[derive(Debug, Clone, Default)]
+struct RequestCounter(Arc<AtomicU64>);
+
+impl aws_sdk_dynamodb::config::Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Peak RSS so far (`VmHWM`), MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Resets the peak RSS to the current RSS (Linux `clear_refs` 5), so a measured phase after a
+/// setup phase reports its own peak.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+async fn control(client: &reqwest::Client, method: reqwest::Method, url: String, body: Value) -> Result<(), String> {
+    let response = client
+        .request(method, &url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("{url}: {}", response.status()))
+    }
+}
+
+async fn set_latency(client: &reqwest::Client, job: &Job, ms: u64) -> Result<(), String> {
+    let faults = json!({"seed": 1, "cm": {"latency_ms": ms}, "sf": {"latency_ms": ms}});
+    control(
+        client,
+        reqwest::Method::PUT,
+        format!("{}/_sandbox/faults", job.sf_url),
+        faults,
+    )
+    .await
+}
+
+async fn cm_calls(client: &reqwest::Client, job: &Job) -> Result<u64, String> {
+    let counters: Value = client
+        .get(format!("{}/_sandbox/counters", job.cm_url))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(counters
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(route, _)| route.starts_with("cm ") && !route.contains("_sandbox"))
+                .filter_map(|(_, n)| n.as_u64())
+                .sum()
+        })
+        .unwrap_or(0))
+}
+
+/// Runs the job and returns its figures.
+pub async fn run(job: Job) -> Result<Figures, String> {
+    let http = reqwest::Client::new();
+    let zone: mapping::Tz = job.zone.parse().map_err(|_| format!("bad zone {}", job.zone))?;
+    let cm = CmClient::builder(Credentials::api_key("sandbox-api-key"), zone)
+        .base_url(&job.cm_url)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let sf = SfClient::new(SfConfig::new(Auth::JwtBearer {
+        token_host: job.sf_url.clone(),
+        client_id: "sandbox-consumer-key".into(),
+        username: "integration@example.com".into(),
+        private_key_pem: KEY.into(),
+        audience: "https://login.salesforce.com".into(),
+    }))
+    .map_err(|e| e.to_string())?;
+
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let counter = RequestCounter::default();
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&aws)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let table = format!("bench-{}", std::process::id());
+    DynamoStore::create_table(&dynamo, &table)
+        .await
+        .map_err(|e| e.to_string())?;
+    let store = DynamoStore::new(dynamo, table);
+    let settings = Settings::new(job.cm_clients.clone(), zone);
+    store
+        .save_settings(&settings, None, chrono::Utc::now())
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .put_link(&LinkRecord {
+            cm_campaign_id: job.cm_campaign.clone(),
+            sf_campaign_id: job.sf_campaign.clone(),
+            origin: LinkOrigin::Manual,
+            linked_at: chrono::Utc::now(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let engine = Engine {
+        store: Arc::new(store),
+        publisher: Arc::new(Publisher::new(MemorySink::default())),
+        cm: Arc::new(cm),
+        sf: Arc::new(sf),
+        options: EngineOptions::default(),
+    };
+
+    if job.mode == "naive" {
+        return naive(&engine, &job, &http, &counter).await;
+    }
+
+    // Setup: the first sync (not measured) for incremental and no-op.
+    set_latency(&http, &job, 0).await?;
+    if job.mode == "incremental" || job.mode == "noop" {
+        sync_once(&engine, &job.cm_campaign).await?;
+        if job.mode == "incremental" {
+            control(
+                &http,
+                reqwest::Method::POST,
+                format!("{}/_sandbox/cm/activity", job.cm_url),
+                json!({"campaign_id": job.cm_campaign, "activity": job.new_activity}),
+            )
+            .await?;
+        }
+        if let Some(now) = &job.now_after {
+            control(
+                &http,
+                reqwest::Method::POST,
+                format!("{}/_sandbox/cm/now", job.cm_url),
+                json!({"now": now}),
+            )
+            .await?;
+        }
+    }
+    set_latency(&http, &job, job.latency_ms).await?;
+
+    let sf_before = engine.sf.calls();
+    let cm_before = cm_calls(&http, &job).await?;
+    let dynamo_before = counter.0.load(Ordering::Relaxed);
+    reset_peak_rss();
+    let started = Instant::now();
+    let events = sync_once(&engine, &job.cm_campaign).await?;
+    let wall = started.elapsed();
+    let peak = peak_rss_mib();
+    let sf_after = engine.sf.calls();
+    set_latency(&http, &job, 0).await?;
+    Ok(Figures {
+        wall_s: wall.as_secs_f64(),
+        events,
+        sf_reads: sf_after.reads - sf_before.reads,
+        sf_writes: sf_after.writes - sf_before.writes,
+        sf_bulk: sf_after.bulk - sf_before.bulk,
+        sf_auth: sf_after.auth - sf_before.auth,
+        cm_calls: cm_calls(&http, &job).await? - cm_before,
+        dynamodb_requests: counter.0.load(Ordering::Relaxed) - dynamo_before,
+        peak_rss_mib: peak,
+    })
+}
+
+async fn sync_once(engine: &Engine<DynamoStore, MemorySink>, cm_campaign: &str) -> Result<u64, String> {
+    let outcome = engine
+        .sync_campaign(cm_campaign, &engine::new_run_id(), false, 0, Deadline::none())
+        .await
+        .map_err(|e| e.to_string())?;
+    match outcome {
+        engine::campaign::CampaignOutcome::Done { counts, .. } => Ok(counts.get("activities").copied().unwrap_or(0)),
+        other => Err(format!("sync did not finish: {other:?}")),
+    }
+}
+
+/// The naive way, as the simplest integrations do it: every activity record read from CM, one
+/// SF lookup of the member by email and one SF write of its Status, record by record.
+async fn naive(
+    engine: &Engine<DynamoStore, MemorySink>,
+    job: &Job,
+    http: &reqwest::Client,
+    counter: &RequestCounter,
+) -> Result<Figures, String> {
+    set_latency(http, job, 0).await?;
+    let sf_before = engine.sf.calls();
+    let cm_before = cm_calls(http, job).await?;
+    reset_peak_rss();
+    let started = Instant::now();
+    let mut events = 0u64;
+    let kinds = [
+        ActivityKind::Opened,
+        ActivityKind::Clicked,
+        ActivityKind::Bounced,
+        ActivityKind::Unsubscribed,
+        ActivityKind::MarkedAsSpam,
+    ];
+    for kind in kinds {
+        let mut stream = engine.cm.activity(&job.cm_campaign, kind, None);
+        while let Some(page) = stream.next_page().await.map_err(|e| e.to_string())? {
+            for record in page {
+                events += 1;
+                let activity = record.to_activity();
+                let email = salesforce::soql::quote(&activity.email);
+                let rows = engine
+                    .sf
+                    .query_all(&format!(
+                        "SELECT Id FROM CampaignMember WHERE CampaignId = '{}' AND (Contact.Email = {email} OR Lead.Email = {email})",
+                        job.sf_campaign
+                    ))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let Some(id) = rows.first().and_then(|r| r["Id"].as_str()) else {
+                    continue;
+                };
+                let mut update = Map::new();
+                update.insert("Id".into(), json!(id));
+                update.insert("Status".into(), json!(kind_label(kind)));
+                engine
+                    .sf
+                    .write(
+                        "CampaignMember",
+                        &Operation::Update,
+                        &[update],
+                        &WriteOptions::default(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    let wall = started.elapsed();
+    let sf_after = engine.sf.calls();
+    Ok(Figures {
+        wall_s: wall.as_secs_f64(),
+        events,
+        sf_reads: sf_after.reads - sf_before.reads,
+        sf_writes: sf_after.writes - sf_before.writes,
+        sf_bulk: sf_after.bulk - sf_before.bulk,
+        sf_auth: sf_after.auth - sf_before.auth,
+        cm_calls: cm_calls(http, job).await? - cm_before,
+        dynamodb_requests: counter.0.load(Ordering::Relaxed),
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// The stock labels the naive way writes (statuses are created by the first real sync... or
+/// not at all: the naive integration writes labels and hopes they exist).
+fn kind_label(kind: ActivityKind) -> &'static str {
+    match kind {
+        ActivityKind::Opened => "Opened",
+        ActivityKind::Clicked => "Clicked",
+        ActivityKind::Bounced => "Bounced",
+        ActivityKind::Unsubscribed => "Unsubscribed",
+        ActivityKind::MarkedAsSpam => "Marked as Spam",
+        ActivityKind::Sent => "Sent",
+    }
+}
