@@ -159,6 +159,9 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         let watermarks = self.store.watermarks(cm_id).await?;
         let mut spool = Spool::new(self.options.part_size);
         let mut next_watermarks: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        // The streams are read side by side (one request in flight each), their pages taken as
+        // they come: the sync waits for the longest stream, not for the sum of them.
+        let mut streams = Vec::new();
         for kind in STREAMS {
             let stored = watermarks.get(kind.as_str()).copied();
             if kind == ActivityKind::Sent {
@@ -168,27 +171,33 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 let Some(sent_at) = self.sent_at(settings, cm_id).await? else {
                     continue;
                 };
-                let mut stream = self.cm.recipients(cm_id, sent_at);
-                while let Some(page) = stream.next_page().await? {
-                    for record in &page {
-                        spool.push(record.to_activity())?;
-                    }
-                }
+                streams.push(self.cm.recipients(cm_id, sent_at));
                 next_watermarks.insert(kind.as_str().to_owned(), sent_at);
                 continue;
             }
-            let mut stream = self.cm.activity(cm_id, kind, stored.map(|w| local_of(w, zone)));
-            while let Some(page) = stream.next_page().await? {
-                for record in &page {
-                    spool.push(record.to_activity())?;
-                }
-            }
+            streams.push(self.cm.activity(cm_id, kind, stored.map(|w| local_of(w, zone))));
             // Everything dated up to the settled moment has been read (CM shows records within
             // the settle lag); later records are read again next time, and re-applying them
             // changes nothing.
             let next = stored.map_or(settled, |stored| stored.max(settled));
             next_watermarks.insert(kind.as_str().to_owned(), next);
         }
+        let mut pages = futures::stream::select_all(streams.into_iter().map(|stream| {
+            Box::pin(futures::stream::unfold(Some(stream), |state| async move {
+                let mut stream = state?;
+                match stream.next_page().await {
+                    Ok(Some(page)) => Some((Ok(page), Some(stream))),
+                    Ok(None) => None,
+                    Err(error) => Some((Err(error), None)),
+                }
+            }))
+        }));
+        while let Some(page) = pages.next().await {
+            for record in &page? {
+                spool.push(record.to_activity())?;
+            }
+        }
+        drop(pages);
         // People an admin queued for another attempt (`cm-sf-admin retry`): their whole
         // activity is read again, whatever the watermarks say (CM cannot filter a campaign's
         // activity by subscriber, so the streams are read from the start and filtered).
