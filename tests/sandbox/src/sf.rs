@@ -1297,14 +1297,14 @@ mod tests {
                 )
                 .unwrap())
         };
-        assert_eq!(by(&sf, &old), [id.clone()], "case-insensitive, as Salesforce");
+        assert_eq!(by(&sf, &old), std::slice::from_ref(&id), "case-insensitive, as Salesforce");
         let member_before = members_of(&sf, &old);
 
         let mut change = Record::new();
         change.insert("Email".into(), json!("renamed@example.com"));
         sf.update("Contact", &id, &change).unwrap();
         assert!(by(&sf, &old).is_empty());
-        assert_eq!(by(&sf, "renamed@example.com"), [id.clone()]);
+        assert_eq!(by(&sf, "renamed@example.com"), std::slice::from_ref(&id));
         assert_eq!(
             members_of(&sf, "renamed@example.com"),
             member_before,
