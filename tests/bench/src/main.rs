@@ -307,12 +307,17 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
                 },
                 now_after: (*mode == "incremental" || *mode == "noop").then(|| "2026-11-27 12:00:00".to_owned()),
             };
-            let measured = reps.min(workload.reps_cap);
+            // The naive way takes minutes a run and varies little: two runs, no warm-up.
+            let (warmups, measured) = if *mode == "naive" {
+                (0, reps.min(2))
+            } else {
+                (workload.warmups, reps.min(workload.reps_cap))
+            };
             let mut runs = Vec::new();
-            for rep in 0..workload.warmups + measured {
+            for rep in 0..warmups + measured {
                 sandbox.reset().await?;
                 let figures = run_child(&job, dir).await?;
-                let warm = rep < workload.warmups;
+                let warm = rep < warmups;
                 eprintln!(
                     "[{}] {mode} @{latency_ms} ms{}: {:.2} s, {} events, SF {}r/{}w/{}b, CM {}, DynamoDB {}, peak {:.1} MiB",
                     workload.name,

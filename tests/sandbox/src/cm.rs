@@ -108,8 +108,11 @@ impl CmWorld {
                 activity: HashMap::new(),
             };
             state.meta.activity = Vec::new();
+            // Appended, then sorted once (stable: equal dates keep the scenario's order, as
+            // `add_activity` keeps them); one sorted insert each would be quadratic.
             for activity in &campaign.activity {
-                add_activity(&mut state, activity)?;
+                let (resource, row) = activity_row(activity)?;
+                state.activity.entry(resource).or_default().push(row);
             }
             for rows in state.activity.values_mut() {
                 rows.sort_by_key(|r| r.date);
@@ -146,18 +149,25 @@ impl CmWorld {
     }
 }
 
-/// Adds one activity to a campaign (scenario load or the control API).
-pub fn add_activity(state: &mut CampaignState, activity: &CmActivity) -> Result<(), String> {
+fn activity_row(activity: &CmActivity) -> Result<(&'static str, Row), String> {
     let resource = resource_of(&activity.kind).ok_or_else(|| format!("unknown activity kind `{}`", activity.kind))?;
     let date = parse_local(&activity.date).ok_or_else(|| format!("bad activity date `{}`", activity.date))?;
+    Ok((
+        resource,
+        Row {
+            email: activity.email.clone(),
+            list_id: activity.list_id.clone(),
+            date,
+            source: activity.clone(),
+        },
+    ))
+}
+
+/// Adds one activity to a campaign at run time (the control API), in date order.
+pub fn add_activity(state: &mut CampaignState, activity: &CmActivity) -> Result<(), String> {
+    let (resource, row) = activity_row(activity)?;
     let rows = state.activity.entry(resource).or_default();
-    let row = Row {
-        email: activity.email.clone(),
-        list_id: activity.list_id.clone(),
-        date,
-        source: activity.clone(),
-    };
-    let at = rows.partition_point(|r| r.date <= date);
+    let at = rows.partition_point(|r| r.date <= row.date);
     rows.insert(at, row);
     Ok(())
 }
