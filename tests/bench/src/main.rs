@@ -476,7 +476,9 @@ fn write_report(out: &Path, rows: &[Row], cold: &coldstart::ColdStart) -> Result
     text += &format!(
         "Written by `make bench` on {}; machine: {}; commit {}; release build. Each case: {} after a \
          warm-up (L: no warm-up), median with the range in brackets. Sandbox (CM and SF) in its own \
-         process, state table on the moto emulator, each measured sync in a process of its own.\n\n",
+         process, state table on the moto emulator, each measured sync in a process of its own \
+         (for incremental and no-op runs, after the setup sync in that process: their peak RSS includes what \
+         the allocator kept from it).\n\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine(),
         commit(),

@@ -1297,7 +1297,11 @@ mod tests {
                 )
                 .unwrap())
         };
-        assert_eq!(by(&sf, &old), std::slice::from_ref(&id), "case-insensitive, as Salesforce");
+        assert_eq!(
+            by(&sf, &old),
+            std::slice::from_ref(&id),
+            "case-insensitive, as Salesforce"
+        );
         let member_before = members_of(&sf, &old);
 
         let mut change = Record::new();
