@@ -159,6 +159,8 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         let watermarks = self.store.watermarks(cm_id).await?;
         let mut spool = Spool::new(self.options.part_size);
         let mut next_watermarks: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        // The campaign's sent date, once looked up (it takes a paged listing of sent campaigns).
+        let mut sent_at: Option<Option<DateTime<Utc>>> = None;
         // The streams are read side by side (one request in flight each), their pages taken as
         // they come: the sync waits for the longest stream, not for the sum of them.
         let mut streams = Vec::new();
@@ -168,11 +170,12 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 if stored.is_some() {
                     continue; // recipients are read once
                 }
-                let Some(sent_at) = self.sent_at(settings, cm_id).await? else {
+                sent_at = Some(self.sent_at(settings, cm_id).await?);
+                let Some(Some(at)) = sent_at else {
                     continue;
                 };
-                streams.push(self.cm.recipients(cm_id, sent_at));
-                next_watermarks.insert(kind.as_str().to_owned(), sent_at);
+                streams.push(self.cm.recipients(cm_id, at));
+                next_watermarks.insert(kind.as_str().to_owned(), at);
                 continue;
             }
             streams.push(self.cm.activity(cm_id, kind, stored.map(|w| local_of(w, zone))));
@@ -215,10 +218,15 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             let wanted: BTreeSet<&str> = retried.iter().map(String::as_str).collect();
             for kind in STREAMS {
                 let mut stream = if kind == ActivityKind::Sent {
-                    let Some(sent_at) = self.sent_at(settings, cm_id).await? else {
+                    // Looked up above, unless the recipients were read in an earlier sync.
+                    let at = match sent_at {
+                        Some(known) => known,
+                        None => self.sent_at(settings, cm_id).await?,
+                    };
+                    let Some(at) = at else {
                         continue;
                     };
-                    self.cm.recipients(cm_id, sent_at)
+                    self.cm.recipients(cm_id, at)
                 } else {
                     self.cm.activity(cm_id, kind, None)
                 };

@@ -38,24 +38,32 @@ pub fn encoded_len(soql: &str) -> usize {
         .len()
 }
 
-/// Splits `values` into queries `before (v1,v2,...) after`, each fitting in `budget` encoded
-/// bytes of query string. A single value too long to fit alone still gets a query of its own
-/// (Salesforce will refuse it, which the caller sees as an error, never as silently lost data).
-pub fn in_list_queries(before: &str, values: &[String], after: &str, budget: usize) -> Vec<String> {
+/// Splits `values` into queries `before (v1,v2,...) after` of at most `max_values` values, each
+/// costing at most `budget` as `cost` measures a piece of query text. A single value too long to
+/// fit alone still gets a query of its own (Salesforce will refuse it, which the caller sees as
+/// an error, never as silently lost data).
+fn chunk_in_list(
+    before: &str,
+    values: &[String],
+    after: &str,
+    max_values: usize,
+    budget: usize,
+    cost: impl Fn(&str) -> usize,
+) -> Vec<String> {
     let mut queries = Vec::new();
     let mut current: Vec<String> = Vec::new();
-    let base = encoded_len(&format!("{before}(){after}"));
+    let base = cost(&format!("{before}(){after}"));
     let mut size = base;
     for value in values {
         let quoted = quote(value);
-        // Each value adds itself and a comma, encoded.
-        let cost = encoded_len(&quoted) - 2 + 3;
-        if !current.is_empty() && size + cost > budget {
+        // Each value adds itself and a comma.
+        let added = cost(&format!("{quoted},"));
+        if !current.is_empty() && (size + added > budget || current.len() >= max_values) {
             queries.push(format!("{before}({}){after}", current.join(",")));
             current.clear();
             size = base;
         }
-        size += cost;
+        size += added;
         current.push(quoted);
     }
     if !current.is_empty() {
@@ -64,9 +72,17 @@ pub fn in_list_queries(before: &str, values: &[String], after: &str, budget: usi
     queries
 }
 
-/// Splits `values` into queries `before (v1,v2,...) after` of at most `max_values` values and
-/// `max_chars` characters of SOQL each: for queries sent in a request body (Composite), where
-/// the URI limit does not apply but the SOQL statement limit does.
+/// Splits `values` into queries each fitting in `budget` encoded bytes of query string (a GET).
+pub fn in_list_queries(before: &str, values: &[String], after: &str, budget: usize) -> Vec<String> {
+    // Measured without the `q=` that `encoded_len` adds, which the budget then leaves room for.
+    chunk_in_list(before, values, after, usize::MAX, budget.saturating_sub(2), |text| {
+        encoded_len(text) - 2
+    })
+}
+
+/// Splits `values` into queries of at most `max_values` values and `max_chars` characters of
+/// SOQL each: for queries sent in a request body (Composite), where the URI limit does not
+/// apply but the SOQL statement limit does.
 pub fn in_list_queries_by_length(
     before: &str,
     values: &[String],
@@ -74,25 +90,9 @@ pub fn in_list_queries_by_length(
     max_values: usize,
     max_chars: usize,
 ) -> Vec<String> {
-    let mut queries = Vec::new();
-    let mut current: Vec<String> = Vec::new();
-    let base = before.chars().count() + after.chars().count() + 2;
-    let mut size = base;
-    for value in values {
-        let quoted = quote(value);
-        let cost = quoted.chars().count() + 1;
-        if !current.is_empty() && (size + cost > max_chars || current.len() >= max_values) {
-            queries.push(format!("{before}({}){after}", current.join(",")));
-            current.clear();
-            size = base;
-        }
-        size += cost;
-        current.push(quoted);
-    }
-    if !current.is_empty() {
-        queries.push(format!("{before}({}){after}", current.join(",")));
-    }
-    queries
+    chunk_in_list(before, values, after, max_values, max_chars, |text| {
+        text.chars().count()
+    })
 }
 
 #[cfg(test)]

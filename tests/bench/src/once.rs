@@ -231,27 +231,61 @@ pub async fn run(job: Job) -> Result<Figures, String> {
     }
     set_latency(&http, &job, job.latency_ms).await?;
 
-    let sf_before = engine.sf.calls();
-    let cm_before = cm_calls(&http, &job).await?;
-    let dynamo_before = counter.0.load(Ordering::Relaxed);
-    reset_peak_rss();
-    let started = Instant::now();
+    let measuring = Measuring::start(&engine, &http, &job, &counter).await?;
     let events = sync_once(&engine, &job.cm_campaign).await?;
-    let wall = started.elapsed();
-    let peak = peak_rss_mib();
-    let sf_after = engine.sf.calls();
+    let figures = measuring.finish(&engine, &http, &job, &counter, events).await?;
     set_latency(&http, &job, 0).await?;
-    Ok(Figures {
-        wall_s: wall.as_secs_f64(),
-        events,
-        sf_reads: sf_after.reads - sf_before.reads,
-        sf_writes: sf_after.writes - sf_before.writes,
-        sf_bulk: sf_after.bulk - sf_before.bulk,
-        sf_auth: sf_after.auth - sf_before.auth,
-        cm_calls: cm_calls(&http, &job).await? - cm_before,
-        dynamodb_requests: counter.0.load(Ordering::Relaxed) - dynamo_before,
-        peak_rss_mib: peak,
-    })
+    Ok(figures)
+}
+
+/// The counters at the start of a measured phase; `finish` turns them into its figures.
+struct Measuring {
+    sf: salesforce::Calls,
+    cm: u64,
+    dynamodb: u64,
+    started: Instant,
+}
+
+impl Measuring {
+    async fn start(
+        engine: &Engine<DynamoStore, MemorySink>,
+        http: &reqwest::Client,
+        job: &Job,
+        counter: &RequestCounter,
+    ) -> Result<Measuring, String> {
+        let measuring = Measuring {
+            sf: engine.sf.calls(),
+            cm: cm_calls(http, job).await?,
+            dynamodb: counter.0.load(Ordering::Relaxed),
+            started: Instant::now(),
+        };
+        reset_peak_rss();
+        Ok(measuring)
+    }
+
+    async fn finish(
+        self,
+        engine: &Engine<DynamoStore, MemorySink>,
+        http: &reqwest::Client,
+        job: &Job,
+        counter: &RequestCounter,
+        events: u64,
+    ) -> Result<Figures, String> {
+        let wall = self.started.elapsed();
+        let peak = peak_rss_mib();
+        let sf = engine.sf.calls();
+        Ok(Figures {
+            wall_s: wall.as_secs_f64(),
+            events,
+            sf_reads: sf.reads - self.sf.reads,
+            sf_writes: sf.writes - self.sf.writes,
+            sf_bulk: sf.bulk - self.sf.bulk,
+            sf_auth: sf.auth - self.sf.auth,
+            cm_calls: cm_calls(http, job).await? - self.cm,
+            dynamodb_requests: counter.0.load(Ordering::Relaxed) - self.dynamodb,
+            peak_rss_mib: peak,
+        })
+    }
 }
 
 async fn sync_once(engine: &Engine<DynamoStore, MemorySink>, cm_campaign: &str) -> Result<u64, String> {
@@ -274,10 +308,7 @@ async fn naive(
     counter: &RequestCounter,
 ) -> Result<Figures, String> {
     set_latency(http, job, 0).await?;
-    let sf_before = engine.sf.calls();
-    let cm_before = cm_calls(http, job).await?;
-    reset_peak_rss();
-    let started = Instant::now();
+    let measuring = Measuring::start(engine, http, job, counter).await?;
     let mut events = 0u64;
     let kinds = [
         ActivityKind::Opened,
@@ -320,19 +351,7 @@ async fn naive(
             }
         }
     }
-    let wall = started.elapsed();
-    let sf_after = engine.sf.calls();
-    Ok(Figures {
-        wall_s: wall.as_secs_f64(),
-        events,
-        sf_reads: sf_after.reads - sf_before.reads,
-        sf_writes: sf_after.writes - sf_before.writes,
-        sf_bulk: sf_after.bulk - sf_before.bulk,
-        sf_auth: sf_after.auth - sf_before.auth,
-        cm_calls: cm_calls(http, job).await? - cm_before,
-        dynamodb_requests: counter.0.load(Ordering::Relaxed),
-        peak_rss_mib: peak_rss_mib(),
-    })
+    measuring.finish(engine, http, job, counter, events).await
 }
 
 /// The stock labels the naive way writes (statuses are created by the first real sync... or
