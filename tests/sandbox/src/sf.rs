@@ -801,13 +801,7 @@ impl SfWorld {
 
     /// The named fields of a record as [`SfWorld::view`] would show them, derived ones
     /// included, without building the whole view.
-    fn probe(
-        &self,
-        object: &str,
-        record: &Record,
-        fields: &[&str],
-        people_by_email: Option<&HashMap<&str, Value>>,
-    ) -> Record {
+    fn probe(&self, object: &str, record: &Record, fields: &[&str]) -> Record {
         let mut probe = Record::new();
         let person = || {
             record
@@ -819,9 +813,6 @@ impl SfWorld {
         for field in fields {
             let lower = field.to_ascii_lowercase();
             let value = match (object, lower.as_str()) {
-                ("CampaignMember", "email") if people_by_email.is_some() => {
-                    person().and_then(|(_, id)| people_by_email.and_then(|people| people.get(id)).cloned())
-                }
                 ("CampaignMember", "email" | "hasoptedoutofemail") => {
                     person().and_then(|(kind, id)| self.find(kind, id)).and_then(|p| {
                         p.get(if lower == "email" {
@@ -1057,27 +1048,6 @@ impl SfWorld {
         let needs_view = condition_paths.iter().any(|p| is_derived(object, p));
         let probe_fields: Option<Vec<&str>> =
             (needs_view && condition_paths.iter().all(|p| !p.contains('.'))).then(|| condition_paths.clone());
-        // A member's derived Email asked for only positively: the people with those addresses,
-        // from the index, instead of looking up every member's person.
-        let mut wanted = HashSet::new();
-        let people_by_email: Option<HashMap<&str, Value>> = match (&query.condition, &probe_fields) {
-            (Some(condition), Some(_))
-                if object == "CampaignMember" && positive_text_values(condition, "Email", &mut wanted) =>
-            {
-                let mut found = HashMap::new();
-                for (kind, id) in wanted
-                    .iter()
-                    .filter_map(|e| self.indexes.people_by_email.get(e))
-                    .flatten()
-                {
-                    if let Some(email) = self.find(kind, id).and_then(|p| p.get("Email")) {
-                        found.insert(&id[..], email.clone());
-                    }
-                }
-                Some(found)
-            }
-            _ => None,
-        };
         let mut rows: Vec<Record> = self
             .records
             .get(object)
@@ -1089,7 +1059,7 @@ impl SfWorld {
                 candidates
                     .filter_map(|r| {
                         if let Some(fields) = &probe_fields {
-                            let probe = self.probe(object, r, fields, people_by_email.as_ref());
+                            let probe = self.probe(object, r, fields);
                             return query
                                 .condition
                                 .as_ref()
