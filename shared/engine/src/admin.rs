@@ -220,8 +220,12 @@ impl<S: Store, P: EventSink> Engine<S, P> {
 
     /// Creates and links the SF Campaign of one backfill candidate (idempotent: a re-run finds
     /// it linked).
-    pub async fn backfill_one(&self, campaign: &DiscoveredCampaign) -> Result<AutoCreateOutcome, EngineError> {
-        self.auto_create(campaign, LinkOrigin::Backfill).await
+    pub async fn backfill_one(
+        &self,
+        settings: &mapping::Settings,
+        campaign: &DiscoveredCampaign,
+    ) -> Result<AutoCreateOutcome, EngineError> {
+        self.auto_create(settings, campaign, LinkOrigin::Backfill).await
     }
 
     /// Queues the people a run failed on for one more attempt and requests a sync of the

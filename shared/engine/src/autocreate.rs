@@ -9,7 +9,7 @@ use mapping::autocreate::{DiscoveredCampaign, Eligibility, auto_create_eligibili
 use mapping::statuses::plan_statuses;
 use salesforce::{Operation, RecordOutcome, SfError, WriteOptions};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 use state::{LinkOutcome, LinkRecord, Store};
 
 use crate::{Engine, EngineError};
@@ -36,14 +36,14 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     /// Creates and links the SF Campaign for a discovered CM campaign.
     pub async fn auto_create(
         &self,
+        settings: &mapping::Settings,
         campaign: &DiscoveredCampaign,
         origin: LinkOrigin,
     ) -> Result<AutoCreateOutcome, EngineError> {
-        let settings = self.settings().await?;
         let linked = self.store.link(&campaign.cm_campaign_id).await?;
         if origin == LinkOrigin::AutoCreated
             && let Eligibility::Ineligible { why } =
-                auto_create_eligibility(campaign, &settings, linked.as_ref().map(|l| l.sf_campaign_id.as_str()))
+                auto_create_eligibility(campaign, settings, linked.as_ref().map(|l| l.sf_campaign_id.as_str()))
         {
             return Ok(AutoCreateOutcome::Skipped {
                 reason: format!("{why:?}"),
@@ -54,6 +54,42 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 reason: format!("already linked to {}", link.sf_campaign_id),
             });
         }
+        let (sf_campaign_id, created) = self.upsert_campaign(settings, campaign).await?;
+
+        // The new campaign's statuses, per the mapping.
+        let existing = crate::salesforce_io::read_statuses(&self.sf, &sf_campaign_id).await?;
+        let statuses = plan_statuses(&existing, settings);
+        if !statuses.create.is_empty() {
+            crate::salesforce_io::create_statuses(&self.sf, &sf_campaign_id, &statuses.create).await?;
+        }
+
+        let link = LinkRecord {
+            cm_campaign_id: campaign.cm_campaign_id.clone(),
+            sf_campaign_id: sf_campaign_id.clone(),
+            origin,
+            linked_at: Utc::now(),
+        };
+        if self.store.put_link(&link).await? == LinkOutcome::Created {
+            self.publish(&[Event::campaign_linked(
+                &campaign.cm_campaign_id,
+                &sf_campaign_id,
+                origin,
+            )])
+            .await?;
+        }
+        tracing::info!(cm_campaign = %campaign.cm_campaign_id, sf_campaign = %sf_campaign_id, created, "campaign linked");
+        Ok(AutoCreateOutcome::Linked {
+            sf_campaign_id,
+            created,
+        })
+    }
+
+    /// The SF Campaign, upserted on the link field: a retry or a race finds the one made first.
+    async fn upsert_campaign(
+        &self,
+        settings: &mapping::Settings,
+        campaign: &DiscoveredCampaign,
+    ) -> Result<(String, bool), EngineError> {
         let new = render_campaign(campaign, &settings.campaign_template, &settings.campaign_link_field);
         let mut record = Map::new();
         record.insert(new.link_field.clone(), json!(new.cm_campaign_id));
@@ -76,65 +112,16 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             .sf
             .write("Campaign", &upsert, &[record], &WriteOptions::default())
             .await?;
-        let (sf_campaign_id, created) = match results.into_iter().next().map(|r| r.outcome) {
-            Some(RecordOutcome::Created(id)) => (id, true),
-            Some(RecordOutcome::Updated(id)) => (id, false),
-            Some(RecordOutcome::Failed(error)) => {
-                return Err(SfError::Api {
-                    status: 400,
-                    code: error.code,
-                    message: format!("creating the SF Campaign: {}", error.message),
-                }
-                .into());
+        match results.into_iter().next().map(|r| r.outcome) {
+            Some(RecordOutcome::Created(id)) => Ok((id, true)),
+            Some(RecordOutcome::Updated(id)) => Ok((id, false)),
+            Some(RecordOutcome::Failed(error)) => Err(SfError::Api {
+                status: 400,
+                code: error.code,
+                message: format!("creating the SF Campaign: {}", error.message),
             }
-            _ => return Err(SfError::Decode("no result for the campaign upsert".into()).into()),
-        };
-
-        // The new campaign's statuses, per the mapping.
-        let existing = crate::salesforce_io::read_statuses(&self.sf, &sf_campaign_id).await?;
-        let statuses = plan_statuses(&existing, &settings);
-        if !statuses.create.is_empty() {
-            let records: Vec<Map<String, Value>> = statuses
-                .create
-                .iter()
-                .map(|s| {
-                    [
-                        ("CampaignId".to_owned(), json!(sf_campaign_id)),
-                        ("Label".to_owned(), json!(s.label)),
-                        ("HasResponded".to_owned(), json!(s.has_responded)),
-                        ("SortOrder".to_owned(), json!(s.sort_order)),
-                    ]
-                    .into_iter()
-                    .collect()
-                })
-                .collect();
-            let options = WriteOptions {
-                duplicate_is_success: true,
-                ..WriteOptions::default()
-            };
-            self.sf
-                .write("CampaignMemberStatus", &Operation::Create, &records, &options)
-                .await?;
+            .into()),
+            _ => Err(SfError::Decode("no result for the campaign upsert".into()).into()),
         }
-
-        let link = LinkRecord {
-            cm_campaign_id: campaign.cm_campaign_id.clone(),
-            sf_campaign_id: sf_campaign_id.clone(),
-            origin,
-            linked_at: Utc::now(),
-        };
-        if self.store.put_link(&link).await? == LinkOutcome::Created {
-            self.publish(&[Event::campaign_linked(
-                &campaign.cm_campaign_id,
-                &sf_campaign_id,
-                origin,
-            )])
-            .await?;
-        }
-        tracing::info!(cm_campaign = %campaign.cm_campaign_id, sf_campaign = %sf_campaign_id, created, "campaign linked");
-        Ok(AutoCreateOutcome::Linked {
-            sf_campaign_id,
-            created,
-        })
     }
 }

@@ -120,8 +120,12 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     }
 
     /// The scheduled run. A dry run also plans every linked campaign and writes nothing.
-    pub async fn run_scheduled(&self, run_id: &str, dry_run: bool) -> Result<DiscoveryOutcome, EngineError> {
-        let settings = self.settings().await?;
+    pub async fn run_scheduled(
+        &self,
+        settings: &mapping::Settings,
+        run_id: &str,
+        dry_run: bool,
+    ) -> Result<DiscoveryOutcome, EngineError> {
         let owner = run_id.to_owned();
         if !dry_run {
             let now = Utc::now();
@@ -144,7 +148,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 });
             }
         }
-        let result = self.run_scheduled_locked(&settings, run_id, dry_run).await;
+        let result = self.run_scheduled_locked(settings, run_id, dry_run).await;
         if !dry_run {
             self.store.release_lease("discovery", &owner).await?;
         }
@@ -182,7 +186,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             for (cm_id, sf_id) in &links {
                 if let CampaignOutcome::Done {
                     plan: campaign_plan, ..
-                } = self.plan_campaign_dry(cm_id, sf_id, run_id).await?
+                } = self.plan_campaign_dry(settings, cm_id, sf_id, run_id).await?
                 {
                     plan.campaigns.push(*campaign_plan);
                 }

@@ -88,6 +88,14 @@ fn kind_name(kind: FieldKind) -> &'static str {
 /// describe of each object in [`OBJECTS`] that could be read (a missing one was reported when
 /// it failed).
 pub fn check_salesforce(settings: &Settings, describes: &BTreeMap<String, Describe>) -> Vec<Finding> {
+    let mut findings = required_field_findings(settings, describes);
+    findings.extend(person_field_findings(settings, describes));
+    findings.extend(create_findings(settings, describes));
+    findings
+}
+
+/// Every field the settings name: present, of the right type, writable.
+fn required_field_findings(settings: &Settings, describes: &BTreeMap<String, Describe>) -> Vec<Finding> {
     let mut findings = Vec::new();
     for required in settings.required_fields() {
         let name = format!("{}.{}", required.object, required.field);
@@ -138,7 +146,12 @@ pub fn check_salesforce(settings: &Settings, describes: &BTreeMap<String, Descri
             ));
         }
     }
+    findings
+}
 
+/// The Lead and Contact fields the opt-out and bounce rules write.
+fn person_field_findings(settings: &Settings, describes: &BTreeMap<String, Describe>) -> Vec<Finding> {
+    let mut findings = Vec::new();
     let person_fields: Vec<&str> = PERSON_FIELDS_WRITTEN
         .into_iter()
         .filter(|field| match *field {
@@ -169,7 +182,12 @@ pub fn check_salesforce(settings: &Settings, describes: &BTreeMap<String, Descri
             )
         });
     }
+    findings
+}
 
+/// The objects the settings have the sync create.
+fn create_findings(settings: &Settings, describes: &BTreeMap<String, Describe>) -> Vec<Finding> {
+    let mut findings = Vec::new();
     let mut creatable = BTreeSet::new();
     if settings.auto_create_campaigns {
         creatable.insert("Campaign");
@@ -206,10 +224,23 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     /// Runs every check; never stops at the first problem.
     pub async fn doctor(&self, intake_url: Option<&str>) -> Vec<Finding> {
         let mut findings = Vec::new();
-        let settings = match self.settings().await {
+        let Some(settings) = self.settings_finding(&mut findings).await else {
+            return findings;
+        };
+        self.check_org(&settings, &mut findings).await;
+        let Some(lists) = self.check_cm_clients(&settings, &mut findings).await else {
+            return findings;
+        };
+        self.check_lists(&settings, &lists, intake_url, &mut findings).await;
+        findings
+    }
+
+    /// The stored settings, or a finding saying why there are none.
+    async fn settings_finding(&self, findings: &mut Vec<Finding>) -> Option<Settings> {
+        match self.settings().await {
             Ok(settings) => {
                 findings.push(Finding::ok("settings", "stored and valid"));
-                settings
+                Some(settings)
             }
             Err(EngineError::NoSettings) => {
                 findings.push(Finding::problem(
@@ -217,7 +248,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                     "none stored",
                     "`cm-sf-admin settings apply settings.json`",
                 ));
-                return findings;
+                None
             }
             Err(error) => {
                 findings.push(Finding::problem(
@@ -225,11 +256,13 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                     format!("cannot be read: {error}"),
                     "check STATE_TABLE and the AWS credentials",
                 ));
-                return findings;
+                None
             }
-        };
+        }
+    }
 
-        // Salesforce.
+    /// Salesforce: the login, every object and field, the API allocation.
+    async fn check_org(&self, settings: &Settings, findings: &mut Vec<Finding>) {
         let mut describes = BTreeMap::new();
         for object in OBJECTS {
             match self.sf.describe(object).await {
@@ -246,7 +279,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         if !describes.is_empty() {
             findings.push(Finding::ok("Salesforce login", "the integration user is signed in"));
         }
-        findings.extend(check_salesforce(&settings, &describes));
+        findings.extend(check_salesforce(settings, &describes));
         if let Ok(usage) = self.sf.limits().await {
             let share = usage.used as f64 / usage.max.max(1) as f64;
             let detail = format!("{} of {} daily API requests used", usage.used, usage.max);
@@ -260,8 +293,11 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 Finding::ok("Salesforce API allocation", detail)
             });
         }
+    }
 
-        // Campaign Monitor.
+    /// Campaign Monitor: the login and each configured client; the lists found, unless the
+    /// login failed.
+    async fn check_cm_clients(&self, settings: &Settings, findings: &mut Vec<Finding>) -> Option<BTreeSet<String>> {
         let clients = match self.cm.clients().await {
             Ok(clients) => {
                 findings.push(Finding::ok("Campaign Monitor login", "the API key works"));
@@ -273,7 +309,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                     error.to_string(),
                     "check the Campaign Monitor secret (CM_SECRET_ID): an account-level API key",
                 ));
-                return findings;
+                return None;
             }
         };
         let known: BTreeSet<&str> = clients.iter().map(|c| c.client_id.as_str()).collect();
@@ -297,6 +333,17 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 )),
             }
         }
+        Some(lists)
+    }
+
+    /// Each configured list exists and posts Deactivate events to this deployment's intake.
+    async fn check_lists(
+        &self,
+        settings: &Settings,
+        lists: &BTreeSet<String>,
+        intake_url: Option<&str>,
+        findings: &mut Vec<Finding>,
+    ) {
         for list in &settings.cm_lists {
             if !lists.contains(list) {
                 findings.push(Finding::problem(
@@ -338,7 +385,6 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 "add the ids of the lists you send to in `cm_lists`, then `cm-sf-admin webhooks register`",
             ));
         }
-        findings
     }
 }
 

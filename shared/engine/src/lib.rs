@@ -51,6 +51,16 @@ pub enum EngineError {
     /// An administrator's request that cannot be carried out as asked; nothing was changed.
     #[error("{0}")]
     Invalid(String),
+    /// A run was handed from invocation to invocation too often without finishing.
+    #[error(
+        "run {run_id} stopped after {continuations} continuations without finishing: raise the function's timeout or memory, or sync the campaign in smaller parts"
+    )]
+    NoProgress {
+        /// The campaign run.
+        run_id: String,
+        /// Hand-overs so far.
+        continuations: u32,
+    },
 }
 
 impl EngineError {
@@ -60,6 +70,7 @@ impl EngineError {
             EngineError::NoSettings
             | EngineError::UnexpectedEvent(_)
             | EngineError::Invalid(_)
+            | EngineError::NoProgress { .. }
             | EngineError::Spill(_) => false,
             EngineError::Store(e) => e.is_retryable(),
             EngineError::Cm(e) => e.is_retryable(),

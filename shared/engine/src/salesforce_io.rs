@@ -8,7 +8,7 @@ use mapping::matching::{PersonCandidate, PersonKind};
 use mapping::people::PersonEmailState;
 use mapping::plan::{CampaignPlan, ExistingMember};
 use mapping::settings::Settings;
-use mapping::statuses::ExistingStatus;
+use mapping::statuses::{ExistingStatus, StatusToCreate};
 use mapping::{ActivityKind, email::normalize_email};
 use salesforce::soql::quote;
 use salesforce::{Operation, RecordOutcome, SfClient, SfError, WriteOptions};
@@ -28,6 +28,7 @@ fn time(value: &Value, field: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Members of the campaign, keyed by person Id, with the email each stands for.
+#[derive(Default)]
 pub(crate) struct Members {
     pub by_person: BTreeMap<String, ExistingMember>,
     pub email_of_person: BTreeMap<String, String>,
@@ -270,37 +271,50 @@ fn note(applied: &mut Applied, subject: &str, outcome: &RecordOutcome) -> bool {
     }
 }
 
+/// The statuses to create on a campaign; one made by a concurrent run is as good as ours.
+pub(crate) async fn create_statuses(
+    sf: &SfClient,
+    campaign_id: &str,
+    statuses: &[StatusToCreate],
+) -> Result<Vec<salesforce::RecordResult>, SfError> {
+    let records: Vec<Map<String, Value>> = statuses
+        .iter()
+        .map(|s| {
+            [
+                ("CampaignId".to_owned(), json!(campaign_id)),
+                ("Label".to_owned(), json!(s.label)),
+                ("HasResponded".to_owned(), json!(s.has_responded)),
+                ("SortOrder".to_owned(), json!(s.sort_order)),
+            ]
+            .into_iter()
+            .collect()
+        })
+        .collect();
+    let options = WriteOptions {
+        duplicate_is_success: true,
+        ..WriteOptions::default()
+    };
+    sf.write("CampaignMemberStatus", &Operation::Create, &records, &options)
+        .await
+}
+
 /// Applies a campaign plan: statuses first (members need them), then members, people and
 /// statistics. Per-record failures are collected; they never stop the other records.
 pub(crate) async fn apply(sf: &SfClient, settings: &Settings, plan: &CampaignPlan) -> Result<Applied, SfError> {
     let mut applied = Applied::default();
-    let campaign_id = &plan.link.sf_campaign_id;
-    let defaults = WriteOptions::default();
+    apply_statuses(sf, plan, &mut applied).await?;
+    apply_members(sf, settings, plan, &mut applied).await?;
+    apply_people(sf, plan, &mut applied).await?;
+    apply_statistics(sf, plan, &mut applied).await?;
+    Ok(applied)
+}
 
+async fn apply_statuses(sf: &SfClient, plan: &CampaignPlan, applied: &mut Applied) -> Result<(), SfError> {
+    let campaign_id = &plan.link.sf_campaign_id;
     if !plan.statuses.create.is_empty() {
-        let records: Vec<Map<String, Value>> = plan
-            .statuses
-            .create
-            .iter()
-            .map(|s| {
-                let mut r = Map::new();
-                r.insert("CampaignId".into(), json!(campaign_id));
-                r.insert("Label".into(), json!(s.label));
-                r.insert("HasResponded".into(), json!(s.has_responded));
-                r.insert("SortOrder".into(), json!(s.sort_order));
-                r
-            })
-            .collect();
-        // A status made by a concurrent run is as good as ours.
-        let options = WriteOptions {
-            duplicate_is_success: true,
-            ..WriteOptions::default()
-        };
-        for (status, result) in plan.statuses.create.iter().zip(
-            sf.write("CampaignMemberStatus", &Operation::Create, &records, &options)
-                .await?,
-        ) {
-            if note(&mut applied, &format!("status {}", status.label), &result.outcome) {
+        let results = create_statuses(sf, campaign_id, &plan.statuses.create).await?;
+        for (status, result) in plan.statuses.create.iter().zip(results) {
+            if note(applied, &format!("status {}", status.label), &result.outcome) {
                 applied.statuses_created += 1;
             }
         }
@@ -319,23 +333,36 @@ pub(crate) async fn apply(sf: &SfClient, settings: &Settings, plan: &CampaignPla
                 .collect()
             })
             .collect();
-        for (status, result) in plan.statuses.correct.iter().zip(
-            sf.write("CampaignMemberStatus", &Operation::Update, &records, &defaults)
-                .await?,
-        ) {
-            if note(&mut applied, &format!("status {}", status.label), &result.outcome) {
+        let results = sf
+            .write(
+                "CampaignMemberStatus",
+                &Operation::Update,
+                &records,
+                &WriteOptions::default(),
+            )
+            .await?;
+        for (status, result) in plan.statuses.correct.iter().zip(results) {
+            if note(applied, &format!("status {}", status.label), &result.outcome) {
                 applied.statuses_corrected += 1;
             }
         }
     }
+    Ok(())
+}
 
+async fn apply_members(
+    sf: &SfClient,
+    settings: &Settings,
+    plan: &CampaignPlan,
+    applied: &mut Applied,
+) -> Result<(), SfError> {
     if !plan.members_to_add.is_empty() {
         let records: Vec<Map<String, Value>> = plan
             .members_to_add
             .iter()
             .map(|m| {
                 let mut r = Map::new();
-                r.insert("CampaignId".into(), json!(campaign_id));
+                r.insert("CampaignId".into(), json!(plan.link.sf_campaign_id));
                 let person_field = if m.person_kind == PersonKind::Contact {
                     "ContactId"
                 } else {
@@ -350,11 +377,11 @@ pub(crate) async fn apply(sf: &SfClient, settings: &Settings, plan: &CampaignPla
             duplicate_is_success: true,
             ..WriteOptions::default()
         };
-        for (member, result) in plan.members_to_add.iter().zip(
-            sf.write("CampaignMember", &Operation::Create, &records, &options)
-                .await?,
-        ) {
-            if note(&mut applied, &member.email, &result.outcome) {
+        let results = sf
+            .write("CampaignMember", &Operation::Create, &records, &options)
+            .await?;
+        for (member, result) in plan.members_to_add.iter().zip(results) {
+            if note(applied, &member.email, &result.outcome) {
                 applied.members_added += 1;
             }
         }
@@ -373,16 +400,19 @@ pub(crate) async fn apply(sf: &SfClient, settings: &Settings, plan: &CampaignPla
                 r
             })
             .collect();
-        for (update, result) in plan.member_updates.iter().zip(
-            sf.write("CampaignMember", &Operation::Update, &records, &defaults)
-                .await?,
-        ) {
-            if note(&mut applied, &update.email, &result.outcome) {
+        let results = sf
+            .write("CampaignMember", &Operation::Update, &records, &WriteOptions::default())
+            .await?;
+        for (update, result) in plan.member_updates.iter().zip(results) {
+            if note(applied, &update.email, &result.outcome) {
                 applied.members_updated += 1;
             }
         }
     }
+    Ok(())
+}
 
+async fn apply_people(sf: &SfClient, plan: &CampaignPlan, applied: &mut Applied) -> Result<(), SfError> {
     for (object, kind) in [("Contact", PersonKind::Contact), ("Lead", PersonKind::Lead)] {
         let updates: Vec<&mapping::plan::PersonUpdate> =
             plan.person_updates.iter().filter(|p| p.person_kind == kind).collect();
@@ -404,29 +434,36 @@ pub(crate) async fn apply(sf: &SfClient, settings: &Settings, plan: &CampaignPla
                 r
             })
             .collect();
-        for (person, result) in updates
-            .iter()
-            .zip(sf.write(object, &Operation::Update, &records, &defaults).await?)
-        {
-            if note(&mut applied, &person.email, &result.outcome) {
+        let results = sf
+            .write(object, &Operation::Update, &records, &WriteOptions::default())
+            .await?;
+        for (person, result) in updates.iter().zip(results) {
+            if note(applied, &person.email, &result.outcome) {
                 applied.people_updated += 1;
             }
         }
     }
+    Ok(())
+}
 
-    if !plan.statistics.writes.is_empty() {
-        let mut record = Map::new();
-        record.insert("Id".into(), json!(campaign_id));
-        for write in &plan.statistics.writes {
-            record.insert(write.field.clone(), json!(write.value));
-        }
-        let results = sf.write("Campaign", &Operation::Update, &[record], &defaults).await?;
-        if results
-            .first()
-            .is_some_and(|r| note(&mut applied, &format!("campaign {campaign_id} statistics"), &r.outcome))
-        {
-            applied.stats_written += plan.statistics.writes.len() as u64;
-        }
+async fn apply_statistics(sf: &SfClient, plan: &CampaignPlan, applied: &mut Applied) -> Result<(), SfError> {
+    if plan.statistics.writes.is_empty() {
+        return Ok(());
     }
-    Ok(applied)
+    let campaign_id = &plan.link.sf_campaign_id;
+    let mut record = Map::new();
+    record.insert("Id".into(), json!(campaign_id));
+    for write in &plan.statistics.writes {
+        record.insert(write.field.clone(), json!(write.value));
+    }
+    let results = sf
+        .write("Campaign", &Operation::Update, &[record], &WriteOptions::default())
+        .await?;
+    if results
+        .first()
+        .is_some_and(|r| note(applied, &format!("campaign {campaign_id} statistics"), &r.outcome))
+    {
+        applied.stats_written += plan.statistics.writes.len() as u64;
+    }
+    Ok(())
 }

@@ -240,7 +240,11 @@ impl<S: Store, P: EventSink> IntakeEngine<S, P> {
 
 impl<S: Store, P: EventSink> Engine<S, P> {
     /// Applies one recorded subscriber event to the Lead/Contact and records the outcome.
-    pub async fn apply_subscriber_event(&self, dedupe_key: &str) -> Result<EventState, EngineError> {
+    pub async fn apply_subscriber_event(
+        &self,
+        settings: &mapping::Settings,
+        dedupe_key: &str,
+    ) -> Result<EventState, EngineError> {
         let Some(record) = self.store.webhook_event(dedupe_key).await? else {
             return Err(EngineError::UnexpectedEvent(format!(
                 "no recorded webhook event {dedupe_key}"
@@ -249,7 +253,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         if record.state != EventState::Received {
             return Ok(record.state); // applied before: a redelivered hand-off
         }
-        match self.apply_recorded(&record).await {
+        match self.apply_recorded(settings, &record).await {
             Ok(state) => Ok(state),
             Err(error) if !error.is_retryable() => {
                 // Retrying cannot help: say so on the event, then let the trigger's DLQ keep it.
@@ -267,16 +271,19 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         }
     }
 
-    async fn apply_recorded(&self, record: &WebhookEventRecord) -> Result<EventState, EngineError> {
+    async fn apply_recorded(
+        &self,
+        settings: &mapping::Settings,
+        record: &WebhookEventRecord,
+    ) -> Result<EventState, EngineError> {
         let dedupe_key = record.dedupe_key.as_str();
-        let settings = self.settings().await?;
         let event: WebhookEvent = serde_json::from_value(record.payload.clone())
             .map_err(|e| EngineError::UnexpectedEvent(format!("recorded event unreadable: {e}")))?;
         let outcome = match (event.event_type, event.state.as_deref()) {
             (WebhookEventType::Deactivate, Some("Unsubscribed")) => {
-                self.apply_unsubscribe(&settings, &record.list_id, &event).await?
+                self.apply_unsubscribe(settings, &record.list_id, &event).await?
             }
-            (WebhookEventType::Deactivate, Some("Bounced")) => self.apply_bounce(&settings, &event).await?,
+            (WebhookEventType::Deactivate, Some("Bounced")) => self.apply_bounce(settings, &event).await?,
             (WebhookEventType::Deactivate, state) => format!("recorded (deactivated: {})", state.unwrap_or("unknown")),
             (WebhookEventType::Update, _)
                 if event

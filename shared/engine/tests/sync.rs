@@ -3,69 +3,41 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use campaign_monitor::{CmClient, Credentials};
-use engine::campaign::CampaignOutcome;
-use engine::{Deadline, Engine, EngineOptions};
+use engine::campaign::{CampaignOutcome, Mode};
+use engine::{Deadline, Engine};
 use events::LinkOrigin;
-use events::publisher::{MemorySink, Publisher};
+use events::publisher::MemorySink;
+use harness::Control;
 use mapping::{Settings, StatusRefresh};
-use salesforce::{Auth, RetryPolicy, SfClient, SfConfig};
 use sandbox::generate::{Shape, generate};
 use sandbox::scenario::Scenario;
 use serde_json::{Value, json};
 use state::memory::MemoryStore;
 use state::{LinkRecord, LinkStore, RunStore, SettingsStore, WatermarkStore};
 
-const KEY: &str = include_str!("../../../tests/sandbox/fixtures/jwt-test-key.pem");
-
 struct Harness {
     running: sandbox::Running,
     engine: Engine<MemoryStore, MemorySink>,
+    control: Control,
     scenario: Scenario,
 }
 
 impl Harness {
     async fn new(scenario: Scenario, settings: impl FnOnce(&mut Settings)) -> Harness {
-        let any = "127.0.0.1:0".parse().unwrap();
-        let running = sandbox::start(scenario.clone(), any, any).await.unwrap();
-        let zone: mapping::Tz = scenario.cm.timezone.parse().unwrap();
-        let cm = CmClient::builder(Credentials::api_key("sandbox-api-key"), zone)
-            .base_url(&running.cm_url)
-            .build()
-            .unwrap();
-        let mut config = SfConfig::new(Auth::JwtBearer {
-            token_host: running.sf_url.clone(),
-            client_id: "sandbox-consumer-key".into(),
-            username: "integration@example.com".into(),
-            private_key_pem: KEY.into(),
-            audience: "https://login.salesforce.com".into(),
-        });
-        config.retry = RetryPolicy {
-            max_attempts: 5,
-            min_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(5),
-        };
-        config.bulk_poll_interval = Duration::from_millis(5);
-        let sf = SfClient::new(config).unwrap();
-        let store = MemoryStore::new();
-        let mut s = Settings::new(scenario.cm.clients.iter().map(|c| c.id.clone()).collect(), zone);
+        let running = harness::start_sandbox(scenario.clone()).await.unwrap();
+        let mut s = harness::settings_for(&scenario).unwrap();
         settings(&mut s);
-        store.save_settings(&s, None, chrono::Utc::now()).await.unwrap();
-        let engine = Engine {
-            store: Arc::new(store),
-            publisher: Arc::new(Publisher::new(MemorySink::default())),
-            cm: Arc::new(cm),
-            sf: Arc::new(sf),
-            options: EngineOptions::default(),
-        };
+        let engine = harness::memory_engine(&running, &s).await.unwrap();
         Harness {
+            control: Control::of(&running),
             running,
             engine,
             scenario,
         }
+    }
+
+    async fn settings(&self) -> Settings {
+        self.engine.settings().await.unwrap()
     }
 
     fn main_campaign(&self) -> (String, String) {
@@ -97,72 +69,37 @@ impl Harness {
     }
 
     async fn sync(&self, cm: &str, dry_run: bool) -> CampaignOutcome {
+        let mode = if dry_run { Mode::DryRun } else { Mode::APPLY };
         self.engine
-            .sync_campaign(cm, &engine::new_run_id(), dry_run, 0, Deadline::none())
+            .sync_campaign(
+                &self.settings().await,
+                cm,
+                &engine::new_run_id(),
+                mode,
+                Deadline::none(),
+            )
             .await
             .unwrap()
     }
 
     async fn sf_records(&self, object: &str) -> Vec<Value> {
-        let body: Value = reqwest::get(format!("{}/_sandbox/sf/records?object={object}", self.running.sf_url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body[object].as_array().cloned().unwrap_or_default()
+        self.control.sf_records(object).await.unwrap()
     }
 
     async fn sf_calls(&self) -> (u64, u64) {
-        let counters: Value = reqwest::get(format!("{}/_sandbox/counters", self.running.sf_url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let mut reads = 0;
-        let mut writes = 0;
-        for (route, count) in counters.as_object().unwrap() {
-            let count = count.as_u64().unwrap();
-            if !route.starts_with("sf ") || route.contains("oauth2") {
-                continue;
-            }
-            // A Composite request of queries is a read.
-            if route.starts_with("sf GET") || route.ends_with("/composite") {
-                reads += count
-            } else {
-                writes += count
-            }
-        }
-        (reads, writes)
+        self.control.sf_calls().await.unwrap()
     }
 
     async fn reset_counters(&self) {
-        reqwest::Client::new()
-            .delete(format!("{}/_sandbox/counters", self.running.sf_url))
-            .send()
-            .await
-            .unwrap();
+        self.control.reset_counters().await.unwrap()
     }
 
     async fn set_cm_now(&self, now: &str) {
-        let response = reqwest::Client::new()
-            .post(format!("{}/_sandbox/cm/now", self.running.cm_url))
-            .json(&json!({"now": now}))
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success());
+        self.control.set_cm_now(now).await.unwrap()
     }
 
     async fn add_activity(&self, cm: &str, activity: Value) {
-        let response = reqwest::Client::new()
-            .post(format!("{}/_sandbox/cm/activity", self.running.cm_url))
-            .json(&json!({"campaign_id": cm, "activity": activity}))
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success());
+        self.control.add_activity(cm, activity).await.unwrap()
     }
 }
 
@@ -191,7 +128,7 @@ async fn first_sync_of_10k_recipients_stays_within_40_sf_calls_and_later_syncs_a
     assert!(reads + writes <= 40, "first sync took {reads} reads + {writes} writes");
     eprintln!("first sync: {reads} SF reads, {writes} SF writes; {counts:?}");
     assert!(
-        counts["members_added"] > 4_000 && counts["members_updated"] > 4_000,
+        counts.members_added > 4_000 && counts.members_updated > 4_000,
         "{counts:?}"
     );
     // Every matched recipient is a member, once.
@@ -254,7 +191,7 @@ async fn first_sync_of_10k_recipients_stays_within_40_sf_calls_and_later_syncs_a
         reads + writes <= 15,
         "incremental sync took {reads} reads + {writes} writes: {counts:?}"
     );
-    assert!(counts["member_updates"] > 0);
+    assert!(counts.member_updates > 0);
 }
 
 fn worked_example_scenario() -> Scenario {
@@ -441,6 +378,7 @@ async fn a_campaign_synced_in_parts_ends_exactly_as_in_one_pass() {
     let CampaignOutcome::Done { counts: parted, .. } = in_parts.sync(&in_parts.link_main().await, false).await else {
         panic!()
     };
+    let (single, parted) = (single.to_map(), parted.to_map()); // the run record's keys
     assert!(parted["parts"] >= 10, "{parted:?}");
     assert!(!single.contains_key("parts"));
     let view = salesforce_view(&one_pass).await;
@@ -535,11 +473,17 @@ async fn a_run_cut_off_mid_apply_resumes_with_nothing_lost_or_doubled() {
         put(faults.clone()).await.unwrap();
         let cut = h
             .engine
-            .sync_campaign(&cm, &engine::new_run_id(), false, 0, Deadline::none())
+            .sync_campaign(
+                &h.settings().await,
+                &cm,
+                &engine::new_run_id(),
+                Mode::APPLY,
+                Deadline::none(),
+            )
             .await;
         let incomplete = match &cut {
             Err(_) => true,
-            Ok(CampaignOutcome::Done { counts, .. }) => counts["failed"] > 0,
+            Ok(CampaignOutcome::Done { counts, .. }) => counts.failed > 0,
             Ok(_) => false,
         };
         assert!(incomplete, "{faults}: the first run must not complete ({cut:?})");
@@ -569,7 +513,13 @@ async fn a_run_near_its_deadline_continues_in_a_new_invocation() {
     let run = engine::new_run_id();
     let outcome = h
         .engine
-        .sync_campaign(&cm, &run, false, 0, Deadline::at(std::time::Instant::now()))
+        .sync_campaign(
+            &h.settings().await,
+            &cm,
+            &run,
+            Mode::APPLY,
+            Deadline::at(std::time::Instant::now()),
+        )
         .await
         .unwrap();
     assert_eq!(outcome, CampaignOutcome::Continued { run_id: run.clone() });
@@ -584,13 +534,19 @@ async fn a_run_near_its_deadline_continues_in_a_new_invocation() {
     );
     let CampaignOutcome::Done { counts, .. } = h
         .engine
-        .sync_campaign(&cm, &run, false, 1, Deadline::none())
+        .sync_campaign(
+            &h.settings().await,
+            &cm,
+            &run,
+            Mode::Apply { continuation: 1 },
+            Deadline::none(),
+        )
         .await
         .unwrap()
     else {
         panic!()
     };
-    assert!(counts["members_added"] > 0);
+    assert!(counts.members_added > 0);
 }
 
 #[tokio::test]
@@ -620,7 +576,11 @@ async fn auto_creation_is_not_retrospective_and_never_makes_two_campaigns() {
         .save_settings(&stored.settings, Some(stored.version), chrono::Utc::now())
         .await
         .unwrap();
-    let outcome = h.engine.run_scheduled(&engine::new_run_id(), false).await.unwrap();
+    let outcome = h
+        .engine
+        .run_scheduled(&h.settings().await, &engine::new_run_id(), false)
+        .await
+        .unwrap();
     assert_eq!(outcome.to_create, 0, "not retrospective");
     let campaigns_before = h.sf_records("Campaign").await.len();
 
@@ -634,8 +594,16 @@ async fn auto_creation_is_not_retrospective_and_never_makes_two_campaigns() {
         created_at: Some(chrono::Utc::now() + chrono::Duration::minutes(1)),
         sent_at: None,
     };
-    let first = h.engine.auto_create(&late, LinkOrigin::AutoCreated).await.unwrap();
-    let again = h.engine.auto_create(&late, LinkOrigin::AutoCreated).await.unwrap();
+    let first = h
+        .engine
+        .auto_create(&h.settings().await, &late, LinkOrigin::AutoCreated)
+        .await
+        .unwrap();
+    let again = h
+        .engine
+        .auto_create(&h.settings().await, &late, LinkOrigin::AutoCreated)
+        .await
+        .unwrap();
     assert!(
         matches!(
             first,

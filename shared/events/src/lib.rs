@@ -293,6 +293,49 @@ pub fn is_schedule_trigger(source: &str, detail_type: &str) -> bool {
     matches!(source, "aws.events" | "aws.scheduler") && detail_type == "Scheduled Event"
 }
 
+/// The EventBridge envelope a function receives (`aws_lambda_events`' type).
+pub type EventBridgeEvent = aws_lambda_events::event::eventbridge::EventBridgeEvent<serde_json::Value>;
+
+impl TryFrom<EventBridgeEvent> for Event {
+    type Error = EventError;
+
+    fn try_from(envelope: EventBridgeEvent) -> Result<Event, EventError> {
+        Event::from_parts(&envelope.source, &envelope.detail_type, envelope.detail)
+    }
+}
+
+/// What can invoke a function through EventBridge: the schedule, or one of our events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// The schedule (EventBridge Scheduler with the template's input, or a classic rule).
+    Schedule,
+    /// One of the product's events.
+    Event(Event),
+}
+
+impl TryFrom<EventBridgeEvent> for Trigger {
+    type Error = EventError;
+
+    fn try_from(envelope: EventBridgeEvent) -> Result<Trigger, EventError> {
+        if is_schedule_trigger(&envelope.source, &envelope.detail_type) {
+            return Ok(Trigger::Schedule);
+        }
+        Event::try_from(envelope).map(Trigger::Event)
+    }
+}
+
+impl Event {
+    /// This event as EventBridge delivers it to a target (for fixtures and tests).
+    pub fn to_envelope(&self) -> serde_json::Result<EventBridgeEvent> {
+        let mut envelope = EventBridgeEvent::default();
+        envelope.version = Some("0".into());
+        envelope.source = SOURCE.into();
+        envelope.detail_type = self.detail_type().into();
+        envelope.detail = self.detail()?;
+        Ok(envelope)
+    }
+}
+
 /// The EventBridge rule pattern that routes one detail-type to its consumer. The infrastructure
 /// template uses exactly these patterns (`tests/template_routing.rs` compares them).
 pub fn rule_pattern(detail_types: &[&str]) -> serde_json::Value {
@@ -312,6 +355,22 @@ mod tests {
             let back = Event::from_parts(SOURCE, event.detail_type(), detail).unwrap();
             assert_eq!(back, event);
         }
+    }
+
+    #[test]
+    fn envelopes_read_as_events_or_the_schedule() {
+        for event in Event::examples() {
+            let envelope = event.to_envelope().unwrap();
+            let json = serde_json::to_value(&envelope).unwrap();
+            assert_eq!(json["detail-type"], event.detail_type());
+            let back: EventBridgeEvent = serde_json::from_value(json).unwrap();
+            assert_eq!(Trigger::try_from(back).unwrap(), Trigger::Event(event));
+        }
+        let schedule: EventBridgeEvent = serde_json::from_value(serde_json::json!(
+            {"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}}
+        ))
+        .unwrap();
+        assert_eq!(Trigger::try_from(schedule).unwrap(), Trigger::Schedule);
     }
 
     #[test]

@@ -8,23 +8,32 @@
 //! | `EVENT_BUS` | EventBridge bus name |
 //! | `CM_SECRET_ID` | Secrets Manager id of `{"api_key": "..."}` (or `{"access_token", "refresh_token"}`) |
 //! | `SF_SECRET_ID` | Secrets Manager id of the Salesforce credentials (the JSON form of [`salesforce::Auth`]) |
+//! | `WEBHOOK_SECRET_ID` | webhook-intake and the admin CLI: Secrets Manager id of `{"token": "..."}` |
 //! | `CM_BASE_URL` | optional; defaults to `https://api.createsend.com` |
 //! | `SF_API_VERSION` | optional; defaults to `66.0` |
-//! | `LOG_LEVEL` / `RUST_LOG` | optional log filter |
+//! | `LOG_LEVEL` / `AWS_LAMBDA_LOG_LEVEL` / `RUST_LOG` | optional log filter |
+//!
+//! [`Config`] is the one place that reads them.
 //!
 //! The AWS SDK reads its endpoint from the standard variables (`AWS_ENDPOINT_URL`), which is how
 //! the local stack points it at the emulator without any test branch here.
 
+mod config;
+mod container;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use campaign_monitor::{CmClient, Credentials, OAuthTokens};
-use engine::{Deadline, Engine, EngineError, EngineOptions};
+use campaign_monitor::{Credentials, OAuthTokens};
+use engine::{Deadline, EngineError, EngineOptions};
 use events::publisher::{EventBridgeSink, Publisher};
 use lambda_runtime::Diagnostic;
 use salesforce::{Auth, SfClient, SfConfig};
 use serde::Deserialize;
 use state::dynamo::DynamoStore;
+
+pub use config::{Config, DEFAULT_SF_API_VERSION, VARIABLES};
+pub use container::{Container, Invocation};
 
 /// A configuration problem at start-up, naming the variable.
 #[derive(Debug, thiserror::Error)]
@@ -45,42 +54,26 @@ pub enum StartupError {
     Client(String),
 }
 
-/// The configuration, validated.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// `STATE_TABLE`.
-    pub table: String,
-    /// `EVENT_BUS`.
-    pub bus: String,
-    /// `CM_SECRET_ID`.
-    pub cm_secret_id: String,
-    /// `SF_SECRET_ID`.
-    pub sf_secret_id: String,
-    /// `CM_BASE_URL`.
-    pub cm_base_url: String,
-    /// `SF_API_VERSION`.
-    pub sf_api_version: String,
+/// The AWS SDK configuration (its endpoint from the standard `AWS_ENDPOINT_URL`, which is how
+/// the local stack points it at the emulator).
+pub async fn aws() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
-fn required(name: &'static str) -> Result<String, StartupError> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .ok_or(StartupError::Missing(name))
+/// The state table named by `STATE_TABLE`.
+pub fn dynamo_store(aws: &aws_config::SdkConfig, config: &Config) -> Result<DynamoStore, StartupError> {
+    Ok(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        config.state_table()?,
+    ))
 }
 
-impl Config {
-    /// Reads and validates the environment.
-    pub fn from_env() -> Result<Config, StartupError> {
-        Ok(Config {
-            table: required("STATE_TABLE")?,
-            bus: required("EVENT_BUS")?,
-            cm_secret_id: required("CM_SECRET_ID")?,
-            sf_secret_id: required("SF_SECRET_ID")?,
-            cm_base_url: std::env::var("CM_BASE_URL").unwrap_or_else(|_| campaign_monitor::DEFAULT_BASE_URL.to_owned()),
-            sf_api_version: std::env::var("SF_API_VERSION").unwrap_or_else(|_| "66.0".to_owned()),
-        })
-    }
+/// The publisher to the bus named by `EVENT_BUS`.
+pub fn bus_publisher(aws: &aws_config::SdkConfig, config: &Config) -> Result<Publisher<EventBridgeSink>, StartupError> {
+    Ok(Publisher::new(EventBridgeSink::new(
+        aws_sdk_eventbridge::Client::new(aws),
+        config.event_bus()?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -120,102 +113,58 @@ pub async fn webhook_token(client: &aws_sdk_secretsmanager::Client, secret_id: &
         })
 }
 
-/// The parts built once per container.
-pub struct Parts {
-    /// Configuration.
-    pub config: Config,
-    /// The state store.
-    pub store: Arc<DynamoStore>,
-    /// The publisher.
-    pub publisher: Arc<Publisher<EventBridgeSink>>,
-    /// Salesforce.
-    pub sf: Arc<SfClient>,
-    /// CM credentials (the client is built per invocation with the settings' time zone).
-    pub cm_credentials: Credentials,
+/// A deployed container: the state table, the bus, the clients from their secrets.
+pub type DeployedContainer = Container<DynamoStore, EventBridgeSink>;
+
+/// Reads the secrets named by the configuration and builds the container's parts. Fails fast,
+/// naming what is wrong, so a misconfigured deployment never starts working half-way.
+pub async fn deployed_container(config: &Config) -> Result<DeployedContainer, StartupError> {
+    let aws = aws().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    let cm_secret_id = config.cm_secret_id()?;
+    let cm_secret: CmSecret = parse_secret(cm_secret_id, &secret(&secrets, cm_secret_id).await?)?;
+    let cm_credentials = match cm_secret {
+        CmSecret { api_key: Some(key), .. } => Credentials::api_key(key),
+        CmSecret {
+            access_token: Some(access_token),
+            refresh_token: Some(refresh_token),
+            ..
+        } => Credentials::OAuth(OAuthTokens {
+            access_token,
+            refresh_token,
+            expires_in: 0,
+        }),
+        _ => {
+            return Err(StartupError::Secret {
+                id: cm_secret_id.to_owned(),
+                reason: "needs api_key, or access_token and refresh_token".into(),
+            });
+        }
+    };
+    let sf_secret_id = config.sf_secret_id()?;
+    let sf_auth: Auth = parse_secret(sf_secret_id, &secret(&secrets, sf_secret_id).await?)?;
+    let mut sf_config = SfConfig::new(sf_auth);
+    sf_config.api_version = config.sf_api_version().to_owned();
+    let sf = SfClient::new(sf_config).map_err(|e| StartupError::Client(e.to_string()))?;
+    Ok(Container::new(
+        Arc::new(dynamo_store(&aws, config)?),
+        Arc::new(bus_publisher(&aws, config)?),
+        Arc::new(sf),
+        cm_credentials,
+        config.cm_base_url(),
+        EngineOptions::default(),
+    ))
 }
 
-impl std::fmt::Debug for Parts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Parts").field("config", &self.config).finish()
-    }
+fn parse_secret<T: serde::de::DeserializeOwned>(id: &str, text: &str) -> Result<T, StartupError> {
+    serde_json::from_str(text).map_err(|e| StartupError::Secret {
+        id: id.to_owned(),
+        reason: format!("not the expected JSON: {e}"),
+    })
 }
 
-impl Parts {
-    /// Reads the configuration and secrets and builds the clients. Fails fast, naming what is
-    /// wrong, so a misconfigured deployment never starts working half-way.
-    pub async fn from_env() -> Result<Parts, StartupError> {
-        let config = Config::from_env()?;
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-        let cm_secret: CmSecret =
-            serde_json::from_str(&secret(&secrets, &config.cm_secret_id).await?).map_err(|e| StartupError::Secret {
-                id: config.cm_secret_id.clone(),
-                reason: format!("not the expected JSON: {e}"),
-            })?;
-        let cm_credentials = match cm_secret {
-            CmSecret { api_key: Some(key), .. } => Credentials::api_key(key),
-            CmSecret {
-                access_token: Some(access_token),
-                refresh_token: Some(refresh_token),
-                ..
-            } => Credentials::OAuth(OAuthTokens {
-                access_token,
-                refresh_token,
-                expires_in: 0,
-            }),
-            _ => {
-                return Err(StartupError::Secret {
-                    id: config.cm_secret_id.clone(),
-                    reason: "needs api_key, or access_token and refresh_token".into(),
-                });
-            }
-        };
-        let sf_auth: Auth =
-            serde_json::from_str(&secret(&secrets, &config.sf_secret_id).await?).map_err(|e| StartupError::Secret {
-                id: config.sf_secret_id.clone(),
-                reason: format!("not the expected JSON: {e}"),
-            })?;
-        let mut sf_config = SfConfig::new(sf_auth);
-        sf_config.api_version = config.sf_api_version.clone();
-        let sf = SfClient::new(sf_config).map_err(|e| StartupError::Client(e.to_string()))?;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.table);
-        let publisher = Publisher::new(EventBridgeSink::new(
-            aws_sdk_eventbridge::Client::new(&aws),
-            &config.bus,
-        ));
-        Ok(Parts {
-            config,
-            store: Arc::new(store),
-            publisher: Arc::new(publisher),
-            sf: Arc::new(sf),
-            cm_credentials,
-        })
-    }
-
-    /// The engine for one invocation: CM dates are read in the settings' zone.
-    pub async fn engine(&self) -> Result<Engine<DynamoStore, EventBridgeSink>, EngineError> {
-        use state::SettingsStore;
-        let settings = self
-            .store
-            .load_settings()
-            .await?
-            .ok_or(EngineError::NoSettings)?
-            .settings;
-        let cm = CmClient::builder(self.cm_credentials.clone(), settings.zone())
-            .base_url(&self.config.cm_base_url)
-            .build()
-            .map_err(EngineError::Cm)?;
-        Ok(Engine {
-            store: self.store.clone(),
-            publisher: self.publisher.clone(),
-            cm: Arc::new(cm),
-            sf: self.sf.clone(),
-            options: EngineOptions::default(),
-        })
-    }
-}
-
-/// Stop taking new work this long before the Lambda deadline.
+/// When to stop taking new work: `margin` (the engine's `deadline_margin`) before the
+/// invocation's deadline.
 pub fn deadline(context: &lambda_runtime::Context, margin: Duration) -> Deadline {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -227,8 +176,10 @@ pub fn deadline(context: &lambda_runtime::Context, margin: Duration) -> Deadline
     }
 }
 
-/// A handler error: `Retryable` lets Lambda and EventBridge retry; `NonRetryable` sends the event
-/// to the dead-letter queue at once (retrying cannot help).
+/// A handler error, typed for the logs and alarms: `Retryable` (transient: a retry may succeed)
+/// or `NonRetryable` (retrying cannot help). Lambda itself retries every failed asynchronous
+/// invocation alike (twice, then the on-failure destination); the type says which failures an
+/// operator must fix first.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct HandlerError(#[from] pub EngineError);
@@ -246,13 +197,9 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
-/// JSON logs, level from `LOG_LEVEL`, Lambda's `AWS_LAMBDA_LOG_LEVEL` (the function's
-/// application log level) or `RUST_LOG` (default info).
-pub fn init_logging() {
-    let filter = std::env::var("LOG_LEVEL")
-        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL"))
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_owned());
+/// JSON logs at the configuration's level ([`Config::log_filter`]).
+pub fn init_logging(config: &Config) {
+    let filter = config.log_filter();
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))

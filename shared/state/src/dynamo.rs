@@ -21,7 +21,7 @@ use mapping::autocreate::LinkOrigin;
 use crate::memory::link_conflict;
 use crate::{
     EventState, FAILED_RECORD_TTL_DAYS, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, Recorded,
-    RetryQueue, RunFailure, RunRecord, RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings,
+    RetryQueue, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings,
     WatermarkStore, WebhookEventRecord, WebhookEventStore,
 };
 
@@ -647,7 +647,7 @@ fn run_from(item: &Item) -> Result<RunRecord, StoreError> {
 }
 
 impl RunStore for DynamoStore {
-    async fn start_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+    async fn start_run(&self, run: &RunRecord) -> Result<RunStart, StoreError> {
         let mut request = self
             .client
             .put_item()
@@ -664,11 +664,8 @@ impl RunStore for DynamoStore {
             request = request.item("ended_at", s(rfc3339(ended)));
         }
         match request.send().await {
-            Ok(_) => Ok(()),
-            Err(error) if is_condition_failure(&error) => Err(StoreError::Corrupt {
-                key: format!("RUNS/{}", run.run_id),
-                reason: "run id already used".into(),
-            }),
+            Ok(_) => Ok(RunStart::New),
+            Err(error) if is_condition_failure(&error) => Ok(RunStart::Continued),
             Err(error) => Err(backend("PutItem", error)),
         }
     }

@@ -254,6 +254,15 @@ pub enum RunStatus {
     Continued,
 }
 
+/// Whether [`RunStore::start_run`] recorded a new run or found it already started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStart {
+    /// The run id was new; its record was written.
+    New,
+    /// The run id was already recorded: this invocation continues it.
+    Continued,
+}
+
 /// A sync run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -291,8 +300,9 @@ pub fn new_run_id(now: DateTime<Utc>, random: u32) -> String {
 
 /// Run records.
 pub trait RunStore: Send + Sync {
-    /// Records the start of a run (the id must be new).
-    fn start_run(&self, run: &RunRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records the start of a run. A run id already recorded is a continuation of that run
+    /// (a Lambda deadline hand-over or a redelivered event): its record is left as it is.
+    fn start_run(&self, run: &RunRecord) -> impl Future<Output = Result<RunStart, StoreError>> + Send;
     /// Records the end of a run.
     fn finish_run(
         &self,

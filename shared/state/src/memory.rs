@@ -9,8 +9,8 @@ use mapping::Settings;
 
 use crate::{
     EventState, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, Recorded, RetryQueue, RunFailure,
-    RunRecord, RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore, WebhookEventRecord,
-    WebhookEventStore,
+    RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore,
+    WebhookEventRecord, WebhookEventStore,
 };
 
 #[derive(Debug, Default)]
@@ -202,16 +202,13 @@ impl WebhookEventStore for MemoryStore {
 }
 
 impl RunStore for MemoryStore {
-    async fn start_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+    async fn start_run(&self, run: &RunRecord) -> Result<RunStart, StoreError> {
         let mut tables = self.tables()?;
         if tables.runs.contains_key(&run.run_id) {
-            return Err(StoreError::Corrupt {
-                key: format!("RUNS/{}", run.run_id),
-                reason: "run id already used".into(),
-            });
+            return Ok(RunStart::Continued);
         }
         tables.runs.insert(run.run_id.clone(), run.clone());
-        Ok(())
+        Ok(RunStart::New)
     }
 
     async fn finish_run(

@@ -5,18 +5,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use campaign_monitor::{CmClient, Credentials};
+use engine::campaign::Mode;
 use engine::{Deadline, Engine, EngineOptions};
 use events::LinkOrigin;
 use events::publisher::{MemorySink, Publisher};
+use harness::Control;
 use mapping::{ActivityKind, Settings};
-use salesforce::{Auth, Operation, SfClient, SfConfig, WriteOptions};
+use salesforce::{Operation, SfClient, WriteOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use state::dynamo::DynamoStore;
 use state::{LinkRecord, LinkStore, SettingsStore};
-
-const KEY: &str = include_str!("../../sandbox/fixtures/jwt-test-key.pem");
 
 /// What the parent asks for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,67 +105,12 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-async fn control(client: &reqwest::Client, method: reqwest::Method, url: String, body: Value) -> Result<(), String> {
-    let response = client
-        .request(method, &url)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("{url}: {}", response.status()))
-    }
-}
-
-async fn set_latency(client: &reqwest::Client, job: &Job, ms: u64) -> Result<(), String> {
-    let faults = json!({"seed": 1, "cm": {"latency_ms": ms}, "sf": {"latency_ms": ms}});
-    control(
-        client,
-        reqwest::Method::PUT,
-        format!("{}/_sandbox/faults", job.sf_url),
-        faults,
-    )
-    .await
-}
-
-async fn cm_calls(client: &reqwest::Client, job: &Job) -> Result<u64, String> {
-    let counters: Value = client
-        .get(format!("{}/_sandbox/counters", job.cm_url))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(counters
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(route, _)| route.starts_with("cm ") && !route.contains("_sandbox"))
-                .filter_map(|(_, n)| n.as_u64())
-                .sum()
-        })
-        .unwrap_or(0))
-}
-
 /// Runs the job and returns its figures.
 pub async fn run(job: Job) -> Result<Figures, String> {
-    let http = reqwest::Client::new();
+    let control = Control::new(&job.cm_url, &job.sf_url);
     let zone: mapping::Tz = job.zone.parse().map_err(|_| format!("bad zone {}", job.zone))?;
-    let cm = CmClient::builder(Credentials::api_key("sandbox-api-key"), zone)
-        .base_url(&job.cm_url)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let sf = SfClient::new(SfConfig::new(Auth::JwtBearer {
-        token_host: job.sf_url.clone(),
-        client_id: "sandbox-consumer-key".into(),
-        username: "integration@example.com".into(),
-        private_key_pem: KEY.into(),
-        audience: "https://login.salesforce.com".into(),
-    }))
-    .map_err(|e| e.to_string())?;
+    let cm = harness::cm_client(&job.cm_url, zone).map_err(|e| e.to_string())?;
+    let sf = SfClient::new(harness::sf_config(&job.sf_url)).map_err(|e| e.to_string())?;
 
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let counter = RequestCounter::default();
@@ -203,38 +147,28 @@ pub async fn run(job: Job) -> Result<Figures, String> {
     };
 
     if job.mode == "naive" {
-        return naive(&engine, &job, &http, &counter).await;
+        return naive(&engine, &job, &control, &counter).await;
     }
 
     // Setup: the first sync (not measured) for incremental and no-op.
-    set_latency(&http, &job, 0).await?;
+    control.set_latency(0).await?;
     if job.mode == "incremental" || job.mode == "noop" {
         sync_once(&engine, &job.cm_campaign).await?;
         if job.mode == "incremental" {
-            control(
-                &http,
-                reqwest::Method::POST,
-                format!("{}/_sandbox/cm/activity", job.cm_url),
-                json!({"campaign_id": job.cm_campaign, "activity": job.new_activity}),
-            )
-            .await?;
+            control
+                .add_activity(&job.cm_campaign, Value::Array(job.new_activity.clone()))
+                .await?;
         }
         if let Some(now) = &job.now_after {
-            control(
-                &http,
-                reqwest::Method::POST,
-                format!("{}/_sandbox/cm/now", job.cm_url),
-                json!({"now": now}),
-            )
-            .await?;
+            control.set_cm_now(now).await?;
         }
     }
-    set_latency(&http, &job, job.latency_ms).await?;
+    control.set_latency(job.latency_ms).await?;
 
-    let measuring = Measuring::start(&engine, &http, &job, &counter).await?;
+    let measuring = Measuring::start(&engine, &control, &counter).await?;
     let events = sync_once(&engine, &job.cm_campaign).await?;
-    let figures = measuring.finish(&engine, &http, &job, &counter, events).await?;
-    set_latency(&http, &job, 0).await?;
+    let figures = measuring.finish(&engine, &control, &counter, events).await?;
+    control.set_latency(0).await?;
     Ok(figures)
 }
 
@@ -249,13 +183,12 @@ struct Measuring {
 impl Measuring {
     async fn start(
         engine: &Engine<DynamoStore, MemorySink>,
-        http: &reqwest::Client,
-        job: &Job,
+        control: &Control,
         counter: &RequestCounter,
     ) -> Result<Measuring, String> {
         let measuring = Measuring {
             sf: engine.sf.calls(),
-            cm: cm_calls(http, job).await?,
+            cm: control.cm_calls().await?,
             dynamodb: counter.0.load(Ordering::Relaxed),
             started: Instant::now(),
         };
@@ -266,8 +199,7 @@ impl Measuring {
     async fn finish(
         self,
         engine: &Engine<DynamoStore, MemorySink>,
-        http: &reqwest::Client,
-        job: &Job,
+        control: &Control,
         counter: &RequestCounter,
         events: u64,
     ) -> Result<Figures, String> {
@@ -281,7 +213,7 @@ impl Measuring {
             sf_writes: sf.writes - self.sf.writes,
             sf_bulk: sf.bulk - self.sf.bulk,
             sf_auth: sf.auth - self.sf.auth,
-            cm_calls: cm_calls(http, job).await? - self.cm,
+            cm_calls: control.cm_calls().await? - self.cm,
             dynamodb_requests: counter.0.load(Ordering::Relaxed) - self.dynamodb,
             peak_rss_mib: peak,
         })
@@ -289,12 +221,19 @@ impl Measuring {
 }
 
 async fn sync_once(engine: &Engine<DynamoStore, MemorySink>, cm_campaign: &str) -> Result<u64, String> {
+    let settings = engine.settings().await.map_err(|e| e.to_string())?;
     let outcome = engine
-        .sync_campaign(cm_campaign, &engine::new_run_id(), false, 0, Deadline::none())
+        .sync_campaign(
+            &settings,
+            cm_campaign,
+            &engine::new_run_id(),
+            Mode::APPLY,
+            Deadline::none(),
+        )
         .await
         .map_err(|e| e.to_string())?;
     match outcome {
-        engine::campaign::CampaignOutcome::Done { counts, .. } => Ok(counts.get("activities").copied().unwrap_or(0)),
+        engine::campaign::CampaignOutcome::Done { counts, .. } => Ok(counts.activities),
         other => Err(format!("sync did not finish: {other:?}")),
     }
 }
@@ -304,11 +243,11 @@ async fn sync_once(engine: &Engine<DynamoStore, MemorySink>, cm_campaign: &str) 
 async fn naive(
     engine: &Engine<DynamoStore, MemorySink>,
     job: &Job,
-    http: &reqwest::Client,
+    control: &Control,
     counter: &RequestCounter,
 ) -> Result<Figures, String> {
-    set_latency(http, job, 0).await?;
-    let measuring = Measuring::start(engine, http, job, counter).await?;
+    control.set_latency(0).await?;
+    let measuring = Measuring::start(engine, control, counter).await?;
     let mut events = 0u64;
     let kinds = [
         ActivityKind::Opened,
@@ -351,7 +290,7 @@ async fn naive(
             }
         }
     }
-    measuring.finish(engine, http, job, counter, events).await
+    measuring.finish(engine, control, counter, events).await
 }
 
 /// The stock labels the naive way writes (statuses are created by the first real sync... or

@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use mapping::Settings;
 use mapping::autocreate::LinkOrigin;
 use state::{
-    EventState, FailedRecord, LinkOutcome, LinkRecord, Recorded, RunFailure, RunRecord, RunStatus, Store, StoreError,
-    WebhookEventRecord, new_run_id,
+    EventState, FailedRecord, LinkOutcome, LinkRecord, Recorded, RunFailure, RunRecord, RunStart, RunStatus, Store,
+    StoreError, WebhookEventRecord, new_run_id,
 };
 
 pub fn at(minute: i64) -> DateTime<Utc> {
@@ -265,9 +265,17 @@ pub async fn runs_keep_counts_and_every_failure<S: Store>(store: Arc<S>) {
         started_at: at(30),
         ..first.clone()
     };
-    store.start_run(&first).await.unwrap();
-    store.start_run(&second).await.unwrap();
-    assert!(store.start_run(&first).await.is_err(), "a run id is used once");
+    assert_eq!(store.start_run(&first).await.unwrap(), RunStart::New);
+    assert_eq!(store.start_run(&second).await.unwrap(), RunStart::New);
+    let again = RunRecord {
+        started_at: at(60),
+        ..first.clone()
+    };
+    assert_eq!(
+        store.start_run(&again).await.unwrap(),
+        RunStart::Continued,
+        "a run id is used once: starting it again continues it"
+    );
 
     let failures: Vec<RunFailure> = (0..60)
         .map(|i| RunFailure {

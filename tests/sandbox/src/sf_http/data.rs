@@ -1,291 +1,13 @@
-//! The Salesforce REST surface: OAuth token endpoint, versions, query/queryAll, sObjects,
-//! sObject Collections, Bulk API 2.0 ingest, limits; `Sforce-Limit-Info` on every response.
+//! The data API: queries (paged, and in Composite requests), sObject rows and Collections,
+//! describes, and the fault injection every data call goes through.
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use chrono::Utc;
-use serde_json::{Map, Value, json};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
 
-use crate::sf::{BulkJob, Record, SfError, SfWorld, format_datetime};
-use crate::{AppState, World};
-
-/// The longest request URI Salesforce accepts.
-pub const MAX_URI_BYTES: usize = 16_384;
-/// Query page size (default and maximum).
-pub const MAX_BATCH: usize = 2_000;
-/// Collections cap.
-pub const MAX_COLLECTION: usize = 200;
-
-fn json_response(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [("content-type", "application/json;charset=UTF-8")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-fn error_array(status: StatusCode, error: &SfError) -> Response {
-    json_response(
-        status,
-        json!([{"message": error.message, "errorCode": error.code, "fields": error.fields}]),
-    )
-}
-
-fn oauth_error(error: &str, description: &str) -> Response {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        json!({"error": error, "error_description": description}),
-    )
-}
-
-fn form(body: &[u8]) -> Map<String, Value> {
-    url_pairs(std::str::from_utf8(body).unwrap_or_default())
-}
-
-fn url_pairs(text: &str) -> Map<String, Value> {
-    form_urlencoded::parse(text.as_bytes())
-        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-        .collect()
-}
-
-/// Handles every request to the Salesforce port (except `/_sandbox`).
-pub async fn dispatch(state: AppState, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    if uri.to_string().len() > MAX_URI_BYTES {
-        return json_response(
-            StatusCode::URI_TOO_LONG,
-            json!([{"message": "URI Too Long", "errorCode": "URI_TOO_LONG"}]),
-        );
-    }
-    let path = uri.path().to_owned();
-    let route = route_name(&method, &path);
-    let latency = {
-        let mut world = state.lock();
-        *world.counters.entry(format!("sf {route}")).or_default() += 1;
-        world.faults.sf.latency_for(&route)
-    };
-    if latency > 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
-    }
-    if path == "/services/oauth2/token" && method == Method::POST {
-        return token(&state, &headers, &body);
-    }
-    if path == "/services/data" || path == "/services/data/" {
-        return json_response(StatusCode::OK, versions());
-    }
-    let Some(rest) = path.strip_prefix("/services/data/v") else {
-        return json_response(
-            StatusCode::NOT_FOUND,
-            json!([{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]),
-        );
-    };
-    let (version, rest) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut world = state.lock();
-    // Authentication.
-    let token = headers
-        .get("authorization")
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .to_owned();
-    let expire_after = world.faults.sf.session_expires_after_calls;
-    let valid = match world.sf.tokens.get_mut(&token) {
-        Some(calls) => {
-            *calls += 1;
-            expire_after.is_none_or(|limit| *calls <= limit)
-        }
-        None => false,
-    };
-    if !valid {
-        world.sf.tokens.remove(&token);
-        return with_limits(
-            &world.sf,
-            error_array(
-                StatusCode::UNAUTHORIZED,
-                &SfError {
-                    code: "INVALID_SESSION_ID",
-                    message: "Session expired or invalid".into(),
-                    fields: vec![],
-                },
-            ),
-        );
-    }
-    // Allocation.
-    world.sf.api_used += 1;
-    if world.sf.api_used > world.sf.org.api_allocation {
-        let response = error_array(
-            StatusCode::FORBIDDEN,
-            &SfError {
-                code: "REQUEST_LIMIT_EXCEEDED",
-                message: "TotalRequests Limit exceeded.".into(),
-                fields: vec![],
-            },
-        );
-        return with_limits(&world.sf, response);
-    }
-    let error_rate = world.faults.sf.error_rate;
-    if world.dice.roll(error_rate) {
-        let response = error_array(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &SfError {
-                code: "SERVER_UNAVAILABLE",
-                message: "Server temporarily unavailable".into(),
-                fields: vec![],
-            },
-        );
-        return with_limits(&world.sf, response);
-    }
-    let response = data_api(&mut world, &method, version, rest, &uri, &headers, &body);
-    with_limits(&world.sf, response)
-}
-
-fn with_limits(sf: &SfWorld, mut response: Response) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&format!(
-        "api-usage={}/{}",
-        sf.api_used.min(sf.org.api_allocation),
-        sf.org.api_allocation
-    )) {
-        response.headers_mut().insert("sforce-limit-info", value);
-    }
-    response
-}
-
-/// A stable name for counters: ids replaced by `{id}`.
-pub fn route_name(method: &Method, path: &str) -> String {
-    let normalised: Vec<String> = path
-        .split('/')
-        .map(|segment| {
-            let looks_like_id = segment.len() >= 15
-                && segment.chars().all(|c| c.is_ascii_alphanumeric())
-                && segment.chars().any(|c| c.is_ascii_digit());
-            if looks_like_id || segment.contains('-') && segment.len() > 20 {
-                "{id}".to_owned()
-            } else {
-                segment.to_owned()
-            }
-        })
-        .collect();
-    format!("{method} {}", normalised.join("/"))
-}
-
-fn versions() -> Value {
-    let releases = [
-        ("Winter '25", "62.0"),
-        ("Spring '25", "63.0"),
-        ("Summer '25", "64.0"),
-        ("Winter '26", "65.0"),
-        ("Spring '26", "66.0"),
-    ];
-    Value::Array(
-        releases
-            .iter()
-            .map(|(label, v)| json!({"label": label, "url": format!("/services/data/v{v}"), "version": v}))
-            .collect(),
-    )
-}
-
-fn token(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Response {
-    let params = form(body);
-    let get = |k: &str| params.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let mut world = state.lock();
-    let org = world.sf.org.clone();
-    let granted = match get("grant_type").as_str() {
-        "urn:ietf:params:oauth:grant-type:jwt-bearer" => verify_jwt(&org, &get("assertion")),
-        "client_credentials" => {
-            let (mut id, mut secret) = (get("client_id"), get("client_secret"));
-            if let Some(basic) = headers
-                .get("authorization")
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.strip_prefix("Basic "))
-            {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(basic)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .unwrap_or_default();
-                if let Some((i, s)) = decoded.split_once(':') {
-                    (id, secret) = (i.to_owned(), s.to_owned());
-                }
-            }
-            if id == org.client_id && secret == org.client_secret {
-                Ok(())
-            } else {
-                Err(("invalid_client", "invalid client credentials"))
-            }
-        }
-        "refresh_token" => {
-            if get("client_id") != org.client_id {
-                Err(("invalid_client_id", "client identifier invalid"))
-            } else if org.refresh_token.as_deref().is_some_and(|t| t == get("refresh_token")) {
-                Ok(())
-            } else {
-                Err(("invalid_grant", "expired access/refresh token"))
-            }
-        }
-        _ => Err(("unsupported_grant_type", "grant type not supported")),
-    };
-    if let Err((error, description)) = granted {
-        return oauth_error(error, description);
-    }
-    let access_token = format!("00DSB0000000001!{}", uuid::Uuid::new_v4().simple());
-    world.sf.tokens.insert(access_token.clone(), 0);
-    let instance_url = world.sf_base.clone();
-    json_response(
-        StatusCode::OK,
-        json!({
-            "access_token": access_token,
-            "instance_url": instance_url,
-            "id": "https://login.salesforce.com/id/00DSB0000000001AAA/005SB0000000001AAA",
-            "token_type": "Bearer",
-            "issued_at": Utc::now().timestamp_millis().to_string(),
-            "signature": "c2FuZGJveA==",
-            "scope": "api"
-        }),
-    )
-}
-
-fn verify_jwt(org: &crate::scenario::SfOrg, assertion: &str) -> Result<(), (&'static str, &'static str)> {
-    let invalid = ("invalid_grant", "invalid assertion");
-    let pem = org.jwt_certificate_pem.as_deref().ok_or((
-        "invalid_client",
-        "the connected app has no certificate for the JWT flow",
-    ))?;
-    let key = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
-        .map_err(|_| ("invalid_client", "the connected app's certificate is unreadable"))?;
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    // `exp` is checked below: clients send it as a number or as a numeric string, and
-    // Salesforce accepts both.
-    validation.validate_exp = false;
-    validation.required_spec_claims.clear();
-    validation.validate_aud = false;
-    let data = jsonwebtoken::decode::<Map<String, Value>>(assertion, &key, &validation).map_err(|_| invalid)?;
-    let claims = data.claims;
-    let text = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-    if text("iss") != org.client_id {
-        return Err(("invalid_client_id", "client identifier invalid"));
-    }
-    if !["https://login.salesforce.com", "https://test.salesforce.com"].contains(&text("aud").trim_end_matches('/')) {
-        return Err(("invalid_grant", "audience is invalid"));
-    }
-    let sub = if text("sub").is_empty() {
-        text("prn")
-    } else {
-        text("sub")
-    };
-    if sub != org.username {
-        return Err(("invalid_grant", "user hasn't approved this consumer"));
-    }
-    let exp = claims
-        .get("exp")
-        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
-        .ok_or(invalid)?;
-    if exp <= Utc::now().timestamp() {
-        return Err(("invalid_grant", "expired authorization code"));
-    }
-    Ok(())
-}
+use super::*;
+use crate::World;
+use crate::sf::{BulkJob, Record, SfError, SfWorld};
 
 /// The per-record fault drawn for one record of a collection or bulk job, if any.
 pub(crate) fn record_fault(world: &mut World) -> Option<SfError> {
@@ -306,7 +28,7 @@ pub(crate) fn record_fault(world: &mut World) -> Option<SfError> {
     None
 }
 
-fn parse_body(body: &[u8]) -> Result<Value, SfError> {
+pub(super) fn parse_body(body: &[u8]) -> Result<Value, SfError> {
     serde_json::from_slice(body).map_err(|e| SfError {
         code: "JSON_PARSER_ERROR",
         message: format!("JSON parse error: {e}"),
@@ -314,7 +36,7 @@ fn parse_body(body: &[u8]) -> Result<Value, SfError> {
     })
 }
 
-fn data_api(
+pub(super) fn data_api(
     world: &mut World,
     method: &Method,
     version: &str,
@@ -483,7 +205,7 @@ fn data_api(
     }
 }
 
-fn as_record(value: Value) -> Result<Record, SfError> {
+pub(super) fn as_record(value: Value) -> Result<Record, SfError> {
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(SfError {
@@ -494,12 +216,12 @@ fn as_record(value: Value) -> Result<Record, SfError> {
     }
 }
 
-fn query_page(world: &mut World, version: &str, rows: Vec<Value>, batch: usize) -> Response {
+pub(super) fn query_page(world: &mut World, version: &str, rows: Vec<Value>, batch: usize) -> Response {
     json_response(StatusCode::OK, query_page_json(world, version, rows, batch))
 }
 
 /// One page of query results; the rest is kept behind a cursor (`nextRecordsUrl`).
-fn query_page_json(world: &mut World, version: &str, mut rows: Vec<Value>, batch: usize) -> Value {
+pub(super) fn query_page_json(world: &mut World, version: &str, mut rows: Vec<Value>, batch: usize) -> Value {
     let total = rows.len();
     if rows.len() <= batch {
         return json!({"totalSize": total, "done": true, "records": rows});
@@ -511,13 +233,14 @@ fn query_page_json(world: &mut World, version: &str, mut rows: Vec<Value>, batch
 }
 
 /// Subrequests a composite request may hold, and how many of them may be queries.
-const COMPOSITE_SUBREQUESTS: usize = 25;
-const COMPOSITE_QUERIES: usize = 5;
+pub(super) const COMPOSITE_SUBREQUESTS: usize = 25;
+
+pub(super) const COMPOSITE_QUERIES: usize = 5;
 
 /// `POST composite`: the query subrequests (`GET .../query?q=` and `GET .../query/<cursor>`) the
 /// product sends, run in order; the whole request is one API call. The SOQL travels in the body,
 /// so the URI limit does not apply to it (the 100,000-character SOQL limit does).
-fn composite(world: &mut World, version: &str, body: &[u8]) -> Result<Response, SfError> {
+pub(super) fn composite(world: &mut World, version: &str, body: &[u8]) -> Result<Response, SfError> {
     let request = parse_body(body)?;
     let subrequests = request["compositeRequest"].as_array().cloned().unwrap_or_default();
     let invalid = |message: String| SfError {
@@ -581,7 +304,7 @@ pub fn record_error(error: &SfError) -> Value {
     json!({"statusCode": error.code, "message": error.message, "fields": error.fields})
 }
 
-fn collections(
+pub(super) fn collections(
     world: &mut World,
     body: &[u8],
     mut apply: impl FnMut(&mut SfWorld, &str, &Record) -> Result<(String, Option<bool>), SfError>,
@@ -646,7 +369,7 @@ fn collections(
     Ok(json_response(StatusCode::OK, Value::Array(body)))
 }
 
-fn describe(sf: &SfWorld, object: &str) -> Result<Value, SfError> {
+pub(super) fn describe(sf: &SfWorld, object: &str) -> Result<Value, SfError> {
     let schema = sf
         .schemas
         .values()

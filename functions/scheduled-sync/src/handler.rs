@@ -1,0 +1,258 @@
+//! The Lambda edge of scheduled-sync: an EventBridge envelope in, one engine call, its outcome
+//! out. Every routed detail-type has a fixture in `fixtures/` (usable with
+//! `cargo lambda invoke --data-file`) and a test below.
+
+use engine::EngineError;
+use engine::campaign::Mode;
+use events::publisher::EventSink;
+use events::{Event, EventBridgeEvent, Trigger};
+use lambda_runtime::LambdaEvent;
+use lambda_support::{Container, HandlerError, Invocation, deadline};
+use serde_json::{Value, json};
+use state::Store;
+
+/// Handles one invocation.
+pub(crate) async fn handle<S: Store, P: EventSink>(
+    container: &Container<S, P>,
+    event: LambdaEvent<EventBridgeEvent>,
+) -> Result<Value, HandlerError> {
+    let (envelope, context) = event.into_parts();
+    let trigger = Trigger::try_from(envelope).map_err(|e| EngineError::UnexpectedEvent(e.to_string()))?;
+    let Invocation { engine, settings } = container.invocation().await?;
+    let stop = deadline(&context, engine.options.deadline_margin);
+    let outcome = match trigger {
+        Trigger::Schedule => json!(engine.run_scheduled(&settings, &engine::new_run_id(), false).await?),
+        Trigger::Event(Event::CampaignSyncRequested(request)) => match request.cm_campaign_id {
+            Some(cm_id) => {
+                let mode = if request.dry_run { Mode::DryRun } else { Mode::APPLY };
+                json!(
+                    engine
+                        .sync_campaign(&settings, &cm_id, &request.run_id, mode, stop)
+                        .await?
+                )
+            }
+            None => json!(
+                engine
+                    .run_scheduled(&settings, &request.run_id, request.dry_run)
+                    .await?
+            ),
+        },
+        Trigger::Event(Event::CampaignLinked(linked)) => json!(
+            engine
+                .sync_campaign(
+                    &settings,
+                    &linked.cm_campaign_id,
+                    &engine::new_run_id(),
+                    Mode::APPLY,
+                    stop
+                )
+                .await?
+        ),
+        Trigger::Event(Event::SyncContinuation(next)) => {
+            let mode = Mode::Apply {
+                continuation: next.sequence,
+            };
+            json!(
+                engine
+                    .sync_campaign(&settings, &next.cm_campaign_id, &next.run_id, mode, stop)
+                    .await?
+            )
+        }
+        Trigger::Event(Event::SubscriberEventReceived(received)) => {
+            json!(
+                engine
+                    .apply_subscriber_event(&settings, &received.idempotency_key)
+                    .await?
+            )
+        }
+        Trigger::Event(other) => return Err(EngineError::UnexpectedEvent(other.detail_type().to_owned()).into()),
+    };
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+    use super::*;
+    use events::LinkOrigin;
+    use events::publisher::MemorySink;
+    use lambda_runtime::Diagnostic;
+    use sandbox::generate::{Shape, generate};
+    use state::memory::MemoryStore;
+    use state::{EventState, LinkRecord, LinkStore, WebhookEventRecord, WebhookEventStore};
+
+    const SF_CAMPAIGN: &str = "701000SB0000000001";
+
+    struct Setup {
+        _running: sandbox::Running,
+        container: Container<MemoryStore, MemorySink>,
+        scenario: sandbox::scenario::Scenario,
+        cm_campaign: String,
+    }
+
+    async fn setup() -> Setup {
+        let scenario = generate(&Shape {
+            recipients: 200,
+            activities: 100,
+            ..Shape::default()
+        });
+        let running = harness::start_sandbox(scenario.clone()).await.unwrap();
+        let settings = harness::settings_for(&scenario).unwrap();
+        let container = harness::memory_container(&running, &settings).await.unwrap();
+        let cm_campaign = scenario
+            .cm
+            .campaigns
+            .iter()
+            .find(|c| c.name == "November newsletter")
+            .unwrap()
+            .id
+            .clone();
+        Setup {
+            _running: running,
+            container,
+            scenario,
+            cm_campaign,
+        }
+    }
+
+    impl Setup {
+        async fn link(&self) {
+            self.container
+                .store()
+                .put_link(&LinkRecord {
+                    cm_campaign_id: self.cm_campaign.clone(),
+                    sf_campaign_id: SF_CAMPAIGN.into(),
+                    origin: LinkOrigin::Manual,
+                    linked_at: chrono::Utc::now(),
+                })
+                .await
+                .unwrap();
+        }
+
+        /// A fixture, with its CM campaign id replaced by the scenario's.
+        fn fixture(&self, text: &str) -> LambdaEvent<EventBridgeEvent> {
+            let text = text.replace("0123456789abcdef0123456789abcdef", &self.cm_campaign);
+            LambdaEvent::new(serde_json::from_str(&text).unwrap(), lambda_runtime::Context::default())
+        }
+
+        async fn invoke(&self, text: &str) -> Result<Value, HandlerError> {
+            handle(&self.container, self.fixture(text)).await
+        }
+
+        fn published(&self) -> Vec<String> {
+            let events = self.container.publisher().sink().events();
+            events.iter().map(|e| e.detail_type().to_owned()).collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_schedule_discovers_campaigns_and_requests_a_sync_per_linked_campaign() {
+        let s = setup().await;
+        s.link().await;
+        let outcome = s.invoke(include_str!("../fixtures/schedule.json")).await.unwrap();
+        assert_eq!(outcome["syncs_requested"], 1, "{outcome}");
+        assert!(outcome["discovered"].as_u64().unwrap() >= 1, "{outcome}");
+        assert_eq!(s.published(), ["campaign-sync-requested.v1"]);
+    }
+
+    #[tokio::test]
+    async fn a_sync_request_syncs_the_campaign_and_a_second_invocation_reuses_the_clients() {
+        let s = setup().await;
+        s.link().await;
+        let fixture = include_str!("../fixtures/campaign-sync-requested.v1.json");
+        let first = s.invoke(fixture).await.unwrap();
+        assert_eq!(first["outcome"], "done", "{first}");
+        assert!(first["counts"]["members_added"].as_u64().unwrap() > 0, "{first}");
+        let second = s.invoke(fixture).await.unwrap();
+        assert_eq!(
+            second["counts"]["members_added"], 0,
+            "nothing new the second time: {second}"
+        );
+        assert_eq!(
+            s.container.engines_built(),
+            1,
+            "two invocations, one engine and one CM client"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_linked_campaign_is_synced_at_once() {
+        let s = setup().await;
+        s.link().await;
+        let outcome = s
+            .invoke(include_str!("../fixtures/campaign-linked.v1.json"))
+            .await
+            .unwrap();
+        assert_eq!(outcome["outcome"], "done", "{outcome}");
+        assert!(outcome["counts"]["members_added"].as_u64().unwrap() > 0, "{outcome}");
+    }
+
+    #[tokio::test]
+    async fn a_continuation_carries_on_the_run_it_names() {
+        let s = setup().await;
+        s.link().await;
+        let outcome = s
+            .invoke(include_str!("../fixtures/sync-continuation.v1.json"))
+            .await
+            .unwrap();
+        assert_eq!(outcome["outcome"], "done", "{outcome}");
+        assert_eq!(
+            outcome["run_id"],
+            format!("20261127T110055Z-1a2b3c4d:{}", s.cm_campaign),
+            "the run of the event, not a new one"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_recorded_webhook_event_is_applied() {
+        let s = setup().await;
+        let email = s.scenario.sf.records["Contact"][0]["Email"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let payload = json!({"Type": "Deactivate", "Date": "2026-11-20 10:00:00", "EmailAddress": email,
+            "Name": "", "State": "Bounced", "CustomFields": []});
+        s.container
+            .store()
+            .record_webhook_event(&WebhookEventRecord {
+                dedupe_key: "webhook-event-key".into(),
+                list_id: s.scenario.cm.lists[0].id.clone(),
+                payload,
+                received_at: chrono::Utc::now(),
+                expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+                state: EventState::Received,
+            })
+            .await
+            .unwrap();
+        let outcome = s
+            .invoke(include_str!("../fixtures/subscriber-event-received.v1.json"))
+            .await
+            .unwrap();
+        let state: EventState = serde_json::from_value(outcome.clone()).unwrap();
+        assert!(matches!(state, EventState::Applied { .. }), "{outcome}");
+        let stored = s
+            .container
+            .store()
+            .webhook_event("webhook-event-key")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.state, state);
+    }
+
+    #[tokio::test]
+    async fn an_event_of_another_function_is_refused_as_not_retryable() {
+        let s = setup().await;
+        let discovered = include_str!("../../campaign-autocreate/fixtures/campaign-discovered.v1.json");
+        let error = s.invoke(discovered).await.unwrap_err();
+        let diagnostic = Diagnostic::from(error);
+        assert_eq!(diagnostic.error_type, "NonRetryable");
+        assert!(
+            diagnostic.error_message.contains("campaign-discovered.v1"),
+            "{}",
+            diagnostic.error_message
+        );
+        assert!(s.published().is_empty(), "nothing handed on");
+    }
+}

@@ -1,0 +1,119 @@
+//! The Lambda edge of webhook-intake: `POST /hooks/{token}`. The token is checked in constant
+//! time, the body strictly; each event is recorded (deduplicated) in the state table and handed
+//! on through EventBridge before the 2xx. Bad input gets a 4xx and records nothing; if the table
+//! or the bus fails, a 5xx makes CM deliver again.
+
+use std::sync::Arc;
+
+use engine::webhook::IntakeEngine;
+use events::publisher::{EventSink, Publisher};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use state::Store;
+
+/// What the intake builds once per container.
+pub(crate) struct Intake<S, P> {
+    pub store: Arc<S>,
+    pub publisher: Arc<Publisher<P>>,
+    pub token: String,
+}
+
+fn reply(status: u16, message: &str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(json!({"message": message}).to_string()))
+        .unwrap_or_else(|_| Response::new(Body::from(message.to_owned())))
+}
+
+/// Answers one request.
+pub(crate) async fn handle<S: Store, P: EventSink>(intake: &Intake<S, P>, request: Request) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    let Some(token) = path
+        .trim_end_matches('/')
+        .rsplit_once("/hooks/")
+        .map(|(_, t)| t.to_owned())
+    else {
+        return reply(404, "not found");
+    };
+    if request.method() != "POST" {
+        return reply(405, "POST only");
+    }
+    let settings = match intake.store.load_settings().await {
+        Ok(Some(stored)) => stored.settings,
+        Ok(None) => return reply(503, "not configured yet"),
+        Err(error) => {
+            tracing::error!(%error, "state table unavailable");
+            return reply(503, "temporarily unavailable");
+        }
+    };
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let engine = IntakeEngine {
+        store: intake.store.clone(),
+        publisher: intake.publisher.clone(),
+    };
+    let (status, message) = engine
+        .receive(
+            &settings,
+            &intake.token,
+            &token,
+            content_type.as_deref(),
+            request.body().as_ref(),
+        )
+        .await;
+    reply(status, &message)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+    use super::*;
+    use events::publisher::MemorySink;
+    use mapping::Settings;
+    use state::SettingsStore;
+    use state::memory::MemoryStore;
+
+    const TOKEN: &str = "s3cret-token-0123456789abcdef";
+    const LIST: &str = "0123456789abcdef0123456789abcdef";
+
+    async fn intake() -> Intake<MemoryStore, MemorySink> {
+        let store = MemoryStore::new();
+        let mut settings = Settings::new(vec!["fedcba9876543210fedcba9876543210".into()], mapping::Tz::UTC);
+        settings.cm_lists = vec![LIST.into()];
+        store.save_settings(&settings, None, chrono::Utc::now()).await.unwrap();
+        Intake {
+            store: Arc::new(store),
+            publisher: Arc::new(Publisher::new(MemorySink::default())),
+            token: TOKEN.into(),
+        }
+    }
+
+    fn post(token: &str) -> Request {
+        let body = json!({"ListID": LIST, "Events": [{"Type": "Deactivate", "Date": "2026-11-20 10:00:00",
+            "EmailAddress": "jo@example.com", "Name": "Jo", "State": "Unsubscribed", "CustomFields": []}]});
+        lambda_http::http::Request::builder()
+            .method("POST")
+            .uri(format!("https://example.lambda-url.eu-west-1.on.aws/hooks/{token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_delivery_with_the_token_is_recorded_and_handed_on_and_a_wrong_token_changes_nothing() {
+        let intake = intake().await;
+        let refused = handle(&intake, post("not-the-token")).await;
+        assert_eq!(refused.status(), 401);
+        assert!(intake.publisher.sink().events().is_empty());
+        let accepted = handle(&intake, post(TOKEN)).await;
+        assert_eq!(accepted.status(), 200);
+        let handed_on = intake.publisher.sink().events();
+        assert_eq!(handed_on.len(), 1);
+        assert_eq!(handed_on[0].detail_type(), "subscriber-event-received.v1");
+    }
+}

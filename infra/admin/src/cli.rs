@@ -1,0 +1,213 @@
+//! The command line: every command, its arguments and its help (with an example each).
+
+// The doc comments of the command-line types are clap's help text, read in a terminal: example
+// URLs and `[n]` paths are meant literally there, not as rustdoc links.
+#![allow(rustdoc::bare_urls, rustdoc::broken_intra_doc_links)]
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+
+const AFTER_HELP: &str = "Configuration comes from the environment, as for the functions: STATE_TABLE and \
+EVENT_BUS (stack outputs), CM_SECRET_ID, SF_SECRET_ID and WEBHOOK_SECRET_ID (Secrets Manager names), \
+optionally CM_BASE_URL and SF_API_VERSION; AWS credentials as usual (AWS_PROFILE, AWS_REGION, ...).";
+
+/// Administer the Campaign Monitor → Salesforce sync: settings, links, syncs, backfill, runs,
+/// checks and webhooks.
+#[derive(Debug, Parser)]
+#[command(version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Print JSON instead of readable text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the state table (local stacks only; on AWS the template creates it).
+    ///
+    /// Example: cm-sf-admin init-table
+    InitTable,
+    /// Read, change, or compare the settings document.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+    /// Link a CM campaign to an SF Campaign by hand: writes the Campaign's link field and the
+    /// state table, then syncs the campaign.
+    ///
+    /// Example: cm-sf-admin link 0123456789abcdef0123456789abcdef 701000000000001AAA
+    Link {
+        /// CM CampaignID (32 hex characters).
+        cm_campaign: String,
+        /// SF Campaign Id (starts with 701).
+        sf_campaign: String,
+    },
+    /// Remove a link: clears the Campaign's link field and forgets the link and the campaign's
+    /// sync progress (a new link reads everything again). Nothing is removed from Salesforce.
+    ///
+    /// Example: cm-sf-admin unlink 0123456789abcdef0123456789abcdef
+    Unlink {
+        /// CM CampaignID.
+        cm_campaign: String,
+    },
+    /// List the links between CM campaigns and SF Campaigns.
+    ///
+    /// Example: cm-sf-admin links --json
+    Links,
+    /// Start a sync now (through the same event the schedule uses), or print the plan of one
+    /// without writing anything.
+    ///
+    /// Examples: cm-sf-admin sync --dry-run;
+    /// cm-sf-admin sync --campaign 0123456789abcdef0123456789abcdef
+    Sync {
+        /// Only this CM campaign (linked).
+        #[arg(long, value_name = "CM_CAMPAIGN_ID")]
+        campaign: Option<String>,
+        /// Compute and print the plan; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Create and link SF Campaigns for CM campaigns created or sent in a window of dates
+    /// (inclusive, in the settings' CM time zone): the retrospective creation auto-create never
+    /// does. Each new link is synced at once.
+    ///
+    /// Example: cm-sf-admin backfill --from 2026-01-01 --to 2026-03-31 --dry-run
+    Backfill {
+        /// First day (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        from: NaiveDate,
+        /// Last day (YYYY-MM-DD).
+        #[arg(long, value_name = "DATE")]
+        to: NaiveDate,
+        /// List what would be created; create nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Refuse (creating nothing) when more campaigns than this are in the window.
+        #[arg(long, default_value_t = 200)]
+        max: usize,
+    },
+    /// Recent sync runs with their counts, newest first.
+    ///
+    /// Example: cm-sf-admin runs --last 5
+    Runs {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        last: usize,
+    },
+    /// One run: counts, and every failed or skipped record with its reason.
+    ///
+    /// Example: cm-sf-admin run 20261127T110055Z-1a2b3c4d:0123456789abcdef0123456789abcdef
+    Run {
+        /// Run id (as `runs` prints it).
+        run_id: String,
+    },
+    /// Queue the people a run failed on for one more attempt, and sync their campaign now.
+    ///
+    /// Example: cm-sf-admin retry 20261127T110055Z-1a2b3c4d:0123456789abcdef0123456789abcdef
+    Retry {
+        /// Run id (a campaign sync, as `runs` prints it).
+        run_id: String,
+    },
+    /// Check, before the first sync, that everything the settings need is in place: Salesforce
+    /// objects, fields, types and access; CM credentials, clients and lists; webhooks. Each
+    /// finding says how to fix it. Exit status 1 when a problem is found.
+    ///
+    /// Example: cm-sf-admin doctor --url https://abc.lambda-url.eu-west-1.on.aws/hooks/
+    Doctor {
+        /// The intake URL (stack output WebhookUrl; or WEBHOOK_URL). With it, the webhook
+        /// check looks for this deployment's URL exactly.
+        #[arg(long, env = "WEBHOOK_URL")]
+        url: Option<String>,
+    },
+    /// Register, list or remove this deployment's webhook on the configured CM lists.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCommand {
+    /// Print the stored settings.
+    ///
+    /// Example: cm-sf-admin settings show
+    Show,
+    /// Validate a settings file and store it (optimistic locking: refused if someone saved in
+    /// between).
+    ///
+    /// Example: cm-sf-admin settings apply settings.json
+    Apply {
+        /// The JSON document.
+        file: PathBuf,
+    },
+    /// Change one value of the stored settings (validated like a whole document). VALUE is JSON
+    /// when it parses (true, 3, ["a"]), otherwise text.
+    ///
+    /// Examples: cm-sf-admin settings set opt_out_policy any_list;
+    /// cm-sf-admin settings set status_mapping[2].status "Opened email"
+    Set {
+        /// Path: a key, nested with dots, list entries with [n].
+        key: String,
+        /// New value.
+        value: String,
+    },
+    /// Show what applying a settings file would change (validated; nothing is stored).
+    ///
+    /// Example: cm-sf-admin settings diff settings.json
+    Diff {
+        /// The JSON document.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Register the intake URL (with the token from WEBHOOK_SECRET_ID) for Deactivate events on
+    /// every list in `cm_lists`; lists that have it already are left alone.
+    ///
+    /// Example: cm-sf-admin webhooks register --url https://abc.lambda-url.eu-west-1.on.aws/hooks/
+    Register {
+        /// The intake URL (stack output WebhookUrl).
+        #[arg(long, env = "WEBHOOK_URL")]
+        url: String,
+    },
+    /// List the webhooks on the configured lists (tokens hidden); `--url` marks ours.
+    ///
+    /// Example: cm-sf-admin webhooks list
+    List {
+        /// The intake URL (stack output WebhookUrl).
+        #[arg(long, env = "WEBHOOK_URL")]
+        url: Option<String>,
+    },
+    /// Remove this deployment's webhooks from the configured lists (others are left alone).
+    ///
+    /// Example: cm-sf-admin webhooks remove --url https://abc.lambda-url.eu-west-1.on.aws/hooks/
+    Remove {
+        /// The intake URL (stack output WebhookUrl).
+        #[arg(long, env = "WEBHOOK_URL")]
+        url: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed_and_every_command_has_an_example() {
+        Cli::command().debug_assert();
+        fn walk(command: &clap::Command, path: &str) {
+            let path = format!("{path} {}", command.get_name());
+            if command.has_subcommands() {
+                for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+                    walk(sub, &path);
+                }
+            } else if path.trim() != "cm-sf-admin" {
+                let help = command.get_long_about().map(ToString::to_string).unwrap_or_default();
+                assert!(help.contains("Example"), "`{path}` has no example in its help");
+            }
+        }
+        walk(&Cli::command(), "");
+    }
+}

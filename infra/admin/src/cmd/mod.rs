@@ -1,0 +1,35 @@
+//! One file per command; each takes its arguments and the [`Context`] and returns a [`Report`].
+
+mod backfill;
+mod doctor;
+mod init_table;
+mod links;
+mod retry;
+mod runs;
+mod settings;
+mod sync;
+mod webhooks;
+
+use crate::cli::Command;
+use crate::context::{Context, Failure, Report};
+
+/// Runs one command.
+pub async fn run(command: Command, context: &Context) -> Result<Report, Failure> {
+    match command {
+        Command::InitTable => init_table::run(context).await,
+        Command::Settings(command) => settings::run(command, context).await,
+        Command::Link {
+            cm_campaign,
+            sf_campaign,
+        } => links::link(context, &cm_campaign, &sf_campaign).await,
+        Command::Unlink { cm_campaign } => links::unlink(context, &cm_campaign).await,
+        Command::Links => links::list(context).await,
+        Command::Sync { campaign, dry_run } => sync::run(context, campaign, dry_run).await,
+        Command::Backfill { from, to, dry_run, max } => backfill::run(context, from, to, dry_run, max).await,
+        Command::Runs { last } => runs::recent(context, last).await,
+        Command::Run { run_id } => runs::one(context, &run_id).await,
+        Command::Retry { run_id } => retry::run(context, &run_id).await,
+        Command::Doctor { url } => doctor::run(context, url.as_deref()).await,
+        Command::Webhooks(command) => webhooks::run(command, context).await,
+    }
+}

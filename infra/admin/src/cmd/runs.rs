@@ -1,0 +1,64 @@
+//! `runs`, `run`: recent sync runs, and one run with its failed and skipped records.
+
+use serde_json::json;
+use state::RunStore;
+
+use crate::context::{Context, Failure, Report};
+
+/// `runs --last N`: newest first, with their non-zero counts.
+pub async fn recent(context: &Context, last: usize) -> Result<Report, Failure> {
+    let runs = context.store().await?.recent_runs(last).await?;
+    let mut text = String::new();
+    if runs.is_empty() {
+        text += "no runs yet";
+    }
+    for run in &runs {
+        let counts: Vec<String> = run
+            .counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        text += &format!(
+            "{}  {}  {:?}  failures={}  {}\n",
+            run.run_id,
+            run.started_at.format("%Y-%m-%d %H:%M:%S"),
+            run.status,
+            run.failure_count,
+            counts.join(" ")
+        );
+    }
+    Ok(Report::new(text, json!(runs)))
+}
+
+/// `run ID`: counts, and every failed or skipped record with its reason.
+pub async fn one(context: &Context, run_id: &str) -> Result<Report, Failure> {
+    let Some((run, failures)) = context.store().await?.run(run_id).await? else {
+        return Err(Failure(format!("no run `{run_id}` (see `cm-sf-admin runs`)")));
+    };
+    let mut text = format!(
+        "run {}\nscope    {}\nstarted  {}\nended    {}\nstatus   {:?}\n",
+        run.run_id,
+        run.scope,
+        run.started_at,
+        run.ended_at.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+        run.status
+    );
+    for (key, n) in &run.counts {
+        text += &format!("  {key}: {n}\n");
+    }
+    if failures.is_empty() {
+        text += "no failed or skipped records\n";
+    } else {
+        text += &format!("{} failed or skipped records:\n", failures.len());
+    }
+    for failure in &failures {
+        text += &format!(
+            "  {}  {}{}\n",
+            failure.record,
+            failure.reason,
+            failure.code.as_deref().map(|c| format!(" [{c}]")).unwrap_or_default()
+        );
+    }
+    Ok(Report::new(text, json!({"run": run, "failures": failures})))
+}

@@ -1,0 +1,49 @@
+//! Stage 3: one part's plan written to Salesforce, its counts and per-record failures recorded.
+
+use events::publisher::EventSink;
+use mapping::plan::CampaignPlan;
+use state::{RunFailure, Store};
+
+use super::CampaignRun;
+use crate::salesforce_io::Applied;
+use crate::{Engine, EngineError};
+
+impl<S: Store, P: EventSink> Engine<S, P> {
+    /// Applies one part's plan; failures (and the plan's skips) go to the run record.
+    pub(super) async fn apply_part(&self, run: &mut CampaignRun<'_>, plan: CampaignPlan) -> Result<(), EngineError> {
+        let applied = crate::salesforce_io::apply(&self.sf, run.settings, &plan).await?;
+        count_applied(run, &applied);
+        let mut failures = applied.failures;
+        failures.extend(plan.skips.iter().map(|skip| RunFailure {
+            record: skip.subject.clone(),
+            reason: skip.reason.label().to_owned(),
+            code: None,
+        }));
+        self.store.add_run_failures(&run.record_id, &failures).await?;
+        if !plan.statuses.create.is_empty() || !plan.statuses.correct.is_empty() {
+            run.statuses = None; // read again: the next part must see what this one created
+        }
+        // A campaign in one part returns its whole plan; a larger one keeps what an admin
+        // reads (statuses, statistics, skips), not a million member rows.
+        run.total.absorb(plan, run.first_part);
+        if run.part_count > 1 {
+            run.total.members_to_add.clear();
+            run.total.member_updates.clear();
+            run.total.person_updates.clear();
+        }
+        run.first_part = false;
+        Ok(())
+    }
+}
+
+fn count_applied(run: &mut CampaignRun<'_>, applied: &Applied) {
+    let counts = &mut run.counts;
+    counts.statuses_created += applied.statuses_created;
+    counts.statuses_corrected += applied.statuses_corrected;
+    counts.members_added += applied.members_added;
+    counts.members_updated += applied.members_updated;
+    counts.people_updated += applied.people_updated;
+    counts.stats_written += applied.stats_written;
+    counts.failed += applied.failures.len() as u64;
+    run.transient_failures |= applied.transient_failures;
+}

@@ -1,0 +1,71 @@
+//! The counters of a campaign run, typed, serialised under the keys run records have always used.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What one campaign run read, planned and applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    /// CM activity records read.
+    pub activities: u64,
+    /// Parts the campaign was planned in (more than one for a campaign too large for memory).
+    #[serde(default, skip_serializing_if = "at_most_one")]
+    pub parts: u64,
+    /// Members the plan adds.
+    pub members_to_add: u64,
+    /// Member updates planned.
+    pub member_updates: u64,
+    /// Records skipped, each with a reason.
+    pub skipped: u64,
+    /// Member statuses created.
+    pub statuses_created: u64,
+    /// Member statuses whose responded flag was corrected.
+    pub statuses_corrected: u64,
+    /// Members added.
+    pub members_added: u64,
+    /// Members updated.
+    pub members_updated: u64,
+    /// Leads and Contacts updated (opt-outs, bounces).
+    pub people_updated: u64,
+    /// Statistics fields written.
+    pub stats_written: u64,
+    /// Per-record failures.
+    pub failed: u64,
+}
+
+fn at_most_one(n: &u64) -> bool {
+    *n <= 1
+}
+
+impl RunCounts {
+    /// The counters as the run record stores them.
+    pub fn to_map(&self) -> BTreeMap<String, u64> {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_keep_the_keys_run_records_always_had() {
+        let counts = RunCounts {
+            activities: 3,
+            members_added: 2,
+            failed: 1,
+            ..RunCounts::default()
+        };
+        let map = counts.to_map();
+        assert_eq!(map["activities"], 3);
+        assert_eq!(map["members_added"], 2);
+        assert_eq!(map["failed"], 1);
+        assert!(!map.contains_key("parts"), "one part is not worth a key");
+        let parted = RunCounts { parts: 4, ..counts }.to_map();
+        assert_eq!(parted["parts"], 4);
+    }
+}

@@ -1,0 +1,156 @@
+//! One linked campaign's sync as a pipeline of named stages over a [`CampaignRun`] (PRODUCT.md
+//! §5): [`read`] what changed in CM (and the people queued for a retry), then part by part
+//! [`plan`] it against what Salesforce holds and [`apply`] the plan, and finally [`commit`] the
+//! watermarks and the run record. Each stage is a short function of its own file; this one only
+//! strings them together.
+
+mod apply;
+mod commit;
+mod counts;
+mod plan;
+mod read;
+mod run;
+
+use chrono::Utc;
+use events::publisher::EventSink;
+use mapping::Settings;
+use mapping::plan::CampaignPlan;
+use serde::Serialize;
+use state::Store;
+
+pub use counts::RunCounts;
+pub(crate) use run::CampaignRun;
+
+use crate::{Deadline, Engine, EngineError};
+
+/// Continuations of one campaign's run before it is stopped as making no progress.
+pub const MAX_CONTINUATIONS: u32 = 20;
+
+/// Whether a sync writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Compute and return the plan; write nothing anywhere (no lease, watermark, run record or
+    /// SF write).
+    DryRun,
+    /// Apply the plan. `continuation` counts the invocations this run was handed over before
+    /// (0 for a new run); past [`MAX_CONTINUATIONS`] the run stops as making no progress.
+    Apply {
+        /// Hand-overs so far.
+        continuation: u32,
+    },
+}
+
+impl Mode {
+    /// A new run that writes.
+    pub const APPLY: Mode = Mode::Apply { continuation: 0 };
+
+    /// Whether this is a dry run.
+    pub fn is_dry_run(self) -> bool {
+        self == Mode::DryRun
+    }
+}
+
+/// How a campaign sync ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CampaignOutcome {
+    /// Applied (or planned, for a dry run).
+    Done {
+        /// The run record id.
+        run_id: String,
+        /// Counters.
+        counts: RunCounts,
+        /// The plan (always returned; a dry run writes nothing else).
+        plan: Box<CampaignPlan>,
+        /// Dry run.
+        dry_run: bool,
+    },
+    /// Another run holds the campaign's lease; this one did nothing.
+    Busy,
+    /// The campaign is not linked.
+    NotLinked,
+    /// The deadline came first; a continuation event was published.
+    Continued {
+        /// The run.
+        run_id: String,
+    },
+}
+
+impl<S: Store, P: EventSink> Engine<S, P> {
+    /// Syncs one linked campaign under its lease (none for a dry run).
+    pub async fn sync_campaign(
+        &self,
+        settings: &Settings,
+        cm_campaign_id: &str,
+        run_id: &str,
+        mode: Mode,
+        deadline: Deadline,
+    ) -> Result<CampaignOutcome, EngineError> {
+        let Some(link) = self.store.link(cm_campaign_id).await? else {
+            return Ok(CampaignOutcome::NotLinked);
+        };
+        if mode.is_dry_run() {
+            return self
+                .run_pipeline(CampaignRun::new(settings, &link, run_id, mode), deadline)
+                .await;
+        }
+        let scope = format!("campaign:{cm_campaign_id}");
+        let now = Utc::now();
+        let until = now + chrono::Duration::from_std(self.options.lease).unwrap_or_default();
+        if self.store.acquire_lease(&scope, run_id, now, until).await?.is_none() {
+            tracing::info!(campaign = cm_campaign_id, "another run holds this campaign; skipping");
+            return Ok(CampaignOutcome::Busy);
+        }
+        let result = self
+            .run_pipeline(CampaignRun::new(settings, &link, run_id, mode), deadline)
+            .await;
+        self.store.release_lease(&scope, run_id).await?;
+        result
+    }
+
+    /// A dry run of a campaign that may be linked only on the SF side so far.
+    pub async fn plan_campaign_dry(
+        &self,
+        settings: &Settings,
+        cm_campaign_id: &str,
+        sf_campaign_id: &str,
+        run_id: &str,
+    ) -> Result<CampaignOutcome, EngineError> {
+        let link = state::LinkRecord {
+            cm_campaign_id: cm_campaign_id.to_owned(),
+            sf_campaign_id: sf_campaign_id.to_owned(),
+            origin: events::LinkOrigin::FoundInSalesforce,
+            linked_at: Utc::now(),
+        };
+        self.run_pipeline(
+            CampaignRun::new(settings, &link, run_id, Mode::DryRun),
+            Deadline::none(),
+        )
+        .await
+    }
+
+    /// read changes → read retried → (plan a part → apply a part)* → commit.
+    async fn run_pipeline(&self, mut run: CampaignRun<'_>, deadline: Deadline) -> Result<CampaignOutcome, EngineError> {
+        self.start(&mut run).await?;
+        let mut spool = self.read_changes(&mut run).await?;
+        self.read_retried(&mut run, &mut spool).await?;
+        let mut parts = self.read_summary(&mut run, spool).await?;
+        if deadline.passed() {
+            return self.continue_later(&run).await;
+        }
+        while let Some(activities) = parts.next_part()? {
+            let plan = self.plan_part(&mut run, &activities).await?;
+            drop(activities);
+            if run.mode.is_dry_run() {
+                run.absorb_planned(plan);
+                continue;
+            }
+            if deadline.passed() {
+                // Parts already applied are re-applied by the continuation, changing nothing.
+                return self.continue_later(&run).await;
+            }
+            self.apply_part(&mut run, plan).await?;
+        }
+        self.commit(run).await
+    }
+}

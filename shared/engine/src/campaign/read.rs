@@ -1,0 +1,154 @@
+//! Stage 1: what changed in CM since the watermarks, up to CM's clock less the settle lag, the
+//! whole activity of people queued for a retry, and the campaign summary. Held in memory up to
+//! one part; a larger campaign spills to temporary files.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, DurationRound, Utc};
+use events::publisher::EventSink;
+use futures::StreamExt;
+use mapping::{ActivityKind, CmTimestamp};
+use state::Store;
+
+use super::CampaignRun;
+use crate::spool::{Parts, Spool};
+use crate::{Engine, EngineError};
+
+/// The activity streams of a campaign, in the order they are read.
+const STREAMS: [ActivityKind; 6] = [
+    ActivityKind::Sent,
+    ActivityKind::Opened,
+    ActivityKind::Clicked,
+    ActivityKind::Bounced,
+    ActivityKind::Unsubscribed,
+    ActivityKind::MarkedAsSpam,
+];
+
+/// At most this many queued people are retried per sync; the rest wait for the next one.
+const RETRY_BATCH: usize = 5_000;
+
+impl<S: Store, P: EventSink> Engine<S, P> {
+    /// Reads every stream from its watermark, side by side (one request in flight each, pages
+    /// taken as they come: the sync waits for the longest stream, not for the sum of them).
+    pub(super) async fn read_changes(&self, run: &mut CampaignRun<'_>) -> Result<Spool, EngineError> {
+        let zone = run.settings.zone();
+        let cm_now = self.cm.system_date().await?;
+        let settled = (cm_now.to_utc(zone) - self.options.settle_lag)
+            .duration_trunc(chrono::Duration::minutes(1))
+            .unwrap_or(cm_now.to_utc(zone));
+        let watermarks = self.store.watermarks(run.cm_id()).await?;
+        let mut streams = Vec::new();
+        for kind in STREAMS {
+            let stored = watermarks.get(kind.as_str()).copied();
+            if kind == ActivityKind::Sent {
+                if stored.is_some() {
+                    continue; // recipients are read once
+                }
+                let Some(at) = self.sent_at_once(run).await? else {
+                    continue;
+                };
+                streams.push(self.cm.recipients(run.cm_id(), at));
+                run.next_watermarks.insert(kind.as_str().to_owned(), at);
+                continue;
+            }
+            let since = stored.map(|w| CmTimestamp::from_utc(w, zone));
+            streams.push(self.cm.activity(run.cm_id(), kind, since));
+            // Everything dated up to the settled moment has been read (CM shows records within
+            // the settle lag); later records are read again next time, and re-applying them
+            // changes nothing.
+            let next = stored.map_or(settled, |stored| stored.max(settled));
+            run.next_watermarks.insert(kind.as_str().to_owned(), next);
+        }
+        let mut spool = Spool::new(self.options.part_size);
+        let mut pages = futures::stream::select_all(streams.into_iter().map(|stream| {
+            Box::pin(futures::stream::unfold(Some(stream), |state| async move {
+                let mut stream = state?;
+                match stream.next_page().await {
+                    Ok(Some(page)) => Some((Ok(page), Some(stream))),
+                    Ok(None) => None,
+                    Err(error) => Some((Err(error), None)),
+                }
+            }))
+        }));
+        while let Some(page) = pages.next().await {
+            for record in &page? {
+                spool.push(record.to_activity())?;
+            }
+        }
+        Ok(spool)
+    }
+
+    /// People an admin queued for another attempt (`cm-sf-admin retry`): their whole activity
+    /// is read again, whatever the watermarks say (CM cannot filter a campaign's activity by
+    /// subscriber, so the streams are read from the start and filtered). Not in a dry run.
+    pub(super) async fn read_retried(&self, run: &mut CampaignRun<'_>, spool: &mut Spool) -> Result<(), EngineError> {
+        if run.mode.is_dry_run() {
+            return Ok(());
+        }
+        run.retried = self
+            .store
+            .failed_records(run.cm_id(), RETRY_BATCH)
+            .await?
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        if run.retried.is_empty() {
+            return Ok(());
+        }
+        let wanted: BTreeSet<String> = run.retried.iter().cloned().collect();
+        for kind in STREAMS {
+            let mut stream = if kind == ActivityKind::Sent {
+                let Some(at) = self.sent_at_once(run).await? else {
+                    continue;
+                };
+                self.cm.recipients(run.cm_id(), at)
+            } else {
+                self.cm.activity(run.cm_id(), kind, None)
+            };
+            while let Some(page) = stream.next_page().await? {
+                for record in page.iter().filter(|r| wanted.contains(&r.email)) {
+                    spool.push(record.to_activity())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The CM summary (when statistics are written), and the activity split into parts.
+    pub(super) async fn read_summary(&self, run: &mut CampaignRun<'_>, spool: Spool) -> Result<Parts, EngineError> {
+        if run.settings.update_campaign_statistics {
+            let summary = self.cm.summary(run.cm_id()).await?;
+            run.link.name = summary.name.clone();
+            run.total.link.name = summary.name.clone();
+            run.summary = Some(summary);
+        }
+        run.counts.activities = spool.len() as u64;
+        let parts = spool.into_parts()?;
+        run.part_count = parts.count();
+        if run.part_count > 1 {
+            run.counts.parts = run.part_count as u64;
+        }
+        Ok(parts)
+    }
+
+    /// The campaign's sent date, looked up once per run.
+    async fn sent_at_once(&self, run: &mut CampaignRun<'_>) -> Result<Option<DateTime<Utc>>, EngineError> {
+        if let Some(known) = run.sent_at {
+            return Ok(known);
+        }
+        let found = self.sent_at(run.settings, run.cm_id()).await?;
+        run.sent_at = Some(found);
+        Ok(found)
+    }
+
+    /// The campaign's sent date, from the sent-campaign lists of the configured clients.
+    async fn sent_at(&self, settings: &mapping::Settings, cm_id: &str) -> Result<Option<DateTime<Utc>>, EngineError> {
+        for client in &settings.cm_clients {
+            let sent = self.cm.sent_campaigns(client, &Default::default()).await?;
+            if let Some(campaign) = sent.iter().find(|c| c.campaign_id == cm_id) {
+                return Ok(Some(self.cm.to_utc(&campaign.sent_date)?));
+            }
+        }
+        Ok(None)
+    }
+}

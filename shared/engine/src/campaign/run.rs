@@ -1,0 +1,94 @@
+//! The value a campaign run's stages pass along: what the run is about, what it has read so far,
+//! and what it has counted.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use mapping::Settings;
+use mapping::plan::{CampaignLink, CampaignPlan};
+use mapping::statuses::ExistingStatus;
+
+use super::{Mode, RunCounts};
+
+/// One campaign's run, from the first read to the commit.
+pub(crate) struct CampaignRun<'a> {
+    /// The settings of this invocation.
+    pub settings: &'a Settings,
+    /// CM campaign ↔ SF Campaign (the name is filled in from the summary).
+    pub link: CampaignLink,
+    /// The scheduled run this campaign run belongs to.
+    pub run_id: String,
+    /// `<run id>:<cm campaign id>`: the run record's id.
+    pub record_id: String,
+    /// Dry run or apply.
+    pub mode: Mode,
+    /// Where each activity stream's watermark moves when the run commits.
+    pub next_watermarks: BTreeMap<String, DateTime<Utc>>,
+    /// The campaign's sent date, once looked up (it takes a paged listing of sent campaigns).
+    pub sent_at: Option<Option<DateTime<Utc>>>,
+    /// People an admin queued for another attempt.
+    pub retried: Vec<String>,
+    /// The CM summary, when statistics are written.
+    pub summary: Option<campaign_monitor::types::Summary>,
+    /// The campaign's member statuses, read before the first part that needs them.
+    pub statuses: Option<Vec<ExistingStatus>>,
+    /// Parts to plan.
+    pub part_count: usize,
+    /// The next part is the first (statuses and statistics belong to it).
+    pub first_part: bool,
+    /// Everything planned (a many-part apply keeps what an admin reads, not member rows).
+    pub total: CampaignPlan,
+    /// Counters.
+    pub counts: RunCounts,
+    /// Some failure was transient: keep the watermarks so the work is read again.
+    pub transient_failures: bool,
+}
+
+impl<'a> CampaignRun<'a> {
+    pub fn new(settings: &'a Settings, link: &state::LinkRecord, run_id: &str, mode: Mode) -> CampaignRun<'a> {
+        let link = CampaignLink {
+            cm_campaign_id: link.cm_campaign_id.clone(),
+            sf_campaign_id: link.sf_campaign_id.clone(),
+            name: String::new(),
+        };
+        CampaignRun {
+            settings,
+            record_id: format!("{run_id}:{}", link.cm_campaign_id),
+            run_id: run_id.to_owned(),
+            total: CampaignPlan {
+                link: link.clone(),
+                ..CampaignPlan::default()
+            },
+            link,
+            mode,
+            next_watermarks: BTreeMap::new(),
+            sent_at: None,
+            retried: Vec::new(),
+            summary: None,
+            statuses: None,
+            part_count: 0,
+            first_part: true,
+            counts: RunCounts::default(),
+            transient_failures: false,
+        }
+    }
+
+    /// The CM campaign id.
+    pub fn cm_id(&self) -> &str {
+        &self.link.cm_campaign_id
+    }
+
+    /// Counts a part's plan and keeps it in the total.
+    pub fn count_planned(&mut self, plan: &CampaignPlan) {
+        self.counts.members_to_add += plan.members_to_add.len() as u64;
+        self.counts.member_updates += plan.member_updates.len() as u64;
+        self.counts.skipped += plan.skips.len() as u64;
+    }
+
+    /// A dry run's part: nothing is applied, so every part plans the same statuses: keep the
+    /// first part's.
+    pub fn absorb_planned(&mut self, plan: CampaignPlan) {
+        self.total.absorb(plan, self.first_part);
+        self.first_part = false;
+    }
+}

@@ -1,0 +1,122 @@
+//! The one reader of the environment, for every binary (the three functions and `cm-sf-admin`).
+//! Each value is read once at start; a binary asks for what it needs and a missing one names
+//! the variable.
+
+use std::collections::BTreeMap;
+
+use crate::StartupError;
+
+/// The variables this project reads.
+pub const VARIABLES: [&str; 10] = [
+    "STATE_TABLE",
+    "EVENT_BUS",
+    "CM_SECRET_ID",
+    "SF_SECRET_ID",
+    "WEBHOOK_SECRET_ID",
+    "CM_BASE_URL",
+    "SF_API_VERSION",
+    "LOG_LEVEL",
+    "AWS_LAMBDA_LOG_LEVEL",
+    "RUST_LOG",
+];
+
+/// The Salesforce API version used when `SF_API_VERSION` is not set.
+pub const DEFAULT_SF_API_VERSION: &str = "66.0";
+
+/// The configuration of a binary, read from its environment.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    values: BTreeMap<&'static str, String>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Config {
+        Config::from_vars(
+            VARIABLES
+                .iter()
+                .filter_map(|name| Some((*name, std::env::var(name).ok()?))),
+        )
+    }
+
+    /// A configuration from explicit values (tests); blank values count as unset.
+    pub fn from_vars<V: Into<String>>(vars: impl IntoIterator<Item = (&'static str, V)>) -> Config {
+        Config {
+            values: vars
+                .into_iter()
+                .map(|(name, value)| (name, value.into()))
+                .filter(|(_, value)| !value.trim().is_empty())
+                .collect(),
+        }
+    }
+
+    fn required(&self, name: &'static str) -> Result<&str, StartupError> {
+        self.values
+            .get(name)
+            .map(String::as_str)
+            .ok_or(StartupError::Missing(name))
+    }
+
+    /// `STATE_TABLE`: the DynamoDB table.
+    pub fn state_table(&self) -> Result<&str, StartupError> {
+        self.required("STATE_TABLE")
+    }
+
+    /// `EVENT_BUS`: the EventBridge bus.
+    pub fn event_bus(&self) -> Result<&str, StartupError> {
+        self.required("EVENT_BUS")
+    }
+
+    /// `CM_SECRET_ID`: the Campaign Monitor credentials' secret.
+    pub fn cm_secret_id(&self) -> Result<&str, StartupError> {
+        self.required("CM_SECRET_ID")
+    }
+
+    /// `SF_SECRET_ID`: the Salesforce credentials' secret.
+    pub fn sf_secret_id(&self) -> Result<&str, StartupError> {
+        self.required("SF_SECRET_ID")
+    }
+
+    /// `WEBHOOK_SECRET_ID`: the webhook token's secret.
+    pub fn webhook_secret_id(&self) -> Result<&str, StartupError> {
+        self.required("WEBHOOK_SECRET_ID")
+    }
+
+    /// `CM_BASE_URL`, default the production API root.
+    pub fn cm_base_url(&self) -> &str {
+        self.values
+            .get("CM_BASE_URL")
+            .map_or(campaign_monitor::DEFAULT_BASE_URL, String::as_str)
+    }
+
+    /// `SF_API_VERSION`, default [`DEFAULT_SF_API_VERSION`].
+    pub fn sf_api_version(&self) -> &str {
+        self.values
+            .get("SF_API_VERSION")
+            .map_or(DEFAULT_SF_API_VERSION, String::as_str)
+    }
+
+    /// The log filter: `LOG_LEVEL`, else Lambda's `AWS_LAMBDA_LOG_LEVEL` (the function's
+    /// application log level), else `RUST_LOG`, else `info`.
+    pub fn log_filter(&self) -> &str {
+        ["LOG_LEVEL", "AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
+            .iter()
+            .find_map(|name| self.values.get(name))
+            .map_or("info", String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_blank_variable_is_named_and_optional_ones_have_defaults() {
+        let config = Config::from_vars([("STATE_TABLE", "state"), ("EVENT_BUS", "  ")]);
+        assert_eq!(config.state_table().unwrap(), "state");
+        let error = config.event_bus().unwrap_err();
+        assert_eq!(error.to_string(), "environment variable EVENT_BUS is required");
+        assert_eq!(config.cm_base_url(), campaign_monitor::DEFAULT_BASE_URL);
+        assert_eq!(config.sf_api_version(), DEFAULT_SF_API_VERSION);
+    }
+}

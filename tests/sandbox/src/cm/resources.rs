@@ -1,0 +1,378 @@
+//! The resources: client discovery, campaign summaries, paged activity with the `date` filter
+//! and CM's paged envelope, subscribers and webhooks.
+
+use std::collections::HashMap;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::http::*;
+use super::*;
+use crate::World;
+
+pub(super) struct Paging {
+    page: usize,
+    size: usize,
+    ascending: bool,
+}
+
+pub(super) fn paging(
+    query: &HashMap<String, String>,
+    allowed_order: &[&str],
+    default_order: &str,
+    default_ascending: bool,
+) -> Result<(Paging, String), Response> {
+    let page = match query.get("page") {
+        None => 1,
+        Some(p) => p
+            .parse::<usize>()
+            .ok()
+            .filter(|p| *p >= 1)
+            .ok_or_else(|| cm_error(StatusCode::BAD_REQUEST, 800, "Invalid page number"))?,
+    };
+    let size = match query.get("pagesize") {
+        None => 1000,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|s| (10..=1000).contains(s))
+            .ok_or_else(|| cm_error(StatusCode::BAD_REQUEST, 801, "Invalid page size"))?,
+    };
+    let order = query
+        .get("orderfield")
+        .map(|o| o.to_lowercase())
+        .unwrap_or_else(|| default_order.to_owned());
+    if !allowed_order.contains(&order.as_str()) {
+        return Err(cm_error(StatusCode::BAD_REQUEST, 802, "Invalid order field"));
+    }
+    let ascending = match query.get("orderdirection").map(|d| d.to_lowercase()).as_deref() {
+        None => default_ascending,
+        Some("asc") => true,
+        Some("desc") => false,
+        Some(_) => return Err(cm_error(StatusCode::BAD_REQUEST, 803, "Invalid order direction")),
+    };
+    Ok((Paging { page, size, ascending }, order))
+}
+
+pub(super) fn envelope(results: Vec<Value>, total: usize, paging: &Paging, ordered_by: &str) -> Value {
+    let pages = total.div_ceil(paging.size);
+    json!({
+        "Results": results,
+        "ResultsOrderedBy": ordered_by,
+        "OrderDirection": if paging.ascending { "asc" } else { "desc" },
+        "PageNumber": paging.page,
+        "PageSize": paging.size,
+        "RecordsOnThisPage": results.len(),
+        "TotalNumberOfRecords": total,
+        "NumberOfPages": pages,
+    })
+}
+
+pub(super) fn page_of<T: Clone>(items: &[T], paging: &Paging) -> Vec<T> {
+    let start = (paging.page - 1).saturating_mul(paging.size);
+    items.iter().skip(start).take(paging.size).cloned().collect()
+}
+
+pub(super) fn client_resource(world: &World, client_id: &str, what: &str, query: &HashMap<String, String>) -> Response {
+    if !world.cm.account.clients.iter().any(|c| c.id == client_id) {
+        return cm_error(StatusCode::UNAUTHORIZED, 102, "Invalid ClientID");
+    }
+    let campaigns = world.cm.campaigns.values().filter(|c| c.meta.client_id == client_id);
+    match what {
+        "lists" => ok(Value::Array(
+            world
+                .cm
+                .lists
+                .values()
+                .filter(|l| l.client_id == client_id)
+                .map(|l| json!({"ListID": l.id, "Name": l.name}))
+                .collect(),
+        )),
+        "listsforemail" => {
+            let email = query.get("email").map(|e| e.to_lowercase()).unwrap_or_default();
+            if !email.contains('@') {
+                return cm_error(StatusCode::BAD_REQUEST, 1, "Invalid Email Address");
+            }
+            ok(Value::Array(
+                world
+                    .cm
+                    .lists
+                    .values()
+                    .filter(|l| l.client_id == client_id)
+                    .filter_map(|l| {
+                        l.subscribers.iter().find(|s| s.email.to_lowercase() == email).map(|s| {
+                            json!({"ListID": l.id, "ListName": l.name, "SubscriberState": s.state, "DateSubscriberAdded": s.date.clone().unwrap_or_default()})
+                        })
+                    })
+                    .collect(),
+            ))
+        }
+        "campaigns" => {
+            let (paging, _) = match paging(query, &["sentdate"], "sentdate", false) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            let from = match query.get("sentfromdate").filter(|d| !d.is_empty()) {
+                Some(d) => match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+                    Ok(d) => Some(d),
+                    Err(_) => return cm_error(StatusCode::BAD_REQUEST, 5, "Invalid Date"),
+                },
+                None => None,
+            };
+            let to = match query.get("senttodate").filter(|d| !d.is_empty()) {
+                Some(d) => match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+                    Ok(d) => Some(d),
+                    Err(_) => return cm_error(StatusCode::BAD_REQUEST, 5, "Invalid Date"),
+                },
+                None => None,
+            };
+            let tags: Vec<String> = query
+                .get("tags")
+                .map(|t| {
+                    t.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut sent: Vec<(NaiveDateTime, &CampaignState)> = campaigns
+                .filter(|c| c.meta.state == "sent")
+                .filter_map(|c| c.meta.sent_date.as_deref().and_then(parse_local).map(|d| (d, c)))
+                .filter(|(d, _)| from.is_none_or(|f| d.date() >= f) && to.is_none_or(|t| d.date() <= t))
+                .filter(|(_, c)| tags.is_empty() || tags.iter().any(|t| c.meta.tags.contains(t)))
+                .collect();
+            sent.sort_by_key(|(d, c)| (*d, c.meta.id.clone()));
+            if !paging.ascending {
+                sent.reverse();
+            }
+            let total = sent.len();
+            let results = page_of(&sent, &paging)
+                .into_iter()
+                .map(|(d, c)| {
+                    json!({"CampaignID": c.meta.id, "Name": c.meta.name, "Subject": c.meta.subject, "FromName": "Sandbox", "FromEmail": "news@example.com",
+                        "ReplyTo": "news@example.com", "SentDate": d.format(DATE_FORMAT).to_string(), "TotalRecipients": c.meta.recipients.len(),
+                        "WebVersionURL": format!("https://example.createsend.com/t/{}", c.meta.id), "WebVersionTextURL": "", "Tags": c.meta.tags})
+                })
+                .collect();
+            ok(envelope(results, total, &paging, "sentdate"))
+        }
+        "scheduled" | "drafts" => {
+            let state = if what == "scheduled" { "scheduled" } else { "draft" };
+            ok(Value::Array(
+                campaigns
+                    .filter(|c| c.meta.state == state)
+                    .map(|c| {
+                        let mut entry = json!({"CampaignID": c.meta.id, "Name": c.meta.name, "Subject": c.meta.subject, "FromName": "Sandbox",
+                            "FromEmail": "news@example.com", "ReplyTo": "news@example.com", "DateCreated": c.meta.date_created.clone().unwrap_or_default(),
+                            "PreviewURL": "", "PreviewTextURL": "", "Tags": c.meta.tags});
+                        if state == "scheduled" {
+                            entry["DateScheduled"] = json!(c.meta.date_scheduled.clone().unwrap_or_default());
+                            entry["ScheduledTimeZone"] = json!(world.cm.account.timezone);
+                        }
+                        entry
+                    })
+                    .collect(),
+            ))
+        }
+        _ => cm_error(StatusCode::NOT_FOUND, 404, "Not found"),
+    }
+}
+
+pub(super) fn summary(c: &CampaignState) -> Value {
+    let rows = |r: &str| c.activity.get(r).map(Vec::as_slice).unwrap_or_default();
+    let unique = |r: &str| {
+        rows(r)
+            .iter()
+            .map(|x| x.email.to_lowercase())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    json!({
+        "Name": c.meta.name,
+        "Recipients": c.meta.recipients.len(),
+        "TotalOpened": rows("opens").len(),
+        "UniqueOpened": unique("opens"),
+        "Clicks": rows("clicks").len(),
+        "Unsubscribed": unique("unsubscribes"),
+        "Bounced": unique("bounces"),
+        "SpamComplaints": unique("spam"),
+        "Forwards": c.meta.forwards,
+        "Likes": 0,
+        "Mentions": 0,
+        "WebVersionURL": format!("https://example.createsend.com/t/{}", c.meta.id),
+        "WebVersionTextURL": "",
+        "WorldviewURL": format!("https://example.createsend.com/reports/wv/r/{}", c.meta.id)
+    })
+}
+
+pub(super) fn row_json(resource: &str, row: &Row) -> Value {
+    let date = row.date.format(DATE_FORMAT).to_string();
+    let geo = |mut v: Value| {
+        v["IPAddress"] = json!("203.0.113.9");
+        v["Latitude"] = json!(-33.86);
+        v["Longitude"] = json!(151.2);
+        v["City"] = json!("Sydney");
+        v["Region"] = json!("New South Wales");
+        v["CountryCode"] = json!("AU");
+        v["CountryName"] = json!("Australia");
+        v
+    };
+    match resource {
+        "opens" => geo(json!({"EmailAddress": row.email, "ListID": row.list_id, "Date": date})),
+        "clicks" => {
+            let mut v = geo(json!({"EmailAddress": row.email, "ListID": row.list_id, "Date": date}));
+            v["URL"] = json!(row.source.url.clone().unwrap_or_else(|| "https://example.com/".into()));
+            v
+        }
+        "unsubscribes" => {
+            json!({"EmailAddress": row.email, "ListID": row.list_id, "Date": date, "IPAddress": "203.0.113.9"})
+        }
+        "bounces" => {
+            json!({"EmailAddress": row.email, "ListID": row.list_id, "BounceType": row.source.bounce_type.clone().unwrap_or_else(|| "Hard".into()),
+            "Date": date, "Reason": row.source.reason.clone().unwrap_or_else(|| "Hard Bounce - Mailbox does not exist".into())})
+        }
+        _ => json!({"EmailAddress": row.email, "ListID": row.list_id, "Date": date}),
+    }
+}
+
+pub(super) fn campaign_activity(world: &World, id: &str, resource: &str, query: &HashMap<String, String>) -> Response {
+    let Some(campaign) = world.cm.campaigns.get(id) else {
+        return cm_error(StatusCode::BAD_REQUEST, 301, "Invalid CampaignID");
+    };
+    if resource == "recipients" {
+        let (paging, order) = match paging(query, &["email", "list"], "email", true) {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        let mut recipients: Vec<&crate::scenario::CmRecipient> = campaign.meta.recipients.iter().collect();
+        if order == "list" {
+            recipients.sort_by(|a, b| (&a.list_id, &a.email).cmp(&(&b.list_id, &b.email)));
+        } else {
+            recipients.sort_by(|a, b| a.email.cmp(&b.email));
+        }
+        if !paging.ascending {
+            recipients.reverse();
+        }
+        let total = recipients.len();
+        let results = page_of(&recipients, &paging)
+            .into_iter()
+            .map(|r| json!({"EmailAddress": r.email, "ListID": r.list_id}))
+            .collect();
+        return ok(envelope(results, total, &paging, &order));
+    }
+    let Some(resource) = resource_of(resource) else {
+        return cm_error(StatusCode::NOT_FOUND, 404, "Not found");
+    };
+    let (paging, order) = match paging(query, &["date", "email", "list"], "date", true) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let since = match query.get("date").filter(|d| !d.trim().is_empty()) {
+        None => None,
+        Some(text) => match parse_local(text.trim()) {
+            Some(d) => Some(d),
+            None => return cm_error(StatusCode::BAD_REQUEST, 5, "Invalid Date"),
+        },
+    };
+    let rows = campaign.activity.get(resource).map(Vec::as_slice).unwrap_or_default();
+    let start = since.map_or(0, |since| rows.partition_point(|r| r.date < since));
+    let rows = &rows[start..];
+    let total = rows.len();
+    let page: Vec<&Row> = if order == "date" {
+        // Rows are kept sorted by date: a page is a slice, however large the campaign.
+        let offset = (paging.page - 1).saturating_mul(paging.size);
+        if paging.ascending {
+            rows.iter().skip(offset).take(paging.size).collect()
+        } else {
+            rows.iter().rev().skip(offset).take(paging.size).collect()
+        }
+    } else {
+        let mut sorted: Vec<&Row> = rows.iter().collect();
+        if order == "email" {
+            sorted.sort_by(|a, b| (&a.email, a.date).cmp(&(&b.email, b.date)));
+        } else {
+            sorted.sort_by(|a, b| (&a.list_id, a.date).cmp(&(&b.list_id, b.date)));
+        }
+        if !paging.ascending {
+            sorted.reverse();
+        }
+        page_of(&sorted, &paging)
+    };
+    let results = page.into_iter().map(|r| row_json(resource, r)).collect();
+    ok(envelope(results, total, &paging, &order))
+}
+
+pub(super) fn subscriber(world: &World, list_id: &str, query: &HashMap<String, String>) -> Response {
+    let Some(list) = world.cm.lists.get(list_id) else {
+        return cm_error(StatusCode::BAD_REQUEST, 101, "Invalid ListID");
+    };
+    let email = query.get("email").map(|e| e.to_lowercase()).unwrap_or_default();
+    match list.subscribers.iter().find(|s| s.email.to_lowercase() == email) {
+        Some(s) => ok(
+            json!({"EmailAddress": s.email, "Name": s.name, "Date": s.date.clone().unwrap_or_default(), "ListJoinedDate": s.date.clone().unwrap_or_default(),
+            "State": s.state, "CustomFields": [], "ReadsEmailWith": "", "ConsentToTrack": "Yes"}),
+        ),
+        None => cm_error(
+            StatusCode::BAD_REQUEST,
+            203,
+            "Subscriber not in list or has already been removed.",
+        ),
+    }
+}
+
+pub(super) fn webhook_json(hook: &Webhook) -> Value {
+    json!({"WebhookID": hook.id, "Events": hook.events, "Url": hook.url, "Status": if hook.active { "Active" } else { "Unable to deliver" }, "PayloadFormat": hook.format})
+}
+
+pub(super) fn create_webhook(world: &mut World, list_id: &str, body: &[u8]) -> Response {
+    if !world.cm.lists.contains_key(list_id) {
+        return cm_error(StatusCode::BAD_REQUEST, 101, "Invalid ListID");
+    }
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let url = request
+        .get("Url")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return cm_error(StatusCode::BAD_REQUEST, 601, "Invalid Webhook URL");
+    }
+    let format = request
+        .get("PayloadFormat")
+        .and_then(Value::as_str)
+        .unwrap_or("json")
+        .to_lowercase();
+    if format != "json" && format != "xml" {
+        return cm_error(StatusCode::BAD_REQUEST, 602, "Invalid Payload Format");
+    }
+    let events: Vec<String> = request
+        .get("Events")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    if events.is_empty()
+        || events
+            .iter()
+            .any(|e| !["Subscribe", "Deactivate", "Update"].contains(&e.as_str()))
+    {
+        return cm_error(StatusCode::BAD_REQUEST, 603, "Invalid Event Name");
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    world.cm.webhooks.entry(list_id.to_owned()).or_default().push(Webhook {
+        id: id.clone(),
+        events,
+        url,
+        active: true,
+        format: if format == "json" { "Json".into() } else { "Xml".into() },
+    });
+    (
+        StatusCode::CREATED,
+        [("content-type", "application/json; charset=utf-8")],
+        json!(id).to_string(),
+    )
+        .into_response()
+}

@@ -1,0 +1,316 @@
+//! The Salesforce org: records, the rules Salesforce enforces on them, SOQL, collections and
+//! Bulk API 2.0 ingest. HTTP lives in `sf_http.rs`; this is the data side.
+
+mod query;
+mod rules;
+mod storage;
+
+use rules::is_derived;
+use storage::{Indexes, member_key};
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+use crate::scenario::SfOrg;
+use crate::sf_schema::{Access, FieldType, ObjectSchema, schemas, stock_statuses};
+
+/// Salesforce's default limit on the length of a SOQL statement.
+pub const MAX_SOQL_CHARS: usize = 100_000;
+
+/// A record: field → value, canonical field names, with `Id`.
+pub type Record = Map<String, Value>;
+
+/// A Salesforce error: `errorCode`/`statusCode`, message, fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SfError {
+    /// The code.
+    pub code: &'static str,
+    /// The message.
+    pub message: String,
+    /// Fields concerned.
+    pub fields: Vec<String>,
+}
+
+fn err(code: &'static str, message: impl Into<String>) -> SfError {
+    SfError {
+        code,
+        message: message.into(),
+        fields: Vec::new(),
+    }
+}
+
+fn field_err(code: &'static str, message: impl Into<String>, field: &str) -> SfError {
+    SfError {
+        code,
+        message: message.into(),
+        fields: vec![field.to_owned()],
+    }
+}
+
+/// Parses the date-time forms Salesforce accepts.
+pub fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Salesforce's output form: `2026-03-05T10:00:00.000+0000`.
+pub fn format_datetime(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true).replace('Z', "+0000")
+}
+
+/// One processed CSV row: its (column, value) pairs and `Ok((id, created))` or the error.
+pub type RowResult = (Vec<(String, String)>, Result<(String, bool), SfError>);
+
+/// Records per object and the member keys, as saved for an all-or-none rollback.
+pub type Snapshot = (BTreeMap<String, BTreeMap<String, Record>>, HashSet<(String, String)>);
+
+/// A Bulk API 2.0 ingest job.
+#[derive(Debug, Clone)]
+pub struct BulkJob {
+    /// Job id.
+    pub id: String,
+    /// Object.
+    pub object: String,
+    /// insert, update, upsert, delete.
+    pub operation: String,
+    /// Upsert key.
+    pub external_id_field: Option<String>,
+    /// Open, UploadComplete, JobComplete, Failed, Aborted.
+    pub state: String,
+    /// The uploaded CSV.
+    pub data: String,
+    /// Delimiter.
+    pub delimiter: u8,
+    /// Created.
+    pub created: DateTime<Utc>,
+    /// Results: (row fields, Ok(id, created) | Err(error)).
+    pub results: Vec<RowResult>,
+    /// Header of the uploaded CSV.
+    pub header: Vec<String>,
+}
+
+/// The org's state.
+#[derive(Debug)]
+pub struct SfWorld {
+    /// Scenario settings of the org.
+    pub org: SfOrg,
+    /// Object schemas.
+    pub schemas: BTreeMap<String, ObjectSchema>,
+    /// Records per object, by Id.
+    pub records: BTreeMap<String, BTreeMap<String, Record>>,
+    /// API calls spent.
+    pub api_used: u64,
+    /// Access tokens → calls made with them.
+    pub tokens: HashMap<String, u64>,
+    /// Query cursors: id → remaining rows.
+    pub cursors: HashMap<String, Vec<Value>>,
+    /// Bulk jobs.
+    pub jobs: BTreeMap<String, BulkJob>,
+    /// (campaign, person) of every member: the uniqueness rule without a scan.
+    member_keys: HashSet<(String, String)>,
+    /// Look-ups by email, as a real org's indexes answer them.
+    indexes: Indexes,
+    next_id: u64,
+}
+
+impl SfWorld {
+    /// Loads an org from the scenario.
+    pub fn new(org: &SfOrg) -> Result<SfWorld, String> {
+        let schemas = schemas(&org.custom_fields);
+        let mut world = SfWorld {
+            org: org.clone(),
+            schemas,
+            records: BTreeMap::new(),
+            api_used: org.api_used,
+            tokens: HashMap::new(),
+            cursors: HashMap::new(),
+            jobs: BTreeMap::new(),
+            indexes: Indexes::default(),
+            member_keys: HashSet::new(),
+            next_id: 1,
+        };
+        for name in world.schemas.keys() {
+            world.records.insert(name.clone(), BTreeMap::new());
+        }
+        // Records load as-is (they are the org's existing data); Ids are kept or assigned.
+        for (object, rows) in &org.records {
+            let schema = world
+                .schemas
+                .get(object)
+                .cloned()
+                .ok_or_else(|| format!("unknown object {object} in scenario"))?;
+            let prefix = schema.prefix;
+            for row in rows {
+                let mut record = Record::new();
+                for (key, value) in row {
+                    let canonical = schema
+                        .field(key)
+                        .map(|f| f.name.clone())
+                        .ok_or_else(|| format!("unknown field {object}.{key}"))?;
+                    record.insert(canonical, value.clone());
+                }
+                let id = match record.get("Id").and_then(Value::as_str) {
+                    Some(id) => id.to_owned(),
+                    None => {
+                        let id = world.new_id(prefix);
+                        record.insert("Id".into(), Value::String(id.clone()));
+                        id
+                    }
+                };
+                let now = Value::String(format_datetime(Utc::now()));
+                record.entry("LastModifiedDate").or_insert(now.clone());
+                record.entry("CreatedDate").or_insert(now);
+                world.default_booleans(object, &mut record);
+                world.records.entry(object.clone()).or_default().insert(id, record);
+            }
+        }
+        world.member_keys = world
+            .records
+            .get("CampaignMember")
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(member_key)
+            .collect();
+        // Campaigns in the scenario without statuses get the stock pair, as in a real org.
+        let campaign_ids: Vec<String> = world
+            .records
+            .get("Campaign")
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default();
+        for campaign in campaign_ids {
+            if world.statuses_of(&campaign).is_empty() {
+                world.add_stock_statuses(&campaign);
+            }
+        }
+        world.indexes = Indexes::rebuild(&world.records);
+        Ok(world)
+    }
+
+    /// The records as they are now, for an all-or-none rollback.
+    pub fn snapshot(&self) -> Snapshot {
+        (self.records.clone(), self.member_keys.clone())
+    }
+
+    /// Puts a snapshot back.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        (self.records, self.member_keys) = snapshot;
+        self.indexes = Indexes::rebuild(&self.records);
+    }
+
+    fn schema(&self, object: &str) -> Result<&ObjectSchema, SfError> {
+        self.schemas
+            .values()
+            .find(|s| s.name.eq_ignore_ascii_case(object))
+            .ok_or_else(|| {
+                err(
+                    "NOT_FOUND",
+                    format!("The requested resource does not exist: sObject type '{object}' is not supported."),
+                )
+            })
+    }
+
+    /// The statuses of a campaign.
+    pub fn statuses_of(&self, campaign_id: &str) -> Vec<&Record> {
+        self.records
+            .get("CampaignMemberStatus")
+            .map(|all| {
+                all.values()
+                    .filter(|s| s.get("CampaignId").and_then(Value::as_str) == Some(campaign_id))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn find(&self, object: &str, id: &str) -> Option<&Record> {
+        self.records.get(object).and_then(|r| r.get(id))
+    }
+
+    /// The object an Id belongs to, by prefix.
+    fn object_of(&self, id: &str) -> Option<&'static str> {
+        self.schemas.values().find(|s| id.starts_with(s.prefix)).map(|s| s.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::generate::{Shape, generate};
+    use serde_json::json;
+
+    fn ids(rows: &[Value]) -> Vec<String> {
+        rows.iter().map(|r| r["Id"].as_str().unwrap().to_owned()).collect()
+    }
+
+    /// The email indexes answer exactly what a scan would, after creates, updates and deletes.
+    #[test]
+    fn indexed_email_queries_follow_every_write() {
+        let scenario = generate(&Shape {
+            recipients: 50,
+            activities: 0,
+            in_salesforce: 1.0,
+            ..Shape::default()
+        });
+        let mut sf = SfWorld::new(&scenario.sf).unwrap();
+        let contact = sf.records["Contact"].values().next().unwrap().clone();
+        let id = contact["Id"].as_str().unwrap().to_owned();
+        let old = contact["Email"].as_str().unwrap().to_owned();
+        let by = |sf: &SfWorld, email: &str| {
+            ids(&sf
+                .query(
+                    &format!("SELECT Id FROM Contact WHERE Email IN ('{}')", email.to_uppercase()),
+                    "66.0",
+                )
+                .unwrap())
+        };
+        let members_of = |sf: &SfWorld, email: &str| {
+            ids(&sf
+                .query(
+                    &format!("SELECT Id FROM CampaignMember WHERE Email IN ('{email}')"),
+                    "66.0",
+                )
+                .unwrap())
+        };
+        assert_eq!(
+            by(&sf, &old),
+            std::slice::from_ref(&id),
+            "case-insensitive, as Salesforce"
+        );
+        let member_before = members_of(&sf, &old);
+
+        let mut change = Record::new();
+        change.insert("Email".into(), json!("renamed@example.com"));
+        sf.update("Contact", &id, &change).unwrap();
+        assert!(by(&sf, &old).is_empty());
+        assert_eq!(by(&sf, "renamed@example.com"), std::slice::from_ref(&id));
+        assert_eq!(
+            members_of(&sf, "renamed@example.com"),
+            member_before,
+            "members follow their person"
+        );
+
+        let mut new = Record::new();
+        new.insert("LastName".into(), json!("New"));
+        new.insert("Email".into(), json!("renamed@example.com"));
+        let second = sf.create("Contact", &new).unwrap();
+        let mut both = vec![id.clone(), second.clone()];
+        both.sort();
+        assert_eq!(by(&sf, "renamed@example.com"), both);
+        sf.delete("Contact", &second).unwrap();
+        assert_eq!(by(&sf, "renamed@example.com"), [id]);
+        // Not-IN and other shapes still scan, and agree.
+        let all = sf.query("SELECT Id FROM Contact", "66.0").unwrap().len();
+        let not_in = sf
+            .query(
+                "SELECT Id FROM Contact WHERE NOT Email IN ('renamed@example.com')",
+                "66.0",
+            )
+            .unwrap()
+            .len();
+        assert_eq!(not_in, all - 1);
+    }
+}
