@@ -42,16 +42,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_discovered_campaign_is_created_and_linked_once_however_often_it_arrives() {
-        let scenario = generate(&Shape {
-            recipients: 20,
-            activities: 5,
-            ..Shape::default()
-        });
-        let running = harness::start_sandbox(scenario.clone()).await.unwrap();
-        let mut settings = harness::settings_for(&scenario).unwrap();
-        settings.auto_create_campaigns = true;
-        settings.auto_create_enabled_at = Some("2026-01-01T00:00:00Z".parse().unwrap());
-        let container = harness::memory_container(&running, &settings).await.unwrap();
+        let scenario = generate(&Shape::default());
+        let (running, container) = harness::sandboxed_container(&scenario, |settings| {
+            settings.auto_create_campaigns = true;
+            settings.auto_create_enabled_at = Some("2026-01-01T00:00:00Z".parse().unwrap());
+        })
+        .await
+        .unwrap();
         let client = &scenario.cm.clients[0].id;
 
         let first = handle(&container, event(DISCOVERED, client)).await.unwrap();
@@ -66,9 +63,12 @@ mod tests {
             .store()
             .link("0123456789abcdef0123456789abcdef")
             .await
-            .unwrap()
             .unwrap();
-        assert_eq!(link.sf_campaign_id, sf_campaign_id);
+        assert_eq!(
+            link.map(|l| l.sf_campaign_id),
+            Some(sf_campaign_id),
+            "linked in the state table"
+        );
         let again = handle(&container, event(DISCOVERED, client)).await.unwrap();
         assert!(matches!(again, AutoCreateOutcome::Skipped { .. }), "{again:?}");
         let campaigns = harness::Control::of(&running).sf_records("Campaign").await.unwrap();
@@ -79,10 +79,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_event_of_another_function_is_refused_before_any_work() {
-        let scenario = generate(&Shape::default());
-        let running = harness::start_sandbox(scenario.clone()).await.unwrap();
-        let settings = harness::settings_for(&scenario).unwrap();
-        let container = harness::memory_container(&running, &settings).await.unwrap();
+        let (_running, container) = harness::sandboxed_container(&generate(&Shape::default()), |_| {})
+            .await
+            .unwrap();
         let linked = include_str!("../../scheduled-sync/fixtures/campaign-linked.v1.json");
         let error = handle(&container, event(linked, "")).await.unwrap_err();
         assert_eq!(Diagnostic::from(error).error_type, "NonRetryable");

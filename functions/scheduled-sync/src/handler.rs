@@ -21,7 +21,7 @@ pub(crate) async fn handle<S: Store, P: EventSink>(
     let Invocation { engine, settings } = container.invocation().await?;
     let stop = deadline(&context, engine.options.deadline_margin);
     let outcome = match trigger {
-        Trigger::Schedule => json!(engine.run_scheduled(&settings, &engine::new_run_id(), false).await?),
+        Trigger::Schedule => json!(engine.run_scheduled(&settings, &engine::new_run_id()).await?),
         Trigger::Event(Event::CampaignSyncRequested(request)) => match request.cm_campaign_id {
             Some(cm_id) => {
                 let mode = if request.dry_run { Mode::DryRun } else { Mode::APPLY };
@@ -31,11 +31,8 @@ pub(crate) async fn handle<S: Store, P: EventSink>(
                         .await?
                 )
             }
-            None => json!(
-                engine
-                    .run_scheduled(&settings, &request.run_id, request.dry_run)
-                    .await?
-            ),
+            None if request.dry_run => json!(engine.plan_scheduled(&settings, &request.run_id).await?),
+            None => json!(engine.run_scheduled(&settings, &request.run_id).await?),
         },
         Trigger::Event(Event::CampaignLinked(linked)) => json!(
             engine
@@ -94,20 +91,10 @@ mod tests {
     async fn setup() -> Setup {
         let scenario = generate(&Shape {
             recipients: 200,
-            activities: 100,
             ..Shape::default()
         });
-        let running = harness::start_sandbox(scenario.clone()).await.unwrap();
-        let settings = harness::settings_for(&scenario).unwrap();
-        let container = harness::memory_container(&running, &settings).await.unwrap();
-        let cm_campaign = scenario
-            .cm
-            .campaigns
-            .iter()
-            .find(|c| c.name == "November newsletter")
-            .unwrap()
-            .id
-            .clone();
+        let (running, container) = harness::sandboxed_container(&scenario, |_| {}).await.unwrap();
+        let cm_campaign = harness::campaign_named(&scenario, "November newsletter").unwrap();
         Setup {
             _running: running,
             container,
@@ -158,12 +145,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_sync_request_syncs_the_campaign_and_a_second_invocation_reuses_the_clients() {
-        let s = setup().await;
-        s.link().await;
         let fixture = include_str!("../fixtures/campaign-sync-requested.v1.json");
-        let first = s.invoke(fixture).await.unwrap();
-        assert_eq!(first["outcome"], "done", "{first}");
-        assert!(first["counts"]["members_added"].as_u64().unwrap() > 0, "{first}");
+        let (s, _) = synced(fixture).await;
         let second = s.invoke(fixture).await.unwrap();
         assert_eq!(
             second["counts"]["members_added"], 0,
@@ -176,27 +159,24 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_linked_campaign_is_synced_at_once() {
+    /// Links the campaign, invokes with the fixture, and returns the finished sync's outcome.
+    async fn synced(fixture: &str) -> (Setup, Value) {
         let s = setup().await;
         s.link().await;
-        let outcome = s
-            .invoke(include_str!("../fixtures/campaign-linked.v1.json"))
-            .await
-            .unwrap();
+        let outcome = s.invoke(fixture).await.unwrap();
         assert_eq!(outcome["outcome"], "done", "{outcome}");
         assert!(outcome["counts"]["members_added"].as_u64().unwrap() > 0, "{outcome}");
+        (s, outcome)
+    }
+
+    #[tokio::test]
+    async fn a_linked_campaign_is_synced_at_once() {
+        synced(include_str!("../fixtures/campaign-linked.v1.json")).await;
     }
 
     #[tokio::test]
     async fn a_continuation_carries_on_the_run_it_names() {
-        let s = setup().await;
-        s.link().await;
-        let outcome = s
-            .invoke(include_str!("../fixtures/sync-continuation.v1.json"))
-            .await
-            .unwrap();
-        assert_eq!(outcome["outcome"], "done", "{outcome}");
+        let (s, outcome) = synced(include_str!("../fixtures/sync-continuation.v1.json")).await;
         assert_eq!(
             outcome["run_id"],
             format!("20261127T110055Z-1a2b3c4d:{}", s.cm_campaign),

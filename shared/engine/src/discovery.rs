@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use events::publisher::EventSink;
 use events::{Event, LinkOrigin};
+use mapping::Settings;
 use mapping::autocreate::{CmCampaignState, DiscoveredCampaign};
 use mapping::plan::{SyncPlan, plan_discovery};
 use serde::Serialize;
@@ -119,40 +120,36 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         Ok(found)
     }
 
-    /// The scheduled run. A dry run also plans every linked campaign and writes nothing.
-    pub async fn run_scheduled(
-        &self,
-        settings: &mapping::Settings,
-        run_id: &str,
-        dry_run: bool,
-    ) -> Result<DiscoveryOutcome, EngineError> {
-        let owner = run_id.to_owned();
-        if !dry_run {
-            let now = Utc::now();
-            let until = now + chrono::Duration::from_std(self.options.lease).unwrap_or_default();
-            if self
-                .store
-                .acquire_lease("discovery", &owner, now, until)
-                .await?
-                .is_none()
-            {
-                return Ok(DiscoveryOutcome {
-                    run_id: owner,
-                    discovered: 0,
-                    links_found: 0,
-                    to_create: 0,
-                    syncs_requested: 0,
-                    plan: None,
-                    report: None,
-                    busy: true,
-                });
-            }
+    /// The scheduled run, under the discovery lease: links found, new campaigns handed to
+    /// auto-creation, one sync requested per linked campaign.
+    pub async fn run_scheduled(&self, settings: &Settings, run_id: &str) -> Result<DiscoveryOutcome, EngineError> {
+        let now = Utc::now();
+        let until = now + chrono::Duration::from_std(self.options.lease).unwrap_or_default();
+        if self
+            .store
+            .acquire_lease("discovery", run_id, now, until)
+            .await?
+            .is_none()
+        {
+            return Ok(DiscoveryOutcome {
+                run_id: run_id.to_owned(),
+                discovered: 0,
+                links_found: 0,
+                to_create: 0,
+                syncs_requested: 0,
+                plan: None,
+                report: None,
+                busy: true,
+            });
         }
-        let result = self.run_scheduled_locked(settings, run_id, dry_run).await;
-        if !dry_run {
-            self.store.release_lease("discovery", &owner).await?;
-        }
+        let result = self.run_scheduled_locked(settings, run_id, false).await;
+        self.store.release_lease("discovery", run_id).await?;
         result
+    }
+
+    /// A dry run of the scheduled run: plans every linked campaign and writes nothing.
+    pub async fn plan_scheduled(&self, settings: &Settings, run_id: &str) -> Result<DiscoveryOutcome, EngineError> {
+        self.run_scheduled_locked(settings, run_id, true).await
     }
 
     async fn run_scheduled_locked(

@@ -15,6 +15,8 @@ use salesforce::{Operation, RecordOutcome, SfClient, SfError, WriteOptions};
 use serde_json::{Map, Value, json};
 use state::RunFailure;
 
+use crate::campaign::RunCounts;
+
 fn text(value: &Value, field: &str) -> Option<String> {
     value.get(field).and_then(Value::as_str).map(str::to_owned)
 }
@@ -226,15 +228,9 @@ pub(crate) async fn read_campaign_stats(
     Ok((current, existing))
 }
 
-/// What applying a plan did.
+/// What applying a plan left to report (its counts go straight into the run's [`RunCounts`]).
 #[derive(Debug, Default)]
 pub(crate) struct Applied {
-    pub statuses_created: u64,
-    pub statuses_corrected: u64,
-    pub members_added: u64,
-    pub members_updated: u64,
-    pub people_updated: u64,
-    pub stats_written: u64,
     pub failures: Vec<RunFailure>,
     /// Some failure was transient (still failing after the retries): keep the watermarks.
     pub transient_failures: bool,
@@ -300,22 +296,33 @@ pub(crate) async fn create_statuses(
 
 /// Applies a campaign plan: statuses first (members need them), then members, people and
 /// statistics. Per-record failures are collected; they never stop the other records.
-pub(crate) async fn apply(sf: &SfClient, settings: &Settings, plan: &CampaignPlan) -> Result<Applied, SfError> {
+pub(crate) async fn apply(
+    sf: &SfClient,
+    settings: &Settings,
+    plan: &CampaignPlan,
+    counts: &mut RunCounts,
+) -> Result<Applied, SfError> {
     let mut applied = Applied::default();
-    apply_statuses(sf, plan, &mut applied).await?;
-    apply_members(sf, settings, plan, &mut applied).await?;
-    apply_people(sf, plan, &mut applied).await?;
-    apply_statistics(sf, plan, &mut applied).await?;
+    apply_statuses(sf, plan, &mut applied, counts).await?;
+    apply_members(sf, settings, plan, &mut applied, counts).await?;
+    apply_people(sf, plan, &mut applied, counts).await?;
+    apply_statistics(sf, plan, &mut applied, counts).await?;
+    counts.failed += applied.failures.len() as u64;
     Ok(applied)
 }
 
-async fn apply_statuses(sf: &SfClient, plan: &CampaignPlan, applied: &mut Applied) -> Result<(), SfError> {
+async fn apply_statuses(
+    sf: &SfClient,
+    plan: &CampaignPlan,
+    applied: &mut Applied,
+    counts: &mut RunCounts,
+) -> Result<(), SfError> {
     let campaign_id = &plan.link.sf_campaign_id;
     if !plan.statuses.create.is_empty() {
         let results = create_statuses(sf, campaign_id, &plan.statuses.create).await?;
         for (status, result) in plan.statuses.create.iter().zip(results) {
             if note(applied, &format!("status {}", status.label), &result.outcome) {
-                applied.statuses_created += 1;
+                counts.statuses_created += 1;
             }
         }
     }
@@ -343,7 +350,7 @@ async fn apply_statuses(sf: &SfClient, plan: &CampaignPlan, applied: &mut Applie
             .await?;
         for (status, result) in plan.statuses.correct.iter().zip(results) {
             if note(applied, &format!("status {}", status.label), &result.outcome) {
-                applied.statuses_corrected += 1;
+                counts.statuses_corrected += 1;
             }
         }
     }
@@ -355,6 +362,7 @@ async fn apply_members(
     settings: &Settings,
     plan: &CampaignPlan,
     applied: &mut Applied,
+    counts: &mut RunCounts,
 ) -> Result<(), SfError> {
     if !plan.members_to_add.is_empty() {
         let records: Vec<Map<String, Value>> = plan
@@ -382,7 +390,7 @@ async fn apply_members(
             .await?;
         for (member, result) in plan.members_to_add.iter().zip(results) {
             if note(applied, &member.email, &result.outcome) {
-                applied.members_added += 1;
+                counts.members_added += 1;
             }
         }
     }
@@ -405,14 +413,19 @@ async fn apply_members(
             .await?;
         for (update, result) in plan.member_updates.iter().zip(results) {
             if note(applied, &update.email, &result.outcome) {
-                applied.members_updated += 1;
+                counts.members_updated += 1;
             }
         }
     }
     Ok(())
 }
 
-async fn apply_people(sf: &SfClient, plan: &CampaignPlan, applied: &mut Applied) -> Result<(), SfError> {
+async fn apply_people(
+    sf: &SfClient,
+    plan: &CampaignPlan,
+    applied: &mut Applied,
+    counts: &mut RunCounts,
+) -> Result<(), SfError> {
     for (object, kind) in [("Contact", PersonKind::Contact), ("Lead", PersonKind::Lead)] {
         let updates: Vec<&mapping::plan::PersonUpdate> =
             plan.person_updates.iter().filter(|p| p.person_kind == kind).collect();
@@ -439,14 +452,19 @@ async fn apply_people(sf: &SfClient, plan: &CampaignPlan, applied: &mut Applied)
             .await?;
         for (person, result) in updates.iter().zip(results) {
             if note(applied, &person.email, &result.outcome) {
-                applied.people_updated += 1;
+                counts.people_updated += 1;
             }
         }
     }
     Ok(())
 }
 
-async fn apply_statistics(sf: &SfClient, plan: &CampaignPlan, applied: &mut Applied) -> Result<(), SfError> {
+async fn apply_statistics(
+    sf: &SfClient,
+    plan: &CampaignPlan,
+    applied: &mut Applied,
+    counts: &mut RunCounts,
+) -> Result<(), SfError> {
     if plan.statistics.writes.is_empty() {
         return Ok(());
     }
@@ -463,7 +481,7 @@ async fn apply_statistics(sf: &SfClient, plan: &CampaignPlan, applied: &mut Appl
         .first()
         .is_some_and(|r| note(applied, &format!("campaign {campaign_id} statistics"), &r.outcome))
     {
-        applied.stats_written += plan.statistics.writes.len() as u64;
+        counts.stats_written += plan.statistics.writes.len() as u64;
     }
     Ok(())
 }

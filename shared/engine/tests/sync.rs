@@ -41,15 +41,7 @@ impl Harness {
     }
 
     fn main_campaign(&self) -> (String, String) {
-        let cm = self
-            .scenario
-            .cm
-            .campaigns
-            .iter()
-            .find(|c| c.name == "November newsletter")
-            .unwrap()
-            .id
-            .clone();
+        let cm = harness::campaign_named(&self.scenario, "November newsletter").unwrap();
         (cm, "701000SB0000000001".to_owned())
     }
 
@@ -578,7 +570,7 @@ async fn auto_creation_is_not_retrospective_and_never_makes_two_campaigns() {
         .unwrap();
     let outcome = h
         .engine
-        .run_scheduled(&h.settings().await, &engine::new_run_id(), false)
+        .run_scheduled(&h.settings().await, &engine::new_run_id())
         .await
         .unwrap();
     assert_eq!(outcome.to_create, 0, "not retrospective");

@@ -154,3 +154,35 @@ async fn every_event_the_code_emits_lands_at_its_consumer_only() {
     }
     assert_eq!(received, expected);
 }
+
+#[test]
+fn every_routed_detail_type_has_a_fixture_and_a_handler_test_at_its_consumer() {
+    let template = template();
+    let functions = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../functions");
+    let mut cases: Vec<(String, String)> = template_rules(&template)
+        .into_iter()
+        .flat_map(|(function, pattern)| {
+            let types: Vec<String> = serde_json::from_value(pattern["detail-type"].clone()).unwrap();
+            types.into_iter().map(move |t| (function.clone(), t))
+        })
+        .collect();
+    cases.push(("scheduled-sync".into(), "schedule".into()));
+    for (function, detail_type) in cases {
+        let name = format!("{detail_type}.json");
+        let path = functions.join(&function).join("fixtures").join(&name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let envelope: events::EventBridgeEvent = serde_json::from_str(&text).unwrap();
+        let trigger = events::Trigger::try_from(envelope).unwrap();
+        if detail_type != "schedule" {
+            let events::Trigger::Event(event) = trigger else {
+                panic!("{name} is not an event")
+            };
+            assert_eq!(event.detail_type(), detail_type, "{}", path.display());
+        }
+        let handler = std::fs::read_to_string(functions.join(&function).join("src/handler.rs")).unwrap();
+        assert!(
+            handler.contains(&format!("include_str!(\"../fixtures/{name}\")")),
+            "functions/{function}/src/handler.rs has no test on fixtures/{name}"
+        );
+    }
+}

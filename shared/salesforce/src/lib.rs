@@ -14,7 +14,9 @@
 //! - Retries: `UNABLE_TO_LOCK_ROW`, `SERVER_UNAVAILABLE`, 5xx and network errors, with
 //!   exponential backoff and jitter. Logs never carry tokens, keys or email addresses.
 
+mod auth;
 mod error;
+mod query;
 pub mod soql;
 pub mod writes;
 
@@ -25,10 +27,12 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 use serde_json::Value;
 
+pub use auth::Auth;
+use auth::Session;
 pub use error::{SfError, is_transient_code};
+pub use query::{Describe, FieldInfo, QueryStream};
 pub use writes::{Operation, RecordError, RecordOutcome, RecordResult, WriteOptions};
 
 /// Query subrequests one Composite request may hold.
@@ -37,83 +41,6 @@ pub const COMPOSITE_QUERIES: usize = 5;
 pub const MAX_IN_VALUES: usize = 1_900;
 /// SOQL characters per query sent in a body (Salesforce's limit is 100,000).
 pub const MAX_BODY_SOQL_CHARS: usize = 90_000;
-
-/// How the client authenticates. Deserializes from the secret the functions read:
-/// `{"flow": "jwt_bearer", "token_host": ..., "client_id": ..., "username": ...,
-/// "private_key_pem": ...}` (`audience` optional), `{"flow": "client_credentials", ...}` or
-/// `{"flow": "refresh_token", ...}`.
-#[derive(Clone, serde::Deserialize)]
-#[serde(tag = "flow", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Auth {
-    /// OAuth 2.0 JWT bearer flow.
-    JwtBearer {
-        /// Where to post the assertion: the My Domain host (or login/test host).
-        token_host: String,
-        /// The connected app's consumer key (`iss`).
-        client_id: String,
-        /// The integration user (`sub`).
-        username: String,
-        /// PEM private key whose certificate the connected app holds.
-        private_key_pem: String,
-        /// `aud`: `https://login.salesforce.com` (production) or `https://test.salesforce.com`
-        /// (sandboxes), whatever host the token is requested from. Empty: derived from
-        /// `token_host` ([`Auth::audience_for`]).
-        #[serde(default)]
-        audience: String,
-    },
-    /// Client credentials flow (My Domain host only).
-    ClientCredentials {
-        /// My Domain host.
-        token_host: String,
-        /// Consumer key.
-        client_id: String,
-        /// Consumer secret.
-        client_secret: String,
-    },
-    /// Refresh token flow.
-    RefreshToken {
-        /// Login or My Domain host.
-        token_host: String,
-        /// Consumer key.
-        client_id: String,
-        /// Consumer secret, if the app requires it.
-        #[serde(default)]
-        client_secret: Option<String>,
-        /// The refresh token.
-        refresh_token: String,
-    },
-}
-
-impl Auth {
-    /// The audience for a host: sandboxes use `test.salesforce.com`, everything else
-    /// `login.salesforce.com` (as the Salesforce CLI decides).
-    pub fn audience_for(host: &str) -> String {
-        if host.contains("test.salesforce.com") || host.contains(".sandbox.my.salesforce.com") {
-            "https://test.salesforce.com".to_owned()
-        } else {
-            "https://login.salesforce.com".to_owned()
-        }
-    }
-
-    fn token_host(&self) -> &str {
-        match self {
-            Auth::JwtBearer { token_host, .. }
-            | Auth::ClientCredentials { token_host, .. }
-            | Auth::RefreshToken { token_host, .. } => token_host,
-        }
-    }
-}
-
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let flow = match self {
-            Auth::JwtBearer { .. } => "JwtBearer",
-            Auth::ClientCredentials { .. } => "ClientCredentials",
-            Auth::RefreshToken { .. } => "RefreshToken",
-        };
-        write!(f, "Auth::{flow}({}, secrets ***)", self.token_host())
-    }
-}
 
 /// Retry limits.
 #[derive(Debug, Clone)]
@@ -181,12 +108,6 @@ impl SfConfig {
     }
 }
 
-#[derive(Clone)]
-struct Session {
-    access_token: String,
-    instance_url: String,
-}
-
 /// API calls made by this client, by kind (deterministic: tests and benchmarks assert them).
 #[derive(Debug, Default)]
 pub struct CallCounts {
@@ -231,48 +152,6 @@ pub struct ApiUsage {
     pub used: u64,
     /// Allocation.
     pub max: u64,
-}
-
-/// A field from describe.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FieldInfo {
-    /// API name.
-    pub name: String,
-    /// Type (`string`, `double`, `datetime`, ...).
-    #[serde(rename = "type")]
-    pub field_type: String,
-    /// Can be set on create.
-    #[serde(default)]
-    pub createable: bool,
-    /// Can be updated.
-    #[serde(default)]
-    pub updateable: bool,
-    /// External id.
-    #[serde(default)]
-    pub external_id: bool,
-    /// Unique.
-    #[serde(default)]
-    pub unique: bool,
-}
-
-/// An object's describe.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Describe {
-    /// API name.
-    pub name: String,
-    /// Records can be created (for this user).
-    #[serde(default)]
-    pub createable: bool,
-    /// Fields.
-    pub fields: Vec<FieldInfo>,
-}
-
-impl Describe {
-    /// A field by name (case-insensitive).
-    pub fn field(&self, name: &str) -> Option<&FieldInfo> {
-        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
-    }
 }
 
 /// The client. Share it behind an `Arc`.
@@ -353,121 +232,6 @@ impl SfClient {
             });
         }
         Ok(())
-    }
-
-    async fn login(&self) -> Result<Session, SfError> {
-        self.counts.auth.fetch_add(1, Ordering::Relaxed);
-        let host = self.config.auth.token_host().trim_end_matches('/');
-        let url = format!("{host}/services/oauth2/token");
-        let form: Vec<(&str, String)> = match &self.config.auth {
-            Auth::JwtBearer {
-                client_id,
-                username,
-                private_key_pem,
-                audience,
-                ..
-            } => {
-                #[derive(serde::Serialize)]
-                struct Claims<'a> {
-                    iss: &'a str,
-                    sub: &'a str,
-                    aud: &'a str,
-                    exp: i64,
-                    iat: i64,
-                }
-                let now = chrono::Utc::now().timestamp();
-                let derived;
-                let audience = if audience.is_empty() {
-                    derived = Auth::audience_for(self.config.auth.token_host());
-                    derived.as_str()
-                } else {
-                    audience.as_str()
-                };
-                let claims = Claims {
-                    iss: client_id,
-                    sub: username,
-                    aud: audience,
-                    exp: now + 180,
-                    iat: now,
-                };
-                let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes())
-                    .map_err(|e| SfError::Config(format!("the JWT private key is not an RSA PEM key: {e}")))?;
-                let assertion = jsonwebtoken::encode(
-                    &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-                    &claims,
-                    &key,
-                )
-                .map_err(|e| SfError::Config(format!("cannot sign the JWT: {e}")))?;
-                vec![
-                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".to_owned()),
-                    ("assertion", assertion),
-                ]
-            }
-            Auth::ClientCredentials {
-                client_id,
-                client_secret,
-                ..
-            } => vec![
-                ("grant_type", "client_credentials".to_owned()),
-                ("client_id", client_id.clone()),
-                ("client_secret", client_secret.clone()),
-            ],
-            Auth::RefreshToken {
-                client_id,
-                client_secret,
-                refresh_token,
-                ..
-            } => {
-                let mut form = vec![
-                    ("grant_type", "refresh_token".to_owned()),
-                    ("refresh_token", refresh_token.clone()),
-                    ("client_id", client_id.clone()),
-                ];
-                if let Some(secret) = client_secret {
-                    form.push(("client_secret", secret.clone()));
-                }
-                form
-            }
-        };
-        let response = self
-            .http
-            .post(&url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| SfError::Network {
-                attempts: 1,
-                message: describe_reqwest(&e),
-            })?;
-        let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| SfError::Decode(format!("token response: {}", describe_reqwest(&e))))?;
-        if !status.is_success() {
-            return Err(SfError::Auth {
-                error: body["error"].as_str().unwrap_or("unknown").to_owned(),
-                description: body["error_description"].as_str().unwrap_or_default().to_owned(),
-            });
-        }
-        let (Some(token), Some(instance)) = (body["access_token"].as_str(), body["instance_url"].as_str()) else {
-            return Err(SfError::Decode(
-                "token response without access_token or instance_url".into(),
-            ));
-        };
-        tracing::info!("authenticated with Salesforce");
-        Ok(Session {
-            access_token: token.to_owned(),
-            instance_url: instance.trim_end_matches('/').to_owned(),
-        })
-    }
-
-    async fn session(&self, renew: bool) -> Result<Session, SfError> {
-        let mut guard = self.session.lock().await;
-        if renew || guard.is_none() {
-            *guard = Some(self.login().await?);
-        }
-        guard.clone().ok_or_else(|| SfError::Session("no session".into()))
     }
 
     /// `path` is relative to `/services/data/vXX.X/`, or absolute when it starts with `/`.
@@ -594,179 +358,6 @@ impl SfClient {
             return Ok(Value::Null);
         }
         serde_json::from_str(&text).map_err(|e| SfError::Decode(format!("{path}: {e}")))
-    }
-
-    /// Runs a query; the stream follows `nextRecordsUrl` one page (up to 2,000 rows) per call.
-    pub fn query(&self, soql: &str) -> QueryStream<'_> {
-        QueryStream {
-            client: self,
-            soql: Some(soql.to_owned()),
-            next_url: None,
-            done: false,
-        }
-    }
-
-    /// Every row of a query.
-    pub async fn query_all(&self, soql: &str) -> Result<Vec<Value>, SfError> {
-        self.check_allocation()?;
-        let mut stream = self.query(soql);
-        let mut rows = Vec::new();
-        while let Some(page) = stream.next_page().await? {
-            rows.extend(page);
-        }
-        Ok(rows)
-    }
-
-    /// Every row of `before (values...) after`. The `IN` list is split into queries of at most
-    /// [`MAX_IN_VALUES`] values (so each usually fits one 2,000-row page) and
-    /// [`MAX_BODY_SOQL_CHARS`] characters, sent [`COMPOSITE_QUERIES`] at a time in one Composite
-    /// request: the SOQL travels in the body, clear of the 16,384-byte URI limit, and the whole
-    /// Composite request counts as one API call. Reads grow with the values asked for, about
-    /// 9,500 addresses a call, never with the size of the org.
-    pub async fn query_in(&self, before: &str, values: &[String], after: &str) -> Result<Vec<Value>, SfError> {
-        let queries = self.in_list_queries(before, values, after);
-        self.query_many(&queries).await
-    }
-
-    /// The queries [`SfClient::query_in`] would run.
-    pub fn in_list_queries(&self, before: &str, values: &[String], after: &str) -> Vec<String> {
-        soql::in_list_queries_by_length(before, values, after, MAX_IN_VALUES, MAX_BODY_SOQL_CHARS)
-    }
-
-    /// Every row of each query, the queries sent [`COMPOSITE_QUERIES`] to a Composite request;
-    /// a result longer than a page is followed with `nextRecordsUrl`.
-    pub async fn query_many(&self, queries: &[String]) -> Result<Vec<Value>, SfError> {
-        let mut rows = Vec::new();
-        for batch in queries.chunks(COMPOSITE_QUERIES) {
-            self.check_allocation()?;
-            let subrequests: Vec<Value> = batch
-                .iter()
-                .enumerate()
-                .map(|(i, soql)| {
-                    let query = form_urlencoded::Serializer::new(String::new())
-                        .append_pair("q", soql)
-                        .finish();
-                    serde_json::json!({
-                        "method": "GET",
-                        "url": format!("/services/data/v{}/query?{query}", self.config.api_version),
-                        "referenceId": format!("q{i}"),
-                    })
-                })
-                .collect();
-            let body = serde_json::json!({"allOrNone": false, "compositeRequest": subrequests});
-            let value = self
-                .json(CallKind::Read, Method::POST, "composite", &[], Some(&body))
-                .await?;
-            let responses = value["compositeResponse"]
-                .as_array()
-                .ok_or_else(|| SfError::Decode("composite: no compositeResponse".into()))?;
-            if responses.len() != batch.len() {
-                return Err(SfError::Decode(format!(
-                    "composite: {} answers to {} queries",
-                    responses.len(),
-                    batch.len()
-                )));
-            }
-            for response in responses {
-                let status = response["httpStatusCode"].as_u64().unwrap_or(0);
-                let body = &response["body"];
-                if !(200..300).contains(&status) {
-                    let (code, message) = error_of(&body.to_string(), StatusCode::BAD_REQUEST);
-                    return Err(SfError::Api {
-                        status: status as u16,
-                        code,
-                        message,
-                    });
-                }
-                rows.extend(body["records"].as_array().cloned().unwrap_or_default());
-                if body["done"] == false
-                    && let Some(next) = body["nextRecordsUrl"].as_str()
-                {
-                    let mut rest = QueryStream {
-                        client: self,
-                        soql: None,
-                        next_url: Some(next.to_owned()),
-                        done: false,
-                    };
-                    while let Some(page) = rest.next_page().await? {
-                        rows.extend(page);
-                    }
-                }
-            }
-        }
-        Ok(rows)
-    }
-
-    /// An object's describe, fetched once and cached.
-    pub async fn describe(&self, object: &str) -> Result<Arc<Describe>, SfError> {
-        if let Some(cached) = self.describes.lock().ok().and_then(|d| d.get(object).cloned()) {
-            return Ok(cached);
-        }
-        let value = self
-            .json(
-                CallKind::Read,
-                Method::GET,
-                &format!("sobjects/{object}/describe"),
-                &[],
-                None,
-            )
-            .await?;
-        let describe: Describe =
-            serde_json::from_value(value).map_err(|e| SfError::Decode(format!("describe {object}: {e}")))?;
-        let describe = Arc::new(describe);
-        if let Ok(mut cache) = self.describes.lock() {
-            cache.insert(object.to_owned(), describe.clone());
-        }
-        Ok(describe)
-    }
-
-    /// `GET limits`: the daily allocation, as a fresh reading.
-    pub async fn limits(&self) -> Result<ApiUsage, SfError> {
-        let value = self.json(CallKind::Read, Method::GET, "limits", &[], None).await?;
-        let max = value["DailyApiRequests"]["Max"].as_u64().unwrap_or_default();
-        let remaining = value["DailyApiRequests"]["Remaining"].as_u64().unwrap_or_default();
-        Ok(ApiUsage {
-            used: max.saturating_sub(remaining),
-            max,
-        })
-    }
-}
-
-/// A query's pages.
-pub struct QueryStream<'a> {
-    client: &'a SfClient,
-    soql: Option<String>,
-    next_url: Option<String>,
-    done: bool,
-}
-
-impl std::fmt::Debug for QueryStream<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryStream").field("done", &self.done).finish()
-    }
-}
-
-impl QueryStream<'_> {
-    /// The next page of records, or `None` at the end.
-    pub async fn next_page(&mut self) -> Result<Option<Vec<Value>>, SfError> {
-        if self.done {
-            return Ok(None);
-        }
-        let value = match (self.soql.take(), self.next_url.take()) {
-            (Some(soql), _) => {
-                self.client
-                    .json(CallKind::Read, Method::GET, "query", &[("q", soql.as_str())], None)
-                    .await?
-            }
-            (None, Some(url)) => self.client.json(CallKind::Read, Method::GET, &url, &[], None).await?,
-            (None, None) => return Ok(None),
-        };
-        let records = value["records"].as_array().cloned().unwrap_or_default();
-        match value["nextRecordsUrl"].as_str() {
-            Some(url) if value["done"] == false => self.next_url = Some(url.to_owned()),
-            _ => self.done = true,
-        }
-        Ok(Some(records))
     }
 }
 

@@ -172,13 +172,21 @@ impl WatermarkStore for MemoryStore {
     }
 }
 
+/// Inserts under `key` unless the key is taken (DynamoDB's `attribute_not_exists`); says which.
+fn insert_new<V: Clone>(map: &mut BTreeMap<String, V>, key: &str, value: &V) -> bool {
+    if map.contains_key(key) {
+        return false;
+    }
+    map.insert(key.to_owned(), value.clone());
+    true
+}
+
 impl WebhookEventStore for MemoryStore {
     async fn record_webhook_event(&self, event: &WebhookEventRecord) -> Result<Recorded, StoreError> {
-        let mut tables = self.tables()?;
-        if tables.events.contains_key(&event.dedupe_key) {
+        let tables = &mut self.tables()?;
+        if !insert_new(&mut tables.events, &event.dedupe_key, event) {
             return Ok(Recorded::Duplicate);
         }
-        tables.events.insert(event.dedupe_key.clone(), event.clone());
         Ok(Recorded::New)
     }
 
@@ -203,12 +211,12 @@ impl WebhookEventStore for MemoryStore {
 
 impl RunStore for MemoryStore {
     async fn start_run(&self, run: &RunRecord) -> Result<RunStart, StoreError> {
-        let mut tables = self.tables()?;
-        if tables.runs.contains_key(&run.run_id) {
-            return Ok(RunStart::Continued);
-        }
-        tables.runs.insert(run.run_id.clone(), run.clone());
-        Ok(RunStart::New)
+        let tables = &mut self.tables()?;
+        Ok(if insert_new(&mut tables.runs, &run.run_id, run) {
+            RunStart::New
+        } else {
+            RunStart::Continued
+        })
     }
 
     async fn finish_run(

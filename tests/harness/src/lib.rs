@@ -80,6 +80,30 @@ pub fn settings_for(scenario: &Scenario) -> Result<Settings, String> {
     ))
 }
 
+/// The id of the scenario's CM campaign with this name.
+pub fn campaign_named(scenario: &Scenario, name: &str) -> Result<String, String> {
+    scenario
+        .cm
+        .campaigns
+        .iter()
+        .find(|c| c.name == name)
+        .map(|c| c.id.clone())
+        .ok_or_else(|| format!("no campaign named {name}"))
+}
+
+/// A sandbox serving `scenario` and a Lambda container against it, with the scenario's default
+/// settings changed by `settings` and stored.
+pub async fn sandboxed_container(
+    scenario: &Scenario,
+    settings: impl FnOnce(&mut Settings),
+) -> Result<(sandbox::Running, lambda_support::Container<MemoryStore, MemorySink>), String> {
+    let running = start_sandbox(scenario.clone()).await?;
+    let mut chosen = settings_for(scenario)?;
+    settings(&mut chosen);
+    let container = memory_container(&running, &chosen).await?;
+    Ok((running, container))
+}
+
 /// A sandbox serving `scenario` on free local ports.
 pub async fn start_sandbox(scenario: Scenario) -> Result<sandbox::Running, String> {
     let any = "127.0.0.1:0".parse().map_err(|e| format!("loopback address: {e}"))?;

@@ -46,7 +46,7 @@ pub async fn run(context: &Context, campaign: Option<String>, dry_run: bool) -> 
             other => return Err(Failure(format!("no plan: {other:?}"))),
         },
         None => engine
-            .run_scheduled(&settings, &run_id, true)
+            .plan_scheduled(&settings, &run_id)
             .await?
             .plan
             .unwrap_or_default(),

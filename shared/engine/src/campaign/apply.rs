@@ -5,14 +5,13 @@ use mapping::plan::CampaignPlan;
 use state::{RunFailure, Store};
 
 use super::CampaignRun;
-use crate::salesforce_io::Applied;
 use crate::{Engine, EngineError};
 
 impl<S: Store, P: EventSink> Engine<S, P> {
     /// Applies one part's plan; failures (and the plan's skips) go to the run record.
     pub(super) async fn apply_part(&self, run: &mut CampaignRun<'_>, plan: CampaignPlan) -> Result<(), EngineError> {
-        let applied = crate::salesforce_io::apply(&self.sf, run.settings, &plan).await?;
-        count_applied(run, &applied);
+        let applied = crate::salesforce_io::apply(&self.sf, run.settings, &plan, &mut run.counts).await?;
+        run.transient_failures |= applied.transient_failures;
         let mut failures = applied.failures;
         failures.extend(plan.skips.iter().map(|skip| RunFailure {
             record: skip.subject.clone(),
@@ -34,16 +33,4 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         run.first_part = false;
         Ok(())
     }
-}
-
-fn count_applied(run: &mut CampaignRun<'_>, applied: &Applied) {
-    let counts = &mut run.counts;
-    counts.statuses_created += applied.statuses_created;
-    counts.statuses_corrected += applied.statuses_corrected;
-    counts.members_added += applied.members_added;
-    counts.members_updated += applied.members_updated;
-    counts.people_updated += applied.people_updated;
-    counts.stats_written += applied.stats_written;
-    counts.failed += applied.failures.len() as u64;
-    run.transient_failures |= applied.transient_failures;
 }

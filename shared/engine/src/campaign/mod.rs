@@ -1,7 +1,7 @@
-//! One linked campaign's sync as a pipeline of named stages over a [`CampaignRun`] (PRODUCT.md
-//! §5): [`read`] what changed in CM (and the people queued for a retry), then part by part
-//! [`plan`] it against what Salesforce holds and [`apply`] the plan, and finally [`commit`] the
-//! watermarks and the run record. Each stage is a short function of its own file; this one only
+//! One linked campaign's sync as a pipeline of named stages over a `CampaignRun` (PRODUCT.md
+//! §5): `read` what changed in CM (and the people queued for a retry), then part by part `plan`
+//! it against what Salesforce holds and `apply` the plan, and finally `commit` the watermarks
+//! and the run record. Each stage is a short function in a file of that name; this one only
 //! strings them together.
 
 mod apply;

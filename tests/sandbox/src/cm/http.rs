@@ -116,21 +116,14 @@ pub(super) async fn test_webhook(http: &reqwest::Client, url: &str, list_id: &st
     }
 }
 
-pub(super) fn handle(
-    world: &mut World,
-    method: Method,
-    rest: &str,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Outcome {
+fn handle(world: &mut World, method: Method, rest: &str, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Outcome {
     Outcome::Done(match handle_request(world, method, rest, uri, headers, body) {
         Ok(response) => response,
         Err(outcome) => return outcome,
     })
 }
 
-pub(super) fn handle_request(
+fn handle_request(
     world: &mut World,
     method: Method,
     rest: &str,

@@ -6,7 +6,13 @@
 //! [`Settings::prepare_update`] applies the system-owned rules of an update (the
 //! `auto_create_enabled_at` clock) against the stored document.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod fields;
+mod validate;
+
+pub use fields::{FieldKind, RequiredField};
+pub use validate::{is_cm_id, is_salesforce_id};
+
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -289,54 +295,6 @@ impl SettingsError {
     }
 }
 
-/// A Salesforce field the settings name, with what the sync needs of it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct RequiredField {
-    /// `Campaign` or `CampaignMember`.
-    pub object: &'static str,
-    /// Field API name.
-    pub field: String,
-    /// The type the sync reads and writes.
-    pub kind: FieldKind,
-    /// The field must be a unique external id (the Campaign link field).
-    pub unique_external_id: bool,
-}
-
-/// The Salesforce field types the sync uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub enum FieldKind {
-    /// Number (a statistic).
-    Number,
-    /// Text.
-    Text,
-    /// Date/Time.
-    DateTime,
-    /// Checkbox.
-    Checkbox,
-}
-
-impl FieldKind {
-    /// The metadata `<type>` of a custom field of this kind.
-    pub fn metadata_type(self) -> &'static str {
-        match self {
-            FieldKind::Number => "Number",
-            FieldKind::Text => "Text",
-            FieldKind::DateTime => "DateTime",
-            FieldKind::Checkbox => "Checkbox",
-        }
-    }
-
-    /// Whether a describe `type` is acceptable for this kind.
-    pub fn accepts_describe_type(self, describe_type: &str) -> bool {
-        match self {
-            FieldKind::Number => matches!(describe_type, "double" | "int" | "long" | "currency" | "percent"),
-            FieldKind::Text => matches!(describe_type, "string" | "textarea" | "picklist"),
-            FieldKind::DateTime => describe_type == "datetime",
-            FieldKind::Checkbox => describe_type == "boolean",
-        }
-    }
-}
-
 impl Settings {
     /// A document with every default and the two required values.
     pub fn new(cm_clients: Vec<String>, cm_timezone: Tz) -> Settings {
@@ -383,160 +341,6 @@ impl Settings {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// Checks every rule of PRODUCT.md §2–§3.4; returns all problems at once.
-    pub fn validate(&self) -> Result<(), SettingsError> {
-        let mut errors = Vec::new();
-        let mut fail = |field: String, problem: String| errors.push(FieldError { field, problem });
-
-        // statistics_fields: valid, writable, distinct Campaign fields.
-        let mut targets: BTreeMap<&str, CampaignStat> = BTreeMap::new();
-        for (stat, field) in &self.statistics_fields {
-            let Some(field) = field else { continue };
-            let path = format!("statistics_fields.{}", stat.as_str());
-            if let Err(problem) = check_api_name(field) {
-                fail(path, problem);
-            } else if let Some(reason) = read_only_campaign_field(field) {
-                fail(path, format!("`{field}` {reason}"));
-            } else if let Some(other) = targets.insert(field.as_str(), *stat) {
-                fail(
-                    path,
-                    format!(
-                        "`{field}` is already the target of {}; each field takes one stat",
-                        other.as_str()
-                    ),
-                );
-            }
-        }
-
-        // campaign_template.
-        if let Err(problem) = check_name_pattern(&self.campaign_template.name_pattern) {
-            fail("campaign_template.name_pattern".to_owned(), problem);
-        }
-        for (name, value) in [
-            ("type", &self.campaign_template.campaign_type),
-            ("status", &self.campaign_template.status),
-        ] {
-            if let Some(value) = value
-                && (value.trim().is_empty() || value.chars().count() > 255)
-            {
-                fail(
-                    format!("campaign_template.{name}"),
-                    "must be a non-empty picklist value (or null for the org default)".to_owned(),
-                );
-            }
-        }
-        if let Some(parent) = &self.campaign_template.parent_id
-            && !is_salesforce_id(parent, "701")
-        {
-            fail(
-                "campaign_template.parent_id".to_owned(),
-                format!("`{parent}` is not a Salesforce Campaign Id (15 or 18 characters starting 701)"),
-            );
-        }
-
-        // status_mapping: labels, one row per activity, one responded flag per label.
-        let mut seen_activities: BTreeMap<ActivityKind, usize> = BTreeMap::new();
-        let mut label_flags: BTreeMap<&str, (bool, usize)> = BTreeMap::new();
-        for (index, entry) in self.status_mapping.iter().enumerate() {
-            if let Some(first) = seen_activities.insert(entry.activity, index) {
-                fail(
-                    format!("status_mapping[{index}].activity"),
-                    format!("{} is already mapped by status_mapping[{first}]", entry.activity),
-                );
-            }
-            if let Err(problem) = check_status_label(&entry.status) {
-                fail(format!("status_mapping[{index}].status"), problem);
-            }
-            match label_flags.get(entry.status.as_str()) {
-                Some(&(responded, first)) if responded != entry.responded => fail(
-                    format!("status_mapping[{index}].responded"),
-                    format!(
-                        "label \"{}\" is responded={} in status_mapping[{first}]; a label has one responded flag",
-                        entry.status, responded
-                    ),
-                ),
-                Some(_) => {}
-                None => {
-                    label_flags.insert(entry.status.as_str(), (entry.responded, index));
-                }
-            }
-        }
-
-        // status_rank: a permutation of the six activities.
-        let ranked: BTreeSet<ActivityKind> = self.status_rank.iter().copied().collect();
-        if ranked.len() != self.status_rank.len() || ranked.len() != ActivityKind::ALL.len() {
-            let missing: Vec<&str> = ActivityKind::ALL
-                .into_iter()
-                .filter(|kind| !ranked.contains(kind))
-                .map(ActivityKind::as_str)
-                .collect();
-            fail(
-                "status_rank".to_owned(),
-                format!(
-                    "must list each of the six activities exactly once{}",
-                    if missing.is_empty() {
-                        " (one is repeated)".to_owned()
-                    } else {
-                        format!(" (missing: {})", missing.join(", "))
-                    }
-                ),
-            );
-        }
-
-        // CM ids.
-        if self.cm_clients.is_empty() {
-            fail(
-                "cm_clients".to_owned(),
-                "name at least one CM client id to sync".to_owned(),
-            );
-        }
-        for (name, ids) in [("cm_clients", &self.cm_clients), ("cm_lists", &self.cm_lists)] {
-            let mut distinct = BTreeSet::new();
-            for (index, id) in ids.iter().enumerate() {
-                if !is_cm_id(id) {
-                    fail(
-                        format!("{name}[{index}]"),
-                        format!("`{id}` is not a CM id (32 hexadecimal characters)"),
-                    );
-                } else if !distinct.insert(id.to_ascii_lowercase()) {
-                    fail(format!("{name}[{index}]"), format!("`{id}` is listed twice"));
-                }
-            }
-        }
-
-        // Custom fields the rules need.
-        let member = &self.member_fields;
-        let mut member_names = BTreeSet::new();
-        for (name, value) in [
-            ("activity_date", &member.activity_date),
-            ("activity_kind", &member.activity_kind),
-            ("once_only_marker", &member.once_only_marker),
-        ] {
-            if let Err(problem) = check_custom_field(value) {
-                fail(format!("member_fields.{name}"), problem);
-            } else if !member_names.insert(value.to_ascii_lowercase()) {
-                fail(
-                    format!("member_fields.{name}"),
-                    format!("`{value}` is used for two member fields"),
-                );
-            }
-        }
-        if let Err(problem) = check_custom_field(&self.campaign_link_field) {
-            fail("campaign_link_field".to_owned(), problem);
-        } else if targets.contains_key(self.campaign_link_field.as_str()) {
-            fail(
-                "campaign_link_field".to_owned(),
-                format!("`{}` is also a statistics field", self.campaign_link_field),
-            );
-        }
-
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(SettingsError::Invalid(errors))
-        }
-    }
-
     /// Prepares a submitted document for storage over the stored one (`previous`), applying the
     /// rules the system owns, then validates it:
     /// - `auto_create_enabled_at` is set by the system, never by the admin: a submitted value that
@@ -566,41 +370,6 @@ impl Settings {
         };
         self.validate()?;
         Ok(self)
-    }
-
-    /// Every Salesforce field on Campaign and CampaignMember these settings name (statistics
-    /// fields in use, the link field, the member fields), sorted. Standard Lead/Contact fields
-    /// are not settings and are not listed.
-    pub fn required_fields(&self) -> Vec<RequiredField> {
-        let mut fields: Vec<RequiredField> = self
-            .statistics_fields
-            .values()
-            .flatten()
-            .filter(|_| self.update_campaign_statistics)
-            .map(|field| RequiredField {
-                object: "Campaign",
-                field: field.clone(),
-                kind: FieldKind::Number,
-                unique_external_id: false,
-            })
-            .collect();
-        fields.push(RequiredField {
-            object: "Campaign",
-            field: self.campaign_link_field.clone(),
-            kind: FieldKind::Text,
-            unique_external_id: true,
-        });
-        let member = |field: &str, kind| RequiredField {
-            object: "CampaignMember",
-            field: field.to_owned(),
-            kind,
-            unique_external_id: false,
-        };
-        fields.push(member(&self.member_fields.activity_date, FieldKind::DateTime));
-        fields.push(member(&self.member_fields.activity_kind, FieldKind::Text));
-        fields.push(member(&self.member_fields.once_only_marker, FieldKind::Checkbox));
-        fields.sort();
-        fields
     }
 
     /// The rank lookup for `status_rank`.
@@ -679,115 +448,6 @@ impl Default for StatusRank {
     fn default() -> Self {
         StatusRank::new(&ActivityKind::ALL)
     }
-}
-
-fn check_status_label(label: &str) -> Result<(), String> {
-    let chars = label.chars().count();
-    if label.trim().is_empty() {
-        Err("a status label must not be empty".to_owned())
-    } else if chars > MAX_STATUS_LABEL_CHARS {
-        Err(format!(
-            "\"{}…\" is {chars} characters; Salesforce allows at most {MAX_STATUS_LABEL_CHARS} in a member Status",
-            label.chars().take(20).collect::<String>()
-        ))
-    } else if label.trim() != label {
-        Err(format!(
-            "\"{label}\" has leading or trailing spaces; labels are matched exactly"
-        ))
-    } else if label.chars().any(char::is_control) {
-        Err("a status label must not contain control characters".to_owned())
-    } else {
-        Ok(())
-    }
-}
-
-/// Salesforce API names: a letter, then letters, digits and single underscores; custom ones end
-/// in `__c`.
-fn check_api_name(name: &str) -> Result<(), String> {
-    let body = name.strip_suffix("__c").unwrap_or(name);
-    let valid = !body.is_empty()
-        && body.len() <= 40
-        && body.starts_with(|c: char| c.is_ascii_alphabetic())
-        && body.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !body.ends_with('_')
-        && !body.contains("__");
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a Salesforce field API name (e.g. NumberSent or Email_Opens__c)"
-        ))
-    }
-}
-
-fn check_custom_field(name: &str) -> Result<(), String> {
-    check_api_name(name)?;
-    if name.ends_with("__c") {
-        Ok(())
-    } else {
-        Err(format!("`{name}` must be a custom field (API name ending in __c)"))
-    }
-}
-
-/// Standard Campaign fields Salesforce computes itself; writing them fails.
-fn read_only_campaign_field(name: &str) -> Option<&'static str> {
-    const COMPUTED: [&str; 12] = [
-        "NumberOfLeads",
-        "NumberOfConvertedLeads",
-        "NumberOfContacts",
-        "NumberOfResponses",
-        "NumberOfOpportunities",
-        "NumberOfWonOpportunities",
-        "AmountAllOpportunities",
-        "AmountWonOpportunities",
-        "HierarchyNumberSent",
-        "HierarchyNumberOfResponses",
-        "HierarchyNumberOfLeads",
-        "HierarchyNumberOfContacts",
-    ];
-    if COMPUTED.iter().any(|computed| computed.eq_ignore_ascii_case(name)) || name.starts_with("Hierarchy") {
-        Some("is computed by Salesforce and cannot be written; map the stat to a custom field")
-    } else if matches!(
-        name,
-        "Id" | "Name" | "CreatedDate" | "LastModifiedDate" | "SystemModstamp" | "OwnerId"
-    ) {
-        Some("is not a statistics field")
-    } else {
-        None
-    }
-}
-
-fn check_name_pattern(pattern: &str) -> Result<(), String> {
-    if pattern.trim().is_empty() {
-        return Err("must not be empty; \"{name}\" uses the CM campaign name".to_owned());
-    }
-    let mut rest = pattern;
-    while let Some(open) = rest.find(['{', '}']) {
-        if rest[open..].starts_with('}') {
-            return Err("has a `}` without a matching `{`".to_owned());
-        }
-        let after = &rest[open + 1..];
-        let close = after.find('}').ok_or("has a `{` without a matching `}`")?;
-        let placeholder = &after[..close];
-        if !TEMPLATE_PLACEHOLDERS.contains(&placeholder) {
-            return Err(format!(
-                "unknown placeholder {{{placeholder}}}; use {}",
-                TEMPLATE_PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
-            ));
-        }
-        rest = &after[close + 1..];
-    }
-    Ok(())
-}
-
-/// A 32-character hexadecimal CM id.
-pub fn is_cm_id(id: &str) -> bool {
-    id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit())
-}
-
-/// A 15- or 18-character Salesforce Id with the given key prefix (`701` for Campaign).
-pub fn is_salesforce_id(id: &str, prefix: &str) -> bool {
-    (id.len() == 15 || id.len() == 18) && id.starts_with(prefix) && id.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]

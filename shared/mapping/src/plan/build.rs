@@ -1,0 +1,267 @@
+//! Building the plans: which CM campaigns to create, and for one campaign, every member,
+//! person, status and statistics change with its reason (PRODUCT.md §3, §5).
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+/// Plans discovery: which discovered campaigns get an SF Campaign (§3.2).
+/// `links` maps CM campaign id → SF Campaign id for the campaigns already linked.
+pub fn plan_discovery(
+    discovered: &[DiscoveredCampaign],
+    links: &BTreeMap<String, String>,
+    settings: &Settings,
+) -> (Vec<CampaignToCreate>, Vec<CampaignNotCreated>) {
+    let mut create = Vec::new();
+    let mut not_created = Vec::new();
+    for campaign in discovered {
+        match auto_create_eligibility(
+            campaign,
+            settings,
+            links.get(&campaign.cm_campaign_id).map(String::as_str),
+        ) {
+            Eligibility::Eligible => create.push(CampaignToCreate {
+                campaign: campaign.clone(),
+                sf_campaign: render_campaign(campaign, &settings.campaign_template, &settings.campaign_link_field),
+            }),
+            Eligibility::Ineligible {
+                why: Ineligible::AlreadyLinked { .. },
+            } => {}
+            Eligibility::Ineligible { why } => not_created.push(CampaignNotCreated {
+                cm_campaign_id: campaign.cm_campaign_id.clone(),
+                name: campaign.name.clone(),
+                why,
+            }),
+        }
+    }
+    (create, not_created)
+}
+
+/// Plans one linked campaign: statuses (§3.5), statistics (§3.1), members (§3.6) with their
+/// decisions (§3.3), and Lead/Contact opt-outs and bounces (§3.7).
+pub fn plan_campaign(input: &CampaignSyncInput<'_>, settings: &Settings) -> CampaignPlan {
+    // Statuses matter only for member writes: with no new activity there is nothing to prepare.
+    let statuses = if input.activities.is_empty() {
+        StatusPlan::default()
+    } else {
+        plan_statuses(input.statuses, settings)
+    };
+    let mut plan = CampaignPlan {
+        link: input.link.clone(),
+        statuses,
+        members_to_add: Vec::new(),
+        member_updates: Vec::new(),
+        person_updates: Vec::new(),
+        statistics: StatisticsPlan::default(),
+        skips: Vec::new(),
+    };
+
+    if let Some(stats) = input.statistics {
+        plan.statistics = plan_statistics(&stats.summary, &stats.last_written, settings, stats.org_fields.as_ref());
+        for field in &plan.statistics.missing_fields {
+            plan.skips.push(Skip {
+                subject: field.clone(),
+                reason: SkipReason::FieldMissing { field: field.clone() },
+            });
+        }
+    }
+
+    let mut by_email: BTreeMap<&str, Vec<&Activity>> = BTreeMap::new();
+    for activity in input.activities {
+        by_email.entry(activity.email.as_str()).or_default().push(activity);
+    }
+
+    // The status new members start in: the mapped "Sent" label, else the campaign's default.
+    let default_label = input.statuses.iter().find(|s| s.is_default).map(|s| s.label.clone());
+    let start_label = settings
+        .label_for(ActivityKind::Sent)
+        .filter(|label| plan.statuses.is_usable(label))
+        .map(str::to_owned)
+        .or(default_label);
+
+    for (email, activities) in by_email {
+        let candidates = input.people.get(email).map(Vec::as_slice).unwrap_or_default();
+        let (person_id, person_kind) = match match_person(candidates, settings.match_preference) {
+            MatchOutcome::Matched { id, kind } => (id, kind),
+            MatchOutcome::Unmatched => {
+                plan.skips.push(Skip {
+                    subject: email.to_owned(),
+                    reason: SkipReason::UnmatchedEmail,
+                });
+                continue;
+            }
+            MatchOutcome::Ambiguous { candidates } => {
+                plan.skips.push(Skip {
+                    subject: email.to_owned(),
+                    reason: SkipReason::AmbiguousMatch { candidates },
+                });
+                continue;
+            }
+        };
+        let occurrences: Vec<Occurrence> = activities.iter().map(|a| a.occurrence()).collect();
+        plan_member(
+            &mut plan,
+            input,
+            settings,
+            email,
+            &person_id,
+            person_kind,
+            &occurrences,
+            start_label.as_deref(),
+        );
+        plan_person(&mut plan, input, settings, email, &person_id, person_kind, &activities);
+    }
+    plan
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn plan_member(
+    plan: &mut CampaignPlan,
+    input: &CampaignSyncInput<'_>,
+    settings: &Settings,
+    email: &str,
+    person_id: &str,
+    person_kind: PersonKind,
+    occurrences: &[Occurrence],
+    start_label: Option<&str>,
+) {
+    let existing = input.members.get(person_id);
+    let start = match (existing, start_label) {
+        (Some(member), _) => member.state.clone(),
+        (None, _) if !settings.add_missing_members => {
+            plan.skips.push(Skip {
+                subject: email.to_owned(),
+                reason: SkipReason::NotAMember,
+            });
+            return;
+        }
+        (None, Some(label)) => MemberState::new_member(label),
+        (None, None) => {
+            let label = settings.label_for(ActivityKind::Sent).unwrap_or("Sent").to_owned();
+            plan.skips.push(Skip {
+                subject: email.to_owned(),
+                reason: SkipReason::StatusMissing { label },
+            });
+            return;
+        }
+    };
+    let decision = decide_member(&start, occurrences, settings);
+    if !plan.statuses.is_usable(&decision.after.status) {
+        let label = decision.after.status.clone();
+        plan.skips.push(Skip {
+            subject: email.to_owned(),
+            reason: SkipReason::StatusMissing { label },
+        });
+        return;
+    }
+    match decision.reason {
+        DecisionReason::StatusKept {
+            why: StatusKept::GuardRefused { activity_date },
+        } => {
+            plan.skips.push(Skip {
+                subject: email.to_owned(),
+                reason: SkipReason::GuardRefused { activity_date },
+            });
+        }
+        DecisionReason::StatusKept {
+            why: StatusKept::OnceOnlyUsed,
+        } if !decision.needs_write() => {
+            plan.skips.push(Skip {
+                subject: email.to_owned(),
+                reason: SkipReason::OnceOnlyUsed,
+            });
+        }
+        _ => {}
+    }
+    match existing {
+        Some(member) if decision.needs_write() => plan.member_updates.push(MemberUpdate {
+            member_id: member.member_id.clone(),
+            email: email.to_owned(),
+            before: decision.before,
+            after: decision.after,
+            reason: decision.reason,
+        }),
+        Some(_) => {}
+        None => plan.members_to_add.push(MemberToAdd {
+            person_id: person_id.to_owned(),
+            person_kind,
+            email: email.to_owned(),
+            state: decision.after,
+            reason: decision.reason,
+        }),
+    }
+}
+
+pub(super) fn plan_person(
+    plan: &mut CampaignPlan,
+    input: &CampaignSyncInput<'_>,
+    settings: &Settings,
+    email: &str,
+    person_id: &str,
+    person_kind: PersonKind,
+    activities: &[&Activity],
+) {
+    let current = input.person_states.get(person_id).cloned().unwrap_or_default();
+    let mut update = PersonUpdate {
+        person_id: person_id.to_owned(),
+        person_kind,
+        email: email.to_owned(),
+        opt_out: false,
+        bounce: None,
+    };
+    // A spam complaint is the strongest unsubscribe; CM deactivates the subscriber for both.
+    if activities
+        .iter()
+        .any(|a| matches!(a.kind, ActivityKind::Unsubscribed | ActivityKind::MarkedAsSpam))
+    {
+        let other_lists = match settings.opt_out_policy {
+            OptOutPolicy::AllLists => input.other_lists.get(email).map(Vec::as_slice).unwrap_or_default(),
+            _ => &[],
+        };
+        match decide_opt_out(settings.opt_out_policy, &current, other_lists) {
+            OptOutDecision::OptOut => update.opt_out = true,
+            OptOutDecision::Keep {
+                why: OptOutKept::AlreadyOptedOut,
+            } => {}
+            OptOutDecision::Keep { why } => {
+                plan.skips.push(Skip {
+                    subject: email.to_owned(),
+                    reason: SkipReason::OptOutKept { why },
+                });
+            }
+        }
+    }
+    // The latest hard bounce counts.
+    let latest_bounce = activities
+        .iter()
+        .filter(|a| a.kind == ActivityKind::Bounced)
+        .max_by_key(|a| (severity(a) == BounceSeverity::Hard, a.at));
+    if let Some(bounce) = latest_bounce {
+        let reason = match &bounce.detail {
+            ActivityDetail::Bounce { reason, .. } => reason.as_str(),
+            _ => "",
+        };
+        match decide_bounce(settings.record_bounces, severity(bounce), &current, bounce.at, reason) {
+            BounceDecision::Record { at, reason } => update.bounce = Some((at, reason)),
+            BounceDecision::Keep {
+                why: BounceKept::AlreadyRecorded,
+            } => {}
+            BounceDecision::Keep { why } => {
+                plan.skips.push(Skip {
+                    subject: email.to_owned(),
+                    reason: SkipReason::BounceKept { why },
+                });
+            }
+        }
+    }
+    if update.opt_out || update.bounce.is_some() {
+        plan.person_updates.push(update);
+    }
+}
+
+pub(super) fn severity(activity: &Activity) -> BounceSeverity {
+    match &activity.detail {
+        ActivityDetail::Bounce { bounce_type, .. } if bounce_type.eq_ignore_ascii_case("soft") => BounceSeverity::Soft,
+        _ => BounceSeverity::Hard,
+    }
+}

@@ -1,0 +1,206 @@
+//! Signing in: the three OAuth flows ([`Auth`]), the cached session, and its renewal on
+//! `INVALID_SESSION_ID`.
+
+use serde_json::Value;
+
+use super::*;
+
+/// How the client authenticates. Deserializes from the secret the functions read:
+/// `{"flow": "jwt_bearer", "token_host": ..., "client_id": ..., "username": ...,
+/// "private_key_pem": ...}` (`audience` optional), `{"flow": "client_credentials", ...}` or
+/// `{"flow": "refresh_token", ...}`.
+#[derive(Clone, serde::Deserialize)]
+#[serde(tag = "flow", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Auth {
+    /// OAuth 2.0 JWT bearer flow.
+    JwtBearer {
+        /// Where to post the assertion: the My Domain host (or login/test host).
+        token_host: String,
+        /// The connected app's consumer key (`iss`).
+        client_id: String,
+        /// The integration user (`sub`).
+        username: String,
+        /// PEM private key whose certificate the connected app holds.
+        private_key_pem: String,
+        /// `aud`: `https://login.salesforce.com` (production) or `https://test.salesforce.com`
+        /// (sandboxes), whatever host the token is requested from. Empty: derived from
+        /// `token_host` ([`Auth::audience_for`]).
+        #[serde(default)]
+        audience: String,
+    },
+    /// Client credentials flow (My Domain host only).
+    ClientCredentials {
+        /// My Domain host.
+        token_host: String,
+        /// Consumer key.
+        client_id: String,
+        /// Consumer secret.
+        client_secret: String,
+    },
+    /// Refresh token flow.
+    RefreshToken {
+        /// Login or My Domain host.
+        token_host: String,
+        /// Consumer key.
+        client_id: String,
+        /// Consumer secret, if the app requires it.
+        #[serde(default)]
+        client_secret: Option<String>,
+        /// The refresh token.
+        refresh_token: String,
+    },
+}
+
+impl Auth {
+    /// The audience for a host: sandboxes use `test.salesforce.com`, everything else
+    /// `login.salesforce.com` (as the Salesforce CLI decides).
+    pub fn audience_for(host: &str) -> String {
+        if host.contains("test.salesforce.com") || host.contains(".sandbox.my.salesforce.com") {
+            "https://test.salesforce.com".to_owned()
+        } else {
+            "https://login.salesforce.com".to_owned()
+        }
+    }
+
+    fn token_host(&self) -> &str {
+        match self {
+            Auth::JwtBearer { token_host, .. }
+            | Auth::ClientCredentials { token_host, .. }
+            | Auth::RefreshToken { token_host, .. } => token_host,
+        }
+    }
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let flow = match self {
+            Auth::JwtBearer { .. } => "JwtBearer",
+            Auth::ClientCredentials { .. } => "ClientCredentials",
+            Auth::RefreshToken { .. } => "RefreshToken",
+        };
+        write!(f, "Auth::{flow}({}, secrets ***)", self.token_host())
+    }
+}
+
+#[derive(Clone)]
+pub(super) struct Session {
+    pub(super) access_token: String,
+    pub(super) instance_url: String,
+}
+
+impl SfClient {
+    pub(super) async fn login(&self) -> Result<Session, SfError> {
+        self.counts.auth.fetch_add(1, Ordering::Relaxed);
+        let host = self.config.auth.token_host().trim_end_matches('/');
+        let url = format!("{host}/services/oauth2/token");
+        let form: Vec<(&str, String)> = match &self.config.auth {
+            Auth::JwtBearer {
+                client_id,
+                username,
+                private_key_pem,
+                audience,
+                ..
+            } => {
+                #[derive(serde::Serialize)]
+                struct Claims<'a> {
+                    iss: &'a str,
+                    sub: &'a str,
+                    aud: &'a str,
+                    exp: i64,
+                    iat: i64,
+                }
+                let now = chrono::Utc::now().timestamp();
+                let derived;
+                let audience = if audience.is_empty() {
+                    derived = Auth::audience_for(self.config.auth.token_host());
+                    derived.as_str()
+                } else {
+                    audience.as_str()
+                };
+                let claims = Claims {
+                    iss: client_id,
+                    sub: username,
+                    aud: audience,
+                    exp: now + 180,
+                    iat: now,
+                };
+                let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes())
+                    .map_err(|e| SfError::Config(format!("the JWT private key is not an RSA PEM key: {e}")))?;
+                let assertion = jsonwebtoken::encode(
+                    &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+                    &claims,
+                    &key,
+                )
+                .map_err(|e| SfError::Config(format!("cannot sign the JWT: {e}")))?;
+                vec![
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer".to_owned()),
+                    ("assertion", assertion),
+                ]
+            }
+            Auth::ClientCredentials {
+                client_id,
+                client_secret,
+                ..
+            } => vec![
+                ("grant_type", "client_credentials".to_owned()),
+                ("client_id", client_id.clone()),
+                ("client_secret", client_secret.clone()),
+            ],
+            Auth::RefreshToken {
+                client_id,
+                client_secret,
+                refresh_token,
+                ..
+            } => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_owned()),
+                    ("refresh_token", refresh_token.clone()),
+                    ("client_id", client_id.clone()),
+                ];
+                if let Some(secret) = client_secret {
+                    form.push(("client_secret", secret.clone()));
+                }
+                form
+            }
+        };
+        let response = self
+            .http
+            .post(&url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| SfError::Network {
+                attempts: 1,
+                message: describe_reqwest(&e),
+            })?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| SfError::Decode(format!("token response: {}", describe_reqwest(&e))))?;
+        if !status.is_success() {
+            return Err(SfError::Auth {
+                error: body["error"].as_str().unwrap_or("unknown").to_owned(),
+                description: body["error_description"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+        let (Some(token), Some(instance)) = (body["access_token"].as_str(), body["instance_url"].as_str()) else {
+            return Err(SfError::Decode(
+                "token response without access_token or instance_url".into(),
+            ));
+        };
+        tracing::info!("authenticated with Salesforce");
+        Ok(Session {
+            access_token: token.to_owned(),
+            instance_url: instance.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    pub(super) async fn session(&self, renew: bool) -> Result<Session, SfError> {
+        let mut guard = self.session.lock().await;
+        if renew || guard.is_none() {
+            *guard = Some(self.login().await?);
+        }
+        guard.clone().ok_or_else(|| SfError::Session("no session".into()))
+    }
+}
