@@ -80,7 +80,6 @@ fn kind_name(kind: FieldKind) -> &'static str {
         FieldKind::Number => "Number",
         FieldKind::Text => "Text",
         FieldKind::DateTime => "Date/Time",
-        FieldKind::Checkbox => "Checkbox",
     }
 }
 
@@ -411,7 +410,6 @@ mod tests {
                 FieldKind::Number => "double",
                 FieldKind::Text => "string",
                 FieldKind::DateTime => "datetime",
-                FieldKind::Checkbox => "boolean",
             };
             let mut info = field(&required.field, describe_type);
             info.external_id = required.unique_external_id;

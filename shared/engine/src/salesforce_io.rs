@@ -65,10 +65,7 @@ pub(crate) async fn read_members(
             status: text(&row, "Status").unwrap_or_default(),
             activity_date: time(&row, &fields.activity_date),
             activity_kind: kind,
-            once_only_used: row
-                .get(&fields.once_only_marker)
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            once_only_at: time(&row, &fields.once_only_marker),
         };
         if let Some(email) = text(&row, "Email") {
             members.email_of_person.insert(person.clone(), normalize_email(&email));
@@ -247,7 +244,10 @@ fn member_fields(settings: &Settings, state: &MemberState, record: &mut Map<Stri
         fields.activity_kind.clone(),
         state.activity_kind.map_or(Value::Null, |k| json!(k.as_str())),
     );
-    record.insert(fields.once_only_marker.clone(), json!(state.once_only_used));
+    record.insert(
+        fields.once_only_marker.clone(),
+        state.once_only_at.map_or(Value::Null, |d| json!(d.to_rfc3339())),
+    );
 }
 
 fn note(applied: &mut Applied, subject: &str, outcome: &RecordOutcome) -> bool {

@@ -334,7 +334,7 @@ async fn salesforce_view(h: &Harness) -> (Vec<String>, Vec<String>) {
                 m["Status"],
                 m["CM_Activity_Date__c"],
                 m["CM_Activity_Kind__c"],
-                m["CM_Status_Locked__c"]
+                m["CM_Status_Locked_At__c"]
             )
         })
         .collect();

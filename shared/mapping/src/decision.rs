@@ -7,10 +7,15 @@
 //!   the kind kept beside the date. Late or replayed activity never overwrites a newer state.
 //! - **Order independence**: activities are applied in (date, rank) order, so the result does not
 //!   depend on the order or page boundaries they arrive in.
+//! - **"Sent" is a starting status** in every mode: it sets the Status of a member the sync adds
+//!   or of one still in a starting status (the campaign's default, or the mapped "Sent" label),
+//!   and never replaces any other Status, so a rep's hand-set status survives a first sync.
 //! - **The refresh mode** (`status_refresh`): `never`, `always`, `once_only`, `forward_only`.
-//!   `once_only` takes the earliest interaction of the batch, ties broken by rank like the rest;
-//!   once written, the marker is final, so an equal-minute interaction arriving in a *later* sync
-//!   does not refine it (the price of "never again").
+//!   `once_only` takes the earliest interaction, ties broken by rank like the rest; the moment it
+//!   used its single update is kept on the member, so an interaction at that same moment that
+//!   ranks higher refines it whether it arrives in the same sync or a later one.
+//!   `forward_only` only climbs `status_rank`; a Status the mapping does not name (set by hand,
+//!   or by another process) ranks above every mapped activity, unless it is a starting status.
 //!
 //! The Activity Date and its kind advance to the newest activity that passes the guard whatever
 //! the mode. Activities with no mapping are ignored entirely: they change no status and do not
@@ -32,8 +37,8 @@ pub struct MemberState {
     pub activity_date: Option<DateTime<Utc>>,
     /// The kind of that activity (tie-break for equal dates).
     pub activity_kind: Option<ActivityKind>,
-    /// `once_only` has used its single update.
-    pub once_only_used: bool,
+    /// `once_only`: the date of the interaction that used the single update (`None`: unused).
+    pub once_only_at: Option<DateTime<Utc>>,
 }
 
 impl MemberState {
@@ -43,8 +48,13 @@ impl MemberState {
             status: status.into(),
             activity_date: None,
             activity_kind: None,
-            once_only_used: false,
+            once_only_at: None,
         }
+    }
+
+    /// `once_only` has used its single update.
+    pub fn once_only_used(&self) -> bool {
+        self.once_only_at.is_some()
     }
 }
 
@@ -56,10 +66,14 @@ pub enum StatusKept {
     RefreshNever,
     /// `once_only` has already made its one update for this member.
     OnceOnlyUsed,
-    /// `once_only` waits for an interaction; "Sent" is not one.
-    NotAnInteraction,
     /// `forward_only`: the activity ranks no higher than the current Status.
     NotHigherRank,
+    /// `forward_only`: the Status is one the mapping does not name (set by hand, or by another
+    /// process); it ranks above every mapped activity.
+    UnmappedStatus,
+    /// "Sent" sets only a starting status (a new member's, or the campaign's default); the
+    /// member's Status is another one (set by hand, or by an interaction).
+    NotAStartingStatus,
     /// The member already has the label the activity maps to.
     AlreadyInStatus,
     /// Every activity was dated before the Activity Date (or equal with a kind ranked no higher).
@@ -139,8 +153,29 @@ pub fn activity_date_guard(
     }
 }
 
-/// Decides one member's next state from its current state and a batch of its activities.
+/// Decides one member's next state from its current state and a batch of its activities, for a
+/// campaign whose default status is the mapped "Sent" label (the stock campaign). See
+/// [`decide_member_in`].
 pub fn decide_member(current: &MemberState, activities: &[Occurrence], settings: &Settings) -> MemberDecision {
+    decide_member_in(current, activities, settings, None)
+}
+
+/// Whether a Status is a starting status: empty, the campaign's default (`default_status`), or
+/// the label "Sent" maps to. Only a starting status is set by "Sent"; in `forward_only` an
+/// unmapped starting status ranks below every activity.
+pub fn is_starting_status(status: &str, default_status: Option<&str>, settings: &Settings) -> bool {
+    status.is_empty() || Some(status) == default_status || Some(status) == settings.label_for(ActivityKind::Sent)
+}
+
+/// Decides one member's next state from its current state and a batch of its activities, in a
+/// campaign whose default member status is `default_status` (found by `IsDefault`, whatever its
+/// label in the org's language).
+pub fn decide_member_in(
+    current: &MemberState,
+    activities: &[Occurrence],
+    settings: &Settings,
+    default_status: Option<&str>,
+) -> MemberDecision {
     let rank = settings.rank();
     let mut ordered: Vec<Occurrence> = activities
         .iter()
@@ -156,9 +191,6 @@ pub fn decide_member(current: &MemberState, activities: &[Occurrence], settings:
     let mut last_change: Option<Occurrence> = None;
     let mut last_kept: Option<StatusKept> = None;
     let (mut applied, mut refused) = (0, 0);
-    // The moment `once_only` made its update in this batch: a higher-ranked interaction at the
-    // same moment refines it (a click and an open in the same minute give Clicked).
-    let mut once_only_moment: Option<DateTime<Utc>> = None;
 
     for occurrence in &ordered {
         if !activity_date_guard(
@@ -178,25 +210,31 @@ pub fn decide_member(current: &MemberState, activities: &[Occurrence], settings:
             continue;
         };
 
+        let starting = is_starting_status(&state.status, default_status, settings);
         let allowed = match settings.status_refresh {
             StatusRefresh::Never => Err(StatusKept::RefreshNever),
-            StatusRefresh::Always => Ok(()),
-            StatusRefresh::OnceOnly if !occurrence.kind.is_interaction() => Err(StatusKept::NotAnInteraction),
-            StatusRefresh::OnceOnly if state.once_only_used && once_only_moment != Some(occurrence.at) => {
-                Err(StatusKept::OnceOnlyUsed)
-            }
-            StatusRefresh::OnceOnly => {
-                state.once_only_used = true;
-                once_only_moment = Some(occurrence.at);
-                Ok(())
-            }
-            StatusRefresh::ForwardOnly => {
-                if status_rank.is_none_or(|current| rank.of(occurrence.kind) > current) {
+            _ if !occurrence.kind.is_interaction() => {
+                if starting {
                     Ok(())
                 } else {
-                    Err(StatusKept::NotHigherRank)
+                    Err(StatusKept::NotAStartingStatus)
                 }
             }
+            StatusRefresh::Always => Ok(()),
+            // The guard passed, so an interaction at the moment that used the single update
+            // ranks higher than it: it refines the choice, in this sync or a later one.
+            StatusRefresh::OnceOnly => match state.once_only_at {
+                Some(moment) if moment != occurrence.at => Err(StatusKept::OnceOnlyUsed),
+                _ => {
+                    state.once_only_at = Some(occurrence.at);
+                    Ok(())
+                }
+            },
+            StatusRefresh::ForwardOnly => match status_rank {
+                Some(current) if rank.of(occurrence.kind) <= current => Err(StatusKept::NotHigherRank),
+                None if !starting => Err(StatusKept::UnmappedStatus),
+                _ => Ok(()),
+            },
         };
         match allowed {
             Ok(()) if state.status != label => {
@@ -310,7 +348,7 @@ mod tests {
             status: "Clicked".into(),
             activity_date: Some(at(12, 0)),
             activity_kind: Some(ActivityKind::Clicked),
-            once_only_used: false,
+            once_only_at: None,
         };
         let decision = decide_member(&current, &[occ(ActivityKind::Opened, 11, 0)], &s);
         assert!(!decision.needs_write());
@@ -368,17 +406,11 @@ mod tests {
         let s = settings(StatusRefresh::OnceOnly);
         let sent = decide_member(&MemberState::new_member("Sent"), &[occ(ActivityKind::Sent, 8, 0)], &s);
         assert_eq!(sent.after.status, "Sent");
-        assert!(!sent.after.once_only_used, "Sent must not use up the one update");
-        assert_eq!(
-            sent.reason,
-            DecisionReason::StatusKept {
-                why: StatusKept::NotAnInteraction
-            }
-        );
+        assert!(!sent.after.once_only_used(), "Sent must not use up the one update");
 
         let bounced = decide_member(&sent.after, &[occ(ActivityKind::Bounced, 8, 1)], &s);
         assert_eq!(bounced.after.status, "Bounced");
-        assert!(bounced.after.once_only_used);
+        assert_eq!(bounced.after.once_only_at, Some(at(8, 1)));
 
         // An admin changes the status by hand; the sync leaves it alone from now on.
         let mut hand_set = bounced.after.clone();
@@ -409,15 +441,80 @@ mod tests {
         let decision = decide_member(&MemberState::new_member("Sent"), &batch, &s);
         assert_eq!(decision.after.status, "Clicked");
         assert_eq!(decision.after.activity_date, Some(at(10, 1)));
-        assert!(decision.after.once_only_used);
+        assert_eq!(decision.after.once_only_at, Some(at(10, 0)));
     }
 
     #[test]
-    fn forward_only_treats_an_unmapped_label_as_the_bottom() {
+    fn once_only_is_refined_by_a_higher_ranked_interaction_at_its_moment_in_a_later_sync() {
+        let s = settings(StatusRefresh::OnceOnly);
+        let open = decide_member(
+            &MemberState::new_member("Sent"),
+            &[occ(ActivityKind::Opened, 10, 0)],
+            &s,
+        );
+        let click = decide_member(&open.after, &[occ(ActivityKind::Clicked, 10, 0)], &s);
+        assert_eq!(click.after.status, "Clicked", "as if both had come in one sync");
+        // Once the Activity Date moved past the moment, an equal-time click elsewhere does not.
+        let later = decide_member(&open.after, &[occ(ActivityKind::Opened, 11, 0)], &s);
+        let click_later = decide_member(&later.after, &[occ(ActivityKind::Clicked, 11, 0)], &s);
+        assert_eq!(click_later.after.status, "Opened");
+        assert_eq!(
+            click_later.reason,
+            DecisionReason::StatusKept {
+                why: StatusKept::OnceOnlyUsed
+            }
+        );
+    }
+
+    #[test]
+    fn sent_sets_only_a_starting_status_in_every_mode() {
+        for mode in [
+            StatusRefresh::Always,
+            StatusRefresh::OnceOnly,
+            StatusRefresh::ForwardOnly,
+        ] {
+            let s = settings(mode);
+            let hand_set = MemberState::new_member("Responded - Called");
+            let decision = decide_member(&hand_set, &[occ(ActivityKind::Sent, 8, 0)], &s);
+            assert_eq!(decision.after.status, "Responded - Called", "{mode:?}");
+            assert_eq!(
+                decision.reason,
+                DecisionReason::StatusKept {
+                    why: StatusKept::NotAStartingStatus
+                }
+            );
+            assert_eq!(
+                decision.after.activity_date,
+                Some(at(8, 0)),
+                "the Activity Date advances"
+            );
+            // The campaign's default (here in Japanese) is a starting status.
+            let default = MemberState::new_member("送信");
+            let decision = decide_member_in(&default, &[occ(ActivityKind::Sent, 8, 0)], &s, Some("送信"));
+            assert_eq!(decision.after.status, "Sent", "{mode:?}");
+            // An interaction's status is not.
+            let opened = MemberState::new_member("Opened");
+            let decision = decide_member(&opened, &[occ(ActivityKind::Sent, 8, 0)], &s);
+            assert_eq!(decision.after.status, "Opened", "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn forward_only_keeps_a_status_the_mapping_does_not_name() {
         let s = settings(StatusRefresh::ForwardOnly);
-        let start = MemberState::new_member("Responded"); // stock status, not in the mapping
-        let decision = decide_member(&start, &[occ(ActivityKind::Sent, 8, 0)], &s);
-        assert_eq!(decision.after.status, "Sent");
+        let start = MemberState::new_member("Responded - Called");
+        let decision = decide_member(&start, &[occ(ActivityKind::Clicked, 8, 0)], &s);
+        assert_eq!(decision.after.status, "Responded - Called");
+        assert_eq!(
+            decision.reason,
+            DecisionReason::StatusKept {
+                why: StatusKept::UnmappedStatus
+            }
+        );
+        // The campaign's default ranks at the bottom instead.
+        let default = MemberState::new_member("送信");
+        let decision = decide_member_in(&default, &[occ(ActivityKind::Opened, 8, 0)], &s, Some("送信"));
+        assert_eq!(decision.after.status, "Opened");
     }
 
     #[test]

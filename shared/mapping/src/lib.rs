@@ -16,7 +16,9 @@
 //! | §3.2 auto-create eligibility (not retrospective) | [`autocreate::auto_create_eligibility`] |
 //! | §3.2 explicit backfill window | [`autocreate::backfill_eligibility`] |
 //! | §3.2 campaign template | [`autocreate::render_campaign`] |
-//! | §3.3 member status refresh (`never`/`always`/`once_only`/`forward_only`) | [`decision::decide_member`] |
+//! | §3.3 member status refresh (`never`/`always`/`once_only`/`forward_only`) | [`decision::decide_member_in`] |
+//! | §3.3 "Sent" is a starting status; `forward_only` keeps unmapped (hand-set) statuses | [`decision::is_starting_status`] |
+//! | §3.3 a choice among several people is recorded | [`plan::MatchChoice`] |
 //! | §3.3 Activity Date guard and equal-time tie-break | [`decision::activity_date_guard`] |
 //! | §3.4 mapping and responded | [`settings::Settings::label_for`], [`settings::Settings::mapped_labels`] |
 //! | §3.5 missing statuses (stock statuses by flags) | [`statuses::plan_statuses`] |
@@ -74,6 +76,9 @@ pub mod statuses;
 
 pub use activity::{Activity, ActivityDetail, ActivityKind, CmTimestamp, Occurrence};
 pub use chrono_tz::Tz;
-pub use decision::{DecisionReason, MemberDecision, MemberState, StatusKept, activity_date_guard, decide_member};
+pub use decision::{
+    DecisionReason, MemberDecision, MemberState, StatusKept, activity_date_guard, decide_member, decide_member_in,
+    is_starting_status,
+};
 pub use plan::{CampaignPlan, SyncPlan};
 pub use settings::{Settings, SettingsError, StatusRefresh};

@@ -39,6 +39,9 @@ pub enum MatchOutcome {
         id: String,
         /// Lead or Contact.
         kind: PersonKind,
+        /// The other people with the same email, passed over (sorted): duplicates an admin may
+        /// want to merge.
+        passed_over: Vec<String>,
     },
     /// Nobody in SF has the email.
     Unmatched,
@@ -82,10 +85,19 @@ pub fn match_person(candidates: &[PersonCandidate], preference: MatchPreference)
     };
     match chosen.as_slice() {
         [] => MatchOutcome::Unmatched,
-        [one] => MatchOutcome::Matched {
-            id: one.id.clone(),
-            kind: one.kind,
-        },
+        [one] => {
+            let mut passed_over: Vec<String> = candidates
+                .iter()
+                .filter(|c| c.id != one.id)
+                .map(|c| c.id.clone())
+                .collect();
+            passed_over.sort();
+            MatchOutcome::Matched {
+                id: one.id.clone(),
+                kind: one.kind,
+                passed_over,
+            }
+        }
         several => {
             let mut candidates: Vec<String> = several.iter().map(|c| c.id.clone()).collect();
             candidates.sort();
@@ -108,8 +120,16 @@ mod tests {
         }
     }
 
-    fn matched(id: &str, kind: PersonKind) -> MatchOutcome {
-        MatchOutcome::Matched { id: id.into(), kind }
+    /// The chosen person, whoever was passed over.
+    fn chosen(outcome: MatchOutcome) -> Option<(String, PersonKind)> {
+        match outcome {
+            MatchOutcome::Matched { id, kind, .. } => Some((id, kind)),
+            _ => None,
+        }
+    }
+
+    fn matched(id: &str, kind: PersonKind) -> Option<(String, PersonKind)> {
+        Some((id.into(), kind))
     }
 
     #[test]
@@ -127,21 +147,47 @@ mod tests {
             person("0031", PersonKind::Contact, 3, false),
         ];
         assert_eq!(
-            match_person(&people, MatchPreference::MostRecentlyModified),
+            chosen(match_person(&people, MatchPreference::MostRecentlyModified)),
             matched("00Q1", PersonKind::Lead)
         );
         assert_eq!(
-            match_person(&people, MatchPreference::ContactFirst),
+            chosen(match_person(&people, MatchPreference::ContactFirst)),
             matched("0031", PersonKind::Contact)
         );
         assert_eq!(
-            match_person(&people, MatchPreference::LeadFirst),
+            chosen(match_person(&people, MatchPreference::LeadFirst)),
             matched("00Q1", PersonKind::Lead)
         );
         // Only the other kind exists: it is taken.
         assert_eq!(
-            match_person(&people[..1], MatchPreference::ContactFirst),
+            chosen(match_person(&people[..1], MatchPreference::ContactFirst)),
             matched("00Q1", PersonKind::Lead)
+        );
+    }
+
+    #[test]
+    fn a_choice_names_the_people_passed_over() {
+        let people = [
+            person("0032", PersonKind::Contact, 2, false),
+            person("0031", PersonKind::Contact, 7, false),
+            person("00Q1", PersonKind::Lead, 1, false),
+        ];
+        assert_eq!(
+            match_person(&people, MatchPreference::MostRecentlyModified),
+            MatchOutcome::Matched {
+                id: "0031".into(),
+                kind: PersonKind::Contact,
+                passed_over: vec!["0032".into(), "00Q1".into()],
+            }
+        );
+        assert_eq!(
+            match_person(&people[1..2], MatchPreference::MostRecentlyModified),
+            MatchOutcome::Matched {
+                id: "0031".into(),
+                kind: PersonKind::Contact,
+                passed_over: Vec::new(),
+            },
+            "one person: no choice"
         );
     }
 
@@ -170,7 +216,7 @@ mod tests {
             person("0031", PersonKind::Contact, 1, true),
         ];
         assert_eq!(
-            match_person(&people, MatchPreference::LeadFirst),
+            chosen(match_person(&people, MatchPreference::LeadFirst)),
             matched("0031", PersonKind::Contact)
         );
     }

@@ -130,7 +130,7 @@ impl Fixture {
                     status: "Clicked".into(),
                     activity_date: Some(at(9, 30)),
                     activity_kind: Some(ActivityKind::Clicked),
-                    once_only_used: false,
+                    once_only_at: None,
                 },
             ),
         ]);

@@ -68,7 +68,7 @@ fn always_follows_the_latest_activity() {
 fn once_only_keeps_the_first_interaction() {
     check(StatusRefresh::OnceOnly, "Opened", "Opened");
     let (after1, after2) = run(StatusRefresh::OnceOnly);
-    assert!(after1.once_only_used && after2.once_only_used);
+    assert!(after1.once_only_used() && after2.once_only_used());
 }
 
 #[test]

@@ -73,7 +73,7 @@ pub fn product_custom_fields() -> BTreeMap<String, Vec<CustomField>> {
             vec![
                 field("CM_Activity_Date__c", "datetime", false),
                 field("CM_Activity_Kind__c", "string", false),
-                field("CM_Status_Locked__c", "boolean", false),
+                field("CM_Status_Locked_At__c", "datetime", false),
             ],
         ),
     ])

@@ -47,6 +47,18 @@ pub async fn one(context: &Context, run_id: &str) -> Result<Report, Failure> {
     for (key, n) in &run.counts {
         text += &format!("  {key}: {n}\n");
     }
+    let (choices, failures): (Vec<_>, Vec<_>) = failures
+        .into_iter()
+        .partition(|f| f.code.as_deref() == Some(engine::campaign::MATCH_CHOICE));
+    if !choices.is_empty() {
+        text += &format!(
+            "{} emails shared by several people (match_preference chose one):\n",
+            choices.len()
+        );
+    }
+    for choice in &choices {
+        text += &format!("  {}  {}\n", choice.record, choice.reason);
+    }
     if failures.is_empty() {
         text += "no failed or skipped records\n";
     } else {
@@ -60,5 +72,8 @@ pub async fn one(context: &Context, run_id: &str) -> Result<Report, Failure> {
             failure.code.as_deref().map(|c| format!(" [{c}]")).unwrap_or_default()
         );
     }
-    Ok(Report::new(text, json!({"run": run, "failures": failures})))
+    Ok(Report::new(
+        text,
+        json!({"run": run, "failures": failures, "choices": choices}),
+    ))
 }

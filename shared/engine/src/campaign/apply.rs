@@ -5,6 +5,10 @@ use mapping::plan::CampaignPlan;
 use state::{RunFailure, Store};
 
 use super::CampaignRun;
+
+/// The code a run record gives a choice among several people with one email (not a failure:
+/// a duplicate to merge).
+pub const MATCH_CHOICE: &str = "MATCH_CHOICE";
 use crate::{Engine, EngineError};
 
 impl<S: Store, P: EventSink> Engine<S, P> {
@@ -17,6 +21,11 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             record: skip.subject.clone(),
             reason: skip.reason.label().to_owned(),
             code: None,
+        }));
+        failures.extend(plan.choices.iter().map(|choice| RunFailure {
+            record: choice.email.clone(),
+            reason: choice.describe(run.settings.match_preference),
+            code: Some(MATCH_CHOICE.to_owned()),
         }));
         self.store.add_run_failures(&run.record_id, &failures).await?;
         if !plan.statuses.create.is_empty() || !plan.statuses.correct.is_empty() {

@@ -18,6 +18,10 @@ pub struct RunCounts {
     pub member_updates: u64,
     /// Records skipped, each with a reason.
     pub skipped: u64,
+    /// Emails shared by several people, where `match_preference` chose one (listed in the run).
+    pub match_choices: u64,
+    /// Members whose hand-set Status (one the mapping does not name) the sync left as it is.
+    pub hand_set_statuses_kept: u64,
     /// Member statuses created.
     pub statuses_created: u64,
     /// Member statuses whose responded flag was corrected.

@@ -18,6 +18,7 @@ use mapping::plan::CampaignPlan;
 use serde::Serialize;
 use state::Store;
 
+pub use apply::MATCH_CHOICE;
 pub use counts::RunCounts;
 pub(crate) use run::CampaignRun;
 

@@ -83,6 +83,8 @@ impl<'a> CampaignRun<'a> {
         self.counts.members_to_add += plan.members_to_add.len() as u64;
         self.counts.member_updates += plan.member_updates.len() as u64;
         self.counts.skipped += plan.skips.len() as u64;
+        self.counts.match_choices += plan.choices.len() as u64;
+        self.counts.hand_set_statuses_kept += plan.hand_set_statuses_kept as u64;
     }
 
     /// A dry run's part: nothing is applied, so every part plans the same statuses: keep the

@@ -54,6 +54,8 @@ pub fn plan_campaign(input: &CampaignSyncInput<'_>, settings: &Settings) -> Camp
         person_updates: Vec::new(),
         statistics: StatisticsPlan::default(),
         skips: Vec::new(),
+        choices: Vec::new(),
+        hand_set_statuses_kept: 0,
     };
 
     if let Some(stats) = input.statistics {
@@ -71,18 +73,28 @@ pub fn plan_campaign(input: &CampaignSyncInput<'_>, settings: &Settings) -> Camp
         by_email.entry(activity.email.as_str()).or_default().push(activity);
     }
 
-    // The status new members start in: the mapped "Sent" label, else the campaign's default.
+    // The status new members start in: the mapped "Sent" label, else the campaign's default
+    // (found by `IsDefault`: its label is in the org's language).
     let default_label = input.statuses.iter().find(|s| s.is_default).map(|s| s.label.clone());
     let start_label = settings
         .label_for(ActivityKind::Sent)
         .filter(|label| plan.statuses.is_usable(label))
         .map(str::to_owned)
-        .or(default_label);
+        .or_else(|| default_label.clone());
 
     for (email, activities) in by_email {
         let candidates = input.people.get(email).map(Vec::as_slice).unwrap_or_default();
         let (person_id, person_kind) = match match_person(candidates, settings.match_preference) {
-            MatchOutcome::Matched { id, kind } => (id, kind),
+            MatchOutcome::Matched { id, kind, passed_over } => {
+                if !passed_over.is_empty() {
+                    plan.choices.push(MatchChoice {
+                        email: email.to_owned(),
+                        chosen: id.clone(),
+                        passed_over,
+                    });
+                }
+                (id, kind)
+            }
             MatchOutcome::Unmatched => {
                 plan.skips.push(Skip {
                     subject: email.to_owned(),
@@ -108,6 +120,7 @@ pub fn plan_campaign(input: &CampaignSyncInput<'_>, settings: &Settings) -> Camp
             person_kind,
             &occurrences,
             start_label.as_deref(),
+            default_label.as_deref(),
         );
         plan_person(&mut plan, input, settings, email, &person_id, person_kind, &activities);
     }
@@ -124,6 +137,7 @@ pub(super) fn plan_member(
     person_kind: PersonKind,
     occurrences: &[Occurrence],
     start_label: Option<&str>,
+    default_label: Option<&str>,
 ) {
     let existing = input.members.get(person_id);
     let start = match (existing, start_label) {
@@ -145,7 +159,13 @@ pub(super) fn plan_member(
             return;
         }
     };
-    let decision = decide_member(&start, occurrences, settings);
+    let decision = decide_member_in(&start, occurrences, settings, default_label);
+    if decision.after.status == start.status
+        && settings.rank_of_label(&start.status).is_none()
+        && !is_starting_status(&start.status, default_label, settings)
+    {
+        plan.hand_set_statuses_kept += 1;
+    }
     if !plan.statuses.is_usable(&decision.after.status) {
         let label = decision.after.status.clone();
         plan.skips.push(Skip {

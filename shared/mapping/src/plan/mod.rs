@@ -17,7 +17,7 @@ use crate::activity::{Activity, ActivityDetail, ActivityKind, Occurrence};
 use crate::autocreate::{
     DiscoveredCampaign, Eligibility, Ineligible, NewSfCampaign, auto_create_eligibility, render_campaign,
 };
-use crate::decision::{DecisionReason, MemberState, StatusKept, decide_member};
+use crate::decision::{DecisionReason, MemberState, StatusKept, decide_member_in, is_starting_status};
 use crate::email::redact_email;
 use crate::matching::{MatchOutcome, PersonCandidate, PersonKind, match_person};
 use crate::people::{
@@ -195,6 +195,34 @@ pub struct Skip {
     pub reason: SkipReason,
 }
 
+/// Several Leads/Contacts have one email and `match_preference` chose one (§3.3): recorded so
+/// an admin can find the duplicates to merge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchChoice {
+    /// The email.
+    pub email: String,
+    /// The person chosen.
+    pub chosen: String,
+    /// The others with the email.
+    pub passed_over: Vec<String>,
+}
+
+impl MatchChoice {
+    /// The sentence the run record and the report keep.
+    pub fn describe(&self, preference: crate::settings::MatchPreference) -> String {
+        let why = match preference {
+            crate::settings::MatchPreference::MostRecentlyModified => "the most recently modified",
+            crate::settings::MatchPreference::ContactFirst => "contact_first",
+            crate::settings::MatchPreference::LeadFirst => "lead_first",
+        };
+        format!(
+            "several people have this email: chose {} ({why}) over {}; merge the duplicates in Salesforce",
+            self.chosen,
+            self.passed_over.join(", ")
+        )
+    }
+}
+
 /// The plan for one linked campaign.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CampaignPlan {
@@ -212,6 +240,13 @@ pub struct CampaignPlan {
     pub statistics: StatisticsPlan,
     /// Everything skipped.
     pub skips: Vec<Skip>,
+    /// Choices among several people with one email.
+    #[serde(default)]
+    pub choices: Vec<MatchChoice>,
+    /// Members whose Status is one the mapping does not name (set by hand, or by another
+    /// process) and that the sync leaves as it is.
+    #[serde(default)]
+    pub hand_set_statuses_kept: usize,
 }
 
 impl CampaignPlan {
@@ -226,6 +261,8 @@ impl CampaignPlan {
         self.member_updates.extend(part.member_updates);
         self.person_updates.extend(part.person_updates);
         self.skips.extend(part.skips);
+        self.choices.extend(part.choices);
+        self.hand_set_statuses_kept += part.hand_set_statuses_kept;
     }
 
     /// The number of SF records this plan writes.

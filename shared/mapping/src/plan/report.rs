@@ -57,6 +57,20 @@ impl SyncPlan {
                 "  Campaign \"{}\" (CM {} → SF {})",
                 campaign.link.name, campaign.link.cm_campaign_id, campaign.link.sf_campaign_id
             );
+            if campaign.hand_set_statuses_kept > 0 {
+                let _ = writeln!(
+                    out,
+                    "    hand-set statuses left as they are: {} (statuses the mapping does not name)",
+                    campaign.hand_set_statuses_kept
+                );
+            }
+            if !campaign.choices.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    emails shared by several people: {} (one chosen by match_preference; `cm-sf-admin run` lists them)",
+                    campaign.choices.len()
+                );
+            }
             if campaign.write_count() == 0 && campaign.skips.is_empty() {
                 let _ = writeln!(out, "    nothing to change");
                 continue;

@@ -27,8 +27,6 @@ pub enum FieldKind {
     Text,
     /// Date/Time.
     DateTime,
-    /// Checkbox.
-    Checkbox,
 }
 
 impl FieldKind {
@@ -38,7 +36,6 @@ impl FieldKind {
             FieldKind::Number => "Number",
             FieldKind::Text => "Text",
             FieldKind::DateTime => "DateTime",
-            FieldKind::Checkbox => "Checkbox",
         }
     }
 
@@ -48,7 +45,6 @@ impl FieldKind {
             FieldKind::Number => matches!(describe_type, "double" | "int" | "long" | "currency" | "percent"),
             FieldKind::Text => matches!(describe_type, "string" | "textarea" | "picklist"),
             FieldKind::DateTime => describe_type == "datetime",
-            FieldKind::Checkbox => describe_type == "boolean",
         }
     }
 }
@@ -84,7 +80,7 @@ impl Settings {
         };
         fields.push(member(&self.member_fields.activity_date, FieldKind::DateTime));
         fields.push(member(&self.member_fields.activity_kind, FieldKind::Text));
-        fields.push(member(&self.member_fields.once_only_marker, FieldKind::Checkbox));
+        fields.push(member(&self.member_fields.once_only_marker, FieldKind::DateTime));
         fields.sort();
         fields
     }

@@ -123,7 +123,8 @@ pub struct MemberFields {
     pub activity_date: String,
     /// The kind of that activity, for the equal-timestamp tie-break.
     pub activity_kind: String,
-    /// Checkbox: the single `once_only` update has been used.
+    /// Date/Time: when the interaction that used the single `once_only` update happened (empty
+    /// while unused); kept so a same-moment, higher-ranked interaction can refine it later.
     pub once_only_marker: String,
 }
 
@@ -132,7 +133,7 @@ impl Default for MemberFields {
         MemberFields {
             activity_date: "CM_Activity_Date__c".to_owned(),
             activity_kind: "CM_Activity_Kind__c".to_owned(),
-            once_only_marker: "CM_Status_Locked__c".to_owned(),
+            once_only_marker: "CM_Status_Locked_At__c".to_owned(),
         }
     }
 }
