@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -41,6 +42,65 @@ def schedule_input():
     """The payload EventBridge Scheduler hands scheduled-sync, as the template sets it."""
     function = load_template()["Resources"]["ScheduledSyncFunction"]
     return function["Properties"]["Events"]["Schedule"]["Properties"]["Input"]
+
+
+def swap_host(url, local):
+    """`url` with its scheme and host replaced by the local stand-in's, its path kept."""
+    parsed, here = urllib.parse.urlsplit(url), urllib.parse.urlsplit(local)
+    return urllib.parse.urlunsplit((here.scheme, here.netloc, parsed.path, parsed.query, parsed.fragment))
+
+
+def template_environment(local, template=None):
+    """The environment every function gets from the template, merged: each variable as the
+    function's `Environment` block sets it, `!Ref` of a parameter read from its default, of a
+    resource or a deployment-named parameter from `local` (the stack's own table, bus and
+    secrets), and URLs with only their host swapped for the local stand-in's (`local["hosts"]`).
+    A variable two functions set differently, or a reference the stack cannot resolve, fails."""
+    template = template or load_template()
+    parameters = template["Parameters"]
+    merged = {}
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for variable, value in resource["Properties"]["Environment"]["Variables"].items():
+            if isinstance(value, dict) and "Ref" in value:
+                ref = value["Ref"]
+                if ref in local:
+                    value = local[ref]
+                elif ref in parameters and "Default" in parameters[ref]:
+                    value = str(parameters[ref]["Default"])
+                    if value.startswith("https://"):
+                        value = swap_host(value, local["hosts"][ref])
+                else:
+                    raise AssertionError(f"{name}: {variable} refers to {ref}, which the local stack cannot resolve")
+            assert merged.get(variable, value) == value, f"{variable} differs between functions"
+            merged[variable] = value
+    return merged
+
+
+# Lambda's limits for an asynchronous invocation (AWS Lambda Developer Guide, "Lambda quotas":
+# 256 KB invocation payload for asynchronous invocation, 6 MB response) and its retry rule
+# ("How Lambda handles errors and retries with asynchronous invocation": any function error is
+# retried, MaximumRetryAttempts times, 2 by default, then the record goes to the on-failure
+# destination).
+ASYNC_PAYLOAD_LIMIT = 256 * 1024
+RESPONSE_LIMIT = 6 * 1024 * 1024
+
+
+def template_invoke_configs():
+    """Each function crate's (MaximumRetryAttempts, on-failure destination logical id), as its
+    `EventInvokeConfig` in the template sets them (Lambda's defaults: 2 retries, none)."""
+    resources = load_template()["Resources"]
+    configs = {}
+    for resource in resources.values():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        crate = resource["Properties"]["CodeUri"].rstrip("/").rsplit("/", 1)[-1]
+        config = resource["Properties"].get("EventInvokeConfig", {})
+        destination = config.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        configs[crate] = (int(config.get("MaximumRetryAttempts", 2)),
+                          destination["Fn::GetAtt"][0] if destination else None)
+    return configs
 
 
 def template_routes():
@@ -119,9 +179,11 @@ class Stack:
             "username": self.scenario["sf"]["username"], "private_key_pem": key, "audience": "https://login.salesforce.com"}))
         self.webhook_token = uuid.uuid4().hex
         secrets.create_secret(Name=f"hook-{self.suffix}", SecretString=json.dumps({"token": self.webhook_token}))
-        self.env = dict(os.environ, STATE_TABLE=self.table, EVENT_BUS=self.bus, CM_SECRET_ID=f"cm-{self.suffix}",
-                        WEBHOOK_SECRET_ID=f"hook-{self.suffix}",
-                        SF_SECRET_ID=f"sf-{self.suffix}", CM_BASE_URL=self.cm_url, LOG_LEVEL=os.environ.get("LOG_LEVEL", "warn"))
+        # The functions' configuration is the template's own; only names and hosts are local.
+        self.local = {"StateTable": self.table, "EventBus": self.bus, "CmSecretName": f"cm-{self.suffix}",
+                      "SfSecretName": f"sf-{self.suffix}", "WebhookSecretName": f"hook-{self.suffix}",
+                      "hosts": {"CmBaseUrl": self.cm_url}}
+        self.env = dict(os.environ, **template_environment(self.local))
         self.admin("init-table")
         settings_path = os.path.join(tempfile.mkdtemp(), "settings.json")
         with open(settings_path, "w") as f:
@@ -134,6 +196,12 @@ class Stack:
         self._busy = 0
         if not functions:
             return
+        self.invoke_configs = template_invoke_configs()
+        self.destinations = {}
+        for destination in {d for _, d in self.invoke_configs.values() if d}:
+            self.destinations[destination] = self.sqs.create_queue(QueueName=f"{destination}-{self.suffix}")["QueueUrl"]
+        # What the admin's `replay` reads: the stack output FailedInvocationsQueueUrl.
+        self.env["FAILED_INVOCATIONS_QUEUE_URL"] = self.destinations["FailedInvocationsQueue"]
         for function, pattern in template_routes().items():
             url = self.sqs.create_queue(QueueName=f"{function}-{self.suffix}", Attributes={"VisibilityTimeout": "5"})["QueueUrl"]
             arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -170,28 +238,74 @@ class Stack:
         return subprocess.run([os.path.join(BIN, "cm-sf-admin"), *args], env=self.env, capture_output=True, text=True)
 
     def invoke(self, function, event):
-        status, body = http("POST", f"http://127.0.0.1:{self.invoke_port}/2015-03-31/functions/{function}/invocations", event, timeout=600)
+        """One invocation; a response over Lambda's 6 MB limit is the error Lambda gives."""
+        url = f"http://127.0.0.1:{self.invoke_port}/2015-03-31/functions/{function}/invocations"
+        request = urllib.request.Request(url, data=json.dumps(event).encode(), method="POST",
+                                         headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=600) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as error:
+            text = error.read().decode()
+        if len(text.encode()) > RESPONSE_LIMIT:
+            body = {"errorType": "Function.ResponseSizeTooLarge",
+                    "errorMessage": f"Response payload size ({len(text.encode())} bytes) exceeded maximum allowed payload size (6291556 bytes)."}
+        else:
+            body = json.loads(text) if text.strip() else None
         self.invocations.append((function, event.get("detail-type"), body))
         if isinstance(body, dict) and "errorType" in body:
             self.errors.append((function, body))
         return body
 
     def _relay_loop(self):
+        """Delivers what the rules routed to each function as Lambda runs an asynchronous
+        invocation: any function error is retried (the queue's visibility timeout stands in for
+        Lambda's back-off) up to the function's MaximumRetryAttempts; then the invocation record
+        goes to its on-failure destination. A payload over 256 KB is refused without running."""
         while not self._stop.is_set():
             idle = True
             for function, url in self.queues.items():
-                messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+                messages = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                                                    AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
                 for message in messages:
                     idle = False
                     self._busy += 1
                     try:
-                        body = self.invoke(function, json.loads(message["Body"]))
-                        if not (isinstance(body, dict) and body.get("errorType") == "Retryable"):
-                            self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                        self._deliver(function, url, message)
                     finally:
                         self._busy -= 1
             if idle:
                 time.sleep(0.2)
+
+    def _deliver(self, function, url, message):
+        event = json.loads(message["Body"])
+        attempt = int(message["Attributes"]["ApproximateReceiveCount"])
+        retries, destination = self.invoke_configs[function]
+        if len(message["Body"].encode()) > ASYNC_PAYLOAD_LIMIT:
+            body = {"errorType": "RequestEntityTooLargeException",
+                    "errorMessage": f"payload of {len(message['Body'].encode())} bytes exceeds the 256 KB asynchronous limit"}
+            self.errors.append((function, body))
+            attempt = retries + 1  # refused outright: never retried
+        else:
+            body = self.invoke(function, event)
+        failed = isinstance(body, dict) and "errorType" in body
+        if failed and attempt <= retries:
+            return  # left on the queue: delivered again after the visibility timeout
+        if failed and destination:
+            record = {"version": "1.0", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                      "requestContext": {"requestId": message["MessageId"], "functionArn": function,
+                                         "condition": "RetriesExhausted", "approximateInvokeCount": attempt},
+                      "requestPayload": event,
+                      "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+                      "responsePayload": body}
+            self.sqs.send_message(QueueUrl=self.destinations[destination], MessageBody=json.dumps(record))
+        self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+    def failed_invocations(self):
+        """The records in the failed-invocations queue (the template's on-failure destination)."""
+        url = self.destinations["FailedInvocationsQueue"]
+        attributes = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+        return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
     def settle(self, timeout=300):
         """Waits until every queue is empty and nothing is being invoked."""

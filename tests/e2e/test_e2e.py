@@ -3,13 +3,14 @@ EventBridge rules trigger them, against the sandbox and the moto emulator."""
 
 import collections
 import os
+import subprocess
 import sys
 import tempfile
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack, generate_scenario  # noqa: E402
+from stack import BIN, Stack, generate_scenario, load_template, template_environment  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,18 @@ def test_a_second_sync_with_nothing_new_writes_nothing(stack):
     assert calls["writes"] == 0, calls
     linked = len(stack.records("Campaign"))
     assert calls["reads"] <= linked + 1, f"{calls} for {linked} linked campaigns (+1 for link discovery)"
+
+
+def test_the_functions_run_on_the_templates_own_configuration_and_a_drift_in_it_fails(stack):
+    """Every test here runs the functions on `template_environment`: the template's variables
+    with only names and hosts made local. Written the way a deployment gets it, the CM base URL
+    must be the API root; the form that doubled `/api/v3.3` is refused at start, by name."""
+    assert stack.env["CM_BASE_URL"] == stack.cm_url, "the template's root, host swapped"
+    template = load_template()
+    template["Parameters"]["CmBaseUrl"]["Default"] = "https://api.createsend.com/api/v3.3"
+    drifted = dict(os.environ, **template_environment(stack.local, template))
+    assert drifted["CM_BASE_URL"] == stack.cm_url + "/api/v3.3"
+    result = subprocess.run([os.path.join(BIN, "cm-sf-admin"), "sync", "--dry-run"], env=drifted,
+                            capture_output=True, text=True)
+    assert result.returncode == 1, result
+    assert "must be the API root, without /api/v3.3" in result.stderr, result.stderr

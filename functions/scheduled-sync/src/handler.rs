@@ -20,40 +20,29 @@ pub(crate) async fn handle<S: Store, P: EventSink>(
     let trigger = Trigger::try_from(envelope).map_err(|e| EngineError::UnexpectedEvent(e.to_string()))?;
     let Invocation { engine, settings } = container.invocation().await?;
     let stop = deadline(&context, engine.options.deadline_margin);
+    // Each arm returns a small summary (Lambda caps a response at 6 MB; plans carry addresses).
     let outcome = match trigger {
-        Trigger::Schedule => json!(engine.run_scheduled(&settings, &engine::new_run_id()).await?),
+        Trigger::Schedule => engine.run_scheduled(&settings, &engine::new_run_id()).await?.summary(),
         Trigger::Event(Event::CampaignSyncRequested(request)) => match request.cm_campaign_id {
             Some(cm_id) => {
                 let mode = if request.dry_run { Mode::DryRun } else { Mode::APPLY };
-                json!(
-                    engine
-                        .sync_campaign(&settings, &cm_id, &request.run_id, mode, stop)
-                        .await?
-                )
+                let synced = engine.sync_campaign(&settings, &cm_id, &request.run_id, mode, stop);
+                synced.await?.summary()
             }
-            None if request.dry_run => json!(engine.plan_scheduled(&settings, &request.run_id).await?),
-            None => json!(engine.run_scheduled(&settings, &request.run_id).await?),
+            None if request.dry_run => engine.plan_scheduled(&settings, &request.run_id).await?.summary(),
+            None => engine.run_scheduled(&settings, &request.run_id).await?.summary(),
         },
-        Trigger::Event(Event::CampaignLinked(linked)) => json!(
-            engine
-                .sync_campaign(
-                    &settings,
-                    &linked.cm_campaign_id,
-                    &engine::new_run_id(),
-                    Mode::APPLY,
-                    stop
-                )
-                .await?
-        ),
+        Trigger::Event(Event::CampaignLinked(linked)) => {
+            let run_id = engine::new_run_id();
+            let synced = engine.sync_campaign(&settings, &linked.cm_campaign_id, &run_id, Mode::APPLY, stop);
+            synced.await?.summary()
+        }
         Trigger::Event(Event::SyncContinuation(next)) => {
             let mode = Mode::Apply {
                 continuation: next.sequence,
             };
-            json!(
-                engine
-                    .sync_campaign(&settings, &next.cm_campaign_id, &next.run_id, mode, stop)
-                    .await?
-            )
+            let synced = engine.sync_campaign(&settings, &next.cm_campaign_id, &next.run_id, mode, stop);
+            synced.await?.summary()
         }
         Trigger::Event(Event::SubscriberEventReceived(received)) => {
             json!(
@@ -167,6 +156,42 @@ mod tests {
         assert_eq!(outcome["outcome"], "done", "{outcome}");
         assert!(outcome["counts"]["members_added"].as_u64().unwrap() > 0, "{outcome}");
         (s, outcome)
+    }
+
+    #[tokio::test]
+    async fn a_first_sync_of_30_000_recipients_answers_with_a_small_summary() {
+        let scenario = generate(&Shape {
+            recipients: 30_000,
+            activities: 3_000,
+            ..Shape::default()
+        });
+        let (_running, container) = harness::sandboxed_container(&scenario, |_| {}).await.unwrap();
+        let cm_campaign = harness::campaign_named(&scenario, "November newsletter").unwrap();
+        container
+            .store()
+            .put_link(&LinkRecord {
+                cm_campaign_id: cm_campaign.clone(),
+                sf_campaign_id: SF_CAMPAIGN.into(),
+                origin: LinkOrigin::Manual,
+                linked_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        let fixture = include_str!("../fixtures/campaign-sync-requested.v1.json")
+            .replace("0123456789abcdef0123456789abcdef", &cm_campaign);
+        let event = LambdaEvent::new(
+            serde_json::from_str(&fixture).unwrap(),
+            lambda_runtime::Context::default(),
+        );
+        let outcome = handle(&container, event).await.unwrap();
+        let members_added = outcome["counts"]["members_added"].as_u64().unwrap();
+        assert!(members_added > 10_000, "{outcome}");
+        let size = serde_json::to_vec(&outcome).unwrap().len();
+        assert!(size < 64 * 1024, "{size} bytes for {members_added} members added");
+        assert!(
+            !outcome.to_string().contains("@example.com"),
+            "no address in a response"
+        );
     }
 
     #[tokio::test]

@@ -121,6 +121,17 @@ pub enum Command {
         #[arg(long, env = "WEBHOOK_URL")]
         url: Option<String>,
     },
+    /// Re-drive what the functions failed on for good: every invocation record in the
+    /// failed-invocations queue (FAILED_INVOCATIONS_QUEUE_URL, the stack output) goes back on the
+    /// bus as the event it was, and leaves the queue once published. Fix the cause first (see
+    /// the record's error); applying an event again changes nothing that was already applied.
+    ///
+    /// Example: cm-sf-admin replay --dry-run
+    Replay {
+        /// List what would be re-driven; publish and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Register, list or remove this deployment's webhook on the configured CM lists.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),

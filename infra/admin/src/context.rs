@@ -75,6 +75,11 @@ impl Context {
         }
     }
 
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Progress of a long operation: stderr, so stdout stays the result.
     pub fn progress(&self, line: &str) {
         eprintln!("{line}");

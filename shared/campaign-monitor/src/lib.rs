@@ -45,6 +45,9 @@ use types::ErrorBody;
 /// The production API root.
 pub const DEFAULT_BASE_URL: &str = "https://api.createsend.com";
 
+/// The versioned path every call goes under, added to the base URL by the client.
+pub const API_PATH: &str = "/api/v3.3";
+
 /// How the client authenticates.
 #[derive(Clone)]
 pub enum Credentials {
@@ -125,10 +128,23 @@ impl CmClientBuilder {
         self
     }
 
-    /// The client.
+    /// The client. The base URL is the API's root (`https://api.createsend.com`); the client
+    /// adds `/api/v3.3/` itself, so a URL that already ends in it is refused here rather than
+    /// turning every call into a 404.
     pub fn build(self) -> Result<CmClient, CmError> {
         if !(self.base_url.starts_with("https://") || self.base_url.starts_with("http://")) {
             return Err(CmError::Config(format!("base URL must be http(s): {}", self.base_url)));
+        }
+        if self
+            .base_url
+            .trim_end_matches('/')
+            .to_ascii_lowercase()
+            .ends_with(API_PATH)
+        {
+            return Err(CmError::Config(format!(
+                "base URL {} must be the API root, without {API_PATH} (e.g. {DEFAULT_BASE_URL})",
+                self.base_url
+            )));
         }
         let http = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
@@ -258,7 +274,7 @@ impl CmClient {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, CmError> {
-        let url = format!("{}/api/v3.3/{path}", self.base_url);
+        let url = format!("{}{API_PATH}/{path}", self.base_url);
         let started = Instant::now();
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(self.retry.min_delay)

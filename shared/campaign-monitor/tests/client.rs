@@ -542,3 +542,24 @@ async fn every_activity_kind_streams_with_its_details() {
         assert_eq!(seen, expected_dates, "{resource}");
     }
 }
+
+#[test]
+fn a_base_url_that_already_holds_the_api_path_is_refused_at_start_naming_the_fix() {
+    for url in [
+        "https://api.createsend.com/api/v3.3",
+        "https://api.createsend.com/API/v3.3/",
+    ] {
+        let error = CmClient::builder(Credentials::api_key("k"), chrono_tz::UTC)
+            .base_url(url)
+            .build()
+            .unwrap_err();
+        assert!(matches!(error, CmError::Config(_)), "{error:?}");
+        assert!(error.to_string().contains("without /api/v3.3"), "{error}");
+    }
+    assert!(
+        CmClient::builder(Credentials::api_key("k"), chrono_tz::UTC)
+            .base_url(campaign_monitor::DEFAULT_BASE_URL)
+            .build()
+            .is_ok()
+    );
+}

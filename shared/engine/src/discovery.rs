@@ -36,6 +36,18 @@ pub struct DiscoveryOutcome {
     pub busy: bool,
 }
 
+impl DiscoveryOutcome {
+    /// What a function returns for it: the counts, and a dry run's redacted report, never the
+    /// plan itself (its member rows carry addresses; Lambda caps a response at 6 MB).
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::to_value(DiscoveryOutcome {
+            plan: None,
+            ..self.clone()
+        })
+        .unwrap_or_default()
+    }
+}
+
 impl<S: Store, P: EventSink> Engine<S, P> {
     /// Every campaign of the configured clients, sent, scheduled and draft.
     pub async fn discover(&self, settings: &mapping::Settings) -> Result<Vec<DiscoveredCampaign>, EngineError> {

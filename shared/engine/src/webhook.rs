@@ -250,9 +250,11 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 "no recorded webhook event {dedupe_key}"
             )));
         };
-        if record.state != EventState::Received {
+        if matches!(record.state, EventState::Applied { .. }) {
             return Ok(record.state); // applied before: a redelivered hand-off
         }
+        // Received, or Failed earlier: a retry or a replay tries again (a cause an admin can fix,
+        // such as credentials or a permission, must not leave the event parked).
         match self.apply_recorded(settings, &record).await {
             Ok(state) => Ok(state),
             Err(error) if !error.is_retryable() => {

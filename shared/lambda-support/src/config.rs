@@ -7,17 +7,19 @@ use std::collections::BTreeMap;
 use crate::StartupError;
 
 /// The variables this project reads.
-pub const VARIABLES: [&str; 10] = [
+pub const VARIABLES: [&str; 12] = [
     "STATE_TABLE",
     "EVENT_BUS",
     "CM_SECRET_ID",
     "SF_SECRET_ID",
     "WEBHOOK_SECRET_ID",
+    "FAILED_INVOCATIONS_QUEUE_URL",
     "CM_BASE_URL",
     "SF_API_VERSION",
     "LOG_LEVEL",
     "AWS_LAMBDA_LOG_LEVEL",
     "RUST_LOG",
+    "AWS_LAMBDA_FUNCTION_NAME",
 ];
 
 /// The Salesforce API version used when `SF_API_VERSION` is not set.
@@ -82,6 +84,12 @@ impl Config {
         self.required("WEBHOOK_SECRET_ID")
     }
 
+    /// `FAILED_INVOCATIONS_QUEUE_URL` (the admin's `replay`): the functions' on-failure
+    /// destination, the stack output `FailedInvocationsQueueUrl`.
+    pub fn failed_invocations_queue_url(&self) -> Result<&str, StartupError> {
+        self.required("FAILED_INVOCATIONS_QUEUE_URL")
+    }
+
     /// `CM_BASE_URL`, default the production API root.
     pub fn cm_base_url(&self) -> &str {
         self.values
@@ -98,11 +106,18 @@ impl Config {
 
     /// The log filter: `LOG_LEVEL`, else Lambda's `AWS_LAMBDA_LOG_LEVEL` (the function's
     /// application log level), else `RUST_LOG`, else `info`.
-    pub fn log_filter(&self) -> &str {
-        ["LOG_LEVEL", "AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
+    /// Inside Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set) TRACE becomes DEBUG: at TRACE the
+    /// runtime logs raw events, with the webhook token in the path and addresses in the body.
+    pub fn log_filter(&self) -> String {
+        let filter = ["LOG_LEVEL", "AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
             .iter()
             .find_map(|name| self.values.get(name))
-            .map_or("info", String::as_str)
+            .map_or("info", String::as_str);
+        if self.values.contains_key("AWS_LAMBDA_FUNCTION_NAME") {
+            filter.to_ascii_lowercase().replace("trace", "debug")
+        } else {
+            filter.to_owned()
+        }
     }
 }
 
@@ -118,5 +133,19 @@ mod tests {
         assert_eq!(error.to_string(), "environment variable EVENT_BUS is required");
         assert_eq!(config.cm_base_url(), campaign_monitor::DEFAULT_BASE_URL);
         assert_eq!(config.sf_api_version(), DEFAULT_SF_API_VERSION);
+    }
+
+    #[test]
+    fn trace_logging_is_for_outside_lambda_only() {
+        assert_eq!(Config::from_vars([("LOG_LEVEL", "TRACE")]).log_filter(), "TRACE");
+        let in_lambda = Config::from_vars([("LOG_LEVEL", "TRACE"), ("AWS_LAMBDA_FUNCTION_NAME", "scheduled-sync")]);
+        assert_eq!(in_lambda.log_filter(), "debug");
+        let filter =
+            Config::from_vars([("RUST_LOG", "engine=trace,info"), ("AWS_LAMBDA_FUNCTION_NAME", "f")]).log_filter();
+        assert_eq!(filter, "engine=debug,info");
+        assert_eq!(
+            Config::from_vars([("AWS_LAMBDA_FUNCTION_NAME", "f")]).log_filter(),
+            "info"
+        );
     }
 }

@@ -197,14 +197,13 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
-/// JSON logs at the configuration's level ([`Config::log_filter`]).
+/// JSON logs at the configuration's level ([`Config::log_filter`]), one object a line with
+/// `timestamp` and `level` (the keys Lambda's JSON log format and its log-level controls read).
 pub fn init_logging(config: &Config) {
-    let filter = config.log_filter();
     let _ = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(config.log_filter()))
         .with_current_span(false)
-        .without_time()
         .with_target(false)
         .try_init();
 }

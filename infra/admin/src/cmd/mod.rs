@@ -4,6 +4,7 @@ mod backfill;
 mod doctor;
 mod init_table;
 mod links;
+mod replay;
 mod retry;
 mod runs;
 mod settings;
@@ -30,6 +31,7 @@ pub async fn run(command: Command, context: &Context) -> Result<Report, Failure>
         Command::Run { run_id } => runs::one(context, &run_id).await,
         Command::Retry { run_id } => retry::run(context, &run_id).await,
         Command::Doctor { url } => doctor::run(context, url.as_deref()).await,
+        Command::Replay { dry_run } => replay::run(context, dry_run).await,
         Command::Webhooks(command) => webhooks::run(command, context).await,
     }
 }

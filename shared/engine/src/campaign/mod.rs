@@ -77,6 +77,22 @@ pub enum CampaignOutcome {
     },
 }
 
+impl CampaignOutcome {
+    /// What a function returns for it: the outcome and its counts, never the plan (whose member
+    /// rows carry addresses and grow with the campaign; Lambda caps a response at 6 MB).
+    pub fn summary(&self) -> serde_json::Value {
+        match self {
+            CampaignOutcome::Done {
+                run_id,
+                counts,
+                dry_run,
+                ..
+            } => serde_json::json!({"outcome": "done", "run_id": run_id, "counts": counts, "dry_run": dry_run}),
+            other => serde_json::to_value(other).unwrap_or_default(),
+        }
+    }
+}
+
 impl<S: Store, P: EventSink> Engine<S, P> {
     /// Syncs one linked campaign under its lease (none for a dry run).
     pub async fn sync_campaign(
@@ -105,8 +121,41 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         let result = self
             .run_pipeline(CampaignRun::new(settings, &link, run_id, mode), deadline)
             .await;
+        if let Err(error) = &result {
+            self.record_failed_run(run_id, cm_campaign_id, error).await;
+        }
         self.store.release_lease(&scope, run_id).await?;
         result
+    }
+
+    /// A run that stopped on an error ends recorded as failed, with the error, and is logged
+    /// once at ERROR with its run and campaign. A retry or a replay of the same event continues
+    /// the same run record.
+    async fn record_failed_run(&self, run_id: &str, cm_campaign_id: &str, error: &EngineError) {
+        let record_id = format!("{run_id}:{cm_campaign_id}");
+        tracing::error!(run = %record_id, campaign = cm_campaign_id, retryable = error.is_retryable(), %error, "campaign sync failed");
+        let failure = state::RunFailure {
+            record: "run".to_owned(),
+            reason: error.to_string(),
+            code: Some(
+                if error.is_retryable() {
+                    "RETRYABLE"
+                } else {
+                    "NOT_RETRYABLE"
+                }
+                .to_owned(),
+            ),
+        };
+        let recorded = async {
+            self.store.add_run_failures(&record_id, &[failure]).await?;
+            self.store
+                .finish_run(&record_id, Utc::now(), state::RunStatus::Failed, &Default::default())
+                .await
+        };
+        if let Err(store_error) = recorded.await {
+            // The run record may not exist (the error came before it was written).
+            tracing::warn!(run = %record_id, error = %store_error, "the failed run could not be recorded");
+        }
     }
 
     /// A dry run of a campaign that may be linked only on the SF side so far.

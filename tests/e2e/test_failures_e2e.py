@@ -1,0 +1,73 @@
+"""Nothing parked where no one looks (issue #16): the local relay runs a function as Lambda runs
+an asynchronous invocation (any error retried twice, then the record goes to the template's
+failed-invocations queue), and `cm-sf-admin replay` re-drives it once the cause is fixed, with
+nothing applied twice."""
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from stack import Stack  # noqa: E402
+from test_rules_e2e import MAIN, settings_for, small_scenario  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def stack():
+    path, scenario = small_scenario()
+    stack = Stack(path, settings_for(scenario, status_refresh="always"))
+    stack.schedule()
+    stack.settle()
+    yield stack
+    stack.close()
+
+
+def main_id(stack):
+    return next(c for c in stack.scenario["cm"]["campaigns"] if c["name"] == MAIN)["id"]
+
+
+def failing_attempts(stack, detail_type):
+    return [body for _, kind, body in stack.invocations
+            if kind == detail_type and isinstance(body, dict) and "errorType" in body]
+
+
+@pytest.mark.parametrize("kind,index,day", [("Retryable", 0, 3), ("NonRetryable", 1, 4)])
+def test_a_failed_sync_is_retried_twice_parked_in_the_queue_and_replayed_once_fixed(stack, kind, index, day):
+    cm, list_id = main_id(stack), stack.scenario["cm"]["lists"][0]["id"]
+    email = sorted(m["Email"] for m in stack.records("CampaignMember"))[index]
+    stack.add_activity(cm, [{"kind": "click", "email": email, "list_id": list_id, "date": f"2026-12-{day:02} 10:00:00"}])
+    stack.set_cm_now(f"2026-12-{day:02} 10:30:00")
+    if kind == "Retryable":
+        stack.set_sf_faults({"seed": day, "sf": {"error_rate": 1.0}})  # Salesforce down: 5xx on every call
+    else:  # a setting naming a field the org does not have: fixed by the admin, not by retrying
+        stack.apply_settings(settings_for(stack.scenario, status_refresh="always",
+                                          member_fields={"activity_date": "CM_Missing__c"}))
+    before = len(failing_attempts(stack, "campaign-sync-requested.v1"))
+    members_before = stack.records("CampaignMember")
+
+    stack.publish("campaign-sync-requested.v1", {"idempotency_key": f"sync:fail{day}:{cm}", "run_id": f"fail{day}",
+                                                 "cm_campaign_id": cm, "dry_run": False, "requested_by": "test"})
+    stack.settle()
+    attempts = failing_attempts(stack, "campaign-sync-requested.v1")[before:]
+    assert [a["errorType"] for a in attempts] == [kind] * 3, attempts  # the first try and Lambda's two retries
+    assert stack.failed_invocations() == 1
+    failed = json.loads(stack.admin("--json", "run", f"fail{day}:{cm}"))
+    assert failed["run"]["status"] == "failed", failed["run"]
+    assert any(f["record"] == "run" and f["code"] == kind.replace("NonRetryable", "NOT_RETRYABLE").upper()
+               for f in failed["failures"]), failed["failures"]
+
+    # Fix the cause, then replay: applied once; a second replay finds nothing.
+    stack.set_sf_faults({"seed": day})
+    stack.apply_settings(settings_for(stack.scenario, status_refresh="always"))
+    assert "1 failed invocation(s) would be replayed" in stack.admin("replay", "--dry-run")
+    assert "1 failed invocation(s) replayed" in stack.admin("replay")
+    stack.settle()
+    assert stack.failed_invocations() == 0
+    member = next(m for m in stack.records("CampaignMember") if m["Email"] == email)
+    assert member["Status"] == "Clicked", member
+    assert len(stack.records("CampaignMember")) == len(members_before), "nothing added twice"
+    assert "0 failed invocation(s) replayed" in stack.admin("replay")
+    run = json.loads(stack.admin("--json", "run", f"fail{day}:{cm}"))["run"]
+    assert run["status"] == "succeeded", run
