@@ -10,22 +10,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack  # noqa: E402
-from test_rules_e2e import MAIN, settings_for, small_scenario  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def stack():
-    path, scenario = small_scenario()
-    stack = Stack(path, settings_for(scenario, status_refresh="always"))
-    stack.schedule()
-    stack.settle()
-    yield stack
-    stack.close()
-
-
-def main_id(stack):
-    return next(c for c in stack.scenario["cm"]["campaigns"] if c["name"] == MAIN)["id"]
+from test_rules_e2e import main_id, settings_for, stack  # noqa: E402,F401  (the same small stack)
 
 
 def failing_attempts(stack, detail_type):

@@ -78,10 +78,15 @@ mod tests {
     }
 
     async fn setup() -> Setup {
-        let scenario = generate(&Shape {
+        setup_with(Shape {
             recipients: 200,
             ..Shape::default()
-        });
+        })
+        .await
+    }
+
+    async fn setup_with(shape: Shape) -> Setup {
+        let scenario = generate(&shape);
         let (running, container) = harness::sandboxed_container(&scenario, |_| {}).await.unwrap();
         let cm_campaign = harness::campaign_named(&scenario, "November newsletter").unwrap();
         Setup {
@@ -160,30 +165,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_first_sync_of_30_000_recipients_answers_with_a_small_summary() {
-        let scenario = generate(&Shape {
+        let s = setup_with(Shape {
             recipients: 30_000,
             activities: 3_000,
             ..Shape::default()
-        });
-        let (_running, container) = harness::sandboxed_container(&scenario, |_| {}).await.unwrap();
-        let cm_campaign = harness::campaign_named(&scenario, "November newsletter").unwrap();
-        container
-            .store()
-            .put_link(&LinkRecord {
-                cm_campaign_id: cm_campaign.clone(),
-                sf_campaign_id: SF_CAMPAIGN.into(),
-                origin: LinkOrigin::Manual,
-                linked_at: chrono::Utc::now(),
-            })
+        })
+        .await;
+        s.link().await;
+        let outcome = s
+            .invoke(include_str!("../fixtures/campaign-sync-requested.v1.json"))
             .await
             .unwrap();
-        let fixture = include_str!("../fixtures/campaign-sync-requested.v1.json")
-            .replace("0123456789abcdef0123456789abcdef", &cm_campaign);
-        let event = LambdaEvent::new(
-            serde_json::from_str(&fixture).unwrap(),
-            lambda_runtime::Context::default(),
-        );
-        let outcome = handle(&container, event).await.unwrap();
         let members_added = outcome["counts"]["members_added"].as_u64().unwrap();
         assert!(members_added > 10_000, "{outcome}");
         let size = serde_json::to_vec(&outcome).unwrap().len();
