@@ -10,7 +10,10 @@ use mapping::Settings;
 use mapping::autocreate::{CmCampaignState, DiscoveredCampaign};
 use mapping::plan::{SyncPlan, plan_discovery};
 use serde::Serialize;
-use state::{LinkRecord, Store};
+use state::{LinkRecord, RunFailure, RunStatus, Store};
+
+/// How many of the newest runs a scheduled run checks for abandoned ones.
+const RECENT_RUNS_CHECKED: usize = 500;
 
 use crate::campaign::CampaignOutcome;
 use crate::{Engine, EngineError};
@@ -135,11 +138,12 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     /// The scheduled run, under the discovery lease: links found, new campaigns handed to
     /// auto-creation, one sync requested per linked campaign.
     pub async fn run_scheduled(&self, settings: &Settings, run_id: &str) -> Result<DiscoveryOutcome, EngineError> {
+        let owner = format!("{run_id}#{}", uuid::Uuid::new_v4().simple()); // this invocation
         let now = Utc::now();
         let until = now + chrono::Duration::from_std(self.options.lease).unwrap_or_default();
         if self
             .store
-            .acquire_lease("discovery", run_id, now, until)
+            .acquire_lease("discovery", &owner, now, until)
             .await?
             .is_none()
         {
@@ -154,9 +158,37 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 busy: true,
             });
         }
-        let result = self.run_scheduled_locked(settings, run_id, false).await;
-        self.store.release_lease("discovery", run_id).await?;
+        let result = match self.mark_abandoned_runs().await {
+            Ok(()) => self.run_scheduled_locked(settings, run_id, false).await,
+            Err(error) => Err(error),
+        };
+        self.store.release_lease("discovery", &owner).await?;
         result
+    }
+
+    /// Runs still `Running` after a whole lease span died with their invocation (a timeout or a
+    /// crash): no commit can come from them any more (commits are fenced by the lease), so they
+    /// are recorded as abandoned, with why. Their campaigns' next syncs continue from the last
+    /// commit.
+    async fn mark_abandoned_runs(&self) -> Result<(), EngineError> {
+        let now = Utc::now();
+        let span = chrono::Duration::from_std(self.options.lease).unwrap_or_default();
+        for run in self.store.recent_runs(RECENT_RUNS_CHECKED).await? {
+            if run.status != RunStatus::Running || run.started_at + span >= now {
+                continue;
+            }
+            tracing::error!(run = %run.run_id, campaign = %run.scope, "run abandoned: its invocation stopped before finishing");
+            let why = RunFailure {
+                record: "run".to_owned(),
+                reason: "abandoned: its invocation stopped before finishing (a timeout or a crash); the next sync continues from the last commit".to_owned(),
+                code: Some("ABANDONED".to_owned()),
+            };
+            self.store.add_run_failures(&run.run_id, &[why]).await?;
+            self.store
+                .finish_run(&run.run_id, now, RunStatus::Abandoned, &run.counts)
+                .await?;
+        }
+        Ok(())
     }
 
     /// A dry run of the scheduled run: plans every linked campaign and writes nothing.

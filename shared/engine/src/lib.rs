@@ -83,7 +83,9 @@ impl EngineError {
 /// Tunables with sensible defaults.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// How long a run holds its lease.
+    /// How long a run holds its lease. It must cover a whole invocation (the default matches
+    /// Lambda's 15-minute limit): commits are fenced by it, and a run still `Running` after it
+    /// is taken for abandoned.
     pub lease: Duration,
     /// Activity newer than CM's clock minus this is read again next time (CM makes some
     /// records visible late).

@@ -625,3 +625,98 @@ async fn auto_creation_is_not_retrospective_and_never_makes_two_campaigns() {
     let linked = h.engine.publisher.sink().events();
     assert!(linked.iter().any(|e| e.detail_type() == "campaign-linked.v1"));
 }
+
+#[tokio::test]
+async fn the_same_sync_delivered_twice_at_once_writes_exactly_what_one_does() {
+    let scenario = generate(&Shape {
+        recipients: 2_000,
+        activities: 1_500,
+        ..Shape::default()
+    });
+    let once = Harness::new(scenario.clone(), |_| {}).await;
+    let cm = once.link_main().await;
+    once.reset_counters().await;
+    once.sync(&cm, false).await;
+    let single = once.sf_calls().await;
+
+    let twice = Harness::new(scenario, |_| {}).await;
+    twice.link_main().await;
+    twice.reset_counters().await;
+    let (settings, run) = (twice.settings().await, engine::new_run_id());
+    let deliver = || {
+        twice
+            .engine
+            .sync_campaign(&settings, &cm, &run, Mode::APPLY, Deadline::none())
+    };
+    let (a, b) = tokio::join!(deliver(), deliver());
+    let outcomes = [a.unwrap(), b.unwrap()];
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == CampaignOutcome::Busy).count(),
+        1,
+        "one delivery runs, the other finds the lease held: {:?}",
+        outcomes.iter().map(CampaignOutcome::summary).collect::<Vec<_>>()
+    );
+    let double = twice.sf_calls().await;
+    eprintln!("one delivery: {single:?} SF reads/writes; two at once: {double:?}");
+    assert_eq!(double, single, "the same calls as one delivery");
+    assert_eq!(
+        member_rows(twice.sf_records("CampaignMember").await),
+        member_rows(once.sf_records("CampaignMember").await)
+    );
+}
+
+#[tokio::test]
+async fn a_run_killed_mid_campaign_is_marked_abandoned_and_the_next_one_ends_as_a_clean_run() {
+    let scenario = generate(&Shape {
+        recipients: 3_000,
+        activities: 2_500,
+        ..Shape::default()
+    });
+    let clean = Harness::new(scenario.clone(), |_| {}).await;
+    let cm = clean.link_main().await;
+    clean.sync(&cm, false).await;
+
+    let mut h = Harness::new(scenario, |_| {}).await;
+    h.engine.options.lease = std::time::Duration::from_secs(1);
+    h.link_main().await;
+    h.control
+        .set_faults(json!({"seed": 1, "sf": {"latency_ms": 40}}))
+        .await
+        .unwrap();
+    let settings = h.settings().await;
+    let killed = engine::new_run_id();
+    let sync = h
+        .engine
+        .sync_campaign(&settings, &cm, &killed, Mode::APPLY, Deadline::none());
+    let first_write = async {
+        while h.sf_calls().await.1 == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    // The invocation dies once it has written to Salesforce (the future is dropped, as a Lambda
+    // timeout or crash drops it): no commit, no release, the run record left Running.
+    tokio::select! {
+        outcome = sync => panic!("finished before it could be killed: {:?}", outcome.map(|o| o.summary())),
+        () = first_write => {}
+    }
+    h.control.set_faults(json!({"seed": 1})).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await; // its lease span passes
+
+    h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+    let (record, failures) = h.engine.store.run(&format!("{killed}:{cm}")).await.unwrap().unwrap();
+    assert_eq!(record.status, state::RunStatus::Abandoned);
+    assert!(
+        failures.iter().any(|f| f.code.as_deref() == Some("ABANDONED")),
+        "{failures:?}"
+    );
+
+    h.engine.options.lease = engine::EngineOptions::default().lease; // a lease that covers a sync
+    let CampaignOutcome::Done { .. } = h.sync(&cm, false).await else {
+        panic!("the next sync finishes")
+    };
+    assert_eq!(
+        member_rows(h.sf_records("CampaignMember").await),
+        member_rows(clean.sf_records("CampaignMember").await),
+        "Salesforce ends as after a clean run"
+    );
+}

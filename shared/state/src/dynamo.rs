@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest, KeySchemaElement, KeyType, Put,
-    PutRequest, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, DeleteRequest, KeySchemaElement, KeyType,
+    Put, PutRequest, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
@@ -21,8 +22,8 @@ use mapping::autocreate::LinkOrigin;
 use crate::memory::link_conflict;
 use crate::{
     EventState, FAILED_RECORD_TTL_DAYS, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, Recorded,
-    RetryQueue, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings,
-    WatermarkStore, WebhookEventRecord, WebhookEventStore,
+    RetryQueue, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError,
+    VersionedSettings, WatermarkStore, WebhookEventRecord, WebhookEventStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -821,6 +822,86 @@ impl LeaseStore for DynamoStore {
             Err(error) if is_condition_failure(&error) => Ok(()),
             Err(error) => Err(backend("DeleteItem", error)),
         }
+    }
+
+    async fn commit_under_lease(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        commit: &RunCommit,
+    ) -> Result<bool, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(format!("LEASE#{}", lease.scope)))
+            .key("sk", s("LEASE"))
+            .condition_expression("#owner = :owner AND lease_until_ms >= :now")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(&lease.owner))
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .build()
+            .map_err(build_error)?;
+        let mut request = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(check).build());
+        for item in self.commit_items(commit)? {
+            request = request.transact_items(item);
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_transaction_canceled_exception()) =>
+            {
+                // The lease check is the first item: its failure means the lease was lost.
+                let lease_lost = match error.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                        cancelled.cancellation_reasons().first().and_then(|r| r.code())
+                            == Some("ConditionalCheckFailed")
+                    }
+                    _ => false,
+                };
+                if lease_lost {
+                    Ok(false)
+                } else {
+                    Err(backend("TransactWriteItems", error))
+                }
+            }
+            Err(error) => Err(backend("TransactWriteItems", error)),
+        }
+    }
+}
+
+impl DynamoStore {
+    /// The writes of a run commit, after the lease check.
+    fn commit_items(&self, commit: &RunCommit) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let mut items = Vec::new();
+        for (stream, at) in &commit.watermarks {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(format!("WATERMARK#{}", commit.scope)))
+                .item("sk", s(stream))
+                .item("at_ms", n(at.timestamp_millis()))
+                .item("updated_at", s(rfc3339(commit.ended_at)))
+                .build()
+                .map_err(build_error)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let run = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s("RUNS"))
+            .key("sk", s(&commit.run_id))
+            .update_expression("SET ended_at = :ended, #status = :status, counts = :counts")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":ended", s(rfc3339(commit.ended_at)))
+            .expression_attribute_values(":status", s(run_status_name(commit.status)))
+            .expression_attribute_values(":counts", s(to_json(&commit.counts)?))
+            .build()
+            .map_err(build_error)?;
+        items.push(TransactWriteItem::builder().update(run).build());
+        Ok(items)
     }
 }
 

@@ -252,6 +252,9 @@ pub enum RunStatus {
     Failed,
     /// Stopped early and continued in another invocation.
     Continued,
+    /// Its invocation stopped without finishing (a timeout or a crash): found by a later
+    /// scheduled run; the campaign's next sync continues from the last commit.
+    Abandoned,
 }
 
 /// Whether [`RunStore::start_run`] recorded a new run or found it already started.
@@ -350,6 +353,34 @@ pub trait LeaseStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<Lease>, StoreError>> + Send;
     /// Releases the lease if `owner` holds it; otherwise does nothing.
     fn release_lease(&self, scope: &str, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Commits a campaign run under its lease (fencing), all or nothing: each stream's watermark
+    /// set to its new value and the run record closed, only while `lease.owner` still holds
+    /// `lease.scope` unexpired at `now`. `Ok(false)`: the lease was lost (expired and taken, or
+    /// released); nothing was written, and the work is read again by a later run.
+    fn commit_under_lease(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        commit: &RunCommit,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// What a campaign run commits at its end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunCommit {
+    /// The scope of the watermarks (the CM campaign id).
+    pub scope: String,
+    /// Stream → new watermark (the run computed them as the later of the stored one and what it
+    /// read, so they never move back).
+    pub watermarks: BTreeMap<String, DateTime<Utc>>,
+    /// The run record to close.
+    pub run_id: String,
+    /// When it ended.
+    pub ended_at: DateTime<Utc>,
+    /// How.
+    pub status: RunStatus,
+    /// Its counters.
+    pub counts: BTreeMap<String, u64>,
 }
 
 /// A record that failed in a run, kept to retry on the next run.

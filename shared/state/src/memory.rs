@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use mapping::Settings;
 
 use crate::{
-    EventState, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, Recorded, RetryQueue, RunFailure,
-    RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore,
+    EventState, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, Recorded, RetryQueue, RunCommit,
+    RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore,
     WebhookEventRecord, WebhookEventStore,
 };
 
@@ -293,6 +293,35 @@ impl LeaseStore for MemoryStore {
             tables.leases.remove(scope);
         }
         Ok(())
+    }
+
+    async fn commit_under_lease(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        commit: &RunCommit,
+    ) -> Result<bool, StoreError> {
+        let mut tables = self.tables()?;
+        let held = tables.leases.get(&lease.scope);
+        if !held.is_some_and(|held| held.owner == lease.owner && held.until >= now) {
+            return Ok(false);
+        }
+        let Some(run) = tables.runs.get_mut(&commit.run_id) else {
+            return Err(StoreError::Corrupt {
+                key: format!("RUNS/{}", commit.run_id),
+                reason: "no such run".into(),
+            });
+        };
+        run.ended_at = Some(commit.ended_at);
+        run.status = commit.status;
+        run.counts = commit.counts.clone();
+        for (stream, at) in &commit.watermarks {
+            tables.watermarks.insert(
+                (commit.scope.clone(), stream.clone()),
+                crate::dynamo::truncate_to_millis(*at),
+            );
+        }
+        Ok(true)
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use events::Event;
 use events::publisher::EventSink;
-use state::{RunRecord, RunStart, RunStatus, Store};
+use state::{RunCommit, RunRecord, RunStart, RunStatus, Store};
 
 use super::{CampaignOutcome, CampaignRun, MAX_CONTINUATIONS, Mode};
 use crate::{Engine, EngineError};
@@ -74,19 +74,31 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         if !run.retried.is_empty() {
             self.store.remove_failed(cm_id, &run.retried).await?;
         }
-        if !run.transient_failures {
-            for (stream, at) in &run.next_watermarks {
-                self.store.advance_watermark(cm_id, stream, *at).await?;
-            }
-        }
         let status = if run.counts.failed == 0 {
             RunStatus::Succeeded
         } else {
             RunStatus::CompletedWithFailures
         };
-        self.store
-            .finish_run(&run.record_id, Utc::now(), status, &run.counts.to_map())
-            .await?;
+        let commit = RunCommit {
+            scope: cm_id.to_owned(),
+            // A transient failure keeps the watermarks, so the work is read again.
+            watermarks: if run.transient_failures {
+                BTreeMap::new()
+            } else {
+                run.next_watermarks.clone()
+            },
+            run_id: run.record_id.clone(),
+            ended_at: Utc::now(),
+            status,
+            counts: run.counts.to_map(),
+        };
+        let Some(lease) = &run.lease else {
+            return Err(EngineError::Invalid("a run that writes commits under its lease".into()));
+        };
+        if !self.store.commit_under_lease(lease, Utc::now(), &commit).await? {
+            tracing::warn!(run = %run.record_id, campaign = cm_id, "lease lost before the commit; the next run reads this activity again");
+            return Ok(CampaignOutcome::LeaseLost { run_id: run.record_id });
+        }
         // `failed` is a number of its own: the template's metric filter counts runs with failures.
         tracing::info!(campaign = cm_id, failed = run.counts.failed, parts = run.part_count, counts = ?run.counts, "campaign synced");
         Ok(CampaignOutcome::Done {

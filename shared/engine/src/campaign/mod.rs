@@ -75,6 +75,12 @@ pub enum CampaignOutcome {
         /// The run.
         run_id: String,
     },
+    /// The lease expired and was taken before this invocation committed: nothing was
+    /// committed, and the next run reads the same activity again (applying it changes nothing).
+    LeaseLost {
+        /// The run.
+        run_id: String,
+    },
 }
 
 impl CampaignOutcome {
@@ -111,20 +117,26 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 .run_pipeline(CampaignRun::new(settings, &link, run_id, mode), deadline)
                 .await;
         }
+        // The owner is this invocation, not the run: the same event delivered twice at once
+        // runs once (the other finds the lease held), and commits are fenced by it.
         let scope = format!("campaign:{cm_campaign_id}");
+        let owner = format!("{run_id}#{}", uuid::Uuid::new_v4().simple());
         let now = Utc::now();
         let until = now + chrono::Duration::from_std(self.options.lease).unwrap_or_default();
-        if self.store.acquire_lease(&scope, run_id, now, until).await?.is_none() {
-            tracing::info!(campaign = cm_campaign_id, "another run holds this campaign; skipping");
+        let Some(lease) = self.store.acquire_lease(&scope, &owner, now, until).await? else {
+            tracing::info!(
+                campaign = cm_campaign_id,
+                "another invocation holds this campaign; skipping"
+            );
             return Ok(CampaignOutcome::Busy);
-        }
-        let result = self
-            .run_pipeline(CampaignRun::new(settings, &link, run_id, mode), deadline)
-            .await;
+        };
+        let mut run = CampaignRun::new(settings, &link, run_id, mode);
+        run.lease = Some(lease);
+        let result = self.run_pipeline(run, deadline).await;
         if let Err(error) = &result {
             self.record_failed_run(run_id, cm_campaign_id, error).await;
         }
-        self.store.release_lease(&scope, run_id).await?;
+        self.store.release_lease(&scope, &owner).await?;
         result
     }
 

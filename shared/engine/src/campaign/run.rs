@@ -42,6 +42,9 @@ pub(crate) struct CampaignRun<'a> {
     pub counts: RunCounts,
     /// Some failure was transient: keep the watermarks so the work is read again.
     pub transient_failures: bool,
+    /// The campaign's lease, held by this invocation (none for a dry run): the commit is
+    /// conditional on it.
+    pub lease: Option<state::Lease>,
 }
 
 impl<'a> CampaignRun<'a> {
@@ -70,6 +73,7 @@ impl<'a> CampaignRun<'a> {
             first_part: true,
             counts: RunCounts::default(),
             transient_failures: false,
+            lease: None,
         }
     }
 

@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use mapping::Settings;
 use mapping::autocreate::LinkOrigin;
 use state::{
-    EventState, FailedRecord, LinkOutcome, LinkRecord, Recorded, RunFailure, RunRecord, RunStart, RunStatus, Store,
-    StoreError, WebhookEventRecord, new_run_id,
+    EventState, FailedRecord, LinkOutcome, LinkRecord, Recorded, RunCommit, RunFailure, RunRecord, RunStart, RunStatus,
+    Store, StoreError, WebhookEventRecord, new_run_id,
 };
 
 pub fn at(minute: i64) -> DateTime<Utc> {
@@ -250,6 +250,69 @@ pub async fn leases_expire_renew_and_release<S: Store>(store: Arc<S>) {
     assert!(store.acquire_lease("cm2", "d", at(11), at(16)).await.unwrap().is_some());
 }
 
+pub async fn a_run_commits_only_while_it_holds_its_lease<S: Store>(store: Arc<S>) {
+    let run = |id: &str| RunRecord {
+        run_id: id.into(),
+        scope: "cm1".into(),
+        started_at: at(0),
+        ended_at: None,
+        status: RunStatus::Running,
+        counts: BTreeMap::new(),
+        failure_count: 0,
+    };
+    let commit = |id: &str, minute: i64| RunCommit {
+        scope: "cm1".into(),
+        watermarks: BTreeMap::from([("opens".into(), at(minute)), ("clicks".into(), at(minute))]),
+        run_id: id.into(),
+        ended_at: at(minute),
+        status: RunStatus::Succeeded,
+        counts: BTreeMap::from([("activities".into(), 3)]),
+    };
+    store.start_run(&run("r1")).await.unwrap();
+    store.start_run(&run("r2")).await.unwrap();
+    let first = store
+        .acquire_lease("campaign:cm1", "r1#a", at(0), at(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.commit_under_lease(&first, at(4), &commit("r1", 4)).await.unwrap());
+    assert_eq!(store.watermarks("cm1").await.unwrap()["opens"], at(4));
+    let (closed, _) = store.run("r1").await.unwrap().unwrap();
+    assert_eq!((closed.status, closed.counts["activities"]), (RunStatus::Succeeded, 3));
+
+    // r1's lease expires and r2 takes it: r1, a zombie now, commits nothing.
+    let second = store
+        .acquire_lease("campaign:cm1", "r2#b", at(6), at(11))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!store.commit_under_lease(&first, at(7), &commit("r1", 7)).await.unwrap());
+    assert!(
+        !store.commit_under_lease(&first, at(7), &commit("r2", 7)).await.unwrap(),
+        "wrong owner"
+    );
+    assert_eq!(
+        store.watermarks("cm1").await.unwrap()["opens"],
+        at(4),
+        "nothing written"
+    );
+    assert_eq!(store.run("r2").await.unwrap().unwrap().0.status, RunStatus::Running);
+    // Past its own expiry the holder cannot commit either; within it, it can.
+    assert!(
+        !store
+            .commit_under_lease(&second, at(12), &commit("r2", 12))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .commit_under_lease(&second, at(10), &commit("r2", 10))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.watermarks("cm1").await.unwrap()["clicks"], at(10));
+}
+
 pub async fn runs_keep_counts_and_every_failure<S: Store>(store: Arc<S>) {
     let first = RunRecord {
         run_id: new_run_id(at(0), 1),
@@ -357,6 +420,7 @@ macro_rules! conformance_suite {
             duplicate_webhook_events_are_refused,
             only_one_concurrent_lease_taker_wins,
             leases_expire_renew_and_release,
+            a_run_commits_only_while_it_holds_its_lease,
             runs_keep_counts_and_every_failure,
             failed_records_queue_and_drain);
     };
