@@ -423,6 +423,14 @@ async fn a_dry_run_writes_nothing_anywhere() {
     assert!(report.contains("members to add"), "{report}");
 }
 
+/// The campaign's CM id and the members one clean sync of `scenario` leaves in Salesforce.
+async fn clean_run(scenario: &Scenario) -> (String, Vec<(String, String, String)>) {
+    let h = Harness::new(scenario.clone(), |_| {}).await;
+    let cm = h.link_main().await;
+    h.sync(&cm, false).await;
+    (cm, member_rows(h.sf_records("CampaignMember").await))
+}
+
 fn member_rows(records: Vec<Value>) -> Vec<(String, String, String)> {
     let mut rows: Vec<(String, String, String)> = records
         .iter()
@@ -445,10 +453,7 @@ async fn a_run_cut_off_mid_apply_resumes_with_nothing_lost_or_doubled() {
         activities: 400,
         ..Shape::default()
     });
-    let reference = Harness::new(scenario.clone(), |_| {}).await;
-    let cm = reference.link_main().await;
-    reference.sync(&cm, false).await;
-    let expected = member_rows(reference.sf_records("CampaignMember").await);
+    let (_, expected) = clean_run(&scenario).await;
 
     for faults in [
         json!({"seed": 5, "sf": {"lock_row_rate": 1.0}}),
@@ -672,10 +677,7 @@ async fn a_run_killed_mid_campaign_is_marked_abandoned_and_the_next_one_ends_as_
         activities: 2_500,
         ..Shape::default()
     });
-    let clean = Harness::new(scenario.clone(), |_| {}).await;
-    let cm = clean.link_main().await;
-    clean.sync(&cm, false).await;
-
+    let (cm, clean) = clean_run(&scenario).await;
     let mut h = Harness::new(scenario, |_| {}).await;
     h.engine.options.lease = std::time::Duration::from_secs(1);
     h.link_main().await;
@@ -716,7 +718,7 @@ async fn a_run_killed_mid_campaign_is_marked_abandoned_and_the_next_one_ends_as_
     };
     assert_eq!(
         member_rows(h.sf_records("CampaignMember").await),
-        member_rows(clean.sf_records("CampaignMember").await),
+        clean,
         "Salesforce ends as after a clean run"
     );
 }

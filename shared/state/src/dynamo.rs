@@ -824,12 +824,8 @@ impl LeaseStore for DynamoStore {
         }
     }
 
-    async fn commit_under_lease(
-        &self,
-        lease: &Lease,
-        now: DateTime<Utc>,
-        commit: &RunCommit,
-    ) -> Result<bool, StoreError> {
+    async fn commit_under_lease(&self, lease: &Lease, commit: &RunCommit) -> Result<bool, StoreError> {
+        let now = commit.ended_at;
         let check = ConditionCheck::builder()
             .table_name(&self.table)
             .key("pk", s(format!("LEASE#{}", lease.scope)))

@@ -355,12 +355,11 @@ pub trait LeaseStore: Send + Sync {
     fn release_lease(&self, scope: &str, owner: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Commits a campaign run under its lease (fencing), all or nothing: each stream's watermark
     /// set to its new value and the run record closed, only while `lease.owner` still holds
-    /// `lease.scope` unexpired at `now`. `Ok(false)`: the lease was lost (expired and taken, or
-    /// released); nothing was written, and the work is read again by a later run.
+    /// `lease.scope` unexpired at `commit.ended_at`. `Ok(false)`: the lease was lost (expired
+    /// and taken, or released); nothing was written, and the work is read again by a later run.
     fn commit_under_lease(
         &self,
         lease: &Lease,
-        now: DateTime<Utc>,
         commit: &RunCommit,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
@@ -375,7 +374,7 @@ pub struct RunCommit {
     pub watermarks: BTreeMap<String, DateTime<Utc>>,
     /// The run record to close.
     pub run_id: String,
-    /// When it ended.
+    /// When it ended: the moment the lease must still hold.
     pub ended_at: DateTime<Utc>,
     /// How.
     pub status: RunStatus,

@@ -295,12 +295,8 @@ impl LeaseStore for MemoryStore {
         Ok(())
     }
 
-    async fn commit_under_lease(
-        &self,
-        lease: &Lease,
-        now: DateTime<Utc>,
-        commit: &RunCommit,
-    ) -> Result<bool, StoreError> {
+    async fn commit_under_lease(&self, lease: &Lease, commit: &RunCommit) -> Result<bool, StoreError> {
+        let now = commit.ended_at;
         let mut tables = self.tables()?;
         let held = tables.leases.get(&lease.scope);
         if !held.is_some_and(|held| held.owner == lease.owner && held.until >= now) {

@@ -95,7 +95,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         let Some(lease) = &run.lease else {
             return Err(EngineError::Invalid("a run that writes commits under its lease".into()));
         };
-        if !self.store.commit_under_lease(lease, Utc::now(), &commit).await? {
+        if !self.store.commit_under_lease(lease, &commit).await? {
             tracing::warn!(run = %run.record_id, campaign = cm_id, "lease lost before the commit; the next run reads this activity again");
             return Ok(CampaignOutcome::LeaseLost { run_id: run.record_id });
         }
