@@ -56,3 +56,23 @@ def test_a_failed_sync_is_retried_twice_parked_in_the_queue_and_replayed_once_fi
     assert "0 failed invocation(s) replayed" in stack.admin("replay")
     run = json.loads(stack.admin("--json", "run", f"fail{day}:{cm}"))["run"]
     assert run["status"] == "succeeded", run
+
+
+def test_a_malformed_cm_row_is_skipped_and_listed_and_the_rest_is_synced(stack):
+    cm, list_id = main_id(stack), stack.scenario["cm"]["lists"][0]["id"]
+    good, bad = sorted(m["Email"] for m in stack.records("CampaignMember"))[2:4]
+    stack.add_activity(cm, [
+        {"kind": "open", "email": good, "list_id": list_id, "date": "2026-12-06 10:00:00"},
+        # CM serves this row's Date in a form no CM date has: it cannot be read.
+        {"kind": "click", "email": bad, "list_id": list_id, "date": "2026-12-06 10:01:00", "served_date": "06/12/2026 10:01"},
+    ])
+    stack.set_cm_now("2026-12-06 10:30:00")
+    outcome = stack.request_sync(cm)
+    assert outcome["outcome"] == "done", outcome
+    assert outcome["counts"]["unreadable_rows"] == 1, outcome["counts"]
+    members = {m["Email"]: m for m in stack.records("CampaignMember")}
+    assert members[good]["Status"] == "Opened", "the rest of the campaign is synced"
+    assert members[bad]["Status"] != "Clicked"
+    detail = stack.admin("run", outcome["run_id"])
+    assert "CM clicks page 1 row 1" in detail and "[CM_ROW_UNREADABLE]" in detail, detail
+    assert bad not in detail, "the row itself (with its address) is not copied into the run"

@@ -99,6 +99,21 @@ pub struct ActivityStream<'a> {
     current_keys: HashSet<String>,
     max_seen: Option<CmTimestamp>,
     pages_fetched: u32,
+    unreadable: Vec<UnreadableRow>,
+}
+
+/// A row of an activity page that could not be read (no address, a malformed date): skipped,
+/// kept for the run record, never a reason to lose the rest of the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableRow {
+    /// The resource (`opens`, `clicks`, ...).
+    pub resource: &'static str,
+    /// The page it was on (1-based).
+    pub page: i64,
+    /// Its position on the page (0-based).
+    pub index: usize,
+    /// What was wrong (never the row itself: it may hold an address).
+    pub reason: String,
 }
 
 impl CmClient {
@@ -136,7 +151,13 @@ impl<'a> ActivityStream<'a> {
             current_keys: HashSet::new(),
             max_seen: None,
             pages_fetched: 0,
+            unreadable: Vec::new(),
         }
+    }
+
+    /// The rows skipped as unreadable since the last call.
+    pub fn take_unreadable(&mut self) -> Vec<UnreadableRow> {
+        std::mem::take(&mut self.unreadable)
     }
 
     /// The newest CM date yielded so far.
@@ -183,14 +204,40 @@ impl<'a> ActivityStream<'a> {
                 query.push(("date", since.to_cm_string()));
             }
         }
-        let page: Page<RawRow> = self.client.get(&path, &query).await?;
+        // Rows are read one by one: a malformed row is skipped and reported, never the page.
+        let page: Page<serde_json::Value> = self.client.get(&path, &query).await?;
+        let page_number = self.next_page;
+        if page.number_of_pages > 0 && page.page_number != page_number || page.number_of_pages > crate::MAX_PAGES {
+            // A repeated or skipped page, or an absurd count: stop rather than loop or lose rows.
+            return Err(CmError::Decode {
+                endpoint: path,
+                detail: format!(
+                    "asked for page {page_number}, got page {} of {}",
+                    page.page_number, page.number_of_pages
+                ),
+            });
+        }
         self.pages_fetched += 1;
         self.pages = Some(page.number_of_pages);
         self.next_page += 1;
         self.previous_keys = std::mem::take(&mut self.current_keys);
         let mut records = Vec::with_capacity(page.results.len());
-        for row in page.results {
-            let record = self.convert(row, &path)?;
+        for (index, row) in page.results.into_iter().enumerate() {
+            let read = serde_json::from_value::<RawRow>(row)
+                .map_err(|e| e.to_string())
+                .and_then(|row| self.convert(row, &path).map_err(|e| e.to_string()));
+            let record = match read {
+                Ok(record) => record,
+                Err(reason) => {
+                    self.unreadable.push(UnreadableRow {
+                        resource: resource(self.kind),
+                        page: page_number,
+                        index,
+                        reason,
+                    });
+                    continue;
+                }
+            };
             if self.previous_keys.contains(&record.dedupe_key) || !self.current_keys.insert(record.dedupe_key.clone()) {
                 continue;
             }
@@ -224,6 +271,12 @@ impl<'a> ActivityStream<'a> {
             }
         };
         let email = normalize_email(&row.email_address);
+        if email.is_empty() {
+            return Err(CmError::Decode {
+                endpoint: path.to_owned(),
+                detail: "record without an EmailAddress".into(),
+            });
+        }
         let detail = match self.kind {
             ActivityKind::Clicked => ActivityDetail::Click {
                 url: row.url.clone().unwrap_or_default(),

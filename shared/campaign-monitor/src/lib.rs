@@ -48,6 +48,13 @@ pub const DEFAULT_BASE_URL: &str = "https://api.createsend.com";
 /// The versioned path every call goes under, added to the base URL by the client.
 pub const API_PATH: &str = "/api/v3.3";
 
+/// The largest response body read (a page of 1,000 rows with all custom fields is a few MB).
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+/// More pages than this in one listing is not an answer to trust (100 million rows at 1,000 a
+/// page): the walk stops with an error.
+pub const MAX_PAGES: i64 = 100_000;
+
 /// How the client authenticates.
 #[derive(Clone)]
 pub enum Credentials {
@@ -332,13 +339,25 @@ impl CmClient {
         }
     }
 
-    async fn read(&self, path: &str, response: reqwest::Response, attempts: u32) -> Result<Value, CmError> {
+    async fn read(&self, path: &str, mut response: reqwest::Response, attempts: u32) -> Result<Value, CmError> {
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let text = response.text().await.map_err(|e| CmError::Network {
+        let network = |e: reqwest::Error| CmError::Network {
             attempts,
             message: without_url(&e),
-        })?;
+        };
+        // Read within a cap: a page of 1,000 rows with all their custom fields is a few MB.
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(network)? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_RESPONSE_BYTES {
+                return Err(CmError::Decode {
+                    endpoint: path.to_owned(),
+                    detail: format!("response larger than {MAX_RESPONSE_BYTES} bytes; refused"),
+                });
+            }
+        }
+        let text = String::from_utf8_lossy(&body);
         if status.is_success() {
             if text.trim().is_empty() {
                 return Ok(Value::Null);

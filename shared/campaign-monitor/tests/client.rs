@@ -563,3 +563,38 @@ fn a_base_url_that_already_holds_the_api_path_is_refused_at_start_naming_the_fix
             .is_ok()
     );
 }
+
+/// A server that answers every activity page with page 1 of 3 and the same rows, as a
+/// misbehaving API or proxy might; and one that answers with a body past the cap.
+async fn misbehaving_server() -> String {
+    use axum::routing::get;
+    let same_page = get(|| async {
+        axum::Json(json!({"Results": [{"EmailAddress": "a@example.com", "ListID": "l", "Date": "2026-11-01 10:00:00"}],
+            "ResultsOrderedBy": "date", "OrderDirection": "asc", "PageNumber": 1, "PageSize": 1000,
+            "RecordsOnThisPage": 1, "TotalNumberOfRecords": 3000, "NumberOfPages": 3}))
+    });
+    let huge = get(|| async { "x".repeat(campaign_monitor::MAX_RESPONSE_BYTES + 1) });
+    let app = axum::Router::new()
+        .route("/api/v3.3/campaigns/{id}/opens.json", same_page)
+        .route("/api/v3.3/campaigns/{id}/summary.json", huge);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn paging_stops_on_a_repeated_page_and_a_body_past_the_cap_is_refused() {
+    let url = misbehaving_server().await;
+    let client = CmClient::builder(Credentials::api_key("k"), chrono_tz::UTC)
+        .base_url(&url)
+        .retry(fast_retries(1))
+        .build()
+        .unwrap();
+    let mut stream = client.activity("c1", ActivityKind::Opened, None);
+    assert_eq!(stream.next_page().await.unwrap().unwrap().len(), 1);
+    let error = stream.next_page().await.unwrap_err();
+    assert!(error.to_string().contains("asked for page 2, got page 1 of 3"), "{error}");
+    let error = client.summary("c1").await.unwrap_err();
+    assert!(error.to_string().contains("response larger than"), "{error}");
+}

@@ -281,10 +281,7 @@ impl SfClient {
                 Ok(response) => {
                     self.record_usage(response.headers());
                     let status = response.status();
-                    let text = response.text().await.map_err(|e| SfError::Network {
-                        attempts,
-                        message: describe_reqwest(&e),
-                    })?;
+                    let text = read_capped(response, attempts).await?;
                     tracing::debug!(%method, endpoint = %path, status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "salesforce call");
                     if status.is_success() {
                         return Ok((status, text));
@@ -378,6 +375,33 @@ fn error_of(text: &str, status: StatusCode) -> (String, String) {
 }
 
 /// A reqwest error without its URL (a query string may hold email addresses).
+/// The largest response body read: Bulk API 2.0 result files of a large job are the biggest
+/// (tens of MB); anything past this is refused with a clear error.
+pub const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
+
+/// A response body, read within [`MAX_RESPONSE_BYTES`].
+async fn read_capped(mut response: reqwest::Response, attempts: u32) -> Result<String, SfError> {
+    let size = response.content_length().unwrap_or(0) as usize;
+    let mut body = Vec::with_capacity(size.min(MAX_RESPONSE_BYTES));
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_RESPONSE_BYTES => body.extend_from_slice(&chunk),
+            Ok(Some(_)) => {
+                return Err(SfError::Decode(format!(
+                    "response larger than {MAX_RESPONSE_BYTES} bytes; refused"
+                )));
+            }
+            Ok(None) => return Ok(String::from_utf8_lossy(&body).into_owned()),
+            Err(error) => {
+                return Err(SfError::Network {
+                    attempts,
+                    message: describe_reqwest(&error),
+                });
+            }
+        }
+    }
+}
+
 fn describe_reqwest(error: &reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "timeout"

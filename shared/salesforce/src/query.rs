@@ -57,7 +57,12 @@ pub struct QueryStream<'a> {
     soql: Option<String>,
     next_url: Option<String>,
     done: bool,
+    pages: usize,
+    seen: std::collections::HashSet<String>,
 }
+
+/// More pages than this for one query (100 million rows at 2,000 a page) is not followed.
+pub const MAX_QUERY_PAGES: usize = 50_000;
 
 impl std::fmt::Debug for QueryStream<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,8 +86,20 @@ impl QueryStream<'_> {
             (None, None) => return Ok(None),
         };
         let records = value["records"].as_array().cloned().unwrap_or_default();
+        self.pages += 1;
         match value["nextRecordsUrl"].as_str() {
-            Some(url) if value["done"] == false => self.next_url = Some(url.to_owned()),
+            // A cursor handed back twice, or more pages than any real result, is not followed:
+            // the walk stops with an error rather than looping.
+            Some(url) if value["done"] == false && (self.seen.contains(url) || self.pages >= MAX_QUERY_PAGES) => {
+                return Err(SfError::Decode(format!(
+                    "query paging stopped after {} pages: next page {url} repeats or exceeds the limit",
+                    self.pages
+                )));
+            }
+            Some(url) if value["done"] == false => {
+                self.seen.insert(url.to_owned());
+                self.next_url = Some(url.to_owned());
+            }
             _ => self.done = true,
         }
         Ok(Some(records))
@@ -97,6 +114,8 @@ impl SfClient {
             soql: Some(soql.to_owned()),
             next_url: None,
             done: false,
+            pages: 0,
+            seen: Default::default(),
         }
     }
 
@@ -181,6 +200,8 @@ impl SfClient {
                         soql: None,
                         next_url: Some(next.to_owned()),
                         done: false,
+                        pages: 0,
+                        seen: Default::default(),
                     };
                     while let Some(page) = rest.next_page().await? {
                         rows.extend(page);

@@ -137,6 +137,7 @@ pub fn generate(shape: &Shape) -> Scenario {
                 }
             }),
             reason: (kind == "bounce").then(|| "Hard Bounce - Mailbox does not exist".into()),
+            served_date: None,
         });
     }
 
@@ -206,6 +207,7 @@ pub fn generate(shape: &Shape) -> Scenario {
                 url: None,
                 bounce_type: None,
                 reason: None,
+                served_date: None,
             })
             .collect();
         campaigns.push(CmCampaign {

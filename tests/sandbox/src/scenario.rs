@@ -205,6 +205,10 @@ pub struct CmActivity {
     /// Bounce reason.
     #[serde(default)]
     pub reason: Option<String>,
+    /// The `Date` text served instead of `date` (which still orders the row): a malformed row,
+    /// for tests of how the sync survives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_date: Option<String>,
 }
 
 /// The Salesforce org.

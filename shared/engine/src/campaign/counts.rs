@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub struct RunCounts {
     /// CM activity records read.
     pub activities: u64,
+    /// CM activity rows that could not be read (skipped; listed in the run record).
+    pub unreadable_rows: u64,
     /// Parts the campaign was planned in (more than one for a campaign too large for memory).
     #[serde(default, skip_serializing_if = "at_most_one")]
     pub parts: u64,

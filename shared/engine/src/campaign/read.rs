@@ -4,11 +4,12 @@
 
 use std::collections::BTreeSet;
 
+use campaign_monitor::activity::UnreadableRow;
 use chrono::{DateTime, DurationRound, Utc};
 use events::publisher::EventSink;
 use futures::StreamExt;
 use mapping::{ActivityKind, CmTimestamp};
-use state::Store;
+use state::{RunFailure, Store};
 
 use super::CampaignRun;
 use crate::spool::{Parts, Spool};
@@ -64,18 +65,49 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             Box::pin(futures::stream::unfold(Some(stream), |state| async move {
                 let mut stream = state?;
                 match stream.next_page().await {
-                    Ok(Some(page)) => Some((Ok(page), Some(stream))),
+                    Ok(Some(page)) => Some((Ok((page, stream.take_unreadable())), Some(stream))),
                     Ok(None) => None,
                     Err(error) => Some((Err(error), None)),
                 }
             }))
         }));
+        let mut unreadable = Vec::new();
         while let Some(page) = pages.next().await {
-            for record in &page? {
+            let (records, skipped) = page?;
+            for record in &records {
                 spool.push(record.to_activity())?;
             }
+            unreadable.extend(skipped);
         }
+        drop(pages);
+        self.record_unreadable(run, unreadable).await?;
         Ok(spool)
+    }
+
+    /// Rows CM served that could not be read: skipped (the rest of their page is synced),
+    /// counted, and kept in the run record with what was wrong.
+    async fn record_unreadable(&self, run: &mut CampaignRun<'_>, rows: Vec<UnreadableRow>) -> Result<(), EngineError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        run.counts.unreadable_rows += rows.len() as u64;
+        tracing::warn!(
+            campaign = run.cm_id(),
+            rows = rows.len(),
+            "unreadable CM activity rows skipped"
+        );
+        if run.mode.is_dry_run() {
+            return Ok(());
+        }
+        let failures: Vec<RunFailure> = rows
+            .into_iter()
+            .map(|row| RunFailure {
+                record: format!("CM {} page {} row {}", row.resource, row.page, row.index + 1),
+                reason: row.reason,
+                code: Some("CM_ROW_UNREADABLE".to_owned()),
+            })
+            .collect();
+        Ok(self.store.add_run_failures(&run.record_id, &failures).await?)
     }
 
     /// People an admin queued for another attempt (`cm-sf-admin retry`): their whole activity
@@ -110,6 +142,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                     spool.push(record.to_activity())?;
                 }
             }
+            let _ = stream.take_unreadable(); // reported by the run that first met them
         }
         Ok(())
     }

@@ -207,7 +207,7 @@ pub(super) fn summary(c: &CampaignState) -> Value {
 }
 
 pub(super) fn row_json(resource: &str, row: &Row) -> Value {
-    let date = row.date.format(DATE_FORMAT).to_string();
+    let date = (row.source.served_date.clone()).unwrap_or_else(|| row.date.format(DATE_FORMAT).to_string());
     let geo = |mut v: Value| {
         v["IPAddress"] = json!("203.0.113.9");
         v["Latitude"] = json!(-33.86);
