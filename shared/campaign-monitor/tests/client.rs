@@ -569,9 +569,11 @@ fn a_base_url_that_already_holds_the_api_path_is_refused_at_start_naming_the_fix
 async fn misbehaving_server() -> String {
     use axum::routing::get;
     let same_page = get(|| async {
-        axum::Json(json!({"Results": [{"EmailAddress": "a@example.com", "ListID": "l", "Date": "2026-11-01 10:00:00"}],
+        axum::Json(
+            json!({"Results": [{"EmailAddress": "a@example.com", "ListID": "l", "Date": "2026-11-01 10:00:00"}],
             "ResultsOrderedBy": "date", "OrderDirection": "asc", "PageNumber": 1, "PageSize": 1000,
-            "RecordsOnThisPage": 1, "TotalNumberOfRecords": 3000, "NumberOfPages": 3}))
+            "RecordsOnThisPage": 1, "TotalNumberOfRecords": 3000, "NumberOfPages": 3}),
+        )
     });
     let huge = get(|| async { "x".repeat(campaign_monitor::MAX_RESPONSE_BYTES + 1) });
     let app = axum::Router::new()
@@ -594,7 +596,10 @@ async fn paging_stops_on_a_repeated_page_and_a_body_past_the_cap_is_refused() {
     let mut stream = client.activity("c1", ActivityKind::Opened, None);
     assert_eq!(stream.next_page().await.unwrap().unwrap().len(), 1);
     let error = stream.next_page().await.unwrap_err();
-    assert!(error.to_string().contains("asked for page 2, got page 1 of 3"), "{error}");
+    assert!(
+        error.to_string().contains("asked for page 2, got page 1 of 3"),
+        "{error}"
+    );
     let error = client.summary("c1").await.unwrap_err();
     assert!(error.to_string().contains("response larger than"), "{error}");
 }
