@@ -722,3 +722,38 @@ async fn a_run_killed_mid_campaign_is_marked_abandoned_and_the_next_one_ends_as_
         "Salesforce ends as after a clean run"
     );
 }
+
+#[tokio::test]
+async fn a_chain_of_continuations_that_never_finishes_stops_with_a_clear_failure() {
+    let h = Harness::new(
+        generate(&Shape {
+            recipients: 50,
+            activities: 20,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let cm = h.link_main().await;
+    let (settings, run) = (h.settings().await, engine::new_run_id());
+    let now = || Deadline::at(std::time::Instant::now());
+    // The first invocation hands over at once; so would every later one.
+    let first = h.engine.sync_campaign(&settings, &cm, &run, Mode::APPLY, now()).await;
+    assert!(matches!(first, Ok(CampaignOutcome::Continued { .. })), "{first:?}");
+    let too_many = Mode::Apply {
+        continuation: engine::campaign::MAX_CONTINUATIONS + 1,
+    };
+    let error = h
+        .engine
+        .sync_campaign(&settings, &cm, &run, too_many, now())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, engine::EngineError::NoProgress { .. }), "{error}");
+    assert!(!error.is_retryable(), "retrying cannot help");
+    let (record, failures) = h.engine.store.run(&format!("{run}:{cm}")).await.unwrap().unwrap();
+    assert_eq!(record.status, state::RunStatus::Failed);
+    assert!(
+        failures.iter().any(|f| f.reason.contains("continuations")),
+        "{failures:?}"
+    );
+}

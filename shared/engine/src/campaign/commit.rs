@@ -31,9 +31,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             })
             .await?;
         if started == RunStart::Continued && continuation > MAX_CONTINUATIONS {
-            self.store
-                .finish_run(&run.record_id, Utc::now(), RunStatus::Failed, &run.counts.to_map())
-                .await?;
+            // Recorded as failed, with this error, by `sync_campaign`.
             return Err(EngineError::NoProgress {
                 run_id: run.record_id.clone(),
                 continuations: continuation,
