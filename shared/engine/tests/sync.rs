@@ -725,15 +725,12 @@ async fn a_run_killed_mid_campaign_is_marked_abandoned_and_the_next_one_ends_as_
 
 #[tokio::test]
 async fn a_chain_of_continuations_that_never_finishes_stops_with_a_clear_failure() {
-    let h = Harness::new(
-        generate(&Shape {
-            recipients: 50,
-            activities: 20,
-            ..Shape::default()
-        }),
-        |_| {},
-    )
-    .await;
+    let small = generate(&Shape {
+        recipients: 50,
+        activities: 20,
+        ..Shape::default()
+    });
+    let h = Harness::new(small, |_| {}).await;
     let cm = h.link_main().await;
     let (settings, run) = (h.settings().await, engine::new_run_id());
     let now = || Deadline::at(std::time::Instant::now());
