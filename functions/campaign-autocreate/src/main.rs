@@ -4,13 +4,10 @@
 mod handler;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use lambda_support::{Config, deployed_container, init_logging};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let config = Config::from_env();
-    init_logging(&config);
-    let container = deployed_container(&config).await?;
+    let container = lambda_support::start().await?;
     let container = &container;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<events::EventBridgeEvent>| {
         handler::handle(container, event)

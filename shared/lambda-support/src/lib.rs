@@ -116,6 +116,14 @@ pub async fn webhook_token(client: &aws_sdk_secretsmanager::Client, secret_id: &
 /// A deployed container: the state table, the bus, the clients from their secrets.
 pub type DeployedContainer = Container<DynamoStore, EventBridgeSink>;
 
+/// What an EventBridge-triggered function's `main` does first: reads its configuration, starts
+/// the logs and builds its container.
+pub async fn start() -> Result<DeployedContainer, StartupError> {
+    let config = Config::from_env();
+    init_logging(&config);
+    deployed_container(&config).await
+}
+
 /// Reads the secrets named by the configuration and builds the container's parts. Fails fast,
 /// naming what is wrong, so a misconfigured deployment never starts working half-way.
 pub async fn deployed_container(config: &Config) -> Result<DeployedContainer, StartupError> {

@@ -298,6 +298,10 @@ mod tests {
         settings
     }
 
+    fn kept(why: StatusKept) -> DecisionReason {
+        DecisionReason::StatusKept { why }
+    }
+
     fn occ(kind: ActivityKind, hour: u32, minute: u32) -> Occurrence {
         Occurrence {
             kind,
@@ -329,11 +333,9 @@ mod tests {
         assert!(!then_open.needs_write());
         assert_eq!(
             then_open.reason,
-            DecisionReason::StatusKept {
-                why: StatusKept::GuardRefused {
-                    activity_date: Some(at(10, 0))
-                }
-            }
+            kept(StatusKept::GuardRefused {
+                activity_date: Some(at(10, 0))
+            })
         );
 
         let open_first = decide_member(&start, &[occ(ActivityKind::Opened, 10, 0)], &s);
@@ -393,12 +395,7 @@ mod tests {
         );
         assert!(!decision.needs_write());
         assert_eq!(decision.unmapped, 1);
-        assert_eq!(
-            decision.reason,
-            DecisionReason::StatusKept {
-                why: StatusKept::NoMappedActivity
-            }
-        );
+        assert_eq!(decision.reason, kept(StatusKept::NoMappedActivity));
     }
 
     #[test]
@@ -417,12 +414,7 @@ mod tests {
         hand_set.status = "Registered".into();
         let later = decide_member(&hand_set, &[occ(ActivityKind::Clicked, 9, 0)], &s);
         assert_eq!(later.after.status, "Registered");
-        assert_eq!(
-            later.reason,
-            DecisionReason::StatusKept {
-                why: StatusKept::OnceOnlyUsed
-            }
-        );
+        assert_eq!(later.reason, kept(StatusKept::OnceOnlyUsed));
         assert_eq!(
             later.after.activity_date,
             Some(at(9, 0)),
@@ -458,12 +450,7 @@ mod tests {
         let later = decide_member(&open.after, &[occ(ActivityKind::Opened, 11, 0)], &s);
         let click_later = decide_member(&later.after, &[occ(ActivityKind::Clicked, 11, 0)], &s);
         assert_eq!(click_later.after.status, "Opened");
-        assert_eq!(
-            click_later.reason,
-            DecisionReason::StatusKept {
-                why: StatusKept::OnceOnlyUsed
-            }
-        );
+        assert_eq!(click_later.reason, kept(StatusKept::OnceOnlyUsed));
     }
 
     #[test]
@@ -477,12 +464,7 @@ mod tests {
             let hand_set = MemberState::new_member("Responded - Called");
             let decision = decide_member(&hand_set, &[occ(ActivityKind::Sent, 8, 0)], &s);
             assert_eq!(decision.after.status, "Responded - Called", "{mode:?}");
-            assert_eq!(
-                decision.reason,
-                DecisionReason::StatusKept {
-                    why: StatusKept::NotAStartingStatus
-                }
-            );
+            assert_eq!(decision.reason, kept(StatusKept::NotAStartingStatus));
             assert_eq!(
                 decision.after.activity_date,
                 Some(at(8, 0)),
@@ -505,12 +487,7 @@ mod tests {
         let start = MemberState::new_member("Responded - Called");
         let decision = decide_member(&start, &[occ(ActivityKind::Clicked, 8, 0)], &s);
         assert_eq!(decision.after.status, "Responded - Called");
-        assert_eq!(
-            decision.reason,
-            DecisionReason::StatusKept {
-                why: StatusKept::UnmappedStatus
-            }
-        );
+        assert_eq!(decision.reason, kept(StatusKept::UnmappedStatus));
         // The campaign's default ranks at the bottom instead.
         let default = MemberState::new_member("送信");
         let decision = decide_member_in(&default, &[occ(ActivityKind::Opened, 8, 0)], &s, Some("送信"));
@@ -541,12 +518,7 @@ mod tests {
         // Bounced ranks below Clicked, the highest activity behind "Engaged".
         let decision = decide_member(&engaged, &[occ(ActivityKind::Bounced, 9, 0)], &s);
         assert_eq!(decision.after.status, "Engaged");
-        assert_eq!(
-            decision.reason,
-            DecisionReason::StatusKept {
-                why: StatusKept::NotHigherRank
-            }
-        );
+        assert_eq!(decision.reason, kept(StatusKept::NotHigherRank));
     }
 
     #[test]
