@@ -150,7 +150,7 @@ def generate_scenario(path, recipients=3000, activities=2400, extra_campaigns=3,
 
 
 class Stack:
-    def __init__(self, scenario_path, settings, quiet=True, functions=True):
+    def __init__(self, scenario_path, settings, quiet=os.environ.get("STACK_QUIET", "1") == "1", functions=True):
         """`functions=False`: only the sandbox, the emulator and the table (for admin checks
         that need no function running)."""
         assert os.environ.get("AWS_ENDPOINT_URL"), "run under tests/support/with-moto.sh (make test / make demo do)"

@@ -11,7 +11,7 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack, generate_scenario  # noqa: E402
+from stack import ROOT, Stack, generate_scenario  # noqa: E402
 
 UNLINKED_SF_CAMPAIGN = "701000SB0000099AAA"
 
@@ -285,6 +285,22 @@ def test_doctor_on_an_org_missing_a_field_reports_it_with_the_fix():
         report = json.loads(stack.admin_run("--json", "doctor").stdout)
         assert report["problems"] == 2
         assert {f["check"] for f in report["findings"] if f["severity"] == "ok"} >= {
-            "settings", "Salesforce login", "Campaign Monitor login", "field Campaign.CM_Campaign_ID__c"}
+            "settings", "Salesforce login", "Campaign Monitor login", "field Campaign.CM_Campaign_ID__c",
+            "function scheduled-sync (ScheduledSyncFunction)", "function webhook-intake (WebhookIntakeFunction)"}
+
+        # The functions' own configuration, as a stage deploys it: a CM URL with the API path
+        # (every call a 404) is a problem of each function that calls CM.
+        template = os.path.join(ROOT, "infra", "template.yaml")
+        assert "ok       function campaign-autocreate" in stack.admin_run("doctor", "--template", template, "--stage", "prod").stdout
+        broken = os.path.join(tempfile.mkdtemp(), "template.yaml")
+        with open(template) as f, open(broken, "w") as out:
+            text = f.read()
+            out.write(text.replace("Default: https://api.createsend.com\n", "Default: https://api.createsend.com/api/v3.3\n"))
+        result = stack.admin_run("doctor", "--template", broken)
+        assert result.returncode == 1
+        assert "PROBLEM  function scheduled-sync (ScheduledSyncFunction): CM_BASE_URL" in result.stdout, result.stdout
+        assert "PROBLEM  function campaign-autocreate (CampaignAutocreateFunction): CM_BASE_URL" in result.stdout
+        assert "ok       function webhook-intake" in result.stdout, "the intake does not call CM"
+        assert "4 problem(s)" in result.stdout
     finally:
         stack.close()

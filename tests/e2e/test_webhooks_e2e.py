@@ -35,6 +35,7 @@ def stack():
     stack.emails = emails
     stack.list_id = newsletter["id"]
     stack.register_webhook(newsletter["id"])
+    stack.warm_intake()
     yield stack
     stack.close()
 
@@ -104,3 +105,26 @@ def test_bad_requests_get_4xx_and_record_nothing(stack):
     stack.settle()
     assert not any(kind == "subscriber-event-received.v1" and "x@example.com" in json.dumps(body)
                    for _, kind, body in stack.invocations)
+
+
+def test_an_event_failed_while_salesforce_was_down_is_replayed_from_the_record_once_fixed(stack):
+    """Salesforce down while a delivery arrives: the consumer fails, Lambda's retries fail, and
+    the invocation record is lost (the queue purged, or kept past its 14 days). The recorded
+    event is still there, not applied: `replay` re-drives it once Salesforce is back."""
+    d = stack.emails[3]
+    events = [{"Type": "Deactivate", "Date": "2026-11-28 10:00:00", "EmailAddress": d, "Name": "D",
+               "State": "Unsubscribed", "CustomFields": []}]
+    stack.set_sf_faults({"seed": 9, "sf": {"error_rate": 1.0}})
+    assert [r["status"] for r in stack.deliver_webhook(stack.list_id, events)] == [200]
+    stack.settle()
+    assert person(stack, d)["HasOptedOutOfEmail"] is False
+    assert stack.failed_invocations() >= 1
+    stack.sqs.purge_queue(QueueUrl=stack.destinations["FailedInvocationsQueue"])
+    assert stack.failed_invocations() == 0
+
+    stack.set_sf_faults({"seed": 9})
+    assert "0 failed invocation(s) and 1 recorded webhook event(s) not applied would be replayed" in stack.admin("replay", "--dry-run")
+    assert "1 recorded webhook event(s) not applied replayed" in stack.admin("replay")
+    stack.settle()
+    assert person(stack, d)["HasOptedOutOfEmail"] is True
+    assert "0 failed invocation(s) and 0 recorded webhook event(s) not applied replayed" in stack.admin("replay")

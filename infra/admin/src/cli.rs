@@ -110,16 +110,25 @@ pub enum Command {
         /// Run id (a campaign sync, as `runs` prints it).
         run_id: String,
     },
-    /// Check, before the first sync, that everything the settings need is in place: Salesforce
-    /// objects, fields, types and access; CM credentials, clients and lists; webhooks. Each
+    /// Check, before the first sync, that everything the settings need is in place: the
+    /// functions' own configuration (each function's environment as the template and the
+    /// stage's samconfig deploy it); Salesforce objects, fields, types and access; CM
+    /// credentials, clients and lists; webhooks; campaigns Salesforce refused to create. Each
     /// finding says how to fix it. Exit status 1 when a problem is found.
     ///
-    /// Example: cm-sf-admin doctor --url https://abc.lambda-url.eu-west-1.on.aws/hooks/
+    /// Example: cm-sf-admin doctor --stage prod --url https://abc.lambda-url.eu-west-1.on.aws/hooks/
     Doctor {
         /// The intake URL (stack output WebhookUrl; or WEBHOOK_URL). With it, the webhook
         /// check looks for this deployment's URL exactly.
         #[arg(long, env = "WEBHOOK_URL")]
         url: Option<String>,
+        /// The deployment template whose functions are checked.
+        #[arg(long, value_name = "PATH", default_value = "infra/template.yaml")]
+        template: std::path::PathBuf,
+        /// The stage deployed (its parameter overrides are read from samconfig.toml beside the
+        /// template); without it, the parameters' defaults.
+        #[arg(long, value_name = "NAME")]
+        stage: Option<String>,
     },
     /// Re-drive what the functions failed on for good: every invocation record in the
     /// failed-invocations queue (FAILED_INVOCATIONS_QUEUE_URL, the stack output) goes back on the

@@ -10,7 +10,7 @@ use mapping::statuses::plan_statuses;
 use salesforce::{Operation, RecordOutcome, SfError, WriteOptions};
 use serde::Serialize;
 use serde_json::{Map, json};
-use state::{LinkOutcome, LinkRecord, Store};
+use state::{FailedRecord, LinkOutcome, LinkRecord, Store};
 
 use crate::{Engine, EngineError};
 
@@ -30,7 +30,18 @@ pub enum AutoCreateOutcome {
         /// Why.
         reason: String,
     },
+    /// Salesforce refused the Campaign for good (a validation rule, a required field, a
+    /// permission): recorded, and not tried again by the schedule until an admin asks
+    /// (`cm-sf-admin backfill` over its dates).
+    Refused {
+        /// Salesforce's reason.
+        reason: String,
+    },
 }
+
+/// Where refused creations are kept (one record per CM campaign): the schedule leaves them
+/// alone; a backfill (an admin asking) tries again and clears the record on success.
+pub const REFUSED_SCOPE: &str = "autocreate-refused";
 
 impl<S: Store, P: EventSink> Engine<S, P> {
     /// Creates and links the SF Campaign for a discovered CM campaign.
@@ -54,7 +65,11 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 reason: format!("already linked to {}", link.sf_campaign_id),
             });
         }
-        let (sf_campaign_id, created) = self.upsert_campaign(settings, campaign).await?;
+        let (sf_campaign_id, created) = match self.upsert_campaign(settings, campaign).await {
+            Ok(done) => done,
+            Err(error) if !error.is_retryable() => return self.record_refusal(campaign, &error).await,
+            Err(error) => return Err(error),
+        };
 
         // The new campaign's statuses, per the mapping.
         let existing = crate::salesforce_io::read_statuses(&self.sf, &sf_campaign_id).await?;
@@ -69,6 +84,9 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             origin,
             linked_at: Utc::now(),
         };
+        self.store
+            .remove_failed(REFUSED_SCOPE, std::slice::from_ref(&campaign.cm_campaign_id))
+            .await?;
         if self.store.put_link(&link).await? == LinkOutcome::Created {
             self.publish(&[Event::campaign_linked(
                 &campaign.cm_campaign_id,
@@ -81,6 +99,35 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         Ok(AutoCreateOutcome::Linked {
             sf_campaign_id,
             created,
+        })
+    }
+
+    /// A creation Salesforce refused for good: kept with its reason (and logged once at ERROR),
+    /// so the schedule stops asking every run and an admin sees why.
+    async fn record_refusal(
+        &self,
+        campaign: &DiscoveredCampaign,
+        error: &EngineError,
+    ) -> Result<AutoCreateOutcome, EngineError> {
+        tracing::error!(cm_campaign = %campaign.cm_campaign_id, %error, "Salesforce refused to create the campaign; not retried until an admin asks");
+        let earlier = self
+            .store
+            .failed_records(REFUSED_SCOPE, 10_000)
+            .await?
+            .into_iter()
+            .find(|r| r.key == campaign.cm_campaign_id);
+        self.store
+            .enqueue_failed(&[FailedRecord {
+                scope: REFUSED_SCOPE.to_owned(),
+                key: campaign.cm_campaign_id.clone(),
+                payload: json!({"name": campaign.name}),
+                reason: error.to_string(),
+                attempts: earlier.as_ref().map_or(1, |r| r.attempts + 1),
+                first_failed_at: earlier.map_or_else(Utc::now, |r| r.first_failed_at),
+            }])
+            .await?;
+        Ok(AutoCreateOutcome::Refused {
+            reason: error.to_string(),
         })
     }
 

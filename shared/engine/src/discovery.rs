@@ -1,7 +1,7 @@
 //! The scheduled run: discover CM campaigns, reconcile links, hand new campaigns to
 //! auto-creation and fan out one sync per linked campaign.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
 use events::publisher::EventSink;
@@ -29,6 +29,8 @@ pub struct DiscoveryOutcome {
     pub links_found: usize,
     /// Campaigns handed to auto-creation.
     pub to_create: usize,
+    /// Campaigns whose creation Salesforce refused before: left alone until an admin asks.
+    pub creation_refused: usize,
     /// Sync requests published (one per linked campaign).
     pub syncs_requested: usize,
     /// For a dry run: the whole plan, campaign by campaign.
@@ -152,6 +154,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 discovered: 0,
                 links_found: 0,
                 to_create: 0,
+                creation_refused: 0,
                 syncs_requested: 0,
                 plan: None,
                 report: None,
@@ -166,15 +169,21 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         result
     }
 
-    /// Runs still `Running` after a whole lease span died with their invocation (a timeout or a
-    /// crash): no commit can come from them any more (commits are fenced by the lease), so they
-    /// are recorded as abandoned, with why. Their campaigns' next syncs continue from the last
-    /// commit.
+    /// Runs still `Running` a whole lease span after their invocation started or took them
+    /// over died with it (a timeout or a crash), and runs handed over that long ago that no
+    /// continuation took: no commit can come from them any more (commits are fenced by the
+    /// lease), so they are recorded as abandoned, with why. Their campaigns' next syncs continue
+    /// from the last commit.
     async fn mark_abandoned_runs(&self) -> Result<(), EngineError> {
         let now = Utc::now();
         let span = chrono::Duration::from_std(self.options.lease).unwrap_or_default();
         for run in self.store.recent_runs(RECENT_RUNS_CHECKED).await? {
-            if run.status != RunStatus::Running || run.started_at + span >= now {
+            let last_alive = match run.status {
+                RunStatus::Running => run.resumed_at.unwrap_or(run.started_at),
+                RunStatus::Continued => run.ended_at.unwrap_or(run.started_at),
+                _ => continue,
+            };
+            if last_alive + span >= now {
                 continue;
             }
             tracing::error!(run = %run.run_id, campaign = %run.scope, "run abandoned: its invocation stopped before finishing");
@@ -208,11 +217,27 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         let mut links: BTreeMap<String, String> = self.link_map().await?;
         links.extend(found.into_iter().map(|l| (l.cm_campaign_id, l.sf_campaign_id)));
         let (to_create, not_created) = plan_discovery(&discovered, &links, settings);
+        // Creations Salesforce refused for good wait for an admin (one read, and only when
+        // there is something to create).
+        let refused: BTreeSet<String> = if to_create.is_empty() {
+            BTreeSet::new()
+        } else {
+            self.store
+                .failed_records(crate::autocreate::REFUSED_SCOPE, 10_000)
+                .await?
+                .into_iter()
+                .map(|r| r.key)
+                .collect()
+        };
+        let (refused_before, to_create): (Vec<_>, Vec<_>) = to_create
+            .into_iter()
+            .partition(|c| refused.contains(&c.campaign.cm_campaign_id));
         let mut outcome = DiscoveryOutcome {
             run_id: run_id.to_owned(),
             discovered: discovered.len(),
             links_found,
             to_create: to_create.len(),
+            creation_refused: refused_before.len(),
             syncs_requested: 0,
             plan: None,
             report: None,

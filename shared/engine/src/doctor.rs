@@ -42,7 +42,8 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn ok(check: impl Into<String>, detail: impl Into<String>) -> Finding {
+    /// A check that passed.
+    pub fn ok(check: impl Into<String>, detail: impl Into<String>) -> Finding {
         Finding {
             check: check.into(),
             severity: Severity::Ok,
@@ -51,7 +52,8 @@ impl Finding {
         }
     }
 
-    fn problem(check: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
+    /// A check that failed: the sync fails or skips work until it is fixed.
+    pub fn problem(check: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
         Finding {
             check: check.into(),
             severity: Severity::Problem,
@@ -60,7 +62,8 @@ impl Finding {
         }
     }
 
-    fn warning(check: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
+    /// Works, but worth a look.
+    pub fn warning(check: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
         Finding {
             severity: Severity::Warning,
             ..Finding::problem(check, detail, fix)
@@ -227,11 +230,26 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             return findings;
         };
         self.check_org(&settings, &mut findings).await;
+        self.check_refused_creations(&mut findings).await;
         let Some(lists) = self.check_cm_clients(&settings, &mut findings).await else {
             return findings;
         };
         self.check_lists(&settings, &lists, intake_url, &mut findings).await;
         findings
+    }
+
+    /// Campaigns Salesforce refused to create: the schedule no longer asks; an admin must.
+    async fn check_refused_creations(&self, findings: &mut Vec<Finding>) {
+        let Ok(refused) = self.store.failed_records(crate::autocreate::REFUSED_SCOPE, 1_000).await else {
+            return;
+        };
+        for record in refused {
+            findings.push(Finding::warning(
+                format!("auto-creation of CM campaign {}", record.key),
+                format!("Salesforce refused it ({} time(s)): {}", record.attempts, record.reason),
+                "fix the cause in Salesforce (a validation rule, a required field, a permission), then `cm-sf-admin backfill --from <its date> --to <its date>`",
+            ));
+        }
     }
 
     /// The stored settings, or a finding saying why there are none.

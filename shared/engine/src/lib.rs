@@ -16,6 +16,7 @@ mod spool;
 pub mod webhook;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use campaign_monitor::{CmClient, CmError};
@@ -51,7 +52,8 @@ pub enum EngineError {
     /// An administrator's request that cannot be carried out as asked; nothing was changed.
     #[error("{0}")]
     Invalid(String),
-    /// A run was handed from invocation to invocation too often without finishing.
+    /// A run was handed from invocation to invocation too often without finishing, or several
+    /// times in a row without finishing a single part.
     #[error(
         "run {run_id} stopped after {continuations} continuations without finishing: raise the function's timeout or memory, or sync the campaign in smaller parts"
     )]
@@ -160,23 +162,55 @@ impl<S: Store, P: EventSink> Engine<S, P> {
 }
 
 /// When the current invocation must stop taking new work.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline(Option<Instant>);
+#[derive(Debug, Clone)]
+pub struct Deadline(Limit);
+
+#[derive(Debug, Clone)]
+enum Limit {
+    None,
+    At(Instant),
+    /// Passes at a given check, whatever the clock: tests stop a run at an exact stage.
+    Checks {
+        made: Arc<AtomicU32>,
+        passes_at: u32,
+    },
+}
 
 impl Deadline {
     /// No deadline (tests, CLI).
     pub fn none() -> Self {
-        Deadline(None)
+        Deadline(Limit::None)
     }
 
     /// Stop at `at` (the Lambda deadline minus the margin).
     pub fn at(at: Instant) -> Self {
-        Deadline(Some(at))
+        Deadline(Limit::At(at))
+    }
+
+    /// Passed from the `n`-th check on (1 = the first), counting every check made; for tests,
+    /// which learn how many checks a whole run makes and then stop one at a chosen stage.
+    pub fn at_check(n: u32) -> Self {
+        Deadline(Limit::Checks {
+            made: Arc::new(AtomicU32::new(0)),
+            passes_at: n,
+        })
+    }
+
+    /// Checks made so far (0 unless made by [`Deadline::at_check`]).
+    pub fn checks_made(&self) -> u32 {
+        match &self.0 {
+            Limit::Checks { made, .. } => made.load(Ordering::SeqCst),
+            _ => 0,
+        }
     }
 
     /// Whether time is up.
     pub fn passed(&self) -> bool {
-        self.0.is_some_and(|at| Instant::now() >= at)
+        match &self.0 {
+            Limit::None => false,
+            Limit::At(at) => Instant::now() >= *at,
+            Limit::Checks { made, passes_at } => made.fetch_add(1, Ordering::SeqCst) + 1 >= *passes_at,
+        }
     }
 }
 

@@ -229,8 +229,11 @@ pub(crate) async fn read_campaign_stats(
 #[derive(Debug, Default)]
 pub(crate) struct Applied {
     pub failures: Vec<RunFailure>,
-    /// Some failure was transient (still failing after the retries): keep the watermarks.
+    /// A failure not tied to one person (a status, the statistics) was transient (still
+    /// failing after the retries): keep the watermarks.
     pub transient_failures: bool,
+    /// People whose writes failed with a transient error (still after the retries).
+    pub transient_people: BTreeSet<String>,
 }
 
 fn member_fields(settings: &Settings, state: &MemberState, record: &mut Map<String, Value>) {
@@ -254,7 +257,11 @@ fn note(applied: &mut Applied, subject: &str, outcome: &RecordOutcome) -> bool {
     match outcome {
         RecordOutcome::Failed(error) => {
             if salesforce::is_transient_code(&error.code) {
-                applied.transient_failures = true;
+                if subject.contains('@') {
+                    applied.transient_people.insert(subject.to_owned());
+                } else {
+                    applied.transient_failures = true;
+                }
             }
             applied.failures.push(RunFailure {
                 record: subject.to_owned(),

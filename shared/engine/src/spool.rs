@@ -4,9 +4,7 @@
 //! activity of one person lands in the same part, so each person's decision sees all of their
 //! activity, exactly as in a single pass.
 
-use std::collections::hash_map::DefaultHasher;
 use std::fs::File;
-use std::hash::{Hash, Hasher};
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 
 use mapping::Activity;
@@ -27,10 +25,14 @@ pub(crate) enum Parts {
     Files(std::vec::IntoIter<File>),
 }
 
+/// A person's part: the same in every invocation and every build, since a continuation skips
+/// the parts an earlier invocation (perhaps of an earlier deployment) applied.
 fn part_of(email: &str, parts: usize) -> usize {
-    let mut hasher = DefaultHasher::new();
-    email.hash(&mut hasher);
-    (hasher.finish() % parts as u64) as usize
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(email.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) % parts as u64) as usize
 }
 
 fn write_line(writer: &mut BufWriter<File>, activity: &Activity) -> std::io::Result<()> {
@@ -73,14 +75,25 @@ impl Spool {
         }
     }
 
-    /// Splits what was collected into parts of about `part_size` activities, by email.
-    pub(crate) fn into_parts(self) -> std::io::Result<Parts> {
-        let Some(writer) = self.file else {
+    /// Splits what was collected into parts of about `part_size` activities, by email, or into
+    /// `count` parts (what an earlier invocation of the run split it into).
+    pub(crate) fn into_parts(mut self, count: Option<usize>) -> std::io::Result<Parts> {
+        let count = count.unwrap_or_else(|| self.total.div_ceil(self.part_size)).max(1);
+        if count == 1 && self.file.is_none() {
             return Ok(Parts::Memory(Some(self.in_memory)));
+        }
+        let writer = match self.file.take() {
+            Some(writer) => writer,
+            None => {
+                let mut writer = BufWriter::new(tempfile::tempfile()?);
+                for held in self.in_memory.drain(..) {
+                    write_line(&mut writer, &held)?;
+                }
+                writer
+            }
         };
         let mut spool = writer.into_inner().map_err(|e| e.into_error())?;
         spool.seek(SeekFrom::Start(0))?;
-        let count = self.total.div_ceil(self.part_size);
         let mut writers: Vec<BufWriter<File>> = (0..count)
             .map(|_| tempfile::tempfile().map(BufWriter::new))
             .collect::<std::io::Result<_>>()?;
@@ -164,7 +177,7 @@ mod tests {
         for i in 0..100 {
             spool.push(activity(i)).unwrap();
         }
-        let parts = spool.into_parts().unwrap();
+        let parts = spool.into_parts(None).unwrap();
         assert!(matches!(parts, Parts::Memory(_)));
         assert_eq!(drain(parts), vec![(0..100).map(activity).collect::<Vec<_>>()]);
     }
@@ -176,7 +189,7 @@ mod tests {
             spool.push(activity(i)).unwrap();
         }
         assert_eq!(spool.len(), 1_000);
-        let parts = drain(spool.into_parts().unwrap());
+        let parts = drain(spool.into_parts(None).unwrap());
         assert_eq!(parts.len(), 10);
         // Each person is in exactly one part, with all of their activity, in the order read.
         let mut seen = std::collections::BTreeMap::new();
@@ -188,5 +201,34 @@ mod tests {
         let mut all: Vec<Activity> = parts.into_iter().flatten().collect();
         all.sort_by_key(|a| a.at);
         assert_eq!(all, (0..1_000).map(activity).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_continuation_cuts_the_same_people_into_the_same_parts() {
+        // The first invocation read 1,000 activities (10 parts); its continuation reads them and
+        // newer ones, fewer than a part's worth in all, yet must cut along the same lines.
+        let mut first = Spool::new(100);
+        for i in 0..1_000 {
+            first.push(activity(i)).unwrap();
+        }
+        let first = drain(first.into_parts(None).unwrap());
+        let mut later = Spool::new(10_000);
+        for i in 0..1_050 {
+            later.push(activity(i)).unwrap();
+        }
+        let later = drain(later.into_parts(Some(first.len())).unwrap());
+        assert_eq!(later.len(), first.len());
+        for (before, after) in first.iter().zip(&later) {
+            let people = |part: &Vec<Activity>| {
+                part.iter()
+                    .map(|a| a.email.clone())
+                    .collect::<std::collections::BTreeSet<_>>()
+            };
+            assert!(people(before).is_subset(&people(after)));
+            assert!(
+                after.starts_with(before),
+                "the part holds what it held, then the newer activity"
+            );
+        }
     }
 }

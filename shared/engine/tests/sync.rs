@@ -13,7 +13,7 @@ use sandbox::generate::{Shape, generate};
 use sandbox::scenario::Scenario;
 use serde_json::{Value, json};
 use state::memory::MemoryStore;
-use state::{LinkRecord, LinkStore, RunStore, SettingsStore, WatermarkStore};
+use state::{LinkRecord, LinkStore, RetryQueue, RunStore, SettingsStore, WatermarkStore};
 
 struct Harness {
     running: sandbox::Running,
@@ -496,6 +496,79 @@ async fn a_run_cut_off_mid_apply_resumes_with_nothing_lost_or_doubled() {
 }
 
 #[tokio::test]
+async fn a_person_whose_write_keeps_failing_transiently_goes_to_the_retry_queue_and_the_campaign_moves_on() {
+    let small = generate(&Shape {
+        recipients: 50,
+        activities: 20,
+        in_salesforce: 1.0,
+        already_members: 1.0,
+        ..Shape::default()
+    });
+    let h = Harness::new(small, |s| s.update_campaign_statistics = false).await;
+    let cm = h.link_main().await;
+    h.sync(&cm, false).await;
+    let members = h.sf_records("CampaignMember").await;
+    let email = members[0]["Email"].as_str().unwrap().to_owned();
+    let list = h.scenario.cm.lists[0].id.clone();
+    h.add_activity(
+        &cm,
+        json!([{"kind": "click", "email": email, "list_id": list, "date": "2026-11-27 10:00:00"}]),
+    )
+    .await;
+    h.set_cm_now("2026-11-27 11:00:00").await;
+    // Every record write now fails with UNABLE_TO_LOCK_ROW, retries included.
+    h.control
+        .set_faults(json!({"seed": 3, "sf": {"lock_row_rate": 1.0}}))
+        .await
+        .unwrap();
+    let before = h.engine.store.watermarks(&cm).await.unwrap();
+    for attempt in 1..engine::campaign::TRANSIENT_ATTEMPTS {
+        let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+            panic!()
+        };
+        assert_eq!(counts.failed, 1, "attempt {attempt}");
+        assert_eq!(
+            h.engine.store.watermarks(&cm).await.unwrap(),
+            before,
+            "attempt {attempt}: the click is read again next time"
+        );
+    }
+    h.sync(&cm, false).await;
+    let after = h.engine.store.watermarks(&cm).await.unwrap();
+    assert!(
+        after.values().max() > before.values().max(),
+        "the campaign moves on after {} attempts",
+        engine::campaign::TRANSIENT_ATTEMPTS
+    );
+    let queued: Vec<String> = h
+        .engine
+        .store
+        .failed_records(&cm, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(
+        queued,
+        std::slice::from_ref(&email),
+        "the person waits in the retry queue"
+    );
+
+    // Salesforce recovers: the next run retries the person from the queue.
+    h.control.set_faults(json!({"seed": 3})).await.unwrap();
+    h.sync(&cm, false).await;
+    let member = h
+        .sf_records("CampaignMember")
+        .await
+        .into_iter()
+        .find(|m| m["Email"] == email.as_str())
+        .unwrap();
+    assert_eq!(member["Status"], "Clicked");
+    assert!(h.engine.store.failed_records(&cm, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_run_near_its_deadline_continues_in_a_new_invocation() {
     let h = Harness::new(
         generate(&Shape {
@@ -544,6 +617,185 @@ async fn a_run_near_its_deadline_continues_in_a_new_invocation() {
         panic!()
     };
     assert!(counts.members_added > 0);
+}
+
+#[tokio::test]
+async fn a_continuation_starts_after_the_parts_the_invocation_before_it_applied() {
+    let scenario = generate(&Shape {
+        recipients: 600,
+        activities: 500,
+        ..Shape::default()
+    });
+    let part_size = 150;
+    // A whole run, counting the deadline checks it makes: one per page read, one after
+    // reading, one before each part.
+    let mut whole = Harness::new(scenario.clone(), |_| {}).await;
+    whole.engine.options.part_size = part_size;
+    let cm = whole.link_main().await;
+    let counting = Deadline::at_check(u32::MAX);
+    let settings = whole.settings().await;
+    let CampaignOutcome::Done {
+        counts: whole_counts, ..
+    } = whole
+        .engine
+        .sync_campaign(&settings, &cm, &engine::new_run_id(), Mode::APPLY, counting.clone())
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let parts = whole_counts.parts as u32;
+    assert!(parts >= 4, "{parts} parts");
+    let reading_checks = counting.checks_made() - parts - 1;
+    let (whole_reads, whole_writes) = whole.sf_calls().await;
+
+    // What an invocation reads before its first part.
+    let mut before_parts = Harness::new(scenario.clone(), |_| {}).await;
+    before_parts.engine.options.part_size = part_size;
+    before_parts.link_main().await;
+    let at_first_part = Deadline::at_check(reading_checks + 2);
+    let outcome = before_parts
+        .engine
+        .sync_campaign(&settings, &cm, &engine::new_run_id(), Mode::APPLY, at_first_part)
+        .await;
+    assert!(matches!(outcome, Ok(CampaignOutcome::Continued { .. })));
+    let setup_reads = before_parts.sf_calls().await.0;
+
+    // The same run, cut off before its third part.
+    let mut cut = Harness::new(scenario, |_| {}).await;
+    cut.engine.options.part_size = part_size;
+    cut.link_main().await;
+    let run = engine::new_run_id();
+    let outcome = cut
+        .engine
+        .sync_campaign(
+            &settings,
+            &cm,
+            &run,
+            Mode::APPLY,
+            Deadline::at_check(reading_checks + 4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, CampaignOutcome::Continued { run_id: run.clone() });
+    let (handed, _) = cut.engine.store.run(&format!("{run}:{cm}")).await.unwrap().unwrap();
+    assert_eq!(handed.status, state::RunStatus::Continued);
+    let added_before = handed.counts["members_added"];
+    assert!(added_before > 0, "the two parts done show in the run record");
+    assert!(
+        cut.engine.store.watermarks(&cm).await.unwrap().is_empty(),
+        "watermarks move only when every part is applied"
+    );
+    let first_writes = cut.sf_calls().await.1;
+
+    let CampaignOutcome::Done { counts, .. } = cut
+        .engine
+        .sync_campaign(&settings, &cm, &run, Mode::Apply { continuation: 1 }, Deadline::none())
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let (all_reads, all_writes) = cut.sf_calls().await;
+    eprintln!(
+        "whole run: {whole_reads} reads, {whole_writes} writes; cut: {all_reads} reads, {all_writes} writes ({first_writes} before the cut); {setup_reads} reads before a first part"
+    );
+    assert!(
+        all_reads <= whole_reads + setup_reads,
+        "the parts done are not read again: only what any invocation reads before its first part"
+    );
+    assert_eq!(
+        all_writes, whole_writes,
+        "both invocations wrote what one whole run writes"
+    );
+    assert_eq!(
+        counts.members_added, whole_counts.members_added,
+        "the run's counts add up"
+    );
+    assert_eq!(
+        member_rows(cut.sf_records("CampaignMember").await),
+        member_rows(whole.sf_records("CampaignMember").await)
+    );
+    assert!(!cut.engine.store.watermarks(&cm).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_campaign_salesforce_refuses_to_create_is_recorded_and_left_alone_until_an_admin_asks() {
+    let scenario = generate(&Shape {
+        recipients: 50,
+        activities: 20,
+        extra_campaigns: 2,
+        ..Shape::default()
+    });
+    let h = Harness::new(scenario, |s| {
+        s.auto_create_campaigns = true;
+        s.auto_create_enabled_at = Some(chrono::DateTime::UNIX_EPOCH);
+    })
+    .await;
+    let settings = h.settings().await;
+    let discovered = |h: &Harness| {
+        h.engine
+            .publisher
+            .sink()
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                events::Event::CampaignDiscovered(d) => Some(d.campaign),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+    let campaigns = discovered(&h);
+    assert!(first.to_create >= 2 && campaigns.len() == first.to_create);
+
+    // A validation rule refuses every new Campaign.
+    h.control
+        .set_faults(json!({"seed": 2, "sf": {"validation_error_rate": 1.0}}))
+        .await
+        .unwrap();
+    for campaign in &campaigns {
+        let outcome = h
+            .engine
+            .auto_create(&settings, campaign, LinkOrigin::AutoCreated)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&outcome, engine::autocreate::AutoCreateOutcome::Refused { reason } if reason.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION")),
+            "{outcome:?}"
+        );
+    }
+    let refused = h
+        .engine
+        .store
+        .failed_records(engine::autocreate::REFUSED_SCOPE, 100)
+        .await
+        .unwrap();
+    assert_eq!(refused.len(), campaigns.len(), "each refusal is kept with its reason");
+
+    // The next scheduled runs do not ask again.
+    let published_before = discovered(&h).len();
+    let next = h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+    assert_eq!((next.to_create, next.creation_refused), (0, campaigns.len()));
+    assert_eq!(discovered(&h).len(), published_before, "no new creation request");
+
+    // The rule is fixed and an admin asks (a backfill): created, and the record cleared.
+    h.control.set_faults(json!({"seed": 2})).await.unwrap();
+    let outcome = h.engine.backfill_one(&settings, &campaigns[0]).await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            engine::autocreate::AutoCreateOutcome::Linked { created: true, .. }
+        ),
+        "{outcome:?}"
+    );
+    let left = h
+        .engine
+        .store
+        .failed_records(engine::autocreate::REFUSED_SCOPE, 100)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), campaigns.len() - 1);
 }
 
 #[tokio::test]
@@ -724,6 +976,48 @@ async fn a_run_killed_mid_campaign_is_marked_abandoned_and_the_next_one_ends_as_
 }
 
 #[tokio::test]
+async fn a_continuation_killed_after_taking_the_run_over_is_marked_abandoned_too() {
+    let small = generate(&Shape {
+        recipients: 50,
+        activities: 20,
+        ..Shape::default()
+    });
+    let mut h = Harness::new(small, |_| {}).await;
+    h.engine.options.lease = std::time::Duration::from_secs(1);
+    let cm = h.link_main().await;
+    let (settings, run) = (h.settings().await, engine::new_run_id());
+    let handed = h
+        .engine
+        .sync_campaign(&settings, &cm, &run, Mode::APPLY, Deadline::at_check(1))
+        .await;
+    assert!(matches!(handed, Ok(CampaignOutcome::Continued { .. })), "{handed:?}");
+    h.control
+        .set_faults(json!({"seed": 1, "cm": {"latency_ms": 200}}))
+        .await
+        .unwrap();
+    let continuation = Mode::Apply { continuation: 1 };
+    let killed = tokio::time::timeout(
+        std::time::Duration::from_millis(100),
+        h.engine
+            .sync_campaign(&settings, &cm, &run, continuation, Deadline::none()),
+    )
+    .await;
+    assert!(killed.is_err(), "the continuation died while reading CM");
+    let record_id = format!("{run}:{cm}");
+    let (taken_over, _) = h.engine.store.run(&record_id).await.unwrap().unwrap();
+    assert_eq!(taken_over.status, state::RunStatus::Running);
+    h.control.set_faults(json!({"seed": 1})).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+    let (record, _) = h.engine.store.run(&record_id).await.unwrap().unwrap();
+    assert_eq!(
+        record.status,
+        state::RunStatus::Abandoned,
+        "not left `running` or `continued`"
+    );
+}
+
+#[tokio::test]
 async fn a_chain_of_continuations_that_never_finishes_stops_with_a_clear_failure() {
     let small = generate(&Shape {
         recipients: 50,
@@ -737,6 +1031,23 @@ async fn a_chain_of_continuations_that_never_finishes_stops_with_a_clear_failure
     // The first invocation hands over at once; so would every later one.
     let first = h.engine.sync_campaign(&settings, &cm, &run, Mode::APPLY, now()).await;
     assert!(matches!(first, Ok(CampaignOutcome::Continued { .. })), "{first:?}");
+    // Hand-overs that finish no part stop the run after a few, however many are allowed.
+    let stalled = {
+        let other = engine::new_run_id();
+        let mut outcomes = Vec::new();
+        for continuation in 0..=engine::campaign::MAX_STALLED_HAND_OVERS {
+            let mode = Mode::Apply { continuation };
+            outcomes.push(h.engine.sync_campaign(&settings, &cm, &other, mode, now()).await);
+        }
+        outcomes
+    };
+    let (last, before) = stalled.split_last().unwrap();
+    assert!(
+        before
+            .iter()
+            .all(|o| matches!(o, Ok(CampaignOutcome::Continued { .. })))
+    );
+    assert!(matches!(last, Err(engine::EngineError::NoProgress { .. })), "{last:?}");
     let too_many = Mode::Apply {
         continuation: engine::campaign::MAX_CONTINUATIONS + 1,
     };

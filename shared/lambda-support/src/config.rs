@@ -52,6 +52,11 @@ impl Config {
         }
     }
 
+    /// A variable's value, if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
     fn required(&self, name: &'static str) -> Result<&str, StartupError> {
         self.values
             .get(name)

@@ -20,6 +20,7 @@
 
 mod config;
 mod container;
+pub mod deployment;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

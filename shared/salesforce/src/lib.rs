@@ -89,6 +89,9 @@ pub struct SfConfig {
     pub retry: RetryPolicy,
     /// How often a Bulk job's state is polled at first (then backing off).
     pub bulk_poll_interval: Duration,
+    /// How long a Bulk job may take before it is aborted and its rows written through
+    /// Collections instead.
+    pub bulk_poll_limit: Duration,
     /// Per-request timeout.
     pub request_timeout: Duration,
 }
@@ -103,6 +106,7 @@ impl SfConfig {
             bulk_threshold: 2_000,
             retry: RetryPolicy::default(),
             bulk_poll_interval: Duration::from_millis(500),
+            bulk_poll_limit: Duration::from_secs(300),
             request_timeout: Duration::from_secs(120),
         }
     }

@@ -115,7 +115,16 @@ impl SfClient {
         loop {
             let subset: Vec<Map<String, Value>> = pending.iter().map(|&i| records[i].clone()).collect();
             let results = if bulk && subset.len() >= self.config.bulk_threshold.min(records.len()) {
-                self.bulk_ingest(object, operation, &subset).await?
+                match self.bulk_ingest(object, operation, &subset).await {
+                    // A job Salesforce failed, aborted or left unfinished too long: its rows go
+                    // through Collections (what the job did write is written again, which our
+                    // updates and duplicate-tolerant creates make harmless).
+                    Err(error @ SfError::Bulk { .. }) => {
+                        tracing::warn!(%error, records = subset.len(), "bulk job did not complete; writing through Collections");
+                        self.collections(object, operation, &subset, options).await?
+                    }
+                    other => other?,
+                }
             } else {
                 self.collections(object, operation, &subset, options).await?
             };
@@ -314,6 +323,7 @@ impl SfClient {
         .await?;
 
         let mut wait = self.config.bulk_poll_interval;
+        let give_up_at = tokio::time::Instant::now() + self.config.bulk_poll_limit;
         let info = loop {
             let info = self
                 .json(CallKind::Bulk, Method::GET, &format!("jobs/ingest/{job_id}"), &[], None)
@@ -325,6 +335,29 @@ impl SfClient {
                         job_id,
                         state: state.to_owned(),
                         message: info["errorMessage"].as_str().unwrap_or_default().to_owned(),
+                    });
+                }
+                state if tokio::time::Instant::now() + wait > give_up_at => {
+                    // Stop it, so it writes no more behind our back.
+                    let aborted = self
+                        .json(
+                            CallKind::Bulk,
+                            Method::PATCH,
+                            &format!("jobs/ingest/{job_id}"),
+                            &[],
+                            Some(&json!({"state": "Aborted"})),
+                        )
+                        .await;
+                    if let Err(error) = aborted {
+                        tracing::warn!(job = %job_id, %error, "could not abort a bulk job past its time limit");
+                    }
+                    return Err(SfError::Bulk {
+                        job_id,
+                        state: state.to_owned(),
+                        message: format!(
+                            "still {state} after {}s; aborted",
+                            self.config.bulk_poll_limit.as_secs()
+                        ),
                     });
                 }
                 _ => {

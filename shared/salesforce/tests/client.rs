@@ -371,6 +371,95 @@ async fn a_bulk_job_maps_failed_rows_back_and_counts_its_calls() {
     assert_eq!(calls.reads, reads_before);
 }
 
+/// 2,500 contact updates (Bulk size) and the ids they update.
+async fn bulk_sized_updates(sf: &SfClient) -> Vec<Map<String, Value>> {
+    sf.query_all("SELECT Id FROM Contact")
+        .await
+        .unwrap()
+        .iter()
+        .take(2_500)
+        .map(|r| record(&[("Id", r["Id"].clone()), ("EmailBouncedReason", json!("Bulk-tested"))]))
+        .collect()
+}
+
+async fn contacts_titled(sf: &SfClient, title: &str) -> usize {
+    sf.query_all(&format!("SELECT Id FROM Contact WHERE EmailBouncedReason = '{title}'"))
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn a_slow_bulk_job_is_polled_until_it_completes() {
+    let mut scenario = scenario();
+    scenario.faults.sf.bulk_in_progress_polls = 3;
+    let running = start(scenario).await;
+    let sf = client(&running);
+    let updates = bulk_sized_updates(&sf).await;
+    let results = sf
+        .write("Contact", &Operation::Update, &updates, &WriteOptions::default())
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.outcome.is_success()));
+    let calls = sf.calls();
+    assert_eq!(calls.bulk, 10, "create, upload, close, four polls, three result sets");
+    assert_eq!(calls.writes, 0);
+}
+
+#[tokio::test]
+async fn a_bulk_job_past_its_time_limit_is_aborted_and_written_through_collections() {
+    let mut scenario = scenario();
+    scenario.faults.sf.bulk_in_progress_polls = 1_000_000;
+    let running = start(scenario).await;
+    let mut config = SfConfig::new(jwt(&running));
+    config.bulk_poll_interval = Duration::from_millis(5);
+    config.bulk_poll_limit = Duration::from_millis(200);
+    let sf = SfClient::new(config).unwrap();
+    let updates = bulk_sized_updates(&sf).await;
+    let results = sf
+        .write("Contact", &Operation::Update, &updates, &WriteOptions::default())
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.outcome.is_success()), "every row written");
+    assert_eq!(contacts_titled(&sf, "Bulk-tested").await, 2_500);
+    let calls = sf.calls();
+    assert_eq!(calls.writes, 13, "2,500 rows in Collections of 200");
+    let polls = calls.bulk - 4; // create, upload, close, abort
+    assert!((2..=8).contains(&polls), "polling stops at the limit ({polls} polls)");
+    let counters: Value = reqwest::get(format!("{}/_sandbox/counters", running.sf_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let aborts = counters
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(route, _)| route.starts_with("sf PATCH") && route.contains("jobs/ingest"))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(aborts, 2, "closed once, aborted once");
+}
+
+#[tokio::test]
+async fn a_failed_bulk_job_falls_back_to_collections() {
+    let mut scenario = scenario();
+    scenario.faults.sf.bulk_job_failure = Some("InvalidBatch : Failed to process query".into());
+    let running = start(scenario).await;
+    let sf = client(&running);
+    let updates = bulk_sized_updates(&sf).await;
+    let results = sf
+        .write("Contact", &Operation::Update, &updates, &WriteOptions::default())
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.outcome.is_success()));
+    assert_eq!(contacts_titled(&sf, "Bulk-tested").await, 2_500);
+    let calls = sf.calls();
+    assert_eq!(calls.bulk, 4, "create, upload, close, one poll that reads Failed");
+    assert_eq!(calls.writes, 13);
+}
+
 #[tokio::test]
 async fn lock_errors_are_retried_to_success() {
     let mut scenario = scenario();

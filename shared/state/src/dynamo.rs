@@ -19,11 +19,11 @@ use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
 use mapping::Settings;
 use mapping::autocreate::LinkOrigin;
 
-use crate::memory::link_conflict;
+use crate::memory::{link_conflict, no_such_run};
 use crate::{
     EventState, FAILED_RECORD_TTL_DAYS, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, Recorded,
-    RetryQueue, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError,
-    VersionedSettings, WatermarkStore, WebhookEventRecord, WebhookEventStore,
+    RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore,
+    StoreError, VersionedSettings, WatermarkStore, WebhookEventRecord, WebhookEventStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -548,9 +548,8 @@ fn event_state_attributes(state: &EventState) -> (String, String) {
 impl WebhookEventStore for DynamoStore {
     async fn record_webhook_event(&self, event: &WebhookEventRecord) -> Result<Recorded, StoreError> {
         let (state, reason) = event_state_attributes(&event.state);
-        let result = self
-            .client
-            .put_item()
+        let pending_sk = format!("{}#{}", rfc3339(event.received_at), event.dedupe_key);
+        let record = Put::builder()
             .table_name(&self.table)
             .item("pk", s(format!("WEBHOOK#{}", event.dedupe_key)))
             .item("sk", s("EVENT"))
@@ -560,13 +559,37 @@ impl WebhookEventStore for DynamoStore {
             .item("expires_at", n(event.expires_at.timestamp()))
             .item("state", s(state))
             .item("reason", s(reason))
+            .item("pending_sk", s(&pending_sk))
             .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_error)?;
+        // The event and its entry in the list of events not applied yet, written together.
+        let pending = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(PENDING_EVENTS))
+            .item("sk", s(&pending_sk))
+            .item("dedupe_key", s(&event.dedupe_key))
+            .item("expires_at", n(event.expires_at.timestamp()))
+            .build()
+            .map_err(build_error)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(record).build())
+            .transact_items(TransactWriteItem::builder().put(pending).build())
             .send()
             .await;
         match result {
             Ok(_) => Ok(Recorded::New),
-            Err(error) if is_condition_failure(&error) => Ok(Recorded::Duplicate),
-            Err(error) => Err(backend("PutItem", error)),
+            Err(error) => match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled))
+                    if cancelled.cancellation_reasons().first().and_then(|r| r.code())
+                        == Some("ConditionalCheckFailed") =>
+                {
+                    Ok(Recorded::Duplicate)
+                }
+                _ => Err(backend("TransactWriteItems", error)),
+            },
         }
     }
 
@@ -574,29 +597,11 @@ impl WebhookEventStore for DynamoStore {
         let Some(item) = self.get(&format!("WEBHOOK#{dedupe_key}"), "EVENT").await? else {
             return Ok(None);
         };
-        let reader = Reader::new(&item);
-        let reason = reader.opt_string("reason").unwrap_or_default();
-        let state = match reader.string("state")?.as_str() {
-            "received" => EventState::Received,
-            "applied" => EventState::Applied { outcome: reason },
-            "failed" => EventState::Failed { reason },
-            other => return Err(reader.corrupt(format!("unknown state `{other}`"))),
-        };
-        let expires = reader.number("expires_at")?;
-        Ok(Some(WebhookEventRecord {
-            dedupe_key: dedupe_key.to_owned(),
-            list_id: reader.string("list_id")?,
-            payload: reader.json("payload")?,
-            received_at: reader.time("received_at")?,
-            expires_at: Utc
-                .timestamp_opt(expires, 0)
-                .single()
-                .ok_or_else(|| reader.corrupt("bad expires_at".into()))?,
-            state,
-        }))
+        webhook_event_from(dedupe_key, &item).map(Some)
     }
 
     async fn set_webhook_event_state(&self, dedupe_key: &str, state: &EventState) -> Result<(), StoreError> {
+        let applied = matches!(state, EventState::Applied { .. });
         let (state, reason) = event_state_attributes(state);
         let result = self
             .client
@@ -609,17 +614,152 @@ impl WebhookEventStore for DynamoStore {
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":state", s(state))
             .expression_attribute_values(":reason", s(reason))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await;
-        match result {
+        let old = match result {
+            Ok(output) => output.attributes.unwrap_or_default(),
+            Err(error) if is_condition_failure(&error) => {
+                return Err(StoreError::Corrupt {
+                    key: format!("WEBHOOK#{dedupe_key}"),
+                    reason: "no such event recorded".into(),
+                });
+            }
+            Err(error) => return Err(backend("UpdateItem", error)),
+        };
+        let reader = Reader::new(&old);
+        match reader.opt_string("pending_sk") {
+            // Left behind if this fails: the listing drops entries of applied events.
+            Some(pending_sk) if applied => self.delete_pending(&pending_sk).await?,
+            Some(pending_sk) if reader.opt_string("state").as_deref() == Some("applied") => {
+                // Back from applied (an admin's correction): listed again.
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .item("pk", s(PENDING_EVENTS))
+                    .item("sk", s(&pending_sk))
+                    .item("dedupe_key", s(dedupe_key))
+                    .item("expires_at", n(reader.number("expires_at")?))
+                    .send()
+                    .await
+                    .map_err(|e| backend("PutItem", e))?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn unapplied_webhook_events(&self, limit: usize) -> Result<Vec<WebhookEventRecord>, StoreError> {
+        let mut unapplied = Vec::new();
+        let mut start: Option<Item> = None;
+        while unapplied.len() < limit {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(PENDING_EVENTS))
+                .limit(100)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| backend("Query", e))?;
+            for entry in output.items.unwrap_or_default() {
+                let reader = Reader::new(&entry);
+                let (key, pending_sk) = (reader.string("dedupe_key")?, reader.string("sk")?);
+                match self.webhook_event(&key).await? {
+                    Some(event) if !matches!(event.state, EventState::Applied { .. }) => {
+                        if unapplied.len() < limit {
+                            unapplied.push(event);
+                        }
+                    }
+                    _ => self.delete_pending(&pending_sk).await?,
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        Ok(unapplied)
+    }
+}
+
+/// The partition listing webhook events not applied yet (sort key: received time, then key).
+const PENDING_EVENTS: &str = "WEBHOOK_PENDING";
+
+impl DynamoStore {
+    /// Ends an invocation's part in a run: its status and counts (and, for a hand-over, what
+    /// the continuation needs).
+    async fn close_run(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        status: RunStatus,
+        counts: &BTreeMap<String, u64>,
+        checkpoint: Option<&RunCheckpoint>,
+    ) -> Result<(), StoreError> {
+        let mut update = "SET ended_at = :ended, #status = :status, counts = :counts".to_owned();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("RUNS"))
+            .key("sk", s(run_id))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":ended", s(rfc3339(at)))
+            .expression_attribute_values(":status", s(run_status_name(status)))
+            .expression_attribute_values(":counts", s(to_json(counts)?));
+        match checkpoint {
+            Some(checkpoint) => {
+                update += ", checkpoint = :checkpoint";
+                request = request.expression_attribute_values(":checkpoint", s(to_json(checkpoint)?));
+            }
+            // A run that ended has nothing to hand over: a later retry starts afresh.
+            None => update += " REMOVE checkpoint",
+        }
+        match request.update_expression(update).send().await {
             Ok(_) => Ok(()),
-            Err(error) if is_condition_failure(&error) => Err(StoreError::Corrupt {
-                key: format!("WEBHOOK#{dedupe_key}"),
-                reason: "no such event recorded".into(),
-            }),
+            Err(error) if is_condition_failure(&error) => Err(no_such_run(run_id)),
             Err(error) => Err(backend("UpdateItem", error)),
         }
     }
+
+    async fn delete_pending(&self, pending_sk: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(PENDING_EVENTS))
+            .key("sk", s(pending_sk))
+            .send()
+            .await
+            .map_err(|e| backend("DeleteItem", e))?;
+        Ok(())
+    }
+}
+
+fn webhook_event_from(dedupe_key: &str, item: &Item) -> Result<WebhookEventRecord, StoreError> {
+    let reader = Reader::new(item);
+    let reason = reader.opt_string("reason").unwrap_or_default();
+    let state = match reader.string("state")?.as_str() {
+        "received" => EventState::Received,
+        "applied" => EventState::Applied { outcome: reason },
+        "failed" => EventState::Failed { reason },
+        other => return Err(reader.corrupt(format!("unknown state `{other}`"))),
+    };
+    let expires = reader.number("expires_at")?;
+    Ok(WebhookEventRecord {
+        dedupe_key: dedupe_key.to_owned(),
+        list_id: reader.string("list_id")?,
+        payload: reader.json("payload")?,
+        received_at: reader.time("received_at")?,
+        expires_at: Utc
+            .timestamp_opt(expires, 0)
+            .single()
+            .ok_or_else(|| reader.corrupt("bad expires_at".into()))?,
+        state,
+    })
 }
 
 fn run_status_name(status: RunStatus) -> String {
@@ -644,6 +784,10 @@ fn run_from(item: &Item) -> Result<RunRecord, StoreError> {
             .map_err(|_| reader.corrupt(format!("unknown status `{status}`")))?,
         counts: reader.json("counts")?,
         failure_count: u64::try_from(reader.number("failure_count")?).unwrap_or(0),
+        resumed_at: reader
+            .opt_string("resumed_at")
+            .map(|_| reader.time("resumed_at"))
+            .transpose()?,
     })
 }
 
@@ -678,26 +822,44 @@ impl RunStore for DynamoStore {
         status: RunStatus,
         counts: &BTreeMap<String, u64>,
     ) -> Result<(), StoreError> {
+        self.close_run(run_id, ended_at, status, counts, None).await
+    }
+
+    async fn hand_over_run(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        checkpoint: &RunCheckpoint,
+    ) -> Result<(), StoreError> {
+        self.close_run(run_id, at, RunStatus::Continued, &checkpoint.counts, Some(checkpoint))
+            .await
+    }
+
+    async fn resume_run(&self, run_id: &str, at: DateTime<Utc>) -> Result<Option<RunCheckpoint>, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s("RUNS"))
             .key("sk", s(run_id))
-            .update_expression("SET ended_at = :ended, #status = :status, counts = :counts")
+            .update_expression("SET #status = :status, resumed_at = :at REMOVE ended_at")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":ended", s(rfc3339(ended_at)))
-            .expression_attribute_values(":status", s(run_status_name(status)))
-            .expression_attribute_values(":counts", s(to_json(counts)?))
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .expression_attribute_values(":status", s(run_status_name(RunStatus::Running)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(error) if is_condition_failure(&error) => Err(StoreError::Corrupt {
-                key: format!("RUNS/{run_id}"),
-                reason: "no such run".into(),
-            }),
+            Ok(output) => {
+                let item = output.attributes.unwrap_or_default();
+                let reader = Reader::new(&item);
+                match reader.opt_string("checkpoint") {
+                    Some(_) => Ok(Some(reader.json("checkpoint")?)),
+                    None => Ok(None),
+                }
+            }
+            Err(error) if is_condition_failure(&error) => Err(no_such_run(run_id)),
             Err(error) => Err(backend("UpdateItem", error)),
         }
     }
@@ -888,7 +1050,7 @@ impl DynamoStore {
             .table_name(&self.table)
             .key("pk", s("RUNS"))
             .key("sk", s(&commit.run_id))
-            .update_expression("SET ended_at = :ended, #status = :status, counts = :counts")
+            .update_expression("SET ended_at = :ended, #status = :status, counts = :counts REMOVE checkpoint")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":ended", s(rfc3339(commit.ended_at)))

@@ -230,12 +230,19 @@ pub trait WebhookEventStore: Send + Sync {
         &self,
         dedupe_key: &str,
     ) -> impl Future<Output = Result<Option<WebhookEventRecord>, StoreError>> + Send;
-    /// Sets an event's processing state.
+    /// Sets an event's processing state. An event not applied stays listed by
+    /// [`WebhookEventStore::unapplied_webhook_events`]; once applied it leaves that list.
     fn set_webhook_event_state(
         &self,
         dedupe_key: &str,
         state: &EventState,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Up to `limit` recorded events not applied yet (`Received` or `Failed`), oldest first:
+    /// what a replay or a sweep re-drives, without reading the applied ones.
+    fn unapplied_webhook_events(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<WebhookEventRecord>, StoreError>> + Send;
 }
 
 /// How a run ended.
@@ -283,6 +290,32 @@ pub struct RunRecord {
     pub counts: BTreeMap<String, u64>,
     /// Number of per-record failures stored with the run.
     pub failure_count: u64,
+    /// When the last continuation took the run over (a run `Running` long after it is
+    /// abandoned, however long ago it started).
+    #[serde(default)]
+    pub resumed_at: Option<DateTime<Utc>>,
+}
+
+/// What an invocation hands over with a run it could not finish: what is done, so the
+/// continuation does not do it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCheckpoint {
+    /// Where each stream's watermark moves when the run commits (fixed by the first read: the
+    /// parts are cut from the activity up to these moments).
+    pub watermarks: BTreeMap<String, DateTime<Utc>>,
+    /// Parts the activity was split into (0 if the hand-over came while reading).
+    pub part_count: u32,
+    /// Parts applied, in order: the continuation starts at the next one.
+    pub parts_done: u32,
+    /// The counters so far.
+    pub counts: BTreeMap<String, u64>,
+    /// People whose writes failed with a transient error in the parts done.
+    pub transient_people: Vec<String>,
+    /// A write not tied to one person (a status, the statistics) failed with a transient error.
+    #[serde(default)]
+    pub transient_other: bool,
+    /// Hand-overs in a row that finished no part.
+    pub stalled: u32,
 }
 
 /// A record that failed or was skipped in a run.
@@ -314,6 +347,20 @@ pub trait RunStore: Send + Sync {
         status: RunStatus,
         counts: &BTreeMap<String, u64>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Hands a run over to a continuation: `Continued`, with what is done.
+    fn hand_over_run(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        checkpoint: &RunCheckpoint,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Takes a recorded run over (a continuation, a retry or a replay): `Running` again since
+    /// `at`, and whatever an earlier invocation handed over.
+    fn resume_run(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<RunCheckpoint>, StoreError>> + Send;
     /// Adds per-record failures to a run (in batches of 25).
     fn add_run_failures(
         &self,

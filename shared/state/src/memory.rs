@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use mapping::Settings;
 
 use crate::{
-    EventState, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, Recorded, RetryQueue, RunCommit,
-    RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore,
-    WebhookEventRecord, WebhookEventStore,
+    EventState, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, Recorded, RetryQueue,
+    RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError,
+    VersionedSettings, WatermarkStore, WebhookEventRecord, WebhookEventStore,
 };
 
 #[derive(Debug, Default)]
@@ -21,6 +21,7 @@ struct Tables {
     watermarks: BTreeMap<(String, String), DateTime<Utc>>,
     events: BTreeMap<String, WebhookEventRecord>,
     runs: BTreeMap<String, RunRecord>,
+    checkpoints: BTreeMap<String, RunCheckpoint>,
     failures: BTreeMap<String, Vec<RunFailure>>,
     leases: BTreeMap<String, Lease>,
     retry: BTreeMap<(String, String), FailedRecord>,
@@ -207,6 +208,26 @@ impl WebhookEventStore for MemoryStore {
             }),
         }
     }
+
+    async fn unapplied_webhook_events(&self, limit: usize) -> Result<Vec<WebhookEventRecord>, StoreError> {
+        let tables = self.tables()?;
+        let mut unapplied: Vec<WebhookEventRecord> = tables
+            .events
+            .values()
+            .filter(|e| !matches!(e.state, EventState::Applied { .. }))
+            .cloned()
+            .collect();
+        unapplied.sort_by(|a, b| (a.received_at, &a.dedupe_key).cmp(&(b.received_at, &b.dedupe_key)));
+        unapplied.truncate(limit);
+        Ok(unapplied)
+    }
+}
+
+pub(crate) fn no_such_run(run_id: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: format!("RUNS/{run_id}"),
+        reason: "no such run".into(),
+    }
 }
 
 impl RunStore for MemoryStore {
@@ -227,14 +248,36 @@ impl RunStore for MemoryStore {
         counts: &BTreeMap<String, u64>,
     ) -> Result<(), StoreError> {
         let mut tables = self.tables()?;
-        let run = tables.runs.get_mut(run_id).ok_or_else(|| StoreError::Corrupt {
-            key: format!("RUNS/{run_id}"),
-            reason: "no such run".into(),
-        })?;
+        tables.checkpoints.remove(run_id);
+        let run = tables.runs.get_mut(run_id).ok_or_else(|| no_such_run(run_id))?;
         run.ended_at = Some(ended_at);
         run.status = status;
         run.counts = counts.clone();
         Ok(())
+    }
+
+    async fn hand_over_run(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        checkpoint: &RunCheckpoint,
+    ) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        let run = tables.runs.get_mut(run_id).ok_or_else(|| no_such_run(run_id))?;
+        run.ended_at = Some(at);
+        run.status = RunStatus::Continued;
+        run.counts = checkpoint.counts.clone();
+        tables.checkpoints.insert(run_id.to_owned(), checkpoint.clone());
+        Ok(())
+    }
+
+    async fn resume_run(&self, run_id: &str, at: DateTime<Utc>) -> Result<Option<RunCheckpoint>, StoreError> {
+        let mut tables = self.tables()?;
+        let run = tables.runs.get_mut(run_id).ok_or_else(|| no_such_run(run_id))?;
+        run.ended_at = None;
+        run.status = RunStatus::Running;
+        run.resumed_at = Some(at);
+        Ok(tables.checkpoints.get(run_id).cloned())
     }
 
     async fn add_run_failures(&self, run_id: &str, failures: &[RunFailure]) -> Result<(), StoreError> {
@@ -302,6 +345,7 @@ impl LeaseStore for MemoryStore {
         if !held.is_some_and(|held| held.owner == lease.owner && held.until >= now) {
             return Ok(false);
         }
+        tables.checkpoints.remove(&commit.run_id);
         let Some(run) = tables.runs.get_mut(&commit.run_id) else {
             return Err(StoreError::Corrupt {
                 key: format!("RUNS/{}", commit.run_id),

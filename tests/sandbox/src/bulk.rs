@@ -84,6 +84,8 @@ pub fn create_job(world: &mut World, version: &str, request: &Value) -> Result<R
         created: Utc::now(),
         results: Vec::new(),
         header: Vec::new(),
+        in_progress_polls: 0,
+        error_message: None,
     };
     let body = job_json(&job, version);
     world.sf.jobs.insert(id, job);
@@ -135,6 +137,11 @@ pub fn set_state(world: &mut World, version: &str, id: &str, request: &Value) ->
 }
 
 fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
+    if let Some(message) = world.faults.sf.bulk_job_failure.clone() {
+        job.state = "Failed".into();
+        job.error_message = Some(message);
+        return Ok(job);
+    }
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(job.delimiter)
         .from_reader(job.data.as_bytes());
@@ -199,13 +206,29 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
         };
         job.results.push((pairs, outcome));
     }
-    job.state = "JobComplete".into();
+    // The rows are applied now, but the job may still say `InProgress` for a while: a client
+    // that gives up and aborts it finds its rows written all the same, as on a real org where
+    // an aborted job keeps what it already processed.
+    job.in_progress_polls = world.faults.sf.bulk_in_progress_polls;
+    job.state = if job.in_progress_polls > 0 {
+        "InProgress"
+    } else {
+        "JobComplete"
+    }
+    .into();
     Ok(job)
 }
 
 /// `GET jobs/ingest/{id}`.
 pub fn job_info(world: &mut World, version: &str, id: &str) -> Result<Response, SfError> {
-    let job = world.sf.jobs.get(id).ok_or_else(|| not_found(id))?;
+    let job = world.sf.jobs.get_mut(id).ok_or_else(|| not_found(id))?;
+    if job.state == "InProgress" {
+        if job.in_progress_polls == 0 {
+            job.state = "JobComplete".into();
+        } else {
+            job.in_progress_polls -= 1;
+        }
+    }
     Ok(json_ok(StatusCode::OK, job_json(job, version)))
 }
 

@@ -38,6 +38,11 @@ pub struct SideFaults {
     pub session_expires_after_calls: Option<u64>,
     /// CM: OAuth access tokens expire after this many calls (then code 121).
     pub token_expires_after_calls: Option<u64>,
+    /// SF: a Bulk ingest job still reads `InProgress` this many times after `UploadComplete`
+    /// (Salesforce processes jobs asynchronously, for minutes on a busy org).
+    pub bulk_in_progress_polls: u32,
+    /// SF: every Bulk ingest job ends `Failed` with this `errorMessage`, no row processed.
+    pub bulk_job_failure: Option<String>,
 }
 
 impl SideFaults {

@@ -67,6 +67,7 @@ fn describe(outcome: &AutoCreateOutcome) -> String {
             if *created { "created" } else { "linked existing" }
         ),
         AutoCreateOutcome::Skipped { reason } => format!("skipped: {reason}"),
+        AutoCreateOutcome::Refused { reason } => format!("Salesforce refused it: {reason}"),
     }
 }
 

@@ -30,7 +30,9 @@ pub async fn run(command: Command, context: &Context) -> Result<Report, Failure>
         Command::Runs { last } => runs::recent(context, last).await,
         Command::Run { run_id } => runs::one(context, &run_id).await,
         Command::Retry { run_id } => retry::run(context, &run_id).await,
-        Command::Doctor { url } => doctor::run(context, url.as_deref()).await,
+        Command::Doctor { url, template, stage } => {
+            doctor::run(context, url.as_deref(), &template, stage.as_deref()).await
+        }
         Command::Replay { dry_run } => replay::run(context, dry_run).await,
         Command::Webhooks(command) => webhooks::run(command, context).await,
     }

@@ -1,13 +1,20 @@
 //! `replay [--dry-run]`: every invocation record in the failed-invocations queue (Lambda's
-//! on-failure destination, after its retries) goes back on the bus as the event it was.
+//! on-failure destination, after its retries) goes back on the bus as the event it was, and so
+//! does every recorded webhook event not applied yet (failed, or never handed on).
+
+use std::collections::BTreeSet;
 
 use events::{Event, EventBridgeEvent, Trigger};
 use serde_json::{Value, json};
+use state::WebhookEventStore;
 
 use crate::context::{Context, Failure, Report};
 
 /// Receives at most this many records a call (SQS's maximum).
 const BATCH: i32 = 10;
+
+/// Recorded webhook events re-driven by one replay at most.
+const MAX_EVENTS: usize = 100_000;
 
 /// One record of the queue, read.
 struct Record {
@@ -65,15 +72,49 @@ pub async fn run(context: &Context, dry_run: bool) -> Result<Report, Failure> {
             break;
         }
     }
+    let already: BTreeSet<String> = replayed
+        .iter()
+        .filter_map(|r| r["key"].as_str().map(str::to_owned))
+        .collect();
+    let webhook_events = replay_unapplied_events(context, engine.as_deref(), &already).await?;
     let verb = if dry_run { "would be replayed" } else { "replayed" };
-    let mut text = format!("{} failed invocation(s) {verb}", replayed.len());
+    let mut text = format!(
+        "{} failed invocation(s) and {} recorded webhook event(s) not applied {verb}",
+        replayed.len(),
+        webhook_events.len()
+    );
     if unreadable > 0 {
         text += &format!("; {unreadable} record(s) not readable as one of our events were left in the queue");
     }
     Ok(Report::new(
         text,
-        json!({"dry_run": dry_run, "replayed": replayed, "unreadable": unreadable}),
+        json!({"dry_run": dry_run, "replayed": replayed, "unreadable": unreadable, "webhook_events": webhook_events}),
     ))
+}
+
+/// Webhook events recorded but not applied (a failure an admin has fixed since, or a hand-off
+/// that never happened): handed to the consumer again, which applies each once.
+async fn replay_unapplied_events(
+    context: &Context,
+    engine: Option<&crate::context::AdminEngine>,
+    already: &BTreeSet<String>,
+) -> Result<Vec<Value>, Failure> {
+    let unapplied = context.store().await?.unapplied_webhook_events(MAX_EVENTS).await?;
+    let unapplied: Vec<_> = unapplied
+        .into_iter()
+        .filter(|e| !already.contains(&e.dedupe_key))
+        .collect();
+    if let Some(engine) = engine {
+        let events: Vec<Event> = unapplied
+            .iter()
+            .map(|e| Event::subscriber_event_received(&e.dedupe_key, &e.list_id, e.received_at))
+            .collect();
+        engine.publish(&events).await?;
+    }
+    Ok(unapplied
+        .iter()
+        .map(|e| json!({"key": e.dedupe_key, "list_id": e.list_id, "received_at": e.received_at, "state": e.state}))
+        .collect())
 }
 
 fn sqs_failure<E: std::error::Error>(what: &str, error: E) -> Failure {

@@ -1,19 +1,30 @@
 //! The run record's life: started (or continued), handed over to a new invocation near the
 //! deadline, and committed with the watermarks once everything below them is applied.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
 use events::Event;
 use events::publisher::EventSink;
-use state::{RunCommit, RunRecord, RunStart, RunStatus, Store};
+use state::{FailedRecord, RunCommit, RunRecord, RunStart, RunStatus, Store};
 
-use super::{CampaignOutcome, CampaignRun, MAX_CONTINUATIONS, Mode};
+use super::{CampaignOutcome, CampaignRun, MAX_CONTINUATIONS, MAX_STALLED_HAND_OVERS, Mode, RunCounts};
 use crate::{Engine, EngineError};
 
+/// Runs in a row a person's write may fail with a transient error, holding the campaign's
+/// watermarks, before the person goes to the retry queue and the watermarks move on.
+pub const TRANSIENT_ATTEMPTS: u32 = 3;
+
+/// The scope under which people failing transiently are counted, per campaign.
+fn transient_scope(cm_id: &str) -> String {
+    format!("transient:{cm_id}")
+}
+
 impl<S: Store, P: EventSink> Engine<S, P> {
-    /// Records the run's start (a continuation finds its record already there). A run handed
-    /// over more than [`MAX_CONTINUATIONS`] times is stopped as making no progress.
+    /// Records the run's start; a continuation (or a retry) takes its record over, with what
+    /// the invocations before it finished. A run handed over more than [`MAX_CONTINUATIONS`]
+    /// times, or [`MAX_STALLED_HAND_OVERS`] times in a row without finishing a part, is stopped
+    /// as making no progress.
     pub(super) async fn start(&self, run: &mut CampaignRun<'_>) -> Result<(), EngineError> {
         let Mode::Apply { continuation } = run.mode else {
             return Ok(());
@@ -28,35 +39,57 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 status: RunStatus::Running,
                 counts: BTreeMap::new(),
                 failure_count: 0,
+                resumed_at: None,
             })
             .await?;
-        if started == RunStart::Continued && continuation > MAX_CONTINUATIONS {
+        if started == RunStart::New {
+            return Ok(());
+        }
+        let resumed = self.store.resume_run(&run.record_id, Utc::now()).await?;
+        let stalled = resumed.as_ref().map_or(0, |c| c.stalled);
+        if continuation > MAX_CONTINUATIONS || stalled >= MAX_STALLED_HAND_OVERS {
             // Recorded as failed, with this error, by `sync_campaign`.
             return Err(EngineError::NoProgress {
                 run_id: run.record_id.clone(),
                 continuations: continuation,
             });
         }
+        if let Some(checkpoint) = resumed {
+            run.counts = RunCounts::from_map(&checkpoint.counts);
+            run.transient_people = checkpoint.transient_people.iter().cloned().collect();
+            run.transient_failures = checkpoint.transient_other;
+            run.parts_done = checkpoint.parts_done;
+            run.resumed = Some(checkpoint);
+        }
         Ok(())
     }
 
-    /// Hands the rest of the run to a new invocation (none for a dry run).
+    /// Hands the rest of the run to a new invocation (none for a dry run), with what is done:
+    /// the parts applied are not applied again.
     pub(super) async fn continue_later(&self, run: &CampaignRun<'_>) -> Result<CampaignOutcome, EngineError> {
         if let Mode::Apply { continuation } = run.mode {
+            let checkpoint = run.checkpoint();
+            // Recorded before the continuation is asked for, so it finds it.
+            self.store
+                .hand_over_run(&run.record_id, Utc::now(), &checkpoint)
+                .await?;
             self.publish(&[Event::sync_continuation(&run.run_id, run.cm_id(), continuation + 1)])
                 .await?;
-            self.store
-                .finish_run(&run.record_id, Utc::now(), RunStatus::Continued, &BTreeMap::new())
-                .await?;
         }
-        tracing::info!(campaign = run.cm_id(), "deadline near: continuing in a new invocation");
+        tracing::info!(
+            campaign = run.cm_id(),
+            parts_done = run.parts_done,
+            parts = run.part_count,
+            "deadline near: continuing in a new invocation"
+        );
         Ok(CampaignOutcome::Continued {
             run_id: run.run_id.clone(),
         })
     }
 
-    /// Moves the watermarks (unless a failure was transient: then the work is read again),
-    /// consumes the retry queue and closes the run record.
+    /// Moves the watermarks (unless a failure was transient: then the work is read again, up
+    /// to [`TRANSIENT_ATTEMPTS`] times per person), consumes the retry queue and closes the run
+    /// record.
     pub(super) async fn commit(&self, run: CampaignRun<'_>) -> Result<CampaignOutcome, EngineError> {
         if run.mode.is_dry_run() {
             return Ok(CampaignOutcome::Done {
@@ -72,6 +105,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         if !run.retried.is_empty() {
             self.store.remove_failed(cm_id, &run.retried).await?;
         }
+        let hold_watermarks = self.count_transient_failures(&run).await? || run.transient_failures;
         let status = if run.counts.failed == 0 {
             RunStatus::Succeeded
         } else {
@@ -80,7 +114,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         let commit = RunCommit {
             scope: cm_id.to_owned(),
             // A transient failure keeps the watermarks, so the work is read again.
-            watermarks: if run.transient_failures {
+            watermarks: if hold_watermarks {
                 BTreeMap::new()
             } else {
                 run.next_watermarks.clone()
@@ -105,5 +139,69 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             plan: Box::new(run.total),
             dry_run: false,
         })
+    }
+
+    /// Counts, per person, the runs in a row whose write failed with a transient error. Whether
+    /// the watermarks must stay: someone failed fewer than [`TRANSIENT_ATTEMPTS`] times. People
+    /// at the limit go to the retry queue (the next run reads their whole activity again), so
+    /// one record that keeps failing never holds a campaign back; people who no longer fail are
+    /// forgotten.
+    async fn count_transient_failures(&self, run: &CampaignRun<'_>) -> Result<bool, EngineError> {
+        let cm_id = run.cm_id();
+        let scope = transient_scope(cm_id);
+        let before: BTreeMap<String, FailedRecord> = self
+            .store
+            .failed_records(&scope, 10_000)
+            .await?
+            .into_iter()
+            .map(|record| (record.key.clone(), record))
+            .collect();
+        let recovered: Vec<String> = before
+            .keys()
+            .filter(|person| !run.transient_people.contains(*person))
+            .cloned()
+            .collect();
+        let now = Utc::now();
+        let (mut waiting, mut escalated) = (Vec::new(), Vec::new());
+        for person in &run.transient_people {
+            let earlier = before.get(person);
+            let record = FailedRecord {
+                scope: scope.clone(),
+                key: person.clone(),
+                payload: serde_json::json!({"run_id": run.record_id, "code": "TRANSIENT"}),
+                reason: "a transient Salesforce error, still after the retries".to_owned(),
+                attempts: earlier.map_or(1, |r| r.attempts + 1),
+                first_failed_at: earlier.map_or(now, |r| r.first_failed_at),
+            };
+            if record.attempts >= TRANSIENT_ATTEMPTS {
+                escalated.push(FailedRecord {
+                    scope: cm_id.to_owned(),
+                    ..record
+                });
+            } else {
+                waiting.push(record);
+            }
+        }
+        let done: Vec<String> = recovered
+            .into_iter()
+            .chain(escalated.iter().map(|r| r.key.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !done.is_empty() {
+            self.store.remove_failed(&scope, &done).await?;
+        }
+        if !escalated.is_empty() {
+            tracing::warn!(
+                campaign = cm_id,
+                people = escalated.len(),
+                "people still failing after {TRANSIENT_ATTEMPTS} runs go to the retry queue; the watermarks move on"
+            );
+            self.store.enqueue_failed(&escalated).await?;
+        }
+        if !waiting.is_empty() {
+            self.store.enqueue_failed(&waiting).await?;
+        }
+        Ok(!waiting.is_empty())
     }
 }

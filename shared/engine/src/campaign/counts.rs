@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// What one campaign run read, planned and applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunCounts {
     /// CM activity records read.
     pub activities: u64,
@@ -52,6 +53,14 @@ impl RunCounts {
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default()
     }
+
+    /// The counters a run record (or a hand-over) stored.
+    pub fn from_map(map: &BTreeMap<String, u64>) -> RunCounts {
+        serde_json::to_value(map)
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -73,5 +82,10 @@ mod tests {
         assert!(!map.contains_key("parts"), "one part is not worth a key");
         let parted = RunCounts { parts: 4, ..counts }.to_map();
         assert_eq!(parted["parts"], 4);
+        assert_eq!(
+            RunCounts::from_map(&parted).members_added,
+            2,
+            "a hand-over reads them back"
+        );
     }
 }

@@ -19,6 +19,7 @@ use serde::Serialize;
 use state::Store;
 
 pub use apply::MATCH_CHOICE;
+pub use commit::TRANSIENT_ATTEMPTS;
 pub use counts::RunCounts;
 pub(crate) use run::CampaignRun;
 
@@ -26,6 +27,9 @@ use crate::{Deadline, Engine, EngineError};
 
 /// Continuations of one campaign's run before it is stopped as making no progress.
 pub const MAX_CONTINUATIONS: u32 = 20;
+
+/// Hand-overs in a row that finished no part before a run is stopped as making no progress.
+pub const MAX_STALLED_HAND_OVERS: u32 = 3;
 
 /// Whether a sync writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,11 +195,16 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         .await
     }
 
-    /// read changes → read retried → (plan a part → apply a part)* → commit.
+    /// read changes → read retried → (plan a part → apply a part)* → commit. The deadline is
+    /// watched while reading and between parts; a continuation starts after the parts done.
     async fn run_pipeline(&self, mut run: CampaignRun<'_>, deadline: Deadline) -> Result<CampaignOutcome, EngineError> {
         self.start(&mut run).await?;
-        let mut spool = self.read_changes(&mut run).await?;
-        self.read_retried(&mut run, &mut spool).await?;
+        let Some(mut spool) = self.read_changes(&mut run, &deadline).await? else {
+            return self.continue_later(&run).await;
+        };
+        if !self.read_retried(&mut run, &mut spool, &deadline).await? {
+            return self.continue_later(&run).await;
+        }
         let mut parts = self.read_summary(&mut run, spool).await?;
         if deadline.passed() {
             return self.continue_later(&run).await;
@@ -212,6 +221,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 return self.continue_later(&run).await;
             }
             self.apply_part(&mut run, plan).await?;
+            run.parts_done += 1;
         }
         self.commit(run).await
     }

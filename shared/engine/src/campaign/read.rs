@@ -13,7 +13,7 @@ use state::{RunFailure, Store};
 
 use super::CampaignRun;
 use crate::spool::{Parts, Spool};
-use crate::{Engine, EngineError};
+use crate::{Deadline, Engine, EngineError};
 
 /// The activity streams of a campaign, in the order they are read.
 const STREAMS: [ActivityKind; 6] = [
@@ -31,7 +31,13 @@ const RETRY_BATCH: usize = 5_000;
 impl<S: Store, P: EventSink> Engine<S, P> {
     /// Reads every stream from its watermark, side by side (one request in flight each, pages
     /// taken as they come: the sync waits for the longest stream, not for the sum of them).
-    pub(super) async fn read_changes(&self, run: &mut CampaignRun<'_>) -> Result<Spool, EngineError> {
+    /// `None`: the deadline came first. A continuation cuts its parts at the watermarks the
+    /// first read fixed.
+    pub(super) async fn read_changes(
+        &self,
+        run: &mut CampaignRun<'_>,
+        deadline: &Deadline,
+    ) -> Result<Option<Spool>, EngineError> {
         let zone = run.settings.zone();
         let cm_now = self.cm.system_date().await?;
         let settled = (cm_now.to_utc(zone) - self.options.settle_lag)
@@ -73,6 +79,9 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         }));
         let mut unreadable = Vec::new();
         while let Some(page) = pages.next().await {
+            if deadline.passed() {
+                return Ok(None);
+            }
             let (records, skipped) = page?;
             for record in &records {
                 spool.push(record.to_activity())?;
@@ -80,8 +89,13 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             unreadable.extend(skipped);
         }
         drop(pages);
-        self.record_unreadable(run, unreadable).await?;
-        Ok(spool)
+        if let Some(fixed) = run.fixed_by_hand_over() {
+            run.next_watermarks = fixed.watermarks.clone();
+        } else {
+            // Reported once, by the invocation that first read them.
+            self.record_unreadable(run, unreadable).await?;
+        }
+        Ok(Some(spool))
     }
 
     /// Rows CM served that could not be read: skipped (the rest of their page is synced),
@@ -113,9 +127,15 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     /// People an admin queued for another attempt (`cm-sf-admin retry`): their whole activity
     /// is read again, whatever the watermarks say (CM cannot filter a campaign's activity by
     /// subscriber, so the streams are read from the start and filtered). Not in a dry run.
-    pub(super) async fn read_retried(&self, run: &mut CampaignRun<'_>, spool: &mut Spool) -> Result<(), EngineError> {
+    /// `false`: the deadline came first.
+    pub(super) async fn read_retried(
+        &self,
+        run: &mut CampaignRun<'_>,
+        spool: &mut Spool,
+        deadline: &Deadline,
+    ) -> Result<bool, EngineError> {
         if run.mode.is_dry_run() {
-            return Ok(());
+            return Ok(true);
         }
         run.retried = self
             .store
@@ -125,7 +145,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             .map(|r| r.key)
             .collect();
         if run.retried.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let wanted: BTreeSet<String> = run.retried.iter().cloned().collect();
         for kind in STREAMS {
@@ -138,13 +158,16 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 self.cm.activity(run.cm_id(), kind, None)
             };
             while let Some(page) = stream.next_page().await? {
+                if deadline.passed() {
+                    return Ok(false);
+                }
                 for record in page.iter().filter(|r| wanted.contains(&r.email)) {
                     spool.push(record.to_activity())?;
                 }
             }
             let _ = stream.take_unreadable(); // reported by the run that first met them
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The CM summary (when statistics are written), and the activity split into parts.
@@ -156,10 +179,17 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             run.summary = Some(summary);
         }
         run.counts.activities = spool.len() as u64;
-        let parts = spool.into_parts()?;
+        let fixed = run.fixed_by_hand_over().map(|c| (c.part_count as usize, c.parts_done));
+        let mut parts = spool.into_parts(fixed.map(|(count, _)| count))?;
         run.part_count = parts.count();
         if run.part_count > 1 {
             run.counts.parts = run.part_count as u64;
+        }
+        // The parts an earlier invocation applied: their people's activity up to the fixed
+        // watermarks is in Salesforce; anything later is read again by the next run.
+        for _ in 0..fixed.map_or(0, |(_, done)| done) {
+            parts.next_part()?;
+            run.first_part = false;
         }
         Ok(parts)
     }

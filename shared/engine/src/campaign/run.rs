@@ -1,7 +1,7 @@
 //! The value a campaign run's stages pass along: what the run is about, what it has read so far,
 //! and what it has counted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use mapping::Settings;
@@ -40,8 +40,15 @@ pub(crate) struct CampaignRun<'a> {
     pub total: CampaignPlan,
     /// Counters.
     pub counts: RunCounts,
-    /// Some failure was transient: keep the watermarks so the work is read again.
+    /// A failure not tied to one person was transient: keep the watermarks so the work is
+    /// read again.
     pub transient_failures: bool,
+    /// People whose writes failed with a transient error.
+    pub transient_people: BTreeSet<String>,
+    /// Parts applied so far (by this invocation and those before it).
+    pub parts_done: u32,
+    /// What an earlier invocation of this run handed over.
+    pub resumed: Option<state::RunCheckpoint>,
     /// The campaign's lease, held by this invocation (none for a dry run): the commit is
     /// conditional on it.
     pub lease: Option<state::Lease>,
@@ -73,7 +80,44 @@ impl<'a> CampaignRun<'a> {
             first_part: true,
             counts: RunCounts::default(),
             transient_failures: false,
+            transient_people: BTreeSet::new(),
+            parts_done: 0,
+            resumed: None,
             lease: None,
+        }
+    }
+
+    /// What an earlier invocation fixed for this run: the parts and where the watermarks go
+    /// (none if it handed over before it had read everything).
+    pub fn fixed_by_hand_over(&self) -> Option<&state::RunCheckpoint> {
+        self.resumed.as_ref().filter(|c| c.part_count > 0)
+    }
+
+    /// What this invocation hands over: the parts done, and how often in a row none was.
+    pub fn checkpoint(&self) -> state::RunCheckpoint {
+        let before = self.resumed.as_ref();
+        let progressed = self.parts_done > before.map_or(0, |c| c.parts_done);
+        let read_whole = self.part_count > 0;
+        state::RunCheckpoint {
+            watermarks: if read_whole {
+                self.next_watermarks.clone()
+            } else {
+                before.map(|c| c.watermarks.clone()).unwrap_or_default()
+            },
+            part_count: if read_whole {
+                self.part_count as u32
+            } else {
+                before.map_or(0, |c| c.part_count)
+            },
+            parts_done: self.parts_done,
+            counts: self.counts.to_map(),
+            transient_people: self.transient_people.iter().cloned().collect(),
+            transient_other: self.transient_failures,
+            stalled: if progressed {
+                0
+            } else {
+                before.map_or(0, |c| c.stalled) + 1
+            },
         }
     }
 

@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use mapping::Settings;
 use mapping::autocreate::LinkOrigin;
 use state::{
-    EventState, FailedRecord, LinkOutcome, LinkRecord, Recorded, RunCommit, RunFailure, RunRecord, RunStart, RunStatus,
-    Store, StoreError, WebhookEventRecord, new_run_id,
+    EventState, FailedRecord, LinkOutcome, LinkRecord, Recorded, RunCheckpoint, RunCommit, RunFailure, RunRecord,
+    RunStart, RunStatus, Store, StoreError, WebhookEventRecord, new_run_id,
 };
 
 pub fn at(minute: i64) -> DateTime<Utc> {
@@ -205,6 +205,40 @@ pub async fn duplicate_webhook_events_are_refused<S: Store>(store: Arc<S>) {
     assert!(store.webhook_event("nope").await.unwrap().is_none());
 }
 
+pub async fn events_not_applied_stay_listed_until_they_are<S: Store>(store: Arc<S>) {
+    let keys = ["k3", "k1", "k2", "k4"];
+    for (minute, key) in keys.iter().enumerate() {
+        let event = WebhookEventRecord {
+            received_at: at(minute as i64),
+            ..webhook_event(key, "x")
+        };
+        store.record_webhook_event(&event).await.unwrap();
+    }
+    store.record_webhook_event(&webhook_event("k1", "again")).await.unwrap();
+    let listed = |events: Vec<WebhookEventRecord>| events.into_iter().map(|e| e.dedupe_key).collect::<Vec<_>>();
+    assert_eq!(
+        listed(store.unapplied_webhook_events(10).await.unwrap()),
+        keys,
+        "oldest first, once each"
+    );
+    let applied = EventState::Applied { outcome: "done".into() };
+    store.set_webhook_event_state("k1", &applied).await.unwrap();
+    let failed = EventState::Failed {
+        reason: "INVALID_SESSION_ID".into(),
+    };
+    store.set_webhook_event_state("k2", &failed).await.unwrap();
+    assert_eq!(
+        listed(store.unapplied_webhook_events(10).await.unwrap()),
+        ["k3", "k2", "k4"]
+    );
+    assert_eq!(listed(store.unapplied_webhook_events(2).await.unwrap()), ["k3", "k2"]);
+    store.set_webhook_event_state("k1", &failed).await.unwrap();
+    assert_eq!(
+        listed(store.unapplied_webhook_events(10).await.unwrap()),
+        ["k3", "k1", "k2", "k4"]
+    );
+}
+
 pub async fn only_one_concurrent_lease_taker_wins<S: Store + 'static>(store: Arc<S>) {
     let takers: Vec<_> = (0..8)
         .map(|i| {
@@ -259,6 +293,7 @@ pub async fn a_run_commits_only_while_it_holds_its_lease<S: Store>(store: Arc<S>
         status: RunStatus::Running,
         counts: BTreeMap::new(),
         failure_count: 0,
+        resumed_at: None,
     };
     let commit = |id: &str, minute: i64| RunCommit {
         scope: "cm1".into(),
@@ -312,6 +347,7 @@ pub async fn runs_keep_counts_and_every_failure<S: Store>(store: Arc<S>) {
         status: RunStatus::Running,
         counts: BTreeMap::new(),
         failure_count: 0,
+        resumed_at: None,
     };
     let second = RunRecord {
         run_id: new_run_id(at(30), 2),
@@ -366,6 +402,75 @@ pub async fn runs_keep_counts_and_every_failure<S: Store>(store: Arc<S>) {
     assert!(store.run("20000101T000000Z-00000000").await.unwrap().is_none());
 }
 
+pub async fn a_handed_over_run_resumes_with_what_was_done<S: Store>(store: Arc<S>) {
+    let run = RunRecord {
+        run_id: "r1:cm1".into(),
+        scope: "cm1".into(),
+        started_at: at(0),
+        ended_at: None,
+        status: RunStatus::Running,
+        counts: BTreeMap::new(),
+        failure_count: 0,
+        resumed_at: None,
+    };
+    store.start_run(&run).await.unwrap();
+    assert_eq!(
+        store.resume_run("r1:cm1", at(1)).await.unwrap(),
+        None,
+        "nothing handed over yet"
+    );
+    let checkpoint = RunCheckpoint {
+        watermarks: BTreeMap::from([("opens".to_owned(), at(-2))]),
+        part_count: 4,
+        parts_done: 2,
+        counts: BTreeMap::from([("members_updated".to_owned(), 2_000)]),
+        transient_people: vec!["a@example.com".into()],
+        transient_other: false,
+        stalled: 0,
+    };
+    store.hand_over_run("r1:cm1", at(14), &checkpoint).await.unwrap();
+    let (handed, _) = store.run("r1:cm1").await.unwrap().unwrap();
+    assert_eq!(handed.status, RunStatus::Continued);
+    assert_eq!(handed.ended_at, Some(at(14)));
+    assert_eq!(
+        handed.counts["members_updated"], 2_000,
+        "what is done shows while it waits"
+    );
+
+    assert_eq!(store.resume_run("r1:cm1", at(15)).await.unwrap(), Some(checkpoint.clone()));
+    let (resumed, _) = store.run("r1:cm1").await.unwrap().unwrap();
+    assert_eq!(
+        (resumed.status, resumed.ended_at, resumed.resumed_at, resumed.started_at),
+        (RunStatus::Running, None, Some(at(15)), at(0))
+    );
+    assert!(matches!(
+        store.resume_run("r9:cm1", at(15)).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+    // Once the run ends (failed, or committed), a retry of its event starts afresh.
+    store
+        .finish_run("r1:cm1", at(20), RunStatus::Failed, &BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(store.resume_run("r1:cm1", at(21)).await.unwrap(), None);
+    store.hand_over_run("r1:cm1", at(22), &checkpoint).await.unwrap();
+    let lease = store
+        .acquire_lease("campaign:cm1", "r1#z", at(22), at(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let commit = RunCommit {
+        scope: "cm1".into(),
+        watermarks: checkpoint.watermarks.clone(),
+        run_id: "r1:cm1".into(),
+        ended_at: at(23),
+        status: RunStatus::Succeeded,
+        counts: checkpoint.counts.clone(),
+    };
+    assert!(store.commit_under_lease(&lease, &commit).await.unwrap());
+    assert_eq!(store.resume_run("r1:cm1", at(24)).await.unwrap(), None);
+}
+
 pub async fn failed_records_queue_and_drain<S: Store>(store: Arc<S>) {
     let records: Vec<FailedRecord> = (0..30)
         .map(|i| FailedRecord {
@@ -412,6 +517,8 @@ macro_rules! conformance_suite {
             leases_expire_renew_and_release,
             a_run_commits_only_while_it_holds_its_lease,
             runs_keep_counts_and_every_failure,
+            a_handed_over_run_resumes_with_what_was_done,
+            events_not_applied_stay_listed_until_they_are,
             failed_records_queue_and_drain);
     };
     (@cases $make:expr; $($case:ident),*) => {

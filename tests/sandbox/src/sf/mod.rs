@@ -79,7 +79,7 @@ pub struct BulkJob {
     pub operation: String,
     /// Upsert key.
     pub external_id_field: Option<String>,
-    /// Open, UploadComplete, JobComplete, Failed, Aborted.
+    /// Open, UploadComplete, InProgress, JobComplete, Failed, Aborted.
     pub state: String,
     /// The uploaded CSV.
     pub data: String,
@@ -91,6 +91,10 @@ pub struct BulkJob {
     pub results: Vec<RowResult>,
     /// Header of the uploaded CSV.
     pub header: Vec<String>,
+    /// State reads left that still answer `InProgress`.
+    pub in_progress_polls: u32,
+    /// Why a `Failed` job failed.
+    pub error_message: Option<String>,
 }
 
 /// The org's state.

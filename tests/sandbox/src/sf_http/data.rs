@@ -426,5 +426,6 @@ pub fn job_json(job: &BulkJob, version: &str) -> Value {
         "numberRecordsFailed": failed,
         "retries": 0,
         "totalProcessingTime": 1,
+        "errorMessage": job.error_message,
     })
 }
