@@ -324,6 +324,8 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             .collect())
     }
 
+    /// Writes the people's updates; a record Salesforce refused fails the event (never
+    /// "applied" for a refused write): transient codes as retryable, the rest with their code.
     async fn update_people(&self, updates: Vec<(&'static str, Map<String, Value>)>) -> Result<usize, EngineError> {
         let mut done = 0;
         for object in ["Contact", "Lead"] {
@@ -339,7 +341,26 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 .sf
                 .write(object, &Operation::Update, &records, &WriteOptions::default())
                 .await?;
-            done += results.iter().filter(|r| r.outcome.is_success()).count();
+            for result in results {
+                match result.outcome {
+                    salesforce::RecordOutcome::Failed(error) if salesforce::is_transient_code(&error.code) => {
+                        return Err(salesforce::SfError::Unavailable {
+                            code: error.code,
+                            attempts: self.sf.config().retry.max_attempts,
+                        }
+                        .into());
+                    }
+                    salesforce::RecordOutcome::Failed(error) => {
+                        return Err(salesforce::SfError::Api {
+                            status: 400,
+                            code: error.code,
+                            message: format!("updating a {object}: {}", error.message),
+                        }
+                        .into());
+                    }
+                    _ => done += 1,
+                }
+            }
         }
         Ok(done)
     }

@@ -13,7 +13,7 @@ use sandbox::generate::{Shape, generate};
 use sandbox::scenario::Scenario;
 use serde_json::{Value, json};
 use state::memory::MemoryStore;
-use state::{LinkRecord, LinkStore, RetryQueue, RunStore, SettingsStore, WatermarkStore};
+use state::{LinkRecord, LinkStore, RetryQueue, RunStore, SettingsStore, WatermarkStore, WebhookEventStore};
 
 struct Harness {
     running: sandbox::Running,
@@ -1064,4 +1064,72 @@ async fn a_chain_of_continuations_that_never_finishes_stops_with_a_clear_failure
         failures.iter().any(|f| f.reason.contains("continuations")),
         "{failures:?}"
     );
+}
+
+#[tokio::test]
+async fn a_webhook_opt_out_salesforce_refuses_is_never_called_applied() {
+    let small = generate(&Shape {
+        recipients: 10,
+        activities: 0,
+        in_salesforce: 1.0,
+        ..Shape::default()
+    });
+    let h = Harness::new(small, |s| s.opt_out_policy = mapping::settings::OptOutPolicy::AnyList).await;
+    let settings = h.settings().await;
+    let contact = h.scenario.sf.records["Contact"][0].clone();
+    let email = contact["Email"].as_str().unwrap().to_owned();
+    let now = chrono::Utc::now();
+    h.engine
+        .store
+        .record_webhook_event(&state::WebhookEventRecord {
+            dedupe_key: "k-refused".into(),
+            list_id: h.scenario.cm.lists[0].id.clone(),
+            payload: json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": email, "State": "Unsubscribed"}),
+            received_at: now,
+            expires_at: now + chrono::Duration::days(30),
+            state: state::EventState::Received,
+        })
+        .await
+        .unwrap();
+    let state_now = || async { h.engine.store.webhook_event("k-refused").await.unwrap().unwrap().state };
+
+    // Locked row, still after the retries: retryable, and the event stays to be applied.
+    h.control
+        .set_faults(json!({"seed": 4, "sf": {"lock_row_rate": 1.0}}))
+        .await
+        .unwrap();
+    let error = h
+        .engine
+        .apply_subscriber_event(&settings, "k-refused")
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert_eq!(state_now().await, state::EventState::Received);
+
+    // A validation rule: failed, with Salesforce's code, not applied.
+    h.control
+        .set_faults(json!({"seed": 4, "sf": {"validation_error_rate": 1.0}}))
+        .await
+        .unwrap();
+    let error = h
+        .engine
+        .apply_subscriber_event(&settings, "k-refused")
+        .await
+        .unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(
+        matches!(state_now().await, state::EventState::Failed { reason } if reason.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION"))
+    );
+
+    // Fixed: a replay applies it.
+    h.control.set_faults(json!({"seed": 4})).await.unwrap();
+    let applied = h.engine.apply_subscriber_event(&settings, "k-refused").await.unwrap();
+    assert!(matches!(applied, state::EventState::Applied { .. }), "{applied:?}");
+    let opted_out = h
+        .sf_records("Contact")
+        .await
+        .into_iter()
+        .find(|c| c["Id"] == contact["Id"])
+        .unwrap();
+    assert_eq!(opted_out["HasOptedOutOfEmail"], true);
 }

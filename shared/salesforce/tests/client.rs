@@ -607,3 +607,38 @@ async fn the_secret_json_form_signs_in_and_typos_are_refused() {
     let error = serde_json::from_value::<Auth>(typo).err().unwrap().to_string();
     assert!(error.contains("user_name"), "{error}");
 }
+
+/// A server that speaks just enough of Salesforce to hand back one query cursor forever: what a
+/// faulty proxy or a Salesforce bug could do. The client must stop, not loop.
+#[tokio::test]
+async fn a_query_cursor_handed_back_twice_stops_the_walk_with_an_error() {
+    use axum::routing::{get, post};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let instance = base.clone();
+    let page = || {
+        axum::Json(json!({"totalSize": 4_000, "done": false,
+            "nextRecordsUrl": "/services/data/v66.0/query/01gSB0000000001-2000",
+            "records": [{"attributes": {"type": "Contact"}, "Id": "003SB0000000001AAA"}]}))
+    };
+    let app = axum::Router::new()
+        .route(
+            "/services/oauth2/token",
+            post(move || async move { axum::Json(json!({"access_token": "t", "instance_url": instance})) }),
+        )
+        .route("/services/data/v66.0/query", get(move || async move { page() }))
+        .route(
+            "/services/data/v66.0/query/{cursor}",
+            get(move || async move { page() }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let sf = SfClient::new(SfConfig::new(Auth::ClientCredentials {
+        token_host: base,
+        client_id: "id".into(),
+        client_secret: "secret".into(),
+    }))
+    .unwrap();
+    let error = sf.query_all("SELECT Id FROM Contact").await.unwrap_err();
+    assert!(matches!(&error, SfError::Decode(m) if m.contains("repeats")), "{error}");
+    assert_eq!(sf.calls().reads, 2, "the first page and the repeated one, no more");
+}

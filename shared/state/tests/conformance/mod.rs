@@ -437,7 +437,10 @@ pub async fn a_handed_over_run_resumes_with_what_was_done<S: Store>(store: Arc<S
         "what is done shows while it waits"
     );
 
-    assert_eq!(store.resume_run("r1:cm1", at(15)).await.unwrap(), Some(checkpoint.clone()));
+    assert_eq!(
+        store.resume_run("r1:cm1", at(15)).await.unwrap(),
+        Some(checkpoint.clone())
+    );
     let (resumed, _) = store.run("r1:cm1").await.unwrap().unwrap();
     assert_eq!(
         (resumed.status, resumed.ended_at, resumed.resumed_at, resumed.started_at),
