@@ -44,12 +44,8 @@ pub(crate) async fn handle<S: Store, P: EventSink>(
             let synced = engine.sync_campaign(&settings, &next.cm_campaign_id, &next.run_id, mode, stop);
             synced.await?.summary()
         }
-        Trigger::Event(Event::SubscriberEventReceived(received)) => {
-            json!(
-                engine
-                    .apply_subscriber_event(&settings, &received.idempotency_key)
-                    .await?
-            )
+        Trigger::Event(Event::WebhookBatchReceived(received)) => {
+            json!(engine.apply_webhook_batch(&settings, &received.batch).await?)
         }
         Trigger::Event(other) => return Err(EngineError::UnexpectedEvent(other.detail_type().to_owned()).into()),
     };
@@ -66,7 +62,7 @@ mod tests {
     use lambda_runtime::Diagnostic;
     use sandbox::generate::{Shape, generate};
     use state::memory::MemoryStore;
-    use state::{EventState, LinkRecord, LinkStore, WebhookEventRecord, WebhookEventStore};
+    use state::{EventState, LinkRecord, LinkStore, WebhookBatchRecord, WebhookEventRecord, WebhookEventStore};
 
     const SF_CAMPAIGN: &str = "701000SB0000000001";
 
@@ -202,7 +198,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_recorded_webhook_event_is_applied() {
+    async fn a_recorded_webhook_batch_is_applied() {
         let s = setup().await;
         let email = s.scenario.sf.records["Contact"][0]["Email"]
             .as_str()
@@ -210,24 +206,38 @@ mod tests {
             .to_owned();
         let payload = json!({"Type": "Deactivate", "Date": "2026-11-20 10:00:00", "EmailAddress": email,
             "Name": "", "State": "Bounced", "CustomFields": []});
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../fixtures/webhook-batch-received.v1.json")).unwrap();
+        let batch = fixture["detail"]["batch"].as_str().unwrap().to_owned();
+        let now = chrono::Utc::now();
+        let event = WebhookEventRecord {
+            dedupe_key: "webhook-event-key".into(),
+            list_id: s.scenario.cm.lists[0].id.clone(),
+            payload,
+            received_at: now,
+            expires_at: now + chrono::Duration::days(1),
+            state: EventState::Received,
+        };
         s.container
             .store()
-            .record_webhook_event(&WebhookEventRecord {
-                dedupe_key: "webhook-event-key".into(),
-                list_id: s.scenario.cm.lists[0].id.clone(),
-                payload,
-                received_at: chrono::Utc::now(),
-                expires_at: chrono::Utc::now() + chrono::Duration::days(1),
-                state: EventState::Received,
+            .record_webhook_batch(&WebhookBatchRecord {
+                batch: batch.clone(),
+                list_id: event.list_id.clone(),
+                received_at: now,
+                expires_at: event.expires_at,
+                events: vec![event],
             })
             .await
             .unwrap();
         let outcome = s
-            .invoke(include_str!("../fixtures/subscriber-event-received.v1.json"))
+            .invoke(include_str!("../fixtures/webhook-batch-received.v1.json"))
             .await
             .unwrap();
-        let state: EventState = serde_json::from_value(outcome.clone()).unwrap();
-        assert!(matches!(state, EventState::Applied { .. }), "{outcome}");
+        assert_eq!(
+            (outcome["applied"].as_u64(), outcome["people_updated"].as_u64()),
+            (Some(1), Some(1)),
+            "{outcome}"
+        );
         let stored = s
             .container
             .store()
@@ -235,7 +245,16 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(stored.state, state);
+        assert!(matches!(stored.state, EventState::Applied { .. }), "{stored:?}");
+        assert!(
+            s.container
+                .store()
+                .pending_webhook_batch(&batch)
+                .await
+                .unwrap()
+                .is_none(),
+            "finished"
+        );
     }
 
     #[tokio::test]

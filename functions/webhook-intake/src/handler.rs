@@ -1,7 +1,8 @@
 //! The Lambda edge of webhook-intake: `POST /hooks/{token}`. The token is checked in constant
-//! time, the body strictly; each event is recorded (deduplicated) in the state table and handed
-//! on through EventBridge before the 2xx. Bad input gets a 4xx and records nothing; if the table
-//! or the bus fails, a 5xx makes CM deliver again.
+//! time before anything else; the delivery is recorded as one batch (deduplicated, an event wrong
+//! on its own refused alone) in the state table and handed on through EventBridge before the 2xx.
+//! A body that is not a delivery gets a 4xx and records nothing; if the table or the bus fails, a
+//! 5xx makes CM deliver again.
 
 use std::sync::Arc;
 
@@ -18,15 +19,15 @@ pub(crate) struct Intake<S, P> {
     pub token: String,
 }
 
-fn reply(status: u16, message: &str) -> Response<Body> {
+fn reply(status: u16, body: &serde_json::Value) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Body::from(json!({"message": message}).to_string()))
-        .unwrap_or_else(|_| Response::new(Body::from(message.to_owned())))
+        .body(Body::from(body.to_string()))
+        .unwrap_or_else(|_| Response::new(Body::from(body.to_string())))
 }
 
-/// Answers one request.
+/// Answers one request: the token first (before any I/O), then the intake.
 pub(crate) async fn handle<S: Store, P: EventSink>(intake: &Intake<S, P>, request: Request) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let Some(token) = path
@@ -34,19 +35,11 @@ pub(crate) async fn handle<S: Store, P: EventSink>(intake: &Intake<S, P>, reques
         .rsplit_once("/hooks/")
         .map(|(_, t)| t.to_owned())
     else {
-        return reply(404, "not found");
+        return reply(404, &json!({"message": "not found"}));
     };
     if request.method() != "POST" {
-        return reply(405, "POST only");
+        return reply(405, &json!({"message": "POST only"}));
     }
-    let settings = match intake.store.load_settings().await {
-        Ok(Some(stored)) => stored.settings,
-        Ok(None) => return reply(503, "not configured yet"),
-        Err(error) => {
-            tracing::error!(%error, "state table unavailable");
-            return reply(503, "temporarily unavailable");
-        }
-    };
     let content_type = request
         .headers()
         .get("content-type")
@@ -56,16 +49,10 @@ pub(crate) async fn handle<S: Store, P: EventSink>(intake: &Intake<S, P>, reques
         store: intake.store.clone(),
         publisher: intake.publisher.clone(),
     };
-    let (status, message) = engine
-        .receive(
-            &settings,
-            &intake.token,
-            &token,
-            content_type.as_deref(),
-            request.body().as_ref(),
-        )
+    let (status, body) = engine
+        .receive(&intake.token, &token, content_type.as_deref(), request.body().as_ref())
         .await;
-    reply(status, &message)
+    reply(status, &body)
 }
 
 #[cfg(test)]
@@ -114,6 +101,6 @@ mod tests {
         assert_eq!(accepted.status(), 200);
         let handed_on = intake.publisher.sink().events();
         assert_eq!(handed_on.len(), 1);
-        assert_eq!(handed_on[0].detail_type(), "subscriber-event-received.v1");
+        assert_eq!(handed_on[0].detail_type(), "webhook-batch-received.v1");
     }
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use mapping::decision::MemberState;
 use mapping::matching::{PersonCandidate, PersonKind};
 use mapping::people::PersonEmailState;
-use mapping::plan::{CampaignPlan, ExistingMember};
+use mapping::plan::{CampaignPlan, ExistingMember, PersonUpdate};
 use mapping::settings::Settings;
 use mapping::statuses::{ExistingStatus, StatusToCreate};
 use mapping::{ActivityKind, email::normalize_email};
@@ -433,15 +433,29 @@ async fn apply_people(
     applied: &mut Applied,
     counts: &mut RunCounts,
 ) -> Result<(), SfError> {
+    let outcomes = write_people(sf, &plan.person_updates).await?;
+    for (person, outcome) in plan.person_updates.iter().zip(outcomes) {
+        if note(applied, &person.email, &outcome) {
+            counts.people_updated += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Writes opt-outs and bounces to Leads and Contacts (Collections of 200, Bulk from the
+/// threshold): one outcome per update, in the caller's order. The one writer of people, for a
+/// campaign's plan and a list's own events alike.
+pub(crate) async fn write_people(sf: &SfClient, updates: &[PersonUpdate]) -> Result<Vec<RecordOutcome>, SfError> {
+    let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; updates.len()];
     for (object, kind) in [("Contact", PersonKind::Contact), ("Lead", PersonKind::Lead)] {
-        let updates: Vec<&mapping::plan::PersonUpdate> =
-            plan.person_updates.iter().filter(|p| p.person_kind == kind).collect();
-        if updates.is_empty() {
+        let indexes: Vec<usize> = (0..updates.len()).filter(|&i| updates[i].person_kind == kind).collect();
+        if indexes.is_empty() {
             continue;
         }
-        let records: Vec<Map<String, Value>> = updates
+        let records: Vec<Map<String, Value>> = indexes
             .iter()
-            .map(|p| {
+            .map(|&i| {
+                let p = &updates[i];
                 let mut r = Map::new();
                 r.insert("Id".into(), json!(p.person_id));
                 if p.opt_out {
@@ -457,13 +471,20 @@ async fn apply_people(
         let results = sf
             .write(object, &Operation::Update, &records, &WriteOptions::default())
             .await?;
-        for (person, result) in updates.iter().zip(results) {
-            if note(applied, &person.email, &result.outcome) {
-                counts.people_updated += 1;
-            }
+        for (&i, result) in indexes.iter().zip(results) {
+            outcomes[i] = Some(result.outcome);
         }
     }
-    Ok(())
+    Ok(outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or(RecordOutcome::Failed(salesforce::RecordError {
+                code: "NOT_PROCESSED".into(),
+                message: "no result".into(),
+                fields: vec![],
+            }))
+        })
+        .collect())
 }
 
 async fn apply_statistics(

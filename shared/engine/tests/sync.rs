@@ -1079,15 +1079,22 @@ async fn a_webhook_opt_out_salesforce_refuses_is_never_called_applied() {
     let contact = h.scenario.sf.records["Contact"][0].clone();
     let email = contact["Email"].as_str().unwrap().to_owned();
     let now = chrono::Utc::now();
+    let event = state::WebhookEventRecord {
+        dedupe_key: "k-refused".into(),
+        list_id: h.scenario.cm.lists[0].id.clone(),
+        payload: json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": email, "State": "Unsubscribed"}),
+        received_at: now,
+        expires_at: now + chrono::Duration::days(30),
+        state: state::EventState::Received,
+    };
     h.engine
         .store
-        .record_webhook_event(&state::WebhookEventRecord {
-            dedupe_key: "k-refused".into(),
-            list_id: h.scenario.cm.lists[0].id.clone(),
-            payload: json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": email, "State": "Unsubscribed"}),
+        .record_webhook_batch(&state::WebhookBatchRecord {
+            batch: "b-refused".into(),
+            list_id: event.list_id.clone(),
             received_at: now,
-            expires_at: now + chrono::Duration::days(30),
-            state: state::EventState::Received,
+            expires_at: event.expires_at,
+            events: vec![event],
         })
         .await
         .unwrap();
@@ -1098,33 +1105,42 @@ async fn a_webhook_opt_out_salesforce_refuses_is_never_called_applied() {
         .set_faults(json!({"seed": 4, "sf": {"lock_row_rate": 1.0}}))
         .await
         .unwrap();
-    let error = h
-        .engine
-        .apply_subscriber_event(&settings, "k-refused")
-        .await
-        .unwrap_err();
+    let error = h.engine.apply_webhook_batch(&settings, "b-refused").await.unwrap_err();
     assert!(error.is_retryable(), "{error}");
     assert_eq!(state_now().await, state::EventState::Received);
 
-    // A validation rule: failed, with Salesforce's code, not applied.
+    // A validation rule: failed, with Salesforce's code, not applied; the batch stays pending.
     h.control
         .set_faults(json!({"seed": 4, "sf": {"validation_error_rate": 1.0}}))
         .await
         .unwrap();
-    let error = h
-        .engine
-        .apply_subscriber_event(&settings, "k-refused")
-        .await
-        .unwrap_err();
-    assert!(!error.is_retryable(), "{error}");
+    let outcome = h.engine.apply_webhook_batch(&settings, "b-refused").await.unwrap();
+    assert_eq!((outcome.applied, outcome.failed), (0, 1));
     assert!(
         matches!(state_now().await, state::EventState::Failed { reason } if reason.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION"))
     );
+    assert!(
+        h.engine
+            .store
+            .pending_webhook_batch("b-refused")
+            .await
+            .unwrap()
+            .is_some()
+    );
 
-    // Fixed: a replay applies it.
+    // Fixed: a replay applies it, and the batch is finished.
     h.control.set_faults(json!({"seed": 4})).await.unwrap();
-    let applied = h.engine.apply_subscriber_event(&settings, "k-refused").await.unwrap();
-    assert!(matches!(applied, state::EventState::Applied { .. }), "{applied:?}");
+    let outcome = h.engine.apply_webhook_batch(&settings, "b-refused").await.unwrap();
+    assert_eq!((outcome.applied, outcome.people_updated), (1, 1));
+    assert!(matches!(state_now().await, state::EventState::Applied { .. }));
+    assert!(
+        h.engine
+            .store
+            .pending_webhook_batch("b-refused")
+            .await
+            .unwrap()
+            .is_none()
+    );
     let opted_out = h
         .sf_records("Contact")
         .await
@@ -1133,3 +1149,98 @@ async fn a_webhook_opt_out_salesforce_refuses_is_never_called_applied() {
         .unwrap();
     assert_eq!(opted_out["HasOptedOutOfEmail"], true);
 }
+
+#[tokio::test]
+async fn a_1000_event_delivery_is_applied_in_one_invocation_within_20_sf_calls_and_its_redelivery_writes_nothing() {
+    let scenario = generate(&Shape {
+        recipients: 1_200,
+        activities: 0,
+        in_salesforce: 1.0,
+        ..Shape::default()
+    });
+    let list = scenario.cm.lists[0].id.clone();
+    let h = Harness::new(scenario, |s| s.cm_lists = vec![list.clone()]).await;
+    let settings = h.settings().await;
+    let people: Vec<String> = h.scenario.sf.records["Contact"]
+        .iter()
+        .chain(&h.scenario.sf.records["Lead"])
+        .map(|p| p["Email"].as_str().unwrap().to_owned())
+        .collect();
+    let fields: Vec<Value> = (0..20)
+        .map(|i| json!({"Key": format!("F{i}"), "Value": "v".repeat(60)}))
+        .collect();
+    let events: Vec<Value> = people
+        .iter()
+        .take(1_000)
+        .enumerate()
+        .map(|(i, email)| {
+            let (kind, state) = match i % 4 {
+                0 => ("Subscribe", None),
+                1 => ("Deactivate", Some("Bounced")),
+                _ => ("Deactivate", Some("Unsubscribed")),
+            };
+            json!({"Type": kind, "Date": "2026-11-27 10:00:00", "EmailAddress": email, "Name": "N", "State": state, "CustomFields": fields})
+        })
+        .collect();
+    let body = json!({"ListID": list, "Events": events}).to_string();
+    let intake = engine::webhook::IntakeEngine {
+        store: h.engine.store.clone(),
+        publisher: std::sync::Arc::new(events::publisher::Publisher::new(MemorySink::default())),
+    };
+    let deliver_and_apply = || async {
+        let before = intake.publisher.sink().events().len();
+        let (status, answer) = intake
+            .receive(
+                TOKEN_FOR_TEST,
+                TOKEN_FOR_TEST,
+                Some("application/json"),
+                body.as_bytes(),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let handed_on: Vec<events::Event> = intake.publisher.sink().events().into_iter().skip(before).collect();
+        let mut outcomes = Vec::new();
+        for event in &handed_on {
+            let events::Event::WebhookBatchReceived(batch) = event else {
+                panic!("{event:?}")
+            };
+            outcomes.push(h.engine.apply_webhook_batch(&settings, &batch.batch).await.unwrap());
+        }
+        outcomes
+    };
+    h.reset_counters().await;
+    let first = deliver_and_apply().await;
+    let (reads, writes) = h.sf_calls().await;
+    eprintln!(
+        "1,000 events: {} consumer invocation(s), {reads} SF reads, {writes} SF writes, {:?}",
+        first.len(),
+        first
+    );
+    assert_eq!(first.len(), 1, "one hand-off, one consumer invocation");
+    assert_eq!(first[0].applied, 1_000);
+    assert!(reads + writes <= 20, "{reads} reads + {writes} writes");
+    let contacts = h.sf_records("Contact").await;
+    let leads = h.sf_records("Lead").await;
+    let opted_out = contacts
+        .iter()
+        .chain(&leads)
+        .filter(|p| p["HasOptedOutOfEmail"] == true)
+        .count();
+    let bounced = contacts
+        .iter()
+        .chain(&leads)
+        .filter(|p| !p["EmailBouncedDate"].is_null())
+        .count();
+    assert_eq!(
+        (opted_out, bounced),
+        (500, 250),
+        "every unsubscriber opted out, every bounce recorded"
+    );
+
+    h.reset_counters().await;
+    let again = deliver_and_apply().await;
+    assert!(again.is_empty(), "everything applied: nothing handed on");
+    assert_eq!(h.sf_calls().await, (0, 0), "the redelivery costs Salesforce nothing");
+}
+
+const TOKEN_FOR_TEST: &str = "token-for-the-test";

@@ -9,8 +9,8 @@
 //! - an `idempotency_key` in the detail, derived from what the event is about, so a consumer can
 //!   recognise a redelivery (EventBridge and Lambda deliver at least once).
 //!
-//! Details carry ids, not personal data: a subscriber event carries the key of the event recorded
-//! in the state table, never the email address.
+//! Details carry ids, not personal data: a webhook batch event carries the key of the batch
+//! recorded in the state table, never an email address.
 
 pub mod publisher;
 
@@ -81,11 +81,16 @@ pub struct SyncContinuation {
 /// A CM webhook event was recorded in the state table; apply it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SubscriberEventReceived {
-    /// The recorded event's dedupe key (also its key in the state table).
+pub struct WebhookBatchReceived {
+    /// `webhook-batch:<batch>`.
     pub idempotency_key: String,
+    /// The recorded batch (its key in the state table): the events themselves stay there, so
+    /// the event stays small whatever the delivery's size.
+    pub batch: String,
     /// The CM list.
     pub list_id: String,
+    /// Events of the batch to apply.
+    pub events: usize,
     /// When the intake recorded it.
     pub received_at: DateTime<Utc>,
 }
@@ -101,8 +106,8 @@ pub enum Event {
     CampaignSyncRequested(CampaignSyncRequested),
     /// `sync-continuation.v1`
     SyncContinuation(SyncContinuation),
-    /// `subscriber-event-received.v1`
-    SubscriberEventReceived(SubscriberEventReceived),
+    /// `webhook-batch-received.v1`
+    WebhookBatchReceived(WebhookBatchReceived),
 }
 
 /// An EventBridge event this crate cannot read.
@@ -133,7 +138,7 @@ impl Event {
         "campaign-linked.v1",
         "campaign-sync-requested.v1",
         "sync-continuation.v1",
-        "subscriber-event-received.v1",
+        "webhook-batch-received.v1",
     ];
 
     /// This event's detail-type.
@@ -143,7 +148,7 @@ impl Event {
             Event::CampaignLinked(_) => 1,
             Event::CampaignSyncRequested(_) => 2,
             Event::SyncContinuation(_) => 3,
-            Event::SubscriberEventReceived(_) => 4,
+            Event::WebhookBatchReceived(_) => 4,
         };
         Self::DETAIL_TYPES[index]
     }
@@ -155,7 +160,7 @@ impl Event {
             Event::CampaignLinked(e) => &e.idempotency_key,
             Event::CampaignSyncRequested(e) => &e.idempotency_key,
             Event::SyncContinuation(e) => &e.idempotency_key,
-            Event::SubscriberEventReceived(e) => &e.idempotency_key,
+            Event::WebhookBatchReceived(e) => &e.idempotency_key,
         }
     }
 
@@ -166,7 +171,7 @@ impl Event {
             Event::CampaignLinked(e) => serde_json::to_value(e),
             Event::CampaignSyncRequested(e) => serde_json::to_value(e),
             Event::SyncContinuation(e) => serde_json::to_value(e),
-            Event::SubscriberEventReceived(e) => serde_json::to_value(e),
+            Event::WebhookBatchReceived(e) => serde_json::to_value(e),
         }
     }
 
@@ -193,7 +198,7 @@ impl Event {
             "campaign-linked.v1" => Event::CampaignLinked(parse(detail_type, detail)?),
             "campaign-sync-requested.v1" => Event::CampaignSyncRequested(parse(detail_type, detail)?),
             "sync-continuation.v1" => Event::SyncContinuation(parse(detail_type, detail)?),
-            "subscriber-event-received.v1" => Event::SubscriberEventReceived(parse(detail_type, detail)?),
+            "webhook-batch-received.v1" => Event::WebhookBatchReceived(parse(detail_type, detail)?),
             _ => return Err(unknown()),
         })
     }
@@ -238,11 +243,13 @@ impl Event {
         })
     }
 
-    /// `subscriber-event-received.v1` for an event recorded under `dedupe_key`.
-    pub fn subscriber_event_received(dedupe_key: &str, list_id: &str, received_at: DateTime<Utc>) -> Event {
-        Event::SubscriberEventReceived(SubscriberEventReceived {
-            idempotency_key: dedupe_key.to_owned(),
+    /// `webhook-batch-received.v1` for a batch of webhook events recorded under `batch`.
+    pub fn webhook_batch_received(batch: &str, list_id: &str, events: usize, received_at: DateTime<Utc>) -> Event {
+        Event::WebhookBatchReceived(WebhookBatchReceived {
+            idempotency_key: format!("webhook-batch:{batch}"),
+            batch: batch.to_owned(),
             list_id: list_id.to_owned(),
+            events,
             received_at,
         })
     }
@@ -257,7 +264,7 @@ impl Event {
             "campaign-linked.v1"
             | "campaign-sync-requested.v1"
             | "sync-continuation.v1"
-            | "subscriber-event-received.v1" => Some("scheduled-sync"),
+            | "webhook-batch-received.v1" => Some("scheduled-sync"),
             _ => None,
         }
     }
@@ -282,7 +289,7 @@ impl Event {
             Event::campaign_linked("c1", "701A", LinkOrigin::AutoCreated),
             Event::sync_requested("run-1", Some("c1"), false, "schedule"),
             Event::sync_continuation("run-1", "c1", 2),
-            Event::subscriber_event_received("key-1", "list-1", now),
+            Event::webhook_batch_received("2026-11-27T10:00:00Z#b1", "list-1", 1000, now),
         ]
     }
 }

@@ -9,8 +9,8 @@ use mapping::decision::MemberState;
 use mapping::matching::{PersonCandidate, PersonKind};
 use mapping::people::{PersonEmailState, SubscriberState};
 use mapping::plan::{
-    CampaignLink, CampaignSyncInput, EmailDisplay, ExistingMember, SkipReason, StatisticsInput, SyncPlan,
-    plan_campaign, plan_discovery,
+    CampaignLink, CampaignSyncInput, EmailDisplay, ExistingMember, ListChangesInput, SkipReason, StatisticsInput,
+    SyncPlan, plan_campaign, plan_discovery, plan_list_changes,
 };
 use mapping::settings::Settings;
 use mapping::statistics::CampaignStat;
@@ -418,4 +418,71 @@ fn discovery_plans_only_new_unlinked_campaigns() {
     let report = plan.report(EmailDisplay::Redacted);
     assert!(report.contains("+ \"Campaign new\""), "{report}");
     assert!(report.contains("use backfill"), "{report}");
+}
+
+#[test]
+fn a_lists_own_unsubscribes_and_bounces_reach_every_owner_of_the_address_by_the_campaign_rules() {
+    let person = |id: &str, kind| PersonCandidate {
+        id: id.into(),
+        kind,
+        last_modified: at(1, 0),
+        is_member: false,
+    };
+    let people = BTreeMap::from([
+        (
+            "twin@x.com".to_owned(),
+            vec![person("003A", PersonKind::Contact), person("00QA", PersonKind::Lead)],
+        ),
+        ("done@x.com".to_owned(), vec![person("003B", PersonKind::Contact)]),
+        ("busy@x.com".to_owned(), vec![person("003C", PersonKind::Contact)]),
+    ]);
+    let person_states = BTreeMap::from([(
+        "003B".to_owned(),
+        PersonEmailState {
+            has_opted_out: true,
+            ..PersonEmailState::default()
+        },
+    )]);
+    // busy@ is still subscribed to another configured list: `all_lists` keeps it opted in.
+    let other_lists = BTreeMap::from([(
+        "busy@x.com".to_owned(),
+        vec![("list-b".to_owned(), SubscriberState::Active)],
+    )]);
+    let activities = [
+        activity(ActivityKind::Unsubscribed, "twin@x.com", 10, 0),
+        activity(ActivityKind::Unsubscribed, "done@x.com", 10, 1),
+        activity(ActivityKind::Unsubscribed, "busy@x.com", 10, 2),
+        activity(ActivityKind::Unsubscribed, "nobody@x.com", 10, 3),
+        activity(ActivityKind::Bounced, "done@x.com", 10, 4),
+    ];
+    let plan = plan_list_changes(
+        &ListChangesInput {
+            activities: &activities,
+            people: &people,
+            person_states: &person_states,
+            other_lists: &other_lists,
+        },
+        &settings(),
+    );
+    let updates: Vec<(&str, bool, bool)> = plan
+        .person_updates
+        .iter()
+        .map(|u| (u.person_id.as_str(), u.opt_out, u.bounce.is_some()))
+        .collect();
+    assert_eq!(
+        updates,
+        [("003B", false, true), ("003A", true, false), ("00QA", true, false)],
+        "both owners of twin@ opted out; done@ only gets its bounce"
+    );
+    let skipped: Vec<(&str, &SkipReason)> = plan.skips.iter().map(|s| (s.subject.as_str(), &s.reason)).collect();
+    assert!(
+        matches!(
+            skipped[..],
+            [
+                ("busy@x.com", SkipReason::OptOutKept { .. }),
+                ("nobody@x.com", SkipReason::UnmatchedEmail)
+            ]
+        ),
+        "{skipped:?}"
+    );
 }

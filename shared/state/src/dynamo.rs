@@ -21,9 +21,10 @@ use mapping::autocreate::LinkOrigin;
 
 use crate::memory::{link_conflict, no_such_run};
 use crate::{
-    EventState, FAILED_RECORD_TTL_DAYS, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, Recorded,
-    RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore,
-    StoreError, VersionedSettings, WatermarkStore, WebhookEventRecord, WebhookEventStore,
+    BatchRecorded, EventState, FAILED_RECORD_TTL_DAYS, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord,
+    LinkStore, PendingBatch, RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus,
+    RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore, WebhookBatchRecord, WebhookEventRecord,
+    WebhookEventStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -546,51 +547,104 @@ fn event_state_attributes(state: &EventState) -> (String, String) {
 }
 
 impl WebhookEventStore for DynamoStore {
-    async fn record_webhook_event(&self, event: &WebhookEventRecord) -> Result<Recorded, StoreError> {
-        let (state, reason) = event_state_attributes(&event.state);
-        let pending_sk = format!("{}#{}", rfc3339(event.received_at), event.dedupe_key);
-        let record = Put::builder()
-            .table_name(&self.table)
-            .item("pk", s(format!("WEBHOOK#{}", event.dedupe_key)))
-            .item("sk", s("EVENT"))
-            .item("list_id", s(&event.list_id))
-            .item("payload", s(to_json(&event.payload)?))
-            .item("received_at", s(rfc3339(event.received_at)))
-            .item("expires_at", n(event.expires_at.timestamp()))
-            .item("state", s(state))
-            .item("reason", s(reason))
-            .item("pending_sk", s(&pending_sk))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(build_error)?;
-        // The event and its entry in the list of events not applied yet, written together.
-        let pending = Put::builder()
-            .table_name(&self.table)
-            .item("pk", s(PENDING_EVENTS))
-            .item("sk", s(&pending_sk))
-            .item("dedupe_key", s(&event.dedupe_key))
-            .item("expires_at", n(event.expires_at.timestamp()))
-            .build()
-            .map_err(build_error)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(record).build())
-            .transact_items(TransactWriteItem::builder().put(pending).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Recorded::New),
-            Err(error) => match error.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled))
-                    if cancelled.cancellation_reasons().first().and_then(|r| r.code())
-                        == Some("ConditionalCheckFailed") =>
-                {
-                    Ok(Recorded::Duplicate)
+    async fn record_webhook_batch(&self, batch: &WebhookBatchRecord) -> Result<BatchRecorded, StoreError> {
+        // Which events are known, in one read per 100; then the new ones in writes of 25, and the
+        // batch: a 1,000-event delivery costs about 50 requests, not 1,000.
+        let keys: Vec<String> = batch.events.iter().map(|e| e.dedupe_key.clone()).collect();
+        let known: HashMap<String, WebhookEventRecord> = self
+            .webhook_events(&keys)
+            .await?
+            .into_iter()
+            .map(|e| (e.dedupe_key.clone(), e))
+            .collect();
+        let mut recorded = BatchRecorded::default();
+        let mut to_apply = Vec::new();
+        let mut writes = Vec::new();
+        for event in &batch.events {
+            match known.get(&event.dedupe_key) {
+                None => {
+                    recorded.new += 1;
+                    to_apply.push(event.dedupe_key.clone());
+                    writes.push(
+                        WriteRequest::builder()
+                            .put_request(
+                                PutRequest::builder()
+                                    .set_item(Some(webhook_event_item(event)?))
+                                    .build()
+                                    .map_err(build_error)?,
+                            )
+                            .build(),
+                    );
                 }
-                _ => Err(backend("TransactWriteItems", error)),
-            },
+                Some(known) => {
+                    recorded.duplicates += 1;
+                    if !matches!(known.state, EventState::Applied { .. }) {
+                        to_apply.push(event.dedupe_key.clone());
+                    }
+                }
+            }
         }
+        self.batch_write(writes).await?;
+        recorded.to_apply = to_apply.len();
+        if !to_apply.is_empty() {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(PENDING_BATCHES))
+                .item("sk", s(&batch.batch))
+                .item("list_id", s(&batch.list_id))
+                .item("received_at", s(rfc3339(batch.received_at)))
+                .item("expires_at", n(batch.expires_at.timestamp()))
+                .item("keys", s(to_json(&to_apply)?))
+                .send()
+                .await
+                .map_err(|e| backend("PutItem", e))?;
+        }
+        Ok(recorded)
+    }
+
+    async fn pending_webhook_batch(&self, batch: &str) -> Result<Option<PendingBatch>, StoreError> {
+        match self.get(PENDING_BATCHES, batch).await? {
+            Some(item) => Ok(Some(self.pending_batch(&item).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn pending_webhook_batches(&self, limit: usize) -> Result<Vec<PendingBatch>, StoreError> {
+        let mut batches = Vec::new();
+        for item in self.query_partition(PENDING_BATCHES, false, Some(limit)).await? {
+            batches.push(self.pending_batch(&item).await?);
+        }
+        Ok(batches)
+    }
+
+    async fn save_webhook_events(&self, events: &[WebhookEventRecord]) -> Result<(), StoreError> {
+        let mut writes = Vec::with_capacity(events.len());
+        for event in events {
+            writes.push(
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(webhook_event_item(event)?))
+                            .build()
+                            .map_err(build_error)?,
+                    )
+                    .build(),
+            );
+        }
+        self.batch_write(writes).await
+    }
+
+    async fn finish_webhook_batch(&self, batch: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(PENDING_BATCHES))
+            .key("sk", s(batch))
+            .send()
+            .await
+            .map_err(|e| backend("DeleteItem", e))?;
+        Ok(())
     }
 
     async fn webhook_event(&self, dedupe_key: &str) -> Result<Option<WebhookEventRecord>, StoreError> {
@@ -599,94 +653,13 @@ impl WebhookEventStore for DynamoStore {
         };
         webhook_event_from(dedupe_key, &item).map(Some)
     }
-
-    async fn set_webhook_event_state(&self, dedupe_key: &str, state: &EventState) -> Result<(), StoreError> {
-        let applied = matches!(state, EventState::Applied { .. });
-        let (state, reason) = event_state_attributes(state);
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(format!("WEBHOOK#{dedupe_key}")))
-            .key("sk", s("EVENT"))
-            .update_expression("SET #state = :state, reason = :reason")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":state", s(state))
-            .expression_attribute_values(":reason", s(reason))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await;
-        let old = match result {
-            Ok(output) => output.attributes.unwrap_or_default(),
-            Err(error) if is_condition_failure(&error) => {
-                return Err(StoreError::Corrupt {
-                    key: format!("WEBHOOK#{dedupe_key}"),
-                    reason: "no such event recorded".into(),
-                });
-            }
-            Err(error) => return Err(backend("UpdateItem", error)),
-        };
-        let reader = Reader::new(&old);
-        match reader.opt_string("pending_sk") {
-            // Left behind if this fails: the listing drops entries of applied events.
-            Some(pending_sk) if applied => self.delete_pending(&pending_sk).await?,
-            Some(pending_sk) if reader.opt_string("state").as_deref() == Some("applied") => {
-                // Back from applied (an admin's correction): listed again.
-                self.client
-                    .put_item()
-                    .table_name(&self.table)
-                    .item("pk", s(PENDING_EVENTS))
-                    .item("sk", s(&pending_sk))
-                    .item("dedupe_key", s(dedupe_key))
-                    .item("expires_at", n(reader.number("expires_at")?))
-                    .send()
-                    .await
-                    .map_err(|e| backend("PutItem", e))?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    async fn unapplied_webhook_events(&self, limit: usize) -> Result<Vec<WebhookEventRecord>, StoreError> {
-        let mut unapplied = Vec::new();
-        let mut start: Option<Item> = None;
-        while unapplied.len() < limit {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(PENDING_EVENTS))
-                .limit(100)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| backend("Query", e))?;
-            for entry in output.items.unwrap_or_default() {
-                let reader = Reader::new(&entry);
-                let (key, pending_sk) = (reader.string("dedupe_key")?, reader.string("sk")?);
-                match self.webhook_event(&key).await? {
-                    Some(event) if !matches!(event.state, EventState::Applied { .. }) => {
-                        if unapplied.len() < limit {
-                            unapplied.push(event);
-                        }
-                    }
-                    _ => self.delete_pending(&pending_sk).await?,
-                }
-            }
-            match output.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => break,
-            }
-        }
-        Ok(unapplied)
-    }
 }
 
-/// The partition listing webhook events not applied yet (sort key: received time, then key).
-const PENDING_EVENTS: &str = "WEBHOOK_PENDING";
+/// The partition of pending webhook batches (sort key: the batch, which starts with its time).
+const PENDING_BATCHES: &str = "WEBHOOK_PENDING";
+
+/// Keys of one `BatchGetItem` at most (DynamoDB's limit).
+const BATCH_GET_LIMIT: usize = 100;
 
 impl DynamoStore {
     /// Ends an invocation's part in a run: its status and counts (and, for a hand-over, what
@@ -726,17 +699,103 @@ impl DynamoStore {
         }
     }
 
-    async fn delete_pending(&self, pending_sk: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(PENDING_EVENTS))
-            .key("sk", s(pending_sk))
-            .send()
-            .await
-            .map_err(|e| backend("DeleteItem", e))?;
-        Ok(())
+    /// Recorded events by key (those not found are left out), 100 keys a request, unprocessed
+    /// keys retried with backoff.
+    async fn webhook_events(&self, keys: &[String]) -> Result<Vec<WebhookEventRecord>, StoreError> {
+        let mut found = Vec::with_capacity(keys.len());
+        let unique: std::collections::BTreeSet<&String> = keys.iter().collect();
+        let unique: Vec<&String> = unique.into_iter().collect();
+        for chunk in unique.chunks(BATCH_GET_LIMIT) {
+            let mut wanted = Vec::with_capacity(chunk.len());
+            for key in chunk {
+                wanted.push(HashMap::from([
+                    ("pk".to_owned(), s(format!("WEBHOOK#{key}"))),
+                    ("sk".to_owned(), s("EVENT")),
+                ]));
+            }
+            let mut request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(wanted))
+                .consistent_read(true)
+                .build()
+                .map_err(build_error)?;
+            let mut delays = ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(25))
+                .with_max_delay(Duration::from_secs(2))
+                .with_max_times(8)
+                .with_jitter()
+                .build();
+            loop {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| backend("BatchGetItem", e))?;
+                for item in output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let key = Reader::new(&item).string("pk")?;
+                    let key = key.strip_prefix("WEBHOOK#").unwrap_or(&key).to_owned();
+                    found.push(webhook_event_from(&key, &item)?);
+                }
+                let Some(unprocessed) = output.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) else {
+                    break;
+                };
+                if unprocessed.keys().is_empty() {
+                    break;
+                }
+                match delays.next() {
+                    Some(delay) => {
+                        tokio::time::sleep(delay).await;
+                        request = unprocessed;
+                    }
+                    None => {
+                        return Err(StoreError::Backend {
+                            operation: "BatchGetItem",
+                            message: format!("{} keys still unprocessed after retries", unprocessed.keys().len()),
+                            retryable: true,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
+
+    /// A pending batch item with its events as they stand, in the batch's order.
+    async fn pending_batch(&self, item: &Item) -> Result<PendingBatch, StoreError> {
+        let reader = Reader::new(item);
+        let keys: Vec<String> = reader.json("keys")?;
+        let mut by_key: HashMap<String, WebhookEventRecord> = self
+            .webhook_events(&keys)
+            .await?
+            .into_iter()
+            .map(|e| (e.dedupe_key.clone(), e))
+            .collect();
+        Ok(PendingBatch {
+            batch: reader.string("sk")?,
+            list_id: reader.string("list_id")?,
+            received_at: reader.time("received_at")?,
+            events: keys.iter().filter_map(|k| by_key.remove(k)).collect(),
+        })
+    }
+}
+
+fn webhook_event_item(event: &WebhookEventRecord) -> Result<Item, StoreError> {
+    let (state, reason) = event_state_attributes(&event.state);
+    Ok(HashMap::from([
+        ("pk".to_owned(), s(format!("WEBHOOK#{}", event.dedupe_key))),
+        ("sk".to_owned(), s("EVENT")),
+        ("list_id".to_owned(), s(&event.list_id)),
+        ("payload".to_owned(), s(to_json(&event.payload)?)),
+        ("received_at".to_owned(), s(rfc3339(event.received_at))),
+        ("expires_at".to_owned(), n(event.expires_at.timestamp())),
+        ("state".to_owned(), s(state)),
+        ("reason".to_owned(), s(reason)),
+    ]))
 }
 
 fn webhook_event_from(dedupe_key: &str, item: &Item) -> Result<WebhookEventRecord, StoreError> {

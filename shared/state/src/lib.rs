@@ -209,40 +209,75 @@ pub struct WebhookEventRecord {
     pub state: EventState,
 }
 
-/// What `record_webhook_event` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
-    /// New: publish it.
-    New,
-    /// Seen before (a redelivery): nothing changed.
-    Duplicate,
+/// A webhook delivery as the intake records it: its events (only what the rules need of each)
+/// under one batch, the reference the consumer is handed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookBatchRecord {
+    /// Unique per delivery (time-ordered: `<received_at>#<id>`).
+    pub batch: String,
+    /// The CM list.
+    pub list_id: String,
+    /// When the intake received it.
+    pub received_at: DateTime<Utc>,
+    /// When DynamoDB may delete it (TTL).
+    pub expires_at: DateTime<Utc>,
+    /// The events, each under its dedupe key.
+    pub events: Vec<WebhookEventRecord>,
 }
 
-/// Webhook events, deduplicated.
+/// What [`WebhookEventStore::record_webhook_batch`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchRecorded {
+    /// Events seen for the first time.
+    pub new: usize,
+    /// Events seen before (a redelivery).
+    pub duplicates: usize,
+    /// Events of the batch to apply: the new ones, and those seen before but not applied yet
+    /// (a hand-off that was lost is made again). 0: nothing to hand on.
+    pub to_apply: usize,
+}
+
+/// A recorded batch with events not applied yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingBatch {
+    /// The batch reference.
+    pub batch: String,
+    /// The CM list.
+    pub list_id: String,
+    /// When the intake received it.
+    pub received_at: DateTime<Utc>,
+    /// Its events as they stand (applied ones included until the batch is finished).
+    pub events: Vec<WebhookEventRecord>,
+}
+
+/// Webhook events, deduplicated, recorded and handed on by batch.
 pub trait WebhookEventStore: Send + Sync {
-    /// Records an event unless its dedupe key is known.
-    fn record_webhook_event(
+    /// Records a delivery: each event unless its dedupe key is known (an event known and not
+    /// applied yet is handed on again); the batch stays pending until finished.
+    fn record_webhook_batch(
         &self,
-        event: &WebhookEventRecord,
-    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
-    /// A recorded event.
+        batch: &WebhookBatchRecord,
+    ) -> impl Future<Output = Result<BatchRecorded, StoreError>> + Send;
+    /// A pending batch with its events' current states (`None`: finished, or never recorded).
+    fn pending_webhook_batch(
+        &self,
+        batch: &str,
+    ) -> impl Future<Output = Result<Option<PendingBatch>, StoreError>> + Send;
+    /// Up to `limit` pending batches, oldest first: what a replay or a sweep re-drives.
+    fn pending_webhook_batches(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingBatch>, StoreError>> + Send;
+    /// Saves events' new states (the records as given).
+    fn save_webhook_events(&self, events: &[WebhookEventRecord])
+    -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A batch whose events are all applied leaves the pending list.
+    fn finish_webhook_batch(&self, batch: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// One recorded event.
     fn webhook_event(
         &self,
         dedupe_key: &str,
     ) -> impl Future<Output = Result<Option<WebhookEventRecord>, StoreError>> + Send;
-    /// Sets an event's processing state. An event not applied stays listed by
-    /// [`WebhookEventStore::unapplied_webhook_events`]; once applied it leaves that list.
-    fn set_webhook_event_state(
-        &self,
-        dedupe_key: &str,
-        state: &EventState,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Up to `limit` recorded events not applied yet (`Received` or `Failed`), oldest first:
-    /// what a replay or a sweep re-drives, without reading the applied ones.
-    fn unapplied_webhook_events(
-        &self,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<WebhookEventRecord>, StoreError>> + Send;
 }
 
 /// How a run ended.

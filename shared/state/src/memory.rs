@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use mapping::Settings;
 
 use crate::{
-    EventState, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, Recorded, RetryQueue,
-    RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError,
-    VersionedSettings, WatermarkStore, WebhookEventRecord, WebhookEventStore,
+    BatchRecorded, EventState, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, PendingBatch,
+    RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore,
+    StoreError, VersionedSettings, WatermarkStore, WebhookBatchRecord, WebhookEventRecord, WebhookEventStore,
 };
 
 #[derive(Debug, Default)]
@@ -20,11 +20,20 @@ struct Tables {
     sf_links: BTreeMap<String, String>,
     watermarks: BTreeMap<(String, String), DateTime<Utc>>,
     events: BTreeMap<String, WebhookEventRecord>,
+    batches: BTreeMap<String, StoredBatch>,
     runs: BTreeMap<String, RunRecord>,
     checkpoints: BTreeMap<String, RunCheckpoint>,
     failures: BTreeMap<String, Vec<RunFailure>>,
     leases: BTreeMap<String, Lease>,
     retry: BTreeMap<(String, String), FailedRecord>,
+}
+
+/// A pending webhook batch: its list and the keys of its events.
+#[derive(Debug, Clone)]
+struct StoredBatch {
+    list_id: String,
+    received_at: DateTime<Utc>,
+    keys: Vec<String>,
 }
 
 /// The in-memory store.
@@ -183,43 +192,82 @@ fn insert_new<V: Clone>(map: &mut BTreeMap<String, V>, key: &str, value: &V) -> 
 }
 
 impl WebhookEventStore for MemoryStore {
-    async fn record_webhook_event(&self, event: &WebhookEventRecord) -> Result<Recorded, StoreError> {
-        let tables = &mut self.tables()?;
-        if !insert_new(&mut tables.events, &event.dedupe_key, event) {
-            return Ok(Recorded::Duplicate);
+    async fn record_webhook_batch(&self, batch: &WebhookBatchRecord) -> Result<BatchRecorded, StoreError> {
+        let mut tables = self.tables()?;
+        let mut recorded = BatchRecorded::default();
+        let mut keys = Vec::new();
+        for event in &batch.events {
+            match tables.events.get(&event.dedupe_key) {
+                None => {
+                    tables.events.insert(event.dedupe_key.clone(), event.clone());
+                    recorded.new += 1;
+                    keys.push(event.dedupe_key.clone());
+                }
+                Some(known) => {
+                    recorded.duplicates += 1;
+                    if !matches!(known.state, EventState::Applied { .. }) {
+                        keys.push(event.dedupe_key.clone());
+                    }
+                }
+            }
         }
-        Ok(Recorded::New)
+        recorded.to_apply = keys.len();
+        if !keys.is_empty() {
+            tables.batches.insert(
+                batch.batch.clone(),
+                StoredBatch {
+                    list_id: batch.list_id.clone(),
+                    received_at: batch.received_at,
+                    keys,
+                },
+            );
+        }
+        Ok(recorded)
+    }
+
+    async fn pending_webhook_batch(&self, batch: &str) -> Result<Option<PendingBatch>, StoreError> {
+        let tables = self.tables()?;
+        Ok(tables.batches.get(batch).map(|stored| pending(&tables, batch, stored)))
+    }
+
+    async fn pending_webhook_batches(&self, limit: usize) -> Result<Vec<PendingBatch>, StoreError> {
+        let tables = self.tables()?;
+        Ok(tables
+            .batches
+            .iter()
+            .take(limit)
+            .map(|(batch, stored)| pending(&tables, batch, stored))
+            .collect())
+    }
+
+    async fn save_webhook_events(&self, events: &[WebhookEventRecord]) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        for event in events {
+            tables.events.insert(event.dedupe_key.clone(), event.clone());
+        }
+        Ok(())
+    }
+
+    async fn finish_webhook_batch(&self, batch: &str) -> Result<(), StoreError> {
+        self.tables()?.batches.remove(batch);
+        Ok(())
     }
 
     async fn webhook_event(&self, dedupe_key: &str) -> Result<Option<WebhookEventRecord>, StoreError> {
         Ok(self.tables()?.events.get(dedupe_key).cloned())
     }
+}
 
-    async fn set_webhook_event_state(&self, dedupe_key: &str, state: &EventState) -> Result<(), StoreError> {
-        let mut tables = self.tables()?;
-        match tables.events.get_mut(dedupe_key) {
-            Some(event) => {
-                event.state = state.clone();
-                Ok(())
-            }
-            None => Err(StoreError::Corrupt {
-                key: format!("WEBHOOK#{dedupe_key}"),
-                reason: "no such event recorded".into(),
-            }),
-        }
-    }
-
-    async fn unapplied_webhook_events(&self, limit: usize) -> Result<Vec<WebhookEventRecord>, StoreError> {
-        let tables = self.tables()?;
-        let mut unapplied: Vec<WebhookEventRecord> = tables
-            .events
-            .values()
-            .filter(|e| !matches!(e.state, EventState::Applied { .. }))
-            .cloned()
-            .collect();
-        unapplied.sort_by(|a, b| (a.received_at, &a.dedupe_key).cmp(&(b.received_at, &b.dedupe_key)));
-        unapplied.truncate(limit);
-        Ok(unapplied)
+fn pending(tables: &Tables, batch: &str, stored: &StoredBatch) -> PendingBatch {
+    PendingBatch {
+        batch: batch.to_owned(),
+        list_id: stored.list_id.clone(),
+        received_at: stored.received_at,
+        events: stored
+            .keys
+            .iter()
+            .filter_map(|key| tables.events.get(key).cloned())
+            .collect(),
     }
 }
 

@@ -31,7 +31,7 @@ conformance_suite!(fresh_store());
 async fn webhook_events_carry_the_ttl_attribute_the_table_expires_on() {
     let store = fresh_store().await;
     store
-        .record_webhook_event(&conformance::webhook_event("k1", "x"))
+        .record_webhook_batch(&conformance::batch("b1", &[conformance::webhook_event("k1", "x")]))
         .await
         .unwrap();
     let client = client().await;

@@ -6,15 +6,15 @@ use std::collections::BTreeSet;
 
 use events::{Event, EventBridgeEvent, Trigger};
 use serde_json::{Value, json};
-use state::WebhookEventStore;
+use state::WebhookEventStore as _;
 
 use crate::context::{Context, Failure, Report};
 
 /// Receives at most this many records a call (SQS's maximum).
 const BATCH: i32 = 10;
 
-/// Recorded webhook events re-driven by one replay at most.
-const MAX_EVENTS: usize = 100_000;
+/// Pending webhook batches re-driven by one replay at most.
+const MAX_BATCHES: usize = 10_000;
 
 /// One record of the queue, read.
 struct Record {
@@ -92,29 +92,35 @@ pub async fn run(context: &Context, dry_run: bool) -> Result<Report, Failure> {
     ))
 }
 
-/// Webhook events recorded but not applied (a failure an admin has fixed since, or a hand-off
-/// that never happened): handed to the consumer again, which applies each once.
+/// Webhook batches with events recorded but not applied (a failure an admin has fixed since, or
+/// a hand-off that never happened): handed to the consumer again, which applies each event once.
 async fn replay_unapplied_events(
     context: &Context,
     engine: Option<&crate::context::AdminEngine>,
     already: &BTreeSet<String>,
 ) -> Result<Vec<Value>, Failure> {
-    let unapplied = context.store().await?.unapplied_webhook_events(MAX_EVENTS).await?;
-    let unapplied: Vec<_> = unapplied
-        .into_iter()
-        .filter(|e| !already.contains(&e.dedupe_key))
-        .collect();
-    if let Some(engine) = engine {
-        let events: Vec<Event> = unapplied
+    let pending = context.store().await?.pending_webhook_batches(MAX_BATCHES).await?;
+    let mut events = Vec::new();
+    let mut replayed = Vec::new();
+    for batch in pending {
+        let unapplied: Vec<_> = batch
+            .events
             .iter()
-            .map(|e| Event::subscriber_event_received(&e.dedupe_key, &e.list_id, e.received_at))
+            .filter(|e| !matches!(e.state, state::EventState::Applied { .. }))
             .collect();
+        let event = Event::webhook_batch_received(&batch.batch, &batch.list_id, unapplied.len(), batch.received_at);
+        if unapplied.is_empty() || already.contains(event.idempotency_key()) {
+            continue;
+        }
+        replayed.extend(unapplied.iter().map(|e| {
+            json!({"key": e.dedupe_key, "batch": batch.batch, "list_id": e.list_id, "received_at": e.received_at, "state": e.state})
+        }));
+        events.push(event);
+    }
+    if let Some(engine) = engine {
         engine.publish(&events).await?;
     }
-    Ok(unapplied
-        .iter()
-        .map(|e| json!({"key": e.dedupe_key, "list_id": e.list_id, "received_at": e.received_at, "state": e.state}))
-        .collect())
+    Ok(replayed)
 }
 
 fn sqs_failure<E: std::error::Error>(what: &str, error: E) -> Failure {

@@ -19,8 +19,14 @@ pub async fn recent(context: &Context, last: usize) -> Result<Report, Failure> {
             .filter(|(_, n)| **n > 0)
             .map(|(k, n)| format!("{k}={n}"))
             .collect();
+        // A campaign sync's id names its campaign; other runs (a webhook delivery) name their scope.
+        let scope = if run.run_id.ends_with(&run.scope) {
+            String::new()
+        } else {
+            format!("  {}", run.scope)
+        };
         text += &format!(
-            "{}  {}  {:?}  failures={}  {}\n",
+            "{}  {}  {:?}  failures={}  {}{scope}\n",
             run.run_id,
             run.started_at.format("%Y-%m-%d %H:%M:%S"),
             run.status,

@@ -145,7 +145,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     /// For `all_lists`: each leaving address's state on the other configured lists. Only
     /// addresses in `can_opt_out` are looked up, and none when the configured clients have no
     /// list besides the one left (then there is nothing else to be subscribed to).
-    async fn other_lists(
+    pub(crate) async fn other_lists(
         &self,
         settings: &Settings,
         activities: &[Activity],

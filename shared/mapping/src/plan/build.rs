@@ -122,7 +122,14 @@ pub fn plan_campaign(input: &CampaignSyncInput<'_>, settings: &Settings) -> Camp
             start_label.as_deref(),
             default_label.as_deref(),
         );
-        plan_person(&mut plan, input, settings, email, &person_id, person_kind, &activities);
+        let target = PersonTarget {
+            email,
+            person_id: &person_id,
+            person_kind,
+        };
+        let (update, skips) = plan_person(settings, &target, input.person_states, input.other_lists, &activities);
+        plan.person_updates.extend(update);
+        plan.skips.extend(skips);
     }
     plan
 }
@@ -212,16 +219,25 @@ pub(super) fn plan_member(
     }
 }
 
-pub(super) fn plan_person(
-    plan: &mut CampaignPlan,
-    input: &CampaignSyncInput<'_>,
-    settings: &Settings,
-    email: &str,
-    person_id: &str,
+/// One Lead or Contact, by its email.
+pub(super) struct PersonTarget<'a> {
+    email: &'a str,
+    person_id: &'a str,
     person_kind: PersonKind,
+}
+
+/// A person's opt-out and bounce from their unsubscribes, spam complaints and bounces: one
+/// place for a campaign's activity and a list's own events alike (PRODUCT.md §3.7).
+pub(super) fn plan_person(
+    settings: &Settings,
+    target: &PersonTarget<'_>,
+    person_states: &BTreeMap<String, PersonEmailState>,
+    other_lists: &BTreeMap<String, Vec<(String, SubscriberState)>>,
     activities: &[&Activity],
-) {
-    let current = input.person_states.get(person_id).cloned().unwrap_or_default();
+) -> (Option<PersonUpdate>, Vec<Skip>) {
+    let (email, person_id, person_kind) = (target.email, target.person_id, target.person_kind);
+    let mut skips = Vec::new();
+    let current = person_states.get(person_id).cloned().unwrap_or_default();
     let mut update = PersonUpdate {
         person_id: person_id.to_owned(),
         person_kind,
@@ -235,7 +251,7 @@ pub(super) fn plan_person(
         .any(|a| matches!(a.kind, ActivityKind::Unsubscribed | ActivityKind::MarkedAsSpam))
     {
         let other_lists = match settings.opt_out_policy {
-            OptOutPolicy::AllLists => input.other_lists.get(email).map(Vec::as_slice).unwrap_or_default(),
+            OptOutPolicy::AllLists => other_lists.get(email).map(Vec::as_slice).unwrap_or_default(),
             _ => &[],
         };
         match decide_opt_out(settings.opt_out_policy, &current, other_lists) {
@@ -244,7 +260,7 @@ pub(super) fn plan_person(
                 why: OptOutKept::AlreadyOptedOut,
             } => {}
             OptOutDecision::Keep { why } => {
-                plan.skips.push(Skip {
+                skips.push(Skip {
                     subject: email.to_owned(),
                     reason: SkipReason::OptOutKept { why },
                 });
@@ -267,16 +283,47 @@ pub(super) fn plan_person(
                 why: BounceKept::AlreadyRecorded,
             } => {}
             BounceDecision::Keep { why } => {
-                plan.skips.push(Skip {
+                skips.push(Skip {
                     subject: email.to_owned(),
                     reason: SkipReason::BounceKept { why },
                 });
             }
         }
     }
-    if update.opt_out || update.bounce.is_some() {
-        plan.person_updates.push(update);
+    let update = (update.opt_out || update.bounce.is_some()).then_some(update);
+    (update, skips)
+}
+
+/// Plans a list's own opt-outs and bounces (webhook deliveries, the list backstop) with the same
+/// rules as a campaign's: every Lead and Contact with the address is an owner of it, so each
+/// gets the decision; an address nobody has is reported.
+pub fn plan_list_changes(input: &ListChangesInput<'_>, settings: &Settings) -> ListChangesPlan {
+    let mut plan = ListChangesPlan::default();
+    let mut by_email: BTreeMap<&str, Vec<&Activity>> = BTreeMap::new();
+    for activity in input.activities {
+        by_email.entry(activity.email.as_str()).or_default().push(activity);
     }
+    for (email, activities) in by_email {
+        let people = input.people.get(email).map(Vec::as_slice).unwrap_or_default();
+        if people.is_empty() {
+            plan.skips.push(Skip {
+                subject: email.to_owned(),
+                reason: SkipReason::UnmatchedEmail,
+            });
+            continue;
+        }
+        for person in people {
+            let target = PersonTarget {
+                email,
+                person_id: &person.id,
+                person_kind: person.kind,
+            };
+            let (update, skips) = plan_person(settings, &target, input.person_states, input.other_lists, &activities);
+            plan.person_updates.extend(update);
+            plan.skips.extend(skips);
+        }
+    }
+    plan
 }
 
 pub(super) fn severity(activity: &Activity) -> BounceSeverity {

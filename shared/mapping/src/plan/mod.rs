@@ -5,7 +5,7 @@
 mod build;
 mod report;
 
-pub use build::{plan_campaign, plan_discovery};
+pub use build::{plan_campaign, plan_discovery, plan_list_changes};
 pub use report::EmailDisplay;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -80,6 +80,28 @@ pub struct CampaignSyncInput<'a> {
     pub person_states: &'a BTreeMap<String, PersonEmailState>,
     /// For `all_lists`: each email's state on the other configured lists.
     pub other_lists: &'a BTreeMap<String, Vec<(String, SubscriberState)>>,
+}
+
+/// A list's own unsubscribes and bounces to plan (webhook deliveries, the list backstop).
+#[derive(Debug, Clone, Copy)]
+pub struct ListChangesInput<'a> {
+    /// The events, as activities: `Unsubscribed` or `Bounced` (emails normalised).
+    pub activities: &'a [Activity],
+    /// SF Leads/Contacts by normalised email.
+    pub people: &'a BTreeMap<String, Vec<PersonCandidate>>,
+    /// Email fields of the people, by person Id.
+    pub person_states: &'a BTreeMap<String, PersonEmailState>,
+    /// For `all_lists`: each email's state on the other configured lists.
+    pub other_lists: &'a BTreeMap<String, Vec<(String, SubscriberState)>>,
+}
+
+/// What a list's own events change on Leads and Contacts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListChangesPlan {
+    /// Opt-outs and bounces to write.
+    pub person_updates: Vec<PersonUpdate>,
+    /// What is kept, with why (an address nobody has; a person kept opted in).
+    pub skips: Vec<Skip>,
 }
 
 /// A member to add.

@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use mapping::Settings;
 use mapping::autocreate::LinkOrigin;
 use state::{
-    EventState, FailedRecord, LinkOutcome, LinkRecord, Recorded, RunCheckpoint, RunCommit, RunFailure, RunRecord,
-    RunStart, RunStatus, Store, StoreError, WebhookEventRecord, new_run_id,
+    EventState, FailedRecord, LinkOutcome, LinkRecord, PendingBatch, RunCheckpoint, RunCommit, RunFailure, RunRecord,
+    RunStart, RunStatus, Store, StoreError, WebhookBatchRecord, WebhookEventRecord, new_run_id,
 };
 
 pub fn at(minute: i64) -> DateTime<Utc> {
@@ -175,68 +175,105 @@ pub fn webhook_event(key: &str, name: &str) -> WebhookEventRecord {
     }
 }
 
-pub async fn duplicate_webhook_events_are_refused<S: Store>(store: Arc<S>) {
-    assert_eq!(
-        store.record_webhook_event(&webhook_event("k1", "first")).await.unwrap(),
-        Recorded::New
-    );
-    assert_eq!(
-        store
-            .record_webhook_event(&webhook_event("k1", "second"))
-            .await
-            .unwrap(),
-        Recorded::Duplicate
-    );
-    let stored = store.webhook_event("k1").await.unwrap().unwrap();
-    assert_eq!(stored, webhook_event("k1", "first"), "a duplicate must not overwrite");
-    assert_eq!(stored.expires_at, at(0) + Duration::days(30));
-
-    let applied = EventState::Applied {
-        outcome: "opted out 003A".into(),
-    };
-    store.set_webhook_event_state("k1", &applied).await.unwrap();
-    assert_eq!(store.webhook_event("k1").await.unwrap().unwrap().state, applied);
-    let failed = EventState::Failed {
-        reason: "no Lead/Contact has the email".into(),
-    };
-    store.set_webhook_event_state("k1", &failed).await.unwrap();
-    assert_eq!(store.webhook_event("k1").await.unwrap().unwrap().state, failed);
-    assert!(store.set_webhook_event_state("nope", &failed).await.is_err());
-    assert!(store.webhook_event("nope").await.unwrap().is_none());
+pub fn batch(id: &str, events: &[WebhookEventRecord]) -> WebhookBatchRecord {
+    let received_at = events.first().map_or(at(0), |e| e.received_at);
+    WebhookBatchRecord {
+        batch: format!("{}#{id}", received_at.to_rfc3339()),
+        list_id: "list-1".into(),
+        received_at,
+        expires_at: at(0) + Duration::days(30),
+        events: events.to_vec(),
+    }
 }
 
-pub async fn events_not_applied_stay_listed_until_they_are<S: Store>(store: Arc<S>) {
-    let keys = ["k3", "k1", "k2", "k4"];
-    for (minute, key) in keys.iter().enumerate() {
-        let event = WebhookEventRecord {
-            received_at: at(minute as i64),
-            ..webhook_event(key, "x")
-        };
-        store.record_webhook_event(&event).await.unwrap();
-    }
-    store.record_webhook_event(&webhook_event("k1", "again")).await.unwrap();
-    let listed = |events: Vec<WebhookEventRecord>| events.into_iter().map(|e| e.dedupe_key).collect::<Vec<_>>();
+fn keys(batch: &Option<PendingBatch>) -> Vec<String> {
+    batch
+        .iter()
+        .flat_map(|b| b.events.iter().map(|e| e.dedupe_key.clone()))
+        .collect()
+}
+
+pub async fn a_redelivered_batch_records_nothing_new_and_hands_on_only_what_is_not_applied<S: Store>(store: Arc<S>) {
+    let first = batch("b1", &[webhook_event("k1", "first"), webhook_event("k2", "first")]);
+    let recorded = store.record_webhook_batch(&first).await.unwrap();
+    assert_eq!((recorded.new, recorded.duplicates, recorded.to_apply), (2, 0, 2));
     assert_eq!(
-        listed(store.unapplied_webhook_events(10).await.unwrap()),
-        keys,
-        "oldest first, once each"
+        keys(&store.pending_webhook_batch(&first.batch).await.unwrap()),
+        ["k1", "k2"]
     );
-    let applied = EventState::Applied { outcome: "done".into() };
-    store.set_webhook_event_state("k1", &applied).await.unwrap();
-    let failed = EventState::Failed {
-        reason: "INVALID_SESSION_ID".into(),
+
+    // k1 applied; the batch is redelivered with k1 changed (a redelivery never overwrites) and k3.
+    let mut applied = webhook_event("k1", "first");
+    applied.state = EventState::Applied {
+        outcome: "opted out 003A".into(),
     };
-    store.set_webhook_event_state("k2", &failed).await.unwrap();
-    assert_eq!(
-        listed(store.unapplied_webhook_events(10).await.unwrap()),
-        ["k3", "k2", "k4"]
+    store.save_webhook_events(std::slice::from_ref(&applied)).await.unwrap();
+    let again = batch(
+        "b2",
+        &[
+            webhook_event("k1", "second"),
+            webhook_event("k2", "second"),
+            webhook_event("k3", "x"),
+        ],
     );
-    assert_eq!(listed(store.unapplied_webhook_events(2).await.unwrap()), ["k3", "k2"]);
-    store.set_webhook_event_state("k1", &failed).await.unwrap();
+    let recorded = store.record_webhook_batch(&again).await.unwrap();
+    assert_eq!((recorded.new, recorded.duplicates, recorded.to_apply), (1, 2, 2));
+    let pending = store.pending_webhook_batch(&again.batch).await.unwrap();
     assert_eq!(
-        listed(store.unapplied_webhook_events(10).await.unwrap()),
-        ["k3", "k1", "k2", "k4"]
+        keys(&pending),
+        ["k2", "k3"],
+        "k2 is handed on again: its first hand-off may be lost"
     );
+    assert_eq!(store.webhook_event("k1").await.unwrap().unwrap(), applied);
+    assert_eq!(
+        store.webhook_event("k2").await.unwrap().unwrap(),
+        webhook_event("k2", "first")
+    );
+    assert_eq!(
+        store.webhook_event("k3").await.unwrap().unwrap().expires_at,
+        at(0) + Duration::days(30)
+    );
+
+    // A batch whose every event is applied hands nothing on.
+    let only_applied = store
+        .record_webhook_batch(&batch("b3", &[webhook_event("k1", "third")]))
+        .await
+        .unwrap();
+    assert_eq!(only_applied.to_apply, 0);
+    assert!(store.webhook_event("nope").await.unwrap().is_none());
+    assert!(store.pending_webhook_batch("nope").await.unwrap().is_none());
+}
+
+pub async fn pending_batches_stay_listed_until_finished<S: Store>(store: Arc<S>) {
+    for (minute, id) in [(2, "late"), (0, "early"), (1, "middle")] {
+        let event = WebhookEventRecord {
+            received_at: at(minute),
+            ..webhook_event(&format!("k-{id}"), "x")
+        };
+        store.record_webhook_batch(&batch(id, &[event])).await.unwrap();
+    }
+    let listed = |batches: Vec<PendingBatch>| {
+        batches
+            .into_iter()
+            .map(|b| b.events[0].dedupe_key.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed(store.pending_webhook_batches(10).await.unwrap()),
+        ["k-early", "k-middle", "k-late"],
+        "oldest first"
+    );
+    assert_eq!(
+        listed(store.pending_webhook_batches(2).await.unwrap()),
+        ["k-early", "k-middle"]
+    );
+    let middle = store.pending_webhook_batches(10).await.unwrap().remove(1);
+    store.finish_webhook_batch(&middle.batch).await.unwrap();
+    assert_eq!(
+        listed(store.pending_webhook_batches(10).await.unwrap()),
+        ["k-early", "k-late"]
+    );
+    assert!(store.pending_webhook_batch(&middle.batch).await.unwrap().is_none());
 }
 
 pub async fn only_one_concurrent_lease_taker_wins<S: Store + 'static>(store: Arc<S>) {
@@ -515,13 +552,13 @@ macro_rules! conformance_suite {
             concurrent_settings_writers_one_wins,
             links_are_one_to_one,
             watermarks_never_move_backwards,
-            duplicate_webhook_events_are_refused,
+            a_redelivered_batch_records_nothing_new_and_hands_on_only_what_is_not_applied,
             only_one_concurrent_lease_taker_wins,
             leases_expire_renew_and_release,
             a_run_commits_only_while_it_holds_its_lease,
             runs_keep_counts_and_every_failure,
             a_handed_over_run_resumes_with_what_was_done,
-            events_not_applied_stay_listed_until_they_are,
+            pending_batches_stay_listed_until_finished,
             failed_records_queue_and_drain);
     };
     (@cases $make:expr; $($case:ident),*) => {

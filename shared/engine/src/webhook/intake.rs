@@ -1,0 +1,337 @@
+//! The intake: the token, then the delivery read event by event, recorded as one batch and
+//! handed on.
+
+use campaign_monitor::webhook::{WebhookEvent, WebhookEventType};
+use chrono::{Duration, Utc};
+use events::Event;
+use events::publisher::EventSink;
+use mapping::CmTimestamp;
+use mapping::Settings;
+use mapping::email::normalize_email;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use state::{EventState, RunFailure, RunRecord, RunStatus, Store, WebhookBatchRecord, WebhookEventRecord};
+use subtle::ConstantTimeEq;
+
+use super::EVENT_TTL_DAYS;
+use crate::EngineError;
+
+/// The largest body accepted: a Lambda Function URL's request payload limit (6 MB). CM sends up
+/// to 1,000 events, each with all of the subscriber's custom fields (about 2 MB with 20).
+pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+/// The most events accepted in one delivery (CM sends at most 1,000).
+pub const MAX_EVENTS: usize = 1_000;
+
+/// Why a delivery is refused whole: the HTTP status and a short message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct Refused {
+    /// 400, 401, 403, 413, 415.
+    pub status: u16,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn refuse(status: u16, message: impl Into<String>) -> Refused {
+    Refused {
+        status,
+        message: message.into(),
+    }
+}
+
+/// One event of a delivery, kept with only what the rules need, and its dedupe key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidEvent {
+    /// sha256 of list, type, email, date and state.
+    pub dedupe_key: String,
+    /// The event: type, date, address (normalised), state, old address. No name, custom
+    /// fields or IP address.
+    pub event: WebhookEvent,
+}
+
+/// An event refused on its own; the rest of its delivery is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedEvent {
+    /// Its position in the delivery's `Events`.
+    pub index: usize,
+    /// Why.
+    pub reason: String,
+}
+
+/// A delivery, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The list.
+    pub list_id: String,
+    /// The events to record.
+    pub events: Vec<ValidEvent>,
+    /// The events refused, each with why.
+    pub refused: Vec<RefusedEvent>,
+}
+
+/// The token in the URL, compared in constant time: the first check, before any I/O.
+pub fn check_token(expected_token: &str, token: &str) -> Result<(), Refused> {
+    if expected_token.is_empty() || !bool::from(token.as_bytes().ct_eq(expected_token.as_bytes())) {
+        return Err(refuse(401, "unknown webhook token"));
+    }
+    Ok(())
+}
+
+/// The shape of a delivery, its events left as JSON to be read one by one.
+#[derive(Deserialize)]
+struct RawDelivery {
+    #[serde(rename = "ListID")]
+    list_id: String,
+    #[serde(rename = "Events")]
+    events: Vec<Value>,
+}
+
+/// Reads a delivery: content type, size and shape refuse it whole; each event is read on its
+/// own, and one that is wrong (no address, unknown type, bad date) is refused alone. Pure.
+pub fn read_delivery(content_type: Option<&str>, body: &[u8], settings: &Settings) -> Result<Delivery, Refused> {
+    if !content_type.is_some_and(|c| {
+        c.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    }) {
+        return Err(refuse(415, "expected Content-Type: application/json"));
+    }
+    if body.len() > MAX_BODY_BYTES {
+        return Err(refuse(413, format!("body over {MAX_BODY_BYTES} bytes")));
+    }
+    let raw: RawDelivery = serde_json::from_slice(body)
+        .map_err(|e| refuse(400, format!("not a Campaign Monitor webhook delivery: {e}")))?;
+    if !settings.cm_lists.iter().any(|l| l.eq_ignore_ascii_case(&raw.list_id)) {
+        return Err(refuse(403, "list not configured for webhooks"));
+    }
+    if raw.events.is_empty() {
+        return Err(refuse(400, "no events"));
+    }
+    if raw.events.len() > MAX_EVENTS {
+        return Err(refuse(413, format!("more than {MAX_EVENTS} events")));
+    }
+    let mut delivery = Delivery {
+        list_id: raw.list_id,
+        events: Vec::with_capacity(raw.events.len()),
+        refused: Vec::new(),
+    };
+    for (index, value) in raw.events.into_iter().enumerate() {
+        match read_event(&delivery.list_id, value) {
+            Ok(event) => delivery.events.push(event),
+            Err(reason) => delivery.refused.push(RefusedEvent {
+                index,
+                reason: format!("Events[{index}]: {reason}"),
+            }),
+        }
+    }
+    Ok(delivery)
+}
+
+fn read_event(list_id: &str, value: Value) -> Result<ValidEvent, String> {
+    let event: WebhookEvent = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    CmTimestamp::parse(&event.date).map_err(|_| "Date is not YYYY-MM-DD HH:MM:SS".to_owned())?;
+    let email_address = normalize_email(&event.email_address);
+    if !is_plausible_email(&email_address) {
+        return Err("EmailAddress is not an email address".to_owned());
+    }
+    if event.event_type == WebhookEventType::Deactivate && event.state.is_none() {
+        return Err("State is required for Deactivate".to_owned());
+    }
+    // Only what the rules need: no name, custom fields or IP address is kept.
+    let event = WebhookEvent {
+        event_type: event.event_type,
+        date: event.date,
+        email_address,
+        name: String::new(),
+        custom_fields: Vec::new(),
+        signup_ip_address: None,
+        old_email_address: event.old_email_address.map(|old| normalize_email(&old)),
+        state: event.state,
+    };
+    let mut hash = Sha256::new();
+    for part in [
+        list_id,
+        &format!("{:?}", event.event_type),
+        &event.email_address,
+        &event.date,
+        event.state.as_deref().unwrap_or(""),
+    ] {
+        hash.update(part.as_bytes());
+        hash.update([0u8]);
+    }
+    Ok(ValidEvent {
+        dedupe_key: hex::encode(hash.finalize()),
+        event,
+    })
+}
+
+fn is_plausible_email(email: &str) -> bool {
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && email.len() <= 254
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ',' | ';' | '(' | ')'))
+}
+
+/// What the intake needs: the state table and the bus (no CM or SF client).
+pub struct IntakeEngine<S, P> {
+    /// The state table.
+    pub store: std::sync::Arc<S>,
+    /// The publisher.
+    pub publisher: std::sync::Arc<events::publisher::Publisher<P>>,
+}
+
+impl<S, P> std::fmt::Debug for IntakeEngine<S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IntakeEngine")
+    }
+}
+
+impl<S: Store, P: EventSink> IntakeEngine<S, P> {
+    /// One HTTP delivery, start to answer: the token first, then the settings, the delivery,
+    /// the record and the hand-off. Returns the status and a JSON body; 5xx when the table or
+    /// the bus failed (CM delivers again).
+    pub async fn receive(
+        &self,
+        expected_token: &str,
+        token: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> (u16, Value) {
+        if let Err(refused) = check_token(expected_token, token) {
+            tracing::warn!(status = refused.status, reason = %refused.message, "webhook delivery refused");
+            return (refused.status, json!({"message": refused.message}));
+        }
+        let settings = match self.store.load_settings().await {
+            Ok(Some(stored)) => stored.settings,
+            Ok(None) => return (503, json!({"message": "not configured yet"})),
+            Err(error) => {
+                tracing::error!(%error, "state table unavailable");
+                return (503, json!({"message": "temporarily unavailable"}));
+            }
+        };
+        let delivery = match read_delivery(content_type, body, &settings) {
+            Ok(delivery) => delivery,
+            Err(refused) => {
+                tracing::warn!(status = refused.status, reason = %refused.message, "webhook delivery refused");
+                return (refused.status, json!({"message": refused.message}));
+            }
+        };
+        if !delivery.refused.is_empty() {
+            tracing::warn!(refused = delivery.refused.len(), first = %delivery.refused[0].reason, "webhook events refused on their own; the rest of the delivery is recorded");
+        }
+        match self.intake(&delivery).await {
+            Ok((recorded, already)) => {
+                tracing::info!(
+                    recorded,
+                    already_known = already,
+                    refused = delivery.refused.len(),
+                    "webhook delivery recorded"
+                );
+                (
+                    200,
+                    json!({
+                        "message": format!("recorded {recorded}, already known {already}, refused {}", delivery.refused.len()),
+                        "refused": delivery.refused,
+                    }),
+                )
+            }
+            Err(error) => {
+                tracing::error!(%error, "webhook delivery not recorded; CM will deliver again");
+                (503, json!({"message": "temporarily unavailable"}))
+            }
+        }
+    }
+
+    /// Records the delivery's events as one batch and hands the batch on (one event, whatever
+    /// the number of subscribers). Events seen before and not applied yet are handed on again,
+    /// so a lost hand-off is never final. Returns (new, already known); any error means "answer
+    /// 5xx": CM will deliver again.
+    pub async fn intake(&self, delivery: &Delivery) -> Result<(usize, usize), EngineError> {
+        let now = Utc::now();
+        let expires_at = now + Duration::days(EVENT_TTL_DAYS);
+        let mut digest = Sha256::new();
+        for event in &delivery.events {
+            digest.update(event.dedupe_key.as_bytes());
+        }
+        let batch = format!(
+            "{}#{}",
+            now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            &hex::encode(digest.finalize())[..16]
+        );
+        let record = WebhookBatchRecord {
+            batch: batch.clone(),
+            list_id: delivery.list_id.clone(),
+            received_at: now,
+            expires_at,
+            events: delivery
+                .events
+                .iter()
+                .map(|valid| WebhookEventRecord {
+                    dedupe_key: valid.dedupe_key.clone(),
+                    list_id: delivery.list_id.clone(),
+                    payload: serde_json::to_value(&valid.event).unwrap_or(Value::Null),
+                    received_at: now,
+                    expires_at,
+                    state: EventState::Received,
+                })
+                .collect(),
+        };
+        let recorded = self.store.record_webhook_batch(&record).await?;
+        if !delivery.refused.is_empty() {
+            self.record_refused(delivery, now).await?;
+        }
+        if recorded.to_apply > 0 {
+            self.publisher
+                .publish(&[Event::webhook_batch_received(
+                    &batch,
+                    &delivery.list_id,
+                    recorded.to_apply,
+                    now,
+                )])
+                .await?;
+        }
+        Ok((recorded.new, recorded.duplicates))
+    }
+
+    /// Events refused on their own are kept as a run of the intake, each with its reason (never
+    /// the event itself, which may hold an address): `cm-sf-admin runs` lists it.
+    async fn record_refused(&self, delivery: &Delivery, now: chrono::DateTime<Utc>) -> Result<(), EngineError> {
+        let run_id = crate::new_run_id();
+        let counts = std::collections::BTreeMap::from([
+            ("recorded".to_owned(), delivery.events.len() as u64),
+            ("refused".to_owned(), delivery.refused.len() as u64),
+        ]);
+        self.store
+            .start_run(&RunRecord {
+                run_id: run_id.clone(),
+                scope: format!("webhook:{}", delivery.list_id),
+                started_at: now,
+                ended_at: None,
+                status: RunStatus::Running,
+                counts: counts.clone(),
+                failure_count: 0,
+                resumed_at: None,
+            })
+            .await?;
+        let failures: Vec<RunFailure> = delivery
+            .refused
+            .iter()
+            .map(|refused| RunFailure {
+                record: format!("webhook event {}", refused.index),
+                reason: refused.reason.clone(),
+                code: Some("WEBHOOK_EVENT_REFUSED".to_owned()),
+            })
+            .collect();
+        self.store.add_run_failures(&run_id, &failures).await?;
+        self.store
+            .finish_run(&run_id, now, RunStatus::CompletedWithFailures, &counts)
+            .await?;
+        Ok(())
+    }
+}

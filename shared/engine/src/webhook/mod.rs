@@ -1,0 +1,18 @@
+//! CM list webhooks (PRODUCT.md §3.7): the intake records each delivery as one batch (only what
+//! the rules need of each event; an event wrong on its own is refused alone) and hands the batch
+//! on through EventBridge; the consumer applies a batch at a time through the sync's own rules
+//! and writer.
+//!
+//! CM's payloads are unsigned: the URL's secret token is the only authenticator, compared in
+//! constant time before anything else is done.
+
+mod apply;
+mod intake;
+
+pub use apply::BatchOutcome;
+pub use intake::{
+    Delivery, IntakeEngine, MAX_BODY_BYTES, MAX_EVENTS, Refused, RefusedEvent, ValidEvent, check_token, read_delivery,
+};
+
+/// How long recorded events are kept.
+pub const EVENT_TTL_DAYS: i64 = 30;
