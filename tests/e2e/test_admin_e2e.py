@@ -51,7 +51,7 @@ def write_json(document):
 
 COMMANDS = [["init-table"], ["settings", "show"], ["settings", "apply"], ["settings", "set"], ["settings", "diff"],
             ["link"], ["unlink"], ["links"], ["sync"], ["backfill"], ["runs"], ["run"], ["retry"], ["doctor"],
-            ["webhooks", "register"], ["webhooks", "list"], ["webhooks", "remove"]]
+            ["webhooks", "register"], ["webhooks", "list"], ["webhooks", "remove"], ["webhooks", "events"], ["replay"]]
 
 
 def test_every_command_has_help_with_an_example(stack):

@@ -120,6 +120,8 @@ def test_an_event_failed_while_salesforce_was_down_is_replayed_from_the_record_o
     stack.settle()
     assert person(stack, d)["HasOptedOutOfEmail"] is False
     assert stack.failed_invocations() >= 1
+    listed = stack.admin("webhooks", "events")
+    assert "Unsubscribed" in listed and d not in listed, listed  # listed, its address redacted
     stack.sqs.purge_queue(QueueUrl=stack.destinations["FailedInvocationsQueue"])
     assert stack.failed_invocations() == 0
 
@@ -129,6 +131,7 @@ def test_an_event_failed_while_salesforce_was_down_is_replayed_from_the_record_o
     stack.settle()
     assert person(stack, d)["HasOptedOutOfEmail"] is True
     assert "0 failed invocation(s) and 0 recorded webhook event(s) not applied replayed" in stack.admin("replay")
+    assert "every recorded webhook event is applied" in stack.admin("webhooks", "events")
 
 
 @pytest.fixture(scope="module")

@@ -207,6 +207,16 @@ pub enum WebhooksCommand {
         #[arg(long, env = "WEBHOOK_URL")]
         url: String,
     },
+    /// The webhook events recorded and not applied yet, oldest first (addresses redacted): each
+    /// with its state and, for a failed one, Salesforce's reason. `cm-sf-admin replay` re-applies
+    /// them once the cause is fixed; the schedule also sweeps them.
+    ///
+    /// Example: cm-sf-admin webhooks events --failed
+    Events {
+        /// Only the events that failed (not those still waiting for their hand-off).
+        #[arg(long)]
+        failed: bool,
+    },
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@ use mapping::plan::{SyncPlan, plan_discovery};
 use serde::Serialize;
 use state::{LinkRecord, RunFailure, RunStatus, Store};
 
+/// Pending webhook batches one scheduled run sweeps at most.
+const WEBHOOK_SWEEP_BATCHES: usize = 200;
+
 /// How many of the newest runs a scheduled run checks for abandoned ones.
 const RECENT_RUNS_CHECKED: usize = 500;
 
@@ -31,6 +34,8 @@ pub struct DiscoveryOutcome {
     pub to_create: usize,
     /// Campaigns whose creation Salesforce refused before: left alone until an admin asks.
     pub creation_refused: usize,
+    /// Pending webhook batches handed on again.
+    pub webhook_batches_swept: usize,
     /// Sync requests published (one per linked campaign).
     pub syncs_requested: usize,
     /// For a dry run: the whole plan, campaign by campaign.
@@ -155,6 +160,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 links_found: 0,
                 to_create: 0,
                 creation_refused: 0,
+                webhook_batches_swept: 0,
                 syncs_requested: 0,
                 plan: None,
                 report: None,
@@ -200,6 +206,29 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         Ok(())
     }
 
+    /// Webhook batches still pending a while after they were recorded (their hand-off lost, or
+    /// an event failed for a reason an admin has fixed since: credentials, limits, a validation
+    /// rule): handed on again. Applying an event twice changes nothing.
+    async fn sweep_webhook_batches(&self) -> Result<Vec<Event>, EngineError> {
+        let settled = Utc::now() - self.options.webhook_sweep_after;
+        Ok(self
+            .store
+            .pending_webhook_batches(WEBHOOK_SWEEP_BATCHES)
+            .await?
+            .into_iter()
+            .filter(|batch| batch.received_at < settled)
+            .filter_map(|batch| {
+                let unapplied = batch
+                    .events
+                    .iter()
+                    .filter(|e| !matches!(e.state, state::EventState::Applied { .. }))
+                    .count();
+                (unapplied > 0)
+                    .then(|| Event::webhook_batch_received(&batch.batch, &batch.list_id, unapplied, batch.received_at))
+            })
+            .collect())
+    }
+
     /// A dry run of the scheduled run: plans every linked campaign and writes nothing.
     pub async fn plan_scheduled(&self, settings: &Settings, run_id: &str) -> Result<DiscoveryOutcome, EngineError> {
         self.run_scheduled_locked(settings, run_id, true).await
@@ -238,6 +267,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             links_found,
             to_create: to_create.len(),
             creation_refused: refused_before.len(),
+            webhook_batches_swept: 0,
             syncs_requested: 0,
             plan: None,
             report: None,
@@ -271,6 +301,9 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 .map(|cm_id| Event::sync_requested(run_id, Some(cm_id), false, "schedule")),
         );
         outcome.syncs_requested = links.len();
+        let swept = self.sweep_webhook_batches().await?;
+        outcome.webhook_batches_swept = swept.len();
+        events.extend(swept);
         self.publish(&events).await?;
         tracing::info!(
             discovered = outcome.discovered,

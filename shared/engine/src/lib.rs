@@ -97,6 +97,9 @@ pub struct EngineOptions {
     /// Activities planned and applied together: a campaign with more spills to temporary files
     /// and is synced in parts of about this size, so memory stays bounded.
     pub part_size: usize,
+    /// A webhook batch still pending this long after it was recorded is handed on again by
+    /// the scheduled run (its own hand-off has had its chance).
+    pub webhook_sweep_after: chrono::Duration,
 }
 
 impl Default for EngineOptions {
@@ -106,6 +109,7 @@ impl Default for EngineOptions {
             settle_lag: chrono::Duration::minutes(5),
             deadline_margin: Duration::from_secs(30),
             part_size: 50_000,
+            webhook_sweep_after: chrono::Duration::minutes(10),
         }
     }
 }

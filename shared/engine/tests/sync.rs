@@ -1244,3 +1244,67 @@ async fn a_1000_event_delivery_is_applied_in_one_invocation_within_20_sf_calls_a
 }
 
 const TOKEN_FOR_TEST: &str = "token-for-the-test";
+
+#[tokio::test]
+async fn the_schedule_sweeps_webhook_batches_left_pending_and_applies_them_once() {
+    let small = generate(&Shape {
+        recipients: 10,
+        activities: 0,
+        in_salesforce: 1.0,
+        ..Shape::default()
+    });
+    let mut h = Harness::new(small, |s| s.opt_out_policy = mapping::settings::OptOutPolicy::AnyList).await;
+    h.engine.options.webhook_sweep_after = chrono::Duration::milliseconds(200);
+    let settings = h.settings().await;
+    let contact = h.scenario.sf.records["Contact"][1].clone();
+    let now = chrono::Utc::now();
+    let event = state::WebhookEventRecord {
+        dedupe_key: "k-swept".into(),
+        list_id: h.scenario.cm.lists[0].id.clone(),
+        payload: json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": contact["Email"], "State": "Unsubscribed"}),
+        received_at: now,
+        expires_at: now + chrono::Duration::days(30),
+        state: state::EventState::Received,
+    };
+    let batch = |id: &str| state::WebhookBatchRecord {
+        batch: id.into(),
+        list_id: event.list_id.clone(),
+        received_at: now,
+        expires_at: event.expires_at,
+        events: vec![event.clone()],
+    };
+    // Salesforce was down when the batch arrived: its hand-off failed for good.
+    h.engine.store.record_webhook_batch(&batch("b-swept")).await.unwrap();
+    let swept = |h: &Harness| {
+        h.engine
+            .publisher
+            .sink()
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                events::Event::WebhookBatchReceived(b) => Some(b.batch),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+    assert!(
+        swept(&h).is_empty(),
+        "too fresh: its own hand-off may still be under way"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let outcome = h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+    assert_eq!(outcome.webhook_batches_swept, 1);
+    assert_eq!(swept(&h), ["b-swept"]);
+    let applied = h.engine.apply_webhook_batch(&settings, "b-swept").await.unwrap();
+    assert_eq!(applied.people_updated, 1);
+    h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+    assert_eq!(swept(&h).len(), 1, "applied: not swept again");
+    let person = h
+        .sf_records("Contact")
+        .await
+        .into_iter()
+        .find(|c| c["Id"] == contact["Id"])
+        .unwrap();
+    assert_eq!(person["HasOptedOutOfEmail"], true);
+}

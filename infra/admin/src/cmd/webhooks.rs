@@ -1,22 +1,25 @@
-//! `webhooks register|list|remove`: this deployment's webhook on the configured CM lists.
+//! `webhooks register|list|remove`: this deployment's webhook on the configured CM lists;
+//! `webhooks events`: what the intake recorded and is not applied yet.
 
 use engine::admin::WebhookChange;
+use mapping::email::redact_email;
 use serde_json::json;
+use state::{EventState, WebhookEventStore as _};
 
 use crate::cli::WebhooksCommand;
 use crate::context::{Context, Failure, Report};
 
 pub async fn run(command: WebhooksCommand, context: &Context) -> Result<Report, Failure> {
-    let engine = context.engine().await?;
     match command {
+        WebhooksCommand::Events { failed } => events(context, failed).await,
         WebhooksCommand::Register { url } => {
             let full = context.intake_url(&url).await?;
-            let changes = engine.register_webhooks(&full).await?;
+            let changes = context.engine().await?.register_webhooks(&full).await?;
             Ok(Report::new(lines(&changes), json!(changes)))
         }
         WebhooksCommand::Remove { url } => {
             let full = context.intake_url(&url).await?;
-            let changes = engine.remove_webhooks(&full).await?;
+            let changes = context.engine().await?.remove_webhooks(&full).await?;
             let text = if changes.is_empty() {
                 "no webhook of this deployment on the configured lists".to_owned()
             } else {
@@ -29,7 +32,7 @@ pub async fn run(command: WebhooksCommand, context: &Context) -> Result<Report, 
                 Some(base) => Some(context.intake_url(base).await?),
                 None => None,
             };
-            let hooks = engine.webhooks(full.as_deref()).await?;
+            let hooks = context.engine().await?.webhooks(full.as_deref()).await?;
             let mut text = String::new();
             if hooks.is_empty() {
                 text += "no webhooks on the configured lists";
@@ -48,6 +51,44 @@ pub async fn run(command: WebhooksCommand, context: &Context) -> Result<Report, 
             Ok(Report::new(text, json!(hooks)))
         }
     }
+}
+
+/// Pending batches' events not applied, oldest first.
+async fn events(context: &Context, failed_only: bool) -> Result<Report, Failure> {
+    let batches = context.store().await?.pending_webhook_batches(10_000).await?;
+    let mut text = String::new();
+    let mut listed = Vec::new();
+    for batch in &batches {
+        for event in &batch.events {
+            let (state, reason) = match &event.state {
+                EventState::Applied { .. } => continue,
+                EventState::Received => ("received", ""),
+                EventState::Failed { reason } => ("failed", reason.as_str()),
+            };
+            if failed_only && state != "failed" {
+                continue;
+            }
+            let email = redact_email(event.payload["EmailAddress"].as_str().unwrap_or_default());
+            let kind = event.payload["State"]
+                .as_str()
+                .or(event.payload["Type"].as_str())
+                .unwrap_or_default();
+            text += &format!(
+                "{}  {}  {kind:<12}  {email:<24}  {state}  {reason}\n",
+                event.received_at.format("%Y-%m-%d %H:%M:%S"),
+                event.list_id
+            );
+            listed.push(json!({"received_at": event.received_at, "list_id": event.list_id, "kind": kind, "email": email, "state": state, "reason": reason, "batch": batch.batch}));
+        }
+    }
+    if listed.is_empty() {
+        text += if failed_only {
+            "no failed webhook events"
+        } else {
+            "every recorded webhook event is applied"
+        };
+    }
+    Ok(Report::new(text, json!(listed)))
 }
 
 fn lines(changes: &[WebhookChange]) -> String {
