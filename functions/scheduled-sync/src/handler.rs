@@ -67,7 +67,7 @@ mod tests {
     const SF_CAMPAIGN: &str = "701000SB0000000001";
 
     struct Setup {
-        _running: sandbox::Running,
+        running: sandbox::Running,
         container: Container<MemoryStore, MemorySink>,
         scenario: sandbox::scenario::Scenario,
         cm_campaign: String,
@@ -86,7 +86,7 @@ mod tests {
         let (running, container) = harness::sandboxed_container(&scenario, |_| {}).await.unwrap();
         let cm_campaign = harness::campaign_named(&scenario, "November newsletter").unwrap();
         Setup {
-            _running: running,
+            running,
             container,
             scenario,
             cm_campaign,
@@ -218,6 +218,11 @@ mod tests {
             expires_at: now + chrono::Duration::days(1),
             state: EventState::Received,
         };
+        // CM's list shows the bounce the batch reports.
+        harness::Control::of(&s.running)
+            .deliver(&event.list_id, json!([event.payload.clone()]))
+            .await
+            .unwrap();
         s.container
             .store()
             .record_webhook_batch(&WebhookBatchRecord {

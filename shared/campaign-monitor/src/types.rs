@@ -229,6 +229,42 @@ pub struct Subscriber {
     pub custom_fields: Vec<CustomField>,
 }
 
+/// The states a list's subscribers are listed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListState {
+    /// `active.json`.
+    Active,
+    /// `unsubscribed.json`.
+    Unsubscribed,
+    /// `bounced.json`.
+    Bounced,
+    /// `deleted.json`.
+    Deleted,
+}
+
+impl ListState {
+    /// The resource name.
+    pub fn resource(self) -> &'static str {
+        match self {
+            ListState::Active => "active",
+            ListState::Unsubscribed => "unsubscribed",
+            ListState::Bounced => "bounced",
+            ListState::Deleted => "deleted",
+        }
+    }
+}
+
+/// A subscriber as a list-by-state listing gives it, with only what the rules need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListSubscriber {
+    /// The address, normalised.
+    pub email: String,
+    /// When the state changed (CM local `YYYY-MM-DD HH:MM:SS`).
+    pub date: String,
+    /// The state.
+    pub state: String,
+}
+
 /// A list webhook.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -36,6 +36,8 @@ pub struct DiscoveryOutcome {
     pub creation_refused: usize,
     /// Pending webhook batches handed on again.
     pub webhook_batches_swept: usize,
+    /// Leads and Contacts the list backstop opted out or marked bounced.
+    pub list_people_updated: usize,
     /// Sync requests published (one per linked campaign).
     pub syncs_requested: usize,
     /// For a dry run: the whole plan, campaign by campaign.
@@ -161,6 +163,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 to_create: 0,
                 creation_refused: 0,
                 webhook_batches_swept: 0,
+                list_people_updated: 0,
                 syncs_requested: 0,
                 plan: None,
                 report: None,
@@ -268,6 +271,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             to_create: to_create.len(),
             creation_refused: refused_before.len(),
             webhook_batches_swept: 0,
+            list_people_updated: 0,
             syncs_requested: 0,
             plan: None,
             report: None,
@@ -301,6 +305,14 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 .map(|cm_id| Event::sync_requested(run_id, Some(cm_id), false, "schedule")),
         );
         outcome.syncs_requested = links.len();
+        // CM's lists are the source of truth: their opt-outs and bounces reach Salesforce even
+        // when no webhook posts them. A failure here does not hold back the campaigns.
+        match self.list_backstop(settings).await {
+            Ok(lists) => outcome.list_people_updated = lists.iter().map(|l| l.people_updated).sum(),
+            Err(error) => {
+                tracing::error!(%error, retryable = error.is_retryable(), "list backstop failed; read again next run")
+            }
+        }
         let swept = self.sweep_webhook_batches().await?;
         outcome.webhook_batches_swept = swept.len();
         events.extend(swept);

@@ -11,6 +11,7 @@ pub mod autocreate;
 pub mod campaign;
 pub mod discovery;
 pub mod doctor;
+pub mod lists;
 mod salesforce_io;
 mod spool;
 pub mod webhook;

@@ -95,6 +95,11 @@ impl Harness {
     }
 }
 
+/// CM's list shows these Deactivate events (no webhook registered: nothing is posted).
+async fn cm_list_shows(h: &Harness, list: &str, events: Value) {
+    h.control.deliver(list, events).await.unwrap();
+}
+
 fn s_workload() -> Scenario {
     generate(&Shape {
         recipients: 10_000,
@@ -1087,6 +1092,7 @@ async fn a_webhook_opt_out_salesforce_refuses_is_never_called_applied() {
         expires_at: now + chrono::Duration::days(30),
         state: state::EventState::Received,
     };
+    cm_list_shows(&h, &event.list_id, json!([event.payload.clone()])).await;
     h.engine
         .store
         .record_webhook_batch(&state::WebhookBatchRecord {
@@ -1182,6 +1188,7 @@ async fn a_1000_event_delivery_is_applied_in_one_invocation_within_20_sf_calls_a
             json!({"Type": kind, "Date": "2026-11-27 10:00:00", "EmailAddress": email, "Name": "N", "State": state, "CustomFields": fields})
         })
         .collect();
+    cm_list_shows(&h, &list, json!(events)).await;
     let body = json!({"ListID": list, "Events": events}).to_string();
     let intake = engine::webhook::IntakeEngine {
         store: h.engine.store.clone(),
@@ -1210,9 +1217,10 @@ async fn a_1000_event_delivery_is_applied_in_one_invocation_within_20_sf_calls_a
     };
     h.reset_counters().await;
     let first = deliver_and_apply().await;
+    let cm_calls = h.control.cm_calls().await.unwrap();
     let (reads, writes) = h.sf_calls().await;
     eprintln!(
-        "1,000 events: {} consumer invocation(s), {reads} SF reads, {writes} SF writes, {:?}",
+        "1,000 events: {} consumer invocation(s), {reads} SF reads, {writes} SF writes, {cm_calls} CM calls, {:?}",
         first.len(),
         first
     );
@@ -1273,6 +1281,7 @@ async fn the_schedule_sweeps_webhook_batches_left_pending_and_applies_them_once(
         expires_at: event.expires_at,
         events: vec![event.clone()],
     };
+    cm_list_shows(&h, &event.list_id, json!([event.payload.clone()])).await;
     // Salesforce was down when the batch arrived: its hand-off failed for good.
     h.engine.store.record_webhook_batch(&batch("b-swept")).await.unwrap();
     let swept = |h: &Harness| {
@@ -1307,4 +1316,80 @@ async fn the_schedule_sweeps_webhook_batches_left_pending_and_applies_them_once(
         .find(|c| c["Id"] == contact["Id"])
         .unwrap();
     assert_eq!(person["HasOptedOutOfEmail"], true);
+}
+
+#[tokio::test]
+async fn a_forged_unsubscribe_changes_nothing_and_cms_lists_opt_people_out_even_without_webhooks() {
+    let small = generate(&Shape {
+        recipients: 20,
+        activities: 0,
+        in_salesforce: 1.0,
+        ..Shape::default()
+    });
+    let list = small.cm.lists[0].id.clone();
+    let h = Harness::new(small, |s| {
+        s.cm_lists = vec![list.clone()];
+        s.opt_out_policy = mapping::settings::OptOutPolicy::AnyList;
+    })
+    .await;
+    let settings = h.settings().await;
+    let contacts = h.scenario.sf.records["Contact"].clone();
+    let email = |i: usize| contacts[i]["Email"].as_str().unwrap().to_owned();
+    let opted_out = |records: Vec<Value>, i: usize| {
+        records.into_iter().find(|c| c["Id"] == contacts[i]["Id"]).unwrap()["HasOptedOutOfEmail"] == true
+    };
+    // The first scheduled run takes the lists' watermarks (and opts out whoever CM already shows).
+    h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+
+    // A post CM did not make: CM's list still shows the address as active.
+    let intake = engine::webhook::IntakeEngine {
+        store: h.engine.store.clone(),
+        publisher: std::sync::Arc::new(events::publisher::Publisher::new(MemorySink::default())),
+    };
+    let forged = json!({"ListID": list, "Events": [{"Type": "Deactivate", "Date": "2026-11-27 09:30:00", "EmailAddress": email(0), "State": "Unsubscribed"}]});
+    let (status, _) = intake
+        .receive(
+            TOKEN_FOR_TEST,
+            TOKEN_FOR_TEST,
+            Some("application/json"),
+            forged.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let Some(events::Event::WebhookBatchReceived(batch)) = intake.publisher.sink().events().pop() else {
+        panic!()
+    };
+    let outcome = h.engine.apply_webhook_batch(&settings, &batch.batch).await.unwrap();
+    assert_eq!((outcome.unconfirmed, outcome.people_updated), (1, 0), "{outcome:?}");
+    assert!(
+        !opted_out(h.sf_records("Contact").await, 0),
+        "a forged post changes nothing"
+    );
+    let pending = h.engine.store.pending_webhook_batches(10).await.unwrap();
+    assert!(pending.is_empty(), "reported and done with, not retried");
+
+    // Webhooks off: CM unsubscribes one person and bounces another, and posts nothing.
+    cm_list_shows(
+        &h,
+        &list,
+        json!([
+            {"Type": "Deactivate", "Date": "2026-11-27 09:10:00", "EmailAddress": email(1), "State": "Unsubscribed"},
+            {"Type": "Deactivate", "Date": "2026-11-27 09:11:00", "EmailAddress": email(2), "State": "Bounced"}
+        ]),
+    )
+    .await;
+    h.set_cm_now("2026-11-27 09:30:00").await;
+    let run = h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+    assert_eq!(run.list_people_updated, 2);
+    let records = h.sf_records("Contact").await;
+    assert!(
+        opted_out(records.clone(), 1),
+        "the list backstop opted the unsubscriber out"
+    );
+    let bounced = records.iter().find(|c| c["Id"] == contacts[2]["Id"]).unwrap();
+    assert!(!bounced["EmailBouncedDate"].is_null(), "and recorded the bounce");
+    h.reset_counters().await;
+    let again = h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+    assert_eq!(again.list_people_updated, 0, "read since the watermark: nothing twice");
+    assert_eq!(h.sf_calls().await.1, 0);
 }

@@ -204,6 +204,16 @@ pub struct Activity {
     pub detail: ActivityDetail,
 }
 
+/// The distinct addresses of some activity, sorted: what one look-up of people asks for.
+pub fn unique_emails(activities: &[Activity]) -> Vec<String> {
+    activities
+        .iter()
+        .map(|a| a.email.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 impl Activity {
     /// The (kind, time) pair the member decision works on.
     pub fn occurrence(&self) -> Occurrence {

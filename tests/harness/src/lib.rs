@@ -258,6 +258,15 @@ impl Control {
         self.send(reqwest::Method::POST, url, Some(body)).await.map(drop)
     }
 
+    /// CM delivers list events as it does (`/_sandbox/webhooks/deliver`): each Deactivate
+    /// becomes the subscriber's state on the list, and the batch is posted to the list's active
+    /// webhooks (none registered: only the list's state changes).
+    pub async fn deliver(&self, list_id: &str, events: Value) -> Result<Value, String> {
+        let url = format!("{}/_sandbox/webhooks/deliver", self.cm_url);
+        let body = json!({"ListID": list_id, "Events": events});
+        self.send(reqwest::Method::POST, url, Some(body)).await
+    }
+
     /// Replaces the fault settings (both APIs).
     pub async fn set_faults(&self, faults: Value) -> Result<(), String> {
         let url = format!("{}/_sandbox/faults", self.sf_url);

@@ -147,13 +147,38 @@ struct Delivery {
 /// Posts `{ListID, Events}` to every active webhook of the list, each receiving the events of
 /// the types it subscribed to, as CM does. Answers with each delivery's HTTP status.
 async fn deliver(State(state): State<AppState>, Json(delivery): Json<Delivery>) -> Json<Value> {
-    let hooks = state
-        .lock()
-        .cm
-        .webhooks
-        .get(&delivery.list_id)
-        .cloned()
-        .unwrap_or_default();
+    let hooks = {
+        let mut world = state.lock();
+        // CM posts what already happened: each Deactivate is the subscriber's state on the list.
+        if let Some(list) = world.cm.lists.get_mut(&delivery.list_id) {
+            for event in &delivery.events {
+                let text = |k: &str| event.get(k).and_then(Value::as_str).map(str::to_owned);
+                let (Some("Deactivate"), Some(email), Some(new_state)) =
+                    (text("Type").as_deref(), text("EmailAddress"), text("State"))
+                else {
+                    continue;
+                };
+                let date = text("Date");
+                match list
+                    .subscribers
+                    .iter_mut()
+                    .find(|s| s.email.eq_ignore_ascii_case(&email))
+                {
+                    Some(subscriber) => {
+                        subscriber.state = new_state;
+                        subscriber.date = date;
+                    }
+                    None => list.subscribers.push(crate::scenario::CmSubscriber {
+                        email,
+                        name: String::new(),
+                        state: new_state,
+                        date,
+                    }),
+                }
+            }
+        }
+        world.cm.webhooks.get(&delivery.list_id).cloned().unwrap_or_default()
+    };
     let mut results = Vec::new();
     for hook in hooks.into_iter().filter(|h| h.active) {
         let events: Vec<Value> = delivery

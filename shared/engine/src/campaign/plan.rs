@@ -97,12 +97,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         campaign_id: &str,
         activities: &[Activity],
     ) -> Result<PartState, EngineError> {
-        let emails: Vec<String> = activities
-            .iter()
-            .map(|a| a.email.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let emails = mapping::activity::unique_emails(activities);
         let members = if emails.is_empty() {
             Members::default()
         } else {

@@ -2,12 +2,12 @@
 //! opt-out and bounce decisions) and writer (Collections of 200): one people look-up for the
 //! batch, one write per 200 changes, and each event's own outcome recorded.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use campaign_monitor::webhook::{WebhookEvent, WebhookEventType};
 use events::publisher::EventSink;
 use mapping::activity::{Activity, ActivityDetail, ActivityKind};
-use mapping::plan::{ListChangesInput, SkipReason, plan_list_changes};
+use mapping::plan::SkipReason;
 use mapping::{CmTimestamp, Settings};
 use salesforce::{RecordOutcome, SfError};
 use serde::Serialize;
@@ -31,6 +31,9 @@ pub struct BatchOutcome {
     pub already_applied: usize,
     /// Leads and Contacts written.
     pub people_updated: usize,
+    /// Unsubscribes and bounces CM's list does not show (a forged or outdated post): applied as
+    /// "not applied", with why.
+    pub unconfirmed: usize,
 }
 
 /// What an event asks of Salesforce.
@@ -99,7 +102,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         };
         let mut done: Vec<WebhookEventRecord> = Vec::new();
         let mut changes: Vec<(WebhookEventRecord, Activity)> = Vec::new();
-        for record in pending.events {
+        for record in pending.events.clone() {
             if matches!(record.state, EventState::Applied { .. }) {
                 outcome.already_applied += 1;
                 continue;
@@ -119,7 +122,9 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 }),
             }
         }
-        let results = self.apply_changes(settings, &changes, &mut outcome).await?;
+        let results = self
+            .apply_changes(settings, &pending.list_id, &changes, &mut outcome)
+            .await?;
         let mut transient = None;
         for (record, activity) in changes {
             let result = results.get(activity.email.as_str());
@@ -179,37 +184,51 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         Ok(outcome)
     }
 
-    /// The batch's unsubscribes and bounces: one look-up of the people, the rules, one write per
-    /// 200 changes; what happened at each address.
+    /// The batch's unsubscribes and bounces: confirmed by CM's list state (one paged read per
+    /// state, not one call per person), then one look-up of the people, the rules, one write per
+    /// 200 changes; what happened at each address. An unsubscribe or bounce the list does not
+    /// show is not applied: a forged or outdated post changes nothing.
     async fn apply_changes(
         &self,
         settings: &Settings,
+        list_id: &str,
         changes: &[(WebhookEventRecord, Activity)],
         outcome: &mut BatchOutcome,
     ) -> Result<BTreeMap<String, AddressResult>, EngineError> {
         let mut results: BTreeMap<String, AddressResult> = BTreeMap::new();
-        if changes.is_empty() {
+        let Some(earliest) = changes.iter().map(|(_, a)| a.at).min() else {
             return Ok(results);
+        };
+        let shown = self
+            .list_states_since(list_id, CmTimestamp::from_utc(earliest, settings.zone()))
+            .await?;
+        let mut confirmed = Vec::new();
+        for (_, activity) in changes {
+            if shown
+                .get(&activity.kind)
+                .is_some_and(|emails| emails.contains(&activity.email))
+            {
+                confirmed.push(activity.clone());
+            } else {
+                outcome.unconfirmed += 1;
+                results.entry(activity.email.clone()).or_default().kept.push(format!(
+                    "not applied: Campaign Monitor's list does not show the address {} (a forged or outdated post)",
+                    if activity.kind == ActivityKind::Bounced {
+                        "bounced"
+                    } else {
+                        "unsubscribed"
+                    }
+                ));
+            }
         }
-        let activities: Vec<Activity> = changes.iter().map(|(_, a)| a.clone()).collect();
-        let emails: Vec<String> = activities
-            .iter()
-            .map(|a| a.email.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let (people, person_states) = crate::salesforce_io::read_people(&self.sf, &emails).await?;
-        let known: BTreeSet<&str> = people.keys().map(String::as_str).collect();
-        let other_lists = self.other_lists(settings, &activities, &known).await?;
-        let plan = plan_list_changes(
-            &ListChangesInput {
-                activities: &activities,
-                people: &people,
-                person_states: &person_states,
-                other_lists: &other_lists,
-            },
-            settings,
-        );
+        if outcome.unconfirmed > 0 {
+            tracing::warn!(
+                list = list_id,
+                unconfirmed = outcome.unconfirmed,
+                "webhook opt-outs or bounces the list does not confirm were not applied"
+            );
+        }
+        let (plan, written) = self.apply_list_changes(settings, &confirmed).await?;
         for skip in &plan.skips {
             let why = match &skip.reason {
                 SkipReason::UnmatchedEmail => "no Lead or Contact has the address".to_owned(),
@@ -219,7 +238,6 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             };
             results.entry(skip.subject.clone()).or_default().kept.push(why);
         }
-        let written = crate::salesforce_io::write_people(&self.sf, &plan.person_updates).await?;
         for (update, result) in plan.person_updates.iter().zip(written) {
             let at = results.entry(update.email.clone()).or_default();
             match result {

@@ -176,6 +176,14 @@ fn handle_request(
         },
         (Method::GET, ["campaigns", id, resource]) => campaign_activity(world, id, resource, &query),
         (Method::GET, ["subscribers", list_id]) => subscriber(world, list_id, &query),
+        (
+            Method::GET,
+            [
+                "lists",
+                list_id,
+                state @ ("active" | "unconfirmed" | "unsubscribed" | "bounced" | "deleted"),
+            ],
+        ) => list_by_state(world, list_id, state, &query),
         (Method::GET, ["lists", list_id, "webhooks"]) => ok(Value::Array(
             world
                 .cm

@@ -69,6 +69,16 @@ pub(super) fn envelope(results: Vec<Value>, total: usize, paging: &Paging, order
     })
 }
 
+/// The `date` parameter (changed or happened since), if any; code 5 if it is not a date.
+fn since_param(query: &HashMap<String, String>) -> Result<Option<chrono::NaiveDateTime>, Response> {
+    match query.get("date").filter(|d| !d.trim().is_empty()) {
+        None => Ok(None),
+        Some(text) => parse_local(text.trim())
+            .map(Some)
+            .ok_or_else(|| cm_error(StatusCode::BAD_REQUEST, 5, "Invalid Date")),
+    }
+}
+
 pub(super) fn page_of<T: Clone>(items: &[T], paging: &Paging) -> Vec<T> {
     let start = (paging.page - 1).saturating_mul(paging.size);
     items.iter().skip(start).take(paging.size).cloned().collect()
@@ -268,12 +278,9 @@ pub(super) fn campaign_activity(world: &World, id: &str, resource: &str, query: 
         Ok(p) => p,
         Err(r) => return r,
     };
-    let since = match query.get("date").filter(|d| !d.trim().is_empty()) {
-        None => None,
-        Some(text) => match parse_local(text.trim()) {
-            Some(d) => Some(d),
-            None => return cm_error(StatusCode::BAD_REQUEST, 5, "Invalid Date"),
-        },
+    let since = match since_param(query) {
+        Ok(since) => since,
+        Err(refused) => return refused,
     };
     let rows = campaign.activity.get(resource).map(Vec::as_slice).unwrap_or_default();
     let start = since.map_or(0, |since| rows.partition_point(|r| r.date < since));
@@ -319,6 +326,46 @@ pub(super) fn subscriber(world: &World, list_id: &str, query: &HashMap<String, S
             "Subscriber not in list or has already been removed.",
         ),
     }
+}
+
+/// `lists/{id}/{state}.json`: the list's subscribers in that state whose state changed at or
+/// after `date`, paged, by `date` (default), `email` or `name`.
+pub(super) fn list_by_state(world: &World, list_id: &str, state: &str, query: &HashMap<String, String>) -> Response {
+    let Some(list) = world.cm.lists.get(list_id) else {
+        return cm_error(StatusCode::BAD_REQUEST, 101, "Invalid ListID");
+    };
+    let (paging, order) = match paging(query, &["date", "email", "name"], "date", false) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let since = match since_param(query) {
+        Ok(since) => since,
+        Err(refused) => return refused,
+    };
+    let mut subscribers: Vec<&crate::scenario::CmSubscriber> = list
+        .subscribers
+        .iter()
+        .filter(|s| s.state.eq_ignore_ascii_case(state))
+        .filter(|s| since.is_none_or(|since| s.date.as_deref().and_then(parse_local).is_some_and(|d| d >= since)))
+        .collect();
+    match order.as_str() {
+        "email" => subscribers.sort_by(|a, b| a.email.cmp(&b.email)),
+        "name" => subscribers.sort_by(|a, b| (&a.name, &a.email).cmp(&(&b.name, &b.email))),
+        _ => subscribers.sort_by(|a, b| (&a.date, &a.email).cmp(&(&b.date, &b.email))),
+    }
+    if !paging.ascending {
+        subscribers.reverse();
+    }
+    let total = subscribers.len();
+    let results = page_of(&subscribers, &paging)
+        .into_iter()
+        .map(|s| {
+            let date = s.date.clone().unwrap_or_default();
+            json!({"EmailAddress": s.email, "Name": s.name, "Date": date, "ListJoinedDate": date, "State": s.state,
+                "CustomFields": [], "ReadsEmailWith": "", "ConsentToTrack": "Yes"})
+        })
+        .collect();
+    ok(envelope(results, total, &paging, &order))
 }
 
 pub(super) fn webhook_json(hook: &Webhook) -> Value {

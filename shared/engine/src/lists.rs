@@ -1,0 +1,227 @@
+//! Campaign Monitor's lists as the source of truth for opt-outs and bounces (PRODUCT.md §3.7):
+//! the list backstop, which reads each configured list's unsubscribed and bounced subscribers
+//! since a watermark (so opt-outs reach Salesforce even if CM stops posting webhooks), and the
+//! list state a webhook's unsubscribe or bounce must be confirmed by (so a forged post changes
+//! nothing). Both read a list by state, a page of 1,000 a call, never one call per person, and
+//! apply through the same rules and writer as everything else.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use campaign_monitor::types::{ListState, ListSubscriber};
+use chrono::{DateTime, DurationRound, Utc};
+use events::publisher::EventSink;
+use mapping::activity::{Activity, ActivityDetail, ActivityKind};
+use mapping::plan::{ListChangesInput, ListChangesPlan, plan_list_changes};
+use mapping::{CmTimestamp, Settings};
+use salesforce::RecordOutcome;
+use serde::Serialize;
+use state::Store;
+
+use crate::{Engine, EngineError};
+
+/// The reason a bounce seen on a list is recorded with.
+pub const LIST_BOUNCE_REASON: &str = "Bounced (Campaign Monitor list)";
+
+/// The list states whose subscribers reach Salesforce (a deleted subscriber was removed by an
+/// admin of the list, which says nothing about their email preference).
+const STATES: [(ListState, ActivityKind); 2] = [
+    (ListState::Unsubscribed, ActivityKind::Unsubscribed),
+    (ListState::Bounced, ActivityKind::Bounced),
+];
+
+/// What the backstop did for one list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ListBackstop {
+    /// The list.
+    pub list_id: String,
+    /// Unsubscribed and bounced subscribers read.
+    pub read: usize,
+    /// Leads and Contacts written.
+    pub people_updated: usize,
+    /// Writes Salesforce refused (kept in the list's run record; a transient one holds the
+    /// watermark so it is read again).
+    pub failed: usize,
+}
+
+/// A list subscriber as an activity for the rules.
+fn activity_of(subscriber: &ListSubscriber, list_id: &str, kind: ActivityKind, zone: mapping::Tz) -> Option<Activity> {
+    let at = CmTimestamp::parse(&subscriber.date).ok()?.to_utc(zone);
+    Some(Activity {
+        kind,
+        email: subscriber.email.clone(),
+        at,
+        list_id: list_id.to_owned(),
+        detail: if kind == ActivityKind::Bounced {
+            ActivityDetail::Bounce {
+                bounce_type: "Hard".into(),
+                reason: LIST_BOUNCE_REASON.into(),
+            }
+        } else {
+            ActivityDetail::None
+        },
+    })
+}
+
+impl<S: Store, P: EventSink> Engine<S, P> {
+    /// The list backstop of the scheduled run: every configured list's unsubscribes and bounces
+    /// since its watermarks, applied. A list whose writes failed transiently keeps its watermark.
+    pub async fn list_backstop(&self, settings: &Settings) -> Result<Vec<ListBackstop>, EngineError> {
+        let mut done = Vec::new();
+        if settings.cm_lists.is_empty() {
+            return Ok(done);
+        }
+        let cm_now = self.cm.system_date().await?;
+        let settled = (cm_now.to_utc(settings.zone()) - self.options.settle_lag)
+            .duration_trunc(chrono::Duration::minutes(1))
+            .unwrap_or(cm_now.to_utc(settings.zone()));
+        for list_id in &settings.cm_lists {
+            done.push(self.backstop_list(settings, list_id, settled).await?);
+        }
+        Ok(done)
+    }
+
+    async fn backstop_list(
+        &self,
+        settings: &Settings,
+        list_id: &str,
+        settled: DateTime<Utc>,
+    ) -> Result<ListBackstop, EngineError> {
+        let scope = format!("list:{list_id}");
+        let watermarks = self.store.watermarks(&scope).await?;
+        let mut activities = Vec::new();
+        for (state, kind) in STATES {
+            let since = watermarks
+                .get(state.resource())
+                .map(|w| CmTimestamp::from_utc(*w, settings.zone()));
+            let subscribers = self.cm.list_subscribers(list_id, state, since).await?;
+            activities.extend(
+                subscribers
+                    .iter()
+                    .filter_map(|s| activity_of(s, list_id, kind, settings.zone())),
+            );
+        }
+        let mut outcome = ListBackstop {
+            list_id: list_id.to_owned(),
+            read: activities.len(),
+            ..ListBackstop::default()
+        };
+        let (plan, outcomes) = self.apply_list_changes(settings, &activities).await?;
+        let mut transient = false;
+        let mut failures = Vec::new();
+        for (update, result) in plan.person_updates.iter().zip(&outcomes) {
+            match result {
+                RecordOutcome::Failed(error) => {
+                    transient |= salesforce::is_transient_code(&error.code);
+                    failures.push(state::RunFailure {
+                        record: update.email.clone(),
+                        reason: error.message.clone(),
+                        code: Some(error.code.clone()),
+                    });
+                }
+                _ => outcome.people_updated += 1,
+            }
+        }
+        outcome.failed = failures.len();
+        if !failures.is_empty() {
+            self.record_list_failures(&scope, &outcome, &failures).await?;
+        }
+        if !transient {
+            for (state, _) in STATES {
+                self.store.advance_watermark(&scope, state.resource(), settled).await?;
+            }
+        }
+        if outcome.read > 0 {
+            tracing::info!(
+                list = list_id,
+                read = outcome.read,
+                people = outcome.people_updated,
+                failed = outcome.failed,
+                "list backstop applied"
+            );
+        }
+        Ok(outcome)
+    }
+
+    /// A list's refused writes, kept as a run of that list (`cm-sf-admin runs` lists it).
+    async fn record_list_failures(
+        &self,
+        scope: &str,
+        outcome: &ListBackstop,
+        failures: &[state::RunFailure],
+    ) -> Result<(), EngineError> {
+        let run_id = crate::new_run_id();
+        let counts = BTreeMap::from([
+            ("read".to_owned(), outcome.read as u64),
+            ("people_updated".to_owned(), outcome.people_updated as u64),
+            ("failed".to_owned(), outcome.failed as u64),
+        ]);
+        self.store
+            .start_run(&state::RunRecord {
+                run_id: run_id.clone(),
+                scope: scope.to_owned(),
+                started_at: Utc::now(),
+                ended_at: None,
+                status: state::RunStatus::Running,
+                counts: counts.clone(),
+                failure_count: 0,
+                resumed_at: None,
+            })
+            .await?;
+        self.store.add_run_failures(&run_id, failures).await?;
+        self.store
+            .finish_run(&run_id, Utc::now(), state::RunStatus::CompletedWithFailures, &counts)
+            .await?;
+        Ok(())
+    }
+
+    /// A list's own unsubscribes and bounces (the backstop's, a webhook batch's): one look-up of
+    /// the people, the rules, one write per 200 changes. The plan and one outcome per update.
+    pub(crate) async fn apply_list_changes(
+        &self,
+        settings: &Settings,
+        activities: &[Activity],
+    ) -> Result<(ListChangesPlan, Vec<RecordOutcome>), EngineError> {
+        if activities.is_empty() {
+            return Ok((ListChangesPlan::default(), Vec::new()));
+        }
+        let emails = mapping::activity::unique_emails(activities);
+        let (people, person_states) = crate::salesforce_io::read_people(&self.sf, &emails).await?;
+        // Only addresses someone could still be opted out for are looked up on other lists.
+        let can_opt_out: BTreeSet<&str> = people
+            .iter()
+            .filter(|(_, candidates)| {
+                candidates
+                    .iter()
+                    .any(|p| !person_states.get(&p.id).is_some_and(|s| s.has_opted_out))
+            })
+            .map(|(email, _)| email.as_str())
+            .collect();
+        let other_lists = self.other_lists(settings, activities, &can_opt_out).await?;
+        let plan = plan_list_changes(
+            &ListChangesInput {
+                activities,
+                people: &people,
+                person_states: &person_states,
+                other_lists: &other_lists,
+            },
+            settings,
+        );
+        let outcomes = crate::salesforce_io::write_people(&self.sf, &plan.person_updates).await?;
+        Ok((plan, outcomes))
+    }
+
+    /// The addresses CM's list shows in each state since `since` (CM local): what a webhook's
+    /// unsubscribes and bounces must be confirmed by. One paged read per state.
+    pub(crate) async fn list_states_since(
+        &self,
+        list_id: &str,
+        since: CmTimestamp,
+    ) -> Result<BTreeMap<ActivityKind, BTreeSet<String>>, EngineError> {
+        let mut states = BTreeMap::new();
+        for (state, kind) in STATES {
+            let subscribers = self.cm.list_subscribers(list_id, state, Some(since)).await?;
+            states.insert(kind, subscribers.into_iter().map(|s| s.email).collect());
+        }
+        Ok(states)
+    }
+}
