@@ -6,17 +6,69 @@
 
 use std::sync::Arc;
 
-use engine::webhook::IntakeEngine;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use engine::webhook::{IntakeEngine, WebhookTokens};
 use events::publisher::{EventSink, Publisher};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use state::Store;
+use tokio::sync::RwLock;
 
 /// What the intake builds once per container.
 pub(crate) struct Intake<S, P> {
     pub store: Arc<S>,
     pub publisher: Arc<Publisher<P>>,
-    pub token: String,
+    pub tokens: Tokens,
+}
+
+/// Reads the tokens again (from the secret).
+pub(crate) type Reload = Box<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<WebhookTokens, lambda_support::StartupError>> + Send>> + Send + Sync,
+>;
+
+/// The webhook tokens of a warm container. A token it does not know may be the new one of a
+/// rotation made since the container started: the secret is read again, at most once a minute,
+/// so a rotation has no window of refused deliveries.
+pub(crate) struct Tokens {
+    known: RwLock<(WebhookTokens, Option<Instant>)>,
+    reload: Option<Reload>,
+}
+
+/// How often an unknown token may make the container read the secret again.
+const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(60);
+
+impl Tokens {
+    pub(crate) fn new(tokens: WebhookTokens, reload: Option<Reload>) -> Tokens {
+        Tokens {
+            known: RwLock::new((tokens, None)),
+            reload,
+        }
+    }
+
+    /// The tokens to check `token` against: those known, or, for a token they do not accept,
+    /// those the secret holds now (read again at most once a minute).
+    async fn for_request(&self, token: &str) -> WebhookTokens {
+        let (known, reloaded_at) = self.known.read().await.clone();
+        let due = reloaded_at.is_none_or(|at| at.elapsed() >= RELOAD_AT_MOST_EVERY);
+        let Some(reload) = self.reload.as_ref().filter(|_| !known.accepts(token) && due) else {
+            return known;
+        };
+        let mut guard = self.known.write().await;
+        guard.1 = Some(Instant::now());
+        match reload().await {
+            Ok(fresh) => {
+                guard.0 = fresh.clone();
+                fresh
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the webhook secret could not be read again; the tokens known are kept");
+                known
+            }
+        }
+    }
 }
 
 fn reply(status: u16, body: &serde_json::Value) -> Response<Body> {
@@ -49,8 +101,9 @@ pub(crate) async fn handle<S: Store, P: EventSink>(intake: &Intake<S, P>, reques
         store: intake.store.clone(),
         publisher: intake.publisher.clone(),
     };
+    let tokens = intake.tokens.for_request(&token).await;
     let (status, body) = engine
-        .receive(&intake.token, &token, content_type.as_deref(), request.body().as_ref())
+        .receive(&tokens, &token, content_type.as_deref(), request.body().as_ref())
         .await;
     reply(status, &body)
 }
@@ -76,7 +129,13 @@ mod tests {
         Intake {
             store: Arc::new(store),
             publisher: Arc::new(Publisher::new(MemorySink::default())),
-            token: TOKEN.into(),
+            tokens: Tokens::new(
+                WebhookTokens {
+                    current: TOKEN.into(),
+                    previous: None,
+                },
+                None,
+            ),
         }
     }
 
@@ -102,5 +161,44 @@ mod tests {
         let handed_on = intake.publisher.sink().events();
         assert_eq!(handed_on.len(), 1);
         assert_eq!(handed_on[0].detail_type(), "webhook-batch-received.v1");
+    }
+
+    #[tokio::test]
+    async fn a_token_rotated_since_the_container_started_is_accepted_after_one_read_of_the_secret() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = reads.clone();
+        let reload: Reload = Box::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {
+                Ok(WebhookTokens {
+                    current: "the-new-token-0123456789".into(),
+                    previous: Some(TOKEN.into()),
+                })
+            })
+        });
+        let mut intake = intake().await;
+        intake.tokens = Tokens::new(
+            WebhookTokens {
+                current: TOKEN.into(),
+                previous: None,
+            },
+            Some(reload),
+        );
+        assert_eq!(handle(&intake, post(TOKEN)).await.status(), 200);
+        assert_eq!(reads.load(Ordering::SeqCst), 0, "a known token reads nothing");
+        assert_eq!(handle(&intake, post("the-new-token-0123456789")).await.status(), 200);
+        assert_eq!(
+            handle(&intake, post(TOKEN)).await.status(),
+            200,
+            "the old one still works"
+        );
+        assert_eq!(handle(&intake, post("not-the-token")).await.status(), 401);
+        assert_eq!(handle(&intake, post("not-the-token-either")).await.status(), 401);
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            1,
+            "unknown tokens read the secret at most once a minute"
+        );
     }
 }

@@ -171,6 +171,18 @@ impl CmClient {
         .map(|_| ())
     }
 
+    /// Activates a webhook again (CM deactivates one whose URL keeps failing).
+    pub async fn activate_webhook(&self, list_id: &str, webhook_id: &str) -> Result<(), CmError> {
+        self.call(
+            Method::PUT,
+            &format!("lists/{list_id}/webhooks/{webhook_id}/activate.json"),
+            &[],
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Asks CM to post a test event to the webhook; `Ok` when the URL answered 2xx.
     pub async fn test_webhook(&self, list_id: &str, webhook_id: &str) -> Result<(), CmError> {
         self.call(

@@ -71,6 +71,13 @@ pub enum WebhookChange {
         /// The new WebhookID.
         webhook_id: String,
     },
+    /// There, but deactivated by CM (its URL kept failing): activated again.
+    Reactivated {
+        /// The CM list.
+        list_id: String,
+        /// The WebhookID.
+        webhook_id: String,
+    },
     /// Already there: nothing done.
     AlreadyRegistered {
         /// The CM list.
@@ -311,10 +318,18 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         for list_id in &settings.cm_lists {
             let existing = self.cm.webhooks(list_id).await?;
             if let Some(hook) = existing.iter().find(|h| same_url(&h.url, intake_url)) {
-                changes.push(WebhookChange::AlreadyRegistered {
-                    list_id: list_id.clone(),
-                    webhook_id: hook.webhook_id.clone(),
-                });
+                if hook.status.eq_ignore_ascii_case("Active") {
+                    changes.push(WebhookChange::AlreadyRegistered {
+                        list_id: list_id.clone(),
+                        webhook_id: hook.webhook_id.clone(),
+                    });
+                } else {
+                    self.cm.activate_webhook(list_id, &hook.webhook_id).await?;
+                    changes.push(WebhookChange::Reactivated {
+                        list_id: list_id.clone(),
+                        webhook_id: hook.webhook_id.clone(),
+                    });
+                }
                 continue;
             }
             let webhook_id = self.cm.create_webhook(list_id, intake_url, &WEBHOOK_EVENTS).await?;

@@ -38,6 +38,8 @@ pub struct DiscoveryOutcome {
     pub webhook_batches_swept: usize,
     /// Leads and Contacts the list backstop opted out or marked bounced.
     pub list_people_updated: usize,
+    /// Webhooks CM deactivated, when the day's webhook check ran.
+    pub inactive_webhooks: Option<usize>,
     /// Sync requests published (one per linked campaign).
     pub syncs_requested: usize,
     /// For a dry run: the whole plan, campaign by campaign.
@@ -164,6 +166,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 creation_refused: 0,
                 webhook_batches_swept: 0,
                 list_people_updated: 0,
+                inactive_webhooks: None,
                 syncs_requested: 0,
                 plan: None,
                 report: None,
@@ -272,6 +275,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             creation_refused: refused_before.len(),
             webhook_batches_swept: 0,
             list_people_updated: 0,
+            inactive_webhooks: None,
             syncs_requested: 0,
             plan: None,
             report: None,
@@ -312,6 +316,11 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             Err(error) => {
                 tracing::error!(%error, retryable = error.is_retryable(), "list backstop failed; read again next run")
             }
+        }
+        match self.check_webhook_health(settings).await {
+            Ok(Some(inactive)) => outcome.inactive_webhooks = Some(inactive.len()),
+            Ok(None) => {}
+            Err(error) => tracing::error!(%error, "webhook check failed; made again next run"),
         }
         let swept = self.sweep_webhook_batches().await?;
         outcome.webhook_batches_swept = swept.len();

@@ -381,11 +381,21 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                     continue;
                 }
             };
-            let ours = hooks.iter().any(|h| {
-                h.events.iter().any(|e| e == "Deactivate")
-                    && intake_url.is_none_or(|url| h.url.trim_end_matches('/') == url.trim_end_matches('/'))
-            });
-            findings.push(if ours {
+            let ours: Vec<_> = hooks
+                .iter()
+                .filter(|h| {
+                    h.events.iter().any(|e| e == "Deactivate")
+                        && intake_url.is_none_or(|url| h.url.trim_end_matches('/') == url.trim_end_matches('/'))
+                })
+                .collect();
+            let inactive = ours.iter().find(|h| !h.status.eq_ignore_ascii_case("Active"));
+            findings.push(if let Some(hook) = inactive {
+                Finding::problem(
+                    format!("webhooks of list {list}"),
+                    format!("webhook {} was deactivated by Campaign Monitor (status `{}`): CM stopped posting to it, so unsubscribes and bounces wait for the list backstop of the next scheduled run", hook.webhook_id, hook.status),
+                    "check that the intake answers (`cm-sf-admin webhooks list`, the function's logs), then `cm-sf-admin webhooks register --url <WebhookUrl stack output>` reactivates it",
+                )
+            } else if !ours.is_empty() {
                 Finding::ok(format!("webhooks of list {list}"), "registered for Deactivate")
             } else {
                 Finding::problem(

@@ -219,6 +219,35 @@ impl Deadline {
     }
 }
 
+/// Something found outside a campaign sync (events refused at the intake, a list's refused
+/// writes, deactivated webhooks) kept as a finished run of `scope` with its failures, so
+/// `cm-sf-admin runs` / `run` show it where admins look for failures.
+pub(crate) async fn record_report<S: state::RunStore>(
+    store: &S,
+    scope: &str,
+    counts: std::collections::BTreeMap<String, u64>,
+    failures: &[state::RunFailure],
+) -> Result<(), StoreError> {
+    let run_id = new_run_id();
+    let now = chrono::Utc::now();
+    store
+        .start_run(&state::RunRecord {
+            run_id: run_id.clone(),
+            scope: scope.to_owned(),
+            started_at: now,
+            ended_at: None,
+            status: state::RunStatus::Running,
+            counts: counts.clone(),
+            failure_count: 0,
+            resumed_at: None,
+        })
+        .await?;
+    store.add_run_failures(&run_id, failures).await?;
+    store
+        .finish_run(&run_id, now, state::RunStatus::CompletedWithFailures, &counts)
+        .await
+}
+
 /// A time-ordered run id.
 pub fn new_run_id() -> String {
     state::new_run_id(chrono::Utc::now(), uuid::Uuid::new_v4().as_u128() as u32)

@@ -149,29 +149,12 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         outcome: &ListBackstop,
         failures: &[state::RunFailure],
     ) -> Result<(), EngineError> {
-        let run_id = crate::new_run_id();
         let counts = BTreeMap::from([
             ("read".to_owned(), outcome.read as u64),
             ("people_updated".to_owned(), outcome.people_updated as u64),
             ("failed".to_owned(), outcome.failed as u64),
         ]);
-        self.store
-            .start_run(&state::RunRecord {
-                run_id: run_id.clone(),
-                scope: scope.to_owned(),
-                started_at: Utc::now(),
-                ended_at: None,
-                status: state::RunStatus::Running,
-                counts: counts.clone(),
-                failure_count: 0,
-                resumed_at: None,
-            })
-            .await?;
-        self.store.add_run_failures(&run_id, failures).await?;
-        self.store
-            .finish_run(&run_id, Utc::now(), state::RunStatus::CompletedWithFailures, &counts)
-            .await?;
-        Ok(())
+        Ok(crate::record_report(self.store.as_ref(), scope, counts, failures).await?)
     }
 
     /// A list's own unsubscribes and bounces (the backstop's, a webhook batch's): one look-up of

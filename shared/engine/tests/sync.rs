@@ -1198,7 +1198,10 @@ async fn a_1000_event_delivery_is_applied_in_one_invocation_within_20_sf_calls_a
         let before = intake.publisher.sink().events().len();
         let (status, answer) = intake
             .receive(
-                TOKEN_FOR_TEST,
+                &engine::webhook::WebhookTokens {
+                    current: TOKEN_FOR_TEST.into(),
+                    previous: None,
+                },
                 TOKEN_FOR_TEST,
                 Some("application/json"),
                 body.as_bytes(),
@@ -1349,7 +1352,10 @@ async fn a_forged_unsubscribe_changes_nothing_and_cms_lists_opt_people_out_even_
     let forged = json!({"ListID": list, "Events": [{"Type": "Deactivate", "Date": "2026-11-27 09:30:00", "EmailAddress": email(0), "State": "Unsubscribed"}]});
     let (status, _) = intake
         .receive(
-            TOKEN_FOR_TEST,
+            &engine::webhook::WebhookTokens {
+                current: TOKEN_FOR_TEST.into(),
+                previous: None,
+            },
             TOKEN_FOR_TEST,
             Some("application/json"),
             forged.to_string().as_bytes(),
@@ -1392,4 +1398,75 @@ async fn a_forged_unsubscribe_changes_nothing_and_cms_lists_opt_people_out_even_
     let again = h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
     assert_eq!(again.list_people_updated, 0, "read since the watermark: nothing twice");
     assert_eq!(h.sf_calls().await.1, 0);
+}
+
+#[tokio::test]
+async fn a_webhook_cm_deactivated_is_reported_by_the_days_check_and_by_doctor_and_register_reactivates_it() {
+    let small = generate(&Shape {
+        recipients: 10,
+        activities: 0,
+        ..Shape::default()
+    });
+    let list = small.cm.lists[0].id.clone();
+    let h = Harness::new(small, |s| s.cm_lists = vec![list.clone()]).await;
+    let settings = h.settings().await;
+    let url = "https://abc.lambda-url.eu-west-1.on.aws/hooks/s3cret-token-0123456789";
+    h.engine.register_webhooks(url).await.unwrap();
+    let first = h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+    assert_eq!(first.inactive_webhooks, Some(0), "the day's check ran: all active");
+
+    // CM gives up on the URL and deactivates the webhook.
+    let hooks: Value = reqwest::Client::new()
+        .get(format!("{}/api/v3.3/lists/{list}/webhooks.json", h.running.cm_url))
+        .basic_auth(&h.scenario.cm.api_key, Some("x"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let webhook_id = hooks[0]["WebhookID"].as_str().unwrap().to_owned();
+    reqwest::Client::new()
+        .put(format!(
+            "{}/api/v3.3/lists/{list}/webhooks/{webhook_id}/deactivate.json",
+            h.running.cm_url
+        ))
+        .basic_auth(&h.scenario.cm.api_key, Some("x"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let later = h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+    assert_eq!(later.inactive_webhooks, None, "checked once a day");
+    h.engine.store.reset_watermarks("webhooks").await.unwrap(); // a day later
+    let next_day = h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+    assert_eq!(next_day.inactive_webhooks, Some(1));
+    let runs = h.engine.store.recent_runs(10).await.unwrap();
+    let report = runs.iter().find(|r| r.scope == "webhooks").unwrap();
+    let (_, failures) = h.engine.store.run(&report.run_id).await.unwrap().unwrap();
+    assert!(failures[0].reason.contains("webhooks register"), "{failures:?}");
+
+    let findings = h.engine.doctor(Some(url)).await;
+    let finding = findings
+        .iter()
+        .find(|f| f.check == format!("webhooks of list {list}"))
+        .unwrap();
+    assert_eq!(finding.severity, engine::doctor::Severity::Problem);
+    assert!(
+        finding.fix.as_deref().unwrap().contains("webhooks register"),
+        "{finding:?}"
+    );
+
+    let changes = h.engine.register_webhooks(url).await.unwrap();
+    assert!(
+        matches!(changes[0], engine::admin::WebhookChange::Reactivated { .. }),
+        "{changes:?}"
+    );
+    let findings = h.engine.doctor(Some(url)).await;
+    let finding = findings
+        .iter()
+        .find(|f| f.check == format!("webhooks of list {list}"))
+        .unwrap();
+    assert_eq!(finding.severity, engine::doctor::Severity::Ok);
 }

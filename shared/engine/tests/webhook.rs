@@ -17,6 +17,13 @@ use state::{RunStore, SettingsStore, WebhookEventStore};
 const TOKEN: &str = "s3cret-token-0123456789";
 const LIST: &str = "0123456789abcdef0123456789abcdef";
 
+fn tokens() -> engine::webhook::WebhookTokens {
+    engine::webhook::WebhookTokens {
+        current: TOKEN.into(),
+        previous: None,
+    }
+}
+
 fn settings() -> Settings {
     let mut settings = Settings::new(vec!["fedcba9876543210fedcba9876543210".into()], mapping::Tz::UTC);
     settings.cm_lists = vec![LIST.into()];
@@ -49,7 +56,7 @@ async fn deliver(
     content_type: Option<&str>,
     body: &[u8],
 ) -> (u16, Value) {
-    intake.receive(TOKEN, token, content_type, body).await
+    intake.receive(&tokens(), token, content_type, body).await
 }
 
 #[tokio::test]
@@ -346,13 +353,36 @@ async fn a_bus_that_refuses_means_5xx_so_cm_delivers_again() {
         publisher: Arc::new(Publisher::new(Down)),
     };
     let body = batch(vec![event("Deactivate", "jo@example.com")]);
-    let (status, _) = intake.receive(TOKEN, TOKEN, Some("application/json"), &body).await;
+    let (status, _) = intake.receive(&tokens(), TOKEN, Some("application/json"), &body).await;
     assert_eq!(status, 503);
     // The event was recorded but not handed on: the redelivery hands it on.
-    let (status, answer) = working.receive(TOKEN, TOKEN, Some("application/json"), &body).await;
+    let (status, answer) = working.receive(&tokens(), TOKEN, Some("application/json"), &body).await;
     assert_eq!(
         (status, answer["message"].as_str()),
         (200, Some("recorded 0, already known 1, refused 0"))
     );
     assert_eq!(working.publisher.sink().published().len(), 1, "nothing lost");
+}
+
+#[tokio::test]
+async fn while_the_token_rotates_both_the_new_and_the_old_are_accepted() {
+    let intake = intake().await;
+    let rotating = engine::webhook::WebhookTokens {
+        current: "the-new-token-0123456789".into(),
+        previous: Some(TOKEN.into()),
+    };
+    let body = batch(vec![event("Deactivate", "jo@example.com")]);
+    for token in ["the-new-token-0123456789", TOKEN] {
+        let (status, _) = intake.receive(&rotating, token, Some("application/json"), &body).await;
+        assert_eq!(status, 200, "{token}");
+    }
+    let (status, _) = intake
+        .receive(&rotating, "the-new-token-012345678", Some("application/json"), &body)
+        .await;
+    assert_eq!(status, 401);
+    let empty_previous = engine::webhook::WebhookTokens {
+        current: TOKEN.into(),
+        previous: Some(String::new()),
+    };
+    assert!(!empty_previous.accepts(""), "an empty token never matches");
 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use campaign_monitor::{Credentials, OAuthTokens};
+use engine::webhook::WebhookTokens;
 use engine::{Deadline, EngineError, EngineOptions};
 use events::publisher::{EventBridgeSink, Publisher};
 use lambda_runtime::Diagnostic;
@@ -103,15 +104,32 @@ async fn secret(client: &aws_sdk_secretsmanager::Client, id: &str) -> Result<Str
 /// The webhook path token from its secret (`{"token": "<at least 16 characters>"}`), shared by
 /// webhook-intake (which checks it) and the admin CLI (which registers the URL holding it).
 pub async fn webhook_token(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<String, StartupError> {
-    let text = secret(client, secret_id).await?;
-    serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v["token"].as_str().map(str::to_owned))
-        .filter(|t| t.len() >= 16)
-        .ok_or_else(|| StartupError::Secret {
-            id: secret_id.to_owned(),
-            reason: "must be {\"token\": \"<at least 16 characters>\"}".into(),
-        })
+    Ok(webhook_tokens(client, secret_id).await?.current)
+}
+
+/// The webhook tokens: `{"token": "<current>", "previous_token": "<optional, during a
+/// rotation>"}`, each at least 16 characters.
+pub async fn webhook_tokens(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+) -> Result<WebhookTokens, StartupError> {
+    parse_webhook_tokens(secret_id, &secret(client, secret_id).await?)
+}
+
+fn parse_webhook_tokens(secret_id: &str, text: &str) -> Result<WebhookTokens, StartupError> {
+    let invalid = || StartupError::Secret {
+        id: secret_id.to_owned(),
+        reason: "must be {\"token\": \"<at least 16 characters>\"} (and, while rotating, \"previous_token\")".into(),
+    };
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| invalid())?;
+    let token = |key: &str| value[key].as_str().map(str::to_owned);
+    let current = token("token").filter(|t| t.len() >= 16).ok_or_else(invalid)?;
+    let previous = match token("previous_token") {
+        Some(previous) if previous.len() >= 16 => Some(previous),
+        Some(_) => return Err(invalid()),
+        None => None,
+    };
+    Ok(WebhookTokens { current, previous })
 }
 
 /// A deployed container: the state table, the bus, the clients from their secrets.
@@ -215,4 +233,33 @@ pub fn init_logging(config: &Config) {
         .with_current_span(false)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_webhook_secret_holds_the_token_and_during_a_rotation_the_one_before() {
+        let plain = parse_webhook_tokens("s", r#"{"token": "0123456789abcdef"}"#).unwrap();
+        assert_eq!((plain.current.as_str(), plain.previous), ("0123456789abcdef", None));
+        let rotating = parse_webhook_tokens(
+            "s",
+            r#"{"token": "new-0123456789abcdef", "previous_token": "old-0123456789abcdef"}"#,
+        )
+        .unwrap();
+        assert!(rotating.accepts("new-0123456789abcdef") && rotating.accepts("old-0123456789abcdef"));
+        for bad in [
+            r#"{"token": "short"}"#,
+            r#"{"token": "0123456789abcdef", "previous_token": "x"}"#,
+            "nope",
+        ] {
+            let error = parse_webhook_tokens("webhook-secret", bad).unwrap_err().to_string();
+            assert!(
+                error.contains("webhook-secret") && !error.contains("0123456789abcdef"),
+                "{error}"
+            );
+        }
+    }
 }

@@ -98,6 +98,9 @@ fn lines(changes: &[WebhookChange]) -> String {
             WebhookChange::Created { list_id, webhook_id } => {
                 format!("list {list_id}: registered (webhook {webhook_id})\n")
             }
+            WebhookChange::Reactivated { list_id, webhook_id } => {
+                format!("list {list_id}: reactivated (webhook {webhook_id} had been deactivated by Campaign Monitor)\n")
+            }
             WebhookChange::AlreadyRegistered { list_id, webhook_id } => {
                 format!("list {list_id}: already registered (webhook {webhook_id})\n")
             }

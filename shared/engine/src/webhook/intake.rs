@@ -11,7 +11,7 @@ use mapping::email::normalize_email;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use state::{EventState, RunFailure, RunRecord, RunStatus, Store, WebhookBatchRecord, WebhookEventRecord};
+use state::{EventState, RunFailure, Store, WebhookBatchRecord, WebhookEventRecord};
 use subtle::ConstantTimeEq;
 
 use super::EVENT_TTL_DAYS;
@@ -70,9 +70,29 @@ pub struct Delivery {
     pub refused: Vec<RefusedEvent>,
 }
 
-/// The token in the URL, compared in constant time: the first check, before any I/O.
-pub fn check_token(expected_token: &str, token: &str) -> Result<(), Refused> {
-    if expected_token.is_empty() || !bool::from(token.as_bytes().ct_eq(expected_token.as_bytes())) {
+/// The tokens the intake accepts: the current one and, while it is being rotated, the one
+/// before (CM keeps posting to the old URL until the webhooks are registered again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookTokens {
+    /// The token the webhooks are registered with.
+    pub current: String,
+    /// The token before a rotation, still accepted until it is removed from the secret.
+    pub previous: Option<String>,
+}
+
+impl WebhookTokens {
+    /// Whether `token` is one of them (each compared in constant time, both always compared).
+    pub fn accepts(&self, token: &str) -> bool {
+        let matches = |expected: &str| !expected.is_empty() && bool::from(token.as_bytes().ct_eq(expected.as_bytes()));
+        let current = matches(&self.current);
+        let previous = self.previous.as_deref().is_some_and(matches);
+        current | previous
+    }
+}
+
+/// The token in the URL: the first check, before any I/O.
+pub fn check_token(expected: &WebhookTokens, token: &str) -> Result<(), Refused> {
+    if !expected.accepts(token) {
         return Err(refuse(401, "unknown webhook token"));
     }
     Ok(())
@@ -198,12 +218,12 @@ impl<S: Store, P: EventSink> IntakeEngine<S, P> {
     /// the bus failed (CM delivers again).
     pub async fn receive(
         &self,
-        expected_token: &str,
+        expected: &WebhookTokens,
         token: &str,
         content_type: Option<&str>,
         body: &[u8],
     ) -> (u16, Value) {
-        if let Err(refused) = check_token(expected_token, token) {
+        if let Err(refused) = check_token(expected, token) {
             tracing::warn!(status = refused.status, reason = %refused.message, "webhook delivery refused");
             return (refused.status, json!({"message": refused.message}));
         }
@@ -284,7 +304,7 @@ impl<S: Store, P: EventSink> IntakeEngine<S, P> {
         };
         let recorded = self.store.record_webhook_batch(&record).await?;
         if !delivery.refused.is_empty() {
-            self.record_refused(delivery, now).await?;
+            self.record_refused(delivery).await?;
         }
         if recorded.to_apply > 0 {
             self.publisher
@@ -301,24 +321,11 @@ impl<S: Store, P: EventSink> IntakeEngine<S, P> {
 
     /// Events refused on their own are kept as a run of the intake, each with its reason (never
     /// the event itself, which may hold an address): `cm-sf-admin runs` lists it.
-    async fn record_refused(&self, delivery: &Delivery, now: chrono::DateTime<Utc>) -> Result<(), EngineError> {
-        let run_id = crate::new_run_id();
+    async fn record_refused(&self, delivery: &Delivery) -> Result<(), EngineError> {
         let counts = std::collections::BTreeMap::from([
             ("recorded".to_owned(), delivery.events.len() as u64),
             ("refused".to_owned(), delivery.refused.len() as u64),
         ]);
-        self.store
-            .start_run(&RunRecord {
-                run_id: run_id.clone(),
-                scope: format!("webhook:{}", delivery.list_id),
-                started_at: now,
-                ended_at: None,
-                status: RunStatus::Running,
-                counts: counts.clone(),
-                failure_count: 0,
-                resumed_at: None,
-            })
-            .await?;
         let failures: Vec<RunFailure> = delivery
             .refused
             .iter()
@@ -328,10 +335,7 @@ impl<S: Store, P: EventSink> IntakeEngine<S, P> {
                 code: Some("WEBHOOK_EVENT_REFUSED".to_owned()),
             })
             .collect();
-        self.store.add_run_failures(&run_id, &failures).await?;
-        self.store
-            .finish_run(&run_id, now, RunStatus::CompletedWithFailures, &counts)
-            .await?;
-        Ok(())
+        let scope = format!("webhook:{}", delivery.list_id);
+        Ok(crate::record_report(self.store.as_ref(), &scope, counts, &failures).await?)
     }
 }

@@ -7,11 +7,14 @@
 //! constant time before anything else is done.
 
 mod apply;
+mod health;
 mod intake;
 
 pub use apply::BatchOutcome;
+pub use health::{HEALTH_CHECK_EVERY, InactiveWebhook};
 pub use intake::{
-    Delivery, IntakeEngine, MAX_BODY_BYTES, MAX_EVENTS, Refused, RefusedEvent, ValidEvent, check_token, read_delivery,
+    Delivery, IntakeEngine, MAX_BODY_BYTES, MAX_EVENTS, Refused, RefusedEvent, ValidEvent, WebhookTokens, check_token,
+    read_delivery,
 };
 
 /// How long recorded events are kept.
