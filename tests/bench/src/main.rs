@@ -6,6 +6,7 @@
 
 mod coldstart;
 mod once;
+mod webhooks;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -41,6 +42,15 @@ enum Cmd {
         /// Scenario cache directory.
         #[arg(long, default_value = "target/bench")]
         dir: PathBuf,
+    },
+    /// The webhook intake alone: 1,000-event deliveries with 20 custom fields each; prints its
+    /// section of BENCHMARKS.md (the suite writes the same section).
+    ///
+    /// Example: cm-sf-bench webhooks --reps 7
+    Webhooks {
+        /// Measured deliveries (after one warm-up).
+        #[arg(long, default_value_t = 7)]
+        reps: usize,
     },
     /// One measured sync (the suite runs this in a child process).
     Once {
@@ -126,6 +136,9 @@ async fn main() -> std::process::ExitCode {
             out,
             dir,
         } => suite(&workloads, reps, &out, &dir).await,
+        Cmd::Webhooks { reps } => webhooks::measure(reps)
+            .await
+            .map(|figures| print!("{}", figures.report())),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -344,7 +357,8 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
         }
     }
     let cold = coldstart::measure(11).await?;
-    write_report(out, &rows, &cold)
+    let intake = webhooks::measure(7).await?;
+    write_report(out, &rows, &cold, &intake)
 }
 
 fn machine() -> String {
@@ -470,7 +484,12 @@ fn targets(rows: &[Row], cold: &coldstart::ColdStart) -> String {
     lines.join("\n") + "\n"
 }
 
-fn write_report(out: &Path, rows: &[Row], cold: &coldstart::ColdStart) -> Result<(), String> {
+fn write_report(
+    out: &Path,
+    rows: &[Row],
+    cold: &coldstart::ColdStart,
+    intake: &webhooks::WebhookFigures,
+) -> Result<(), String> {
     let mut text = String::new();
     text += "# Benchmarks\n\n";
     text += &format!(
@@ -514,6 +533,7 @@ fn write_report(out: &Path, rows: &[Row], cold: &coldstart::ColdStart) -> Result
          over {} starts after a warm-up.\n",
         cold.median_ms, cold.min_ms, cold.max_ms, cold.runs
     );
+    text += &intake.report();
     let mut file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
     file.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
     eprintln!("wrote {}", out.display());

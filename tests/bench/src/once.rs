@@ -65,9 +65,9 @@ pub struct Figures {
     pub peak_rss_mib: f64,
 }
 
-/// Counts the DynamoDB client's HTTP requests (every attempt).
+/// Counts an AWS client's HTTP requests (every attempt; one interceptor serves every SDK client).
 #[derive(Debug, Clone, Default)]
-struct RequestCounter(Arc<AtomicU64>);
+pub(crate) struct RequestCounter(pub(crate) Arc<AtomicU64>);
 
 impl aws_sdk_dynamodb::config::Intercept for RequestCounter {
     fn name(&self) -> &'static str {
