@@ -1285,8 +1285,16 @@ async fn the_schedule_sweeps_webhook_batches_left_pending_and_applies_them_once(
         events: vec![event.clone()],
     };
     cm_list_shows(&h, &event.list_id, json!([event.payload.clone()])).await;
-    // Salesforce was down when the batch arrived: its hand-off failed for good.
+    // Salesforce is down when the batch arrives: its hand-off fails (and, after Lambda's
+    // retries, is parked in the failed-invocations queue, where no one may look).
     h.engine.store.record_webhook_batch(&batch("b-swept")).await.unwrap();
+    h.control
+        .set_faults(json!({"seed": 8, "sf": {"error_rate": 1.0}}))
+        .await
+        .unwrap();
+    let down = h.engine.apply_webhook_batch(&settings, "b-swept").await.unwrap_err();
+    assert!(down.is_retryable(), "{down}");
+    h.control.set_faults(json!({"seed": 8})).await.unwrap();
     let swept = |h: &Harness| {
         h.engine
             .publisher
@@ -1372,7 +1380,16 @@ async fn a_forged_unsubscribe_changes_nothing_and_cms_lists_opt_people_out_even_
         "a forged post changes nothing"
     );
     let pending = h.engine.store.pending_webhook_batches(10).await.unwrap();
-    assert!(pending.is_empty(), "reported and done with, not retried");
+    assert!(pending.is_empty(), "done with, not retried");
+    let runs = h.engine.store.recent_runs(5).await.unwrap();
+    let report = runs.iter().find(|r| r.scope == format!("webhook:{list}")).unwrap();
+    let (_, failures) = h.engine.store.run(&report.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        failures[0].code.as_deref(),
+        Some("WEBHOOK_NOT_CONFIRMED"),
+        "reported where admins look"
+    );
+    assert!(!failures[0].reason.contains(&email(0)), "the address is redacted");
 
     // Webhooks off: CM unsubscribes one person and bounces another, and posts nothing.
     cm_list_shows(

@@ -203,30 +203,41 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             .list_states_since(list_id, CmTimestamp::from_utc(earliest, settings.zone()))
             .await?;
         let mut confirmed = Vec::new();
-        for (_, activity) in changes {
+        let mut unconfirmed = Vec::new();
+        for (record, activity) in changes {
             if shown
                 .get(&activity.kind)
                 .is_some_and(|emails| emails.contains(&activity.email))
             {
                 confirmed.push(activity.clone());
-            } else {
-                outcome.unconfirmed += 1;
-                results.entry(activity.email.clone()).or_default().kept.push(format!(
-                    "not applied: Campaign Monitor's list does not show the address {} (a forged or outdated post)",
-                    if activity.kind == ActivityKind::Bounced {
-                        "bounced"
-                    } else {
-                        "unsubscribed"
-                    }
-                ));
+                continue;
             }
+            outcome.unconfirmed += 1;
+            let what = if activity.kind == ActivityKind::Bounced {
+                "bounced"
+            } else {
+                "unsubscribed"
+            };
+            results.entry(activity.email.clone()).or_default().kept.push(format!(
+                "not applied: Campaign Monitor's list does not show the address {what} (a forged or outdated post)"
+            ));
+            unconfirmed.push(state::RunFailure {
+                record: format!("webhook event {}", record.dedupe_key),
+                reason: format!(
+                    "{} not applied: Campaign Monitor's list does not show it {what} (a forged or outdated post)",
+                    mapping::email::redact_email(&activity.email)
+                ),
+                code: Some("WEBHOOK_NOT_CONFIRMED".to_owned()),
+            });
         }
-        if outcome.unconfirmed > 0 {
+        if !unconfirmed.is_empty() {
             tracing::warn!(
                 list = list_id,
-                unconfirmed = outcome.unconfirmed,
+                unconfirmed = unconfirmed.len(),
                 "webhook opt-outs or bounces the list does not confirm were not applied"
             );
+            let counts = BTreeMap::from([("not_confirmed".to_owned(), unconfirmed.len() as u64)]);
+            crate::record_report(self.store.as_ref(), &format!("webhook:{list_id}"), counts, &unconfirmed).await?;
         }
         let (plan, written) = self.apply_list_changes(settings, &confirmed).await?;
         for skip in &plan.skips {
