@@ -1331,13 +1331,21 @@ async fn the_schedule_sweeps_webhook_batches_left_pending_and_applies_them_once(
 
 #[tokio::test]
 async fn a_forged_unsubscribe_changes_nothing_and_cms_lists_opt_people_out_even_without_webhooks() {
-    let small = generate(&Shape {
+    let mut small = generate(&Shape {
         recipients: 20,
         activities: 0,
         in_salesforce: 1.0,
         ..Shape::default()
     });
     let list = small.cm.lists[0].id.clone();
+    // CM shows the first Contact as an active subscriber of the list.
+    let active = small.sf.records["Contact"][0]["Email"].as_str().unwrap().to_owned();
+    small.cm.lists[0].subscribers.push(sandbox::scenario::CmSubscriber {
+        email: active,
+        name: String::new(),
+        state: "Active".into(),
+        date: Some("2026-11-01 09:00:00".into()),
+    });
     let h = Harness::new(small, |s| {
         s.cm_lists = vec![list.clone()];
         s.opt_out_policy = mapping::settings::OptOutPolicy::AnyList;
