@@ -140,12 +140,7 @@ impl DynamoStore {
     async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
         for chunk in requests.chunks(BATCH_WRITE_LIMIT) {
             let mut pending = chunk.to_vec();
-            let mut delays = ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(25))
-                .with_max_delay(Duration::from_secs(2))
-                .with_max_times(8)
-                .with_jitter()
-                .build();
+            let mut delays = unprocessed_backoff();
             loop {
                 let output = self
                     .client
@@ -658,6 +653,16 @@ impl WebhookEventStore for DynamoStore {
 /// The partition of pending webhook batches (sort key: the batch, which starts with its time).
 const PENDING_BATCHES: &str = "WEBHOOK_PENDING";
 
+/// How items or keys a batch call left unprocessed are retried (DynamoDB asks for backoff).
+fn unprocessed_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(25))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(8)
+        .with_jitter()
+        .build()
+}
+
 /// Keys of one `BatchGetItem` at most (DynamoDB's limit).
 const BATCH_GET_LIMIT: usize = 100;
 
@@ -718,12 +723,7 @@ impl DynamoStore {
                 .consistent_read(true)
                 .build()
                 .map_err(build_error)?;
-            let mut delays = ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(25))
-                .with_max_delay(Duration::from_secs(2))
-                .with_max_times(8)
-                .with_jitter()
-                .build();
+            let mut delays = unprocessed_backoff();
             loop {
                 let output = self
                     .client

@@ -102,7 +102,8 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         };
         let mut done: Vec<WebhookEventRecord> = Vec::new();
         let mut changes: Vec<(WebhookEventRecord, Activity)> = Vec::new();
-        for record in pending.events.clone() {
+        let state::PendingBatch { list_id, events, .. } = pending;
+        for record in events {
             if matches!(record.state, EventState::Applied { .. }) {
                 outcome.already_applied += 1;
                 continue;
@@ -122,18 +123,16 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 }),
             }
         }
-        let results = self
-            .apply_changes(settings, &pending.list_id, &changes, &mut outcome)
-            .await?;
+        let results = self.apply_changes(settings, &list_id, &changes, &mut outcome).await?;
         let mut transient = None;
         for (record, activity) in changes {
             let result = results.get(activity.email.as_str());
+            if let Some((_, why)) = result.and_then(|r| r.refused.iter().find(|(transient, _)| *transient)) {
+                transient = Some(why.clone());
+                outcome.to_retry += 1;
+                continue; // stays Received: retried
+            }
             let state = match result {
-                Some(r) if r.refused.iter().any(|(transient, _)| *transient) => {
-                    transient = r.refused.iter().find(|(t, _)| *t).map(|(_, why)| why.clone());
-                    outcome.to_retry += 1;
-                    continue; // stays Received: retried
-                }
                 Some(r) if !r.refused.is_empty() => EventState::Failed {
                     reason: r
                         .refused
