@@ -6,7 +6,7 @@ VENV := .venv
 PYTHON ?= python3
 WITH_MOTO := tests/support/with-moto.sh
 
-.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo venv fuzz validate build deploy bench
+.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo stack-bins venv fuzz validate build deploy bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -26,11 +26,19 @@ clippy:
 
 unit: venv ## Every test in the workspace (unit, property, integration, doc), with the moto emulator running
 	@mkdir -p target
+	@df -h . | awk 'NR == 2 {print "disk: " $$4 " free before the build"}'
 	$(WITH_MOTO) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
-	$(CARGO) build -p sandbox -p admin
-	$(WITH_MOTO) $(VENV)/bin/pytest -q tests/sandbox/py tests/e2e 2>&1 | tee target/pytest-output.log
+	$(MAKE) --no-print-directory stack-bins
+	@df -h . | awk 'NR == 2 {print "disk: " $$4 " free before the end-to-end tests"}'
+	$(WITH_MOTO) $(VENV)/bin/pytest -q -rfE --timeout 900 --maxfail 5 tests/sandbox/py tests/e2e 2>&1 | tee target/pytest-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} /^[0-9]+ passed/ {p += $$1} / failed/ && !/^test result/ {for (i = 1; i < NF; i++) if ($$(i+1) ~ /^failed/) f += $$i} \
 		END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.log target/pytest-output.log
+
+# The binaries the local stack runs, each built as `cargo lambda watch` builds it (`cargo run
+# --bin NAME`), so no function is compiled inside a test's first invocation.
+STACK_BINS := $(patsubst functions/%/Cargo.toml,%,$(wildcard functions/*/Cargo.toml)) sandbox cm-sf-admin
+stack-bins:
+	@for bin in $(STACK_BINS); do $(CARGO) build --bin $$bin || exit 1; done
 
 # Python tools (moto) in a local virtualenv; reinstalled only when the requirements change.
 venv: $(VENV)/.installed
@@ -95,6 +103,5 @@ bench: venv ## Benchmarks (release): workloads S, M, L, with and without 50 ms A
 	$(CARGO) build --release -p bench -p sandbox -p scheduled-sync
 	$(WITH_MOTO) $(RELEASE_DIR)/cm-sf-bench suite --workloads $(BENCH_WORKLOADS) --reps $(BENCH_REPS) --out BENCHMARKS.md
 
-demo: venv ## The main job, locally: stand-ins for CM and SF, the emulator, the real functions; a dry run, then a sync
-	$(CARGO) build -p sandbox -p admin
+demo: venv stack-bins ## The main job, locally: stand-ins for CM and SF, the emulator, the real functions; a dry run, then a sync
 	$(WITH_MOTO) $(VENV)/bin/python tests/e2e/demo.py

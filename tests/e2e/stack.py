@@ -25,6 +25,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 BIN = os.path.join(TARGET, "debug")
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+# What `cargo lambda watch` printed, one file per stack: quoted when the stack fails.
+LOG_DIR = os.path.join(TARGET, "e2e-logs")
 KEY = os.path.join(ROOT, "tests", "sandbox", "fixtures", "jwt-test-key.pem")
 SOURCE = "cm-sf-sync"
 
@@ -215,18 +217,25 @@ class Stack:
         cargo_lambda = shutil.which("cargo-lambda", path=VENV_BIN)
         assert cargo_lambda, "cargo-lambda missing: run `make venv`"
         env = dict(self.env, PATH=VENV_BIN + os.pathsep + os.environ["PATH"])
-        out = subprocess.DEVNULL if quiet else None
+        os.makedirs(LOG_DIR, exist_ok=True)
+        self.watch_log = os.path.join(LOG_DIR, f"watch-{self.suffix}.log")
+        out = open(self.watch_log, "w") if quiet else None
         watch = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1",
-                                  "--invoke-port", str(self.invoke_port), "--quiet"], cwd=ROOT, env=env, stdout=out, stderr=out)
+                                  "--invoke-port", str(self.invoke_port)], cwd=ROOT, env=env, stdout=out, stderr=out)
         self.processes.append(watch)
-        for _ in range(300):
+        deadline = time.time() + 120
+        while True:
             try:
                 socket.create_connection(("127.0.0.1", self.invoke_port), timeout=1).close()
                 break
             except OSError:
+                if watch.poll() is not None or time.time() > deadline:
+                    self.close()
+                    raise RuntimeError(self.diagnostics("`cargo lambda watch` did not start"))
                 time.sleep(0.2)
         self.invocations = []
         self.errors = []
+        self.relay_failures = []
         self._relay = threading.Thread(target=self._relay_loop, daemon=True)
         self._relay.start()
 
@@ -247,6 +256,8 @@ class Stack:
                 text = response.read().decode()
         except urllib.error.HTTPError as error:
             text = error.read().decode()
+        except (urllib.error.URLError, TimeoutError) as error:
+            raise RuntimeError(self.diagnostics(f"invoking {function} failed: {error}")) from error
         if len(text.encode()) > RESPONSE_LIMIT:
             body = {"errorType": "Function.ResponseSizeTooLarge",
                     "errorMessage": f"Response payload size ({len(text.encode())} bytes) exceeded maximum allowed payload size (6291556 bytes)."}
@@ -272,6 +283,8 @@ class Stack:
                     self._busy += 1
                     try:
                         self._deliver(function, url, message)
+                    except Exception as error:  # noqa: BLE001 - kept for settle() to report
+                        self.relay_failures.append(f"{function}: {error}")
                     finally:
                         self._busy -= 1
             if idle:
@@ -317,8 +330,20 @@ class Stack:
             quiet_rounds = quiet_rounds + 1 if pending == 0 and self._busy == 0 else 0
             if quiet_rounds >= 5:
                 return
+            if self.relay_failures:
+                raise RuntimeError(self.diagnostics("the relay could not deliver: " + "; ".join(self.relay_failures)))
             time.sleep(0.3)
-        raise TimeoutError("the stack did not settle")
+        raise TimeoutError(self.diagnostics("the stack did not settle"))
+
+    def diagnostics(self, what):
+        """`what`, with the end of what `cargo lambda watch` printed and the free disk space: the
+        two things that tell a broken machine from a broken function."""
+        tail = ""
+        if getattr(self, "watch_log", None) and os.path.exists(self.watch_log):
+            with open(self.watch_log, errors="replace") as f:
+                tail = "".join(f.readlines()[-40:])
+        free = shutil.disk_usage(ROOT).free / 2**30
+        return f"{what}\n--- free disk: {free:.1f} GiB; cargo lambda watch ({getattr(self, 'watch_log', '-')}), last lines:\n{tail}"
 
     def schedule(self):
         """What the deployed schedule sends: the template's EventBridge Scheduler input."""
@@ -374,14 +399,17 @@ class Stack:
             return json.loads(response.read())
 
     def warm_intake(self):
-        """Starts webhook-intake under `cargo lambda watch` (its first request builds it, longer
-        than the 10 seconds CM's delivery waits): a request it refuses, with a long timeout."""
+        """Starts webhook-intake under `cargo lambda watch` (its first request starts the process,
+        and builds it if `make test` did not: longer than the 10 seconds CM's delivery waits): a
+        request it refuses, with a long timeout."""
         request = urllib.request.Request(self.webhook_url(), data=b"{}", method="POST",
                                          headers={"content-type": "application/json"})
         try:
             urllib.request.urlopen(request, timeout=600).close()
         except urllib.error.HTTPError:
             pass
+        except (urllib.error.URLError, TimeoutError) as error:
+            raise RuntimeError(self.diagnostics(f"webhook-intake did not start: {error}")) from error
 
     def deliver_webhook(self, list_id, events):
         """CM posts a batch to every active webhook of the list (the sandbox's control call)."""
