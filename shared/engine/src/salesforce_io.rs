@@ -234,6 +234,8 @@ pub(crate) struct Applied {
     pub transient_failures: bool,
     /// People whose writes failed with a transient error (still after the retries).
     pub transient_people: BTreeSet<String>,
+    /// The statistics write failed.
+    pub statistics_failed: bool,
 }
 
 fn member_fields(settings: &Settings, state: &MemberState, record: &mut Map<String, Value>) {
@@ -510,6 +512,8 @@ async fn apply_statistics(
         .is_some_and(|r| note(applied, &format!("campaign {campaign_id} statistics"), &r.outcome))
     {
         counts.stats_written += plan.statistics.writes.len() as u64;
+    } else {
+        applied.statistics_failed = true;
     }
     Ok(())
 }

@@ -157,15 +157,14 @@ async fn first_sync_of_10k_recipients_stays_within_40_sf_calls_and_later_syncs_a
     let people = h.scenario.sf.records["Contact"].len() + h.scenario.sf.records["Lead"].len();
     assert_eq!(total, people);
 
-    // Nothing new: no writes, at most one call.
+    // Nothing new: not one Salesforce call.
     h.reset_counters().await;
     let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
         panic!()
     };
     let (reads, writes) = h.sf_calls().await;
     eprintln!("no-op sync: {reads} SF reads, {writes} SF writes");
-    assert_eq!(writes, 0, "{counts:?}");
-    assert!(reads <= 1, "{reads} reads with nothing new");
+    assert_eq!((reads, writes), (0, 0), "{counts:?}");
 
     // 1,000 new activities: at most 15 calls.
     let emails: Vec<String> = (0..1_000)
@@ -189,6 +188,82 @@ async fn first_sync_of_10k_recipients_stays_within_40_sf_calls_and_later_syncs_a
         "incremental sync took {reads} reads + {writes} writes: {counts:?}"
     );
     assert!(counts.member_updates > 0);
+}
+
+#[tokio::test]
+async fn a_campaign_with_nothing_new_costs_two_cm_calls_and_no_salesforce_call_and_new_activity_is_still_read() {
+    let h = Harness::new(
+        generate(&Shape {
+            recipients: 200,
+            activities: 150,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let cm = h.link_main().await;
+    h.set_cm_now("2026-11-27 09:00:00").await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    assert!(counts.stats_written > 0 && counts.activities > 0, "{counts:?}");
+
+    // Within the settle lag of the counts, the streams are read again (records counted at
+    // 09:00 may not be readable yet), but Salesforce is not called: nothing is new.
+    h.set_cm_now("2026-11-27 09:15:00").await;
+    h.reset_counters().await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    assert_eq!(h.sf_calls().await, (0, 0), "{counts:?}");
+    assert_eq!(counts.unchanged_in_cm, 0);
+
+    // Once the streams are read past that moment, an unchanged campaign costs CM's summary
+    // and clock, and nothing in Salesforce.
+    h.set_cm_now("2026-11-27 09:30:00").await;
+    h.reset_counters().await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    assert_eq!(h.control.cm_calls().await.unwrap(), 2, "{counts:?}");
+    assert_eq!(h.sf_calls().await, (0, 0));
+    assert_eq!((counts.unchanged_in_cm, counts.activities), (1, 0));
+
+    // A new click changes the counts: it is read, and lands in Salesforce with the statistics.
+    let person = &h.scenario.sf.records["Contact"][0];
+    let email = person["Email"].as_str().unwrap().to_owned();
+    let list = h.scenario.cm.lists[0].id.clone();
+    h.add_activity(
+        &cm,
+        json!([{"kind": "click", "email": email, "list_id": list, "date": "2026-11-27 09:31:00"}]),
+    )
+    .await;
+    h.set_cm_now("2026-11-27 09:45:00").await;
+    h.reset_counters().await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    assert_eq!((counts.unchanged_in_cm, counts.activities), (0, 1), "{counts:?}");
+    assert!(counts.stats_written >= 1, "the click count changed: {counts:?}");
+    let member = h
+        .sf_records("CampaignMember")
+        .await
+        .into_iter()
+        .find(|m| m["ContactId"] == person["Id"])
+        .expect("the clicker is a member");
+    assert_eq!(member["Status"], "Clicked");
+
+    // A day after the last read, the streams are read whatever the counts say.
+    h.set_cm_now("2026-11-28 10:00:00").await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    assert_eq!(counts.unchanged_in_cm, 0, "{counts:?}");
+    h.set_cm_now("2026-11-28 10:15:00").await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    assert_eq!(counts.unchanged_in_cm, 1, "{counts:?}");
 }
 
 fn worked_example_scenario() -> Scenario {

@@ -104,6 +104,19 @@ pub struct StatisticsPlan {
     pub missing_fields: Vec<String>,
 }
 
+/// The mapped Campaign fields and the values the summary gives them (empty when statistics are
+/// not synced): what Salesforce holds once the statistics are written.
+pub fn statistics_target(summary: &CampaignSummary, settings: &Settings) -> BTreeMap<String, i64> {
+    if !settings.update_campaign_statistics {
+        return BTreeMap::new();
+    }
+    settings
+        .statistics_fields
+        .iter()
+        .filter_map(|(stat, field)| Some((field.clone()?, *summary.get(stat)?)))
+        .collect()
+}
+
 /// Plans the statistics write of §3.1.
 ///
 /// - `last_written`: field → value as last written by us (empty on the first sync).

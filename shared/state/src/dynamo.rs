@@ -21,10 +21,10 @@ use mapping::autocreate::LinkOrigin;
 
 use crate::memory::{link_conflict, no_such_run};
 use crate::{
-    BatchRecorded, EventState, FAILED_RECORD_TTL_DAYS, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord,
-    LinkStore, PendingBatch, RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus,
-    RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore, WebhookBatchRecord, WebhookEventRecord,
-    WebhookEventStore,
+    BatchRecorded, CampaignProgress, EventState, FAILED_RECORD_TTL_DAYS, FailedRecord, Lease, LeaseStore, LinkOutcome,
+    LinkRecord, LinkStore, PendingBatch, RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart,
+    RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore, WebhookBatchRecord,
+    WebhookEventRecord, WebhookEventStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -478,6 +478,18 @@ impl LinkStore for DynamoStore {
 }
 
 impl WatermarkStore for DynamoStore {
+    async fn campaign_progress(&self, cm_campaign_id: &str) -> Result<CampaignProgress, StoreError> {
+        let key = format!("PROGRESS#{cm_campaign_id}");
+        let Some(item) = self.get(&key, "PROGRESS").await? else {
+            return Ok(CampaignProgress::default());
+        };
+        let doc = Reader::new(&item).string("doc")?;
+        serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt {
+            key,
+            reason: e.to_string(),
+        })
+    }
+
     async fn watermark(&self, scope: &str, stream: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.get(&format!("WATERMARK#{scope}"), stream)
             .await?
@@ -528,6 +540,13 @@ impl WatermarkStore for DynamoStore {
             requests.push(WriteRequest::builder().delete_request(delete).build());
         }
         let count = requests.len();
+        // What the last sync saw goes with the watermarks: the next sync reads and writes afresh.
+        let progress = DeleteRequest::builder()
+            .key("pk", s(format!("PROGRESS#{scope}")))
+            .key("sk", s("PROGRESS"))
+            .build()
+            .map_err(build_error)?;
+        requests.push(WriteRequest::builder().delete_request(progress).build());
         self.batch_write(requests).await?;
         Ok(count)
     }
@@ -1118,6 +1137,17 @@ impl DynamoStore {
             .build()
             .map_err(build_error)?;
         items.push(TransactWriteItem::builder().update(run).build());
+        if let Some(progress) = &commit.progress {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s(format!("PROGRESS#{}", commit.scope)))
+                .item("sk", s("PROGRESS"))
+                .item("doc", s(to_json(progress)?))
+                .item("updated_at", s(rfc3339(commit.ended_at)))
+                .build()
+                .map_err(build_error)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
         Ok(items)
     }
 }

@@ -170,8 +170,25 @@ pub trait WatermarkStore: Send + Sync {
         to: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Forgets every watermark of a scope, so its next sync reads everything again (an unlinked
-    /// campaign linked anew must not skip what came before). The only way a watermark goes back.
+    /// campaign linked anew must not skip what came before), and what its last sync saw
+    /// ([`WatermarkStore::campaign_progress`]). The only way a watermark goes back.
     fn reset_watermarks(&self, scope: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    /// What a campaign's last committed sync saw and wrote (default when none did): lets a
+    /// sync with nothing new skip CM's streams and Salesforce. Written by
+    /// [`RunStore::commit_under_lease`].
+    fn campaign_progress(
+        &self,
+        cm_campaign_id: &str,
+    ) -> impl Future<Output = Result<CampaignProgress, StoreError>> + Send;
+}
+
+/// What a campaign's last committed sync saw in CM and wrote onto its SF Campaign.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignProgress {
+    /// The summary's activity counts, and when they were first seen.
+    pub probe: Option<mapping::probe::ActivityProbe>,
+    /// The statistics written.
+    pub statistics: Option<mapping::probe::WrittenStatistics>,
 }
 
 /// Processing state of a recorded webhook event.
@@ -462,6 +479,8 @@ pub struct RunCommit {
     pub status: RunStatus,
     /// Its counters.
     pub counts: BTreeMap<String, u64>,
+    /// What the run saw and wrote, for the next one (`None`: keep what is stored).
+    pub progress: Option<CampaignProgress>,
 }
 
 /// A record that failed in a run, kept to retry on the next run.

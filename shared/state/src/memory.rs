@@ -8,9 +8,10 @@ use chrono::{DateTime, Utc};
 use mapping::Settings;
 
 use crate::{
-    BatchRecorded, EventState, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, PendingBatch,
-    RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore,
-    StoreError, VersionedSettings, WatermarkStore, WebhookBatchRecord, WebhookEventRecord, WebhookEventStore,
+    BatchRecorded, CampaignProgress, EventState, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore,
+    PendingBatch, RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore,
+    SettingsStore, StoreError, VersionedSettings, WatermarkStore, WebhookBatchRecord, WebhookEventRecord,
+    WebhookEventStore,
 };
 
 #[derive(Debug, Default)]
@@ -19,6 +20,7 @@ struct Tables {
     links: BTreeMap<String, LinkRecord>,
     sf_links: BTreeMap<String, String>,
     watermarks: BTreeMap<(String, String), DateTime<Utc>>,
+    progress: BTreeMap<String, CampaignProgress>,
     events: BTreeMap<String, WebhookEventRecord>,
     batches: BTreeMap<String, StoredBatch>,
     runs: BTreeMap<String, RunRecord>,
@@ -174,10 +176,15 @@ impl WatermarkStore for MemoryStore {
         }
     }
 
+    async fn campaign_progress(&self, cm_campaign_id: &str) -> Result<CampaignProgress, StoreError> {
+        Ok(self.tables()?.progress.get(cm_campaign_id).cloned().unwrap_or_default())
+    }
+
     async fn reset_watermarks(&self, scope: &str) -> Result<usize, StoreError> {
         let mut tables = self.tables()?;
         let before = tables.watermarks.len();
         tables.watermarks.retain(|(s, _), _| s != scope);
+        tables.progress.remove(scope);
         Ok(before - tables.watermarks.len())
     }
 }
@@ -408,6 +415,9 @@ impl LeaseStore for MemoryStore {
                 (commit.scope.clone(), stream.clone()),
                 crate::dynamo::truncate_to_millis(*at),
             );
+        }
+        if let Some(progress) = &commit.progress {
+            tables.progress.insert(commit.scope.clone(), progress.clone());
         }
         Ok(true)
     }

@@ -16,6 +16,12 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     pub(super) async fn apply_part(&self, run: &mut CampaignRun<'_>, plan: CampaignPlan) -> Result<(), EngineError> {
         let applied = crate::salesforce_io::apply(&self.sf, run.settings, &plan, &mut run.counts).await?;
         run.transient_failures |= applied.transient_failures;
+        if !applied.statistics_failed && plan.statistics.missing_fields.is_empty() {
+            // Salesforce holds every mapped value now: the next sync compares with these.
+            if let Some(written) = run.statistics_target.take() {
+                run.next_progress.statistics = Some(written);
+            }
+        }
         run.transient_people.extend(applied.transient_people);
         let mut failures = applied.failures;
         failures.extend(plan.skips.iter().map(|skip| RunFailure {

@@ -123,6 +123,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             ended_at: Utc::now(),
             status,
             counts: run.counts.to_map(),
+            progress: Some(run.next_progress.clone()),
         };
         let Some(lease) = &run.lease else {
             return Err(EngineError::Invalid("a run that writes commits under its lease".into()));

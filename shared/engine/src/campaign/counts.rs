@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunCounts {
+    /// 1 when CM's summary counts were as last seen: the activity streams were not read.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unchanged_in_cm: u64,
     /// CM activity records read.
     pub activities: u64,
     /// CM activity rows that could not be read (skipped; listed in the run record).
@@ -39,6 +42,10 @@ pub struct RunCounts {
     pub stats_written: u64,
     /// Per-record failures.
     pub failed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn at_most_one(n: &u64) -> bool {

@@ -205,7 +205,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         if !self.read_retried(&mut run, &mut spool, &deadline).await? {
             return self.continue_later(&run).await;
         }
-        let mut parts = self.read_summary(&mut run, spool).await?;
+        let mut parts = self.split_parts(&mut run, spool).await?;
         if deadline.passed() {
             return self.continue_later(&run).await;
         }

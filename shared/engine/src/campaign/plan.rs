@@ -9,6 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use mapping::matching::{PersonCandidate, PersonKind};
 use mapping::people::{PersonEmailState, SubscriberState};
 use mapping::plan::{CampaignPlan, CampaignSyncInput, StatisticsInput, plan_campaign};
+use mapping::probe::{WrittenStatistics, statistics_unchanged};
 use mapping::settings::OptOutPolicy;
 use mapping::{Activity, ActivityKind, Settings};
 use state::Store;
@@ -49,13 +50,23 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             run.statuses = Some(read_statuses(&self.sf, &campaign_id).await?);
         }
         let statistics = match (&run.summary, run.first_part) {
-            (Some(summary), true) => {
-                let (current, org_fields) = read_campaign_stats(&self.sf, run.settings, &campaign_id).await?;
-                Some(StatisticsInput {
-                    summary: summary.to_stats(),
-                    last_written: current,
-                    org_fields,
-                })
+            (Some(summary), true) if run.settings.update_campaign_statistics => {
+                let summary = summary.to_stats();
+                let target = mapping::statistics::statistics_target(&summary, run.settings);
+                if statistics_unchanged(run.progress.statistics.as_ref(), &campaign_id, &target) {
+                    None // written by an earlier sync: no Salesforce call
+                } else {
+                    let (current, org_fields) = read_campaign_stats(&self.sf, run.settings, &campaign_id).await?;
+                    run.statistics_target = Some(WrittenStatistics {
+                        sf_campaign_id: campaign_id.clone(),
+                        values: target,
+                    });
+                    Some(StatisticsInput {
+                        summary,
+                        last_written: current,
+                        org_fields,
+                    })
+                }
             }
             _ => None,
         };

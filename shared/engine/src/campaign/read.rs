@@ -1,5 +1,6 @@
-//! Stage 1: what changed in CM since the watermarks, up to CM's clock less the settle lag, the
-//! whole activity of people queued for a retry, and the campaign summary. Held in memory up to
+//! Stage 1: the campaign summary, and unless its counts show nothing new, what changed in CM
+//! since the watermarks, up to CM's clock less the settle lag; the whole activity of people
+//! queued for a retry. Held in memory up to
 //! one part; a larger campaign spills to temporary files.
 
 use std::collections::BTreeSet;
@@ -28,6 +29,19 @@ const STREAMS: [ActivityKind; 6] = [
 /// At most this many queued people are retried per sync; the rest wait for the next one.
 const RETRY_BATCH: usize = 5_000;
 
+/// How far every stream has been read: the earliest watermark of the activity streams, `None`
+/// while one (or the recipients) was never read.
+fn read_up_to(watermarks: &std::collections::BTreeMap<String, DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    let mut earliest: Option<DateTime<Utc>> = None;
+    for kind in STREAMS {
+        let at = *watermarks.get(kind.as_str())?;
+        if kind != ActivityKind::Sent {
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+        }
+    }
+    earliest
+}
+
 impl<S: Store, P: EventSink> Engine<S, P> {
     /// Reads every stream from its watermark, side by side (one request in flight each, pages
     /// taken as they come: the sync waits for the longest stream, not for the sum of them).
@@ -39,11 +53,35 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         deadline: &Deadline,
     ) -> Result<Option<Spool>, EngineError> {
         let zone = run.settings.zone();
+        // The summary before CM's clock: every record it counts is dated before that moment.
+        let summary = self.cm.summary(run.cm_id()).await?;
+        run.link.name = summary.name.clone();
+        run.total.link.name = summary.name.clone();
+        let counts = summary.to_stats();
+        run.summary = Some(summary);
+        run.progress = self.store.campaign_progress(run.cm_id()).await?;
+        run.next_progress = run.progress.clone();
+        let watermarks = self.store.watermarks(run.cm_id()).await?;
         let cm_now = self.cm.system_date().await?;
+        let unchanged = run.resumed.is_none()
+            && mapping::probe::activity_unchanged(
+                run.progress.probe.as_ref(),
+                &counts,
+                read_up_to(&watermarks),
+                cm_now.to_utc(zone),
+            );
+        if unchanged {
+            run.counts.unchanged_in_cm = 1;
+            return Ok(Some(Spool::new(self.options.part_size)));
+        }
+        run.next_progress.probe = Some(mapping::probe::next_probe(
+            run.progress.probe.as_ref(),
+            &counts,
+            cm_now.to_utc(zone),
+        ));
         let settled = (cm_now.to_utc(zone) - self.options.settle_lag)
             .duration_trunc(chrono::Duration::minutes(1))
             .unwrap_or(cm_now.to_utc(zone));
-        let watermarks = self.store.watermarks(run.cm_id()).await?;
         let mut streams = Vec::new();
         for kind in STREAMS {
             let stored = watermarks.get(kind.as_str()).copied();
@@ -170,14 +208,8 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         Ok(true)
     }
 
-    /// The CM summary (when statistics are written), and the activity split into parts.
-    pub(super) async fn read_summary(&self, run: &mut CampaignRun<'_>, spool: Spool) -> Result<Parts, EngineError> {
-        if run.settings.update_campaign_statistics {
-            let summary = self.cm.summary(run.cm_id()).await?;
-            run.link.name = summary.name.clone();
-            run.total.link.name = summary.name.clone();
-            run.summary = Some(summary);
-        }
+    /// The activity split into parts.
+    pub(super) async fn split_parts(&self, run: &mut CampaignRun<'_>, spool: Spool) -> Result<Parts, EngineError> {
         run.counts.activities = spool.len() as u64;
         let fixed = run.fixed_by_hand_over().map(|c| (c.part_count as usize, c.parts_done));
         let mut parts = spool.into_parts(fixed.map(|(count, _)| count))?;

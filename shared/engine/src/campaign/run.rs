@@ -28,8 +28,14 @@ pub(crate) struct CampaignRun<'a> {
     pub sent_at: Option<Option<DateTime<Utc>>>,
     /// People an admin queued for another attempt.
     pub retried: Vec<String>,
-    /// The CM summary, when statistics are written.
+    /// The CM summary, read first: its counts tell whether the streams hold anything new.
     pub summary: Option<campaign_monitor::types::Summary>,
+    /// What the last committed sync saw and wrote.
+    pub progress: state::CampaignProgress,
+    /// What this run commits for the next one.
+    pub next_progress: state::CampaignProgress,
+    /// The statistics this run writes, kept once Salesforce took them all.
+    pub statistics_target: Option<mapping::probe::WrittenStatistics>,
     /// The campaign's member statuses, read before the first part that needs them.
     pub statuses: Option<Vec<ExistingStatus>>,
     /// Parts to plan.
@@ -75,6 +81,9 @@ impl<'a> CampaignRun<'a> {
             sent_at: None,
             retried: Vec::new(),
             summary: None,
+            progress: state::CampaignProgress::default(),
+            next_progress: state::CampaignProgress::default(),
+            statistics_target: None,
             statuses: None,
             part_count: 0,
             first_part: true,

@@ -332,6 +332,16 @@ pub async fn a_run_commits_only_while_it_holds_its_lease<S: Store>(store: Arc<S>
         failure_count: 0,
         resumed_at: None,
     };
+    let progress = |minute: i64| state::CampaignProgress {
+        probe: Some(mapping::probe::ActivityProbe {
+            counts: BTreeMap::from([("TotalOpened".into(), minute)]),
+            seen_at: at(minute),
+        }),
+        statistics: Some(mapping::probe::WrittenStatistics {
+            sf_campaign_id: "701A".into(),
+            values: BTreeMap::from([("CM_Clicks__c".into(), minute)]),
+        }),
+    };
     let commit = |id: &str, minute: i64| RunCommit {
         scope: "cm1".into(),
         watermarks: BTreeMap::from([("opens".into(), at(minute)), ("clicks".into(), at(minute))]),
@@ -339,7 +349,12 @@ pub async fn a_run_commits_only_while_it_holds_its_lease<S: Store>(store: Arc<S>
         ended_at: at(minute),
         status: RunStatus::Succeeded,
         counts: BTreeMap::from([("activities".into(), 3)]),
+        progress: Some(progress(minute)),
     };
+    assert_eq!(
+        store.campaign_progress("cm1").await.unwrap(),
+        state::CampaignProgress::default()
+    );
     store.start_run(&run("r1")).await.unwrap();
     store.start_run(&run("r2")).await.unwrap();
     let first = store
@@ -368,11 +383,13 @@ pub async fn a_run_commits_only_while_it_holds_its_lease<S: Store>(store: Arc<S>
         at(4),
         "nothing written"
     );
+    assert_eq!(store.campaign_progress("cm1").await.unwrap(), progress(4));
     assert_eq!(store.run("r2").await.unwrap().unwrap().0.status, RunStatus::Running);
     // Past its own expiry the holder cannot commit either; within it, it can.
     assert!(!store.commit_under_lease(&second, &commit("r2", 12)).await.unwrap());
     assert!(store.commit_under_lease(&second, &commit("r2", 10)).await.unwrap());
     assert_eq!(store.watermarks("cm1").await.unwrap()["clicks"], at(10));
+    assert_eq!(store.campaign_progress("cm1").await.unwrap(), progress(10));
 }
 
 pub async fn runs_keep_counts_and_every_failure<S: Store>(store: Arc<S>) {
@@ -506,6 +523,7 @@ pub async fn a_handed_over_run_resumes_with_what_was_done<S: Store>(store: Arc<S
         ended_at: at(23),
         status: RunStatus::Succeeded,
         counts: checkpoint.counts.clone(),
+        progress: None,
     };
     assert!(store.commit_under_lease(&lease, &commit).await.unwrap());
     assert_eq!(store.resume_run("r1:cm1", at(24)).await.unwrap(), None);
