@@ -9,18 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::statistics::{CampaignStat, CampaignSummary};
 
-/// The summary counts that grow with each activity record (the legacy social counts do not
-/// come from the activity streams).
-const ACTIVITY_COUNTS: [CampaignStat; 7] = [
-    CampaignStat::Recipients,
-    CampaignStat::TotalOpened,
-    CampaignStat::UniqueOpened,
-    CampaignStat::Clicks,
-    CampaignStat::Unsubscribed,
-    CampaignStat::Bounced,
-    CampaignStat::SpamComplaints,
-];
-
 /// The activity counts of a campaign summary as a sync last saw them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivityProbe {
@@ -32,8 +20,9 @@ pub struct ActivityProbe {
 }
 
 fn activity_counts(summary: &CampaignSummary) -> BTreeMap<String, i64> {
-    ACTIVITY_COUNTS
+    CampaignStat::ALL
         .iter()
+        .filter(|stat| stat.counts_activity())
         .filter_map(|stat| summary.get(stat).map(|count| (stat.as_str().to_owned(), *count)))
         .collect()
 }

@@ -47,6 +47,12 @@ impl CampaignStat {
         CampaignStat::Mentions,
     ];
 
+    /// Whether CM's activity records make this count grow (the legacy social counts do not
+    /// come from the activity streams).
+    pub fn counts_activity(self) -> bool {
+        !matches!(self, CampaignStat::Forwards | CampaignStat::Likes | CampaignStat::Mentions)
+    }
+
     /// The name CM uses in the summary JSON (and settings use as the map key).
     pub fn as_str(self) -> &'static str {
         match self {
