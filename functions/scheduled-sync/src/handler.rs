@@ -8,7 +8,7 @@ use events::publisher::EventSink;
 use events::{Event, EventBridgeEvent, Trigger};
 use lambda_runtime::LambdaEvent;
 use lambda_support::{Container, HandlerError, Invocation, deadline};
-use serde_json::{Value, json};
+use serde_json::Value;
 use state::Store;
 
 /// Handles one invocation.
@@ -44,9 +44,6 @@ pub(crate) async fn handle<S: Store, P: EventSink>(
             let synced = engine.sync_campaign(&settings, &next.cm_campaign_id, &next.run_id, mode, stop);
             synced.await?.summary()
         }
-        Trigger::Event(Event::WebhookBatchReceived(received)) => {
-            json!(engine.apply_webhook_batch(&settings, &received.batch).await?)
-        }
         Trigger::Event(other) => return Err(EngineError::UnexpectedEvent(other.detail_type().to_owned()).into()),
     };
     Ok(outcome)
@@ -62,14 +59,14 @@ mod tests {
     use lambda_runtime::Diagnostic;
     use sandbox::generate::{Shape, generate};
     use state::memory::MemoryStore;
-    use state::{EventState, LinkRecord, LinkStore, WebhookBatchRecord, WebhookEventRecord, WebhookEventStore};
+    use state::{LinkRecord, LinkStore};
 
     const SF_CAMPAIGN: &str = "701000SB0000000001";
 
     struct Setup {
-        running: sandbox::Running,
+        /// Serves CM and SF while the test runs.
+        _running: sandbox::Running,
         container: Container<MemoryStore, MemorySink>,
-        scenario: sandbox::scenario::Scenario,
         cm_campaign: String,
     }
 
@@ -86,9 +83,8 @@ mod tests {
         let (running, container) = harness::sandboxed_container(&scenario, |_| {}).await.unwrap();
         let cm_campaign = harness::campaign_named(&scenario, "November newsletter").unwrap();
         Setup {
-            running,
+            _running: running,
             container,
-            scenario,
             cm_campaign,
         }
     }
@@ -194,71 +190,6 @@ mod tests {
             outcome["run_id"],
             format!("20261127T110055Z-1a2b3c4d:{}", s.cm_campaign),
             "the run of the event, not a new one"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_recorded_webhook_batch_is_applied() {
-        let s = setup().await;
-        let email = s.scenario.sf.records["Contact"][0]["Email"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let payload = json!({"Type": "Deactivate", "Date": "2026-11-20 10:00:00", "EmailAddress": email,
-            "Name": "", "State": "Bounced", "CustomFields": []});
-        let fixture: serde_json::Value =
-            serde_json::from_str(include_str!("../fixtures/webhook-batch-received.v1.json")).unwrap();
-        let batch = fixture["detail"]["batch"].as_str().unwrap().to_owned();
-        let now = chrono::Utc::now();
-        let event = WebhookEventRecord {
-            dedupe_key: "webhook-event-key".into(),
-            list_id: s.scenario.cm.lists[0].id.clone(),
-            payload,
-            received_at: now,
-            expires_at: now + chrono::Duration::days(1),
-            state: EventState::Received,
-        };
-        // CM's list shows the bounce the batch reports.
-        harness::Control::of(&s.running)
-            .deliver(&event.list_id, json!([event.payload.clone()]))
-            .await
-            .unwrap();
-        s.container
-            .store()
-            .record_webhook_batch(&WebhookBatchRecord {
-                batch: batch.clone(),
-                list_id: event.list_id.clone(),
-                received_at: now,
-                expires_at: event.expires_at,
-                events: vec![event],
-            })
-            .await
-            .unwrap();
-        let outcome = s
-            .invoke(include_str!("../fixtures/webhook-batch-received.v1.json"))
-            .await
-            .unwrap();
-        assert_eq!(
-            (outcome["applied"].as_u64(), outcome["people_updated"].as_u64()),
-            (Some(1), Some(1)),
-            "{outcome}"
-        );
-        let stored = s
-            .container
-            .store()
-            .webhook_event("webhook-event-key")
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(matches!(stored.state, EventState::Applied { .. }), "{stored:?}");
-        assert!(
-            s.container
-                .store()
-                .pending_webhook_batch(&batch)
-                .await
-                .unwrap()
-                .is_none(),
-            "finished"
         );
     }
 

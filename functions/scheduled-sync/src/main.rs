@@ -1,5 +1,5 @@
-//! scheduled-sync: the EventBridge schedule, "campaign sync requested", "campaign linked", its
-//! own continuation events, and "subscriber event received". `main` builds the container once
+//! scheduled-sync: the EventBridge schedule, "campaign sync requested", "campaign linked" and
+//! its own continuation events (webhook batches have a function of their own, webhook-consumer). `main` builds the container once
 //! (configuration, secrets, clients, engine); [`handler`] turns each event into an engine call.
 
 mod handler;

@@ -261,10 +261,8 @@ impl Event {
     pub fn consumer_of(detail_type: &str) -> Option<&'static str> {
         match detail_type {
             "campaign-discovered.v1" => Some("campaign-autocreate"),
-            "campaign-linked.v1"
-            | "campaign-sync-requested.v1"
-            | "sync-continuation.v1"
-            | "webhook-batch-received.v1" => Some("scheduled-sync"),
+            "campaign-linked.v1" | "campaign-sync-requested.v1" | "sync-continuation.v1" => Some("scheduled-sync"),
+            "webhook-batch-received.v1" => Some("webhook-consumer"),
             _ => None,
         }
     }

@@ -73,7 +73,13 @@ fn template_rules(template: &Yaml) -> Vec<(String, serde_json::Value)> {
 #[test]
 fn each_rule_pattern_is_the_one_the_code_builds_for_its_consumer() {
     let rules = template_rules(&template());
-    assert_eq!(rules.len(), 2, "one rule per consuming function");
+    let mut consumers: Vec<&str> = Event::DETAIL_TYPES
+        .iter()
+        .filter_map(|t| Event::consumer_of(t))
+        .collect();
+    consumers.sort_unstable();
+    consumers.dedup();
+    assert_eq!(rules.len(), consumers.len(), "one rule per consuming function");
     let mut covered = Vec::new();
     for (function, pattern) in &rules {
         let detail_types: Vec<&str> = Event::DETAIL_TYPES
@@ -100,6 +106,25 @@ fn the_schedule_input_is_what_scheduled_sync_treats_as_a_scheduled_run() {
         input["source"].as_str().unwrap(),
         input["detail-type"].as_str().unwrap()
     ));
+}
+
+#[test]
+fn webhook_batches_have_a_consumer_and_reserved_concurrency_of_their_own() {
+    let template = template();
+    let consumer = Event::consumer_of("webhook-batch-received.v1").unwrap();
+    let sync = Event::consumer_of("campaign-sync-requested.v1").unwrap();
+    assert_ne!(consumer, sync, "webhook events never wait behind syncs");
+    let reserved = |crate_name: &str| {
+        let function = resources(&template)
+            .values()
+            .find(|r| r["Type"].as_str() == Some("AWS::Serverless::Function") && function_crate(r) == crate_name)
+            .unwrap_or_else(|| panic!("{crate_name} is not in the template"));
+        let Yaml::Tagged(reference) = &function["Properties"]["ReservedConcurrentExecutions"] else {
+            panic!("{crate_name}: no reserved concurrency parameter")
+        };
+        reference.value.as_str().unwrap().to_owned()
+    };
+    assert_ne!(reserved(consumer), reserved(sync), "slots of its own, set apart");
 }
 
 #[test]

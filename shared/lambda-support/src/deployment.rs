@@ -217,7 +217,12 @@ mod tests {
             let overrides = stage_overrides(SAMCONFIG, stage).unwrap();
             let functions = functions_in(TEMPLATE, &overrides).unwrap();
             let crates: Vec<&str> = functions.iter().map(|f| f.crate_name.as_str()).collect();
-            for expected in ["scheduled-sync", "campaign-autocreate", "webhook-intake"] {
+            for expected in [
+                "scheduled-sync",
+                "campaign-autocreate",
+                "webhook-intake",
+                "webhook-consumer",
+            ] {
                 assert!(crates.contains(&expected), "{crates:?}");
             }
             for function in &functions {

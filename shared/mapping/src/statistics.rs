@@ -50,7 +50,10 @@ impl CampaignStat {
     /// Whether CM's activity records make this count grow (the legacy social counts do not
     /// come from the activity streams).
     pub fn counts_activity(self) -> bool {
-        !matches!(self, CampaignStat::Forwards | CampaignStat::Likes | CampaignStat::Mentions)
+        !matches!(
+            self,
+            CampaignStat::Forwards | CampaignStat::Likes | CampaignStat::Mentions
+        )
     }
 
     /// The name CM uses in the summary JSON (and settings use as the map key).
