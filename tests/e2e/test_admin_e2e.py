@@ -300,7 +300,8 @@ def test_doctor_on_an_org_missing_a_field_reports_it_with_the_fix():
         assert result.returncode == 1
         assert "PROBLEM  function scheduled-sync (ScheduledSyncFunction): CM_BASE_URL" in result.stdout, result.stdout
         assert "PROBLEM  function campaign-autocreate (CampaignAutocreateFunction): CM_BASE_URL" in result.stdout
+        assert "PROBLEM  function webhook-consumer (WebhookConsumerFunction): CM_BASE_URL" in result.stdout
         assert "ok       function webhook-intake" in result.stdout, "the intake does not call CM"
-        assert "4 problem(s)" in result.stdout
+        assert "5 problem(s)" in result.stdout
     finally:
         stack.close()

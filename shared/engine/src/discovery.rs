@@ -40,8 +40,12 @@ pub struct DiscoveryOutcome {
     pub list_people_updated: usize,
     /// Webhooks CM deactivated, when the day's webhook check ran.
     pub inactive_webhooks: Option<usize>,
-    /// Sync requests published (one per linked campaign).
+    /// Sync requests published (one per linked campaign that is due).
     pub syncs_requested: usize,
+    /// Linked campaigns not due at this run (their cadence syncs them later, or they are
+    /// retired: `cm-sf-admin sync --campaign` syncs one on demand).
+    #[serde(default)]
+    pub syncs_not_due: usize,
     /// For a dry run: the whole plan, campaign by campaign.
     pub plan: Option<SyncPlan>,
     /// For a dry run: the plan as a short readable report.
@@ -168,6 +172,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 list_people_updated: 0,
                 inactive_webhooks: None,
                 syncs_requested: 0,
+                syncs_not_due: 0,
                 plan: None,
                 report: None,
                 busy: true,
@@ -277,6 +282,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             list_people_updated: 0,
             inactive_webhooks: None,
             syncs_requested: 0,
+            syncs_not_due: 0,
             plan: None,
             report: None,
             busy: false,
@@ -303,12 +309,20 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             .into_iter()
             .map(|c| Event::campaign_discovered(run_id, c.campaign))
             .collect();
+        // Only the campaigns their cadence makes due (on CM's clock, as the syncs set it); a
+        // link no sync has scheduled yet is due.
+        let schedule = self.store.sync_schedule().await?;
+        let cm_now = self.cm.system_date().await?.to_utc(settings.zone());
+        let due: Vec<&String> = links
+            .keys()
+            .filter(|cm_id| schedule.get(*cm_id).is_none_or(|next| next.is_due(cm_now)))
+            .collect();
+        outcome.syncs_not_due = links.len() - due.len();
+        outcome.syncs_requested = due.len();
         events.extend(
-            links
-                .keys()
+            due.into_iter()
                 .map(|cm_id| Event::sync_requested(run_id, Some(cm_id), false, "schedule")),
         );
-        outcome.syncs_requested = links.len();
         // CM's lists are the source of truth: their opt-outs and bounces reach Salesforce even
         // when no webhook posts them. A failure here does not hold back the campaigns.
         match self.list_backstop(settings).await {
@@ -330,6 +344,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             discovered = outcome.discovered,
             to_create = outcome.to_create,
             syncs = outcome.syncs_requested,
+            not_due = outcome.syncs_not_due,
             "scheduled run done"
         );
         Ok(outcome)

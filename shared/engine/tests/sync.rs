@@ -266,6 +266,87 @@ async fn a_campaign_with_nothing_new_costs_two_cm_calls_and_no_salesforce_call_a
     assert_eq!(counts.unchanged_in_cm, 1, "{counts:?}");
 }
 
+/// The campaigns a scheduled run asked to sync.
+async fn scheduled_syncs(h: &Harness) -> Vec<String> {
+    let before = h.engine.publisher.sink().events().len();
+    h.engine
+        .run_scheduled(&h.settings().await, &engine::new_run_id())
+        .await
+        .unwrap();
+    h.engine.publisher.sink().events()[before..]
+        .iter()
+        .filter_map(|e| match e {
+            events::Event::CampaignSyncRequested(r) => r.cm_campaign_id.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_schedule_syncs_a_campaign_by_its_age_and_a_retired_one_only_on_demand() {
+    let h = Harness::new(
+        generate(&Shape {
+            recipients: 50,
+            activities: 40,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let cm = h.link_main().await;
+    let campaign = h.scenario.cm.campaigns.iter().find(|c| c.id == cm).unwrap();
+    let sent =
+        chrono::NaiveDateTime::parse_from_str(campaign.sent_date.as_deref().unwrap(), "%Y-%m-%d %H:%M:%S").unwrap();
+    let at = |days: i64, minutes: i64| {
+        (sent + chrono::Duration::days(days) + chrono::Duration::minutes(minutes))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+
+    // Day 1: synced at every run.
+    h.set_cm_now(&at(1, 0)).await;
+    assert!(scheduled_syncs(&h).await.contains(&cm), "never synced: due");
+    h.sync(&cm, false).await;
+    h.set_cm_now(&at(1, 15)).await;
+    assert!(scheduled_syncs(&h).await.contains(&cm), "young: every run");
+
+    // Day 5: hourly.
+    h.set_cm_now(&at(5, 0)).await;
+    h.sync(&cm, false).await;
+    h.set_cm_now(&at(5, 15)).await;
+    assert!(!scheduled_syncs(&h).await.contains(&cm), "synced 15 minutes ago");
+    h.set_cm_now(&at(5, 60)).await;
+    assert!(scheduled_syncs(&h).await.contains(&cm), "an hour later");
+
+    // Day 61: retired after its last sync; the schedule leaves it alone.
+    h.set_cm_now(&at(61, 0)).await;
+    h.sync(&cm, false).await;
+    h.set_cm_now(&at(65, 0)).await;
+    assert!(!scheduled_syncs(&h).await.contains(&cm), "retired");
+
+    // On demand (`cm-sf-admin sync --campaign`) it is synced; new activity found so makes it
+    // hourly again, and once quiet it retires again.
+    let email = h.scenario.sf.records["Contact"][0]["Email"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let list = h.scenario.cm.lists[0].id.clone();
+    h.add_activity(
+        &cm,
+        json!([{"kind": "open", "email": email, "list_id": list, "date": at(64, 0)}]),
+    )
+    .await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    assert!(counts.activities >= 1, "{counts:?}");
+    h.set_cm_now(&at(65, 60)).await;
+    assert!(scheduled_syncs(&h).await.contains(&cm), "active again: hourly");
+    h.sync(&cm, false).await;
+    h.set_cm_now(&at(65, 180)).await;
+    assert!(!scheduled_syncs(&h).await.contains(&cm), "quiet again: retired");
+}
+
 fn worked_example_scenario() -> Scenario {
     let mut scenario = generate(&Shape {
         recipients: 3,

@@ -13,6 +13,7 @@
 //! | §2 `auto_create_enabled_at` moves forward, never back | [`settings::Settings::prepare_update`] |
 //! | CM local dates → UTC through `cm_timezone` | [`activity::CmTimestamp::to_utc`] |
 //! | §3.1 campaign statistics, changed values only | [`statistics::plan_statistics`] |
+//! | how often a linked campaign is synced, by its age | [`cadence::next_sync`] |
 //! | a sync with nothing new skips the CM streams and Salesforce | [`probe::activity_unchanged`], [`probe::statistics_unchanged`] |
 //! | §3.2 auto-create eligibility (not retrospective) | [`autocreate::auto_create_eligibility`] |
 //! | §3.2 explicit backfill window | [`autocreate::backfill_eligibility`] |
@@ -66,6 +67,7 @@
 
 pub mod activity;
 pub mod autocreate;
+pub mod cadence;
 pub mod decision;
 pub mod email;
 pub mod matching;

@@ -53,6 +53,12 @@ pub fn activity_unchanged(
     }
 }
 
+/// Whether the summary shows activity since `last` was seen (`false` when nothing was seen
+/// before: a first sync is not "active again").
+pub fn counts_changed(last: Option<&ActivityProbe>, summary: &CampaignSummary) -> bool {
+    last.is_some_and(|last| last.counts != activity_counts(summary))
+}
+
 /// The probe to keep after reading the streams with `summary` seen at `cm_now`: unchanged
 /// counts keep the moment they were first seen (else a campaign read every run would never
 /// catch up with its own counts).
@@ -119,6 +125,8 @@ mod tests {
         assert_eq!(kept.seen_at, at(10));
         // ... so the one after skips the streams.
         assert!(activity_unchanged(Some(&kept), &summary(5), Some(at(20)), now));
+        assert!(!counts_changed(Some(&kept), &summary(5)) && !counts_changed(None, &summary(6)));
+        assert!(counts_changed(Some(&kept), &summary(6)));
         // One new open reads them again; a stream never read reads them.
         assert!(!activity_unchanged(Some(&kept), &summary(6), Some(at(20)), now));
         assert!(!activity_unchanged(Some(&kept), &summary(5), None, now));

@@ -528,6 +528,22 @@ impl WatermarkStore for DynamoStore {
         }
     }
 
+    async fn sync_schedule(&self) -> Result<BTreeMap<String, mapping::cadence::NextSync>, StoreError> {
+        self.query_partition("SCHEDULE", false, None)
+            .await?
+            .iter()
+            .map(|item| {
+                let reader = Reader::new(item);
+                let key = reader.string("sk")?;
+                let next = serde_json::from_str(&reader.string("doc")?).map_err(|e| StoreError::Corrupt {
+                    key: format!("SCHEDULE/{key}"),
+                    reason: e.to_string(),
+                })?;
+                Ok((key, next))
+            })
+            .collect()
+    }
+
     async fn reset_watermarks(&self, scope: &str) -> Result<usize, StoreError> {
         let pk = format!("WATERMARK#{scope}");
         let mut requests = Vec::new();
@@ -547,6 +563,12 @@ impl WatermarkStore for DynamoStore {
             .build()
             .map_err(build_error)?;
         requests.push(WriteRequest::builder().delete_request(progress).build());
+        let schedule = DeleteRequest::builder()
+            .key("pk", s("SCHEDULE"))
+            .key("sk", s(scope))
+            .build()
+            .map_err(build_error)?;
+        requests.push(WriteRequest::builder().delete_request(schedule).build());
         self.batch_write(requests).await?;
         Ok(count)
     }
@@ -1144,6 +1166,16 @@ impl DynamoStore {
                 .item("sk", s("PROGRESS"))
                 .item("doc", s(to_json(progress)?))
                 .item("updated_at", s(rfc3339(commit.ended_at)))
+                .build()
+                .map_err(build_error)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        if let Some(next) = &commit.next_sync {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item("pk", s("SCHEDULE"))
+                .item("sk", s(&commit.scope))
+                .item("doc", s(to_json(next)?))
                 .build()
                 .map_err(build_error)?;
             items.push(TransactWriteItem::builder().put(put).build());

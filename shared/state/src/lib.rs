@@ -170,16 +170,23 @@ pub trait WatermarkStore: Send + Sync {
         to: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Forgets every watermark of a scope, so its next sync reads everything again (an unlinked
-    /// campaign linked anew must not skip what came before), and what its last sync saw
-    /// ([`WatermarkStore::campaign_progress`]). The only way a watermark goes back.
+    /// campaign linked anew must not skip what came before), what its last sync saw
+    /// ([`WatermarkStore::campaign_progress`]) and its schedule (it is due at once). The only
+    /// way a watermark goes back.
     fn reset_watermarks(&self, scope: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
     /// What a campaign's last committed sync saw and wrote (default when none did): lets a
     /// sync with nothing new skip CM's streams and Salesforce. Written by
-    /// [`RunStore::commit_under_lease`].
+    /// [`LeaseStore::commit_under_lease`].
     fn campaign_progress(
         &self,
         cm_campaign_id: &str,
     ) -> impl Future<Output = Result<CampaignProgress, StoreError>> + Send;
+    /// CM campaign id → when the schedule syncs it next, for every campaign a committed sync
+    /// has scheduled (one Query; a linked campaign without an entry is due). Written by
+    /// [`LeaseStore::commit_under_lease`].
+    fn sync_schedule(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<String, mapping::cadence::NextSync>, StoreError>> + Send;
 }
 
 /// What a campaign's last committed sync saw in CM and wrote onto its SF Campaign.
@@ -189,6 +196,9 @@ pub struct CampaignProgress {
     pub probe: Option<mapping::probe::ActivityProbe>,
     /// The statistics written.
     pub statistics: Option<mapping::probe::WrittenStatistics>,
+    /// When CM sent the campaign, once looked up (its age sets the cadence).
+    #[serde(default)]
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 /// Processing state of a recorded webhook event.
@@ -481,6 +491,8 @@ pub struct RunCommit {
     pub counts: BTreeMap<String, u64>,
     /// What the run saw and wrote, for the next one (`None`: keep what is stored).
     pub progress: Option<CampaignProgress>,
+    /// When the schedule syncs the campaign next (`None`: keep what is stored).
+    pub next_sync: Option<mapping::cadence::NextSync>,
 }
 
 /// A record that failed in a run, kept to retry on the next run.

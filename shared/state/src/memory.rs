@@ -21,6 +21,7 @@ struct Tables {
     sf_links: BTreeMap<String, String>,
     watermarks: BTreeMap<(String, String), DateTime<Utc>>,
     progress: BTreeMap<String, CampaignProgress>,
+    schedule: BTreeMap<String, mapping::cadence::NextSync>,
     events: BTreeMap<String, WebhookEventRecord>,
     batches: BTreeMap<String, StoredBatch>,
     runs: BTreeMap<String, RunRecord>,
@@ -180,11 +181,16 @@ impl WatermarkStore for MemoryStore {
         Ok(self.tables()?.progress.get(cm_campaign_id).cloned().unwrap_or_default())
     }
 
+    async fn sync_schedule(&self) -> Result<BTreeMap<String, mapping::cadence::NextSync>, StoreError> {
+        Ok(self.tables()?.schedule.clone())
+    }
+
     async fn reset_watermarks(&self, scope: &str) -> Result<usize, StoreError> {
         let mut tables = self.tables()?;
         let before = tables.watermarks.len();
         tables.watermarks.retain(|(s, _), _| s != scope);
         tables.progress.remove(scope);
+        tables.schedule.remove(scope);
         Ok(before - tables.watermarks.len())
     }
 }
@@ -418,6 +424,9 @@ impl LeaseStore for MemoryStore {
         }
         if let Some(progress) = &commit.progress {
             tables.progress.insert(commit.scope.clone(), progress.clone());
+        }
+        if let Some(next) = commit.next_sync {
+            tables.schedule.insert(commit.scope.clone(), next);
         }
         Ok(true)
     }

@@ -90,7 +90,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     /// Moves the watermarks (unless a failure was transient: then the work is read again, up
     /// to [`TRANSIENT_ATTEMPTS`] times per person), consumes the retry queue and closes the run
     /// record.
-    pub(super) async fn commit(&self, run: CampaignRun<'_>) -> Result<CampaignOutcome, EngineError> {
+    pub(super) async fn commit(&self, mut run: CampaignRun<'_>) -> Result<CampaignOutcome, EngineError> {
         if run.mode.is_dry_run() {
             return Ok(CampaignOutcome::Done {
                 run_id: run.record_id,
@@ -99,6 +99,10 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 dry_run: true,
             });
         }
+        let sent_at = self.sent_at_for_cadence(&mut run).await?;
+        let next_sync = run
+            .cm_now
+            .map(|now| mapping::cadence::next_sync(&run.settings.sync_cadence, sent_at, now, run.found_new));
         let cm_id = run.cm_id();
         // One more attempt is what a retry asks for: whoever failed again is in this run's
         // failures, to be retried again by hand if the cause is fixed.
@@ -124,6 +128,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             status,
             counts: run.counts.to_map(),
             progress: Some(run.next_progress.clone()),
+            next_sync,
         };
         let Some(lease) = &run.lease else {
             return Err(EngineError::Invalid("a run that writes commits under its lease".into()));

@@ -63,6 +63,8 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         run.next_progress = run.progress.clone();
         let watermarks = self.store.watermarks(run.cm_id()).await?;
         let cm_now = self.cm.system_date().await?;
+        run.cm_now = Some(cm_now.to_utc(zone));
+        run.found_new = mapping::probe::counts_changed(run.progress.probe.as_ref(), &counts);
         let unchanged = run.resumed.is_none()
             && mapping::probe::activity_unchanged(
                 run.progress.probe.as_ref(),
@@ -224,6 +226,23 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             run.first_part = false;
         }
         Ok(parts)
+    }
+
+    /// The campaign's sent date for its cadence: as stored by an earlier sync, else looked up
+    /// once (a paged listing of sent campaigns) and kept. Not looked up with the cadence off.
+    pub(super) async fn sent_at_for_cadence(
+        &self,
+        run: &mut CampaignRun<'_>,
+    ) -> Result<Option<DateTime<Utc>>, EngineError> {
+        if let Some(known) = run.progress.sent_at {
+            return Ok(Some(known));
+        }
+        if !run.settings.sync_cadence.enabled && run.sent_at.is_none() {
+            return Ok(None);
+        }
+        let found = self.sent_at_once(run).await?;
+        run.next_progress.sent_at = found;
+        Ok(found)
     }
 
     /// The campaign's sent date, looked up once per run.

@@ -34,6 +34,10 @@ pub(crate) struct CampaignRun<'a> {
     pub progress: state::CampaignProgress,
     /// What this run commits for the next one.
     pub next_progress: state::CampaignProgress,
+    /// CM's clock when the run read the summary.
+    pub cm_now: Option<DateTime<Utc>>,
+    /// CM's counts grew since the last sync: the campaign is active.
+    pub found_new: bool,
     /// The statistics this run writes, kept once Salesforce took them all.
     pub statistics_target: Option<mapping::probe::WrittenStatistics>,
     /// The campaign's member statuses, read before the first part that needs them.
@@ -84,6 +88,8 @@ impl<'a> CampaignRun<'a> {
             progress: state::CampaignProgress::default(),
             next_progress: state::CampaignProgress::default(),
             statistics_target: None,
+            cm_now: None,
+            found_new: false,
             statuses: None,
             part_count: 0,
             first_part: true,

@@ -258,6 +258,9 @@ pub struct Settings {
     /// External-id field on SF Campaign holding the CM campaign id.
     #[serde(default = "default_link_field")]
     pub campaign_link_field: String,
+    /// How often the schedule syncs a linked campaign, by its age.
+    #[serde(default)]
+    pub sync_cadence: crate::cadence::SyncCadence,
 }
 
 /// One problem with a settings document, naming the field by its path.
@@ -318,6 +321,7 @@ impl Settings {
             cm_timezone: CmTimezone(cm_timezone),
             member_fields: MemberFields::default(),
             campaign_link_field: default_link_field(),
+            sync_cadence: crate::cadence::SyncCadence::default(),
         }
     }
 

@@ -137,6 +137,9 @@ impl Settings {
         self.check_status_rank(&mut problems);
         self.check_cm_ids(&mut problems);
         self.check_custom_fields(&targets, &mut problems);
+        if let Some(problem) = self.sync_cadence.problem() {
+            problems.add("sync_cadence".to_owned(), problem);
+        }
         if problems.0.is_empty() {
             Ok(())
         } else {

@@ -341,6 +341,7 @@ pub async fn a_run_commits_only_while_it_holds_its_lease<S: Store>(store: Arc<S>
             sf_campaign_id: "701A".into(),
             values: BTreeMap::from([("CM_Clicks__c".into(), minute)]),
         }),
+        sent_at: Some(at(0)),
     };
     let commit = |id: &str, minute: i64| RunCommit {
         scope: "cm1".into(),
@@ -350,6 +351,7 @@ pub async fn a_run_commits_only_while_it_holds_its_lease<S: Store>(store: Arc<S>
         status: RunStatus::Succeeded,
         counts: BTreeMap::from([("activities".into(), 3)]),
         progress: Some(progress(minute)),
+        next_sync: Some(mapping::cadence::NextSync::At { at: at(minute + 60) }),
     };
     assert_eq!(
         store.campaign_progress("cm1").await.unwrap(),
@@ -390,6 +392,15 @@ pub async fn a_run_commits_only_while_it_holds_its_lease<S: Store>(store: Arc<S>
     assert!(store.commit_under_lease(&second, &commit("r2", 10)).await.unwrap());
     assert_eq!(store.watermarks("cm1").await.unwrap()["clicks"], at(10));
     assert_eq!(store.campaign_progress("cm1").await.unwrap(), progress(10));
+    assert_eq!(
+        store.sync_schedule().await.unwrap(),
+        BTreeMap::from([("cm1".to_owned(), mapping::cadence::NextSync::At { at: at(70) })])
+    );
+    store.reset_watermarks("cm1").await.unwrap();
+    assert!(
+        store.sync_schedule().await.unwrap().is_empty(),
+        "a relinked campaign is due at once"
+    );
 }
 
 pub async fn runs_keep_counts_and_every_failure<S: Store>(store: Arc<S>) {
@@ -524,6 +535,7 @@ pub async fn a_handed_over_run_resumes_with_what_was_done<S: Store>(store: Arc<S
         status: RunStatus::Succeeded,
         counts: checkpoint.counts.clone(),
         progress: None,
+        next_sync: None,
     };
     assert!(store.commit_under_lease(&lease, &commit).await.unwrap());
     assert_eq!(store.resume_run("r1:cm1", at(24)).await.unwrap(), None);
