@@ -5,6 +5,7 @@
 //! warmed up, repeated, and reported as the median with the spread.
 
 mod coldstart;
+mod day;
 mod once;
 mod webhooks;
 
@@ -42,6 +43,15 @@ enum Cmd {
         /// Scenario cache directory.
         #[arg(long, default_value = "target/bench")]
         dir: PathBuf,
+    },
+    /// A simulated day: linked campaigns, one sent each day, 96 scheduled runs 15 minutes
+    /// apart, with the cadence off and on; prints its section of BENCHMARKS.md.
+    ///
+    /// Example: cm-sf-bench day --campaigns 1000
+    Day {
+        /// Linked campaigns (one sent each day before the day simulated).
+        #[arg(long, default_value_t = 1000)]
+        campaigns: usize,
     },
     /// The webhook intake alone: 1,000-event deliveries with 20 custom fields each; prints its
     /// section of BENCHMARKS.md (the suite writes the same section).
@@ -136,6 +146,7 @@ async fn main() -> std::process::ExitCode {
             out,
             dir,
         } => suite(&workloads, reps, &out, &dir).await,
+        Cmd::Day { campaigns } => day_report(campaigns).await.map(|report| print!("{report}")),
         Cmd::Webhooks { reps } => webhooks::measure(reps)
             .await
             .map(|figures| print!("{}", figures.report())),
@@ -358,7 +369,8 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
     }
     let cold = coldstart::measure(11).await?;
     let intake = webhooks::measure(7).await?;
-    write_report(out, &rows, &cold, &intake)
+    let day = day_report(1_000).await?;
+    write_report(out, &rows, &cold, &intake, &day)
 }
 
 fn machine() -> String {
@@ -489,6 +501,7 @@ fn write_report(
     rows: &[Row],
     cold: &coldstart::ColdStart,
     intake: &webhooks::WebhookFigures,
+    day: &str,
 ) -> Result<(), String> {
     let mut text = String::new();
     text += "# Benchmarks\n\n";
@@ -534,9 +547,24 @@ fn write_report(
         cold.median_ms, cold.min_ms, cold.max_ms, cold.runs
     );
     text += &intake.report();
+    text += day;
     let mut file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
     file.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
     eprintln!("wrote {}", out.display());
     print!("{text}");
     Ok(())
+}
+
+/// The simulated day with the cadence off and on: the section of BENCHMARKS.md.
+async fn day_report(campaigns: usize) -> Result<String, String> {
+    let mut report = format!(
+        "\n## A simulated day\n\n{campaigns} linked campaigns, one sent each day before the day, engagement decaying after each send (seeded), 96 scheduled runs 15 minutes apart; the scheduled run and each sync it asks for run in process against the sandbox, on the in-memory store (calls, invocations and freshness follow the simulated clock: they do not depend on the build or the machine). Freshness: from an activity's date to the end of the sync whose committed watermarks pass it, for campaigns under 48 hours old.\n\n"
+    );
+    report.push_str(day::DayFigures::header());
+    for cadence in [false, true] {
+        let figures = day::simulate(campaigns, cadence).await?;
+        eprintln!("day, cadence {cadence}: {figures:?}");
+        report.push_str(&figures.row());
+    }
+    Ok(report)
 }
