@@ -121,12 +121,20 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             .sf
             .query_all(&format!("SELECT Id, {field} FROM Campaign WHERE {field} != null"))
             .await?;
+        // One Query for the links already stored, not a read per Campaign found.
+        let linked: BTreeSet<String> = self
+            .store
+            .links()
+            .await?
+            .into_iter()
+            .map(|l| l.cm_campaign_id)
+            .collect();
         let mut found = Vec::new();
         for row in rows {
             let (Some(sf_id), Some(cm_id)) = (row["Id"].as_str(), row[field.as_str()].as_str()) else {
                 continue;
             };
-            if self.store.link(cm_id).await?.is_some() {
+            if linked.contains(cm_id) {
                 continue;
             }
             let link = LinkRecord {
