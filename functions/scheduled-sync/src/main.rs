@@ -1,5 +1,6 @@
 //! scheduled-sync: the EventBridge schedule, "campaign sync requested", "campaign linked" and
-//! its own continuation events (webhook batches have a function of their own, webhook-consumer). `main` builds the container once
+//! its own continuation events (webhook batches have a function of their own,
+//! webhook-consumer). `main` builds the container once
 //! (configuration, secrets, clients, engine); [`handler`] turns each event into an engine call.
 
 mod handler;

@@ -1,7 +1,7 @@
 //! Stage 1: the campaign summary, and unless its counts show nothing new, what changed in CM
 //! since the watermarks, up to CM's clock less the settle lag; the whole activity of people
-//! queued for a retry. Held in memory up to
-//! one part; a larger campaign spills to temporary files.
+//! queued for a retry. Held in memory up to one part; a larger campaign spills to temporary
+//! files.
 
 use std::collections::BTreeSet;
 
