@@ -23,6 +23,8 @@ pub(crate) async fn handle<S: Store, P: EventSink>(
     // Each arm returns a small summary (Lambda caps a response at 6 MB; plans carry addresses).
     let outcome = match trigger {
         Trigger::Schedule => engine.run_scheduled(&settings, &engine::new_run_id()).await?.summary(),
+        Trigger::HotSchedule => serde_json::to_value(engine.run_hot(&settings, &engine::new_run_id()).await?)
+            .map_err(|e| EngineError::Invalid(format!("hot run outcome: {e}")))?,
         Trigger::Event(Event::CampaignSyncRequested(request)) => match request.cm_campaign_id {
             Some(cm_id) => {
                 let mode = if request.dry_run { Mode::DryRun } else { Mode::APPLY };
@@ -127,6 +129,30 @@ mod tests {
         assert_eq!(outcome["syncs_requested"], 1, "{outcome}");
         assert!(outcome["discovered"].as_u64().unwrap() >= 1, "{outcome}");
         assert_eq!(s.published(), ["campaign-sync-requested.v1"]);
+    }
+
+    #[tokio::test]
+    async fn the_hot_schedule_requests_syncs_of_young_campaigns_only() {
+        let s = setup().await;
+        s.link().await;
+        let control = harness::Control::of(&s._running);
+        // Sent 2026-11-02 09:00 (CM's time): an hour old, then three days.
+        control.set_cm_now("2026-11-02 10:00:00").await.unwrap();
+        s.invoke(include_str!("../fixtures/campaign-sync-requested.v1.json"))
+            .await
+            .unwrap();
+        let hot = include_str!("../fixtures/hot-schedule.json");
+        let outcome = s.invoke(hot).await.unwrap();
+        assert_eq!(outcome["syncs_requested"], 1, "{outcome}");
+        assert_eq!(s.published(), ["campaign-sync-requested.v1"]);
+        assert_eq!(outcome.get("discovered"), None, "no discovery: {outcome}");
+
+        control.set_cm_now("2026-11-05 10:00:00").await.unwrap();
+        s.invoke(include_str!("../fixtures/campaign-sync-requested.v1.json"))
+            .await
+            .unwrap();
+        let outcome = s.invoke(hot).await.unwrap();
+        assert_eq!(outcome["syncs_requested"], 0, "past its first 48 hours: {outcome}");
     }
 
     #[tokio::test]

@@ -20,7 +20,9 @@ pub(crate) async fn handle<S: Store, P: EventSink>(
     let received = match trigger {
         Trigger::Event(Event::WebhookBatchReceived(received)) => received,
         Trigger::Event(other) => return Err(EngineError::UnexpectedEvent(other.detail_type().to_owned()).into()),
-        Trigger::Schedule => return Err(EngineError::UnexpectedEvent("Scheduled Event".to_owned()).into()),
+        Trigger::Schedule | Trigger::HotSchedule => {
+            return Err(EngineError::UnexpectedEvent("Scheduled Event".to_owned()).into());
+        }
     };
     let Invocation { engine, settings } = container.invocation().await?;
     Ok(json!(engine.apply_webhook_batch(&settings, &received.batch).await?))

@@ -46,6 +46,9 @@ pub struct DiscoveryOutcome {
     /// retired: `cm-sf-admin sync --campaign` syncs one on demand).
     #[serde(default)]
     pub syncs_not_due: usize,
+    /// Of the syncs requested: retired campaigns whose daily check found new activity.
+    #[serde(default)]
+    pub active_again: usize,
     /// For a dry run: the whole plan, campaign by campaign.
     pub plan: Option<SyncPlan>,
     /// For a dry run: the plan as a short readable report.
@@ -181,6 +184,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 inactive_webhooks: None,
                 syncs_requested: 0,
                 syncs_not_due: 0,
+                active_again: 0,
                 plan: None,
                 report: None,
                 busy: true,
@@ -291,6 +295,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             inactive_webhooks: None,
             syncs_requested: 0,
             syncs_not_due: 0,
+            active_again: 0,
             plan: None,
             report: None,
             busy: false,
@@ -317,19 +322,23 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             .into_iter()
             .map(|c| Event::campaign_discovered(run_id, c.campaign))
             .collect();
-        // Only the campaigns their cadence makes due (on CM's clock, as the syncs set it); a
-        // link no sync has scheduled yet is due.
-        let schedule = self.store.sync_schedule().await?;
-        let cm_now = self.cm.system_date().await?.to_utc(settings.zone());
-        let due: Vec<&String> = links
-            .keys()
-            .filter(|cm_id| schedule.get(*cm_id).is_none_or(|next| next.is_due(cm_now)))
-            .collect();
-        outcome.syncs_not_due = links.len() - due.len();
-        outcome.syncs_requested = due.len();
+        // Only the campaigns their cadence makes due (on CM's clock, as the syncs set it), and
+        // retired ones their daily check finds active again.
+        let syncs = self.due_syncs(settings, &links).await?;
+        outcome.syncs_not_due = syncs.not_due;
+        outcome.active_again = syncs.active_again.len();
+        outcome.syncs_requested = syncs.due.len() + syncs.active_again.len();
         events.extend(
-            due.into_iter()
+            syncs
+                .due
+                .iter()
                 .map(|cm_id| Event::sync_requested(run_id, Some(cm_id), false, "schedule")),
+        );
+        events.extend(
+            syncs
+                .active_again
+                .iter()
+                .map(|cm_id| Event::sync_requested(run_id, Some(cm_id), false, "active again")),
         );
         // CM's lists are the source of truth: their opt-outs and bounces reach Salesforce even
         // when no webhook posts them. A failure here does not hold back the campaigns.

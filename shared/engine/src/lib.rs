@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod doctor;
 pub mod lists;
 mod salesforce_io;
+pub mod schedule;
 mod spool;
 pub mod webhook;
 

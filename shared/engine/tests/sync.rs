@@ -282,8 +282,25 @@ async fn scheduled_syncs(h: &Harness) -> Vec<String> {
         .collect()
 }
 
+async fn hot_syncs(h: &Harness) -> Vec<String> {
+    let before = h.engine.publisher.sink().events().len();
+    let outcome = h
+        .engine
+        .run_hot(&h.settings().await, &engine::new_run_id())
+        .await
+        .unwrap();
+    assert!(!outcome.busy);
+    h.engine.publisher.sink().events()[before..]
+        .iter()
+        .filter_map(|e| match e {
+            events::Event::CampaignSyncRequested(r) => r.cm_campaign_id.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn the_schedule_syncs_a_campaign_by_its_age_and_a_retired_one_only_on_demand() {
+async fn the_schedule_syncs_a_campaign_by_its_age_and_a_retired_one_only_when_asked_or_active_again() {
     let h = Harness::new(
         generate(&Shape {
             recipients: 50,
@@ -295,6 +312,7 @@ async fn the_schedule_syncs_a_campaign_by_its_age_and_a_retired_one_only_on_dema
     .await;
     let cm = h.link_main().await;
     let campaign = h.scenario.cm.campaigns.iter().find(|c| c.id == cm).unwrap();
+    // Sent at 09:00, CM's local time (Sydney).
     let sent =
         chrono::NaiveDateTime::parse_from_str(campaign.sent_date.as_deref().unwrap(), "%Y-%m-%d %H:%M:%S").unwrap();
     let at = |days: i64, minutes: i64| {
@@ -302,30 +320,55 @@ async fn the_schedule_syncs_a_campaign_by_its_age_and_a_retired_one_only_on_dema
             .format("%Y-%m-%d %H:%M:%S")
             .to_string()
     };
+    let sync_counts = |outcome: CampaignOutcome| match outcome {
+        CampaignOutcome::Done { counts, .. } => counts,
+        other => panic!("{other:?}"),
+    };
 
-    // Day 1: synced at every run.
+    // Day 1: synced at every run, and by the hot schedule.
     h.set_cm_now(&at(1, 0)).await;
     assert!(scheduled_syncs(&h).await.contains(&cm), "never synced: due");
+    assert!(hot_syncs(&h).await.is_empty(), "never synced: the scheduled run's");
     h.sync(&cm, false).await;
+    h.set_cm_now(&at(1, 5)).await;
+    assert_eq!(hot_syncs(&h).await, std::slice::from_ref(&cm), "in its first 48 hours");
     h.set_cm_now(&at(1, 15)).await;
     assert!(scheduled_syncs(&h).await.contains(&cm), "young: every run");
 
-    // Day 5: hourly.
+    // Day 5: hourly, not hot.
     h.set_cm_now(&at(5, 0)).await;
     h.sync(&cm, false).await;
     h.set_cm_now(&at(5, 15)).await;
     assert!(!scheduled_syncs(&h).await.contains(&cm), "synced 15 minutes ago");
+    assert!(hot_syncs(&h).await.is_empty(), "past its first 48 hours");
     h.set_cm_now(&at(5, 60)).await;
     assert!(scheduled_syncs(&h).await.contains(&cm), "an hour later");
 
-    // Day 61: retired after its last sync; the schedule leaves it alone.
+    // Day 20: daily, at the day's end (just after CM's midnight), whenever it was synced.
+    h.set_cm_now(&at(20, 0)).await;
+    h.sync(&cm, false).await;
+    h.set_cm_now(&at(20, 14 * 60 + 50)).await; // 23:50
+    assert!(
+        !scheduled_syncs(&h).await.contains(&cm),
+        "daily: not before the day ends"
+    );
+    h.set_cm_now(&at(20, 15 * 60 + 7)).await; // 00:07 the next day
+    assert!(scheduled_syncs(&h).await.contains(&cm), "the day's end sync");
+
+    // Day 61: retired after its last sync. The schedule leaves it alone, apart from a daily
+    // look at its summary (one CM call, no SF call).
     h.set_cm_now(&at(61, 0)).await;
     h.sync(&cm, false).await;
     h.set_cm_now(&at(65, 0)).await;
     assert!(!scheduled_syncs(&h).await.contains(&cm), "retired");
+    h.set_cm_now(&at(65, 15)).await;
+    assert!(!scheduled_syncs(&h).await.contains(&cm), "retired");
 
-    // On demand (`cm-sf-admin sync --campaign`) it is synced; new activity found so makes it
-    // hourly again, and once quiet it retires again.
+    // On demand (`cm-sf-admin sync --campaign`) it is synced.
+    assert_eq!(sync_counts(h.sync(&cm, false).await).activities, 0, "nothing new");
+
+    // New activity: the next day's check finds it and the schedule syncs it, hourly again
+    // until it is quiet; then it retires again.
     let email = h.scenario.sf.records["Contact"][0]["Email"]
         .as_str()
         .unwrap()
@@ -333,18 +376,31 @@ async fn the_schedule_syncs_a_campaign_by_its_age_and_a_retired_one_only_on_dema
     let list = h.scenario.cm.lists[0].id.clone();
     h.add_activity(
         &cm,
-        json!([{"kind": "open", "email": email, "list_id": list, "date": at(64, 0)}]),
+        json!([{"kind": "open", "email": email, "list_id": list, "date": at(65, 30)}]),
     )
     .await;
-    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
-        panic!()
-    };
-    assert!(counts.activities >= 1, "{counts:?}");
     h.set_cm_now(&at(65, 60)).await;
+    assert!(
+        !scheduled_syncs(&h).await.contains(&cm),
+        "checked once a day: not before the day ends"
+    );
+    h.set_cm_now(&at(65, 15 * 60 + 7)).await; // 00:07 the next day
+    assert!(
+        scheduled_syncs(&h).await.contains(&cm),
+        "active again: found by the day's check"
+    );
+    let counts = sync_counts(h.sync(&cm, false).await);
+    assert!(counts.activities >= 1, "{counts:?}");
+    h.set_cm_now(&at(65, 16 * 60 + 7)).await;
     assert!(scheduled_syncs(&h).await.contains(&cm), "active again: hourly");
     h.sync(&cm, false).await;
-    h.set_cm_now(&at(65, 180)).await;
+    h.set_cm_now(&at(65, 18 * 60)).await;
     assert!(!scheduled_syncs(&h).await.contains(&cm), "quiet again: retired");
+    h.set_cm_now(&at(66, 15 * 60 + 7)).await;
+    assert!(
+        !scheduled_syncs(&h).await.contains(&cm),
+        "the next day's check finds nothing new"
+    );
 }
 
 fn worked_example_scenario() -> Scenario {

@@ -292,6 +292,9 @@ impl Event {
     }
 }
 
+/// The `schedule` of the hot schedule's input detail.
+pub const HOT_SCHEDULE: &str = "hot";
+
 /// Whether a payload is a scheduled trigger: a classic EventBridge schedule rule
 /// (`aws.events`) or EventBridge Scheduler with the input the template gives it (`aws.scheduler`).
 pub fn is_schedule_trigger(source: &str, detail_type: &str) -> bool {
@@ -314,6 +317,9 @@ impl TryFrom<EventBridgeEvent> for Event {
 pub enum Trigger {
     /// The schedule (EventBridge Scheduler with the template's input, or a classic rule).
     Schedule,
+    /// The hot schedule: the same input with `"schedule": "hot"` in its detail (campaigns in
+    /// their first hours, every few minutes).
+    HotSchedule,
     /// One of the product's events.
     Event(Event),
 }
@@ -323,7 +329,10 @@ impl TryFrom<EventBridgeEvent> for Trigger {
 
     fn try_from(envelope: EventBridgeEvent) -> Result<Trigger, EventError> {
         if is_schedule_trigger(&envelope.source, &envelope.detail_type) {
-            return Ok(Trigger::Schedule);
+            return Ok(match envelope.detail.get("schedule").and_then(|s| s.as_str()) {
+                Some(HOT_SCHEDULE) => Trigger::HotSchedule,
+                _ => Trigger::Schedule,
+            });
         }
         Event::try_from(envelope).map(Trigger::Event)
     }
@@ -376,6 +385,11 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(Trigger::try_from(schedule).unwrap(), Trigger::Schedule);
+        let hot: EventBridgeEvent = serde_json::from_value(serde_json::json!(
+            {"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {"schedule": "hot"}}
+        ))
+        .unwrap();
+        assert_eq!(Trigger::try_from(hot).unwrap(), Trigger::HotSchedule);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use events::publisher::Publisher;
-use events::{Event, is_schedule_trigger, rule_pattern};
+use events::{Event, Trigger, is_schedule_trigger, rule_pattern};
 use serde_norway::Value as Yaml;
 
 mod common;
@@ -106,6 +106,23 @@ fn the_schedule_input_is_what_scheduled_sync_treats_as_a_scheduled_run() {
         input["source"].as_str().unwrap(),
         input["detail-type"].as_str().unwrap()
     ));
+    assert_eq!(trigger_of(schedule), Trigger::Schedule);
+}
+
+#[test]
+fn the_hot_schedule_input_is_what_scheduled_sync_treats_as_a_hot_run() {
+    let template = template();
+    let function = &resources(&template)["ScheduledSyncFunction"];
+    let hot = &function["Properties"]["Events"]["HotSchedule"];
+    assert_eq!(hot["Type"].as_str(), Some("ScheduleV2"));
+    assert_eq!(trigger_of(hot), Trigger::HotSchedule);
+}
+
+/// What scheduled-sync makes of a schedule's input.
+fn trigger_of(schedule: &Yaml) -> Trigger {
+    let input: serde_json::Value = serde_json::from_str(schedule["Properties"]["Input"].as_str().unwrap()).unwrap();
+    let envelope: events::EventBridgeEvent = serde_json::from_value(input).unwrap();
+    Trigger::try_from(envelope).unwrap()
 }
 
 #[test]

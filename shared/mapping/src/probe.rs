@@ -43,12 +43,19 @@ pub fn activity_unchanged(
     read_up_to: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> bool {
+    nothing_new_since(last, summary, read_up_to)
+        && read_up_to.is_some_and(|read_up_to| now - read_up_to < FULL_READ_AT_LEAST_EVERY)
+}
+
+/// Whether a retired campaign's daily check finds nothing to sync: the summary counts are those
+/// last seen and every stream has been read up to the moment they were first seen.
+pub fn nothing_new_since(
+    last: Option<&ActivityProbe>,
+    summary: &CampaignSummary,
+    read_up_to: Option<DateTime<Utc>>,
+) -> bool {
     match (last, read_up_to) {
-        (Some(last), Some(read_up_to)) => {
-            last.counts == activity_counts(summary)
-                && read_up_to >= last.seen_at
-                && now - read_up_to < FULL_READ_AT_LEAST_EVERY
-        }
+        (Some(last), Some(read_up_to)) => last.counts == activity_counts(summary) && read_up_to >= last.seen_at,
         _ => false,
     }
 }

@@ -52,8 +52,9 @@ enum Cmd {
         /// Linked campaigns (one sent each day before the day simulated).
         #[arg(long, default_value_t = 1000)]
         campaigns: usize,
-        /// Which variants: `off`, `on`, or both (`off,on`).
-        #[arg(long, value_delimiter = ',', default_value = "off,on")]
+        /// Which variants: `off` (every campaign at every run), `on` (the cadence's defaults),
+        /// `hot` (and the hot schedule every 5 minutes); several: `off,on,hot`.
+        #[arg(long, value_delimiter = ',', default_value = "off,on,hot")]
         cadence: Vec<String>,
     },
     /// The webhook intake alone: 1,000-event deliveries with 20 custom fields each; prints its
@@ -149,10 +150,14 @@ async fn main() -> std::process::ExitCode {
             out,
             dir,
         } => suite(&workloads, reps, &out, &dir).await,
-        Cmd::Day { campaigns, cadence } => {
-            let variants: Vec<bool> = cadence.iter().map(|c| c == "on").collect();
-            day_report(campaigns, &variants).await.map(|report| print!("{report}"))
-        }
+        Cmd::Day { campaigns, cadence } => match cadence
+            .iter()
+            .map(|c| day::Variant::parse(c))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(variants) => day_report(campaigns, &variants).await.map(|report| print!("{report}")),
+            Err(error) => Err(error),
+        },
         Cmd::Webhooks { reps } => webhooks::measure(reps)
             .await
             .map(|figures| print!("{}", figures.report())),
@@ -375,7 +380,7 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
     }
     let cold = coldstart::measure(11).await?;
     let intake = webhooks::measure(7).await?;
-    let day = day_report(1_000, &[false, true]).await?;
+    let day = day_report(1_000, &[day::Variant::Off, day::Variant::On, day::Variant::Hot]).await?;
     write_report(out, &rows, &cold, &intake, &day)
 }
 
@@ -562,14 +567,14 @@ fn write_report(
 }
 
 /// The simulated day with the cadence off and on: the section of BENCHMARKS.md.
-async fn day_report(campaigns: usize, variants: &[bool]) -> Result<String, String> {
+async fn day_report(campaigns: usize, variants: &[day::Variant]) -> Result<String, String> {
     let mut report = format!(
-        "\n## A simulated day\n\n{campaigns} linked campaigns, one sent each day before the day, engagement decaying after each send (seeded), 96 scheduled runs 15 minutes apart; the scheduled run and each sync it asks for run in process against the sandbox, on the in-memory store (calls, invocations and freshness follow the simulated clock: they do not depend on the build or the machine). Freshness: from an activity's date to the end of the sync whose committed watermarks pass it, for campaigns under 48 hours old.\n\n"
+        "\n## A simulated day\n\n{campaigns} linked campaigns, one sent each day before the day, engagement decaying after each send (seeded; a long tail reaches campaigns past their cadence), CM's local calendar day with 96 scheduled runs 15 minutes apart (at 00:22, 00:37, ..., the last at 00:07 the next day: the first run after the day's end), and in the hot variant the hot schedule's runs between them; the runs and each sync they ask for run in process against the sandbox, on the in-memory store (calls, invocations and freshness follow the simulated clock: they do not depend on the build or the machine). Freshness: from an activity's date to the end of the sync whose committed watermarks pass it, for campaigns under 48 hours old.\n\n"
     );
     report.push_str(day::DayFigures::header());
-    for &cadence in variants {
-        let figures = day::simulate(campaigns, cadence).await?;
-        eprintln!("day, cadence {cadence}: {figures:?}");
+    for &variant in variants {
+        let figures = day::simulate(campaigns, variant).await?;
+        eprintln!("day, {variant:?}: {figures:?}");
         report.push_str(&figures.row());
     }
     Ok(report)

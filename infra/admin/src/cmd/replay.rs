@@ -134,7 +134,7 @@ fn read_record(message: &aws_sdk_sqs::types::Message) -> Option<Record> {
     let envelope: EventBridgeEvent = serde_json::from_value(record["requestPayload"].clone()).ok()?;
     let event = match Trigger::try_from(envelope).ok()? {
         Trigger::Event(event) => event,
-        Trigger::Schedule => Event::sync_requested(&engine::new_run_id(), None, false, "replay"),
+        Trigger::Schedule | Trigger::HotSchedule => Event::sync_requested(&engine::new_run_id(), None, false, "replay"),
     };
     let error = record["responsePayload"]["errorMessage"]
         .as_str()

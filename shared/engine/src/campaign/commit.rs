@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Utc;
 use events::Event;
 use events::publisher::EventSink;
+use mapping::cadence::next_sync;
 use state::{FailedRecord, RunCommit, RunRecord, RunStart, RunStatus, Store};
 
 use super::{CampaignOutcome, CampaignRun, MAX_CONTINUATIONS, MAX_STALLED_HAND_OVERS, Mode, RunCounts};
@@ -100,9 +101,15 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             });
         }
         let sent_at = self.sent_at_for_cadence(&mut run).await?;
-        let next_sync = run
-            .cm_now
-            .map(|now| mapping::cadence::next_sync(&run.settings.sync_cadence, sent_at, now, run.found_new));
+        let next_sync = run.cm_now.map(|now| {
+            next_sync(
+                &run.settings.sync_cadence,
+                sent_at,
+                now,
+                run.found_new,
+                run.settings.zone(),
+            )
+        });
         let cm_id = run.cm_id();
         // One more attempt is what a retry asks for: whoever failed again is in this run's
         // failures, to be retried again by hand if the cause is fixed.

@@ -21,6 +21,7 @@ use state::Store;
 pub use apply::MATCH_CHOICE;
 pub use commit::TRANSIENT_ATTEMPTS;
 pub use counts::RunCounts;
+pub(crate) use read::read_up_to;
 pub(crate) use run::CampaignRun;
 
 use crate::{Deadline, Engine, EngineError};

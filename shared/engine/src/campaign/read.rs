@@ -31,7 +31,7 @@ const RETRY_BATCH: usize = 5_000;
 
 /// How far every stream has been read: the earliest watermark of the activity streams, `None`
 /// while one (or the recipients) was never read.
-fn read_up_to(watermarks: &std::collections::BTreeMap<String, DateTime<Utc>>) -> Option<DateTime<Utc>> {
+pub(crate) fn read_up_to(watermarks: &std::collections::BTreeMap<String, DateTime<Utc>>) -> Option<DateTime<Utc>> {
     let mut earliest: Option<DateTime<Utc>> = None;
     for kind in STREAMS {
         let at = *watermarks.get(kind.as_str())?;

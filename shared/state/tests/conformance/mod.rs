@@ -351,7 +351,10 @@ pub async fn a_run_commits_only_while_it_holds_its_lease<S: Store>(store: Arc<S>
         status: RunStatus::Succeeded,
         counts: BTreeMap::from([("activities".into(), 3)]),
         progress: Some(progress(minute)),
-        next_sync: Some(mapping::cadence::NextSync::At { at: at(minute + 60) }),
+        next_sync: Some(mapping::cadence::NextSync::At {
+            at: at(minute + 60),
+            hot: true,
+        }),
     };
     assert_eq!(
         store.campaign_progress("cm1").await.unwrap(),
@@ -394,7 +397,10 @@ pub async fn a_run_commits_only_while_it_holds_its_lease<S: Store>(store: Arc<S>
     assert_eq!(store.campaign_progress("cm1").await.unwrap(), progress(10));
     assert_eq!(
         store.sync_schedule().await.unwrap(),
-        BTreeMap::from([("cm1".to_owned(), mapping::cadence::NextSync::At { at: at(70) })])
+        BTreeMap::from([(
+            "cm1".to_owned(),
+            mapping::cadence::NextSync::At { at: at(70), hot: true }
+        )])
     );
     store.reset_watermarks("cm1").await.unwrap();
     assert!(

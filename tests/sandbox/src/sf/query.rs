@@ -157,6 +157,12 @@ impl SfWorld {
     }
 
     pub fn view(&self, object: &str, record: &Record) -> Record {
+        self.view_with(object, record, true)
+    }
+
+    /// [`SfWorld::view`], with a Campaign's member roll-ups only if `rollups` (they read every
+    /// member: a query that selects none of them must not pay for them).
+    pub(super) fn view_with(&self, object: &str, record: &Record, rollups: bool) -> Record {
         let mut view = record.clone();
         // Salesforce checkboxes are never null: an absent boolean reads as false.
         if let Some(schema) = self.schemas.get(object) {
@@ -189,7 +195,7 @@ impl SfWorld {
                     }
                 }
             }
-            "Campaign" => {
+            "Campaign" if rollups => {
                 let members: Vec<Record> = self
                     .records
                     .get("CampaignMember")
@@ -367,6 +373,12 @@ impl SfWorld {
         let needs_view = condition_paths.iter().any(|p| is_derived(object, p));
         let probe_fields: Option<Vec<&str>> =
             (needs_view && condition_paths.iter().all(|p| !p.contains('.'))).then(|| condition_paths.clone());
+        let rollups = query
+            .fields
+            .iter()
+            .chain(query.order_by.iter().map(|(f, _)| f))
+            .any(|f| is_derived(object, f))
+            || needs_view;
         let mut rows: Vec<Record> = self
             .records
             .get(object)
@@ -383,7 +395,7 @@ impl SfWorld {
                                 .condition
                                 .as_ref()
                                 .is_none_or(|c| self.matches(&probe, c, &sets))
-                                .then(|| self.view(object, r));
+                                .then(|| self.view_with(object, r, rollups));
                         }
                         if needs_view {
                             let view = self.view(object, r);
@@ -397,7 +409,7 @@ impl SfWorld {
                                 .condition
                                 .as_ref()
                                 .is_none_or(|c| self.matches(r, c, &sets))
-                                .then(|| self.view(object, r))
+                                .then(|| self.view_with(object, r, rollups))
                         }
                     })
                     .collect()
@@ -447,8 +459,10 @@ impl SfWorld {
                 Some(rest) => {
                     let parent_id = row.get(&format!("{first}Id")).and_then(Value::as_str);
                     let parent = parent_id.and_then(|pid| {
-                        self.object_of(pid)
-                            .and_then(|o| self.find(o, pid).map(|p| (o, self.view(o, p))))
+                        self.object_of(pid).and_then(|o| {
+                            self.find(o, pid)
+                                .map(|p| (o, self.view_with(o, p, is_derived(o, rest))))
+                        })
                     });
                     let entry = out.entry(first.to_owned()).or_insert(Value::Null);
                     if let Some((parent_object, parent)) = parent {
