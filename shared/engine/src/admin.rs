@@ -95,9 +95,14 @@ pub enum WebhookChange {
 }
 
 /// Hides the secret path segment of an intake URL (`…/hooks/<token>` → `…/hooks/****`).
+/// Everything after `/hooks/` is hidden, a trailing `/` or a query included; a URL of another
+/// shape loses its last path segment.
 pub fn redact_webhook_url(url: &str) -> String {
-    match url.rsplit_once('/') {
-        Some((base, token)) if !token.is_empty() => format!("{base}/****"),
+    if let Some((base, _)) = url.split_once("/hooks/") {
+        return format!("{base}/hooks/****");
+    }
+    match url.trim_end_matches('/').rsplit_once('/') {
+        Some((base, token)) if !token.is_empty() && !base.ends_with('/') => format!("{base}/****"),
         _ => url.to_owned(),
     }
 }
@@ -375,6 +380,22 @@ mod tests {
             redact_webhook_url("https://x.lambda-url.eu-west-1.on.aws/hooks/s3cr3t-t0ken"),
             "https://x.lambda-url.eu-west-1.on.aws/hooks/****"
         );
+        for leaky in [
+            "https://x.lambda-url.eu-west-1.on.aws/hooks/s3cr3t-t0ken/",
+            "https://x.lambda-url.eu-west-1.on.aws/hooks/s3cr3t-t0ken?x=1",
+            "https://x.lambda-url.eu-west-1.on.aws/hooks/s3cr3t-t0ken//",
+        ] {
+            assert_eq!(
+                redact_webhook_url(leaky),
+                "https://x.lambda-url.eu-west-1.on.aws/hooks/****",
+                "{leaky}"
+            );
+        }
+        assert_eq!(
+            redact_webhook_url("https://proxy.example/in/s3cr3t/"),
+            "https://proxy.example/in/****"
+        );
+        assert_eq!(redact_webhook_url("https://proxy.example"), "https://proxy.example");
         assert!(same_url("https://a/hooks/T/", "https://a/hooks/T"));
         assert!(!same_url("https://a/hooks/T", "https://a/hooks/U"));
     }

@@ -30,6 +30,9 @@ pub struct DiscoveryOutcome {
     pub discovered: usize,
     /// Links found on SF Campaigns and stored.
     pub links_found: usize,
+    /// Link field values that name no campaign of a configured client: reported, not used.
+    #[serde(default)]
+    pub links_refused: usize,
     /// Campaigns handed to auto-creation.
     pub to_create: usize,
     /// Campaigns whose creation Salesforce refused before: left alone until an admin asks.
@@ -113,12 +116,20 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     }
 
     /// Links an admin made by filling in the link field on an SF Campaign. Stored if new, unless
-    /// `dry_run`; returned either way so a dry run plans them too.
+    /// `dry_run`; returned either way so a dry run plans them too. A value that is not the id of
+    /// one of `discovered` (the configured clients' campaigns) is reported and left unused.
+    /// Returns the links found and how many values were refused.
     async fn reconcile_links(
         &self,
         settings: &mapping::Settings,
+        discovered: &[DiscoveredCampaign],
         dry_run: bool,
-    ) -> Result<Vec<LinkRecord>, EngineError> {
+    ) -> Result<(Vec<LinkRecord>, usize), EngineError> {
+        let campaigns: BTreeSet<String> = discovered
+            .iter()
+            .map(|c| c.cm_campaign_id.to_ascii_lowercase())
+            .collect();
+        let mut refused = 0;
         let field = &settings.campaign_link_field;
         let rows = self
             .sf
@@ -134,9 +145,18 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             .collect();
         let mut found = Vec::new();
         for row in rows {
-            let (Some(sf_id), Some(cm_id)) = (row["Id"].as_str(), row[field.as_str()].as_str()) else {
+            let (Some(sf_id), Some(value)) = (row["Id"].as_str(), row[field.as_str()].as_str()) else {
                 continue;
             };
+            let cm_id = match mapping::links::validate_link(value, &campaigns) {
+                Ok(id) => id,
+                Err(why) => {
+                    refused += 1;
+                    tracing::warn!(sf_campaign = sf_id, %why, "link field value refused; the Campaign is not synced until it names a campaign of a configured client");
+                    continue;
+                }
+            };
+            let cm_id = cm_id.as_str();
             if linked.contains(cm_id) {
                 continue;
             }
@@ -158,7 +178,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 Err(error) => return Err(error.into()),
             }
         }
-        Ok(found)
+        Ok((found, refused))
     }
 
     /// The scheduled run, under the discovery lease: links found, new campaigns handed to
@@ -177,6 +197,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 run_id: run_id.to_owned(),
                 discovered: 0,
                 links_found: 0,
+                links_refused: 0,
                 to_create: 0,
                 creation_refused: 0,
                 webhook_batches_swept: 0,
@@ -264,7 +285,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         dry_run: bool,
     ) -> Result<DiscoveryOutcome, EngineError> {
         let discovered = self.discover(settings).await?;
-        let found = self.reconcile_links(settings, dry_run).await?;
+        let (found, links_refused) = self.reconcile_links(settings, &discovered, dry_run).await?;
         let links_found = found.len();
         let mut links: BTreeMap<String, String> = self.link_map().await?;
         links.extend(found.into_iter().map(|l| (l.cm_campaign_id, l.sf_campaign_id)));
@@ -288,6 +309,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             run_id: run_id.to_owned(),
             discovered: discovered.len(),
             links_found,
+            links_refused,
             to_create: to_create.len(),
             creation_refused: refused_before.len(),
             webhook_batches_swept: 0,

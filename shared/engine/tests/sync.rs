@@ -282,6 +282,39 @@ async fn scheduled_syncs(h: &Harness) -> Vec<String> {
         .collect()
 }
 
+#[tokio::test]
+async fn a_link_typed_into_salesforce_is_used_only_if_it_names_a_campaign_of_a_configured_client() {
+    let mut scenario = generate(&Shape {
+        recipients: 10,
+        activities: 5,
+        ..Shape::default()
+    });
+    let campaigns = scenario.sf.records.get_mut("Campaign").unwrap();
+    for (n, value) in [
+        "fedcba9876543210fedcba9876543210", // well formed, but no campaign of ours
+        "' OR Name != null",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut campaign = campaigns[0].clone();
+        campaign.insert("Id".into(), json!(format!("701000SB00000000{:02}", n + 10)));
+        campaign.insert("CM_Campaign_ID__c".into(), json!(value));
+        campaigns.push(campaign);
+    }
+    let h = Harness::new(scenario, |_| {}).await;
+    let outcome = h
+        .engine
+        .run_scheduled(&h.settings().await, &engine::new_run_id())
+        .await
+        .unwrap();
+    assert_eq!((outcome.links_found, outcome.links_refused), (1, 2), "{outcome:?}");
+    let (cm, sf) = h.main_campaign();
+    let links = h.engine.link_map().await.unwrap();
+    assert_eq!(links, std::collections::BTreeMap::from([(cm.clone(), sf)]), "only ours");
+    assert_eq!(scheduled_syncs(&h).await, [cm], "only ours is synced");
+}
+
 async fn hot_syncs(h: &Harness) -> Vec<String> {
     let before = h.engine.publisher.sink().events().len();
     let outcome = h

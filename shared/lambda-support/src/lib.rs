@@ -101,14 +101,14 @@ async fn secret(client: &aws_sdk_secretsmanager::Client, id: &str) -> Result<Str
     })
 }
 
-/// The webhook path token from its secret (`{"token": "<at least 16 characters>"}`), shared by
+/// The webhook path token from its secret (`{"token": "<at least 32 characters>"}`), shared by
 /// webhook-intake (which checks it) and the admin CLI (which registers the URL holding it).
 pub async fn webhook_token(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<String, StartupError> {
     Ok(webhook_tokens(client, secret_id).await?.current)
 }
 
 /// The webhook tokens: `{"token": "<current>", "previous_token": "<optional, during a
-/// rotation>"}`, each at least 16 characters.
+/// rotation>"}`, each at least [`MIN_WEBHOOK_TOKEN_CHARS`] characters.
 pub async fn webhook_tokens(
     client: &aws_sdk_secretsmanager::Client,
     secret_id: &str,
@@ -116,16 +116,24 @@ pub async fn webhook_tokens(
     parse_webhook_tokens(secret_id, &secret(client, secret_id).await?)
 }
 
+/// The shortest webhook token accepted: 32 random characters (128 bits as hex) are beyond
+/// guessing at any rate the intake's reserved concurrency allows.
+pub const MIN_WEBHOOK_TOKEN_CHARS: usize = 32;
+
 fn parse_webhook_tokens(secret_id: &str, text: &str) -> Result<WebhookTokens, StartupError> {
     let invalid = || StartupError::Secret {
         id: secret_id.to_owned(),
-        reason: "must be {\"token\": \"<at least 16 characters>\"} (and, while rotating, \"previous_token\")".into(),
+        reason: format!(
+            "must be {{\"token\": \"<at least {MIN_WEBHOOK_TOKEN_CHARS} random characters>\"}} (and, while rotating, \"previous_token\")"
+        ),
     };
     let value: serde_json::Value = serde_json::from_str(text).map_err(|_| invalid())?;
     let token = |key: &str| value[key].as_str().map(str::to_owned);
-    let current = token("token").filter(|t| t.len() >= 16).ok_or_else(invalid)?;
+    let current = token("token")
+        .filter(|t| t.chars().count() >= MIN_WEBHOOK_TOKEN_CHARS)
+        .ok_or_else(invalid)?;
     let previous = match token("previous_token") {
-        Some(previous) if previous.len() >= 16 => Some(previous),
+        Some(previous) if previous.chars().count() >= MIN_WEBHOOK_TOKEN_CHARS => Some(previous),
         Some(_) => return Err(invalid()),
         None => None,
     };
@@ -242,17 +250,24 @@ mod tests {
 
     #[test]
     fn the_webhook_secret_holds_the_token_and_during_a_rotation_the_one_before() {
-        let plain = parse_webhook_tokens("s", r#"{"token": "0123456789abcdef"}"#).unwrap();
-        assert_eq!((plain.current.as_str(), plain.previous), ("0123456789abcdef", None));
+        let plain = parse_webhook_tokens("s", r#"{"token": "0123456789abcdef0123456789abcdef"}"#).unwrap();
+        assert_eq!(
+            (plain.current.as_str(), plain.previous),
+            ("0123456789abcdef0123456789abcdef", None)
+        );
         let rotating = parse_webhook_tokens(
             "s",
-            r#"{"token": "new-0123456789abcdef", "previous_token": "old-0123456789abcdef"}"#,
+            r#"{"token": "new-0123456789abcdef0123456789abcdef", "previous_token": "old-0123456789abcdef0123456789abcdef"}"#,
         )
         .unwrap();
-        assert!(rotating.accepts("new-0123456789abcdef") && rotating.accepts("old-0123456789abcdef"));
+        assert!(
+            rotating.accepts("new-0123456789abcdef0123456789abcdef")
+                && rotating.accepts("old-0123456789abcdef0123456789abcdef")
+        );
         for bad in [
             r#"{"token": "short"}"#,
-            r#"{"token": "0123456789abcdef", "previous_token": "x"}"#,
+            r#"{"token": "0123456789abcdef"}"#,
+            r#"{"token": "0123456789abcdef0123456789abcdef", "previous_token": "x"}"#,
             "nope",
         ] {
             let error = parse_webhook_tokens("webhook-secret", bad).unwrap_err().to_string();

@@ -203,7 +203,8 @@ pub fn render_campaign(campaign: &DiscoveredCampaign, template: &CampaignTemplat
         rest = &after[close + 1..];
     }
     name.push_str(rest);
-    let mut name: String = name.trim().chars().take(MAX_CAMPAIGN_NAME_CHARS).collect();
+    let name = crate::text::neutralise_formula(name.trim());
+    let mut name: String = name.chars().take(MAX_CAMPAIGN_NAME_CHARS).collect();
     if name.is_empty() {
         name = format!("CM campaign {}", campaign.cm_campaign_id);
     }
@@ -338,5 +339,10 @@ mod tests {
         long.name = "é".repeat(200);
         let rendered = render_campaign(&long, &CampaignTemplate::default(), "CM_Campaign_ID__c");
         assert_eq!(rendered.name.chars().count(), 80);
+
+        let mut formula = campaign(CmCampaignState::Sent, None, Some(3));
+        formula.name = "=HYPERLINK(\"https://evil.example\",\"Open\")".into();
+        let rendered = render_campaign(&formula, &CampaignTemplate::default(), "CM_Campaign_ID__c");
+        assert!(rendered.name.starts_with("'="), "{}", rendered.name);
     }
 }

@@ -30,6 +30,8 @@
 //! | §3.7 `record_bounces` | [`people::decide_bounce`] |
 //! | §5 the plan, dry-run report | [`plan::SyncPlan`], [`plan::SyncPlan::report`] |
 //! | logs never carry whole emails | [`email::redact_email`] |
+//! | CM text reaches SF inert for spreadsheets (no formula) | [`text::neutralise_formula`] |
+//! | a link typed into SF is used only if it names a campaign of a configured client | [`links::validate_link`] |
 
 //!
 //! # Example: the worked example of PRODUCT.md §3.3, first sync, mode `always`
@@ -70,6 +72,7 @@ pub mod autocreate;
 pub mod cadence;
 pub mod decision;
 pub mod email;
+pub mod links;
 pub mod matching;
 pub mod people;
 pub mod plan;
@@ -77,6 +80,7 @@ pub mod probe;
 pub mod settings;
 pub mod statistics;
 pub mod statuses;
+pub mod text;
 
 pub use activity::{Activity, ActivityDetail, ActivityKind, CmTimestamp, Occurrence};
 pub use chrono_tz::Tz;

@@ -154,7 +154,10 @@ pub fn decide_bounce(
         };
         BounceDecision::Record {
             at,
-            reason: reason.chars().take(MAX_BOUNCE_REASON_CHARS).collect(),
+            reason: crate::text::neutralise_formula(reason)
+                .chars()
+                .take(MAX_BOUNCE_REASON_CHARS)
+                .collect(),
         }
     }
 }
@@ -272,5 +275,11 @@ mod tests {
             panic!("expected a record");
         };
         assert_eq!(reason.len(), MAX_BOUNCE_REASON_CHARS);
+        let BounceDecision::Record { reason, .. } =
+            decide_bounce(true, BounceSeverity::Hard, &fresh, at, "=cmd|' /C calc'!A0")
+        else {
+            panic!("expected a record");
+        };
+        assert_eq!(reason, "'=cmd|' /C calc'!A0", "inert in a spreadsheet");
     }
 }

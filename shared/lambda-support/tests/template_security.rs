@@ -1,0 +1,165 @@
+//! What `infra/template.yaml` grants and protects, read from the template itself: the alarm
+//! topic's key lets CloudWatch publish, the public intake has reserved concurrency, no function
+//! policy grants a wildcard action or resource, and every DynamoDB operation the state store
+//! calls is granted to the functions that use the whole store (a missing one fails only in AWS:
+//! the emulator does not check IAM).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde_norway::Value as Yaml;
+
+fn read(relative: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn template() -> Yaml {
+    serde_norway::from_str(&read("../../infra/template.yaml")).unwrap()
+}
+
+fn resource<'a>(template: &'a Yaml, name: &str) -> &'a Yaml {
+    let found = &template["Resources"][name];
+    assert!(!found.is_null(), "{name} is not in the template");
+    found
+}
+
+fn strings(value: &Yaml) -> Vec<String> {
+    match value {
+        Yaml::String(one) => vec![one.clone()],
+        Yaml::Sequence(many) => many.iter().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `!Ref Name` → `Name`.
+fn reference(value: &Yaml) -> Option<String> {
+    match value {
+        Yaml::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Every function's policy statements, by logical id.
+fn function_statements(template: &Yaml) -> Vec<(String, Yaml)> {
+    let mut found = Vec::new();
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        for policy in resource["Properties"]["Policies"].as_sequence().into_iter().flatten() {
+            for statement in policy["Statement"].as_sequence().into_iter().flatten() {
+                found.push((name.as_str().unwrap().to_owned(), statement.clone()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use() {
+    let template = template();
+    let topic = resource(&template, "AlarmTopic");
+    let key_name = reference(&topic["Properties"]["KmsMasterKeyId"])
+        .expect("the topic's key is the template's own (the AWS-managed alias/aws/sns key cannot let CloudWatch in)");
+    let key = resource(&template, &key_name);
+    assert_eq!(key["Type"].as_str(), Some("AWS::KMS::Key"));
+    assert_eq!(key["Properties"]["EnableKeyRotation"].as_bool(), Some(true));
+    let statements = key["Properties"]["KeyPolicy"]["Statement"].as_sequence().unwrap();
+    let cloudwatch = statements
+        .iter()
+        .find(|s| s["Principal"]["Service"].as_str() == Some("cloudwatch.amazonaws.com"))
+        .expect("a statement for CloudWatch");
+    let actions: BTreeSet<String> = strings(&cloudwatch["Action"]).into_iter().collect();
+    assert!(actions.contains("kms:Decrypt"), "{actions:?}");
+    assert!(actions.contains("kms:GenerateDataKey*"), "{actions:?}");
+}
+
+#[test]
+fn the_public_intake_has_reserved_concurrency() {
+    let template = template();
+    let intake = resource(&template, "WebhookIntakeFunction");
+    let reserved = reference(&intake["Properties"]["ReservedConcurrentExecutions"]).expect("a parameter");
+    let parameter = &template["Parameters"][reserved.as_str()];
+    let default = parameter["Default"].as_u64().expect("a number by default");
+    assert!((1..=50).contains(&default), "{reserved}: {default}");
+}
+
+#[test]
+fn no_function_policy_grants_a_wildcard_action_or_resource() {
+    let template = template();
+    for (function, statement) in function_statements(&template) {
+        for action in strings(&statement["Action"]) {
+            assert!(!action.contains('*'), "{function}: action {action}");
+        }
+        assert!(
+            !strings(&statement["Resource"]).iter().any(|r| r == "*"),
+            "{function}: resource * in {statement:?}"
+        );
+    }
+}
+
+/// The DynamoDB operations `shared/state/src/dynamo.rs` calls, as IAM actions (a transaction's
+/// items need the actions of their kinds, all in this list already).
+fn dynamodb_actions_the_store_calls() -> BTreeSet<String> {
+    let source = read("../state/src/dynamo.rs");
+    let operations = [
+        ("get_item", "GetItem"),
+        ("batch_get_item", "BatchGetItem"),
+        ("put_item", "PutItem"),
+        ("update_item", "UpdateItem"),
+        ("delete_item", "DeleteItem"),
+        ("query", "Query"),
+        ("scan", "Scan"),
+        ("batch_write_item", "BatchWriteItem"),
+    ];
+    let mut used: BTreeSet<String> = operations
+        .iter()
+        .filter(|(call, _)| source.contains(&format!(".{call}()")))
+        .map(|(_, action)| format!("dynamodb:{action}"))
+        .collect();
+    if source.contains(".transact_write_items()") {
+        used.insert("dynamodb:ConditionCheckItem".into());
+    }
+    // Table set-up is the admin's (`cm-sf-admin`), never a function's.
+    assert!(source.contains(".create_table()"), "the scan reads the right file");
+    used
+}
+
+#[test]
+fn every_dynamodb_operation_the_store_calls_is_granted_to_the_functions_that_use_the_store() {
+    let template = template();
+    let used = dynamodb_actions_the_store_calls();
+    assert!(used.contains("dynamodb:BatchGetItem"), "{used:?}");
+    for function in [
+        "ScheduledSyncFunction",
+        "WebhookConsumerFunction",
+        "CampaignAutocreateFunction",
+    ] {
+        let granted: BTreeSet<String> = function_statements(&template)
+            .into_iter()
+            .filter(|(name, _)| name == function)
+            .flat_map(|(_, statement)| strings(&statement["Action"]))
+            .collect();
+        let missing: Vec<&String> = used.difference(&granted).collect();
+        assert!(missing.is_empty(), "{function} may not call {missing:?}");
+    }
+    // The intake records a delivery: known events read in batches, new ones written in batches.
+    let intake: BTreeSet<String> = function_statements(&template)
+        .into_iter()
+        .filter(|(name, _)| name == "WebhookIntakeFunction")
+        .flat_map(|(_, statement)| strings(&statement["Action"]))
+        .collect();
+    for action in [
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ] {
+        assert!(intake.contains(action), "the intake may not call {action}");
+    }
+    assert!(!intake.contains("dynamodb:DeleteItem"), "the intake deletes nothing");
+}
