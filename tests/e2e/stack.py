@@ -40,10 +40,11 @@ def load_template():
     return template
 
 
-def schedule_input():
-    """The payload EventBridge Scheduler hands scheduled-sync, as the template sets it."""
+def schedule_input(name="Schedule"):
+    """The payload EventBridge Scheduler hands scheduled-sync, as the template sets it
+    (`HotSchedule`: the hot schedule's)."""
     function = load_template()["Resources"]["ScheduledSyncFunction"]
-    return function["Properties"]["Events"]["Schedule"]["Properties"]["Input"]
+    return function["Properties"]["Events"][name]["Properties"]["Input"]
 
 
 def swap_host(url, local):
@@ -348,6 +349,10 @@ class Stack:
     def schedule(self):
         """What the deployed schedule sends: the template's EventBridge Scheduler input."""
         return self.invoke("scheduled-sync", json.loads(schedule_input()))
+
+    def hot_schedule(self):
+        """What the deployed hot schedule sends: the template's input for it."""
+        return self.invoke("scheduled-sync", json.loads(schedule_input("HotSchedule")))
 
     def dry_run(self):
         detail = {"idempotency_key": "sync:dry:all", "run_id": "dry", "cm_campaign_id": None, "dry_run": True, "requested_by": "demo"}

@@ -2,6 +2,7 @@
 EventBridge rules trigger them, against the sandbox and the moto emulator."""
 
 import collections
+import datetime
 import os
 import subprocess
 import sys
@@ -86,3 +87,27 @@ def test_the_functions_run_on_the_templates_own_configuration_and_a_drift_in_it_
                             capture_output=True, text=True)
     assert result.returncode == 1, result
     assert "must be the API root, without /api/v3.3" in result.stderr, result.stderr
+
+
+def test_the_hot_schedule_syncs_campaigns_in_their_first_hours_only(stack):
+    """The template's hot schedule input through the real runtime: after a sync an hour after
+    the send, the hot run syncs the campaign; after one three days after it, it does not (the
+    scheduled runs still do)."""
+    main = next(c for c in stack.scenario["cm"]["campaigns"] if c["name"] == "November newsletter")
+    sent = datetime.datetime.strptime(main["sent_date"], "%Y-%m-%d %H:%M:%S")
+    at = lambda hours: (sent + datetime.timedelta(hours=hours)).strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
+    stack.set_cm_now(at(1))
+    stack.request_sync(main["id"])  # its sync records when it is due next, and that it is young
+    stack.settle()
+    stack.set_cm_now(at(1.1))
+    outcome = stack.hot_schedule()
+    assert outcome["syncs_requested"] == 1 and not outcome["busy"], outcome
+    assert "discovered" not in outcome, f"a hot run does nothing else: {outcome}"
+    stack.settle()
+    assert stack.errors == [], stack.errors
+
+    stack.set_cm_now(at(72))
+    stack.request_sync(main["id"])
+    stack.settle()
+    outcome = stack.hot_schedule()
+    assert outcome["syncs_requested"] == 0, outcome
