@@ -187,6 +187,8 @@ class Stack:
                       "SfSecretName": f"sf-{self.suffix}", "WebhookSecretName": f"hook-{self.suffix}",
                       "hosts": {"CmBaseUrl": self.cm_url}}
         self.env = dict(os.environ, **template_environment(self.local))
+        # The sandbox speaks plain HTTP: the one flag that allows it (never set by the template).
+        self.env["ALLOW_PLAIN_HTTP"] = "1"
         self.admin("init-table")
         settings_path = os.path.join(tempfile.mkdtemp(), "settings.json")
         with open(settings_path, "w") as f:

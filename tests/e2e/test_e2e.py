@@ -81,12 +81,23 @@ def test_the_functions_run_on_the_templates_own_configuration_and_a_drift_in_it_
     assert stack.env["CM_BASE_URL"] == stack.cm_url, "the template's root, host swapped"
     template = load_template()
     template["Parameters"]["CmBaseUrl"]["Default"] = "https://api.createsend.com/api/v3.3"
-    drifted = dict(os.environ, **template_environment(stack.local, template))
+    drifted = dict(os.environ, ALLOW_PLAIN_HTTP="1", **template_environment(stack.local, template))
     assert drifted["CM_BASE_URL"] == stack.cm_url + "/api/v3.3"
     result = subprocess.run([os.path.join(BIN, "cm-sf-admin"), "sync", "--dry-run"], env=drifted,
                             capture_output=True, text=True)
     assert result.returncode == 1, result
     assert "must be the API root, without /api/v3.3" in result.stderr, result.stderr
+
+
+def test_plain_http_to_cm_or_sf_is_refused_without_the_local_flag(stack):
+    """The sandbox speaks plain HTTP, allowed only by ALLOW_PLAIN_HTTP, which the template never
+    sets: without it the same configuration is refused at start, naming what is insecure."""
+    assert "ALLOW_PLAIN_HTTP" not in template_environment(stack.local)
+    plain = {k: v for k, v in stack.env.items() if k != "ALLOW_PLAIN_HTTP"}
+    result = subprocess.run([os.path.join(BIN, "cm-sf-admin"), "sync", "--dry-run"], env=plain,
+                            capture_output=True, text=True)
+    assert result.returncode == 1, result
+    assert "must be an https:// URL" in result.stderr, result.stderr
 
 
 def test_the_hot_schedule_syncs_campaigns_in_their_first_hours_only(stack):

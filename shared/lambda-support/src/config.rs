@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::StartupError;
 
 /// The variables this project reads.
-pub const VARIABLES: [&str; 12] = [
+pub const VARIABLES: [&str; 13] = [
     "STATE_TABLE",
     "EVENT_BUS",
     "CM_SECRET_ID",
@@ -20,6 +20,7 @@ pub const VARIABLES: [&str; 12] = [
     "AWS_LAMBDA_LOG_LEVEL",
     "RUST_LOG",
     "AWS_LAMBDA_FUNCTION_NAME",
+    "ALLOW_PLAIN_HTTP",
 ];
 
 /// The Salesforce API version used when `SF_API_VERSION` is not set.
@@ -102,6 +103,25 @@ impl Config {
             .map_or(campaign_monitor::DEFAULT_BASE_URL, String::as_str)
     }
 
+    /// Whether `ALLOW_PLAIN_HTTP` is `1` or `true`: only the local stack sets it (its sandbox
+    /// speaks plain HTTP); the template never does.
+    pub fn plain_http_allowed(&self) -> bool {
+        self.values
+            .get("ALLOW_PLAIN_HTTP")
+            .is_some_and(|v| matches!(v.trim(), "1" | "true"))
+    }
+
+    /// Refuses a plain-HTTP URL for `what` (credentials and people's data go over it) unless
+    /// [`Config::plain_http_allowed`].
+    pub fn require_https(&self, what: &str, url: &str) -> Result<(), StartupError> {
+        if url.trim().to_ascii_lowercase().starts_with("https://") || self.plain_http_allowed() {
+            return Ok(());
+        }
+        Err(StartupError::Insecure(format!(
+            "{what} must be an https:// URL (plain HTTP only for the local sandbox, with ALLOW_PLAIN_HTTP=1)"
+        )))
+    }
+
     /// `SF_API_VERSION`, default [`DEFAULT_SF_API_VERSION`].
     pub fn sf_api_version(&self) -> &str {
         self.values
@@ -138,6 +158,22 @@ mod tests {
         assert_eq!(error.to_string(), "environment variable EVENT_BUS is required");
         assert_eq!(config.cm_base_url(), campaign_monitor::DEFAULT_BASE_URL);
         assert_eq!(config.sf_api_version(), DEFAULT_SF_API_VERSION);
+    }
+
+    #[test]
+    fn plain_http_is_refused_unless_the_local_flag_allows_it() {
+        let deployed = Config::from_vars([("CM_BASE_URL", "http://api.createsend.com")]);
+        let error = deployed
+            .require_https("CM_BASE_URL", deployed.cm_base_url())
+            .unwrap_err();
+        assert!(error.to_string().contains("must be an https:// URL"), "{error}");
+        assert!(
+            deployed
+                .require_https("token_host", "https://login.salesforce.com")
+                .is_ok()
+        );
+        let local = Config::from_vars([("CM_BASE_URL", "http://127.0.0.1:9000"), ("ALLOW_PLAIN_HTTP", "1")]);
+        assert!(local.require_https("CM_BASE_URL", local.cm_base_url()).is_ok());
     }
 
     #[test]

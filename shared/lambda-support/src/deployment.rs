@@ -187,6 +187,10 @@ pub fn check(function: &FunctionEnvironment) -> Vec<String> {
                 .build()
     {
         problems.push(format!("CM_BASE_URL: {error}"));
+    } else if required_by(&function.crate_name).contains(&"CM_SECRET_ID")
+        && let Err(error) = config.require_https("CM_BASE_URL", config.cm_base_url())
+    {
+        problems.push(format!("CM_BASE_URL: {error}"));
     }
     let version = config.sf_api_version();
     let well_formed = version

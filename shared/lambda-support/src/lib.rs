@@ -54,6 +54,9 @@ pub enum StartupError {
     /// A client could not be built.
     #[error("{0}")]
     Client(String),
+    /// A CM or SF URL without TLS outside local use.
+    #[error("{0}")]
+    Insecure(String),
 }
 
 /// The AWS SDK configuration (its endpoint from the standard `AWS_ENDPOINT_URL`, which is how
@@ -178,6 +181,11 @@ pub async fn deployed_container(config: &Config) -> Result<DeployedContainer, St
     };
     let sf_secret_id = config.sf_secret_id()?;
     let sf_auth: Auth = parse_secret(sf_secret_id, &secret(&secrets, sf_secret_id).await?)?;
+    config.require_https(
+        &format!("the token_host of secret {sf_secret_id}"),
+        sf_auth.token_host(),
+    )?;
+    config.require_https("CM_BASE_URL", config.cm_base_url())?;
     let mut sf_config = SfConfig::new(sf_auth);
     sf_config.api_version = config.sf_api_version().to_owned();
     let sf = SfClient::new(sf_config).map_err(|e| StartupError::Client(e.to_string()))?;

@@ -62,7 +62,8 @@ impl Auth {
         }
     }
 
-    fn token_host(&self) -> &str {
+    /// The host tokens are asked from (the org's My Domain, or the sandbox).
+    pub fn token_host(&self) -> &str {
         match self {
             Auth::JwtBearer { token_host, .. }
             | Auth::ClientCredentials { token_host, .. }
