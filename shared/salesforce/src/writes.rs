@@ -368,17 +368,40 @@ impl SfClient {
         };
         tracing::debug!(job = %job_id, processed = %info["numberRecordsProcessed"], failed = %info["numberRecordsFailed"], "bulk job complete");
 
-        // Index the caller's rows by content to match results back.
-        let mut by_content: HashMap<Vec<String>, VecDeque<usize>> = HashMap::new();
+        // Salesforce promises the result columns (`sf__Id`, `sf__Created` or `sf__Error`, and
+        // the uploaded fields), not their order nor the rows' order: each file is read by its
+        // header, and each row matched back to the caller's by its key: the `Id` of an update,
+        // the external id of an upsert, every uploaded field of an insert.
+        let key_columns: Vec<usize> = match operation {
+            Operation::Update => columns
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case("Id"))
+                .into_iter()
+                .collect(),
+            Operation::Upsert { external_id_field } => columns
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(external_id_field))
+                .into_iter()
+                .collect(),
+            Operation::Create => Vec::new(),
+        };
+        let key_columns: Vec<usize> = if key_columns.is_empty() {
+            (0..columns.len()).collect()
+        } else {
+            key_columns
+        };
+        let key_of = |values: &[String]| -> Vec<String> {
+            key_columns
+                .iter()
+                .map(|&i| values.get(i).map_or(String::new(), |v| result_value(v)))
+                .collect()
+        };
+        let mut by_key: HashMap<Vec<String>, VecDeque<usize>> = HashMap::new();
         for (index, row) in rows.iter().enumerate() {
-            by_content.entry(row.clone()).or_default().push_back(index);
+            by_key.entry(key_of(row)).or_default().push_back(index);
         }
         let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; records.len()];
-        for (kind, skip) in [
-            ("successfulResults", 2),
-            ("failedResults", 2),
-            ("unprocessedrecords", 0),
-        ] {
+        for kind in ["successfulResults", "failedResults", "unprocessedrecords"] {
             let (_, text) = self
                 .request(
                     CallKind::Bulk,
@@ -389,30 +412,29 @@ impl SfClient {
                 )
                 .await?;
             let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+            let header: Vec<String> = reader
+                .headers()
+                .map_err(|e| SfError::Decode(format!("bulk {kind}: {e}")))?
+                .iter()
+                .map(str::to_owned)
+                .collect();
+            let position = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
+            let uploaded: Vec<Option<usize>> = columns.iter().map(|c| position(c)).collect();
+            let (id_at, created_at, error_at) = (position("sf__Id"), position("sf__Created"), position("sf__Error"));
             for row in reader.records() {
                 let row = row.map_err(|e| SfError::Decode(format!("bulk {kind}: {e}")))?;
-                let values: Vec<String> = row.iter().skip(skip).map(str::to_owned).collect();
-                let Some(index) = by_content.get_mut(&values).and_then(VecDeque::pop_front) else {
+                let cell = |at: Option<usize>| at.and_then(|i| row.get(i)).unwrap_or_default().to_owned();
+                let values: Vec<String> = uploaded.iter().map(|&at| cell(at)).collect();
+                let Some(index) = by_key.get_mut(&key_of(&values)).and_then(VecDeque::pop_front) else {
+                    tracing::warn!(job = %job_id, kind, "a bulk result row matches no uploaded row");
                     continue;
                 };
-                let first = row.get(0).unwrap_or_default().to_owned();
-                let second = row.get(1).unwrap_or_default().to_owned();
                 outcomes[index] = Some(match kind {
-                    "successfulResults" if second == "true" => RecordOutcome::Created(first),
-                    "successfulResults" => RecordOutcome::Updated(first),
-                    "failedResults" => {
-                        let mut parts = second.splitn(3, ':');
-                        let code = parts.next().unwrap_or_default().to_owned();
-                        let message = parts.next().unwrap_or_default().to_owned();
-                        let fields = parts
-                            .next()
-                            .unwrap_or_default()
-                            .split(',')
-                            .filter(|f| !f.is_empty())
-                            .map(str::to_owned)
-                            .collect();
-                        RecordOutcome::Failed(RecordError { code, message, fields })
+                    "successfulResults" if cell(created_at).eq_ignore_ascii_case("true") => {
+                        RecordOutcome::Created(cell(id_at))
                     }
+                    "successfulResults" => RecordOutcome::Updated(cell(id_at)),
+                    "failedResults" => RecordOutcome::Failed(parse_bulk_error(&cell(error_at))),
                     _ => RecordOutcome::Failed(RecordError {
                         code: "NOT_PROCESSED".into(),
                         message: "unprocessed by the bulk job".into(),
@@ -431,5 +453,60 @@ impl SfClient {
                 }))
             })
             .collect())
+    }
+}
+
+/// A value as a result file shows it: the `#N/A` that blanks a field on upload reads back empty.
+fn result_value(value: &str) -> String {
+    if value == "#N/A" {
+        String::new()
+    } else {
+        value.to_owned()
+    }
+}
+
+/// `sf__Error` as Salesforce writes it: `CODE:message:fields --`, where the message may itself
+/// hold colons (`REQUIRED_FIELD_MISSING:Required fields are missing: [LastName]:LastName --`).
+fn parse_bulk_error(text: &str) -> RecordError {
+    let text = text.trim().trim_end_matches("--").trim_end();
+    let (code, rest) = text.split_once(':').unwrap_or((text, ""));
+    let (message, fields) = match rest.rsplit_once(':') {
+        Some((message, fields)) if !fields.contains(' ') || fields.trim().is_empty() => (message, fields),
+        _ => (rest, ""),
+    };
+    RecordError {
+        code: code.trim().to_owned(),
+        message: message.trim().to_owned(),
+        fields: fields
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_errors_are_read_as_salesforce_writes_them() {
+        let error = parse_bulk_error("REQUIRED_FIELD_MISSING:Required fields are missing: [LastName]:LastName --");
+        assert_eq!(error.code, "REQUIRED_FIELD_MISSING");
+        assert_eq!(error.message, "Required fields are missing: [LastName]");
+        assert_eq!(error.fields, ["LastName"]);
+        let error = parse_bulk_error("UNABLE_TO_LOCK_ROW:unable to obtain exclusive access to this record:--");
+        assert_eq!(error.code, "UNABLE_TO_LOCK_ROW");
+        assert_eq!(error.message, "unable to obtain exclusive access to this record");
+        assert!(error.fields.is_empty());
+        let error = parse_bulk_error("INVALID_EMAIL_ADDRESS:Email: invalid email address: x:Email,Status --");
+        assert_eq!(error.message, "Email: invalid email address: x");
+        assert_eq!(error.fields, ["Email", "Status"]);
+        let error = parse_bulk_error("FIELD_CUSTOM_VALIDATION_EXCEPTION:No");
+        assert_eq!(
+            (error.code.as_str(), error.message.as_str()),
+            ("FIELD_CUSTOM_VALIDATION_EXCEPTION", "No")
+        );
     }
 }

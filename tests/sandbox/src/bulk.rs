@@ -238,8 +238,13 @@ pub fn delete_job(world: &mut World, id: &str) -> Result<Response, SfError> {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Results as CSV: `sf__Id`, `sf__Created` (or `sf__Error`), then the uploaded columns.
+/// Results as CSV: `sf__Id`, `sf__Created` (or `sf__Error`, `CODE:message:fields --` as
+/// Salesforce writes it), and the uploaded columns. Salesforce documents those columns, not
+/// their order nor the rows' ("Get Job Successful Record Results", Bulk API 2.0 Developer
+/// Guide), so unless `bulk_results_in_upload_order` is set, the columns come sorted by name and
+/// the rows shuffled (seeded): the less convenient of what Salesforce may do.
 pub fn results(world: &mut World, id: &str, kind: &str) -> Result<Response, SfError> {
+    let in_order = world.faults.sf.bulk_results_in_upload_order;
     let job = world.sf.jobs.get(id).ok_or_else(|| not_found(id))?;
     let mut writer = csv::Writer::from_writer(Vec::new());
     let write = |writer: &mut csv::Writer<Vec<u8>>, row: Vec<String>| {
@@ -249,35 +254,30 @@ pub fn results(world: &mut World, id: &str, kind: &str) -> Result<Response, SfEr
             fields: vec![],
         })
     };
+    let mut header: Vec<String>;
+    let mut rows: Vec<Vec<String>> = Vec::new();
     match kind {
         "successfulResults" => {
-            write(
-                &mut writer,
-                ["sf__Id".to_owned(), "sf__Created".to_owned()]
-                    .into_iter()
-                    .chain(job.header.iter().cloned())
-                    .collect(),
-            )?;
+            header = ["sf__Id".to_owned(), "sf__Created".to_owned()]
+                .into_iter()
+                .chain(job.header.iter().cloned())
+                .collect();
             for (pairs, outcome) in &job.results {
                 if let Ok((id, created)) = outcome {
-                    write(
-                        &mut writer,
+                    rows.push(
                         [id.clone(), created.to_string()]
                             .into_iter()
                             .chain(pairs.iter().map(|(_, v)| v.clone()))
                             .collect(),
-                    )?;
+                    );
                 }
             }
         }
         "failedResults" => {
-            write(
-                &mut writer,
-                ["sf__Id".to_owned(), "sf__Error".to_owned()]
-                    .into_iter()
-                    .chain(job.header.iter().cloned())
-                    .collect(),
-            )?;
+            header = ["sf__Id".to_owned(), "sf__Error".to_owned()]
+                .into_iter()
+                .chain(job.header.iter().cloned())
+                .collect();
             for (pairs, outcome) in &job.results {
                 if let Err(error) = outcome {
                     let id = pairs
@@ -285,28 +285,40 @@ pub fn results(world: &mut World, id: &str, kind: &str) -> Result<Response, SfEr
                         .find(|(k, _)| k.eq_ignore_ascii_case("Id"))
                         .map(|(_, v)| v.clone())
                         .unwrap_or_default();
-                    let message = format!("{}:{}:{}", error.code, error.message, error.fields.join(","));
-                    write(
-                        &mut writer,
+                    let message = format!("{}:{}:{} --", error.code, error.message, error.fields.join(","));
+                    rows.push(
                         [id, message]
                             .into_iter()
                             .chain(pairs.iter().map(|(_, v)| v.clone()))
                             .collect(),
-                    )?;
+                    );
                 }
             }
         }
         _ => {
-            write(&mut writer, job.header.clone())?;
+            header = job.header.clone();
             if job.state == "Aborted" || job.state == "Failed" {
                 let mut reader = csv::ReaderBuilder::new()
                     .delimiter(job.delimiter)
                     .from_reader(job.data.as_bytes());
                 for row in reader.records().flatten() {
-                    write(&mut writer, row.iter().map(str::to_owned).collect())?;
+                    rows.push(row.iter().map(str::to_owned).collect());
                 }
             }
         }
+    }
+    if !in_order {
+        let mut order: Vec<usize> = (0..header.len()).collect();
+        order.sort_by_key(|&i| header[i].to_ascii_lowercase());
+        header = order.iter().map(|&i| header[i].clone()).collect();
+        for row in &mut rows {
+            *row = order.iter().map(|&i| row.get(i).cloned().unwrap_or_default()).collect();
+        }
+        world.dice.shuffle(&mut rows);
+    }
+    write(&mut writer, header)?;
+    for row in rows {
+        write(&mut writer, row)?;
     }
     let bytes = writer.into_inner().map_err(|e| SfError {
         code: "UNKNOWN_EXCEPTION",

@@ -43,6 +43,10 @@ pub struct SideFaults {
     pub bulk_in_progress_polls: u32,
     /// SF: every Bulk ingest job ends `Failed` with this `errorMessage`, no row processed.
     pub bulk_job_failure: Option<String>,
+    /// SF: Bulk results with their columns in upload order and their rows in upload order.
+    /// Off (the default), the columns come sorted by name and the rows shuffled: Salesforce
+    /// promises neither order.
+    pub bulk_results_in_upload_order: bool,
 }
 
 impl SideFaults {
@@ -66,6 +70,12 @@ impl Dice {
     /// Dice from a seed.
     pub fn new(seed: u64) -> Self {
         Dice(ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    /// Shuffles `items` (seeded).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        use rand::seq::SliceRandom;
+        items.shuffle(&mut self.0);
     }
 
     /// True with probability `rate`.
