@@ -299,10 +299,12 @@ impl SfClient {
                         session = self.session(true).await?;
                         continue;
                     }
-                    if code == "REQUEST_LIMIT_EXCEEDED" {
+                    // The same code means the day's allocation is spent (wait for tomorrow) or too
+                    // many long-running requests are in flight (clears in seconds: retried).
+                    if code == "REQUEST_LIMIT_EXCEEDED" && !message.to_ascii_lowercase().contains("concurrent") {
                         return Err(SfError::RequestLimit(message));
                     }
-                    if status.is_server_error() || is_transient_code(&code) {
+                    if status.is_server_error() || is_transient_code(&code) || code == "REQUEST_LIMIT_EXCEEDED" {
                         SfError::Unavailable {
                             code: if code.is_empty() {
                                 status.as_u16().to_string()

@@ -550,6 +550,20 @@ async fn request_limit_exceeded_is_reported_not_retried() {
 }
 
 #[tokio::test]
+async fn too_many_concurrent_requests_is_waited_out_not_reported_as_the_daily_limit() {
+    let mut scenario = scenario();
+    scenario.faults.seed = 4;
+    scenario.faults.sf.concurrent_limit_rate = 0.5;
+    let running = start(scenario).await;
+    let sf = client(&running);
+    for _ in 0..10 {
+        let rows = sf.query_all("SELECT Id FROM Campaign").await.unwrap();
+        assert_eq!(rows.len(), 1);
+    }
+    assert!(sf.calls().reads > 10, "some were retried: {:?}", sf.calls());
+}
+
+#[tokio::test]
 async fn describe_is_cached_per_object() {
     let running = start(scenario()).await;
     let sf = client(&running);

@@ -43,6 +43,10 @@ pub struct SideFaults {
     pub bulk_in_progress_polls: u32,
     /// SF: every Bulk ingest job ends `Failed` with this `errorMessage`, no row processed.
     pub bulk_job_failure: Option<String>,
+    /// SF: share of calls answered 403 `REQUEST_LIMIT_EXCEEDED` for too many concurrent
+    /// long-running requests (`ConcurrentPerOrgLongTxn Limit exceeded.`), which clears after a
+    /// short wait, unlike the daily allocation's `TotalRequests Limit exceeded.`.
+    pub concurrent_limit_rate: f64,
     /// SF: Bulk results with their columns in upload order and their rows in upload order.
     /// Off (the default), the columns come sorted by name and the rows shuffled: Salesforce
     /// promises neither order.

@@ -144,6 +144,20 @@ pub async fn dispatch(state: AppState, method: Method, uri: Uri, headers: Header
         );
         return with_limits(&world.sf, response);
     }
+    let concurrent_limit_rate = world.faults.sf.concurrent_limit_rate;
+    if world.dice.roll(concurrent_limit_rate) {
+        // Too many long-running requests at once: the same code as the daily allocation, with
+        // another message; it clears as soon as a request in flight ends.
+        let response = error_array(
+            StatusCode::FORBIDDEN,
+            &SfError {
+                code: "REQUEST_LIMIT_EXCEEDED",
+                message: "ConcurrentPerOrgLongTxn Limit exceeded.".into(),
+                fields: vec![],
+            },
+        );
+        return with_limits(&world.sf, response);
+    }
     let response = data_api(&mut world, &method, version, rest, &uri, &headers, &body);
     with_limits(&world.sf, response)
 }
