@@ -315,6 +315,50 @@ async fn a_link_typed_into_salesforce_is_used_only_if_it_names_a_campaign_of_a_c
     assert_eq!(scheduled_syncs(&h).await, [cm], "only ours is synced");
 }
 
+#[tokio::test]
+async fn a_member_whose_status_could_not_be_created_is_reported_and_not_written_with_another() {
+    let mut scenario = generate(&Shape {
+        recipients: 20,
+        activities: 0,
+        in_salesforce: 1.0,
+        already_members: 0.0,
+        ..Shape::default()
+    });
+    // An org whose validation rule refuses new member statuses, and that gives an unknown
+    // Status the campaign's default, as older API guides describe.
+    scenario.faults.sf.refused_objects = vec!["CampaignMemberStatus".into()];
+    scenario.faults.sf.unknown_status_gets_default = true;
+    let h = Harness::new(scenario, |_| {}).await;
+    let cm = h.link_main().await;
+    let email = h.scenario.sf.records["Contact"][0]["Email"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let list = h.scenario.cm.lists[0].id.clone();
+    h.add_activity(
+        &cm,
+        json!([{"kind": "click", "email": email, "list_id": list, "date": "2026-11-20 10:00:00"}]),
+    )
+    .await;
+    h.set_cm_now("2026-11-20 10:30:00").await;
+    let CampaignOutcome::Done { run_id, counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    let members = h.sf_records("CampaignMember").await;
+    assert!(counts.members_added > 0, "the others are written: {counts:?}");
+    assert!(
+        !members.iter().any(|m| m["Email"] == email.as_str()),
+        "the clicker is not a member with the campaign's default status"
+    );
+    let (_, failures) = h.engine.store.run(&run_id).await.unwrap().unwrap();
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.record == email && f.code.as_deref() == Some("STATUS_MISSING")),
+        "{failures:?}"
+    );
+}
+
 async fn hot_syncs(h: &Harness) -> Vec<String> {
     let before = h.engine.publisher.sink().events().len();
     let outcome = h

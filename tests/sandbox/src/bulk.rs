@@ -189,7 +189,14 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
             .find(|(k, _)| k.eq_ignore_ascii_case("Id"))
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let outcome = if let Some(fault) = crate::sf_http::record_fault(world) {
+        if world.faults.sf.unknown_status_gets_default {
+            record.insert("Id".into(), Value::String(id.clone()));
+            world.sf.unknown_status_to_default(&job.object, &mut record);
+            if id.is_empty() {
+                record.remove("Id");
+            }
+        }
+        let outcome = if let Some(fault) = crate::sf_http::record_fault(world, &job.object) {
             Err(fault)
         } else {
             match job.operation.as_str() {

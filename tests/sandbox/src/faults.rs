@@ -43,6 +43,14 @@ pub struct SideFaults {
     pub bulk_in_progress_polls: u32,
     /// SF: every Bulk ingest job ends `Failed` with this `errorMessage`, no row processed.
     pub bulk_job_failure: Option<String>,
+    /// SF: a member Status that is not one of its campaign's labels silently becomes the
+    /// campaign's default, as older API guides describe, instead of the restricted-picklist
+    /// error.
+    pub unknown_status_gets_default: bool,
+    /// SF: objects whose every record written in a collection or bulk job fails with
+    /// `FIELD_CUSTOM_VALIDATION_EXCEPTION` (a validation rule an org added), e.g.
+    /// `CampaignMemberStatus`.
+    pub refused_objects: Vec<String>,
     /// SF: share of calls answered 403 `REQUEST_LIMIT_EXCEEDED` for too many concurrent
     /// long-running requests (`ConcurrentPerOrgLongTxn Limit exceeded.`), which clears after a
     /// short wait, unlike the daily allocation's `TotalRequests Limit exceeded.`.

@@ -229,6 +229,42 @@ impl SfWorld {
             .unwrap_or_default()
     }
 
+    /// What the older API guides say of a member Status that is not one of its campaign's
+    /// labels: the campaign's default status is used. Applied when the scenario asks for it
+    /// (`unknown_status_gets_default`); otherwise the write is refused as a restricted picklist.
+    pub fn unknown_status_to_default(&self, object: &str, record: &mut Record) {
+        if !object.eq_ignore_ascii_case("CampaignMember") {
+            return;
+        }
+        let Some(status) = record.get("Status").and_then(Value::as_str) else {
+            return;
+        };
+        let campaign = record
+            .get("CampaignId")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| {
+                let id = record.get("Id").and_then(Value::as_str)?;
+                let existing = self.find("CampaignMember", id)?;
+                existing.get("CampaignId").and_then(Value::as_str).map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let statuses = self.statuses_of(&campaign);
+        if statuses
+            .iter()
+            .any(|s| s.get("Label").and_then(Value::as_str) == Some(status))
+        {
+            return;
+        }
+        if let Some(label) = statuses
+            .iter()
+            .find(|s| s.get("IsDefault") == Some(&Value::Bool(true)))
+            .and_then(|s| s.get("Label").cloned())
+        {
+            record.insert("Status".into(), label);
+        }
+    }
+
     fn find(&self, object: &str, id: &str) -> Option<&Record> {
         self.records.get(object).and_then(|r| r.get(id))
     }

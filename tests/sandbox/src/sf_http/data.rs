@@ -9,8 +9,21 @@ use super::*;
 use crate::World;
 use crate::sf::{BulkJob, Record, SfError, SfWorld};
 
-/// The per-record fault drawn for one record of a collection or bulk job, if any.
-pub(crate) fn record_fault(world: &mut World) -> Option<SfError> {
+/// The per-record fault drawn for one record of `object` in a collection or bulk job, if any.
+pub(crate) fn record_fault(world: &mut World, object: &str) -> Option<SfError> {
+    if world
+        .faults
+        .sf
+        .refused_objects
+        .iter()
+        .any(|o| o.eq_ignore_ascii_case(object))
+    {
+        return Some(SfError {
+            code: "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+            message: format!("{object} records cannot be saved (validation rule)"),
+            fields: vec![],
+        });
+    }
     if world.dice.roll(world.faults.sf.lock_row_rate) {
         return Some(SfError {
             code: "UNABLE_TO_LOCK_ROW",
@@ -331,8 +344,11 @@ pub(super) fn collections(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let fields = record.as_object().cloned().unwrap_or_default();
-        let outcome = if let Some(fault) = record_fault(world) {
+        let mut fields = record.as_object().cloned().unwrap_or_default();
+        if world.faults.sf.unknown_status_gets_default {
+            world.sf.unknown_status_to_default(&object, &mut fields);
+        }
+        let outcome = if let Some(fault) = record_fault(world, &object) {
             Err(fault)
         } else if object.is_empty() {
             Err(SfError {
