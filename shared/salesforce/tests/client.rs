@@ -564,6 +564,20 @@ async fn too_many_concurrent_requests_is_waited_out_not_reported_as_the_daily_li
 }
 
 #[tokio::test]
+async fn query_pages_shorter_than_asked_for_still_give_every_row_once() {
+    let mut scenario = scenario();
+    scenario.faults.seed = 11;
+    scenario.faults.sf.short_query_pages = true;
+    let contacts = scenario.sf.records["Contact"].len();
+    let running = start(scenario).await;
+    let sf = client(&running);
+    let rows = sf.query_all("SELECT Id, Email FROM Contact").await.unwrap();
+    let ids: std::collections::BTreeSet<&str> = rows.iter().filter_map(|r| r["Id"].as_str()).collect();
+    assert_eq!((rows.len(), ids.len()), (contacts, contacts));
+    assert!(sf.calls().reads > contacts.div_ceil(2000) as u64, "{:?}", sf.calls());
+}
+
+#[tokio::test]
 async fn describe_is_cached_per_object() {
     let running = start(scenario()).await;
     let sf = client(&running);

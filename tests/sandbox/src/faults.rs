@@ -47,6 +47,9 @@ pub struct SideFaults {
     /// campaign's default, as older API guides describe, instead of the restricted-picklist
     /// error.
     pub unknown_status_gets_default: bool,
+    /// SF: query pages of a random size up to the batch size asked for (Salesforce does not
+    /// promise the size).
+    pub short_query_pages: bool,
     /// SF: objects whose every record written in a collection or bulk job fails with
     /// `FIELD_CUSTOM_VALIDATION_EXCEPTION` (a validation rule an org added), e.g.
     /// `CampaignMemberStatus`.
@@ -82,6 +85,14 @@ impl Dice {
     /// Dice from a seed.
     pub fn new(seed: u64) -> Self {
         Dice(ChaCha8Rng::seed_from_u64(seed))
+    }
+
+    /// A number from `low` to `high`, both included (seeded).
+    pub fn between(&mut self, low: usize, high: usize) -> usize {
+        if high <= low {
+            return low;
+        }
+        self.0.random_range(low..=high)
     }
 
     /// Shuffles `items` (seeded).

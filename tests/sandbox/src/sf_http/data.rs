@@ -236,6 +236,13 @@ pub(super) fn query_page(world: &mut World, version: &str, rows: Vec<Value>, bat
 /// One page of query results; the rest is kept behind a cursor (`nextRecordsUrl`).
 pub(super) fn query_page_json(world: &mut World, version: &str, mut rows: Vec<Value>, batch: usize) -> Value {
     let total = rows.len();
+    // "There's no guarantee that the requested batch size is the actual batch size" (REST API
+    // Developer Guide, "Query Options Header"): pages may be shorter.
+    let batch = if world.faults.sf.short_query_pages {
+        world.dice.between(1, batch)
+    } else {
+        batch
+    };
     if rows.len() <= batch {
         return json!({"totalSize": total, "done": true, "records": rows});
     }
