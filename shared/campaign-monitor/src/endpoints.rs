@@ -7,8 +7,8 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::types::{
-    ClientSummary, ListMembership, ListState, ListSubscriber, ListSummary, Page, SentCampaign, Subscriber, Summary,
-    UnsentCampaign, Webhook,
+    ClientDetails, ClientSummary, ListMembership, ListState, ListSubscriber, ListSummary, Page, SentCampaign,
+    Subscriber, Summary, UnsentCampaign, Webhook,
 };
 use crate::{CmClient, CmError, SentFilter, webhook};
 
@@ -16,6 +16,11 @@ impl CmClient {
     /// The account's clients.
     pub async fn clients(&self) -> Result<Vec<ClientSummary>, CmError> {
         self.get("clients.json", &[]).await
+    }
+
+    /// A client's details (its time zone).
+    pub async fn client_details(&self, client_id: &str) -> Result<ClientDetails, CmError> {
+        self.get(&format!("clients/{client_id}.json"), &[]).await
     }
 
     /// A client's lists.

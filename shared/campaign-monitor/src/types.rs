@@ -34,6 +34,26 @@ pub struct ClientSummary {
     pub name: String,
 }
 
+/// A client's details (`GET /clients/{id}.json`): only what the product reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClientDetails {
+    /// BasicDetails.
+    pub basic_details: ClientBasicDetails,
+}
+
+/// `BasicDetails` of a client.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClientBasicDetails {
+    /// ClientID.
+    #[serde(rename = "ClientID")]
+    pub client_id: String,
+    /// The client's time zone, a display string: `(GMT+10:00) Canberra, Melbourne, Sydney`.
+    #[serde(default)]
+    pub time_zone: String,
+}
+
 /// A list of a client (`GET /clients/{id}/lists.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -341,6 +341,27 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 continue;
             }
             findings.push(Finding::ok(format!("CM client {client}"), "found"));
+            match self.cm.client_details(client).await {
+                Ok(details) => {
+                    let zone = settings.zone();
+                    match mapping::zones::client_zone_mismatch(&details.basic_details.time_zone, zone, chrono::Utc::now()) {
+                        None => findings.push(Finding::ok(
+                            format!("CM client {client} time zone"),
+                            format!("{} agrees with cm_timezone", details.basic_details.time_zone),
+                        )),
+                        Some(mismatch) => findings.push(Finding::warning(
+                            format!("CM client {client} time zone"),
+                            mismatch,
+                            "set cm_timezone to the zone CM shows this client's dates in (Campaign Monitor: Client settings → Time zone), or give every configured client the account's zone",
+                        )),
+                    }
+                }
+                Err(error) => findings.push(Finding::warning(
+                    format!("CM client {client} time zone"),
+                    format!("the client's details cannot be read: {error}"),
+                    "check the API key's access to this client",
+                )),
+            }
             match self.cm.lists(client).await {
                 Ok(found) => lists.extend(found.into_iter().map(|l| l.list_id)),
                 Err(error) => findings.push(Finding::problem(

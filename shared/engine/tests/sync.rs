@@ -1784,3 +1784,28 @@ async fn a_webhook_cm_deactivated_is_reported_by_the_days_check_and_by_doctor_an
         .unwrap();
     assert_eq!(finding.severity, engine::doctor::Severity::Ok);
 }
+
+#[tokio::test]
+async fn doctor_names_a_cm_client_in_another_time_zone_than_cm_timezone() {
+    let mut scenario = generate(&Shape {
+        recipients: 10,
+        activities: 0,
+        ..Shape::default()
+    });
+    let h = Harness::new(scenario.clone(), |_| {}).await;
+    let client = h.settings().await.cm_clients[0].clone();
+    let finding = |findings: Vec<engine::doctor::Finding>| {
+        findings
+            .into_iter()
+            .find(|f| f.check == format!("CM client {client} time zone"))
+            .unwrap()
+    };
+    let agreeing = finding(h.engine.doctor(None).await);
+    assert_eq!(agreeing.severity, engine::doctor::Severity::Ok, "{agreeing:?}");
+
+    scenario.cm.clients[0].timezone_display = Some("(GMT-05:00) Eastern Time (US & Canada)".into());
+    let h = Harness::new(scenario, |_| {}).await;
+    let other = finding(h.engine.doctor(None).await);
+    assert_eq!(other.severity, engine::doctor::Severity::Warning, "{other:?}");
+    assert!(other.detail.contains("15 hours off"), "{other:?}");
+}

@@ -32,6 +32,7 @@
 //! | logs never carry whole emails | [`email::redact_email`] |
 //! | CM text reaches SF inert for spreadsheets (no formula) | [`text::neutralise_formula`] |
 //! | a link typed into SF is used only if it names a campaign of a configured client | [`links::validate_link`] |
+//! | a CM client in another time zone than `cm_timezone` is named | [`zones::client_zone_mismatch`] |
 
 //!
 //! # Example: the worked example of PRODUCT.md §3.3, first sync, mode `always`
@@ -81,6 +82,7 @@ pub mod settings;
 pub mod statistics;
 pub mod statuses;
 pub mod text;
+pub mod zones;
 
 pub use activity::{Activity, ActivityDetail, ActivityKind, CmTimestamp, Occurrence};
 pub use chrono_tz::Tz;

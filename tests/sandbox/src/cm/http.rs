@@ -156,7 +156,7 @@ fn handle_request(
             Some(c) => ok(json!({
                 "ApiKey": format!("client-key-{}", c.id),
                 "BasicDetails": {"ClientID": c.id, "CompanyName": c.name, "Country": "Australia",
-                    "TimeZone": c.timezone_display.clone().unwrap_or_else(|| format!("({})", world.cm.account.timezone))},
+                    "TimeZone": c.timezone_display.clone().unwrap_or_else(|| world.cm.zone_display())},
                 "AccessDetails": {"Username": "", "AccessLevel": 0},
                 "BillingDetails": {}
             })),

@@ -139,6 +139,27 @@ impl CmWorld {
         })
     }
 
+    /// The account's zone as CM displays a client's `TimeZone`: its standard offset, then a
+    /// name (`(GMT+10:00) Australia/Sydney`; CM writes place names, as in its API docs'
+    /// `(GMT+10:00) Canberra, Melbourne, Sydney`).
+    pub fn zone_display(&self) -> String {
+        use chrono::{Datelike, Offset, TimeZone};
+        let year = self.now_local().year();
+        let seconds = [1, 7]
+            .into_iter()
+            .filter_map(|month| chrono::NaiveDate::from_ymd_opt(year, month, 1))
+            .map(|date| self.zone.offset_from_utc_date(&date).fix().local_minus_utc())
+            .min()
+            .unwrap_or(0);
+        let gmt = if seconds == 0 {
+            "GMT".to_owned()
+        } else {
+            let sign = if seconds < 0 { '-' } else { '+' };
+            format!("GMT{sign}{:02}:{:02}", seconds.abs() / 3600, seconds.abs() % 3600 / 60)
+        };
+        format!("({gmt}) {}", self.zone.name())
+    }
+
     /// "Now" in account-local time.
     pub fn now_local(&self) -> NaiveDateTime {
         self.account
