@@ -122,3 +122,28 @@ def test_the_hot_schedule_syncs_campaigns_in_their_first_hours_only(stack):
     stack.settle()
     outcome = stack.hot_schedule()
     assert outcome["syncs_requested"] == 0, outcome
+
+
+def test_a_retired_campaign_is_left_by_the_schedule_and_synced_on_demand(stack):
+    """Past the cadence's 60 days a campaign is retired: the scheduled run does not sync it (its
+    daily check finds nothing new), `cm-sf-admin sync --campaign` does."""
+    main = next(c for c in stack.scenario["cm"]["campaigns"] if c["name"] == "November newsletter")
+    sent = datetime.datetime.strptime(main["sent_date"], "%Y-%m-%d %H:%M:%S")
+    stack.set_cm_now((sent + datetime.timedelta(days=61)).strftime("%Y-%m-%d %H:%M:%S"))
+    stack.request_sync(main["id"])  # its last sync past day 60: retired
+
+    def syncs_of_main(since):
+        return [body for _, kind, body in stack.invocations[since:]
+                if kind == "campaign-sync-requested.v1" and str((body or {}).get("run_id", "")).endswith(main["id"])]
+
+    before = len(stack.invocations)
+    outcome = stack.schedule()
+    stack.settle()
+    assert outcome["syncs_not_due"] >= 1 and outcome["active_again"] == 0, outcome
+    assert syncs_of_main(before) == [], "retired: not synced by the schedule"
+
+    before = len(stack.invocations)
+    stack.admin("sync", "--campaign", main["id"])
+    stack.settle()
+    assert len(syncs_of_main(before)) == 1, "synced on demand"
+    assert stack.errors == [], stack.errors
