@@ -197,7 +197,7 @@ fn create_findings(settings: &Settings, describes: &BTreeMap<String, Describe>) 
     if settings.auto_create_missing_statuses {
         creatable.insert("CampaignMemberStatus");
     }
-    if settings.add_missing_members {
+    if settings.add_missing_members != mapping::settings::AddMissingMembers::Never {
         creatable.insert("CampaignMember");
     }
     for object in creatable {

@@ -1809,3 +1809,69 @@ async fn doctor_names_a_cm_client_in_another_time_zone_than_cm_timezone() {
     assert_eq!(other.severity, engine::doctor::Severity::Warning, "{other:?}");
     assert!(other.detail.contains("15 hours off"), "{other:?}");
 }
+
+#[tokio::test]
+async fn engaged_adds_only_the_engaged_recipients_of_a_10_000_recipient_send_with_the_same_statistics() {
+    use mapping::settings::AddMissingMembers;
+    let scenario = generate(&Shape {
+        recipients: 10_000,
+        activities: 2_000,
+        in_salesforce: 1.0,
+        already_members: 0.0,
+        ..Shape::default()
+    });
+    let main = harness::campaign_named(&scenario, "November newsletter").unwrap();
+    let engaged_emails: std::collections::BTreeSet<String> = scenario
+        .cm
+        .campaigns
+        .iter()
+        .find(|c| c.id == main)
+        .unwrap()
+        .activity
+        .iter()
+        .map(|a| a.email.to_lowercase())
+        .collect();
+    let mut results = Vec::new();
+    for choice in [AddMissingMembers::AllRecipients, AddMissingMembers::Engaged] {
+        let h = Harness::new(scenario.clone(), |s| s.add_missing_members = choice).await;
+        let cm = h.link_main().await;
+        h.sync(&cm, false).await;
+        let members: std::collections::BTreeSet<String> = h
+            .sf_records("CampaignMember")
+            .await
+            .iter()
+            .filter_map(|m| m["Email"].as_str().map(str::to_lowercase))
+            .collect();
+        let settings = h.settings().await;
+        let campaign = h
+            .sf_records("Campaign")
+            .await
+            .into_iter()
+            .find(|c| c["Id"] == "701000SB0000000001")
+            .unwrap();
+        let statistics: Vec<Value> = settings
+            .statistics_fields
+            .values()
+            .flatten()
+            .map(|field| campaign[field.as_str()].clone())
+            .collect();
+        results.push((members, statistics));
+    }
+    let (all, all_statistics) = &results[0];
+    let (engaged, engaged_statistics) = &results[1];
+    assert!(all.len() > 9_000, "every matched recipient: {}", all.len());
+    assert!(
+        !engaged.is_empty() && engaged.len() < all.len() / 4,
+        "{} of {}",
+        engaged.len(),
+        all.len()
+    );
+    assert!(engaged.is_subset(&engaged_emails), "only engaged recipients are added");
+    let engaged_among_all: std::collections::BTreeSet<String> = all.intersection(&engaged_emails).cloned().collect();
+    assert_eq!(engaged, &engaged_among_all, "every engaged recipient is added");
+    assert!(all_statistics.iter().any(|v| !v.is_null()), "{all_statistics:?}");
+    assert_eq!(
+        all_statistics, engaged_statistics,
+        "the statistics do not depend on who is a member"
+    );
+}

@@ -12,7 +12,7 @@ use mapping::plan::{
     CampaignLink, CampaignSyncInput, EmailDisplay, ExistingMember, ListChangesInput, SkipReason, StatisticsInput,
     SyncPlan, plan_campaign, plan_discovery, plan_list_changes,
 };
-use mapping::settings::Settings;
+use mapping::settings::{AddMissingMembers, Settings};
 use mapping::statistics::CampaignStat;
 use mapping::statuses::ExistingStatus;
 
@@ -348,10 +348,78 @@ fn with_status_creation_off_members_needing_a_missing_status_are_skipped() {
 fn with_adding_off_non_members_are_reported() {
     let fixture = Fixture::new();
     let mut s = settings();
-    s.add_missing_members = false;
+    s.add_missing_members = AddMissingMembers::Never;
     let plan = plan_campaign(&fixture.input(), &s);
     assert!(plan.members_to_add.is_empty());
     assert_eq!(skip_reasons(&plan, "bob@example.com"), [SkipReason::NotAMember]);
+}
+
+#[test]
+fn engaged_adds_only_recipients_who_interacted_and_counts_the_others() {
+    let mut fixture = Fixture::new();
+    fixture
+        .activities
+        .push(activity(ActivityKind::Sent, "sam@example.com", 9, 0));
+    fixture.people.insert(
+        "sam@example.com".to_owned(),
+        vec![person("003SAM", PersonKind::Contact, false)],
+    );
+    let added = |choice: AddMissingMembers| {
+        let mut s = settings();
+        s.add_missing_members = choice;
+        let plan = plan_campaign(&fixture.input(), &s);
+        let mut ids: Vec<String> = plan.members_to_add.iter().map(|m| m.person_id.clone()).collect();
+        ids.sort();
+        (ids, plan.recipients_not_added, plan)
+    };
+    let (all, _, _) = added(AddMissingMembers::AllRecipients);
+    assert_eq!(all, ["003SAM", "00QBOB"]);
+    let (engaged, not_added, plan) = added(AddMissingMembers::Engaged);
+    assert_eq!((engaged, not_added), (vec!["00QBOB".to_owned()], 1));
+    assert!(
+        skip_reasons(&plan, "sam@example.com").is_empty(),
+        "counted, not reported one by one"
+    );
+    assert_eq!(
+        plan.member_updates.len(),
+        added(AddMissingMembers::AllRecipients).2.member_updates.len(),
+        "existing members are updated either way"
+    );
+    let report = SyncPlan {
+        campaigns: vec![plan],
+        ..SyncPlan::default()
+    }
+    .report(EmailDisplay::Redacted);
+    assert!(report.contains("recipients not added (no engagement"), "{report}");
+    let (never, _, _) = added(AddMissingMembers::Never);
+    assert!(never.is_empty());
+}
+
+#[test]
+fn add_missing_members_reads_the_choice_by_name_and_the_boolean_of_earlier_settings() {
+    let with = |value: &str| {
+        Settings::from_json(&format!(
+            r#"{{"cm_clients": ["0123456789abcdef0123456789abcdef"], "cm_timezone": "UTC", "add_missing_members": {value}}}"#
+        ))
+    };
+    assert_eq!(
+        with("true").unwrap().add_missing_members,
+        AddMissingMembers::AllRecipients
+    );
+    assert_eq!(with("false").unwrap().add_missing_members, AddMissingMembers::Never);
+    assert_eq!(
+        with(r#""engaged""#).unwrap().add_missing_members,
+        AddMissingMembers::Engaged
+    );
+    assert_eq!(
+        with(r#""never""#).unwrap().add_missing_members,
+        AddMissingMembers::Never
+    );
+    let error = with(r#""some""#).unwrap_err().to_string();
+    assert!(
+        error.contains("add_missing_members") || error.contains("all_recipients, engaged or never"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -363,7 +431,10 @@ fn the_report_is_short_readable_and_redacts_emails() {
     };
     let report = plan.report(EmailDisplay::Redacted);
     assert!(report.contains("Campaign \"March news\" (CM c1 → SF 701A)"), "{report}");
-    assert!(report.contains("members to add: 1 (Opened 1)"), "{report}");
+    assert!(
+        report.contains("members to add: 1 (Opened 1); about 2 KB of Salesforce data storage"),
+        "{report}"
+    );
     assert!(report.contains("status + \"Clicked\" (responded)"), "{report}");
     assert!(report.contains("addresses need attention"), "{report}");
     assert!(!report.contains("nobody@example.com"), "{report}");

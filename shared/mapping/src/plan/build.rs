@@ -1,6 +1,7 @@
 //! Building the plans: which CM campaigns to create, and for one campaign, every member,
 //! person, status and statistics change with its reason (PRODUCT.md §3, §5).
 
+use crate::settings::AddMissingMembers;
 use std::collections::BTreeMap;
 
 use super::*;
@@ -56,6 +57,7 @@ pub fn plan_campaign(input: &CampaignSyncInput<'_>, settings: &Settings) -> Camp
         skips: Vec::new(),
         choices: Vec::new(),
         hand_set_statuses_kept: 0,
+        recipients_not_added: 0,
     };
 
     if let Some(stats) = input.statistics {
@@ -149,11 +151,19 @@ pub(super) fn plan_member(
     let existing = input.members.get(person_id);
     let start = match (existing, start_label) {
         (Some(member), _) => member.state.clone(),
-        (None, _) if !settings.add_missing_members => {
+        (None, _) if settings.add_missing_members == AddMissingMembers::Never => {
             plan.skips.push(Skip {
                 subject: email.to_owned(),
                 reason: SkipReason::NotAMember,
             });
+            return;
+        }
+        // Counted, not reported one by one: most of a large send never engages.
+        (None, _)
+            if settings.add_missing_members == AddMissingMembers::Engaged
+                && occurrences.iter().all(|o| o.kind == ActivityKind::Sent) =>
+        {
+            plan.recipients_not_added += 1;
             return;
         }
         (None, Some(label)) => MemberState::new_member(label),

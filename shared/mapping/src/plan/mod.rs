@@ -269,6 +269,10 @@ pub struct CampaignPlan {
     /// process) and that the sync leaves as it is.
     #[serde(default)]
     pub hand_set_statuses_kept: usize,
+    /// Matched recipients not added because they did not engage (`add_missing_members:
+    /// engaged`).
+    #[serde(default)]
+    pub recipients_not_added: usize,
 }
 
 impl CampaignPlan {
@@ -285,6 +289,7 @@ impl CampaignPlan {
         self.skips.extend(part.skips);
         self.choices.extend(part.choices);
         self.hand_set_statuses_kept += part.hand_set_statuses_kept;
+        self.recipients_not_added += part.recipients_not_added;
     }
 
     /// The number of SF records this plan writes.

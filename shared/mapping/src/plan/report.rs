@@ -97,9 +97,18 @@ impl SyncPlan {
             if !campaign.members_to_add.is_empty() {
                 let _ = writeln!(
                     out,
-                    "    members to add: {} ({})",
+                    "    members to add: {} ({}); about {} of Salesforce data storage",
                     campaign.members_to_add.len(),
-                    count_by(campaign.members_to_add.iter().map(|m| m.state.status.as_str()))
+                    count_by(campaign.members_to_add.iter().map(|m| m.state.status.as_str())),
+                    storage(campaign.members_to_add.len())
+                );
+            }
+            if campaign.recipients_not_added > 0 {
+                let _ = writeln!(
+                    out,
+                    "    recipients not added (no engagement; add_missing_members: engaged): {}, about {} of storage saved",
+                    campaign.recipients_not_added,
+                    storage(campaign.recipients_not_added)
                 );
             }
             let status_changes: Vec<&MemberUpdate> = campaign
@@ -207,5 +216,18 @@ pub(super) fn describe_status_problem(problem: &crate::statuses::StatusProblem) 
         StatusProblem::LastRespondedStatus { label } => {
             format!("status \"{label}\" kept responded: a campaign needs one responded status")
         }
+    }
+}
+
+/// About how much Salesforce data storage `members` CampaignMembers take (Salesforce counts
+/// about 2 KB per record: "Data and File Storage Allocations", Salesforce Help).
+fn storage(members: usize) -> String {
+    let kb = members as f64 * 2.0;
+    if kb >= 1024.0 * 1024.0 {
+        format!("{:.1} GB", kb / 1024.0 / 1024.0)
+    } else if kb >= 1024.0 {
+        format!("{:.1} MB", kb / 1024.0)
+    } else {
+        format!("{kb:.0} KB")
     }
 }

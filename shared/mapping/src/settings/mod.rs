@@ -43,6 +43,47 @@ pub enum StatusRefresh {
     ForwardOnly,
 }
 
+/// Which matched recipients who are not members of the linked campaign are added (PRODUCT.md
+/// §2, §3.6). Salesforce counts about 2 KB of data storage per member: a 1,000,000-recipient send
+/// is about 2 GB as members, the engaged few a fraction of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddMissingMembers {
+    /// Every matched recipient (the "Sent" status, or that of their activity).
+    #[default]
+    AllRecipients,
+    /// Only recipients with an open, click, bounce, unsubscribe or spam complaint; the others
+    /// are counted in the campaign's statistics, not added.
+    Engaged,
+    /// None: only existing members are updated.
+    Never,
+}
+
+impl<'de> Deserialize<'de> for AddMissingMembers {
+    /// The choice by name, or the boolean of earlier settings documents (`true` is
+    /// `all_recipients`, `false` is `never`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Before(bool),
+            Named(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Before(true) => Ok(AddMissingMembers::AllRecipients),
+            Written::Before(false) => Ok(AddMissingMembers::Never),
+            Written::Named(name) => match name.as_str() {
+                "all_recipients" => Ok(AddMissingMembers::AllRecipients),
+                "engaged" => Ok(AddMissingMembers::Engaged),
+                "never" => Ok(AddMissingMembers::Never),
+                other => Err(serde::de::Error::custom(format!(
+                    "unknown choice `{other}`: all_recipients, engaged or never"
+                ))),
+            },
+        }
+    }
+}
+
 /// Which SF person an email means when several match (PRODUCT.md §3.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -233,9 +274,9 @@ pub struct Settings {
     /// Lowest to highest: the order `forward_only` climbs and the tie-break for equal times.
     #[serde(default = "default_status_rank")]
     pub status_rank: Vec<ActivityKind>,
-    /// Add matched recipients who are not yet members of the linked campaign (§3.6).
-    #[serde(default = "yes")]
-    pub add_missing_members: bool,
+    /// Which matched recipients who are not yet members of the linked campaign are added (§3.6).
+    #[serde(default)]
+    pub add_missing_members: AddMissingMembers,
     /// Which SF person an email means when several match (§3.6).
     #[serde(default)]
     pub match_preference: MatchPreference,
@@ -312,7 +353,7 @@ impl Settings {
             auto_create_missing_statuses: true,
             status_mapping: default_status_mapping(),
             status_rank: default_status_rank(),
-            add_missing_members: true,
+            add_missing_members: AddMissingMembers::AllRecipients,
             match_preference: MatchPreference::default(),
             opt_out_policy: OptOutPolicy::default(),
             record_bounces: true,
