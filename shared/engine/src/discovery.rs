@@ -22,7 +22,7 @@ use crate::campaign::CampaignOutcome;
 use crate::{Engine, EngineError};
 
 /// What a scheduled run did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct DiscoveryOutcome {
     /// The run.
     pub run_id: String,
@@ -181,9 +181,13 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         Ok((found, refused))
     }
 
-    /// The scheduled run, under the discovery lease: links found, new campaigns handed to
-    /// auto-creation, one sync requested per linked campaign.
-    pub async fn run_scheduled(&self, settings: &Settings, run_id: &str) -> Result<DiscoveryOutcome, EngineError> {
+    /// `work` under the discovery lease (one scheduled or hot run at a time); `None` when another
+    /// run holds it. The lease is released whatever `work` returns.
+    pub(crate) async fn under_discovery_lease<T>(
+        &self,
+        run_id: &str,
+        work: impl AsyncFnOnce() -> Result<T, EngineError>,
+    ) -> Result<Option<T>, EngineError> {
         let owner = format!("{run_id}#{}", uuid::Uuid::new_v4().simple()); // this invocation
         let now = Utc::now();
         let until = now + chrono::Duration::from_std(self.options.lease).unwrap_or_default();
@@ -193,30 +197,27 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             .await?
             .is_none()
         {
-            return Ok(DiscoveryOutcome {
-                run_id: run_id.to_owned(),
-                discovered: 0,
-                links_found: 0,
-                links_refused: 0,
-                to_create: 0,
-                creation_refused: 0,
-                webhook_batches_swept: 0,
-                list_people_updated: 0,
-                inactive_webhooks: None,
-                syncs_requested: 0,
-                syncs_not_due: 0,
-                active_again: 0,
-                plan: None,
-                report: None,
-                busy: true,
-            });
+            return Ok(None);
         }
-        let result = match self.mark_abandoned_runs().await {
-            Ok(()) => self.run_scheduled_locked(settings, run_id, false).await,
-            Err(error) => Err(error),
-        };
+        let result = work().await;
         self.store.release_lease("discovery", &owner).await?;
-        result
+        result.map(Some)
+    }
+
+    /// The scheduled run, under the discovery lease: links found, new campaigns handed to
+    /// auto-creation, one sync requested per linked campaign.
+    pub async fn run_scheduled(&self, settings: &Settings, run_id: &str) -> Result<DiscoveryOutcome, EngineError> {
+        let outcome = self
+            .under_discovery_lease(run_id, async || {
+                self.mark_abandoned_runs().await?;
+                self.run_scheduled_locked(settings, run_id, false).await
+            })
+            .await?;
+        Ok(outcome.unwrap_or_else(|| DiscoveryOutcome {
+            run_id: run_id.to_owned(),
+            busy: true,
+            ..DiscoveryOutcome::default()
+        }))
     }
 
     /// Runs still `Running` a whole lease span after their invocation started or took them
@@ -312,15 +313,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             links_refused,
             to_create: to_create.len(),
             creation_refused: refused_before.len(),
-            webhook_batches_swept: 0,
-            list_people_updated: 0,
-            inactive_webhooks: None,
-            syncs_requested: 0,
-            syncs_not_due: 0,
-            active_again: 0,
-            plan: None,
-            report: None,
-            busy: false,
+            ..DiscoveryOutcome::default()
         };
         if dry_run {
             let mut plan = SyncPlan {

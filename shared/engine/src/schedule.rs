@@ -83,9 +83,12 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         retired: &[String],
         cm_now: DateTime<Utc>,
     ) -> Result<Vec<String>, EngineError> {
+        if retired.is_empty() {
+            return Ok(Vec::new());
+        }
         let day_end = mapping::cadence::last_day_end(cm_now, settings.zone());
         let checked = self.store.watermarks(RETIRED_CHECK_SCOPE).await?;
-        if retired.is_empty() || checked.get(RETIRED_CHECK).is_some_and(|at| *at >= day_end) {
+        if checked.get(RETIRED_CHECK).is_some_and(|at| *at >= day_end) {
             return Ok(Vec::new());
         }
         let checks = futures::stream::iter(retired)
@@ -135,28 +138,15 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     /// `hot_hours` (the cadence's `hot_hours`) that is due. Nothing else: the scheduled run does
     /// discovery, links and lists, and syncs these campaigns as well.
     pub async fn run_hot(&self, settings: &Settings, run_id: &str) -> Result<HotRunOutcome, EngineError> {
-        let owner = format!("{run_id}#{}", uuid::Uuid::new_v4().simple());
-        let now = Utc::now();
-        let until = now + chrono::Duration::from_std(self.options.lease).unwrap_or_default();
-        let mut outcome = HotRunOutcome {
-            run_id: run_id.to_owned(),
-            syncs_requested: 0,
-            busy: false,
-        };
         // One run at a time: while the scheduled run holds the lease it is requesting these.
-        if self
-            .store
-            .acquire_lease("discovery", &owner, now, until)
-            .await?
-            .is_none()
-        {
-            outcome.busy = true;
-            return Ok(outcome);
-        }
-        let result = self.request_hot_syncs(settings, run_id).await;
-        self.store.release_lease("discovery", &owner).await?;
-        outcome.syncs_requested = result?;
-        Ok(outcome)
+        let requested = self
+            .under_discovery_lease(run_id, async || self.request_hot_syncs(settings, run_id).await)
+            .await?;
+        Ok(HotRunOutcome {
+            run_id: run_id.to_owned(),
+            syncs_requested: requested.unwrap_or(0),
+            busy: requested.is_none(),
+        })
     }
 
     async fn request_hot_syncs(&self, settings: &Settings, run_id: &str) -> Result<usize, EngineError> {

@@ -273,13 +273,7 @@ async fn scheduled_syncs(h: &Harness) -> Vec<String> {
         .run_scheduled(&h.settings().await, &engine::new_run_id())
         .await
         .unwrap();
-    h.engine.publisher.sink().events()[before..]
-        .iter()
-        .filter_map(|e| match e {
-            events::Event::CampaignSyncRequested(r) => r.cm_campaign_id.clone(),
-            _ => None,
-        })
-        .collect()
+    harness::sync_requests(&h.engine.publisher.sink().events()[before..])
 }
 
 #[tokio::test]
@@ -367,13 +361,7 @@ async fn hot_syncs(h: &Harness) -> Vec<String> {
         .await
         .unwrap();
     assert!(!outcome.busy);
-    h.engine.publisher.sink().events()[before..]
-        .iter()
-        .filter_map(|e| match e {
-            events::Event::CampaignSyncRequested(r) => r.cm_campaign_id.clone(),
-            _ => None,
-        })
-        .collect()
+    harness::sync_requests(&h.engine.publisher.sink().events()[before..])
 }
 
 #[tokio::test]

@@ -179,11 +179,14 @@ mod tests {
 
     const UTC: Tz = chrono_tz::UTC;
 
-    fn day(d: i64) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-01T09:00:00Z")
+    fn instant(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339)
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or_default()
-            + Duration::days(d)
+    }
+
+    fn day(d: i64) -> DateTime<Utc> {
+        instant("2026-11-01T09:00:00Z") + Duration::days(d)
     }
 
     /// The day's end sync after `day(d)`: ten past midnight, UTC.
@@ -224,16 +227,12 @@ mod tests {
     fn the_day_end_follows_cm_local_midnight_across_a_clock_change() {
         let sydney: Tz = chrono_tz::Australia::Sydney;
         // 2026-10-04: clocks go forward at 02:00 in Sydney; midnights stay midnights.
-        let noon = DateTime::parse_from_rfc3339("2026-10-04T12:00:00+11:00")
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default();
+        let noon = instant("2026-10-04T12:00:00+11:00");
         let end = day_end_after(noon, sydney).with_timezone(&sydney);
         assert_eq!(end.to_rfc3339(), "2026-10-05T00:10:00+11:00");
         // Where a clock change skips midnight, the day starts at the first moment it has.
         let santiago: Tz = chrono_tz::America::Santiago;
-        let before = DateTime::parse_from_rfc3339("2026-09-05T12:00:00-04:00")
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default();
+        let before = instant("2026-09-05T12:00:00-04:00");
         let end = day_end_after(before, santiago).with_timezone(&santiago);
         assert_eq!(end.to_rfc3339(), "2026-09-06T01:10:00-03:00");
     }

@@ -372,24 +372,14 @@ impl SfClient {
         // the uploaded fields), not their order nor the rows' order: each file is read by its
         // header, and each row matched back to the caller's by its key: the `Id` of an update,
         // the external id of an upsert, every uploaded field of an insert.
-        let key_columns: Vec<usize> = match operation {
-            Operation::Update => columns
-                .iter()
-                .position(|c| c.eq_ignore_ascii_case("Id"))
-                .into_iter()
-                .collect(),
-            Operation::Upsert { external_id_field } => columns
-                .iter()
-                .position(|c| c.eq_ignore_ascii_case(external_id_field))
-                .into_iter()
-                .collect(),
-            Operation::Create => Vec::new(),
+        let key_column = match operation {
+            Operation::Update => columns.iter().position(|c| c.eq_ignore_ascii_case("Id")),
+            Operation::Upsert { external_id_field } => {
+                columns.iter().position(|c| c.eq_ignore_ascii_case(external_id_field))
+            }
+            Operation::Create => None,
         };
-        let key_columns: Vec<usize> = if key_columns.is_empty() {
-            (0..columns.len()).collect()
-        } else {
-            key_columns
-        };
+        let key_columns: Vec<usize> = key_column.map_or_else(|| (0..columns.len()).collect(), |i| vec![i]);
         let key_of = |values: &[String]| -> Vec<String> {
             key_columns
                 .iter()

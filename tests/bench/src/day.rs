@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use chrono::{Duration, NaiveDateTime};
 use engine::campaign::Mode;
 use engine::{Deadline, Engine};
-use events::Event;
 use events::publisher::MemorySink;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -97,17 +96,6 @@ fn opens_today(age_days: f64, rng: &mut ChaCha8Rng) -> usize {
     let expected = 60.0 * (-age_days / 1.5).exp() + 0.02;
     let whole = expected.floor() as usize;
     whole + usize::from(rng.random::<f64>() < expected - expected.floor())
-}
-
-/// The sync requests among the events published since `before`.
-fn requested(engine: &Engine<MemoryStore, MemorySink>, before: usize) -> Vec<String> {
-    engine.publisher.sink().events()[before..]
-        .iter()
-        .filter_map(|e| match e {
-            Event::CampaignSyncRequested(r) => r.cm_campaign_id.clone(),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Simulates the day: CM's local calendar day after the newest send, its activity becoming
@@ -252,7 +240,7 @@ pub async fn simulate(campaigns: usize, variant: Variant) -> Result<DayFigures, 
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        for cm in requested(&engine, before) {
+        for cm in harness::sync_requests(&engine.publisher.sink().events()[before..]) {
             figures.invocations += 1;
             sync(&engine, &settings, &cm).await?;
             // The day's activity is opens: they are applied up to the opens' watermark.

@@ -80,6 +80,17 @@ pub fn settings_for(scenario: &Scenario) -> Result<Settings, String> {
     ))
 }
 
+/// The CM campaigns `events` ask to sync, in order.
+pub fn sync_requests(events: &[events::Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            events::Event::CampaignSyncRequested(r) => r.cm_campaign_id.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The id of the scenario's CM campaign with this name.
 pub fn campaign_named(scenario: &Scenario, name: &str) -> Result<String, String> {
     scenario

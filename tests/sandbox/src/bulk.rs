@@ -190,11 +190,8 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
         if world.faults.sf.unknown_status_gets_default {
-            record.insert("Id".into(), Value::String(id.clone()));
-            world.sf.unknown_status_to_default(&job.object, &mut record);
-            if id.is_empty() {
-                record.remove("Id");
-            }
+            let existing = (!id.is_empty()).then_some(id.as_str());
+            world.sf.unknown_status_to_default(&job.object, existing, &mut record);
         }
         let outcome = if let Some(fault) = crate::sf_http::record_fault(world, &job.object) {
             Err(fault)
@@ -261,59 +258,57 @@ pub fn results(world: &mut World, id: &str, kind: &str) -> Result<Response, SfEr
             fields: vec![],
         })
     };
-    let mut header: Vec<String>;
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    match kind {
-        "successfulResults" => {
-            header = ["sf__Id".to_owned(), "sf__Created".to_owned()]
-                .into_iter()
-                .chain(job.header.iter().cloned())
-                .collect();
-            for (pairs, outcome) in &job.results {
-                if let Ok((id, created)) = outcome {
-                    rows.push(
-                        [id.clone(), created.to_string()]
-                            .into_iter()
-                            .chain(pairs.iter().map(|(_, v)| v.clone()))
-                            .collect(),
-                    );
-                }
-            }
-        }
-        "failedResults" => {
-            header = ["sf__Id".to_owned(), "sf__Error".to_owned()]
-                .into_iter()
-                .chain(job.header.iter().cloned())
-                .collect();
-            for (pairs, outcome) in &job.results {
-                if let Err(error) = outcome {
+    // The uploaded values of a row after its leading `sf__` cells.
+    let row = |leading: [String; 2], pairs: &Vec<(String, String)>| -> Vec<String> {
+        leading
+            .into_iter()
+            .chain(pairs.iter().map(|(_, v)| v.clone()))
+            .collect()
+    };
+    let (leading, mut rows): (&[&str], Vec<Vec<String>>) = match kind {
+        "successfulResults" => (
+            &["sf__Id", "sf__Created"],
+            job.results
+                .iter()
+                .filter_map(|(pairs, outcome)| {
+                    let (id, created) = outcome.as_ref().ok()?;
+                    Some(row([id.clone(), created.to_string()], pairs))
+                })
+                .collect(),
+        ),
+        "failedResults" => (
+            &["sf__Id", "sf__Error"],
+            job.results
+                .iter()
+                .filter_map(|(pairs, outcome)| {
+                    let error = outcome.as_ref().err()?;
                     let id = pairs
                         .iter()
                         .find(|(k, _)| k.eq_ignore_ascii_case("Id"))
                         .map(|(_, v)| v.clone())
                         .unwrap_or_default();
                     let message = format!("{}:{}:{} --", error.code, error.message, error.fields.join(","));
-                    rows.push(
-                        [id, message]
-                            .into_iter()
-                            .chain(pairs.iter().map(|(_, v)| v.clone()))
-                            .collect(),
-                    );
-                }
-            }
-        }
-        _ => {
-            header = job.header.clone();
-            if job.state == "Aborted" || job.state == "Failed" {
-                let mut reader = csv::ReaderBuilder::new()
-                    .delimiter(job.delimiter)
-                    .from_reader(job.data.as_bytes());
-                for row in reader.records().flatten() {
-                    rows.push(row.iter().map(str::to_owned).collect());
-                }
-            }
-        }
-    }
+                    Some(row([id, message], pairs))
+                })
+                .collect(),
+        ),
+        _ if job.state == "Aborted" || job.state == "Failed" => (
+            &[],
+            csv::ReaderBuilder::new()
+                .delimiter(job.delimiter)
+                .from_reader(job.data.as_bytes())
+                .records()
+                .flatten()
+                .map(|r| r.iter().map(str::to_owned).collect())
+                .collect(),
+        ),
+        _ => (&[], Vec::new()),
+    };
+    let mut header: Vec<String> = leading
+        .iter()
+        .map(|h| (*h).to_owned())
+        .chain(job.header.iter().cloned())
+        .collect();
     if !in_order {
         let mut order: Vec<usize> = (0..header.len()).collect();
         order.sort_by_key(|&i| header[i].to_ascii_lowercase());

@@ -232,7 +232,8 @@ impl SfWorld {
     /// What the older API guides say of a member Status that is not one of its campaign's
     /// labels: the campaign's default status is used. Applied when the scenario asks for it
     /// (`unknown_status_gets_default`); otherwise the write is refused as a restricted picklist.
-    pub fn unknown_status_to_default(&self, object: &str, record: &mut Record) {
+    /// `id`: the member's, for an update (its campaign is the stored member's).
+    pub fn unknown_status_to_default(&self, object: &str, id: Option<&str>, record: &mut Record) {
         if !object.eq_ignore_ascii_case("CampaignMember") {
             return;
         }
@@ -244,8 +245,7 @@ impl SfWorld {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .or_else(|| {
-                let id = record.get("Id").and_then(Value::as_str)?;
-                let existing = self.find("CampaignMember", id)?;
+                let existing = self.find("CampaignMember", id?)?;
                 existing.get("CampaignId").and_then(Value::as_str).map(str::to_owned)
             })
             .unwrap_or_default();

@@ -353,7 +353,8 @@ pub(super) fn collections(
             .to_owned();
         let mut fields = record.as_object().cloned().unwrap_or_default();
         if world.faults.sf.unknown_status_gets_default {
-            world.sf.unknown_status_to_default(&object, &mut fields);
+            let id = fields.get("Id").and_then(Value::as_str).map(str::to_owned);
+            world.sf.unknown_status_to_default(&object, id.as_deref(), &mut fields);
         }
         let outcome = if let Some(fault) = record_fault(world, &object) {
             Err(fault)

@@ -132,31 +132,32 @@ pub async fn dispatch(state: AppState, method: Method, uri: Uri, headers: Header
         );
         return with_limits(&world.sf, response);
     }
-    let error_rate = world.faults.sf.error_rate;
-    if world.dice.roll(error_rate) {
-        let response = error_array(
+    // Drawn call faults, in this order: a transient outage; too many long-running requests at
+    // once (the daily allocation's code with another message; it clears as soon as a request
+    // in flight ends).
+    let drawn = [
+        (
+            world.faults.sf.error_rate,
             StatusCode::SERVICE_UNAVAILABLE,
-            &SfError {
-                code: "SERVER_UNAVAILABLE",
-                message: "Server temporarily unavailable".into(),
-                fields: vec![],
-            },
-        );
-        return with_limits(&world.sf, response);
-    }
-    let concurrent_limit_rate = world.faults.sf.concurrent_limit_rate;
-    if world.dice.roll(concurrent_limit_rate) {
-        // Too many long-running requests at once: the same code as the daily allocation, with
-        // another message; it clears as soon as a request in flight ends.
-        let response = error_array(
+            "SERVER_UNAVAILABLE",
+            "Server temporarily unavailable",
+        ),
+        (
+            world.faults.sf.concurrent_limit_rate,
             StatusCode::FORBIDDEN,
-            &SfError {
-                code: "REQUEST_LIMIT_EXCEEDED",
-                message: "ConcurrentPerOrgLongTxn Limit exceeded.".into(),
+            "REQUEST_LIMIT_EXCEEDED",
+            "ConcurrentPerOrgLongTxn Limit exceeded.",
+        ),
+    ];
+    for (rate, status, code, message) in drawn {
+        if world.dice.roll(rate) {
+            let fault = SfError {
+                code,
+                message: message.into(),
                 fields: vec![],
-            },
-        );
-        return with_limits(&world.sf, response);
+            };
+            return with_limits(&world.sf, error_array(status, &fault));
+        }
     }
     let response = data_api(&mut world, &method, version, rest, &uri, &headers, &body);
     with_limits(&world.sf, response)
