@@ -153,9 +153,11 @@ def generate_scenario(path, recipients=3000, activities=2400, extra_campaigns=3,
 
 
 class Stack:
-    def __init__(self, scenario_path, settings, quiet=os.environ.get("STACK_QUIET", "1") == "1", functions=True):
+    def __init__(self, scenario_path, settings, quiet=os.environ.get("STACK_QUIET", "1") == "1", functions=True,
+                 log_level=None):
         """`functions=False`: only the sandbox, the emulator and the table (for admin checks
-        that need no function running)."""
+        that need no function running). `log_level`: one the template's `LogLevel` allows, in
+        place of its default."""
         assert os.environ.get("AWS_ENDPOINT_URL"), "run under tests/support/with-moto.sh (make test / make demo do)"
         self.quiet = quiet
         self.processes = []
@@ -187,6 +189,10 @@ class Stack:
                       "SfSecretName": f"sf-{self.suffix}", "WebhookSecretName": f"hook-{self.suffix}",
                       "hosts": {"CmBaseUrl": self.cm_url}}
         self.env = dict(os.environ, **template_environment(self.local))
+        if log_level:
+            allowed = load_template()["Parameters"]["LogLevel"]["AllowedValues"]
+            assert log_level in allowed, f"LogLevel {log_level} is not one the template allows ({allowed})"
+            self.env["LOG_LEVEL"] = log_level
         # The sandbox speaks plain HTTP: the one flag that allows it (never set by the template).
         self.env["ALLOW_PLAIN_HTTP"] = "1"
         self.admin("init-table")

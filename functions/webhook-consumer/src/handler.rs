@@ -99,6 +99,7 @@ mod tests {
                 received_at: now,
                 expires_at: event.expires_at,
                 events: vec![event],
+                refused: Vec::new(),
             })
             .await
             .unwrap();

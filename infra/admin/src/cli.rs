@@ -88,13 +88,19 @@ pub enum Command {
         #[arg(long, default_value_t = 200)]
         max: usize,
     },
-    /// Recent sync runs with their counts, newest first.
+    /// Recent sync runs with their counts, newest first; with `--email`, only the runs that
+    /// failed on that person, with those failures (records keep no whole address: the address
+    /// is matched by its key).
     ///
     /// Example: cm-sf-admin runs --last 5
+    /// Example: cm-sf-admin runs --last 200 --email jo.bloggs@example.com
     Runs {
-        /// How many.
+        /// How many (the newest runs searched, with `--email`).
         #[arg(long, default_value_t = 20)]
         last: usize,
+        /// Only the failures of the person with this address.
+        #[arg(long)]
+        email: Option<String>,
     },
     /// One run: counts, and every failed or skipped record with its reason.
     ///

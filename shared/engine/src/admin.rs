@@ -255,18 +255,14 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 run.scope
             )));
         }
-        let people: BTreeSet<&str> = failures
-            .iter()
-            .map(|f| f.record.as_str())
-            .filter(|record| record.contains('@'))
-            .collect();
+        let people: BTreeSet<&str> = failures.iter().filter_map(|f| f.person.as_deref()).collect();
         let records: Vec<FailedRecord> = people
             .iter()
-            .map(|email| {
-                let failure = failures.iter().find(|f| f.record == *email);
+            .map(|person| {
+                let failure = failures.iter().find(|f| f.person.as_deref() == Some(*person));
                 FailedRecord {
                     scope: run.scope.clone(),
-                    key: (*email).to_owned(),
+                    key: (*person).to_owned(),
                     payload: json!({"run_id": run_id, "code": failure.and_then(|f| f.code.clone())}),
                     reason: failure.map(|f| f.reason.clone()).unwrap_or_default(),
                     attempts: 1,
@@ -286,7 +282,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         Ok(RetryQueued {
             cm_campaign_id: run.scope,
             queued: records.len(),
-            not_queued: failures.len() - failures.iter().filter(|f| f.record.contains('@')).count(),
+            not_queued: failures.iter().filter(|f| f.person.is_none()).count(),
             run_id: retry_run,
         })
     }

@@ -238,11 +238,11 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 continue;
             }
             tracing::error!(run = %run.run_id, campaign = %run.scope, "run abandoned: its invocation stopped before finishing");
-            let why = RunFailure {
-                record: "run".to_owned(),
-                reason: "abandoned: its invocation stopped before finishing (a timeout or a crash); the next sync continues from the last commit".to_owned(),
-                code: Some("ABANDONED".to_owned()),
-            };
+            let why = RunFailure::new(
+                "run",
+                "abandoned: its invocation stopped before finishing (a timeout or a crash); the next sync continues from the last commit",
+                Some("ABANDONED"),
+            );
             self.store.add_run_failures(&run.run_id, &[why]).await?;
             self.store
                 .finish_run(&run.run_id, now, RunStatus::Abandoned, &run.counts)

@@ -225,15 +225,28 @@ impl Deadline {
 /// `cm-sf-admin runs` / `run` show it where admins look for failures.
 pub(crate) async fn record_report<S: state::RunStore>(
     store: &S,
+    settings: &mapping::Settings,
     scope: &str,
     counts: std::collections::BTreeMap<String, u64>,
     failures: &[state::RunFailure],
 ) -> Result<(), StoreError> {
-    let run_id = new_run_id();
+    record_report_once(store, settings, &new_run_id(), scope, counts, failures).await
+}
+
+/// [`record_report`] under a given run id: a second call with the same id (a retried
+/// invocation) adds nothing.
+pub(crate) async fn record_report_once<S: state::RunStore>(
+    store: &S,
+    settings: &mapping::Settings,
+    run_id: &str,
+    scope: &str,
+    counts: std::collections::BTreeMap<String, u64>,
+    failures: &[state::RunFailure],
+) -> Result<(), StoreError> {
     let now = chrono::Utc::now();
-    store
+    let started = store
         .start_run(&state::RunRecord {
-            run_id: run_id.clone(),
+            run_id: run_id.to_owned(),
             scope: scope.to_owned(),
             started_at: now,
             ended_at: None,
@@ -241,11 +254,15 @@ pub(crate) async fn record_report<S: state::RunStore>(
             counts: counts.clone(),
             failure_count: 0,
             resumed_at: None,
+            expires_at: Some(settings.run_expires_at(now)),
         })
         .await?;
-    store.add_run_failures(&run_id, failures).await?;
+    if started == state::RunStart::Continued {
+        return Ok(());
+    }
+    store.add_run_failures(run_id, failures).await?;
     store
-        .finish_run(&run_id, now, state::RunStatus::CompletedWithFailures, &counts)
+        .finish_run(run_id, now, state::RunStatus::CompletedWithFailures, &counts)
         .await
 }
 

@@ -112,18 +112,14 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             match result {
                 RecordOutcome::Failed(error) => {
                     transient |= salesforce::is_transient_code(&error.code);
-                    failures.push(state::RunFailure {
-                        record: update.email.clone(),
-                        reason: error.message.clone(),
-                        code: Some(error.code.clone()),
-                    });
+                    failures.push(state::RunFailure::new(&update.email, &error.message, Some(&error.code)));
                 }
                 _ => outcome.people_updated += 1,
             }
         }
         outcome.failed = failures.len();
         if !failures.is_empty() {
-            self.record_list_failures(&scope, &outcome, &failures).await?;
+            self.record_list_failures(settings, &scope, &outcome, &failures).await?;
         }
         if !transient {
             for (state, _) in STATES {
@@ -145,6 +141,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     /// A list's refused writes, kept as a run of that list (`cm-sf-admin runs` lists it).
     async fn record_list_failures(
         &self,
+        settings: &Settings,
         scope: &str,
         outcome: &ListBackstop,
         failures: &[state::RunFailure],
@@ -154,7 +151,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             ("people_updated".to_owned(), outcome.people_updated as u64),
             ("failed".to_owned(), outcome.failed as u64),
         ]);
-        Ok(crate::record_report(self.store.as_ref(), scope, counts, failures).await?)
+        Ok(crate::record_report(self.store.as_ref(), settings, scope, counts, failures).await?)
     }
 
     /// A list's own unsubscribes and bounces (the backstop's, a webhook batch's): one look-up of

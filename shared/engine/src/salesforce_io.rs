@@ -232,7 +232,8 @@ pub(crate) struct Applied {
     /// A failure not tied to one person (a status, the statistics) was transient (still
     /// failing after the retries): keep the watermarks.
     pub transient_failures: bool,
-    /// People whose writes failed with a transient error (still after the retries).
+    /// People whose writes failed with a transient error, still after the retries (their
+    /// [`mapping::email::person_key`]s: no address is kept in a checkpoint).
     pub transient_people: BTreeSet<String>,
     /// The statistics write failed.
     pub statistics_failed: bool,
@@ -260,16 +261,14 @@ fn note(applied: &mut Applied, subject: &str, outcome: &RecordOutcome) -> bool {
         RecordOutcome::Failed(error) => {
             if salesforce::is_transient_code(&error.code) {
                 if subject.contains('@') {
-                    applied.transient_people.insert(subject.to_owned());
+                    applied.transient_people.insert(mapping::email::person_key(subject));
                 } else {
                     applied.transient_failures = true;
                 }
             }
-            applied.failures.push(RunFailure {
-                record: subject.to_owned(),
-                reason: error.message.clone(),
-                code: Some(error.code.clone()),
-            });
+            applied
+                .failures
+                .push(RunFailure::new(subject, &error.message, Some(&error.code)));
             false
         }
         _ => true,
@@ -378,11 +377,11 @@ async fn apply_statuses(
 /// would count as "not responded" every run. It is reported, and read again once the status
 /// exists (a transient failure keeps the watermarks; `cm-sf-admin retry` after a permanent one).
 fn skip_for_missing_status(applied: &mut Applied, email: &str, status: &str) {
-    applied.failures.push(RunFailure {
-        record: email.to_owned(),
-        reason: format!("not written: its status \"{status}\" could not be created on the campaign"),
-        code: Some(STATUS_MISSING.to_owned()),
-    });
+    applied.failures.push(RunFailure::new(
+        email,
+        &format!("not written: its status \"{status}\" could not be created on the campaign"),
+        Some(STATUS_MISSING),
+    ));
 }
 
 async fn apply_members(

@@ -346,9 +346,9 @@ async fn a_member_whose_status_could_not_be_created_is_reported_and_not_written_
     );
     let (_, failures) = h.engine.store.run(&run_id).await.unwrap().unwrap();
     assert!(
-        failures
-            .iter()
-            .any(|f| f.record == email && f.code.as_deref() == Some("STATUS_MISSING")),
+        failures.iter().any(
+            |f| f.person == Some(mapping::email::person_key(&email)) && f.code.as_deref() == Some("STATUS_MISSING")
+        ),
         "{failures:?}"
     );
 }
@@ -589,7 +589,14 @@ async fn unmatched_and_ambiguous_emails_are_reported_never_guessed() {
         panic!()
     };
     let (_, failures) = h.engine.store.run(&run_id).await.unwrap().unwrap();
-    let reason = |subject: &str| failures.iter().find(|f| f.record == subject).map(|f| f.reason.clone());
+    // A person is found by the key of their address; the record holds no whole address.
+    let reason = |email: &str| {
+        failures
+            .iter()
+            .find(|f| f.person == Some(mapping::email::person_key(email)))
+            .map(|f| f.reason.clone())
+    };
+    assert!(failures.iter().all(|f| !f.record.contains("stranger@")), "{failures:?}");
     assert_eq!(reason("stranger@example.com").as_deref(), Some("unmatched email"));
     assert_eq!(reason(&twin_email).as_deref(), Some("several matches"));
     assert!(
@@ -833,7 +840,7 @@ async fn a_person_whose_write_keeps_failing_transiently_goes_to_the_retry_queue_
         .collect();
     assert_eq!(
         queued,
-        std::slice::from_ref(&email),
+        [mapping::email::person_key(&email)],
         "the person waits in the retry queue"
     );
 
@@ -1378,6 +1385,8 @@ async fn a_webhook_opt_out_salesforce_refuses_is_never_called_applied() {
             received_at: now,
             expires_at: event.expires_at,
             events: vec![event],
+            // The intake refused another event of the delivery: the consumer reports it.
+            refused: vec!["Events[1]: EmailAddress is not an email address: jo@@example.com".into()],
         })
         .await
         .unwrap();
@@ -1431,6 +1440,25 @@ async fn a_webhook_opt_out_salesforce_refuses_is_never_called_applied() {
         .find(|c| c["Id"] == contact["Id"])
         .unwrap();
     assert_eq!(opted_out["HasOptedOutOfEmail"], true);
+    let applied = h.engine.store.webhook_event("k-refused").await.unwrap().unwrap();
+    assert_eq!(applied.payload, json!(null), "an applied event keeps no address");
+
+    // The refused event was reported once, as a run of the list, however often the batch ran.
+    let reports: Vec<_> = h
+        .engine
+        .store
+        .recent_runs(50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.scope == format!("webhook:{}", applied.list_id))
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let (_, failures) = h.engine.store.run(&reports[0].run_id).await.unwrap().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].record, "webhook Events[1]");
+    assert_eq!(failures[0].code.as_deref(), Some("WEBHOOK_EVENT_REFUSED"));
+    assert!(!failures[0].reason.contains("jo@@example.com"), "{failures:?}");
 }
 
 #[tokio::test]
@@ -1560,6 +1588,7 @@ async fn the_schedule_sweeps_webhook_batches_left_pending_and_applies_them_once(
         received_at: now,
         expires_at: event.expires_at,
         events: vec![event.clone()],
+        refused: Vec::new(),
     };
     cm_list_shows(&h, &event.list_id, json!([event.payload.clone()])).await;
     // Salesforce is down when the batch arrives: its hand-off fails (and, after Lambda's

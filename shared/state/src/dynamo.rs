@@ -12,7 +12,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, DeleteRequest, KeySchemaElement, KeyType,
-    Put, PutRequest, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
+    Put, PutRequest, ReturnValue, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
+    WriteRequest,
 };
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
@@ -622,8 +623,10 @@ impl WebhookEventStore for DynamoStore {
         }
         self.batch_write(writes).await?;
         recorded.to_apply = to_apply.len();
-        if !to_apply.is_empty() {
-            self.client
+        recorded.pending = !to_apply.is_empty() || !batch.refused.is_empty();
+        if recorded.pending {
+            let mut put = self
+                .client
                 .put_item()
                 .table_name(&self.table)
                 .item("pk", s(PENDING_BATCHES))
@@ -631,10 +634,11 @@ impl WebhookEventStore for DynamoStore {
                 .item("list_id", s(&batch.list_id))
                 .item("received_at", s(rfc3339(batch.received_at)))
                 .item("expires_at", n(batch.expires_at.timestamp()))
-                .item("keys", s(to_json(&to_apply)?))
-                .send()
-                .await
-                .map_err(|e| backend("PutItem", e))?;
+                .item("keys", s(to_json(&to_apply)?));
+            if !batch.refused.is_empty() {
+                put = put.item("refused", s(to_json(&batch.refused)?));
+            }
+            put.send().await.map_err(|e| backend("PutItem", e))?;
         }
         Ok(recorded)
     }
@@ -821,6 +825,10 @@ impl DynamoStore {
             list_id: reader.string("list_id")?,
             received_at: reader.time("received_at")?,
             events: keys.iter().filter_map(|k| by_key.remove(k)).collect(),
+            refused: match reader.opt_string("refused") {
+                Some(_) => reader.json("refused")?,
+                None => Vec::new(),
+            },
         })
     }
 }
@@ -888,6 +896,14 @@ fn run_from(item: &Item) -> Result<RunRecord, StoreError> {
             .opt_string("resumed_at")
             .map(|_| reader.time("resumed_at"))
             .transpose()?,
+        expires_at: match item.get("expires_at") {
+            Some(_) => Some(
+                Utc.timestamp_opt(reader.number("expires_at")?, 0)
+                    .single()
+                    .ok_or_else(|| reader.corrupt("`expires_at` is out of range".into()))?,
+            ),
+            None => None,
+        },
     })
 }
 
@@ -907,6 +923,9 @@ impl RunStore for DynamoStore {
             .condition_expression("attribute_not_exists(pk)");
         if let Some(ended) = run.ended_at {
             request = request.item("ended_at", s(rfc3339(ended)));
+        }
+        if let Some(expires) = run.expires_at {
+            request = request.item("expires_at", n(expires.timestamp()));
         }
         match request.send().await {
             Ok(_) => Ok(RunStart::New),
@@ -968,6 +987,21 @@ impl RunStore for DynamoStore {
         if failures.is_empty() {
             return Ok(());
         }
+        // Counted first, which also reads the run's expiry: its failures expire with it.
+        let run = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("RUNS"))
+            .key("sk", s(run_id))
+            .update_expression("ADD failure_count :n")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":n", n(failures.len()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| backend("UpdateItem", e))?;
+        let expires_at = run.attributes.as_ref().and_then(|item| item.get("expires_at")).cloned();
         // Sort keys stay unique across calls: the call's time in nanoseconds, then the index.
         let batch = Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let mut requests = Vec::with_capacity(failures.len());
@@ -980,25 +1014,19 @@ impl RunStore for DynamoStore {
             if let Some(code) = &failure.code {
                 put = put.item("code", s(code));
             }
+            if let Some(person) = &failure.person {
+                put = put.item("person", s(person));
+            }
+            if let Some(expires) = &expires_at {
+                put = put.item("expires_at", expires.clone());
+            }
             requests.push(
                 WriteRequest::builder()
                     .put_request(put.build().map_err(build_error)?)
                     .build(),
             );
         }
-        self.batch_write(requests).await?;
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s("RUNS"))
-            .key("sk", s(run_id))
-            .update_expression("ADD failure_count :n")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":n", n(failures.len()))
-            .send()
-            .await
-            .map_err(|e| backend("UpdateItem", e))?;
-        Ok(())
+        self.batch_write(requests).await
     }
 
     async fn recent_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
@@ -1022,6 +1050,7 @@ impl RunStore for DynamoStore {
                 let reader = Reader::new(item);
                 Ok(RunFailure {
                     record: reader.string("record")?,
+                    person: reader.opt_string("person"),
                     reason: reader.string("reason")?,
                     code: reader.opt_string("code"),
                 })

@@ -250,6 +250,9 @@ pub struct WebhookBatchRecord {
     pub expires_at: DateTime<Utc>,
     /// The events, each under its dedupe key.
     pub events: Vec<WebhookEventRecord>,
+    /// Why each event refused on its own was refused (never the event): kept with the batch
+    /// for the consumer, which reports them as a run (the intake writes webhook items only).
+    pub refused: Vec<String>,
 }
 
 /// What [`WebhookEventStore::record_webhook_batch`] did.
@@ -260,8 +263,10 @@ pub struct BatchRecorded {
     /// Events seen before (a redelivery).
     pub duplicates: usize,
     /// Events of the batch to apply: the new ones, and those seen before but not applied yet
-    /// (a hand-off that was lost is made again). 0: nothing to hand on.
+    /// (a hand-off that was lost is made again).
     pub to_apply: usize,
+    /// The batch is pending (events to apply or refused events to report): hand it on.
+    pub pending: bool,
 }
 
 /// A recorded batch with events not applied yet.
@@ -275,6 +280,8 @@ pub struct PendingBatch {
     pub received_at: DateTime<Utc>,
     /// Its events as they stand (applied ones included until the batch is finished).
     pub events: Vec<WebhookEventRecord>,
+    /// Why the events refused on their own were refused, to report.
+    pub refused: Vec<String>,
 }
 
 /// Webhook events, deduplicated, recorded and handed on by batch.
@@ -356,6 +363,10 @@ pub struct RunRecord {
     /// abandoned, however long ago it started).
     #[serde(default)]
     pub resumed_at: Option<DateTime<Utc>>,
+    /// When DynamoDB deletes the record and its failures (`run_retention_days` after the
+    /// start; `None` in records written before retention existed: kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// What an invocation hands over with a run it could not finish: what is done, so the
@@ -371,7 +382,7 @@ pub struct RunCheckpoint {
     pub parts_done: u32,
     /// The counters so far.
     pub counts: BTreeMap<String, u64>,
-    /// People whose writes failed with a transient error in the parts done.
+    /// People whose writes failed with a transient error in the parts done (person keys).
     pub transient_people: Vec<String>,
     /// A write not tied to one person (a status, the statistics) failed with a transient error.
     #[serde(default)]
@@ -380,15 +391,39 @@ pub struct RunCheckpoint {
     pub stalled: u32,
 }
 
-/// A record that failed or was skipped in a run.
+/// A record that failed or was skipped in a run. Holds no whole address: a person is kept as
+/// their redacted address and their [`mapping::email::person_key`], and addresses quoted in a
+/// reason are redacted. Build it with [`RunFailure::new`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunFailure {
     /// The record (member id, redacted email, field, ...).
     pub record: String,
+    /// The person's key, when the record is a person: what the retry queue and an admin's
+    /// search by address match on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
     /// Why.
     pub reason: String,
     /// SF or CM error code, when there is one.
     pub code: Option<String>,
+}
+
+impl RunFailure {
+    /// A failure of `subject`: a person when it is an address (kept redacted, with their key),
+    /// else a run, a campaign, a status, a CM row or a webhook event, as named.
+    pub fn new(subject: &str, reason: &str, code: Option<&str>) -> Self {
+        let person = subject.contains('@');
+        RunFailure {
+            record: if person {
+                mapping::email::redact_email(subject)
+            } else {
+                subject.to_owned()
+            },
+            person: person.then(|| mapping::email::person_key(subject)),
+            reason: mapping::email::redact_emails_in(reason),
+            code: code.map(str::to_owned),
+        }
+    }
 }
 
 /// A time-ordered run id: `20261127T110055Z-<8 hex>`, so ids sort by start time.
@@ -423,7 +458,7 @@ pub trait RunStore: Send + Sync {
         run_id: &str,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<RunCheckpoint>, StoreError>> + Send;
-    /// Adds per-record failures to a run (in batches of 25).
+    /// Adds per-record failures to a run (in batches of 25); they expire with the run.
     fn add_run_failures(
         &self,
         run_id: &str,

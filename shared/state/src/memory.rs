@@ -37,6 +37,7 @@ struct StoredBatch {
     list_id: String,
     received_at: DateTime<Utc>,
     keys: Vec<String>,
+    refused: Vec<String>,
 }
 
 /// The in-memory store.
@@ -225,13 +226,15 @@ impl WebhookEventStore for MemoryStore {
             }
         }
         recorded.to_apply = keys.len();
-        if !keys.is_empty() {
+        recorded.pending = !keys.is_empty() || !batch.refused.is_empty();
+        if recorded.pending {
             tables.batches.insert(
                 batch.batch.clone(),
                 StoredBatch {
                     list_id: batch.list_id.clone(),
                     received_at: batch.received_at,
                     keys,
+                    refused: batch.refused.clone(),
                 },
             );
         }
@@ -281,6 +284,7 @@ fn pending(tables: &Tables, batch: &str, stored: &StoredBatch) -> PendingBatch {
             .iter()
             .filter_map(|key| tables.events.get(key).cloned())
             .collect(),
+        refused: stored.refused.clone(),
     }
 }
 

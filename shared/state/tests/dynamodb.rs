@@ -79,3 +79,51 @@ async fn an_unreachable_endpoint_is_a_retryable_error() {
     let error = store.webhook_event("k").await.unwrap_err();
     assert!(error.is_retryable(), "{error}");
 }
+
+#[tokio::test]
+async fn a_run_and_its_failures_carry_the_ttl_attribute_of_the_run() {
+    use state::{RunFailure, RunRecord, RunStatus, RunStore};
+    let store = fresh_store().await;
+    let expires = conformance::at(0) + chrono::Duration::days(90);
+    let run = RunRecord {
+        run_id: "r1:cm1".into(),
+        scope: "cm1".into(),
+        started_at: conformance::at(0),
+        ended_at: None,
+        status: RunStatus::Running,
+        counts: Default::default(),
+        failure_count: 0,
+        resumed_at: None,
+        expires_at: Some(expires),
+    };
+    store.start_run(&run).await.unwrap();
+    store
+        .add_run_failures("r1:cm1", &[RunFailure::new("jo@example.com", "refused", None)])
+        .await
+        .unwrap();
+    let items = client()
+        .await
+        .scan()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap();
+    let expiries: Vec<(String, Option<i64>)> = items
+        .iter()
+        .map(|item| {
+            (
+                item["pk"].as_s().unwrap().clone(),
+                item.get("expires_at").map(|v| v.as_n().unwrap().parse().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(expiries.len(), 2, "{expiries:?}");
+    assert!(
+        expiries.iter().all(|(_, at)| *at == Some(expires.timestamp())),
+        "the run and its failure expire together: {expiries:?}"
+    );
+    let text = format!("{items:?}");
+    assert!(!text.contains("jo@example.com"), "no whole address stored: {text}");
+}

@@ -27,7 +27,11 @@ pub async fn run(command: Command, context: &Context) -> Result<Report, Failure>
         Command::Links => links::list(context).await,
         Command::Sync { campaign, dry_run } => sync::run(context, campaign, dry_run).await,
         Command::Backfill { from, to, dry_run, max } => backfill::run(context, from, to, dry_run, max).await,
-        Command::Runs { last } => runs::recent(context, last).await,
+        Command::Runs { last, email: None } => runs::recent(context, last).await,
+        Command::Runs {
+            last,
+            email: Some(email),
+        } => runs::of_person(context, last, &email).await,
         Command::Run { run_id } => runs::one(context, &run_id).await,
         Command::Retry { run_id } => retry::run(context, &run_id).await,
         Command::Doctor { url, template, stage } => {

@@ -37,6 +37,48 @@ pub async fn recent(context: &Context, last: usize) -> Result<Report, Failure> {
     Ok(Report::new(text, json!(runs)))
 }
 
+/// `runs --last N --email ADDR`: the failures of one person in the newest N runs, found by the
+/// key of the address (what run records keep instead of it).
+pub async fn of_person(context: &Context, last: usize, email: &str) -> Result<Report, Failure> {
+    if !mapping::email::is_plausible_email(&mapping::email::normalize_email(email)) {
+        return Err(Failure(format!("`{email}` is not an email address")));
+    }
+    let key = mapping::email::person_key(email);
+    let store = context.store().await?;
+    let mut text = String::new();
+    let mut found = Vec::new();
+    for run in store.recent_runs(last).await? {
+        if run.failure_count == 0 {
+            continue;
+        }
+        let Some((run, failures)) = store.run(&run.run_id).await? else {
+            continue; // expired since it was listed
+        };
+        let theirs: Vec<_> = failures
+            .into_iter()
+            .filter(|f| f.person.as_deref() == Some(key.as_str()))
+            .collect();
+        for failure in &theirs {
+            text += &format!(
+                "{}  {}  {}\n",
+                run.run_id,
+                run.started_at.format("%Y-%m-%d %H:%M:%S"),
+                failure_line(failure)
+            );
+        }
+        if !theirs.is_empty() {
+            found.push(json!({"run": run, "failures": theirs}));
+        }
+    }
+    if found.is_empty() {
+        text = format!(
+            "no failures of {} in the last {last} runs",
+            mapping::email::redact_email(email)
+        );
+    }
+    Ok(Report::new(text, json!(found)))
+}
+
 /// `run ID`: counts, and every failed or skipped record with its reason.
 pub async fn one(context: &Context, run_id: &str) -> Result<Report, Failure> {
     let Some((run, failures)) = context.store().await?.run(run_id).await? else {
@@ -71,15 +113,20 @@ pub async fn one(context: &Context, run_id: &str) -> Result<Report, Failure> {
         text += &format!("{} failed or skipped records:\n", failures.len());
     }
     for failure in &failures {
-        text += &format!(
-            "  {}  {}{}\n",
-            failure.record,
-            failure.reason,
-            failure.code.as_deref().map(|c| format!(" [{c}]")).unwrap_or_default()
-        );
+        text += &format!("  {}\n", failure_line(failure));
     }
     Ok(Report::new(
         text,
         json!({"run": run, "failures": failures, "choices": choices}),
     ))
+}
+
+/// `record  reason [CODE]`.
+fn failure_line(failure: &state::RunFailure) -> String {
+    format!(
+        "{}  {}{}",
+        failure.record,
+        failure.reason,
+        failure.code.as_deref().map(|c| format!(" [{c}]")).unwrap_or_default()
+    )
 }

@@ -24,15 +24,17 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         }
         run.transient_people.extend(applied.transient_people);
         let mut failures = applied.failures;
-        failures.extend(plan.skips.iter().map(|skip| RunFailure {
-            record: skip.subject.clone(),
-            reason: skip.reason.label().to_owned(),
-            code: None,
-        }));
-        failures.extend(plan.choices.iter().map(|choice| RunFailure {
-            record: choice.email.clone(),
-            reason: choice.describe(run.settings.match_preference),
-            code: Some(MATCH_CHOICE.to_owned()),
+        failures.extend(
+            plan.skips
+                .iter()
+                .map(|skip| RunFailure::new(&skip.subject, skip.reason.label(), None)),
+        );
+        failures.extend(plan.choices.iter().map(|choice| {
+            RunFailure::new(
+                &choice.email,
+                &choice.describe(run.settings.match_preference),
+                Some(MATCH_CHOICE),
+            )
         }));
         self.store.add_run_failures(&run.record_id, &failures).await?;
         if !plan.statuses.create.is_empty() || !plan.statuses.correct.is_empty() {

@@ -41,6 +41,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 counts: BTreeMap::new(),
                 failure_count: 0,
                 resumed_at: None,
+                expires_at: Some(run.settings.run_expires_at(Utc::now())),
             })
             .await?;
         if started == RunStart::New {

@@ -151,18 +151,12 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     async fn record_failed_run(&self, run_id: &str, cm_campaign_id: &str, error: &EngineError) {
         let record_id = format!("{run_id}:{cm_campaign_id}");
         tracing::error!(run = %record_id, campaign = cm_campaign_id, retryable = error.is_retryable(), %error, "campaign sync failed");
-        let failure = state::RunFailure {
-            record: "run".to_owned(),
-            reason: error.to_string(),
-            code: Some(
-                if error.is_retryable() {
-                    "RETRYABLE"
-                } else {
-                    "NOT_RETRYABLE"
-                }
-                .to_owned(),
-            ),
+        let code = if error.is_retryable() {
+            "RETRYABLE"
+        } else {
+            "NOT_RETRYABLE"
         };
+        let failure = state::RunFailure::new("run", &error.to_string(), Some(code));
         let recorded = async {
             self.store.add_run_failures(&record_id, &[failure]).await?;
             self.store

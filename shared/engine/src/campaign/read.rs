@@ -155,10 +155,12 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         }
         let failures: Vec<RunFailure> = rows
             .into_iter()
-            .map(|row| RunFailure {
-                record: format!("CM {} page {} row {}", row.resource, row.page, row.index + 1),
-                reason: row.reason,
-                code: Some("CM_ROW_UNREADABLE".to_owned()),
+            .map(|row| {
+                RunFailure::new(
+                    &format!("CM {} page {} row {}", row.resource, row.page, row.index + 1),
+                    &row.reason,
+                    Some("CM_ROW_UNREADABLE"),
+                )
             })
             .collect();
         Ok(self.store.add_run_failures(&run.record_id, &failures).await?)
@@ -201,7 +203,10 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 if deadline.passed() {
                     return Ok(false);
                 }
-                for record in page.iter().filter(|r| wanted.contains(&r.email)) {
+                for record in page
+                    .iter()
+                    .filter(|r| wanted.contains(&mapping::email::person_key(&r.email)))
+                {
                     spool.push(record.to_activity())?;
                 }
             }

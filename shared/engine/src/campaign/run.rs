@@ -26,7 +26,7 @@ pub(crate) struct CampaignRun<'a> {
     pub next_watermarks: BTreeMap<String, DateTime<Utc>>,
     /// The campaign's sent date, once looked up (it takes a paged listing of sent campaigns).
     pub sent_at: Option<Option<DateTime<Utc>>>,
-    /// People an admin queued for another attempt.
+    /// People an admin queued for another attempt (their [`mapping::email::person_key`]s).
     pub retried: Vec<String>,
     /// The CM summary, read first: its counts tell whether the streams hold anything new.
     pub summary: Option<campaign_monitor::types::Summary>,
@@ -53,7 +53,7 @@ pub(crate) struct CampaignRun<'a> {
     /// A failure not tied to one person was transient: keep the watermarks so the work is
     /// read again.
     pub transient_failures: bool,
-    /// People whose writes failed with a transient error.
+    /// People whose writes failed with a transient error (their person keys).
     pub transient_people: BTreeSet<String>,
     /// Parts applied so far (by this invocation and those before it).
     pub parts_done: u32,

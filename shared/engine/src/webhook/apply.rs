@@ -11,6 +11,7 @@ use mapping::plan::SkipReason;
 use mapping::{CmTimestamp, Settings};
 use salesforce::{RecordOutcome, SfError};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use state::{EventState, Store, WebhookEventRecord};
 
 use crate::{Engine, EngineError};
@@ -34,6 +35,8 @@ pub struct BatchOutcome {
     /// Unsubscribes and bounces CM's list does not show (a forged or outdated post): applied as
     /// "not applied", with why.
     pub unconfirmed: usize,
+    /// Events the intake refused on their own (malformed), reported as a run of the list.
+    pub refused: usize,
 }
 
 /// What an event asks of Salesforce.
@@ -91,6 +94,32 @@ struct AddressResult {
 }
 
 impl<S: Store, P: EventSink> Engine<S, P> {
+    /// Events the intake refused on their own are kept as a run of the list, each with its
+    /// reason (never the event, which may hold an address): `cm-sf-admin runs` lists it. Written
+    /// here, not by the intake, whose role writes webhook items only; once per batch, however
+    /// often the hand-off is retried.
+    async fn record_refused(&self, settings: &Settings, pending: &state::PendingBatch) -> Result<(), EngineError> {
+        let counts = std::collections::BTreeMap::from([
+            ("recorded".to_owned(), pending.events.len() as u64),
+            ("refused".to_owned(), pending.refused.len() as u64),
+        ]);
+        let failures: Vec<state::RunFailure> = pending
+            .refused
+            .iter()
+            .map(|reason| {
+                let event = reason.split_once(": ").map_or("webhook event", |(at, _)| at);
+                state::RunFailure::new(&format!("webhook {event}"), reason, Some("WEBHOOK_EVENT_REFUSED"))
+            })
+            .collect();
+        let digest = Sha256::digest(pending.batch.as_bytes());
+        let run_id = state::new_run_id(
+            pending.received_at,
+            u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]),
+        );
+        let scope = format!("webhook:{}", pending.list_id);
+        Ok(crate::record_report_once(self.store.as_ref(), settings, &run_id, &scope, counts, &failures).await?)
+    }
+
     /// Applies a recorded batch of webhook events: every event not applied yet, at once. Each
     /// event ends Applied (with what changed, or why nothing did) or Failed (with Salesforce's
     /// code); one refused with a transient code stays to be retried, and the call fails
@@ -100,6 +129,10 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         let Some(pending) = self.store.pending_webhook_batch(batch).await? else {
             return Ok(outcome); // finished before: a redelivered hand-off
         };
+        if !pending.refused.is_empty() {
+            self.record_refused(settings, &pending).await?;
+            outcome.refused = pending.refused.len();
+        }
         let mut done: Vec<WebhookEventRecord> = Vec::new();
         let mut changes: Vec<(WebhookEventRecord, Activity)> = Vec::new();
         let state::PendingBatch { list_id, events, .. } = pending;
@@ -134,12 +167,13 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             }
             let state = match result {
                 Some(r) if !r.refused.is_empty() => EventState::Failed {
-                    reason: r
-                        .refused
-                        .iter()
-                        .map(|(_, why)| why.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                    reason: mapping::email::redact_emails_in(
+                        &r.refused
+                            .iter()
+                            .map(|(_, why)| why.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
                 },
                 Some(r) if !r.written.is_empty() => EventState::Applied {
                     outcome: r.written.join(", "),
@@ -161,6 +195,13 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             .iter()
             .filter(|r| matches!(r.state, EventState::Failed { .. }))
             .count();
+        // An applied event is kept for its dedupe key and outcome only: its address and the rest
+        // of the event are not needed again (a failed one keeps them, to be applied later).
+        for record in &mut done {
+            if matches!(record.state, EventState::Applied { .. }) {
+                record.payload = serde_json::Value::Null;
+            }
+        }
         self.store.save_webhook_events(&done).await?;
         if outcome.failed == 0 && outcome.to_retry == 0 {
             self.store.finish_webhook_batch(batch).await?;
@@ -222,12 +263,15 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 "not applied: Campaign Monitor's list does not show the address {what} (a forged or outdated post)"
             ));
             unconfirmed.push(state::RunFailure {
-                record: format!("webhook event {}", record.dedupe_key),
-                reason: format!(
-                    "{} not applied: Campaign Monitor's list does not show it {what} (a forged or outdated post)",
-                    mapping::email::redact_email(&activity.email)
-                ),
-                code: Some("WEBHOOK_NOT_CONFIRMED".to_owned()),
+                person: Some(mapping::email::person_key(&activity.email)),
+                ..state::RunFailure::new(
+                    &format!("webhook event {}", record.dedupe_key),
+                    &format!(
+                        "{} not applied: Campaign Monitor's list does not show it {what} (a forged or outdated post)",
+                        mapping::email::redact_email(&activity.email)
+                    ),
+                    Some("WEBHOOK_NOT_CONFIRMED"),
+                )
             });
         }
         if !unconfirmed.is_empty() {
@@ -237,7 +281,14 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 "webhook opt-outs or bounces the list does not confirm were not applied"
             );
             let counts = BTreeMap::from([("not_confirmed".to_owned(), unconfirmed.len() as u64)]);
-            crate::record_report(self.store.as_ref(), &format!("webhook:{list_id}"), counts, &unconfirmed).await?;
+            crate::record_report(
+                self.store.as_ref(),
+                settings,
+                &format!("webhook:{list_id}"),
+                counts,
+                &unconfirmed,
+            )
+            .await?;
         }
         let (plan, written) = self.apply_list_changes(settings, &confirmed).await?;
         for skip in &plan.skips {

@@ -51,25 +51,27 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 inactive = inactive.len(),
                 "Campaign Monitor deactivated webhooks: unsubscribes and bounces arrive only through the list backstop until they are reactivated"
             );
-            self.record_inactive(&inactive).await?;
+            self.record_inactive(settings, &inactive).await?;
         }
         self.store.advance_watermark("webhooks", "health_checked", now).await?;
         Ok(Some(inactive))
     }
 
-    async fn record_inactive(&self, inactive: &[InactiveWebhook]) -> Result<(), EngineError> {
+    async fn record_inactive(&self, settings: &Settings, inactive: &[InactiveWebhook]) -> Result<(), EngineError> {
         let counts = std::collections::BTreeMap::from([("inactive_webhooks".to_owned(), inactive.len() as u64)]);
         let failures: Vec<RunFailure> = inactive
             .iter()
-            .map(|hook| RunFailure {
-                record: format!("list {} webhook {}", hook.list_id, hook.webhook_id),
-                reason: format!(
-                    "deactivated by Campaign Monitor (status `{}`); fix the intake, then `cm-sf-admin webhooks register --url <WebhookUrl>` reactivates it",
-                    hook.status
-                ),
-                code: Some("WEBHOOK_INACTIVE".to_owned()),
+            .map(|hook| {
+                RunFailure::new(
+                    &format!("list {} webhook {}", hook.list_id, hook.webhook_id),
+                    &format!(
+                        "deactivated by Campaign Monitor (status `{}`); fix the intake, then `cm-sf-admin webhooks register --url <WebhookUrl>` reactivates it",
+                        hook.status
+                    ),
+                    Some("WEBHOOK_INACTIVE"),
+                )
             })
             .collect();
-        Ok(crate::record_report(self.store.as_ref(), "webhooks", counts, &failures).await?)
+        Ok(crate::record_report(self.store.as_ref(), settings, "webhooks", counts, &failures).await?)
     }
 }

@@ -11,7 +11,7 @@ use mapping::email::normalize_email;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use state::{EventState, RunFailure, Store, WebhookBatchRecord, WebhookEventRecord};
+use state::{EventState, Store, WebhookBatchRecord, WebhookEventRecord};
 use subtle::ConstantTimeEq;
 
 use super::EVENT_TTL_DAYS;
@@ -152,7 +152,7 @@ fn read_event(list_id: &str, value: Value) -> Result<ValidEvent, String> {
     let event: WebhookEvent = serde_json::from_value(value).map_err(|e| e.to_string())?;
     CmTimestamp::parse(&event.date).map_err(|_| "Date is not YYYY-MM-DD HH:MM:SS".to_owned())?;
     let email_address = normalize_email(&event.email_address);
-    if !is_plausible_email(&email_address) {
+    if !mapping::email::is_plausible_email(&email_address) {
         return Err("EmailAddress is not an email address".to_owned());
     }
     if event.event_type == WebhookEventType::Deactivate && event.state.is_none() {
@@ -184,18 +184,6 @@ fn read_event(list_id: &str, value: Value) -> Result<ValidEvent, String> {
         dedupe_key: hex::encode(hash.finalize()),
         event,
     })
-}
-
-fn is_plausible_email(email: &str) -> bool {
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && domain.contains('.')
-        && email.len() <= 254
-        && !email
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | ',' | ';' | '(' | ')'))
 }
 
 /// What the intake needs: the state table and the bus (no CM or SF client).
@@ -301,12 +289,10 @@ impl<S: Store, P: EventSink> IntakeEngine<S, P> {
                     state: EventState::Received,
                 })
                 .collect(),
+            refused: delivery.refused.iter().map(|r| r.reason.clone()).collect(),
         };
         let recorded = self.store.record_webhook_batch(&record).await?;
-        if !delivery.refused.is_empty() {
-            self.record_refused(delivery).await?;
-        }
-        if recorded.to_apply > 0 {
+        if recorded.pending {
             self.publisher
                 .publish(&[Event::webhook_batch_received(
                     &batch,
@@ -317,25 +303,5 @@ impl<S: Store, P: EventSink> IntakeEngine<S, P> {
                 .await?;
         }
         Ok((recorded.new, recorded.duplicates))
-    }
-
-    /// Events refused on their own are kept as a run of the intake, each with its reason (never
-    /// the event itself, which may hold an address): `cm-sf-admin runs` lists it.
-    async fn record_refused(&self, delivery: &Delivery) -> Result<(), EngineError> {
-        let counts = std::collections::BTreeMap::from([
-            ("recorded".to_owned(), delivery.events.len() as u64),
-            ("refused".to_owned(), delivery.refused.len() as u64),
-        ]);
-        let failures: Vec<RunFailure> = delivery
-            .refused
-            .iter()
-            .map(|refused| RunFailure {
-                record: format!("webhook event {}", refused.index),
-                reason: refused.reason.clone(),
-                code: Some("WEBHOOK_EVENT_REFUSED".to_owned()),
-            })
-            .collect();
-        let scope = format!("webhook:{}", delivery.list_id);
-        Ok(crate::record_report(self.store.as_ref(), &scope, counts, &failures).await?)
     }
 }

@@ -302,6 +302,25 @@ pub struct Settings {
     /// How often the schedule syncs a linked campaign, by its age.
     #[serde(default)]
     pub sync_cadence: crate::cadence::SyncCadence,
+    /// Days a run record (with its per-record failures) is kept before DynamoDB deletes it.
+    #[serde(default = "default_run_retention_days")]
+    pub run_retention_days: u32,
+}
+
+/// How long run records are kept by default: long enough to look back over a quarter.
+pub const DEFAULT_RUN_RETENTION_DAYS: u32 = 90;
+/// The longest retention accepted (ten years).
+pub const MAX_RUN_RETENTION_DAYS: u32 = 3650;
+
+fn default_run_retention_days() -> u32 {
+    DEFAULT_RUN_RETENTION_DAYS
+}
+
+impl Settings {
+    /// When a run record started at `started_at` expires.
+    pub fn run_expires_at(&self, started_at: DateTime<Utc>) -> DateTime<Utc> {
+        started_at + chrono::Duration::days(i64::from(self.run_retention_days))
+    }
 }
 
 /// One problem with a settings document, naming the field by its path.
@@ -363,6 +382,7 @@ impl Settings {
             member_fields: MemberFields::default(),
             campaign_link_field: default_link_field(),
             sync_cadence: crate::cadence::SyncCadence::default(),
+            run_retention_days: DEFAULT_RUN_RETENTION_DAYS,
         }
     }
 
@@ -529,6 +549,28 @@ mod tests {
         assert!(
             errors.iter().any(|e| e.field == field && e.problem.contains(words)),
             "expected an error on `{field}` mentioning \"{words}\", got {errors:?}"
+        );
+    }
+
+    #[test]
+    fn run_retention_is_90_days_unless_set_and_refused_outside_1_to_3650() {
+        let settings = Settings::from_json(&minimal_json()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(settings.run_retention_days, 90);
+        let start = DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .map(|t| t.to_utc())
+            .unwrap_or_default();
+        assert_eq!(settings.run_expires_at(start).to_rfc3339(), "2027-03-01T10:00:00+00:00");
+        let kept = Settings::from_json(&with(r#"{"run_retention_days": 7}"#)).map(|s| s.run_retention_days);
+        assert_eq!(kept.ok(), Some(7));
+        assert_refused(
+            &with(r#"{"run_retention_days": 0}"#),
+            "run_retention_days",
+            "between 1 and 3650",
+        );
+        assert_refused(
+            &with(r#"{"run_retention_days": 4000}"#),
+            "run_retention_days",
+            "between 1 and 3650",
         );
     }
 

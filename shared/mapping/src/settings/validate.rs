@@ -140,6 +140,16 @@ impl Settings {
         if let Some(problem) = self.sync_cadence.problem() {
             problems.add("sync_cadence".to_owned(), problem);
         }
+        if !(1..=super::MAX_RUN_RETENTION_DAYS).contains(&self.run_retention_days) {
+            problems.add(
+                "run_retention_days".to_owned(),
+                format!(
+                    "between 1 and {} days (got {})",
+                    super::MAX_RUN_RETENTION_DAYS,
+                    self.run_retention_days
+                ),
+            );
+        }
         if problems.0.is_empty() {
             Ok(())
         } else {

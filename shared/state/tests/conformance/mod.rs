@@ -183,6 +183,7 @@ pub fn batch(id: &str, events: &[WebhookEventRecord]) -> WebhookBatchRecord {
         received_at,
         expires_at: at(0) + Duration::days(30),
         events: events.to_vec(),
+        refused: Vec::new(),
     }
 }
 
@@ -240,6 +241,18 @@ pub async fn a_redelivered_batch_records_nothing_new_and_hands_on_only_what_is_n
         .await
         .unwrap();
     assert_eq!(only_applied.to_apply, 0);
+    assert!(!only_applied.pending, "nothing to hand on");
+
+    // A batch with refused events is pending even with nothing to apply: they are reported.
+    let refused = WebhookBatchRecord {
+        refused: vec!["Events[1]: EmailAddress is not an email address".into()],
+        ..batch("b4", &[webhook_event("k1", "fourth")])
+    };
+    let recorded = store.record_webhook_batch(&refused).await.unwrap();
+    assert!(recorded.pending && recorded.to_apply == 0, "{recorded:?}");
+    let pending = store.pending_webhook_batch(&refused.batch).await.unwrap().unwrap();
+    assert_eq!(pending.refused, refused.refused);
+    assert!(pending.events.is_empty());
     assert!(store.webhook_event("nope").await.unwrap().is_none());
     assert!(store.pending_webhook_batch("nope").await.unwrap().is_none());
 }
@@ -331,6 +344,7 @@ pub async fn a_run_commits_only_while_it_holds_its_lease<S: Store>(store: Arc<S>
         counts: BTreeMap::new(),
         failure_count: 0,
         resumed_at: None,
+        expires_at: None,
     };
     let progress = |minute: i64| state::CampaignProgress {
         probe: Some(mapping::probe::ActivityProbe {
@@ -419,6 +433,7 @@ pub async fn runs_keep_counts_and_every_failure<S: Store>(store: Arc<S>) {
         counts: BTreeMap::new(),
         failure_count: 0,
         resumed_at: None,
+        expires_at: Some(at(90 * 24 * 60)),
     };
     let second = RunRecord {
         run_id: new_run_id(at(30), 2),
@@ -438,11 +453,8 @@ pub async fn runs_keep_counts_and_every_failure<S: Store>(store: Arc<S>) {
     );
 
     let failures: Vec<RunFailure> = (0..60)
-        .map(|i| RunFailure {
-            record: format!("00v{i:03}"),
-            reason: "UNABLE_TO_LOCK_ROW".into(),
-            code: Some("UNABLE_TO_LOCK_ROW".into()),
-        })
+        .map(|i| RunFailure::new(&format!("00v{i:03}"), "UNABLE_TO_LOCK_ROW", Some("UNABLE_TO_LOCK_ROW")))
+        .chain([RunFailure::new("Jo@Example.com", "refused: jo@example.com", Some("X"))])
         .collect();
     store.add_run_failures(&first.run_id, &failures[..40]).await.unwrap();
     store.add_run_failures(&first.run_id, &failures[40..]).await.unwrap();
@@ -456,10 +468,24 @@ pub async fn runs_keep_counts_and_every_failure<S: Store>(store: Arc<S>) {
     assert_eq!(run.status, RunStatus::CompletedWithFailures);
     assert_eq!(run.ended_at, Some(at(3)));
     assert_eq!(run.counts, counts);
-    assert_eq!(run.failure_count, 60);
+    assert_eq!(run.failure_count, 61);
+    assert_eq!(run.expires_at, Some(at(90 * 24 * 60)), "the run keeps its expiry");
+    let person = stored_failures.iter().find(|f| f.person.is_some()).cloned();
+    assert_eq!(
+        person,
+        Some(RunFailure {
+            record: "J***@Example.com".into(),
+            person: Some(mapping::email::person_key("jo@example.com")),
+            reason: "refused: j***@example.com".into(),
+            code: Some("X".into()),
+        }),
+        "a person's failure keeps their key, never their address"
+    );
     let mut records: Vec<String> = stored_failures.into_iter().map(|f| f.record).collect();
     records.sort();
-    assert_eq!(records, failures.iter().map(|f| f.record.clone()).collect::<Vec<_>>());
+    let mut expected: Vec<String> = failures.iter().map(|f| f.record.clone()).collect();
+    expected.sort();
+    assert_eq!(records, expected);
 
     let recent: Vec<String> = store
         .recent_runs(1)
@@ -483,6 +509,7 @@ pub async fn a_handed_over_run_resumes_with_what_was_done<S: Store>(store: Arc<S
         counts: BTreeMap::new(),
         failure_count: 0,
         resumed_at: None,
+        expires_at: None,
     };
     store.start_run(&run).await.unwrap();
     assert_eq!(
