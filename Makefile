@@ -6,7 +6,7 @@ VENV := .venv
 PYTHON ?= python3
 WITH_MOTO := tests/support/with-moto.sh
 
-.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo stack-bins venv fuzz validate build deploy bench
+.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo stack-bins venv fuzz validate sf-tools build deploy bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -30,7 +30,7 @@ unit: venv ## Every test in the workspace (unit, property, integration, doc), wi
 	$(WITH_MOTO) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
 	$(MAKE) --no-print-directory stack-bins
 	@df -h . | awk 'NR == 2 {print "disk: " $$4 " free before the end-to-end tests"}'
-	$(WITH_MOTO) $(VENV)/bin/pytest -q -rfE --timeout 900 --maxfail 5 tests/sandbox/py tests/e2e 2>&1 | tee target/pytest-output.log
+	$(WITH_MOTO) $(VENV)/bin/pytest -q -rfE --timeout 900 --maxfail 5 tests/sandbox/py tests/metadata tests/e2e 2>&1 | tee target/pytest-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} /^[0-9]+ passed/ {p += $$1} / failed/ && !/^test result/ {for (i = 1; i < NF; i++) if ($$(i+1) ~ /^failed/) f += $$i} \
 		END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.log target/pytest-output.log
 
@@ -55,9 +55,29 @@ LAMBDA_DIR := target/lambda
 FUNCTIONS := $(patsubst functions/%/Cargo.toml,%,$(wildcard functions/*/Cargo.toml))
 AARCH64 := aarch64-unknown-linux-gnu
 
-validate: venv ## Lint the deployment template with cfn-lint (part of `make test`)
+validate: venv sf-tools ## Lint the template (cfn-lint) and check the Salesforce metadata against SETTINGS (part of `make test`)
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	@echo "infra/template.yaml: cfn-lint clean"
+	$(CARGO) build --quiet --bin cm-sf-admin
+	target/debug/cm-sf-admin --json settings fields $(SETTINGS) > target/settings-fields.json
+	NODE_PATH=$(SF_TOOLS)/node_modules node infra/salesforce/tools/validate.js \
+		--source infra/salesforce/force-app --out target/salesforce-mdapi --fields target/settings-fields.json
+
+# The settings `make validate` checks the metadata against: the defaults with every engagement
+# detail field on (what infra/salesforce ships); `make validate SETTINGS=my-settings.json`
+# checks a deployment's own.
+SETTINGS ?= infra/salesforce/settings-with-detail.json
+
+# Salesforce's metadata library (npm), pinned by infra/salesforce/tools/package-lock.json, in a
+# git-ignored folder; reinstalled only when the pins change.
+SF_TOOLS := target/sf-tools
+sf-tools: $(SF_TOOLS)/.installed
+
+$(SF_TOOLS)/.installed: infra/salesforce/tools/package.json infra/salesforce/tools/package-lock.json
+	mkdir -p $(SF_TOOLS)
+	cp infra/salesforce/tools/package.json infra/salesforce/tools/package-lock.json $(SF_TOOLS)/
+	cd $(SF_TOOLS) && npm ci --no-audit --no-fund --silent
+	touch $@
 
 build: $(VENV)/.installed-build ## Release build of every function for Lambda arm64: target/lambda/<function>/bootstrap
 	rustup target list --installed | grep -qx $(AARCH64) || rustup target add $(AARCH64)

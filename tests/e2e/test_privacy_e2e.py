@@ -3,7 +3,6 @@ webhook delivery, at the most verbose log level the template allows (DEBUG); aft
 captured function log, run record, retry-queue entry or webhook record holds a whole address of
 the scenario, and the admin CLI still finds a person's failures by their address."""
 
-import hashlib
 import json
 import os
 import re
@@ -13,7 +12,7 @@ import boto3
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack  # noqa: E402
+from stack import Stack, person_key  # noqa: E402
 from test_rules_e2e import main_id, settings_for, small_scenario  # noqa: E402
 
 ADDRESS = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]+")
@@ -32,12 +31,6 @@ def stack():
 def scenario_addresses(stack):
     people = stack.scenario["sf"]["records"]["Contact"] + stack.scenario["sf"]["records"]["Lead"]
     return {p["Email"].lower() for p in people if p.get("Email")}
-
-
-def person_key(email):
-    """The key run records keep for a person (mapping::email::person_key, as documented)."""
-    digest = hashlib.sha256(b"cm-sf-sync person\x00" + email.strip().lower().encode()).hexdigest()
-    return "p-" + digest[:32]
 
 
 def whole_addresses_in(text, addresses):

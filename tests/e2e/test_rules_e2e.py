@@ -11,14 +11,14 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack, generate_scenario  # noqa: E402
+from stack import Stack, generate_scenario, person_key  # noqa: E402
 
 MAIN = "November newsletter"
 
 
-def small_scenario(language="en"):
+def small_scenario(language="en", recipients=8):
     path = os.path.join(tempfile.mkdtemp(), "scenario.json")
-    scenario = generate_scenario(path, recipients=8, activities=0, extra_campaigns=0, draft_after_enable=False)
+    scenario = generate_scenario(path, recipients=recipients, activities=0, extra_campaigns=0, draft_after_enable=False)
     main = next(c for c in scenario["cm"]["campaigns"] if c["name"] == MAIN)
     main["recipients"] = []  # no Sent records: members start as "Sent"
     sf = scenario["sf"]
@@ -98,9 +98,10 @@ def test_unmatched_and_ambiguous_emails_are_reported_never_guessed(stack):
     outcome = stack.request_sync(cm)
     assert "plan" not in outcome, "a function answers with a summary; the skips are in the run record"
     run = json.loads(stack.admin("--json", "run", outcome["run_id"]))
-    reasons = {failure["record"]: failure["reason"] for failure in run["failures"]}
-    assert reasons["stranger@example.com"] == "unmatched email"
-    assert reasons["person0000005@example.com"] == "several matches"
+    reasons = {failure.get("person"): failure["reason"] for failure in run["failures"]}
+    assert reasons[person_key("stranger@example.com")] == "unmatched email"
+    assert reasons[person_key("person0000005@example.com")] == "several matches"
+    assert "stranger@example.com" not in json.dumps(run), "the run record keeps no whole address"
     assert not any(m["Email"] == "person0000005@example.com" for m in stack.records("CampaignMember"))
 
 

@@ -184,6 +184,14 @@ pub enum SettingsCommand {
         /// The JSON document.
         file: PathBuf,
     },
+    /// The Salesforce fields a settings file names, with the type each must have (validated;
+    /// needs no AWS access): what `make validate SETTINGS=FILE` checks against the metadata.
+    ///
+    /// Example: cm-sf-admin --json settings fields settings.json
+    Fields {
+        /// The JSON document.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

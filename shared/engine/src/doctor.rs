@@ -519,6 +519,34 @@ mod tests {
     }
 
     #[test]
+    fn an_engagement_detail_field_that_is_on_is_checked_like_the_others() {
+        let mut with_detail = settings();
+        with_detail.member_detail_fields = mapping::settings::MemberDetailFields::every_shipped();
+        let mut describes = org(&with_detail);
+        assert!(problems(&check_salesforce(&with_detail, &describes)).is_empty());
+        let member = describes.get_mut("CampaignMember").unwrap();
+        member.fields.retain(|f| f.name != "CM_Last_Clicked_URL__c");
+        for f in &mut member.fields {
+            if f.name == "CM_First_Opened__c" {
+                f.field_type = "string".into();
+            }
+        }
+        let checks: Vec<String> = problems(&check_salesforce(&with_detail, &describes))
+            .iter()
+            .map(|f| f.check.clone())
+            .collect();
+        assert_eq!(
+            checks,
+            [
+                "field CampaignMember.CM_First_Opened__c",
+                "field CampaignMember.CM_Last_Clicked_URL__c"
+            ],
+        );
+        // Off (the default): not needed, not checked.
+        assert!(problems(&check_salesforce(&settings(), &describes)).is_empty());
+    }
+
+    #[test]
     fn wrong_types_read_only_fields_and_a_non_unique_link_are_problems() {
         let mut describes = org(&settings());
         let campaign = describes.get_mut("Campaign").unwrap();

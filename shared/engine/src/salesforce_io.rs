@@ -4,10 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use mapping::decision::MemberState;
+use mapping::engagement::{DetailValue, EngagementDetail};
 use mapping::matching::{PersonCandidate, PersonKind};
 use mapping::people::PersonEmailState;
 use mapping::plan::{CampaignPlan, ExistingMember, PersonUpdate};
-use mapping::settings::Settings;
+use mapping::settings::{MemberDetailFields, Settings};
 use mapping::statuses::{ExistingStatus, StatusToCreate};
 use mapping::{ActivityKind, email::normalize_email};
 use salesforce::soql::quote;
@@ -29,6 +30,20 @@ fn time(value: &Value, field: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// The engagement detail fields the settings name, as the member holds them.
+fn read_detail(row: &Value, fields: &MemberDetailFields) -> EngagementDetail {
+    let mut detail = EngagementDetail::default();
+    for (field, name) in fields.fields() {
+        let value = if field.is_date() {
+            time(row, name).map(DetailValue::Date)
+        } else {
+            text(row, name).map(DetailValue::Text)
+        };
+        detail.set(field, value);
+    }
+    detail
+}
+
 /// Members of the campaign, keyed by person Id, with the email each stands for.
 #[derive(Default)]
 pub(crate) struct Members {
@@ -44,8 +59,13 @@ pub(crate) async fn read_members(
     emails: &[String],
 ) -> Result<Members, SfError> {
     let fields = &settings.member_fields;
+    let detail: String = settings
+        .member_detail_fields
+        .fields()
+        .map(|(_, name)| format!(", {name}"))
+        .collect();
     let select = format!(
-        "SELECT Id, ContactId, LeadId, Email, Status, {}, {}, {} FROM CampaignMember WHERE CampaignId = {}",
+        "SELECT Id, ContactId, LeadId, Email, Status, {}, {}, {}{detail} FROM CampaignMember WHERE CampaignId = {}",
         fields.activity_date,
         fields.activity_kind,
         fields.once_only_marker,
@@ -66,6 +86,7 @@ pub(crate) async fn read_members(
             activity_date: time(&row, &fields.activity_date),
             activity_kind: kind,
             once_only_at: time(&row, &fields.once_only_marker),
+            detail: read_detail(&row, &settings.member_detail_fields),
         };
         if let Some(email) = text(&row, "Email") {
             members.email_of_person.insert(person.clone(), normalize_email(&email));
@@ -254,6 +275,14 @@ fn member_fields(settings: &Settings, state: &MemberState, record: &mut Map<Stri
         fields.once_only_marker.clone(),
         state.once_only_at.map_or(Value::Null, |d| json!(d.to_rfc3339())),
     );
+    for (field, name) in settings.member_detail_fields.fields() {
+        let value = match state.detail.value(field) {
+            Some(DetailValue::Date(at)) => json!(at.to_rfc3339()),
+            Some(DetailValue::Text(text)) => json!(text),
+            None => Value::Null,
+        };
+        record.insert(name.to_owned(), value);
+    }
 }
 
 fn note(applied: &mut Applied, subject: &str, outcome: &RecordOutcome) -> bool {

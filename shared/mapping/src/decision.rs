@@ -39,6 +39,9 @@ pub struct MemberState {
     pub activity_kind: Option<ActivityKind>,
     /// `once_only`: the date of the interaction that used the single update (`None`: unused).
     pub once_only_at: Option<DateTime<Utc>>,
+    /// The engagement detail fields the settings name (the rest stay `None`).
+    #[serde(default)]
+    pub detail: crate::engagement::EngagementDetail,
 }
 
 impl MemberState {
@@ -49,6 +52,7 @@ impl MemberState {
             activity_date: None,
             activity_kind: None,
             once_only_at: None,
+            detail: Default::default(),
         }
     }
 
@@ -351,6 +355,7 @@ mod tests {
             activity_date: Some(at(12, 0)),
             activity_kind: Some(ActivityKind::Clicked),
             once_only_at: None,
+            detail: Default::default(),
         };
         let decision = decide_member(&current, &[occ(ActivityKind::Opened, 11, 0)], &s);
         assert!(!decision.needs_write());

@@ -73,6 +73,7 @@ pub mod autocreate;
 pub mod cadence;
 pub mod decision;
 pub mod email;
+pub mod engagement;
 pub mod links;
 pub mod matching;
 pub mod people;

@@ -131,6 +131,7 @@ impl Fixture {
                     activity_date: Some(at(9, 30)),
                     activity_kind: Some(ActivityKind::Clicked),
                     once_only_at: None,
+                    detail: Default::default(),
                 },
             ),
         ]);

@@ -61,6 +61,7 @@ fn member() -> impl Strategy<Value = MemberState> {
                 once_only_at: activity_date
                     .zip(used_before)
                     .map(|(date, back)| date - Duration::minutes(back)),
+                detail: Default::default(),
             }
         })
 }

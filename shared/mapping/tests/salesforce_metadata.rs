@@ -1,6 +1,7 @@
 //! The Salesforce metadata in `infra/salesforce` (what an admin deploys with
 //! `sf project deploy start`) is well-formed and names exactly the fields the default settings
-//! use, with the types the sync needs; the permission set grants each of them.
+//! use, and the engagement detail fields they may turn on, with the types the sync needs; the
+//! permission set grants each of them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
@@ -85,15 +86,19 @@ fn expected(fields: &[RequiredField]) -> BTreeSet<DeclaredField> {
         .collect()
 }
 
-fn default_settings() -> Settings {
-    Settings::new(vec!["a".repeat(32)], chrono_tz::Australia::Sydney)
+/// The default settings with every engagement detail field on: what the shipped metadata must
+/// hold (a deployment turns detail fields on without deploying anything else).
+fn shipped_settings() -> Settings {
+    let mut settings = Settings::new(vec!["a".repeat(32)], chrono_tz::Australia::Sydney);
+    settings.member_detail_fields = mapping::settings::MemberDetailFields::every_shipped();
+    settings
 }
 
 #[test]
 fn every_metadata_file_is_well_formed_salesforce_metadata() {
     let mut files = Vec::new();
     xml_files(&source_dir(), &mut files);
-    assert!(files.len() >= 11, "fields and the permission set: {files:?}");
+    assert!(files.len() >= 17, "fields and the permission set: {files:?}");
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
@@ -107,15 +112,15 @@ fn every_metadata_file_is_well_formed_salesforce_metadata() {
 }
 
 #[test]
-fn the_custom_fields_are_exactly_those_the_default_settings_name() {
-    let settings = default_settings();
+fn the_custom_fields_are_exactly_those_the_default_settings_and_the_detail_fields_name() {
+    let settings = shipped_settings();
     assert_eq!(declared_fields(), expected(&settings.required_fields()));
 }
 
 #[test]
 fn a_renamed_setting_no_longer_matches_the_metadata() {
     // The comparison above is not vacuous: a settings document naming another field differs.
-    let mut settings = default_settings();
+    let mut settings = shipped_settings();
     settings.member_fields.activity_date = "Other_Date__c".to_owned();
     assert_ne!(declared_fields(), expected(&settings.required_fields()));
 }
@@ -141,7 +146,7 @@ fn the_permission_set_grants_every_field_the_sync_writes_and_nothing_else() {
             child_text(permission, "field").unwrap().to_owned()
         })
         .collect();
-    let mut needed: BTreeSet<String> = default_settings()
+    let mut needed: BTreeSet<String> = shipped_settings()
         .required_fields()
         .iter()
         .map(|f| format!("{}.{}", f.object, f.field))

@@ -66,6 +66,16 @@ enum Cmd {
         #[arg(long, default_value_t = 7)]
         reps: usize,
     },
+    /// Members added and the Salesforce storage they take, for workload M's first full sync with
+    /// `add_missing_members` `all_recipients` and `engaged`; prints its section of
+    /// BENCHMARKS.md (the suite writes the same section).
+    ///
+    /// Example: cm-sf-bench members
+    Members {
+        /// Scenario cache directory.
+        #[arg(long, default_value = "target/bench")]
+        dir: PathBuf,
+    },
     /// One measured sync (the suite runs this in a child process).
     Once {
         /// The job, as a JSON file.
@@ -158,6 +168,7 @@ async fn main() -> std::process::ExitCode {
             Ok(variants) => day_report(campaigns, &variants).await.map(|report| print!("{report}")),
             Err(error) => Err(error),
         },
+        Cmd::Members { dir } => members_report(&dir).await.map(|report| print!("{report}")),
         Cmd::Webhooks { reps } => webhooks::measure(reps)
             .await
             .map(|figures| print!("{}", figures.report())),
@@ -292,13 +303,19 @@ async fn run_child(job: &Job, dir: &Path) -> Result<Figures, String> {
     serde_json::from_slice(&output.stdout).map_err(|e| format!("child output: {e}"))
 }
 
-async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<(), String> {
-    if std::env::var("AWS_ENDPOINT_URL").is_err() {
-        return Err("AWS_ENDPOINT_URL is not set: run through `make bench` (it starts the moto emulator)".into());
-    }
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let mut rows = Vec::new();
-    for workload in WORKLOADS.iter().filter(|w| names.iter().any(|n| n == w.name)) {
+/// A workload's scenario, generated and written for the sandbox, and what the jobs need of it.
+struct Generated {
+    shape: sandbox::generate::Shape,
+    path: PathBuf,
+    cm_campaign: String,
+    list_id: String,
+    cm_clients: Vec<String>,
+    zone: String,
+    members_before: usize,
+}
+
+impl Generated {
+    fn write(workload: &Workload, dir: &Path, file: &str) -> Result<Generated, String> {
         let shape = sandbox::generate::Shape {
             seed: workload.seed,
             recipients: workload.recipients,
@@ -310,9 +327,10 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
             workload.name, shape.recipients, shape.activities, shape.seed
         );
         let scenario = sandbox::generate::generate(&shape);
-        let path = dir.join(format!("{}.json", workload.name));
-        let file = std::fs::File::create(&path).map_err(|e| e.to_string())?;
-        serde_json::to_writer(std::io::BufWriter::new(file), &scenario).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let path = dir.join(format!("{file}.json"));
+        let writer = std::fs::File::create(&path).map_err(|e| e.to_string())?;
+        serde_json::to_writer(std::io::BufWriter::new(writer), &scenario).map_err(|e| e.to_string())?;
         let cm_campaign = scenario
             .cm
             .campaigns
@@ -320,10 +338,34 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
             .find(|c| c.name == "November newsletter")
             .map(|c| c.id.clone())
             .ok_or("no main campaign")?;
-        let list_id = scenario.cm.lists.first().map(|l| l.id.clone()).unwrap_or_default();
-        let cm_clients: Vec<String> = scenario.cm.clients.iter().map(|c| c.id.clone()).collect();
-        let zone = scenario.cm.timezone.clone();
-        drop(scenario);
+        Ok(Generated {
+            shape,
+            path,
+            cm_campaign,
+            list_id: scenario.cm.lists.first().map(|l| l.id.clone()).unwrap_or_default(),
+            cm_clients: scenario.cm.clients.iter().map(|c| c.id.clone()).collect(),
+            zone: scenario.cm.timezone.clone(),
+            members_before: scenario.sf.records.get("CampaignMember").map_or(0, Vec::len),
+        })
+    }
+}
+
+async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<(), String> {
+    if std::env::var("AWS_ENDPOINT_URL").is_err() {
+        return Err("AWS_ENDPOINT_URL is not set: run through `make bench` (it starts the moto emulator)".into());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for workload in WORKLOADS.iter().filter(|w| names.iter().any(|n| n == w.name)) {
+        let Generated {
+            shape,
+            path,
+            cm_campaign,
+            list_id,
+            cm_clients,
+            zone,
+            ..
+        } = Generated::write(workload, dir, workload.name)?;
         let sandbox = Sandbox::start(&path)?;
         for (mode, latency_ms) in workload.cases {
             let job = Job {
@@ -341,6 +383,7 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
                     Vec::new()
                 },
                 now_after: (*mode == "incremental" || *mode == "noop").then(|| "2026-11-27 12:00:00".to_owned()),
+                add_missing_members: None,
             };
             // The naive way takes minutes a run and varies little: two runs, no warm-up.
             let (warmups, measured) = if *mode == "naive" {
@@ -380,7 +423,8 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
     }
     let cold = coldstart::measure(11).await?;
     let intake = webhooks::measure(7).await?;
-    let day = day_report(1_000, &[day::Variant::Off, day::Variant::On, day::Variant::Hot]).await?;
+    let mut day = members_report(dir).await?;
+    day += &day_report(1_000, &[day::Variant::Off, day::Variant::On, day::Variant::Hot]).await?;
     write_report(out, &rows, &cold, &intake, &day)
 }
 
@@ -564,6 +608,65 @@ fn write_report(
     eprintln!("wrote {}", out.display());
     print!("{text}");
     Ok(())
+}
+
+/// Salesforce counts about 2 KB of data storage per record, CampaignMembers included
+/// (Salesforce Help, "Data and File Storage Allocations").
+const STORAGE_KB_PER_RECORD: f64 = 2.0;
+
+/// Workload M's first full sync with each `add_missing_members` choice: members added and their
+/// storage. The section of BENCHMARKS.md.
+async fn members_report(dir: &Path) -> Result<String, String> {
+    use mapping::settings::AddMissingMembers;
+    if std::env::var("AWS_ENDPOINT_URL").is_err() {
+        return Err("AWS_ENDPOINT_URL is not set: run through `make bench` (it starts the moto emulator)".into());
+    }
+    let workload = WORKLOADS.iter().find(|w| w.name == "M").ok_or("no workload M")?;
+    let generated = Generated::write(workload, dir, "M-members")?;
+    let members_before = generated.members_before;
+    let job = Job {
+        cm_url: String::new(),
+        sf_url: String::new(),
+        cm_clients: generated.cm_clients,
+        zone: generated.zone,
+        cm_campaign: generated.cm_campaign,
+        sf_campaign: "701000SB0000000001".into(),
+        mode: "full".into(),
+        latency_ms: 0,
+        new_activity: Vec::new(),
+        now_after: None,
+        add_missing_members: None,
+    };
+    let sandbox = Sandbox::start(&generated.path)?;
+    let mut report = format!(
+        "\n## Members and Salesforce storage\n\nWorkload M ({} recipients of one send, {} activities, 95% of recipients are Leads or Contacts in Salesforce, {members_before} already members): what its first full sync adds as CampaignMembers, by `add_missing_members`, at about {STORAGE_KB_PER_RECORD:.0} KB of Salesforce data storage per record. Recipients who did not engage are counted in the Campaign's statistics either way.\n\n| `add_missing_members` | members added | about (MB of SF data storage) | matched recipients not added | SF calls (reads / writes / bulk) |\n|---|---|---|---|---|\n",
+        workload.recipients, workload.activities,
+    );
+    for (label, choice) in [
+        ("all_recipients", AddMissingMembers::AllRecipients),
+        ("engaged", AddMissingMembers::Engaged),
+    ] {
+        sandbox.reset().await?;
+        let job = Job {
+            cm_url: sandbox.cm_url.clone(),
+            sf_url: sandbox.sf_url.clone(),
+            add_missing_members: Some(choice),
+            ..job.clone()
+        };
+        let figures = run_child(&job, dir).await?;
+        eprintln!("[M members] {label}: {figures:?}");
+        let megabytes = figures.members_added as f64 * STORAGE_KB_PER_RECORD / 1024.0;
+        report += &format!(
+            "| `{label}` | {} | {megabytes:.0} | {} | {} ({} / {} / {}) |\n",
+            figures.members_added,
+            figures.recipients_not_added,
+            figures.sf_reads + figures.sf_writes + figures.sf_bulk,
+            figures.sf_reads,
+            figures.sf_writes,
+            figures.sf_bulk,
+        );
+    }
+    Ok(report)
 }
 
 /// The simulated day with the cadence off and on: the section of BENCHMARKS.md.

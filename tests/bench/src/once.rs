@@ -40,6 +40,9 @@ pub struct Job {
     pub new_activity: Vec<Value>,
     /// CM's clock after the new activity.
     pub now_after: Option<String>,
+    /// Which recipients become members (the default's when absent).
+    #[serde(default)]
+    pub add_missing_members: Option<mapping::settings::AddMissingMembers>,
 }
 
 /// Figures of one measured sync.
@@ -63,6 +66,12 @@ pub struct Figures {
     pub dynamodb_requests: u64,
     /// Peak resident memory of this process during the measured sync, MiB.
     pub peak_rss_mib: f64,
+    /// CampaignMembers the sync created.
+    #[serde(default)]
+    pub members_added: u64,
+    /// Matched recipients left out (`engaged`).
+    #[serde(default)]
+    pub recipients_not_added: u64,
 }
 
 /// Counts an AWS client's HTTP requests (every attempt; one interceptor serves every SDK client).
@@ -124,7 +133,10 @@ pub async fn run(job: Job) -> Result<Figures, String> {
         .await
         .map_err(|e| e.to_string())?;
     let store = DynamoStore::new(dynamo, table);
-    let settings = Settings::new(job.cm_clients.clone(), zone);
+    let mut settings = Settings::new(job.cm_clients.clone(), zone);
+    if let Some(choice) = job.add_missing_members {
+        settings.add_missing_members = choice;
+    }
     store
         .save_settings(&settings, None, chrono::Utc::now())
         .await
@@ -166,8 +178,10 @@ pub async fn run(job: Job) -> Result<Figures, String> {
     control.set_latency(job.latency_ms).await?;
 
     let measuring = Measuring::start(&engine, &control, &counter).await?;
-    let events = sync_once(&engine, &job.cm_campaign).await?;
-    let figures = measuring.finish(&engine, &control, &counter, events).await?;
+    let counts = sync_once(&engine, &job.cm_campaign).await?;
+    let mut figures = measuring.finish(&engine, &control, &counter, counts.activities).await?;
+    figures.members_added = counts.members_added;
+    figures.recipients_not_added = counts.recipients_not_added;
     control.set_latency(0).await?;
     Ok(figures)
 }
@@ -216,11 +230,15 @@ impl Measuring {
             cm_calls: control.cm_calls().await? - self.cm,
             dynamodb_requests: counter.0.load(Ordering::Relaxed) - self.dynamodb,
             peak_rss_mib: peak,
+            ..Figures::default()
         })
     }
 }
 
-async fn sync_once(engine: &Engine<DynamoStore, MemorySink>, cm_campaign: &str) -> Result<u64, String> {
+async fn sync_once(
+    engine: &Engine<DynamoStore, MemorySink>,
+    cm_campaign: &str,
+) -> Result<engine::campaign::RunCounts, String> {
     let settings = engine.settings().await.map_err(|e| e.to_string())?;
     let outcome = engine
         .sync_campaign(
@@ -233,7 +251,7 @@ async fn sync_once(engine: &Engine<DynamoStore, MemorySink>, cm_campaign: &str) 
         .await
         .map_err(|e| e.to_string())?;
     match outcome {
-        engine::campaign::CampaignOutcome::Done { counts, .. } => Ok(counts.activities),
+        engine::campaign::CampaignOutcome::Done { counts, .. } => Ok(counts),
         other => Err(format!("sync did not finish: {other:?}")),
     }
 }

@@ -48,7 +48,8 @@ impl Default for Shape {
     }
 }
 
-/// The custom fields the product's default settings name.
+/// The custom fields `infra/salesforce` ships (those the default settings name, and the
+/// engagement detail fields a deployment may turn on).
 pub fn product_custom_fields() -> BTreeMap<String, Vec<CustomField>> {
     let field = |name: &str, field_type: &str, external_id: bool| CustomField {
         name: name.into(),
@@ -74,6 +75,12 @@ pub fn product_custom_fields() -> BTreeMap<String, Vec<CustomField>> {
                 field("CM_Activity_Date__c", "datetime", false),
                 field("CM_Activity_Kind__c", "string", false),
                 field("CM_Status_Locked_At__c", "datetime", false),
+                field("CM_First_Opened__c", "datetime", false),
+                field("CM_Last_Opened__c", "datetime", false),
+                field("CM_First_Clicked__c", "datetime", false),
+                field("CM_Last_Clicked__c", "datetime", false),
+                field("CM_Last_Clicked_URL__c", "string", false),
+                field("CM_Bounce_Type__c", "string", false),
             ],
         ),
     ])

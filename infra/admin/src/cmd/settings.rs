@@ -13,10 +13,12 @@ use crate::context::{Context, Failure, Report};
 use crate::settings_doc;
 
 pub async fn run(command: SettingsCommand, context: &Context) -> Result<Report, Failure> {
-    let store = context.store().await?;
     match command {
-        SettingsCommand::Show => show(&store).await,
+        // Reads only the file: no AWS access needed.
+        SettingsCommand::Fields { file } => fields(&file),
+        SettingsCommand::Show => show(&context.store().await?).await,
         SettingsCommand::Apply { file } => {
+            let store = context.store().await?;
             let submitted = read_settings_file(&file)?;
             let stored = store.load_settings().await?;
             let version = save(&store, submitted, stored).await?;
@@ -25,9 +27,32 @@ pub async fn run(command: SettingsCommand, context: &Context) -> Result<Report, 
                 json!({"version": version}),
             ))
         }
-        SettingsCommand::Set { key, value } => set(&store, &key, &value).await,
-        SettingsCommand::Diff { file } => diff(&store, &file).await,
+        SettingsCommand::Set { key, value } => set(&context.store().await?, &key, &value).await,
+        SettingsCommand::Diff { file } => diff(&context.store().await?, &file).await,
     }
+}
+
+/// `settings fields FILE`: every Salesforce field the file names, with its type.
+fn fields(file: &Path) -> Result<Report, Failure> {
+    let fields = read_settings_file(file)?.required_fields();
+    let text = fields
+        .iter()
+        .map(|f| {
+            format!(
+                "{}.{}  {:?}{}",
+                f.object,
+                f.field,
+                f.kind,
+                if f.unique_external_id {
+                    "  unique external id"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(Report::new(text, json!(fields)))
 }
 
 async fn show(store: &DynamoStore) -> Result<Report, Failure> {

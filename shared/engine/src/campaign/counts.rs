@@ -20,6 +20,10 @@ pub struct RunCounts {
     pub parts: u64,
     /// Members the plan adds.
     pub members_to_add: u64,
+    /// Matched recipients not added because they did not engage (`add_missing_members:
+    /// engaged`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recipients_not_added: u64,
     /// Member updates planned.
     pub member_updates: u64,
     /// Records skipped, each with a reason.

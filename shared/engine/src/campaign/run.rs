@@ -144,6 +144,7 @@ impl<'a> CampaignRun<'a> {
     /// Counts a part's plan and keeps it in the total.
     pub fn count_planned(&mut self, plan: &CampaignPlan) {
         self.counts.members_to_add += plan.members_to_add.len() as u64;
+        self.counts.recipients_not_added += plan.recipients_not_added as u64;
         self.counts.member_updates += plan.member_updates.len() as u64;
         self.counts.skipped += plan.skips.len() as u64;
         self.counts.match_choices += plan.choices.len() as u64;

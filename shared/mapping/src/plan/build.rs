@@ -112,7 +112,6 @@ pub fn plan_campaign(input: &CampaignSyncInput<'_>, settings: &Settings) -> Camp
                 continue;
             }
         };
-        let occurrences: Vec<Occurrence> = activities.iter().map(|a| a.occurrence()).collect();
         plan_member(
             &mut plan,
             input,
@@ -120,7 +119,7 @@ pub fn plan_campaign(input: &CampaignSyncInput<'_>, settings: &Settings) -> Camp
             email,
             &person_id,
             person_kind,
-            &occurrences,
+            &activities,
             start_label.as_deref(),
             default_label.as_deref(),
         );
@@ -144,10 +143,12 @@ pub(super) fn plan_member(
     email: &str,
     person_id: &str,
     person_kind: PersonKind,
-    occurrences: &[Occurrence],
+    activities: &[&Activity],
     start_label: Option<&str>,
     default_label: Option<&str>,
 ) {
+    let occurrences: Vec<Occurrence> = activities.iter().map(|a| a.occurrence()).collect();
+    let occurrences = occurrences.as_slice();
     let existing = input.members.get(person_id);
     let start = match (existing, start_label) {
         (Some(member), _) => member.state.clone(),
@@ -176,7 +177,12 @@ pub(super) fn plan_member(
             return;
         }
     };
-    let decision = decide_member_in(&start, occurrences, settings, default_label);
+    let mut decision = decide_member_in(&start, occurrences, settings, default_label);
+    // The detail is a min or max over all the member's activity, whatever the Status rules
+    // decided (the Activity Date guard is about the Status, not about when someone opened).
+    decision.after.detail = start
+        .detail
+        .merged(activities.iter().copied(), &settings.member_detail_fields);
     if decision.after.status == start.status
         && settings.rank_of_label(&start.status).is_none()
         && !is_starting_status(&start.status, default_label, settings)

@@ -81,6 +81,14 @@ impl Settings {
         fields.push(member(&self.member_fields.activity_date, FieldKind::DateTime));
         fields.push(member(&self.member_fields.activity_kind, FieldKind::Text));
         fields.push(member(&self.member_fields.once_only_marker, FieldKind::DateTime));
+        for (detail, name) in self.member_detail_fields.fields() {
+            let kind = if detail.is_date() {
+                FieldKind::DateTime
+            } else {
+                FieldKind::Text
+            };
+            fields.push(member(name, kind));
+        }
         fields.sort();
         fields
     }

@@ -179,6 +179,79 @@ impl Default for MemberFields {
     }
 }
 
+/// Engagement detail on the member, opt-in field by field: detail → SF CampaignMember field
+/// (`None`: not kept); see [`crate::engagement`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemberDetailFields {
+    /// Date/Time: the earliest open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_opened: Option<String>,
+    /// Date/Time: the latest open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_opened: Option<String>,
+    /// Date/Time: the earliest click.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_clicked: Option<String>,
+    /// Date/Time: the latest click.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_clicked: Option<String>,
+    /// Text: the URL of the latest click (needs `last_clicked`, which dates it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_clicked_url: Option<String>,
+    /// Text: the most severe bounce type (`Hard`, else `Soft`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bounce_type: Option<String>,
+}
+
+impl MemberDetailFields {
+    /// Every detail field on, under the names `infra/salesforce` ships.
+    pub fn every_shipped() -> Self {
+        let mut fields = MemberDetailFields::default();
+        for field in crate::engagement::DetailField::ALL {
+            *fields.field_mut(field) = Some(field.shipped_field().to_owned());
+        }
+        fields
+    }
+
+    /// No detail field is on.
+    pub fn is_empty(&self) -> bool {
+        self.fields().next().is_none()
+    }
+
+    /// The SF field a detail field is kept in, if it is on.
+    pub fn field(&self, field: crate::engagement::DetailField) -> Option<&str> {
+        use crate::engagement::DetailField::*;
+        match field {
+            FirstOpened => self.first_opened.as_deref(),
+            LastOpened => self.last_opened.as_deref(),
+            FirstClicked => self.first_clicked.as_deref(),
+            LastClicked => self.last_clicked.as_deref(),
+            LastClickedUrl => self.last_clicked_url.as_deref(),
+            BounceType => self.bounce_type.as_deref(),
+        }
+    }
+
+    fn field_mut(&mut self, field: crate::engagement::DetailField) -> &mut Option<String> {
+        use crate::engagement::DetailField::*;
+        match field {
+            FirstOpened => &mut self.first_opened,
+            LastOpened => &mut self.last_opened,
+            FirstClicked => &mut self.first_clicked,
+            LastClicked => &mut self.last_clicked,
+            LastClickedUrl => &mut self.last_clicked_url,
+            BounceType => &mut self.bounce_type,
+        }
+    }
+
+    /// The detail fields that are on, with their SF field names.
+    pub fn fields(&self) -> impl Iterator<Item = (crate::engagement::DetailField, &str)> {
+        crate::engagement::DetailField::ALL
+            .into_iter()
+            .filter_map(|field| self.field(field).map(|name| (field, name)))
+    }
+}
+
 /// The IANA zone CM's offset-less dates are read in. Serialized as its IANA name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CmTimezone(pub Tz);
@@ -296,6 +369,9 @@ pub struct Settings {
     /// The custom CampaignMember fields the rules need.
     #[serde(default)]
     pub member_fields: MemberFields,
+    /// Opt-in engagement detail on the member (none by default).
+    #[serde(default, skip_serializing_if = "MemberDetailFields::is_empty")]
+    pub member_detail_fields: MemberDetailFields,
     /// External-id field on SF Campaign holding the CM campaign id.
     #[serde(default = "default_link_field")]
     pub campaign_link_field: String,
@@ -380,6 +456,7 @@ impl Settings {
             cm_lists: Vec::new(),
             cm_timezone: CmTimezone(cm_timezone),
             member_fields: MemberFields::default(),
+            member_detail_fields: MemberDetailFields::default(),
             campaign_link_field: default_link_field(),
             sync_cadence: crate::cadence::SyncCadence::default(),
             run_retention_days: DEFAULT_RUN_RETENTION_DAYS,
@@ -549,6 +626,48 @@ mod tests {
         assert!(
             errors.iter().any(|e| e.field == field && e.problem.contains(words)),
             "expected an error on `{field}` mentioning \"{words}\", got {errors:?}"
+        );
+    }
+
+    #[test]
+    fn engagement_detail_fields_are_opt_in_and_checked_like_the_other_member_fields() {
+        let settings = Settings::from_json(&minimal_json()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(settings.member_detail_fields.is_empty(), "off unless named");
+        assert!(!settings.to_json().contains("member_detail_fields"));
+        let on = Settings::from_json(&with(
+            r#"{"member_detail_fields": {"first_opened": "CM_First_Opened__c", "last_clicked": "CM_Last_Clicked__c", "last_clicked_url": "CM_Last_Clicked_URL__c"}}"#,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let named: Vec<&str> = on.member_detail_fields.fields().map(|(_, name)| name).collect();
+        assert_eq!(
+            named,
+            ["CM_First_Opened__c", "CM_Last_Clicked__c", "CM_Last_Clicked_URL__c"]
+        );
+        assert!(
+            on.required_fields()
+                .iter()
+                .any(|f| f.field == "CM_Last_Clicked_URL__c" && f.kind == FieldKind::Text),
+            "doctor checks the fields that are on"
+        );
+        assert_refused(
+            &with(r#"{"member_detail_fields": {"last_clicked_url": "CM_Last_Clicked_URL__c"}}"#),
+            "member_detail_fields.last_clicked_url",
+            "needs `last_clicked`",
+        );
+        assert_refused(
+            &with(r#"{"member_detail_fields": {"last_opened": "CM_Activity_Date__c"}}"#),
+            "member_detail_fields.last_opened",
+            "used for two member fields",
+        );
+        assert_refused(
+            &with(r#"{"member_detail_fields": {"bounce_type": "Bounce Type"}}"#),
+            "member_detail_fields.bounce_type",
+            "",
+        );
+        assert_refused(
+            &with(r#"{"member_detail_fields": {"first_open": "X__c"}}"#),
+            "member_detail_fields.first_open",
+            "expected one of `first_opened`",
         );
     }
 

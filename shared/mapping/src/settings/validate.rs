@@ -285,19 +285,33 @@ impl Settings {
     fn check_custom_fields(&self, statistics: &BTreeMap<&str, CampaignStat>, problems: &mut Problems) {
         let member = &self.member_fields;
         let mut member_names = BTreeSet::new();
-        for (name, value) in [
-            ("activity_date", &member.activity_date),
-            ("activity_kind", &member.activity_kind),
-            ("once_only_marker", &member.once_only_marker),
-        ] {
+        let detail = &self.member_detail_fields;
+        let detail_paths: Vec<(String, &str)> = detail
+            .fields()
+            .map(|(field, name)| (format!("member_detail_fields.{}", field.key()), name))
+            .collect();
+        for (path, value) in [
+            ("member_fields.activity_date".to_owned(), member.activity_date.as_str()),
+            ("member_fields.activity_kind".to_owned(), member.activity_kind.as_str()),
+            (
+                "member_fields.once_only_marker".to_owned(),
+                member.once_only_marker.as_str(),
+            ),
+        ]
+        .into_iter()
+        .chain(detail_paths)
+        {
             if let Err(problem) = check_custom_field(value) {
-                problems.add(format!("member_fields.{name}"), problem);
+                problems.add(path, problem);
             } else if !member_names.insert(value.to_ascii_lowercase()) {
-                problems.add(
-                    format!("member_fields.{name}"),
-                    format!("`{value}` is used for two member fields"),
-                );
+                problems.add(path, format!("`{value}` is used for two member fields"));
             }
+        }
+        if detail.last_clicked_url.is_some() && detail.last_clicked.is_none() {
+            problems.add(
+                "member_detail_fields.last_clicked_url",
+                "needs `last_clicked` too: the URL kept is the latest click's, and its date is what makes it the latest",
+            );
         }
         if let Err(problem) = check_custom_field(&self.campaign_link_field) {
             problems.add("campaign_link_field", problem);
