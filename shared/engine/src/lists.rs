@@ -92,7 +92,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         for (state, kind) in STATES {
             let since = watermarks
                 .get(state.resource())
-                .map(|w| CmTimestamp::from_utc(*w, settings.zone()));
+                .map(|w| CmTimestamp::since(*w, settings.zone()));
             let subscribers = self.cm.list_subscribers(list_id, state, since).await?;
             activities.extend(
                 subscribers

@@ -1892,3 +1892,45 @@ async fn engaged_adds_only_the_engaged_recipients_of_a_10_000_recipient_send_wit
         "the statistics do not depend on who is a member"
     );
 }
+
+#[tokio::test]
+async fn an_open_dated_in_the_hour_that_repeats_when_clocks_go_back_is_read() {
+    // Sydney, 2027-04-04: at 03:00 AEDT clocks go back to 02:00 AEST, so 02:00-03:00 local
+    // happens twice. CM dates and filters in local wall-clock time (the sandbox too).
+    let h = Harness::new(
+        generate(&Shape {
+            recipients: 10,
+            activities: 0,
+            in_salesforce: 1.0,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let cm = h.link_main().await;
+    // A first sync during the first 02:xx hour.
+    h.set_cm_now("2027-04-04 02:40:00").await;
+    assert!(matches!(h.sync(&cm, false).await, CampaignOutcome::Done { .. }));
+    // An hour later by the clock of the world, 02:xx again: an open dated 02:20, after the
+    // first sync, though its local date is earlier than that sync's watermark (02:35).
+    let person = &h.scenario.sf.records["Contact"][0];
+    let email = person["Email"].as_str().unwrap().to_owned();
+    let list = h.scenario.cm.lists[0].id.clone();
+    h.add_activity(
+        &cm,
+        json!([{"kind": "open", "email": email, "list_id": list, "date": "2027-04-04 02:20:00"}]),
+    )
+    .await;
+    h.set_cm_now("2027-04-04 02:50:00").await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    assert!(counts.activities >= 1, "the open was read: {counts:?}");
+    let member = h
+        .sf_records("CampaignMember")
+        .await
+        .into_iter()
+        .find(|m| m["ContactId"] == person["Id"])
+        .expect("the opener is a member");
+    assert_eq!(member["Status"], "Opened");
+}

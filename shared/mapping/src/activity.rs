@@ -161,6 +161,18 @@ impl CmTimestamp {
     pub fn from_utc(at: DateTime<Utc>, zone: Tz) -> Self {
         CmTimestamp(at.with_timezone(&zone).naive_local())
     }
+
+    /// The local time to ask CM for records "since" `at`: CM filters on its local wall-clock
+    /// dates (the sandbox does too: the less convenient reading), and when clocks go back an
+    /// hour repeats, so a record dated after `at` can carry an earlier local time than `at`'s.
+    /// The earlier of `at`'s local time and that of an hour later less an hour covers a
+    /// fall-back of up to an hour within the next hour (re-reading at most an hour: harmless,
+    /// the Activity Date guard makes it idempotent); with no transition both are the same.
+    pub fn since(at: DateTime<Utc>, zone: Tz) -> Self {
+        let here = Self::from_utc(at, zone).0;
+        let hour_later = Self::from_utc(at + Duration::hours(1), zone).0 - Duration::hours(1);
+        CmTimestamp(here.min(hour_later))
+    }
 }
 
 impl fmt::Display for CmTimestamp {
@@ -235,6 +247,29 @@ pub struct Occurrence {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn since_covers_the_hour_that_repeats_when_clocks_go_back() {
+        let sydney: Tz = "Australia/Sydney".parse().unwrap_or(chrono_tz::UTC);
+        let utc = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .map(|t| t.to_utc())
+                .unwrap_or_default()
+        };
+        let local = |at: &str| CmTimestamp::since(utc(at), sydney).to_string();
+        // 2027-04-04 03:00 AEDT (16:00 UTC) becomes 02:00 AEST: 02:00-03:00 local happens twice.
+        // 02:15 local, first time (15:15 UTC): a record an hour later is dated 02:10 local again.
+        assert_eq!(local("2027-04-03T15:15:00Z"), "2027-04-04 01:15:00");
+        // In the second 02:xx hour nothing repeats after it: its own local time.
+        assert_eq!(local("2027-04-03T16:10:00Z"), "2027-04-04 02:10:00");
+        // Any other day (and when clocks go forward): the plain local time.
+        assert_eq!(local("2027-03-01T00:00:00Z"), "2027-03-01 11:00:00");
+        assert_eq!(local("2026-10-03T15:30:00Z"), "2026-10-04 01:30:00");
+        assert_eq!(
+            CmTimestamp::since(utc("2027-03-01T00:00:00Z"), sydney),
+            CmTimestamp::from_utc(utc("2027-03-01T00:00:00Z"), sydney)
+        );
+    }
+
     use super::*;
     use chrono::NaiveDate;
 

@@ -98,7 +98,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 run.next_watermarks.insert(kind.as_str().to_owned(), at);
                 continue;
             }
-            let since = stored.map(|w| CmTimestamp::from_utc(w, zone));
+            let since = stored.map(|w| CmTimestamp::since(w, zone));
             streams.push(self.cm.activity(run.cm_id(), kind, since));
             // Everything dated up to the settled moment has been read (CM shows records within
             // the settle lag); later records are read again next time, and re-applying them

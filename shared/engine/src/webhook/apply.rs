@@ -241,7 +241,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         };
         // A minute before the earliest event: whether CM's `date` filter includes its own
         // second is not documented, and an event must not go unconfirmed for that.
-        let since = CmTimestamp::from_utc(earliest - chrono::Duration::minutes(1), settings.zone());
+        let since = CmTimestamp::since(earliest - chrono::Duration::minutes(1), settings.zone());
         let shown = self.list_states_since(list_id, since).await?;
         let mut confirmed = Vec::new();
         let mut unconfirmed = Vec::new();
