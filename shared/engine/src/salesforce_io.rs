@@ -288,16 +288,16 @@ fn member_fields(settings: &Settings, state: &MemberState, record: &mut Map<Stri
 fn note(applied: &mut Applied, subject: &str, outcome: &RecordOutcome) -> bool {
     match outcome {
         RecordOutcome::Failed(error) => {
+            let failure = RunFailure::new(subject, &error.message, Some(&error.code));
             if salesforce::is_transient_code(&error.code) {
-                if subject.contains('@') {
-                    applied.transient_people.insert(mapping::email::person_key(subject));
-                } else {
-                    applied.transient_failures = true;
+                match &failure.person {
+                    Some(person) => {
+                        applied.transient_people.insert(person.clone());
+                    }
+                    None => applied.transient_failures = true,
                 }
             }
-            applied
-                .failures
-                .push(RunFailure::new(subject, &error.message, Some(&error.code)));
+            applied.failures.push(failure);
             false
         }
         _ => true,

@@ -610,10 +610,6 @@ fn write_report(
     Ok(())
 }
 
-/// Salesforce counts about 2 KB of data storage per record, CampaignMembers included
-/// (Salesforce Help, "Data and File Storage Allocations").
-const STORAGE_KB_PER_RECORD: f64 = 2.0;
-
 /// Workload M's first full sync with each `add_missing_members` choice: members added and their
 /// storage. The section of BENCHMARKS.md.
 async fn members_report(dir: &Path) -> Result<String, String> {
@@ -639,8 +635,10 @@ async fn members_report(dir: &Path) -> Result<String, String> {
     };
     let sandbox = Sandbox::start(&generated.path)?;
     let mut report = format!(
-        "\n## Members and Salesforce storage\n\nWorkload M ({} recipients of one send, {} activities, 95% of recipients are Leads or Contacts in Salesforce, {members_before} already members): what its first full sync adds as CampaignMembers, by `add_missing_members`, at about {STORAGE_KB_PER_RECORD:.0} KB of Salesforce data storage per record. Recipients who did not engage are counted in the Campaign's statistics either way.\n\n| `add_missing_members` | members added | about (MB of SF data storage) | matched recipients not added | SF calls (reads / writes / bulk) |\n|---|---|---|---|---|\n",
-        workload.recipients, workload.activities,
+        "\n## Members and Salesforce storage\n\nWorkload M ({} recipients of one send, {} activities, 95% of recipients are Leads or Contacts in Salesforce, {members_before} already members): what its first full sync adds as CampaignMembers, by `add_missing_members`, at about {:.0} KB of Salesforce data storage per record. Recipients who did not engage are counted in the Campaign's statistics either way.\n\n| `add_missing_members` | members added | about (MB of SF data storage) | matched recipients not added | SF calls (reads / writes / bulk) |\n|---|---|---|---|---|\n",
+        workload.recipients,
+        workload.activities,
+        mapping::plan::SF_STORAGE_KB_PER_RECORD,
     );
     for (label, choice) in [
         ("all_recipients", AddMissingMembers::AllRecipients),
@@ -655,7 +653,7 @@ async fn members_report(dir: &Path) -> Result<String, String> {
         };
         let figures = run_child(&job, dir).await?;
         eprintln!("[M members] {label}: {figures:?}");
-        let megabytes = figures.members_added as f64 * STORAGE_KB_PER_RECORD / 1024.0;
+        let megabytes = figures.members_added as f64 * mapping::plan::SF_STORAGE_KB_PER_RECORD / 1024.0;
         report += &format!(
             "| `{label}` | {} | {megabytes:.0} | {} | {} ({} / {} / {}) |\n",
             figures.members_added,

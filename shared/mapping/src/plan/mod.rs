@@ -6,7 +6,7 @@ mod build;
 mod report;
 
 pub use build::{plan_campaign, plan_discovery, plan_list_changes};
-pub use report::EmailDisplay;
+pub use report::{EmailDisplay, SF_STORAGE_KB_PER_RECORD};
 
 use std::collections::{BTreeMap, BTreeSet};
 

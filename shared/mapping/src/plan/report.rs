@@ -219,10 +219,13 @@ pub(super) fn describe_status_problem(problem: &crate::statuses::StatusProblem) 
     }
 }
 
-/// About how much Salesforce data storage `members` CampaignMembers take (Salesforce counts
-/// about 2 KB per record: "Data and File Storage Allocations", Salesforce Help).
+/// Salesforce counts about 2 KB of data storage per record, CampaignMembers included ("Data and
+/// File Storage Allocations", Salesforce Help).
+pub const SF_STORAGE_KB_PER_RECORD: f64 = 2.0;
+
+/// About how much Salesforce data storage `members` CampaignMembers take.
 fn storage(members: usize) -> String {
-    let kb = members as f64 * 2.0;
+    let kb = members as f64 * SF_STORAGE_KB_PER_RECORD;
     if kb >= 1024.0 * 1024.0 {
         format!("{:.1} GB", kb / 1024.0 / 1024.0)
     } else if kb >= 1024.0 {
