@@ -6,6 +6,7 @@ function's queue, as the deployed rules and Lambda triggers would.
 Used by `make demo` (demo.py) and the end-to-end tests (test_e2e.py).
 """
 
+import datetime
 import hashlib
 import json
 import os
@@ -162,10 +163,14 @@ def generate_scenario(path, recipients=3000, activities=2400, extra_campaigns=3,
 
 class Stack:
     def __init__(self, scenario_path, settings, quiet=os.environ.get("STACK_QUIET", "1") == "1", functions=True,
-                 log_level=None):
+                 log_level=None, oauth=False, realism=False):
         """`functions=False`: only the sandbox, the emulator and the table (for admin checks
         that need no function running). `log_level`: one the template's `LogLevel` allows, in
-        place of its default."""
+        place of its default. `oauth`: the CM secret holds the scenario's OAuth tokens and the
+        SF secret the refresh-token flow, instead of the API key and the JWT flow. `realism`: the
+        sandbox's realism mode (tests/sandbox/README.md) and OAuth on both sides, whose tokens
+        rotate; CM shows records up to `late_visibility_minutes` after their date, so
+        `set_cm_now` puts CM's clock that much later than the time asked for."""
         assert os.environ.get("AWS_ENDPOINT_URL"), "run under tests/support/with-moto.sh (make test / make demo do)"
         self.quiet = quiet
         self.processes = []
@@ -174,22 +179,42 @@ class Stack:
         self.bus = f"cm-sf-sync-{self.suffix}"
         with open(scenario_path) as f:
             self.scenario = json.load(f)
+        self.realism = realism
+        if realism:
+            oauth = True
+            self.scenario.setdefault("faults", {})["realism"] = True
+            if not self.scenario["cm"].get("oauth"):
+                self.scenario["cm"]["oauth"] = {"client_id": "sandbox-oauth-client", "client_secret": "sandbox-oauth-secret",
+                                                "access_token": "cm-access-start", "refresh_token": "cm-refresh-start"}
+            scenario_path = os.path.join(tempfile.mkdtemp(), "scenario-realism.json")
+            with open(scenario_path, "w") as f:
+                json.dump(self.scenario, f)
 
         sandbox = subprocess.Popen([os.path.join(BIN, "sandbox"), "--scenario", scenario_path], stdout=subprocess.PIPE, text=True)
         self.processes.append(sandbox)
         ready = json.loads(sandbox.stdout.readline())
         self.cm_url, self.sf_url = ready["cm_url"], ready["sf_url"]
+        faults = json.loads(urllib.request.urlopen(f"{self.cm_url}/_sandbox/faults").read())
+        self.cm_clock_lag = datetime.timedelta(minutes=faults["cm"]["late_visibility_minutes"])
 
         self.sqs = boto3.client("sqs")
         self.events = boto3.client("events")
-        secrets = boto3.client("secretsmanager")
+        self.secrets = secrets = boto3.client("secretsmanager")
         self.events.create_event_bus(Name=self.bus)
         with open(KEY) as f:
             key = f.read()
-        secrets.create_secret(Name=f"cm-{self.suffix}", SecretString=json.dumps({"api_key": self.scenario["cm"]["api_key"]}))
-        secrets.create_secret(Name=f"sf-{self.suffix}", SecretString=json.dumps({
-            "flow": "jwt_bearer", "token_host": self.sf_url, "client_id": self.scenario["sf"]["client_id"],
-            "username": self.scenario["sf"]["username"], "private_key_pem": key, "audience": "https://login.salesforce.com"}))
+        if oauth:
+            cm_oauth = self.scenario["cm"]["oauth"]
+            cm_secret = {"access_token": cm_oauth["access_token"], "refresh_token": cm_oauth["refresh_token"]}
+            sf_secret = {"flow": "refresh_token", "token_host": self.sf_url, "client_id": self.scenario["sf"]["client_id"],
+                         "refresh_token": self.scenario["sf"]["refresh_token"]}
+        else:
+            cm_secret = {"api_key": self.scenario["cm"]["api_key"]}
+            sf_secret = {"flow": "jwt_bearer", "token_host": self.sf_url, "client_id": self.scenario["sf"]["client_id"],
+                         "username": self.scenario["sf"]["username"], "private_key_pem": key,
+                         "audience": "https://login.salesforce.com"}
+        secrets.create_secret(Name=f"cm-{self.suffix}", SecretString=json.dumps(cm_secret))
+        secrets.create_secret(Name=f"sf-{self.suffix}", SecretString=json.dumps(sf_secret))
         self.webhook_token = uuid.uuid4().hex
         secrets.create_secret(Name=f"hook-{self.suffix}", SecretString=json.dumps({"token": self.webhook_token}))
         # The functions' configuration is the template's own; only names and hosts are local.
@@ -396,10 +421,17 @@ class Stack:
         http("POST", f"{self.cm_url}/_sandbox/cm/activity", {"campaign_id": campaign_id, "activity": activity})
 
     def set_cm_now(self, now):
-        http("POST", f"{self.cm_url}/_sandbox/cm/now", {"now": now})
+        """CM's clock at `now`, or, with records shown late, late enough for those dated `now`."""
+        at = datetime.datetime.strptime(now, "%Y-%m-%d %H:%M:%S") + self.cm_clock_lag
+        http("POST", f"{self.cm_url}/_sandbox/cm/now", {"now": at.strftime("%Y-%m-%d %H:%M:%S")})
+
+    def secret(self, name):
+        """A secret of the stack (`cm`, `sf`), as the functions read it now."""
+        return json.loads(self.secrets.get_secret_value(SecretId=f"{name}-{self.suffix}")["SecretString"])
 
     def set_sf_faults(self, faults):
-        http("PUT", f"{self.sf_url}/_sandbox/faults", faults)
+        """Replaces the sandbox's faults (the realism mode stays as the stack started)."""
+        http("PUT", f"{self.sf_url}/_sandbox/faults", dict(faults, realism=self.realism))
 
     def webhook_base_url(self):
         """The intake's Function URL as `cargo lambda watch` serves it: the stack output

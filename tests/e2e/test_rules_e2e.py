@@ -1,6 +1,9 @@
 """The rules of PRODUCT.md §3 end to end: each sync is an event on the bus, routed by the
 deployed rule pattern to the real function under `cargo lambda watch`; the result is read from
-the Salesforce stand-in."""
+the Salesforce stand-in. Every test runs twice: on a sandbox that spares its clients, and in the
+sandbox's realism mode (Bulk results in any order, short query pages, jobs that stay
+`InProgress`, unknown statuses turned into the default, the concurrent-request limit, CM records
+shown hours late, OAuth tokens that rotate on both sides)."""
 
 import collections
 import json
@@ -43,10 +46,10 @@ def settings_for(scenario, **extra):
             "cm_timezone": scenario["cm"]["timezone"], **extra}
 
 
-@pytest.fixture(scope="module")
-def stack():
+@pytest.fixture(scope="module", params=["clean", "realism"])
+def stack(request):
     path, scenario = small_scenario()
-    stack = Stack(path, settings_for(scenario))
+    stack = Stack(path, settings_for(scenario), realism=request.param == "realism")
     stack.schedule()  # finds the link on the SF Campaign and takes the first watermarks
     stack.settle()
     yield stack
@@ -123,9 +126,10 @@ def test_a_run_cut_off_by_salesforce_failures_resumes_with_nothing_lost_or_doubl
     assert max(emails.values()) == 1, "nothing doubled"
 
 
-def test_a_stock_status_org_in_another_language_gets_the_mapped_statuses():
+@pytest.mark.parametrize("realism", [False, True], ids=["clean", "realism"])
+def test_a_stock_status_org_in_another_language_gets_the_mapped_statuses(realism):
     path, scenario = small_scenario(language="ja")
-    stack = Stack(path, settings_for(scenario))
+    stack = Stack(path, settings_for(scenario), realism=realism)
     try:
         cm, list_id = main_id(stack), scenario["cm"]["lists"][0]["id"]
         email = sorted(p["Email"] for p in scenario["sf"]["records"]["Contact"])[0]

@@ -11,8 +11,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! - Auth: API key (HTTP Basic, key as user name) or OAuth bearer tokens, refreshed once on
-//!   code 121 (expired) and handed back through [`CmClient::refreshed_tokens`] to persist.
+//! - Auth: API key (HTTP Basic, key as user name) or OAuth bearer tokens, refreshed on code 121
+//!   (expired): one refresh in flight per client, and with a [`TokenVault`] the new tokens are
+//!   saved at once (CM rotates the refresh token: the old one stops working) and tokens another
+//!   process saved are taken up instead of refreshing again.
 //! - Activity ([`activity`]): opens, clicks, bounces, unsubscribes, spam and recipients as async
 //!   streams over pages of 1,000 with the `date` filter, typed records with UTC times, a stable
 //!   dedupe key and the watermark to store next. Memory holds one page at a time.
@@ -27,7 +29,9 @@ mod error;
 pub mod types;
 pub mod webhook;
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -104,9 +108,21 @@ impl Default for RetryPolicy {
     }
 }
 
+/// A future a [`TokenVault`] returns.
+pub type VaultFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// Where OAuth tokens are kept between processes (a deployment's secret): every container and
+/// every cold start reads the tokens the last refresh saved.
+pub trait TokenVault: Send + Sync {
+    /// The tokens saved last, if any.
+    fn load(&self) -> VaultFuture<'_, Option<OAuthTokens>>;
+    /// Keeps tokens a refresh returned.
+    fn save<'a>(&'a self, tokens: &'a OAuthTokens) -> VaultFuture<'a, ()>;
+}
+
 /// Builds a [`CmClient`].
-#[derive(Debug)]
 pub struct CmClientBuilder {
+    vault: Option<Arc<dyn TokenVault>>,
     credentials: Credentials,
     zone: Tz,
     base_url: String,
@@ -115,7 +131,23 @@ pub struct CmClientBuilder {
     request_timeout: Duration,
 }
 
+impl std::fmt::Debug for CmClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CmClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("zone", &self.zone)
+            .field("vault", &self.vault.is_some())
+            .finish()
+    }
+}
+
 impl CmClientBuilder {
+    /// Where refreshed OAuth tokens are saved and read back.
+    pub fn token_vault(mut self, vault: Arc<dyn TokenVault>) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
     /// The API root (default: production); the sandbox's URL in tests.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = url.into().trim_end_matches('/').to_owned();
@@ -165,20 +197,32 @@ impl CmClientBuilder {
             zone: self.zone,
             retry: self.retry,
             credentials: Mutex::new(self.credentials),
-            refreshed: Mutex::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+            vault: self.vault,
         })
     }
 }
 
 /// The client. Cheap to share behind an `Arc`; safe to use from many tasks.
-#[derive(Debug)]
 pub struct CmClient {
     http: reqwest::Client,
     base_url: String,
     zone: Tz,
     retry: RetryPolicy,
     credentials: Mutex<Credentials>,
-    refreshed: Mutex<Option<OAuthTokens>>,
+    /// Held while refreshing: one refresh in flight, the other tasks wait and use its tokens.
+    refreshing: tokio::sync::Mutex<()>,
+    vault: Option<Arc<dyn TokenVault>>,
+}
+
+impl std::fmt::Debug for CmClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CmClient")
+            .field("base_url", &self.base_url)
+            .field("zone", &self.zone)
+            .field("vault", &self.vault.is_some())
+            .finish()
+    }
 }
 
 /// Filters for the sent-campaign list.
@@ -198,6 +242,7 @@ impl CmClient {
     /// A builder.
     pub fn builder(credentials: Credentials, zone: Tz) -> CmClientBuilder {
         CmClientBuilder {
+            vault: None,
             credentials,
             zone,
             base_url: DEFAULT_BASE_URL.to_owned(),
@@ -212,18 +257,18 @@ impl CmClient {
         self.zone
     }
 
-    /// Tokens obtained by a refresh since the last call, for the caller to persist (CM rotates
-    /// the refresh token, so the old one stops working).
-    pub fn refreshed_tokens(&self) -> Option<OAuthTokens> {
-        self.refreshed.lock().ok().and_then(|mut r| r.take())
+    /// The credentials in use now (after any refresh): what a client built to replace this
+    /// one starts from.
+    pub fn credentials(&self) -> Result<Credentials, CmError> {
+        Ok(self
+            .credentials
+            .lock()
+            .map_err(|_| CmError::Config("credentials lock poisoned".into()))?
+            .clone())
     }
 
     fn auth_header(&self) -> Result<String, CmError> {
-        let credentials = self
-            .credentials
-            .lock()
-            .map_err(|_| CmError::Config("credentials lock poisoned".into()))?;
-        Ok(match &*credentials {
+        Ok(match self.credentials()? {
             Credentials::ApiKey(key) => {
                 format!(
                     "Basic {}",
@@ -234,43 +279,109 @@ impl CmClient {
         })
     }
 
-    async fn refresh(&self) -> Result<(), CmError> {
-        let refresh_token = match &*self
+    fn adopt(&self, tokens: OAuthTokens) -> Result<(), CmError> {
+        *self
             .credentials
             .lock()
-            .map_err(|_| CmError::Config("credentials lock poisoned".into()))?
-        {
-            Credentials::OAuth(tokens) => tokens.refresh_token.clone(),
+            .map_err(|_| CmError::Config("credentials lock poisoned".into()))? = Credentials::OAuth(tokens);
+        Ok(())
+    }
+
+    /// Tokens the vault holds that are newer than the expired `stale` access token (another
+    /// process refreshed), taken up.
+    async fn adopt_saved(&self, stale: &str) -> Result<bool, CmError> {
+        let Some(vault) = &self.vault else {
+            return Ok(false);
+        };
+        match vault.load().await.map_err(CmError::Refresh)? {
+            Some(saved) if saved.access_token != stale => {
+                tracing::info!("Campaign Monitor OAuth tokens taken from the vault (refreshed elsewhere)");
+                self.adopt(saved)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// After `stale` (the access token a call used) expired: new tokens, from whichever comes
+    /// first: a refresh another task of this client made while this one waited, the vault (a
+    /// refresh another process made), or a refresh of our own, saved to the vault at once.
+    async fn refresh(&self, stale: &str) -> Result<(), CmError> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let refresh_token = match self.credentials()? {
+            Credentials::OAuth(tokens) if tokens.access_token != stale => return Ok(()),
+            Credentials::OAuth(tokens) => tokens.refresh_token,
             Credentials::ApiKey(_) => return Err(CmError::Refresh("API-key credentials cannot be refreshed".into())),
         };
-        let response = self
-            .http
-            .post(format!("{}/oauth/token", self.base_url))
-            .form(&[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token.as_str()),
-            ])
-            .send()
-            .await
-            .map_err(|e| CmError::Refresh(without_url(&e)))?;
-        let status = response.status();
-        let body: Value = response.json().await.map_err(|e| CmError::Refresh(without_url(&e)))?;
-        if !status.is_success() {
-            return Err(CmError::Refresh(format!(
-                "{}: {}",
-                body["error"].as_str().unwrap_or("error"),
-                body["error_description"].as_str().unwrap_or_default()
-            )));
+        if self.adopt_saved(stale).await? {
+            return Ok(());
         }
-        let tokens: OAuthTokens = serde_json::from_value(body).map_err(|e| CmError::Refresh(e.to_string()))?;
+        let tokens = match self.request_tokens(&refresh_token).await {
+            Ok(tokens) => tokens,
+            // Another process may have refreshed with the same token and saved after we looked.
+            Err(error) => {
+                if self.adopt_saved(stale).await? {
+                    return Ok(());
+                }
+                return Err(error);
+            }
+        };
         tracing::info!("Campaign Monitor OAuth token refreshed");
-        if let Ok(mut credentials) = self.credentials.lock() {
-            *credentials = Credentials::OAuth(tokens.clone());
-        }
-        if let Ok(mut refreshed) = self.refreshed.lock() {
-            *refreshed = Some(tokens);
+        self.adopt(tokens.clone())?;
+        if let Some(vault) = &self.vault {
+            // The old refresh token no longer works: without the save, the next cold start
+            // could not sign in.
+            vault.save(&tokens).await.map_err(|reason| {
+                CmError::Refresh(format!("the tokens were refreshed but could not be saved: {reason}"))
+            })?;
         }
         Ok(())
+    }
+
+    /// The token request, retried like an API call while CM answers 429 or 5xx or the network
+    /// fails (a refused grant is final).
+    async fn request_tokens(&self, refresh_token: &str) -> Result<OAuthTokens, CmError> {
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_attempts.saturating_sub(1) as usize)
+            .with_jitter()
+            .build();
+        loop {
+            let outcome = self
+                .http
+                .post(format!("{}/oauth/token", self.base_url))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
+                .send()
+                .await;
+            let transient = match outcome {
+                Err(error) => without_url(&error),
+                Ok(response)
+                    if response.status() == StatusCode::TOO_MANY_REQUESTS || response.status().is_server_error() =>
+                {
+                    format!("HTTP {}", response.status().as_u16())
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let body: Value = response.json().await.map_err(|e| CmError::Refresh(without_url(&e)))?;
+                    if !status.is_success() {
+                        return Err(CmError::Refresh(format!(
+                            "{}: {}",
+                            body["error"].as_str().unwrap_or("error"),
+                            body["error_description"].as_str().unwrap_or_default()
+                        )));
+                    }
+                    return serde_json::from_value(body).map_err(|e| CmError::Refresh(e.to_string()));
+                }
+            };
+            let Some(wait) = delays.next() else {
+                return Err(CmError::Refresh(format!(
+                    "the token endpoint kept failing: {transient}"
+                )));
+            };
+            tracing::warn!(wait_ms = wait.as_millis() as u64, error = %transient, "retrying the Campaign Monitor token request");
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// One API call with retries: `path` is relative to `/api/v3.3/` and ends in `.json`.
@@ -293,10 +404,11 @@ impl CmClient {
         let mut refreshed = false;
         loop {
             attempts += 1;
+            let authorization = self.auth_header()?;
             let mut request = self
                 .http
                 .request(method.clone(), &url)
-                .header("Authorization", self.auth_header()?)
+                .header("Authorization", &authorization)
                 .query(query);
             if let Some(body) = body {
                 request = request.json(body);
@@ -313,8 +425,9 @@ impl CmClient {
                 Err(error) => error,
             };
             if error.code() == Some(121) && !refreshed {
-                // Expired token: refresh once and replay.
-                self.refresh().await?;
+                // Expired token: new tokens (one refresh for every task that saw it expire), and
+                // replay.
+                self.refresh(authorization.trim_start_matches("Bearer ")).await?;
                 refreshed = true;
                 continue;
             }

@@ -3,10 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use campaign_monitor::webhook::WebhookEventType;
-use campaign_monitor::{CmClient, CmError, Credentials, OAuthTokens, RetryPolicy, SentFilter};
+use campaign_monitor::{CmClient, CmError, Credentials, OAuthTokens, RetryPolicy, SentFilter, TokenVault, VaultFuture};
 use mapping::{ActivityKind, CmTimestamp};
 use sandbox::generate::{Shape, generate};
 use sandbox::scenario::{CmCampaign, CmOAuth, CmSubscriber, Scenario};
@@ -308,7 +310,16 @@ async fn webhooks_are_created_listed_tested_and_removed() {
 }
 
 fn oauth_client(running: &sandbox::Running, access: &str, refresh: &str) -> CmClient {
-    CmClient::builder(
+    oauth_client_with(running, access, refresh, None)
+}
+
+fn oauth_client_with(
+    running: &sandbox::Running,
+    access: &str,
+    refresh: &str,
+    vault: Option<Arc<MemoryVault>>,
+) -> CmClient {
+    let mut builder = CmClient::builder(
         Credentials::OAuth(OAuthTokens {
             access_token: access.into(),
             refresh_token: refresh.into(),
@@ -317,31 +328,101 @@ fn oauth_client(running: &sandbox::Running, access: &str, refresh: &str) -> CmCl
         chrono_tz::Australia::Sydney,
     )
     .base_url(&running.cm_url)
-    .retry(fast_retries(3))
-    .build()
-    .unwrap()
+    .retry(fast_retries(3));
+    if let Some(vault) = vault {
+        builder = builder.token_vault(vault);
+    }
+    builder.build().unwrap()
+}
+
+/// A vault in memory, as the deployment's secret is for every container.
+#[derive(Default)]
+struct MemoryVault {
+    tokens: Mutex<Option<OAuthTokens>>,
+    saves: AtomicUsize,
+}
+
+impl MemoryVault {
+    fn saved(&self) -> Option<OAuthTokens> {
+        self.tokens.lock().unwrap().clone()
+    }
+}
+
+impl TokenVault for MemoryVault {
+    fn load(&self) -> VaultFuture<'_, Option<OAuthTokens>> {
+        Box::pin(async move { Ok(self.saved()) })
+    }
+
+    fn save<'a>(&'a self, tokens: &'a OAuthTokens) -> VaultFuture<'a, ()> {
+        Box::pin(async move {
+            *self.tokens.lock().unwrap() = Some(tokens.clone());
+            self.saves.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+async fn token_requests(running: &sandbox::Running) -> u64 {
+    let counters: Value = reqwest::get(format!("{}/_sandbox/counters", running.cm_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    counters["cm POST /oauth/token"].as_u64().unwrap_or(0)
 }
 
 #[tokio::test]
-async fn an_expired_token_is_refreshed_once_and_handed_back() {
+async fn an_expired_token_is_refreshed_and_the_rotated_tokens_saved() {
     let running = start(scenario()).await;
-    let cm = oauth_client(&running, "access-1", "refresh-1");
+    let vault = Arc::new(MemoryVault::default());
+    let cm = oauth_client_with(&running, "access-1", "refresh-1", Some(vault.clone()));
     assert_eq!(cm.clients().await.unwrap().len(), 1);
-    assert!(cm.refreshed_tokens().is_none());
+    assert!(vault.saved().is_none(), "nothing refreshed, nothing saved");
 
     control(&running, reqwest::Method::POST, "cm/expire-tokens", json!({})).await;
     assert_eq!(cm.clients().await.unwrap().len(), 1, "refreshed and replayed");
-    let tokens = cm.refreshed_tokens().expect("new tokens to persist");
-    assert_ne!(tokens.refresh_token, "refresh-1", "CM rotates the refresh token");
-    assert!(cm.refreshed_tokens().is_none(), "handed back once");
+    let first = vault.saved().expect("the new tokens are saved");
+    assert_ne!(first.refresh_token, "refresh-1", "CM rotates the refresh token");
 
-    // It happens again later: the rotated refresh token is the one used.
+    // It happens again later: the rotated refresh token is the one used, and saved again.
     control(&running, reqwest::Method::POST, "cm/expire-tokens", json!({})).await;
     assert_eq!(cm.clients().await.unwrap().len(), 1);
-    assert!(
-        format!("{:?}", cm.refreshed_tokens()).contains("***"),
-        "tokens never print"
-    );
+    let second = vault.saved().unwrap();
+    assert_ne!(second.refresh_token, first.refresh_token);
+    assert_eq!(vault.saves.load(Ordering::SeqCst), 2);
+    assert!(format!("{second:?} {cm:?}").contains("***"), "tokens never print");
+    assert!(!format!("{second:?} {cm:?}").contains(&second.access_token));
+}
+
+#[tokio::test]
+async fn tasks_that_see_the_token_expire_together_refresh_it_once() {
+    let running = start(scenario()).await;
+    let cm = Arc::new(oauth_client(&running, "access-1", "refresh-1"));
+    control(&running, reqwest::Method::POST, "cm/expire-tokens", json!({})).await;
+    // Six streams of one sync at once: with one refresh each, all but the first would send a
+    // refresh token CM has already replaced.
+    let calls = (0..6).map(|_| {
+        let cm = cm.clone();
+        tokio::spawn(async move { cm.clients().await })
+    });
+    for outcome in futures::future::join_all(calls).await {
+        assert_eq!(outcome.unwrap().unwrap().len(), 1);
+    }
+    assert_eq!(token_requests(&running).await, 1);
+}
+
+#[tokio::test]
+async fn a_container_takes_up_the_tokens_another_one_refreshed_and_saved() {
+    let running = start(scenario()).await;
+    let vault = Arc::new(MemoryVault::default());
+    let first = oauth_client_with(&running, "access-1", "refresh-1", Some(vault.clone()));
+    let second = oauth_client_with(&running, "access-1", "refresh-1", Some(vault.clone()));
+    control(&running, reqwest::Method::POST, "cm/expire-tokens", json!({})).await;
+    assert_eq!(first.clients().await.unwrap().len(), 1);
+    // The second container's refresh token was used up by the first: it reads the vault.
+    assert_eq!(second.clients().await.unwrap().len(), 1);
+    assert_eq!(token_requests(&running).await, 1);
 }
 
 #[tokio::test]
@@ -602,4 +683,49 @@ async fn paging_stops_on_a_repeated_page_and_a_body_past_the_cap_is_refused() {
     );
     let error = client.summary("c1").await.unwrap_err();
     assert!(error.to_string().contains("response larger than"), "{error}");
+}
+
+#[tokio::test]
+async fn in_realism_mode_a_record_shows_in_its_stream_and_the_summary_only_after_its_delay() {
+    let mut scenario = generate(&Shape {
+        recipients: 100,
+        activities: 0,
+        ..Shape::default()
+    });
+    scenario.faults.realism = true; // records shown up to 180 minutes late
+    let running = start(scenario.clone()).await;
+    let cm = api_key_client(&running, fast_retries(3));
+    let main = main_campaign(&scenario).id.clone();
+    let list = scenario.cm.lists[0].id.clone();
+    let opens: Vec<Value> = (0..60)
+        .map(|i| json!({"kind": "open", "email": format!("person{i:07}@example.com"), "list_id": list, "date": "2026-11-27 08:30:00"}))
+        .collect();
+    control(
+        &running,
+        reqwest::Method::POST,
+        "cm/activity",
+        json!({"campaign_id": main, "activity": opens}),
+    )
+    .await;
+    let shown = |at: &'static str| {
+        let (cm, running, main) = (&cm, &running, main.clone());
+        async move {
+            control(running, reqwest::Method::POST, "cm/now", json!({"now": at})).await;
+            let read: Vec<_> =
+                futures::StreamExt::collect::<Vec<_>>(cm.activity(&main, ActivityKind::Opened, None).into_stream())
+                    .await;
+            let summary = cm.summary(&main).await.unwrap();
+            assert_eq!(
+                summary.total_opened,
+                read.len() as i64,
+                "the summary counts what the stream shows"
+            );
+            read.len()
+        }
+    };
+    let early = shown("2026-11-27 08:40:00").await;
+    let later = shown("2026-11-27 10:00:00").await;
+    let all = shown("2026-11-27 11:30:00").await;
+    assert!(early < later && later < 60, "{early}, {later}");
+    assert_eq!(all, 60, "every record shows within 180 minutes");
 }

@@ -110,7 +110,20 @@ fn s_workload() -> Scenario {
 
 #[tokio::test]
 async fn first_sync_of_10k_recipients_stays_within_40_sf_calls_and_later_syncs_are_cheap() {
-    let h = Harness::new(s_workload(), |_| {}).await;
+    s_workload_budgets(false).await;
+}
+
+/// The same budgets with the sandbox's realism mode on (short query pages, Bulk jobs that stay
+/// `InProgress`, the concurrent-request limit, results in any order, records shown late, ...).
+#[tokio::test]
+async fn the_s_workload_budgets_hold_with_realism_on() {
+    s_workload_budgets(true).await;
+}
+
+async fn s_workload_budgets(realism: bool) {
+    let mut scenario = s_workload();
+    scenario.faults.realism = realism;
+    let h = Harness::new(scenario, |_| {}).await;
     let cm = h.link_main().await;
     let CampaignOutcome::Done { counts, plan, .. } = h.sync(&cm, false).await else {
         panic!()
@@ -123,7 +136,7 @@ async fn first_sync_of_10k_recipients_stays_within_40_sf_calls_and_later_syncs_a
     let (reads, writes) = h.sf_calls().await;
     // Members and people are looked up ~9,500 addresses per Composite call (naive: ~36,000).
     assert!(reads + writes <= 40, "first sync took {reads} reads + {writes} writes");
-    eprintln!("first sync: {reads} SF reads, {writes} SF writes; {counts:?}");
+    eprintln!("realism {realism}: first sync: {reads} SF reads, {writes} SF writes; {counts:?}");
     assert!(
         counts.members_added > 4_000 && counts.members_updated > 4_000,
         "{counts:?}"
@@ -163,7 +176,7 @@ async fn first_sync_of_10k_recipients_stays_within_40_sf_calls_and_later_syncs_a
         panic!()
     };
     let (reads, writes) = h.sf_calls().await;
-    eprintln!("no-op sync: {reads} SF reads, {writes} SF writes");
+    eprintln!("realism {realism}: no-op sync: {reads} SF reads, {writes} SF writes");
     assert_eq!((reads, writes), (0, 0), "{counts:?}");
 
     // 1,000 new activities: at most 15 calls.
@@ -182,7 +195,7 @@ async fn first_sync_of_10k_recipients_stays_within_40_sf_calls_and_later_syncs_a
         panic!()
     };
     let (reads, writes) = h.sf_calls().await;
-    eprintln!("incremental sync: {reads} SF reads, {writes} SF writes");
+    eprintln!("realism {realism}: incremental sync: {reads} SF reads, {writes} SF writes");
     assert!(
         reads + writes <= 15,
         "incremental sync took {reads} reads + {writes} writes: {counts:?}"
@@ -1463,12 +1476,22 @@ async fn a_webhook_opt_out_salesforce_refuses_is_never_called_applied() {
 
 #[tokio::test]
 async fn a_1000_event_delivery_is_applied_in_one_invocation_within_20_sf_calls_and_its_redelivery_writes_nothing() {
-    let scenario = generate(&Shape {
+    webhook_delivery_budgets(false).await;
+}
+
+#[tokio::test]
+async fn the_1000_event_delivery_budgets_hold_with_realism_on() {
+    webhook_delivery_budgets(true).await;
+}
+
+async fn webhook_delivery_budgets(realism: bool) {
+    let mut scenario = generate(&Shape {
         recipients: 1_200,
         activities: 0,
         in_salesforce: 1.0,
         ..Shape::default()
     });
+    scenario.faults.realism = realism;
     let list = scenario.cm.lists[0].id.clone();
     let h = Harness::new(scenario, |s| s.cm_lists = vec![list.clone()]).await;
     let settings = h.settings().await;
@@ -1528,7 +1551,7 @@ async fn a_1000_event_delivery_is_applied_in_one_invocation_within_20_sf_calls_a
     let cm_calls = h.control.cm_calls().await.unwrap();
     let (reads, writes) = h.sf_calls().await;
     eprintln!(
-        "1,000 events: {} consumer invocation(s), {reads} SF reads, {writes} SF writes, {cm_calls} CM calls, {:?}",
+        "realism {realism}: 1,000 events: {} consumer invocation(s), {reads} SF reads, {writes} SF writes, {cm_calls} CM calls, {:?}",
         first.len(),
         first
     );
@@ -1933,4 +1956,179 @@ async fn an_open_dated_in_the_hour_that_repeats_when_clocks_go_back_is_read() {
         .find(|m| m["ContactId"] == person["Id"])
         .expect("the opener is a member");
     assert_eq!(member["Status"], "Opened");
+}
+
+/// Opens of `count` people of the scenario, dated from `start` a minute apart.
+fn opens_of(h: &Harness, people: std::ops::Range<usize>, start: &str) -> Value {
+    let list = h.scenario.cm.lists[0].id.clone();
+    let start = chrono::NaiveDateTime::parse_from_str(start, "%Y-%m-%d %H:%M:%S").unwrap();
+    Value::Array(
+        people
+            .enumerate()
+            .map(|(n, i)| {
+                let email = h.scenario.sf.records["Contact"][i]["Email"].as_str().unwrap().to_owned();
+                let date = start + chrono::Duration::minutes(n as i64);
+                json!({"kind": "open", "email": email, "list_id": list, "date": date.format("%Y-%m-%d %H:%M:%S").to_string()})
+            })
+            .collect(),
+    )
+}
+
+fn member_status(members: &[Value], contact: &serde_json::Map<String, Value>) -> Option<String> {
+    members
+        .iter()
+        .find(|m| m["ContactId"] == contact["Id"])
+        .and_then(|m| m["Status"].as_str().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_that_shows_up_in_cm_after_a_sync_read_past_its_date_is_read() {
+    let h = Harness::new(
+        generate(&Shape {
+            recipients: 10,
+            activities: 0,
+            in_salesforce: 1.0,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let cm = h.link_main().await;
+    h.set_cm_now("2026-11-03 10:00:00").await;
+    assert!(matches!(h.sync(&cm, false).await, CampaignOutcome::Done { .. }));
+    // CM shows an open dated 09:00 only now: the first sync read up to 09:55.
+    h.add_activity(&cm, opens_of(&h, 0..1, "2026-11-03 09:00:00")).await;
+    h.set_cm_now("2026-11-03 10:30:00").await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    assert_eq!(counts.activities, 1, "{counts:?}");
+    let contact = &h.scenario.sf.records["Contact"][0];
+    assert_eq!(
+        member_status(&h.sf_records("CampaignMember").await, contact).as_deref(),
+        Some("Opened")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_read_again_in_the_overlap_costs_no_salesforce_call() {
+    let h = Harness::new(
+        generate(&Shape {
+            recipients: 800,
+            activities: 0,
+            in_salesforce: 1.0,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let cm = h.link_main().await;
+    h.set_cm_now("2026-11-03 09:00:00").await;
+    assert!(matches!(h.sync(&cm, false).await, CampaignOutcome::Done { .. }));
+    // 250 opens between 09:00 and 13:10, synced at 13:20.
+    h.add_activity(&cm, opens_of(&h, 0..250, "2026-11-03 09:00:00")).await;
+    h.set_cm_now("2026-11-03 13:20:00").await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    assert_eq!((counts.activities, counts.members_updated), (250, 250), "{counts:?}");
+    // One new open at 13:30, synced at 13:40: the 250 are read again (inside the overlap) and
+    // left out, so Salesforce hears about one person only.
+    h.add_activity(&cm, opens_of(&h, 250..251, "2026-11-03 13:30:00")).await;
+    h.set_cm_now("2026-11-03 13:40:00").await;
+    h.reset_counters().await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    assert_eq!(
+        (counts.activities, counts.already_applied, counts.members_updated),
+        (1, 250, 1),
+        "{counts:?}"
+    );
+    let (reads, writes) = h.sf_calls().await;
+    // Statuses, members and people of one person; the statistics and that member written.
+    assert!(reads <= 3 && writes <= 2, "reads {reads}, writes {writes}");
+    // A late open in a quarter-hour already applied: that quarter-hour is applied again, whole.
+    h.add_activity(&cm, opens_of(&h, 251..252, "2026-11-03 12:01:00")).await;
+    h.set_cm_now("2026-11-03 13:50:00").await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    // 12:00-12:15 (15 opens and the late one) and 13:30-13:45 (past the last watermark, 13:35,
+    // so never counted whole) are applied: only the late open changes a member.
+    assert_eq!((counts.activities, counts.members_updated), (17, 1), "{counts:?}");
+    let members = h.sf_records("CampaignMember").await;
+    let contact = &h.scenario.sf.records["Contact"][251];
+    assert_eq!(member_status(&members, contact).as_deref(), Some("Opened"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_whose_statuses_are_spelled_in_another_case_gets_no_duplicates_and_its_own_spelling() {
+    let mut scenario = generate(&Shape {
+        recipients: 20,
+        activities: 0,
+        in_salesforce: 1.0,
+        ..Shape::default()
+    });
+    // An admin made the campaign's statuses by hand, in lower case.
+    let campaign = "701000SB0000000001";
+    for (n, (label, responded)) in [("opened", true), ("clicked", true)].into_iter().enumerate() {
+        let status = json!({
+            "Id": format!("01Y000SB00000009{n:02}"), "CampaignId": campaign, "Label": label,
+            "HasResponded": responded, "IsDefault": false, "SortOrder": 20 + n,
+        });
+        let Value::Object(status) = status else { unreachable!() };
+        scenario
+            .sf
+            .records
+            .entry("CampaignMemberStatus".into())
+            .or_default()
+            .push(status);
+    }
+    let h = Harness::new(scenario, |_| {}).await;
+    let cm = h.link_main().await;
+    h.set_cm_now("2026-11-03 10:00:00").await;
+    let list = h.scenario.cm.lists[0].id.clone();
+    let email = |i: usize| {
+        h.scenario.sf.records["Contact"][i]["Email"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    h.add_activity(
+        &cm,
+        json!([
+            {"kind": "open", "email": email(0), "list_id": list, "date": "2026-11-03 09:00:00"},
+            {"kind": "click", "email": email(1), "list_id": list, "date": "2026-11-03 09:01:00"},
+        ]),
+    )
+    .await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    assert_eq!(
+        (counts.failed, counts.statuses_created),
+        (0, 4),
+        "the four others: {counts:?}"
+    );
+    let labels: Vec<String> = h
+        .sf_records("CampaignMemberStatus")
+        .await
+        .into_iter()
+        .filter(|s| s["CampaignId"] == campaign)
+        .map(|s| s["Label"].as_str().unwrap().to_lowercase())
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = labels.iter().collect();
+    assert_eq!(unique.len(), labels.len(), "no label twice: {labels:?}");
+    let members = h.sf_records("CampaignMember").await;
+    let contacts = &h.scenario.sf.records["Contact"];
+    assert_eq!(member_status(&members, &contacts[0]).as_deref(), Some("opened"));
+    assert_eq!(member_status(&members, &contacts[1]).as_deref(), Some("clicked"));
+    // Read again (the overlap): the members already have their status, spelled the org's way.
+    h.set_cm_now("2026-11-03 10:30:00").await;
+    h.reset_counters().await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    assert_eq!(counts.members_updated, 0, "{counts:?}");
 }

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use campaign_monitor::{CmClient, Credentials};
+use campaign_monitor::{CmClient, Credentials, TokenVault};
 use engine::{Engine, EngineError, EngineOptions};
 use events::publisher::{EventSink, Publisher};
 use mapping::Settings;
@@ -19,6 +19,7 @@ pub struct Container<S, P> {
     publisher: Arc<Publisher<P>>,
     sf: Arc<SfClient>,
     cm_credentials: Credentials,
+    cm_vault: Option<Arc<dyn TokenVault>>,
     cm_base_url: String,
     options: EngineOptions,
     engine: Mutex<Option<Arc<Engine<S, P>>>>,
@@ -58,11 +59,18 @@ impl<S: Store, P: EventSink> Container<S, P> {
             publisher,
             sf,
             cm_credentials,
+            cm_vault: None,
             cm_base_url: cm_base_url.to_owned(),
             options,
             engine: Mutex::new(None),
             engines_built: AtomicUsize::new(0),
         }
+    }
+
+    /// Where the CM client saves refreshed OAuth tokens and reads those another container saved.
+    pub fn with_cm_token_vault(mut self, vault: Arc<dyn TokenVault>) -> Container<S, P> {
+        self.cm_vault = Some(vault);
+        self
     }
 
     /// The state store.
@@ -100,9 +108,16 @@ impl<S: Store, P: EventSink> Container<S, P> {
         if let Some(engine) = slot.as_ref().filter(|e| e.cm.zone() == settings.zone()) {
             return Ok(engine.clone());
         }
-        let cm = CmClient::builder(self.cm_credentials.clone(), settings.zone())
-            .base_url(&self.cm_base_url)
-            .build()?;
+        // Tokens a refresh replaced are carried over: the container's start-up ones may be spent.
+        let credentials = match slot.as_ref() {
+            Some(previous) => previous.cm.credentials()?,
+            None => self.cm_credentials.clone(),
+        };
+        let mut cm = CmClient::builder(credentials, settings.zone()).base_url(&self.cm_base_url);
+        if let Some(vault) = &self.cm_vault {
+            cm = cm.token_vault(vault.clone());
+        }
+        let cm = cm.build()?;
         let engine = Arc::new(Engine {
             store: self.store.clone(),
             publisher: self.publisher.clone(),

@@ -21,6 +21,7 @@
 mod config;
 mod container;
 pub mod deployment;
+mod vault;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,7 @@ use state::dynamo::DynamoStore;
 
 pub use config::{Config, DEFAULT_SF_API_VERSION, VARIABLES};
 pub use container::{Container, Invocation};
+pub use vault::SecretVault;
 
 /// A configuration problem at start-up, naming the variable.
 #[derive(Debug, thiserror::Error)]
@@ -186,17 +188,27 @@ pub async fn deployed_container(config: &Config) -> Result<DeployedContainer, St
         sf_auth.token_host(),
     )?;
     config.require_https("CM_BASE_URL", config.cm_base_url())?;
+    let rotates = matches!(sf_auth, Auth::RefreshToken { .. });
     let mut sf_config = SfConfig::new(sf_auth);
     sf_config.api_version = config.sf_api_version().to_owned();
-    let sf = SfClient::new(sf_config).map_err(|e| StartupError::Client(e.to_string()))?;
-    Ok(Container::new(
+    let mut sf = SfClient::new(sf_config).map_err(|e| StartupError::Client(e.to_string()))?;
+    if rotates {
+        sf = sf.with_refresh_token_vault(Arc::new(SecretVault::new(secrets.clone(), sf_secret_id)));
+    }
+    let oauth = matches!(cm_credentials, Credentials::OAuth(_));
+    let container = Container::new(
         Arc::new(dynamo_store(&aws, config)?),
         Arc::new(bus_publisher(&aws, config)?),
         Arc::new(sf),
         cm_credentials,
         config.cm_base_url(),
         EngineOptions::default(),
-    ))
+    );
+    Ok(if oauth {
+        container.with_cm_token_vault(Arc::new(SecretVault::new(secrets, cm_secret_id)))
+    } else {
+        container
+    })
 }
 
 fn parse_secret<T: serde::de::DeserializeOwned>(id: &str, text: &str) -> Result<T, StartupError> {

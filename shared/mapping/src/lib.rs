@@ -15,6 +15,7 @@
 //! | §3.1 campaign statistics, changed values only | [`statistics::plan_statistics`] |
 //! | how often a linked campaign is synced, by its age | [`cadence::next_sync`] |
 //! | a sync with nothing new skips the CM streams and Salesforce | [`probe::activity_unchanged`], [`probe::statistics_unchanged`] |
+//! | §2 `activity_overlap_minutes`: late-visible CM records read again, no SF call for the rest | [`overlap::already_applied`] |
 //! | §3.2 auto-create eligibility (not retrospective) | [`autocreate::auto_create_eligibility`] |
 //! | §3.2 explicit backfill window | [`autocreate::backfill_eligibility`] |
 //! | §3.2 campaign template | [`autocreate::render_campaign`] |
@@ -76,6 +77,7 @@ pub mod email;
 pub mod engagement;
 pub mod links;
 pub mod matching;
+pub mod overlap;
 pub mod people;
 pub mod plan;
 pub mod probe;

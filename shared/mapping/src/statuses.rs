@@ -1,9 +1,12 @@
 //! Campaign member statuses (PRODUCT.md §3.5): before member updates are written, every mapped
 //! label must exist on the campaign with the mapped responded flag.
 //!
-//! Labels match exactly. Salesforce gives every new campaign two stock statuses in the org's own
-//! language (one default, one responded); they are recognised by their flags, never by their
-//! text, and are never renamed or deleted.
+//! Labels match as Salesforce compares text: ignoring case, so a campaign whose admin typed
+//! `clicked` already has the mapped `Clicked` (Salesforce would refuse a second one as a
+//! duplicate), and members are written with the org's own spelling ([`Spelling`]). Salesforce
+//! gives every new campaign two stock statuses in the org's own language (one default, one
+//! responded); they are recognised by their flags, never by their text, and are never renamed
+//! or deleted.
 
 use std::collections::BTreeMap;
 
@@ -85,6 +88,13 @@ pub struct StatusPlan {
     pub correct: Vec<StatusCorrection>,
     /// Problems to report.
     pub problems: Vec<StatusProblem>,
+    /// Mapped labels the campaign has in another case.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub spelling: Spelling,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl StatusPlan {
@@ -102,10 +112,38 @@ impl StatusPlan {
     }
 }
 
+/// Whether two status labels are the same to Salesforce, which compares text ignoring case
+/// (Unicode lower case: the locale rules of a few languages, such as Turkish dotted i, aside).
+pub fn same_label(a: &str, b: &str) -> bool {
+    a == b || a.to_lowercase() == b.to_lowercase()
+}
+
+/// How the campaign spells mapped labels it has in another case (`Clicked` → `clicked`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spelling {
+    /// Mapped label → the campaign's.
+    pub org_of: BTreeMap<String, String>,
+}
+
+impl Spelling {
+    /// The label as the campaign spells it (what a member is written with).
+    pub fn to_org(&self, mapped: &str) -> String {
+        self.org_of.get(mapped).cloned().unwrap_or_else(|| mapped.to_owned())
+    }
+
+    /// A member's Status as the mapping spells it (what the rules compare).
+    pub fn to_mapped(&self, org: &str) -> String {
+        self.org_of
+            .iter()
+            .find(|(_, spelled)| spelled.as_str() == org)
+            .map_or_else(|| org.to_owned(), |(mapped, _)| mapped.clone())
+    }
+}
+
 /// Plans the statuses of one campaign (§3.5).
 pub fn plan_statuses(existing: &[ExistingStatus], settings: &Settings) -> StatusPlan {
     let mut plan = StatusPlan::default();
-    let by_label: BTreeMap<&str, &ExistingStatus> = existing.iter().map(|s| (s.label.as_str(), s)).collect();
+    let by_label: BTreeMap<String, &ExistingStatus> = existing.iter().map(|s| (s.label.to_lowercase(), s)).collect();
     let mut next_sort_order = existing
         .iter()
         .map(|s| s.sort_order)
@@ -114,7 +152,11 @@ pub fn plan_statuses(existing: &[ExistingStatus], settings: &Settings) -> Status
         .saturating_add(1);
 
     for (label, responded) in settings.mapped_labels() {
-        match by_label.get(label.as_str()) {
+        let found = by_label.get(&label.to_lowercase());
+        if let Some(status) = found.filter(|status| status.label != label) {
+            plan.spelling.org_of.insert(label.clone(), status.label.clone());
+        }
+        match found {
             None if settings.auto_create_missing_statuses => {
                 plan.create.push(StatusToCreate {
                     label,
@@ -217,12 +259,12 @@ mod tests {
     }
 
     #[test]
-    fn existing_labels_are_matched_exactly_and_flags_corrected() {
+    fn existing_labels_are_matched_ignoring_case_and_flags_corrected() {
         let existing = vec![
             status("01Y1", "Sent", false, true, 1),
             status("01Y2", "Responded", true, false, 2),
             status("01Y3", "Opened", false, false, 3), // wrong flag
-            status("01Y4", "clicked", true, false, 4), // different case: not a match
+            status("01Y4", "clicked", true, false, 4), // the same label to Salesforce
         ];
         let plan = plan_statuses(&existing, &settings());
         assert_eq!(
@@ -234,16 +276,15 @@ mod tests {
             }]
         );
         let created: Vec<(&str, i32)> = plan.create.iter().map(|c| (c.label.as_str(), c.sort_order)).collect();
-        assert_eq!(
-            created,
-            [
-                ("Bounced", 5),
-                ("Clicked", 6),
-                ("Unsubscribed", 7),
-                ("Marked as Spam", 8)
-            ]
-        );
+        assert_eq!(created, [("Bounced", 5), ("Unsubscribed", 6), ("Marked as Spam", 7)]);
         assert!(!plan.create.iter().any(|c| c.label == "Sent"));
+        assert_eq!(
+            plan.spelling.to_org("Clicked"),
+            "clicked",
+            "members are written as the org spells it"
+        );
+        assert_eq!(plan.spelling.to_mapped("clicked"), "Clicked");
+        assert_eq!(plan.spelling.to_org("Opened"), "Opened");
     }
 
     #[test]

@@ -1,9 +1,24 @@
 //! Signing in: the three OAuth flows ([`Auth`]), the cached session, and its renewal on
 //! `INVALID_SESSION_ID`.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use serde_json::Value;
 
 use super::*;
+
+/// A future a [`RefreshTokenVault`] returns.
+pub type VaultFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// Where the refresh token is kept between processes (a deployment's secret), for the
+/// refresh-token flow with rotation: every container and cold start reads the one saved last.
+pub trait RefreshTokenVault: Send + Sync {
+    /// The refresh token saved last, if any.
+    fn load(&self) -> VaultFuture<'_, Option<String>>;
+    /// Keeps a refresh token a refresh returned.
+    fn save<'a>(&'a self, refresh_token: &'a str) -> VaultFuture<'a, ()>;
+}
 
 /// How the client authenticates. Deserializes from the secret the functions read:
 /// `{"flow": "jwt_bearer", "token_host": ..., "client_id": ..., "username": ...,
@@ -90,7 +105,64 @@ pub(super) struct Session {
 }
 
 impl SfClient {
+    /// Signs in. With the refresh-token flow: the refresh token in use (the configuration's, or
+    /// the last rotated one); refused, the one the vault holds if another process rotated it;
+    /// a rotated one returned is saved at once.
     pub(super) async fn login(&self) -> Result<Session, SfError> {
+        let used = self.current_refresh_token()?;
+        let (session, rotated) = match self.request_session(used.as_deref()).await {
+            Err(SfError::Auth { error, description }) if used.is_some() => {
+                let saved = match &self.vault {
+                    Some(vault) => vault.load().await.map_err(SfError::Session)?,
+                    None => None,
+                };
+                match saved.filter(|saved| Some(saved) != used.as_ref()) {
+                    Some(saved) => {
+                        tracing::info!("Salesforce refresh token taken from the vault (rotated elsewhere)");
+                        self.set_refresh_token(&saved)?;
+                        self.request_session(Some(&saved)).await?
+                    }
+                    None => return Err(SfError::Auth { error, description }),
+                }
+            }
+            outcome => outcome?,
+        };
+        if let Some(rotated) = rotated {
+            self.set_refresh_token(&rotated)?;
+            if let Some(vault) = &self.vault {
+                vault.save(&rotated).await.map_err(|reason| {
+                    SfError::Session(format!(
+                        "the refresh token was rotated but could not be saved: {reason}"
+                    ))
+                })?;
+            }
+        }
+        Ok(session)
+    }
+
+    fn current_refresh_token(&self) -> Result<Option<String>, SfError> {
+        let Auth::RefreshToken { refresh_token, .. } = &self.config.auth else {
+            return Ok(None);
+        };
+        let rotated = self
+            .refresh_token
+            .lock()
+            .map_err(|_| SfError::Config("refresh token lock poisoned".into()))?
+            .clone();
+        Ok(Some(rotated.unwrap_or_else(|| refresh_token.clone())))
+    }
+
+    fn set_refresh_token(&self, token: &str) -> Result<(), SfError> {
+        *self
+            .refresh_token
+            .lock()
+            .map_err(|_| SfError::Config("refresh token lock poisoned".into()))? = Some(token.to_owned());
+        Ok(())
+    }
+
+    /// One token request; `refresh_token` is the one to send in the refresh-token flow. Also
+    /// returns a new refresh token the response holds (rotation).
+    async fn request_session(&self, refresh_token: Option<&str>) -> Result<(Session, Option<String>), SfError> {
         self.counts.auth.fetch_add(1, Ordering::Relaxed);
         let host = self.config.auth.token_host().trim_end_matches('/');
         let url = format!("{host}/services/oauth2/token");
@@ -150,12 +222,12 @@ impl SfClient {
             Auth::RefreshToken {
                 client_id,
                 client_secret,
-                refresh_token,
+                refresh_token: configured,
                 ..
             } => {
                 let mut form = vec![
                     ("grant_type", "refresh_token".to_owned()),
-                    ("refresh_token", refresh_token.clone()),
+                    ("refresh_token", refresh_token.unwrap_or(configured).to_owned()),
                     ("client_id", client_id.clone()),
                 ];
                 if let Some(secret) = client_secret {
@@ -191,10 +263,17 @@ impl SfClient {
             ));
         };
         tracing::info!("authenticated with Salesforce");
-        Ok(Session {
-            access_token: token.to_owned(),
-            instance_url: instance.trim_end_matches('/').to_owned(),
-        })
+        let rotated = body["refresh_token"]
+            .as_str()
+            .filter(|new| refresh_token.is_some_and(|used| used != *new))
+            .map(str::to_owned);
+        Ok((
+            Session {
+                access_token: token.to_owned(),
+                instance_url: instance.trim_end_matches('/').to_owned(),
+            },
+            rotated,
+        ))
     }
 
     pub(super) async fn session(&self, renew: bool) -> Result<Session, SfError> {

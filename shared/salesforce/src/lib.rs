@@ -29,8 +29,8 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-pub use auth::Auth;
 use auth::Session;
+pub use auth::{Auth, RefreshTokenVault, VaultFuture};
 pub use error::{SfError, is_transient_code};
 pub use query::{Describe, FieldInfo, QueryStream};
 pub use writes::{Operation, RecordError, RecordOutcome, RecordResult, WriteOptions};
@@ -166,6 +166,9 @@ pub struct SfClient {
     usage: Mutex<Option<ApiUsage>>,
     describes: Mutex<HashMap<String, Arc<Describe>>>,
     counts: CallCounts,
+    /// The refresh token in use, once a refresh rotated the one in the configuration.
+    refresh_token: Mutex<Option<String>>,
+    vault: Option<Arc<dyn RefreshTokenVault>>,
 }
 
 impl std::fmt::Debug for SfClient {
@@ -200,7 +203,16 @@ impl SfClient {
             usage: Mutex::new(None),
             describes: Mutex::new(HashMap::new()),
             counts: CallCounts::default(),
+            refresh_token: Mutex::new(None),
+            vault: None,
         })
+    }
+
+    /// Where a rotated refresh token is saved and read back (refresh-token flow): with
+    /// refresh-token rotation on, each refresh returns a new one and the old one stops working.
+    pub fn with_refresh_token_vault(mut self, vault: Arc<dyn RefreshTokenVault>) -> SfClient {
+        self.vault = Some(vault);
+        self
     }
 
     /// The configuration.

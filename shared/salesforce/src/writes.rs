@@ -391,7 +391,18 @@ impl SfClient {
             by_key.entry(key_of(row)).or_default().push_back(index);
         }
         let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; records.len()];
-        for kind in ["successfulResults", "failedResults", "unprocessedrecords"] {
+        // The job's counts say which result files can hold rows: none failed, no failedResults
+        // call; every row processed, no unprocessedrecords call (each is an API call). Counts
+        // missing from the job info: every file is read.
+        let count = |field: &str| info[field].as_u64();
+        let files = ["successfulResults", "failedResults", "unprocessedrecords"]
+            .into_iter()
+            .filter(|kind| match *kind {
+                "failedResults" => count("numberRecordsFailed") != Some(0),
+                "unprocessedrecords" => count("numberRecordsProcessed") != Some(records.len() as u64),
+                _ => true,
+            });
+        for kind in files {
             let (_, text) = self
                 .request(
                     CallKind::Bulk,

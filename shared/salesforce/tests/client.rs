@@ -367,7 +367,11 @@ async fn a_bulk_job_maps_failed_rows_back_and_counts_its_calls() {
     assert_eq!(results.iter().filter(|r| r.outcome.is_success()).count(), 2_498);
     let calls = sf.calls();
     assert_eq!(calls.writes, 0, "2,500 records go through Bulk API 2.0");
-    assert_eq!(calls.bulk, 7, "create, upload, close, one poll, three result sets");
+    assert_eq!(
+        calls.bulk, 6,
+        "create, upload, close, one poll, the successful and failed results (every row processed: \
+         no unprocessed-records call)"
+    );
     assert_eq!(calls.reads, reads_before);
 }
 
@@ -402,7 +406,10 @@ async fn a_slow_bulk_job_is_polled_until_it_completes() {
         .unwrap();
     assert!(results.iter().all(|r| r.outcome.is_success()));
     let calls = sf.calls();
-    assert_eq!(calls.bulk, 10, "create, upload, close, four polls, three result sets");
+    assert_eq!(
+        calls.bulk, 8,
+        "create, upload, close, four polls, the successful results (none failed, all processed)"
+    );
     assert_eq!(calls.writes, 0);
 }
 
@@ -669,4 +676,54 @@ async fn a_query_cursor_handed_back_twice_stops_the_walk_with_an_error() {
     let error = sf.query_all("SELECT Id FROM Contact").await.unwrap_err();
     assert!(matches!(&error, SfError::Decode(m) if m.contains("repeats")), "{error}");
     assert_eq!(sf.calls().reads, 2, "the first page and the repeated one, no more");
+}
+
+/// A vault in memory, as the deployment's secret is for every container.
+#[derive(Default)]
+struct MemoryVault(std::sync::Mutex<Option<String>>);
+
+impl salesforce::RefreshTokenVault for MemoryVault {
+    fn load(&self) -> salesforce::VaultFuture<'_, Option<String>> {
+        Box::pin(async move { Ok(self.0.lock().unwrap().clone()) })
+    }
+
+    fn save<'a>(&'a self, refresh_token: &'a str) -> salesforce::VaultFuture<'a, ()> {
+        Box::pin(async move {
+            *self.0.lock().unwrap() = Some(refresh_token.to_owned());
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_saved_and_another_container_takes_it_up() {
+    let mut scenario = scenario();
+    scenario.faults.sf.rotate_refresh_tokens = true;
+    let running = start(scenario).await;
+    let auth = Auth::RefreshToken {
+        token_host: running.sf_url.clone(),
+        client_id: "sandbox-consumer-key".into(),
+        client_secret: None,
+        refresh_token: "sandbox-refresh-token".into(),
+    };
+    let vault = std::sync::Arc::new(MemoryVault::default());
+    let first = SfClient::new(SfConfig::new(auth.clone()))
+        .unwrap()
+        .with_refresh_token_vault(vault.clone());
+    let second = SfClient::new(SfConfig::new(auth))
+        .unwrap()
+        .with_refresh_token_vault(vault.clone());
+    let mut saved = Vec::new();
+    // Three sessions in a row, each ended by Salesforce: each refresh rotates the token.
+    for _ in 0..3 {
+        assert_eq!(first.query_all("SELECT Id FROM Campaign").await.unwrap().len(), 1);
+        let token = vault.0.lock().unwrap().clone().expect("the rotated token is saved");
+        assert!(!saved.contains(&token) && token != "sandbox-refresh-token");
+        saved.push(token);
+        control(&running, "sf/expire-sessions", json!({})).await;
+    }
+    // A container started before the rotations still has the first token: refused, it reads the
+    // vault and signs in with the saved one.
+    assert_eq!(second.query_all("SELECT Id FROM Campaign").await.unwrap().len(), 1);
+    assert_eq!(second.calls().auth, 2);
 }

@@ -199,6 +199,14 @@ pub struct CampaignProgress {
     /// When CM sent the campaign, once looked up (its age sets the cadence).
     #[serde(default)]
     pub sent_at: Option<DateTime<Utc>>,
+    /// What the last sync read in the activity overlap, per stream and quarter-hour: read
+    /// again, those records cost no Salesforce call.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub recent: mapping::overlap::RecentCounts,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// Processing state of a recorded webhook event.

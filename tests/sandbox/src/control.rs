@@ -121,7 +121,7 @@ async fn get_faults(State(state): State<AppState>) -> Json<Faults> {
 async fn put_faults(State(state): State<AppState>, Json(faults): Json<Faults>) -> StatusCode {
     let mut world = state.lock();
     world.dice = Dice::new(faults.seed);
-    world.faults = faults;
+    world.faults = faults.realistic();
     StatusCode::NO_CONTENT
 }
 

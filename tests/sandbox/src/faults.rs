@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub struct Faults {
     /// Seed of the fault draws.
     pub seed: u64,
+    /// Realism mode: every behaviour the real services may show and the sandbox otherwise
+    /// spares its clients is on, at least at [`Faults::realistic`]'s level (issue #18).
+    pub realism: bool,
     /// Campaign Monitor side.
     pub cm: SideFaults,
     /// Salesforce side.
@@ -58,10 +61,38 @@ pub struct SideFaults {
     /// long-running requests (`ConcurrentPerOrgLongTxn Limit exceeded.`), which clears after a
     /// short wait, unlike the daily allocation's `TotalRequests Limit exceeded.`.
     pub concurrent_limit_rate: f64,
+    /// CM: each activity record becomes visible (in its stream and the campaign summary) a
+    /// seeded 0 to this many minutes after its date on CM's clock; 0: at once. CM does not
+    /// document when a record becomes visible.
+    pub late_visibility_minutes: u64,
+    /// SF: refresh-token grants answer with a new refresh token and the one used stops
+    /// working (a connected app with refresh-token rotation).
+    pub rotate_refresh_tokens: bool,
     /// SF: Bulk results with their columns in upload order and their rows in upload order.
     /// Off (the default), the columns come sorted by name and the rows shuffled: Salesforce
     /// promises neither order.
     pub bulk_results_in_upload_order: bool,
+}
+
+impl Faults {
+    /// The settings in effect: as given, with realism raising each realistic behaviour to at
+    /// least its level. Bulk results in shuffled order and the `CODE:message:fields --` error
+    /// form are on whatever the mode; CM always rotates refresh tokens.
+    pub fn realistic(mut self) -> Faults {
+        if !self.realism {
+            return self;
+        }
+        let sf = &mut self.sf;
+        sf.bulk_results_in_upload_order = false;
+        sf.bulk_in_progress_polls = sf.bulk_in_progress_polls.max(3);
+        sf.unknown_status_gets_default = true;
+        sf.short_query_pages = true;
+        sf.concurrent_limit_rate = sf.concurrent_limit_rate.max(0.02);
+        sf.rotate_refresh_tokens = true;
+        let cm = &mut self.cm;
+        cm.late_visibility_minutes = cm.late_visibility_minutes.max(180);
+        self
+    }
 }
 
 impl SideFaults {

@@ -54,7 +54,7 @@ impl World {
         Ok(World {
             cm: CmWorld::new(&scenario.cm)?,
             sf: SfWorld::new(&scenario.sf)?,
-            faults: scenario.faults.clone(),
+            faults: scenario.faults.clone().realistic(),
             dice: Dice::new(scenario.faults.seed),
             counters: Counters::new(),
             sf_base: sf_base.to_owned(),

@@ -189,6 +189,14 @@ async fn status_labels_and_sort_orders_are_unique_per_campaign() {
         )
         .await;
     assert_eq!((status, code(&body)), (400, "DUPLICATE_VALUE"));
+    // Salesforce compares text ignoring case.
+    let (status, body) = sf
+        .create(
+            "CampaignMemberStatus",
+            json!({"CampaignId": campaign, "Label": "OPENED", "SortOrder": 5}),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (400, "DUPLICATE_VALUE"));
     let (status, body) = sf
         .create(
             "CampaignMemberStatus",

@@ -13,6 +13,10 @@ pub struct RunCounts {
     pub unchanged_in_cm: u64,
     /// CM activity records read.
     pub activities: u64,
+    /// CM activity records read again in the overlap and left out: their quarter-hour holds no
+    /// record the last sync did not apply.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub already_applied: u64,
     /// CM activity rows that could not be read (skipped; listed in the run record).
     pub unreadable_rows: u64,
     /// Parts the campaign was planned in (more than one for a campaign too large for memory).

@@ -3,13 +3,14 @@
 //! queued for a retry. Held in memory up to one part; a larger campaign spills to temporary
 //! files.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use campaign_monitor::activity::UnreadableRow;
 use chrono::{DateTime, DurationRound, Utc};
 use events::publisher::EventSink;
 use futures::StreamExt;
-use mapping::{ActivityKind, CmTimestamp};
+use mapping::overlap::{self, RecentCounts, SliceCounts};
+use mapping::{Activity, ActivityKind, CmTimestamp};
 use state::{RunFailure, Store};
 
 use super::CampaignRun;
@@ -84,6 +85,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         let settled = (cm_now.to_utc(zone) - self.options.settle_lag)
             .duration_trunc(chrono::Duration::minutes(1))
             .unwrap_or(cm_now.to_utc(zone));
+        let overlap = run.settings.activity_overlap();
         let mut streams = Vec::new();
         for kind in STREAMS {
             let stored = watermarks.get(kind.as_str()).copied();
@@ -98,7 +100,9 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 run.next_watermarks.insert(kind.as_str().to_owned(), at);
                 continue;
             }
-            let since = stored.map(|w| CmTimestamp::since(w, zone));
+            // Read again from the overlap before the watermark: a record CM shows late with an
+            // earlier date is still read (§2 `activity_overlap_minutes`).
+            let since = stored.map(|w| CmTimestamp::since(overlap::read_from(w, overlap), zone));
             streams.push(self.cm.activity(run.cm_id(), kind, since));
             // Everything dated up to the settled moment has been read (CM shows records within
             // the settle lag); later records are read again next time, and re-applying them
@@ -118,23 +122,62 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             }))
         }));
         let mut unreadable = Vec::new();
+        // Records dated before their stream's watermark wait until every stream is read: their
+        // quarter-hour's count decides whether they were applied already.
+        let mut held: Vec<Activity> = Vec::new();
+        let mut counted: BTreeMap<ActivityKind, SliceCounts> = BTreeMap::new();
         while let Some(page) = pages.next().await {
             if deadline.passed() {
                 return Ok(None);
             }
             let (records, skipped) = page?;
             for record in &records {
-                spool.push(record.to_activity())?;
+                let activity = record.to_activity();
+                if activity.kind == ActivityKind::Sent {
+                    spool.push(activity)?;
+                    continue;
+                }
+                counted.entry(activity.kind).or_default().add(activity.at);
+                if watermarks.get(activity.kind.as_str()).is_some_and(|w| activity.at < *w) {
+                    held.push(activity);
+                } else {
+                    spool.push(activity)?;
+                }
             }
             unreadable.extend(skipped);
         }
         drop(pages);
+        for activity in held {
+            let stored = run.progress.recent.streams.get(activity.kind.as_str());
+            let fresh = counted.get(&activity.kind).cloned().unwrap_or_default();
+            if overlap::already_applied(stored, &fresh, overlap::slice_of(activity.at)) {
+                run.counts.already_applied += 1;
+            } else {
+                spool.push(activity)?;
+            }
+        }
         if let Some(fixed) = run.fixed_by_hand_over() {
             run.next_watermarks = fixed.watermarks.clone();
         } else {
             // Reported once, by the invocation that first read them.
             self.record_unreadable(run, unreadable).await?;
         }
+        run.next_progress.recent = RecentCounts {
+            // Every stream read, those that had no record too: a late record in an empty
+            // quarter-hour must not pass for one applied.
+            streams: STREAMS
+                .iter()
+                .filter(|kind| **kind != ActivityKind::Sent)
+                .filter_map(|kind| {
+                    let to = *run.next_watermarks.get(kind.as_str())?;
+                    let counts = counted.get(kind).cloned().unwrap_or_default();
+                    Some((
+                        kind.as_str().to_owned(),
+                        counts.kept(overlap::read_from(to, overlap), to),
+                    ))
+                })
+                .collect(),
+        };
         Ok(Some(spool))
     }
 

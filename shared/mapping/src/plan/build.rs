@@ -151,7 +151,11 @@ pub(super) fn plan_member(
     let occurrences = occurrences.as_slice();
     let existing = input.members.get(person_id);
     let start = match (existing, start_label) {
-        (Some(member), _) => member.state.clone(),
+        // The rules compare the mapping's spelling; the campaign may spell a label otherwise.
+        (Some(member), _) => MemberState {
+            status: plan.statuses.spelling.to_mapped(&member.state.status),
+            ..member.state.clone()
+        },
         (None, _) if settings.add_missing_members == AddMissingMembers::Never => {
             plan.skips.push(Skip {
                 subject: email.to_owned(),
@@ -216,8 +220,11 @@ pub(super) fn plan_member(
         }
         _ => {}
     }
+    let needs_write = decision.needs_write();
+    // Written as the campaign spells the label.
+    decision.after.status = plan.statuses.spelling.to_org(&decision.after.status);
     match existing {
-        Some(member) if decision.needs_write() => plan.member_updates.push(MemberUpdate {
+        Some(member) if needs_write => plan.member_updates.push(MemberUpdate {
             member_id: member.member_id.clone(),
             email: email.to_owned(),
             before: decision.before,

@@ -381,6 +381,10 @@ pub struct Settings {
     /// Days a run record (with its per-record failures) is kept before DynamoDB deletes it.
     #[serde(default = "default_run_retention_days")]
     pub run_retention_days: u32,
+    /// How far behind the newest date read each activity stream is read again, in minutes
+    /// (PRODUCT.md §2 `activity_overlap`): CM records that become visible late are still read.
+    #[serde(default = "default_activity_overlap_minutes")]
+    pub activity_overlap_minutes: u32,
 }
 
 /// How long run records are kept by default: long enough to look back over a quarter.
@@ -392,10 +396,25 @@ fn default_run_retention_days() -> u32 {
     DEFAULT_RUN_RETENTION_DAYS
 }
 
+/// The default activity overlap: six hours. CM does not document when a record becomes
+/// visible; re-reading costs CM calls only (see [`crate::overlap`]).
+pub const DEFAULT_ACTIVITY_OVERLAP_MINUTES: u32 = 360;
+/// The longest overlap accepted (two days).
+pub const MAX_ACTIVITY_OVERLAP_MINUTES: u32 = 2880;
+
+fn default_activity_overlap_minutes() -> u32 {
+    DEFAULT_ACTIVITY_OVERLAP_MINUTES
+}
+
 impl Settings {
     /// When a run record started at `started_at` expires.
     pub fn run_expires_at(&self, started_at: DateTime<Utc>) -> DateTime<Utc> {
         started_at + chrono::Duration::days(i64::from(self.run_retention_days))
+    }
+
+    /// The activity overlap.
+    pub fn activity_overlap(&self) -> chrono::Duration {
+        chrono::Duration::minutes(i64::from(self.activity_overlap_minutes))
     }
 }
 
@@ -460,6 +479,7 @@ impl Settings {
             campaign_link_field: default_link_field(),
             sync_cadence: crate::cadence::SyncCadence::default(),
             run_retention_days: DEFAULT_RUN_RETENTION_DAYS,
+            activity_overlap_minutes: DEFAULT_ACTIVITY_OVERLAP_MINUTES,
         }
     }
 
@@ -690,6 +710,19 @@ mod tests {
             &with(r#"{"run_retention_days": 4000}"#),
             "run_retention_days",
             "between 1 and 3650",
+        );
+    }
+
+    #[test]
+    fn the_activity_overlap_is_six_hours_unless_set_and_at_most_two_days() {
+        let settings = Settings::from_json(&minimal_json()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(settings.activity_overlap(), chrono::Duration::hours(6));
+        let kept = Settings::from_json(&with(r#"{"activity_overlap_minutes": 0}"#)).map(|s| s.activity_overlap());
+        assert_eq!(kept.ok(), Some(chrono::Duration::zero()));
+        assert_refused(
+            &with(r#"{"activity_overlap_minutes": 3000}"#),
+            "activity_overlap_minutes",
+            "at most 2880 minutes",
         );
     }
 

@@ -150,6 +150,16 @@ impl Settings {
                 ),
             );
         }
+        if self.activity_overlap_minutes > super::MAX_ACTIVITY_OVERLAP_MINUTES {
+            problems.add(
+                "activity_overlap_minutes".to_owned(),
+                format!(
+                    "at most {} minutes (two days; got {})",
+                    super::MAX_ACTIVITY_OVERLAP_MINUTES,
+                    self.activity_overlap_minutes
+                ),
+            );
+        }
         if problems.0.is_empty() {
             Ok(())
         } else {

@@ -356,6 +356,10 @@ pub async fn a_run_commits_only_while_it_holds_its_lease<S: Store>(store: Arc<S>
             values: BTreeMap::from([("CM_Clicks__c".into(), minute)]),
         }),
         sent_at: Some(at(0)),
+        // What the overlap window applied: kept with the progress, slice times as map keys.
+        recent: mapping::overlap::RecentCounts {
+            streams: BTreeMap::from([("opens".into(), BTreeMap::from([(at(minute - 15), 2), (at(minute), 0)]))]),
+        },
     };
     let commit = |id: &str, minute: i64| RunCommit {
         scope: "cm1".into(),

@@ -164,7 +164,7 @@ fn handle_request(
         },
         (Method::GET, ["clients", id, what]) => client_resource(world, id, what, &query),
         (Method::GET, ["campaigns", id, "summary"]) => match world.cm.campaigns.get(*id) {
-            Some(c) => ok(summary(c)),
+            Some(c) => ok(summary(world, c)),
             None => cm_error(StatusCode::BAD_REQUEST, 301, "Invalid CampaignID"),
         },
         (Method::GET, ["campaigns", id, "listsandsegments"]) => match world.cm.campaigns.get(*id) {

@@ -189,8 +189,8 @@ pub(super) fn client_resource(world: &World, client_id: &str, what: &str, query:
     }
 }
 
-pub(super) fn summary(c: &CampaignState) -> Value {
-    let rows = |r: &str| c.activity.get(r).map(Vec::as_slice).unwrap_or_default();
+pub(super) fn summary(world: &World, c: &CampaignState) -> Value {
+    let rows = |r: &str| visible_rows(world, c, r);
     let unique = |r: &str| {
         rows(r)
             .iter()
@@ -214,6 +214,34 @@ pub(super) fn summary(c: &CampaignState) -> Value {
         "WebVersionTextURL": "",
         "WorldviewURL": format!("https://example.createsend.com/reports/wv/r/{}", c.meta.id)
     })
+}
+
+/// A campaign's rows of one resource that CM shows now, by date: all of them, unless records
+/// become visible late (`late_visibility_minutes`), when each shows a seeded 0 to N minutes
+/// after its date on CM's clock.
+fn visible_rows<'a>(world: &World, c: &'a CampaignState, resource: &str) -> std::borrow::Cow<'a, [Row]> {
+    let rows = c.activity.get(resource).map(Vec::as_slice).unwrap_or_default();
+    let most = world.faults.cm.late_visibility_minutes;
+    if most == 0 {
+        return std::borrow::Cow::Borrowed(rows);
+    }
+    let now = world.cm.now_local();
+    let seed = world.faults.seed;
+    std::borrow::Cow::Owned(
+        rows.iter()
+            .filter(|row| row.date + chrono::Duration::minutes(visibility_delay(seed, resource, row, most)) <= now)
+            .cloned()
+            .collect(),
+    )
+}
+
+/// The seeded delay, in minutes, before a record shows: the same for a record every time.
+fn visibility_delay(seed: u64, resource: &str, row: &Row, most: u64) -> i64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys (DefaultHasher::new): stable within a build, which is all a run needs.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (seed, resource, &row.email, row.date).hash(&mut hasher);
+    (hasher.finish() % (most + 1)) as i64
 }
 
 pub(super) fn row_json(resource: &str, row: &Row) -> Value {
@@ -282,7 +310,7 @@ pub(super) fn campaign_activity(world: &World, id: &str, resource: &str, query: 
         Ok(since) => since,
         Err(refused) => return refused,
     };
-    let rows = campaign.activity.get(resource).map(Vec::as_slice).unwrap_or_default();
+    let rows = visible_rows(world, campaign, resource);
     let start = since.map_or(0, |since| rows.partition_point(|r| r.date < since));
     let rows = &rows[start..];
     let total = rows.len();

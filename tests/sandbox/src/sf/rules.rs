@@ -197,7 +197,12 @@ impl SfWorld {
                     if other.get("Id").and_then(Value::as_str) == id {
                         continue;
                     }
-                    if other.get("Label").and_then(Value::as_str) == Some(label) {
+                    // Salesforce compares text ignoring case: `clicked` duplicates `Clicked`.
+                    if other
+                        .get("Label")
+                        .and_then(Value::as_str)
+                        .is_some_and(|other| other.to_lowercase() == label.to_lowercase())
+                    {
                         return Err(field_err(
                             "DUPLICATE_VALUE",
                             format!(

@@ -55,18 +55,26 @@ pub(super) fn token(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Respo
     let access_token = format!("00DSB0000000001!{}", uuid::Uuid::new_v4().simple());
     world.sf.tokens.insert(access_token.clone(), 0);
     let instance_url = world.sf_base.clone();
-    json_response(
-        StatusCode::OK,
-        json!({
-            "access_token": access_token,
-            "instance_url": instance_url,
-            "id": "https://login.salesforce.com/id/00DSB0000000001AAA/005SB0000000001AAA",
-            "token_type": "Bearer",
-            "issued_at": Utc::now().timestamp_millis().to_string(),
-            "signature": "c2FuZGJveA==",
-            "scope": "api"
-        }),
-    )
+    // Refresh-token rotation (a connected app's "Enable Refresh Token Rotation"): a new refresh
+    // token with each refresh; the one used stops working.
+    let rotated = (get("grant_type") == "refresh_token" && world.faults.sf.rotate_refresh_tokens).then(|| {
+        let next = format!("5Aep861SB{}", uuid::Uuid::new_v4().simple());
+        world.sf.org.refresh_token = Some(next.clone());
+        next
+    });
+    let mut body = json!({
+        "access_token": access_token,
+        "instance_url": instance_url,
+        "id": "https://login.salesforce.com/id/00DSB0000000001AAA/005SB0000000001AAA",
+        "token_type": "Bearer",
+        "issued_at": Utc::now().timestamp_millis().to_string(),
+        "signature": "c2FuZGJveA==",
+        "scope": "api"
+    });
+    if let Some(rotated) = rotated {
+        body["refresh_token"] = json!(rotated);
+    }
+    json_response(StatusCode::OK, body)
 }
 
 pub(super) fn verify_jwt(org: &crate::scenario::SfOrg, assertion: &str) -> Result<(), (&'static str, &'static str)> {

@@ -1,0 +1,248 @@
+//! The differential test of issue #18: for seeded random scenarios (sizes, activity timing and
+//! order, CM page boundaries, when the syncs run, faults), the Salesforce state a series of syncs
+//! leaves with every realism switch of the sandbox on equals the state a clean sandbox leaves.
+//! Realism: Bulk results in any column and row order, the `CODE:message:fields --` error form,
+//! Bulk jobs `InProgress` for several polls, short query pages, unknown statuses turned into the
+//! default, the concurrent-request limit, CM records shown up to three hours late, OAuth tokens
+//! that expire and rotate on both sides; on top, transient 5xx and lock errors.
+//!
+//! `DIFFERENTIAL_SEEDS` sets how many scenarios (default 8, what `make test` runs).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use campaign_monitor::{CmClient, Credentials, OAuthTokens};
+use chrono::NaiveDateTime;
+use engine::campaign::{CampaignOutcome, Mode};
+use engine::{Deadline, Engine, EngineOptions};
+use events::LinkOrigin;
+use events::publisher::{MemorySink, Publisher};
+use harness::Control;
+use salesforce::{Auth, RetryPolicy, SfClient, SfConfig};
+use sandbox::generate::{Shape, generate};
+use sandbox::scenario::{CmOAuth, Scenario};
+use serde_json::Value;
+use state::memory::MemoryStore;
+use state::{LinkRecord, LinkStore, SettingsStore};
+
+/// A seeded sequence of draws (splitmix64): enough for picking sizes and times.
+struct Draws(u64);
+
+impl Draws {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low + 1)
+    }
+}
+
+/// One random case: the scenario and the CM clock at each sync.
+struct Case {
+    scenario: Scenario,
+    syncs_at: Vec<NaiveDateTime>,
+}
+
+fn case(seed: u64) -> Case {
+    let mut draws = Draws(seed);
+    let recipients = draws.between(20, 600) as usize;
+    // Across CM's 1,000-row page boundary for the larger ones.
+    let activities = draws.between(0, 2_400) as usize;
+    let scenario = generate(&Shape {
+        seed,
+        recipients,
+        activities,
+        in_salesforce: [0.5, 0.9, 1.0][draws.between(0, 2) as usize],
+        already_members: [0.0, 0.3, 0.8][draws.between(0, 2) as usize],
+        ..Shape::default()
+    });
+    // Activity runs from the send (2026-11-02 09:00) for a week; syncs at random moments in it,
+    // and one the day after, when CM shows everything.
+    let sent = NaiveDateTime::parse_from_str("2026-11-02 09:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+    let mut syncs_at: Vec<NaiveDateTime> = (0..draws.between(1, 5))
+        .map(|_| sent + chrono::Duration::minutes(draws.between(20, 7 * 24 * 60) as i64))
+        .collect();
+    syncs_at.sort();
+    syncs_at.push(sent + chrono::Duration::days(8));
+    Case { scenario, syncs_at }
+}
+
+fn sf_config(auth: Auth) -> SfConfig {
+    let mut config = SfConfig::new(auth);
+    config.retry = RetryPolicy {
+        max_attempts: 8,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+    };
+    config.bulk_poll_interval = Duration::from_millis(2);
+    // Bulk API 2.0 for the larger writes of these small scenarios too.
+    config.bulk_threshold = 150;
+    config
+}
+
+/// The Salesforce state a user looks at, without what only says when or in which order rows
+/// were written (Ids of new members, modification stamps).
+fn user_visible(records: Vec<Value>, key: &[&str]) -> BTreeMap<String, Value> {
+    records
+        .into_iter()
+        .map(|mut record| {
+            let object = record.as_object_mut().unwrap();
+            for stamp in ["LastModifiedDate", "SystemModstamp", "CreatedDate"] {
+                object.remove(stamp);
+            }
+            let id: String = key
+                .iter()
+                .map(|field| object.get(*field).map(Value::to_string).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("|");
+            if !key.contains(&"Id") {
+                object.remove("Id");
+            }
+            (id, record)
+        })
+        .collect()
+}
+
+async fn final_state(case: &Case, realism: bool) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
+    let mut scenario = case.scenario.clone();
+    if realism {
+        scenario.faults.realism = true;
+        scenario.faults.seed = case.syncs_at.len() as u64;
+        scenario.faults.sf.error_rate = 0.02;
+        scenario.faults.sf.lock_row_rate = 0.05;
+        scenario.faults.sf.session_expires_after_calls = Some(25);
+        scenario.faults.cm.error_rate = 0.02;
+        scenario.faults.cm.token_expires_after_calls = Some(20);
+        scenario.cm.oauth = Some(CmOAuth {
+            client_id: "sandbox-oauth-client".into(),
+            client_secret: "sandbox-oauth-secret".into(),
+            access_token: "cm-access-start".into(),
+            refresh_token: "cm-refresh-start".into(),
+            token_lifetime_secs: 1_209_600,
+        });
+    } else {
+        scenario.faults.sf.bulk_results_in_upload_order = true;
+    }
+    let running = harness::start_sandbox(scenario.clone()).await.unwrap();
+    let settings = harness::settings_for(&scenario).unwrap();
+    let (cm_credentials, sf_auth) = if realism {
+        (
+            Credentials::OAuth(OAuthTokens {
+                access_token: "cm-access-start".into(),
+                refresh_token: "cm-refresh-start".into(),
+                expires_in: 0,
+            }),
+            Auth::RefreshToken {
+                token_host: running.sf_url.clone(),
+                client_id: "sandbox-consumer-key".into(),
+                client_secret: None,
+                refresh_token: "sandbox-refresh-token".into(),
+            },
+        )
+    } else {
+        (
+            Credentials::api_key(harness::CM_API_KEY),
+            harness::sf_auth(&running.sf_url),
+        )
+    };
+    let cm = CmClient::builder(cm_credentials, settings.zone())
+        .base_url(&running.cm_url)
+        .retry(campaign_monitor::RetryPolicy {
+            max_attempts: 8,
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            max_total: Duration::from_secs(30),
+        })
+        .build()
+        .unwrap();
+    let store = MemoryStore::new();
+    store.save_settings(&settings, None, chrono::Utc::now()).await.unwrap();
+    let engine = Engine {
+        store: Arc::new(store),
+        publisher: Arc::new(Publisher::new(MemorySink::default())),
+        cm: Arc::new(cm),
+        sf: Arc::new(SfClient::new(sf_config(sf_auth)).unwrap()),
+        options: EngineOptions::default(),
+    };
+    let cm_id = harness::campaign_named(&scenario, "November newsletter").unwrap();
+    engine
+        .store
+        .put_link(&LinkRecord {
+            cm_campaign_id: cm_id.clone(),
+            sf_campaign_id: "701000SB0000000001".into(),
+            origin: LinkOrigin::Manual,
+            linked_at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap();
+    let control = Control::of(&running);
+    for at in &case.syncs_at {
+        control
+            .set_cm_now(&at.format("%Y-%m-%d %H:%M:%S").to_string())
+            .await
+            .unwrap();
+        let outcome = engine
+            .sync_campaign(&settings, &cm_id, &engine::new_run_id(), Mode::APPLY, Deadline::none())
+            .await
+            .unwrap_or_else(|e| panic!("realism {realism}, sync at {at}: {e}"));
+        assert!(
+            matches!(outcome, CampaignOutcome::Done { .. }),
+            "realism {realism}, sync at {at}: {outcome:?}"
+        );
+    }
+    let mut state = BTreeMap::new();
+    for (object, key) in [
+        ("CampaignMember", &["CampaignId", "ContactId", "LeadId"][..]),
+        ("CampaignMemberStatus", &["CampaignId", "Label"][..]),
+        ("Campaign", &["Id"][..]),
+        ("Contact", &["Id"][..]),
+        ("Lead", &["Id"][..]),
+    ] {
+        state.insert(object, user_visible(control.sf_records(object).await.unwrap(), key));
+    }
+    state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_realism_switch_on_salesforce_ends_as_with_a_clean_sandbox() {
+    let seeds: u64 = std::env::var("DIFFERENTIAL_SEEDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(8);
+    for seed in 1..=seeds {
+        let case = case(seed);
+        let clean = final_state(&case, false).await;
+        let real = final_state(&case, true).await;
+        for (object, rows) in &clean {
+            let other = &real[object];
+            let differing: Vec<&String> = rows
+                .keys()
+                .chain(other.keys())
+                .filter(|key| rows.get(*key) != other.get(*key))
+                .collect();
+            assert!(
+                differing.is_empty(),
+                "seed {seed} ({} recipients, {} activities, syncs at {:?}): {object} differs for {} rows, e.g. {:?}: clean {} / realism {}",
+                case.scenario.cm.campaigns[0].recipients.len(),
+                case.scenario.cm.campaigns[0].activity.len(),
+                case.syncs_at,
+                differing.len(),
+                differing[0],
+                rows.get(differing[0]).map_or("none".into(), Value::to_string),
+                other.get(differing[0]).map_or("none".into(), Value::to_string),
+            );
+        }
+        assert!(
+            !clean["CampaignMember"].is_empty(),
+            "seed {seed}: the scenario has members to compare"
+        );
+    }
+}
