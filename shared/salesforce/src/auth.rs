@@ -276,9 +276,17 @@ impl SfClient {
         ))
     }
 
-    pub(super) async fn session(&self, renew: bool) -> Result<Session, SfError> {
+    /// The session; `expired`: the access token a call was refused with, renewed unless
+    /// another task already did (one sign-in for every task that saw the session end: with
+    /// refresh-token rotation, each sign-in spends a refresh token).
+    pub(super) async fn session(&self, expired: Option<&str>) -> Result<Session, SfError> {
         let mut guard = self.session.lock().await;
-        if renew || guard.is_none() {
+        let stale = match (&*guard, expired) {
+            (None, _) => true,
+            (Some(current), Some(expired)) => current.access_token == expired,
+            (Some(_), None) => false,
+        };
+        if stale {
             *guard = Some(self.login().await?);
         }
         guard.clone().ok_or_else(|| SfError::Session("no session".into()))

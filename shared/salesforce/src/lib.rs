@@ -262,7 +262,7 @@ impl SfClient {
         let mut delays = self.config.retry.delays();
         let mut attempts = 0;
         let mut renewed = false;
-        let mut session = self.session(false).await?;
+        let mut session = self.session(None).await?;
         loop {
             attempts += 1;
             let url = if path.starts_with('/') {
@@ -308,7 +308,7 @@ impl SfClient {
                             return Err(SfError::Session(message));
                         }
                         renewed = true;
-                        session = self.session(true).await?;
+                        session = self.session(Some(&session.access_token)).await?;
                         continue;
                     }
                     // The same code means the day's allocation is spent (wait for tomorrow) or too

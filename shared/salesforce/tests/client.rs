@@ -727,3 +727,31 @@ async fn a_rotated_refresh_token_is_saved_and_another_container_takes_it_up() {
     assert_eq!(second.query_all("SELECT Id FROM Campaign").await.unwrap().len(), 1);
     assert_eq!(second.calls().auth, 2);
 }
+
+#[tokio::test]
+async fn tasks_that_see_the_session_end_together_sign_in_once() {
+    let mut scenario = scenario();
+    scenario.faults.sf.rotate_refresh_tokens = true;
+    let running = start(scenario).await;
+    let sf = std::sync::Arc::new(
+        SfClient::new(SfConfig::new(Auth::RefreshToken {
+            token_host: running.sf_url.clone(),
+            client_id: "sandbox-consumer-key".into(),
+            client_secret: None,
+            refresh_token: "sandbox-refresh-token".into(),
+        }))
+        .unwrap(),
+    );
+    assert_eq!(sf.query_all("SELECT Id FROM Campaign").await.unwrap().len(), 1);
+    control(&running, "sf/expire-sessions", json!({})).await;
+    // Six queries of one sync at once: with one sign-in each, every sign-in would spend the
+    // refresh token the one before it was given.
+    let queries = (0..6).map(|_| {
+        let sf = sf.clone();
+        tokio::spawn(async move { sf.query_all("SELECT Id FROM Campaign").await })
+    });
+    for outcome in futures::future::join_all(queries).await {
+        assert_eq!(outcome.unwrap().unwrap().len(), 1);
+    }
+    assert_eq!(sf.calls().auth, 2, "the first sign-in and one renewal");
+}
