@@ -5,6 +5,7 @@ nothing applied twice."""
 
 import json
 import os
+import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -75,7 +76,8 @@ def test_a_malformed_cm_row_is_skipped_and_listed_and_the_rest_is_synced(stack):
     assert members[good]["Status"] == "Opened", "the rest of the campaign is synced"
     assert members[bad]["Status"] != "Clicked"
     detail = stack.admin("run", outcome["run_id"])
-    assert "CM clicks page 1 row 1" in detail and "[CM_ROW_UNREADABLE]" in detail, detail
+    # Its place in what CM served (the overlap re-reads earlier clicks of the same page first).
+    assert re.search(r"CM clicks page 1 row \d+", detail) and "[CM_ROW_UNREADABLE]" in detail, detail
     assert bad not in detail, "the row itself (with its address) is not copied into the run"
 
 
