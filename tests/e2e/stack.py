@@ -195,7 +195,7 @@ class Stack:
         ready = json.loads(sandbox.stdout.readline())
         self.cm_url, self.sf_url = ready["cm_url"], ready["sf_url"]
         faults = json.loads(urllib.request.urlopen(f"{self.cm_url}/_sandbox/faults").read())
-        self.cm_clock_lag = datetime.timedelta(minutes=faults["cm"]["late_visibility_minutes"])
+        self.cm_clock_lag = datetime.timedelta(minutes=faults["cm"].get("late_visibility_minutes", 0))
 
         self.sqs = boto3.client("sqs")
         self.events = boto3.client("events")

@@ -74,6 +74,8 @@ pub async fn measure(runs: usize) -> Result<ColdStart, String> {
             .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
             .env("STATE_TABLE", "bench")
             .env("EVENT_BUS", "bench")
+            // The sandbox speaks plain HTTP: the one flag that allows it (never set in Lambda).
+            .env("ALLOW_PLAIN_HTTP", "1")
             .env("CM_SECRET_ID", &cm_secret)
             .env("SF_SECRET_ID", &sf_secret)
             .env("LOG_LEVEL", "warn")

@@ -14,6 +14,7 @@ pub struct Faults {
     pub seed: u64,
     /// Realism mode: every behaviour the real services may show and the sandbox otherwise
     /// spares its clients is on, at least at [`Faults::realistic`]'s level (issue #18).
+    #[serde(skip_serializing_if = "is_false")]
     pub realism: bool,
     /// Campaign Monitor side.
     pub cm: SideFaults,
@@ -64,14 +65,24 @@ pub struct SideFaults {
     /// CM: each activity record becomes visible (in its stream and the campaign summary) a
     /// seeded 0 to this many minutes after its date on CM's clock; 0: at once. CM does not
     /// document when a record becomes visible.
+    #[serde(skip_serializing_if = "is_zero")]
     pub late_visibility_minutes: u64,
     /// SF: refresh-token grants answer with a new refresh token and the one used stops
     /// working (a connected app with refresh-token rotation).
+    #[serde(skip_serializing_if = "is_false")]
     pub rotate_refresh_tokens: bool,
     /// SF: Bulk results with their columns in upload order and their rows in upload order.
     /// Off (the default), the columns come sorted by name and the rows shuffled: Salesforce
     /// promises neither order.
     pub bulk_results_in_upload_order: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 impl Faults {
