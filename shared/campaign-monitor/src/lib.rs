@@ -97,6 +97,18 @@ pub struct RetryPolicy {
     pub max_total: Duration,
 }
 
+impl RetryPolicy {
+    /// The waits between attempts: exponential with jitter, `max_attempts - 1` of them.
+    fn delays(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_attempts.saturating_sub(1) as usize)
+            .with_jitter()
+            .build()
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
@@ -260,11 +272,13 @@ impl CmClient {
     /// The credentials in use now (after any refresh): what a client built to replace this
     /// one starts from.
     pub fn credentials(&self) -> Result<Credentials, CmError> {
-        Ok(self
-            .credentials
+        Ok(self.credentials_slot()?.clone())
+    }
+
+    fn credentials_slot(&self) -> Result<std::sync::MutexGuard<'_, Credentials>, CmError> {
+        self.credentials
             .lock()
-            .map_err(|_| CmError::Config("credentials lock poisoned".into()))?
-            .clone())
+            .map_err(|_| CmError::Config("credentials lock poisoned".into()))
     }
 
     fn auth_header(&self) -> Result<String, CmError> {
@@ -280,10 +294,7 @@ impl CmClient {
     }
 
     fn adopt(&self, tokens: OAuthTokens) -> Result<(), CmError> {
-        *self
-            .credentials
-            .lock()
-            .map_err(|_| CmError::Config("credentials lock poisoned".into()))? = Credentials::OAuth(tokens);
+        *self.credentials_slot()? = Credentials::OAuth(tokens);
         Ok(())
     }
 
@@ -341,12 +352,7 @@ impl CmClient {
     /// The token request, retried like an API call while CM answers 429 or 5xx or the network
     /// fails (a refused grant is final).
     async fn request_tokens(&self, refresh_token: &str) -> Result<OAuthTokens, CmError> {
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_attempts.saturating_sub(1) as usize)
-            .with_jitter()
-            .build();
+        let mut delays = self.retry.delays();
         loop {
             let outcome = self
                 .http
@@ -394,12 +400,7 @@ impl CmClient {
     ) -> Result<Value, CmError> {
         let url = format!("{}{API_PATH}/{path}", self.base_url);
         let started = Instant::now();
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_attempts.saturating_sub(1) as usize)
-            .with_jitter()
-            .build();
+        let mut delays = self.retry.delays();
         let mut attempts = 0;
         let mut refreshed = false;
         loop {

@@ -144,20 +144,19 @@ impl SfClient {
         let Auth::RefreshToken { refresh_token, .. } = &self.config.auth else {
             return Ok(None);
         };
-        let rotated = self
-            .refresh_token
-            .lock()
-            .map_err(|_| SfError::Config("refresh token lock poisoned".into()))?
-            .clone();
+        let rotated = self.refresh_token_slot()?.clone();
         Ok(Some(rotated.unwrap_or_else(|| refresh_token.clone())))
     }
 
     fn set_refresh_token(&self, token: &str) -> Result<(), SfError> {
-        *self
-            .refresh_token
-            .lock()
-            .map_err(|_| SfError::Config("refresh token lock poisoned".into()))? = Some(token.to_owned());
+        *self.refresh_token_slot()? = Some(token.to_owned());
         Ok(())
+    }
+
+    fn refresh_token_slot(&self) -> Result<std::sync::MutexGuard<'_, Option<String>>, SfError> {
+        self.refresh_token
+            .lock()
+            .map_err(|_| SfError::Config("refresh token lock poisoned".into()))
     }
 
     /// One token request; `refresh_token` is the one to send in the refresh-token flow. Also

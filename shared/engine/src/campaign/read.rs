@@ -147,10 +147,11 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             unreadable.extend(skipped);
         }
         drop(pages);
+        let none_read = SliceCounts::default();
         for activity in held {
             let stored = run.progress.recent.streams.get(activity.kind.as_str());
-            let fresh = counted.get(&activity.kind).cloned().unwrap_or_default();
-            if overlap::already_applied(stored, &fresh, overlap::slice_of(activity.at)) {
+            let fresh = counted.get(&activity.kind).unwrap_or(&none_read);
+            if overlap::already_applied(stored, fresh, overlap::slice_of(activity.at)) {
                 run.counts.already_applied += 1;
             } else {
                 spool.push(activity)?;
@@ -170,7 +171,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 .filter(|kind| **kind != ActivityKind::Sent)
                 .filter_map(|kind| {
                     let to = *run.next_watermarks.get(kind.as_str())?;
-                    let counts = counted.get(kind).cloned().unwrap_or_default();
+                    let counts = counted.get(kind).unwrap_or(&none_read);
                     Some((
                         kind.as_str().to_owned(),
                         counts.kept(overlap::read_from(to, overlap), to),
