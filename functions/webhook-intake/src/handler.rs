@@ -48,6 +48,19 @@ impl Tokens {
         }
     }
 
+    /// The tokens in the secret `secret_id`, read again from it when an unknown one arrives.
+    pub(crate) async fn from_secret(
+        secrets: aws_sdk_secretsmanager::Client,
+        secret_id: String,
+    ) -> Result<Tokens, lambda_support::StartupError> {
+        let tokens = lambda_support::webhook_tokens(&secrets, &secret_id).await?;
+        let reload: Reload = Box::new(move || {
+            let (secrets, secret_id) = (secrets.clone(), secret_id.clone());
+            Box::pin(async move { lambda_support::webhook_tokens(&secrets, &secret_id).await })
+        });
+        Ok(Tokens::new(tokens, Some(reload)))
+    }
+
     /// The tokens to check `token` against: those known, or, for a token they do not accept,
     /// those the secret holds now (read again at most once a minute).
     async fn for_request(&self, token: &str) -> WebhookTokens {

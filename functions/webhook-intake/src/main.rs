@@ -6,7 +6,7 @@ mod handler;
 use std::sync::Arc;
 
 use lambda_http::{Error, Request, service_fn};
-use lambda_support::{Config, aws, bus_publisher, dynamo_store, init_logging, webhook_tokens};
+use lambda_support::{Config, aws, bus_publisher, dynamo_store, init_logging};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,16 +14,11 @@ async fn main() -> Result<(), Error> {
     init_logging(&config);
     let aws = aws().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-    let secret_id = config.webhook_secret_id()?.to_owned();
-    let tokens = webhook_tokens(&secrets, &secret_id).await?;
-    let reload: handler::Reload = Box::new(move || {
-        let (secrets, secret_id) = (secrets.clone(), secret_id.clone());
-        Box::pin(async move { webhook_tokens(&secrets, &secret_id).await })
-    });
+    let tokens = handler::Tokens::from_secret(secrets, config.webhook_secret_id()?.to_owned()).await?;
     let intake = handler::Intake {
         store: Arc::new(dynamo_store(&aws, &config)?),
         publisher: Arc::new(bus_publisher(&aws, &config)?),
-        tokens: handler::Tokens::new(tokens, Some(reload)),
+        tokens,
     };
     let intake = &intake;
     lambda_http::run(service_fn(move |request: Request| async move {

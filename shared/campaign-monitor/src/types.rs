@@ -82,6 +82,21 @@ pub struct ListMembership {
     pub date_subscriber_added: String,
 }
 
+impl ListMembership {
+    /// The subscriber's state on the list, typed. A state CM may add later reads as
+    /// unsubscribed: it is not one in which the address still receives email.
+    pub fn state(&self) -> mapping::people::SubscriberState {
+        use mapping::people::SubscriberState;
+        match self.subscriber_state.as_str() {
+            "Active" => SubscriberState::Active,
+            "Unconfirmed" => SubscriberState::Unconfirmed,
+            "Bounced" => SubscriberState::Bounced,
+            "Deleted" => SubscriberState::Deleted,
+            _ => SubscriberState::Unsubscribed,
+        }
+    }
+}
+
 /// A sent campaign (`campaigns.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -27,6 +27,17 @@ pub enum WebhookEventType {
     Deactivate,
 }
 
+impl WebhookEventType {
+    /// CM's name for it (the `Type` of an event). Stable: stored keys are built from it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEventType::Subscribe => "Subscribe",
+            WebhookEventType::Update => "Update",
+            WebhookEventType::Deactivate => "Deactivate",
+        }
+    }
+}
+
 /// One event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

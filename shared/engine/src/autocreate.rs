@@ -10,9 +10,10 @@ use mapping::statuses::plan_statuses;
 use salesforce::{Operation, RecordOutcome, SfError, WriteOptions};
 use serde::Serialize;
 use serde_json::{Map, json};
-use state::{FailedRecord, LinkOutcome, LinkRecord, Store};
+use state::{FailedRecord, LinkOutcome, LinkRecord, LinkStore, RetryQueue, Scope};
 
-use crate::{Engine, EngineError};
+use crate::core::{Engine, EngineError, publish};
+use crate::salesforce_io::{reads, writes};
 
 /// What auto-creation did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -39,19 +40,33 @@ pub enum AutoCreateOutcome {
     },
 }
 
-/// Where refused creations are kept (one record per CM campaign): the schedule leaves them
-/// alone; a backfill (an admin asking) tries again and clears the record on success.
-pub const REFUSED_SCOPE: &str = "autocreate-refused";
+/// Refused creations are kept in the retry queue under [`Scope::AutocreateRefused`] (one
+/// record per CM campaign): the schedule leaves them alone; a backfill (an admin asking) tries
+/// again and clears the record on success.
+fn refused_scope() -> String {
+    Scope::AutocreateRefused.key()
+}
 
-impl<S: Store, P: EventSink> Engine<S, P> {
+/// Auto-creation: an SF Campaign for a discovered CM campaign, and the link.
+#[derive(Debug)]
+pub struct AutoCreate<'e, S, P> {
+    engine: &'e Engine<S, P>,
+}
+
+impl<'e, S: LinkStore + RetryQueue, P: EventSink> AutoCreate<'e, S, P> {
+    /// Auto-creation for `engine`'s deployment.
+    pub fn new(engine: &'e Engine<S, P>) -> Self {
+        AutoCreate { engine }
+    }
+
     /// Creates and links the SF Campaign for a discovered CM campaign.
-    pub async fn auto_create(
+    pub async fn create(
         &self,
         settings: &mapping::Settings,
         campaign: &DiscoveredCampaign,
         origin: LinkOrigin,
     ) -> Result<AutoCreateOutcome, EngineError> {
-        let linked = self.store.link(&campaign.cm_campaign_id).await?;
+        let linked = self.engine.store.link(&campaign.cm_campaign_id).await?;
         if origin == LinkOrigin::AutoCreated
             && let Eligibility::Ineligible { why } =
                 auto_create_eligibility(campaign, settings, linked.as_ref().map(|l| l.sf_campaign_id.as_str()))
@@ -72,10 +87,10 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         };
 
         // The new campaign's statuses, per the mapping.
-        let existing = crate::salesforce_io::read_statuses(&self.sf, &sf_campaign_id).await?;
+        let existing = reads::read_statuses(&self.engine.sf, &sf_campaign_id).await?;
         let statuses = plan_statuses(&existing, settings);
         if !statuses.create.is_empty() {
-            crate::salesforce_io::create_statuses(&self.sf, &sf_campaign_id, &statuses.create).await?;
+            writes::create_statuses(&self.engine.sf, &sf_campaign_id, &statuses.create).await?;
         }
 
         let link = LinkRecord {
@@ -84,15 +99,19 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             origin,
             linked_at: Utc::now(),
         };
-        self.store
-            .remove_failed(REFUSED_SCOPE, std::slice::from_ref(&campaign.cm_campaign_id))
+        self.engine
+            .store
+            .remove_failed(&refused_scope(), std::slice::from_ref(&campaign.cm_campaign_id))
             .await?;
-        if self.store.put_link(&link).await? == LinkOutcome::Created {
-            self.publish(&[Event::campaign_linked(
-                &campaign.cm_campaign_id,
-                &sf_campaign_id,
-                origin,
-            )])
+        if self.engine.store.put_link(&link).await? == LinkOutcome::Created {
+            publish(
+                &self.engine.publisher,
+                &[Event::campaign_linked(
+                    &campaign.cm_campaign_id,
+                    &sf_campaign_id,
+                    origin,
+                )],
+            )
             .await?;
         }
         tracing::info!(cm_campaign = %campaign.cm_campaign_id, sf_campaign = %sf_campaign_id, created, "campaign linked");
@@ -111,14 +130,16 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     ) -> Result<AutoCreateOutcome, EngineError> {
         tracing::error!(cm_campaign = %campaign.cm_campaign_id, %error, "Salesforce refused to create the campaign; not retried until an admin asks");
         let earlier = self
+            .engine
             .store
-            .failed_records(REFUSED_SCOPE, 10_000)
+            .failed_records(&refused_scope(), 10_000)
             .await?
             .into_iter()
             .find(|r| r.key == campaign.cm_campaign_id);
-        self.store
+        self.engine
+            .store
             .enqueue_failed(&[FailedRecord {
-                scope: REFUSED_SCOPE.to_owned(),
+                scope: refused_scope(),
                 key: campaign.cm_campaign_id.clone(),
                 payload: json!({"name": campaign.name}),
                 reason: error.to_string(),
@@ -156,6 +177,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             external_id_field: settings.campaign_link_field.clone(),
         };
         let results = self
+            .engine
             .sf
             .write("Campaign", &upsert, &[record], &WriteOptions::default())
             .await?;

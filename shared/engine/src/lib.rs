@@ -1,6 +1,34 @@
-//! The sync (PRODUCT.md §3–§5): discovery of CM campaigns, the per-campaign sync (read what
-//! changed, plan with the mapping crate, apply in batches, commit watermarks) and campaign
-//! auto-creation. The Lambda functions are thin wrappers around [`Engine`].
+//! The sync (PRODUCT.md §3–§5). Each flow is a type of its own whose methods are its stages,
+//! borrowing the [`Engine`] (the clients, the store, the publisher and the options, built once
+//! per Lambda container):
+//!
+//! | flow | type | stages |
+//! |---|---|---|
+//! | one linked campaign's sync | [`campaign::CampaignSync`] | start → read → retried → split → (plan → apply)* → commit |
+//! | the scheduled run | [`tick::Tick`] | discover → reconcile → due → fan out → housekeeping; the hot run |
+//! | the webhook consumer | [`webhook::WebhookConsumer`] | sort → confirm → apply → save |
+//! | the webhook intake | [`webhook::IntakeEngine`] | token → delivery → record → hand on |
+//! | auto-creation | [`autocreate::AutoCreate`] | eligibility → upsert → statuses → link |
+//! | CM's lists | [`lists::Lists`] | the backstop; confirmation, other lists and the writer of a list's changes |
+//! | admin operations | [`admin`] | links, backfill, retry, webhooks, doctor |
+//!
+//! Modules only import downwards, in this order (a module uses those below it, never one
+//! above):
+//!
+//! ```text
+//! lib (the Engine's entry points)
+//!  ├── admin ─────────────┐            (links, backfill, retry, webhooks, doctor)
+//!  ├── tick ──────────────┤            (discover, reconcile, due, housekeeping)
+//!  │     ├── campaign     │  autocreate   webhook (intake, consumer, health)
+//!  │     │     └──────────┴──── lists ─────┘
+//!  │     └── discovery
+//!  └── core, report, salesforce_io (reads, writes), spool
+//! ```
+//!
+//! `core` holds the [`Engine`], its errors, options and deadline; `report` keeps findings as
+//! run records; `salesforce_io` reads what a plan needs and writes a plan; `spool` keeps a
+//! large campaign's activity on disk. The rules themselves live in `mapping`, the state's key
+//! spaces in `state`.
 //!
 //! Every step is idempotent: a run cut off anywhere resumes from the last committed watermark,
 //! and anything it already applied is recognised by the Activity Date guard and the member
@@ -9,264 +37,154 @@
 pub mod admin;
 pub mod autocreate;
 pub mod campaign;
+mod core;
 pub mod discovery;
-pub mod doctor;
 pub mod lists;
+mod report;
 mod salesforce_io;
-pub mod schedule;
 mod spool;
+pub mod tick;
 pub mod webhook;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
-
-use campaign_monitor::{CmClient, CmError};
 use events::Event;
-use events::publisher::{EventSink, PublishError, Publisher};
-use salesforce::{SfClient, SfError};
-use state::{Store, StoreError};
+use events::LinkOrigin;
+use events::publisher::EventSink;
+use mapping::Settings;
+use mapping::autocreate::DiscoveredCampaign;
+use state::{LinkOutcome, LinkRecord, Store};
 
-/// Why a sync step failed as a whole (per-record problems are reported, not raised).
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// No settings are stored yet.
-    #[error("no settings stored: apply a settings document first (cm-sf-admin settings apply FILE)")]
-    NoSettings,
-    /// The state table failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Campaign Monitor failed.
-    #[error(transparent)]
-    Cm(#[from] CmError),
-    /// Salesforce failed.
-    #[error(transparent)]
-    Sf(#[from] SfError),
-    /// Publishing events failed.
-    #[error(transparent)]
-    Publish(#[from] PublishError),
-    /// An event this function does not handle.
-    #[error("unexpected event: {0}")]
-    UnexpectedEvent(String),
-    /// Temporary storage for a large campaign's activity failed (Lambda's `/tmp` full?).
-    #[error("temporary storage for the campaign's activity: {0} (raise the function's ephemeral storage)")]
-    Spill(#[from] std::io::Error),
-    /// An administrator's request that cannot be carried out as asked; nothing was changed.
-    #[error("{0}")]
-    Invalid(String),
-    /// A run was handed from invocation to invocation too often without finishing, or several
-    /// times in a row without finishing a single part.
-    #[error(
-        "run {run_id} stopped after {continuations} continuations without finishing: raise the function's timeout or memory, or sync the campaign in smaller parts"
-    )]
-    NoProgress {
-        /// The campaign run.
-        run_id: String,
-        /// Hand-overs so far.
-        continuations: u32,
-    },
-}
+pub use crate::admin::doctor;
+pub use crate::core::{Deadline, Engine, EngineError, EngineOptions};
+pub use crate::report::new_run_id;
+pub use crate::salesforce_io::STATUS_MISSING;
 
-impl EngineError {
-    /// Whether the trigger should retry (transient) or give up (the event goes to the DLQ).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            EngineError::NoSettings
-            | EngineError::UnexpectedEvent(_)
-            | EngineError::Invalid(_)
-            | EngineError::NoProgress { .. }
-            | EngineError::Spill(_) => false,
-            EngineError::Store(e) => e.is_retryable(),
-            EngineError::Cm(e) => e.is_retryable(),
-            EngineError::Sf(e) => e.is_retryable(),
-            EngineError::Publish(e) => e.is_retryable(),
-        }
-    }
-}
+use crate::admin::{
+    Backfill, BackfillResult, Doctor, Finding, LinkAdmin, Retry, RetryQueued, WebhookAdmin, WebhookChange, WebhookView,
+};
+use crate::autocreate::{AutoCreate, AutoCreateOutcome};
+use crate::campaign::{CampaignOutcome, CampaignSync, Mode};
+use crate::tick::{DiscoveryOutcome, HotRunOutcome, Tick};
+use crate::webhook::{BatchOutcome, WebhookConsumer};
 
-/// Tunables with sensible defaults.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    /// How long a run holds its lease. It must cover a whole invocation (the default matches
-    /// Lambda's 15-minute limit): commits are fenced by it, and a run still `Running` after it
-    /// is taken for abandoned.
-    pub lease: Duration,
-    /// Activity newer than CM's clock minus this is read again next time (CM makes some
-    /// records visible late).
-    pub settle_lag: chrono::Duration,
-    /// Stop taking new work when less than this remains before the Lambda deadline.
-    pub deadline_margin: Duration,
-    /// Activities planned and applied together: a campaign with more spills to temporary files
-    /// and is synced in parts of about this size, so memory stays bounded.
-    pub part_size: usize,
-    /// A webhook batch still pending this long after it was recorded is handed on again by
-    /// the scheduled run (its own hand-off has had its chance).
-    pub webhook_sweep_after: chrono::Duration,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        EngineOptions {
-            lease: Duration::from_secs(15 * 60),
-            settle_lag: chrono::Duration::minutes(5),
-            deadline_margin: Duration::from_secs(30),
-            part_size: 50_000,
-            webhook_sweep_after: chrono::Duration::minutes(10),
-        }
-    }
-}
-
-/// Everything the sync works with, built once per Lambda container.
-pub struct Engine<S, P> {
-    /// The state table.
-    pub store: Arc<S>,
-    /// The event publisher.
-    pub publisher: Arc<Publisher<P>>,
-    /// Campaign Monitor.
-    pub cm: Arc<CmClient>,
-    /// Salesforce.
-    pub sf: Arc<SfClient>,
-    /// Tunables.
-    pub options: EngineOptions,
-}
-
-impl<S, P> std::fmt::Debug for Engine<S, P> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("options", &self.options).finish()
-    }
-}
-
+/// The engine's entry points: each hands the call to its flow, which does the work.
 impl<S: Store, P: EventSink> Engine<S, P> {
     /// Loads and returns the settings, or [`EngineError::NoSettings`].
-    pub async fn settings(&self) -> Result<mapping::Settings, EngineError> {
-        Ok(self
-            .store
-            .load_settings()
-            .await?
-            .ok_or(EngineError::NoSettings)?
-            .settings)
+    pub async fn settings(&self) -> Result<Settings, EngineError> {
+        core::load_settings(self.store.as_ref()).await
     }
 
     /// Every stored link: CM campaign id → SF Campaign id.
     pub async fn link_map(&self) -> Result<std::collections::BTreeMap<String, String>, EngineError> {
-        Ok(self
-            .store
-            .links()
-            .await?
-            .into_iter()
-            .map(|l| (l.cm_campaign_id, l.sf_campaign_id))
-            .collect())
+        core::link_map(self.store.as_ref()).await
     }
 
     /// Publishes events (FailedEntryCount handled by the publisher).
     pub async fn publish(&self, events: &[Event]) -> Result<(), EngineError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        Ok(self.publisher.publish(events).await?)
+        core::publish(&self.publisher, events).await
+    }
+
+    /// [`CampaignSync::sync`]: one linked campaign, under its lease.
+    pub async fn sync_campaign(
+        &self,
+        settings: &Settings,
+        cm_campaign_id: &str,
+        run_id: &str,
+        mode: Mode,
+        deadline: Deadline,
+    ) -> Result<CampaignOutcome, EngineError> {
+        CampaignSync::new(self)
+            .sync(settings, cm_campaign_id, run_id, mode, deadline)
+            .await
+    }
+
+    /// [`Tick::run`]: the scheduled run.
+    pub async fn run_scheduled(&self, settings: &Settings, run_id: &str) -> Result<DiscoveryOutcome, EngineError> {
+        Tick::new(self).run(settings, run_id).await
+    }
+
+    /// [`Tick::plan`]: a dry run of the scheduled run.
+    pub async fn plan_scheduled(&self, settings: &Settings, run_id: &str) -> Result<DiscoveryOutcome, EngineError> {
+        Tick::new(self).plan(settings, run_id).await
+    }
+
+    /// [`Tick::run_hot`]: the hot schedule's run.
+    pub async fn run_hot(&self, settings: &Settings, run_id: &str) -> Result<HotRunOutcome, EngineError> {
+        Tick::new(self).run_hot(settings, run_id).await
+    }
+
+    /// [`discovery::discover`]: every campaign of the configured clients.
+    pub async fn discover(&self, settings: &Settings) -> Result<Vec<DiscoveredCampaign>, EngineError> {
+        discovery::discover(&self.cm, settings).await
+    }
+
+    /// [`WebhookConsumer::apply`], failing retryable when events are left to retry.
+    pub async fn apply_webhook_batch(&self, settings: &Settings, batch: &str) -> Result<BatchOutcome, EngineError> {
+        WebhookConsumer::new(self).apply(settings, batch).await?.into_result()
+    }
+
+    /// [`AutoCreate::create`]: the SF Campaign of a discovered CM campaign, linked.
+    pub async fn auto_create(
+        &self,
+        settings: &Settings,
+        campaign: &DiscoveredCampaign,
+        origin: LinkOrigin,
+    ) -> Result<AutoCreateOutcome, EngineError> {
+        AutoCreate::new(self).create(settings, campaign, origin).await
+    }
+
+    /// [`LinkAdmin::link`]: a link made by hand.
+    pub async fn link_manually(&self, cm_campaign_id: &str, sf_campaign_id: &str) -> Result<LinkOutcome, EngineError> {
+        LinkAdmin::new(self).link(cm_campaign_id, sf_campaign_id).await
+    }
+
+    /// [`LinkAdmin::unlink`]: a link removed.
+    pub async fn unlink(&self, cm_campaign_id: &str) -> Result<Option<LinkRecord>, EngineError> {
+        LinkAdmin::new(self).unlink(cm_campaign_id).await
+    }
+
+    /// [`Backfill::candidates`]: what a backfill over `[from, to]` would create.
+    pub async fn backfill_candidates(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<DiscoveredCampaign>, EngineError> {
+        Backfill::new(self).candidates(from, to).await
+    }
+
+    /// [`Backfill::create_one`]: one backfill candidate created and linked.
+    pub async fn backfill_one(
+        &self,
+        settings: &Settings,
+        campaign: &DiscoveredCampaign,
+    ) -> Result<AutoCreateOutcome, EngineError> {
+        Backfill::new(self).create_one(settings, campaign).await
+    }
+
+    /// [`Retry::queue`]: a run's failed people queued for another attempt.
+    pub async fn retry_run(&self, run_id: &str) -> Result<RetryQueued, EngineError> {
+        Retry::new(self).queue(run_id).await
+    }
+
+    /// [`WebhookAdmin::list`]: the webhooks of the configured lists.
+    pub async fn webhooks(&self, intake_url: Option<&str>) -> Result<Vec<WebhookView>, EngineError> {
+        WebhookAdmin::new(self).list(intake_url).await
+    }
+
+    /// [`WebhookAdmin::register`]: the intake registered on every configured list.
+    pub async fn register_webhooks(&self, intake_url: &str) -> Result<Vec<WebhookChange>, EngineError> {
+        WebhookAdmin::new(self).register(intake_url).await
+    }
+
+    /// [`WebhookAdmin::remove`]: this deployment's webhooks removed.
+    pub async fn remove_webhooks(&self, intake_url: &str) -> Result<Vec<WebhookChange>, EngineError> {
+        WebhookAdmin::new(self).remove(intake_url).await
+    }
+
+    /// [`Doctor::check`]: every check of the deployment's configuration.
+    pub async fn doctor(&self, intake_url: Option<&str>) -> Vec<Finding> {
+        Doctor::new(self).check(intake_url).await
     }
 }
 
-/// When the current invocation must stop taking new work.
-#[derive(Debug, Clone)]
-pub struct Deadline(Limit);
-
-#[derive(Debug, Clone)]
-enum Limit {
-    None,
-    At(Instant),
-    /// Passes at a given check, whatever the clock: tests stop a run at an exact stage.
-    Checks {
-        made: Arc<AtomicU32>,
-        passes_at: u32,
-    },
-}
-
-impl Deadline {
-    /// No deadline (tests, CLI).
-    pub fn none() -> Self {
-        Deadline(Limit::None)
-    }
-
-    /// Stop at `at` (the Lambda deadline minus the margin).
-    pub fn at(at: Instant) -> Self {
-        Deadline(Limit::At(at))
-    }
-
-    /// Passed from the `n`-th check on (1 = the first), counting every check made; for tests,
-    /// which learn how many checks a whole run makes and then stop one at a chosen stage.
-    pub fn at_check(n: u32) -> Self {
-        Deadline(Limit::Checks {
-            made: Arc::new(AtomicU32::new(0)),
-            passes_at: n,
-        })
-    }
-
-    /// Checks made so far (0 unless made by [`Deadline::at_check`]).
-    pub fn checks_made(&self) -> u32 {
-        match &self.0 {
-            Limit::Checks { made, .. } => made.load(Ordering::SeqCst),
-            _ => 0,
-        }
-    }
-
-    /// Whether time is up.
-    pub fn passed(&self) -> bool {
-        match &self.0 {
-            Limit::None => false,
-            Limit::At(at) => Instant::now() >= *at,
-            Limit::Checks { made, passes_at } => made.fetch_add(1, Ordering::SeqCst) + 1 >= *passes_at,
-        }
-    }
-}
-
-/// Something found outside a campaign sync (events refused at the intake, a list's refused
-/// writes, deactivated webhooks) kept as a finished run of `scope` with its failures, so
-/// `cm-sf-admin runs` / `run` show it where admins look for failures.
-pub(crate) async fn record_report<S: state::RunStore>(
-    store: &S,
-    settings: &mapping::Settings,
-    scope: &str,
-    counts: std::collections::BTreeMap<String, u64>,
-    failures: &[state::RunFailure],
-) -> Result<(), StoreError> {
-    record_report_once(store, settings, &new_run_id(), scope, counts, failures).await
-}
-
-/// [`record_report`] under a given run id: a second call with the same id (a retried
-/// invocation) adds nothing.
-pub(crate) async fn record_report_once<S: state::RunStore>(
-    store: &S,
-    settings: &mapping::Settings,
-    run_id: &str,
-    scope: &str,
-    counts: std::collections::BTreeMap<String, u64>,
-    failures: &[state::RunFailure],
-) -> Result<(), StoreError> {
-    let now = chrono::Utc::now();
-    let started = store
-        .start_run(&state::RunRecord {
-            run_id: run_id.to_owned(),
-            scope: scope.to_owned(),
-            started_at: now,
-            ended_at: None,
-            status: state::RunStatus::Running,
-            counts: counts.clone(),
-            failure_count: 0,
-            resumed_at: None,
-            expires_at: Some(settings.run_expires_at(now)),
-        })
-        .await?;
-    if started == state::RunStart::Continued {
-        return Ok(());
-    }
-    store.add_run_failures(run_id, failures).await?;
-    store
-        .finish_run(run_id, now, state::RunStatus::CompletedWithFailures, &counts)
-        .await
-}
-
-/// A time-ordered run id.
-pub fn new_run_id() -> String {
-    state::new_run_id(chrono::Utc::now(), uuid::Uuid::new_v4().as_u128() as u32)
-}
+/// Kept for callers of the earlier layout: a backfilled campaign's result.
+pub type BackfillOutcome = BackfillResult;

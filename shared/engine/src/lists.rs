@@ -8,16 +8,26 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use campaign_monitor::types::{ListState, ListSubscriber};
-use chrono::{DateTime, DurationRound, Utc};
-use events::publisher::EventSink;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use mapping::activity::{Activity, ActivityDetail, ActivityKind};
+use mapping::people::{LIST_BOUNCE_TYPE, SubscriberState};
 use mapping::plan::{ListChangesInput, ListChangesPlan, plan_list_changes};
+use mapping::settings::OptOutPolicy;
 use mapping::{CmTimestamp, Settings};
 use salesforce::RecordOutcome;
 use serde::Serialize;
-use state::Store;
+use state::{RunStore, Scope, WatermarkStore};
 
-use crate::{Engine, EngineError};
+use crate::core::{Engine, EngineError};
+use crate::report::record_report;
+use crate::salesforce_io::{reads, writes};
+
+/// CM look-ups (`listsforemail`) in flight at once.
+const CM_LOOKUP_CONCURRENCY: usize = 8;
+
+/// An address's state on each other configured list it is on.
+pub type OtherLists = BTreeMap<String, Vec<(String, SubscriberState)>>;
 
 /// The reason a bounce seen on a list is recorded with.
 pub const LIST_BOUNCE_REASON: &str = "Bounced (Campaign Monitor list)";
@@ -53,7 +63,7 @@ fn activity_of(subscriber: &ListSubscriber, list_id: &str, kind: ActivityKind, z
         list_id: list_id.to_owned(),
         detail: if kind == ActivityKind::Bounced {
             ActivityDetail::Bounce {
-                bounce_type: "Hard".into(),
+                bounce_type: LIST_BOUNCE_TYPE.into(),
                 reason: LIST_BOUNCE_REASON.into(),
             }
         } else {
@@ -62,18 +72,31 @@ fn activity_of(subscriber: &ListSubscriber, list_id: &str, kind: ActivityKind, z
     })
 }
 
-impl<S: Store, P: EventSink> Engine<S, P> {
+/// CM's lists, for everything that reads or writes by list: the backstop, a webhook's
+/// confirmation, the other lists an address is on, and the writer of a list's own changes.
+#[derive(Debug)]
+pub struct Lists<'e, S, P> {
+    engine: &'e Engine<S, P>,
+}
+
+impl<'e, S, P> Lists<'e, S, P> {
+    /// The lists of `engine`'s deployment.
+    pub fn new(engine: &'e Engine<S, P>) -> Self {
+        Lists { engine }
+    }
+}
+
+/// The backstop: it keeps watermarks and reports refused writes.
+impl<S: WatermarkStore + RunStore, P> Lists<'_, S, P> {
     /// The list backstop of the scheduled run: every configured list's unsubscribes and bounces
     /// since its watermarks, applied. A list whose writes failed transiently keeps its watermark.
-    pub async fn list_backstop(&self, settings: &Settings) -> Result<Vec<ListBackstop>, EngineError> {
+    pub async fn backstop(&self, settings: &Settings) -> Result<Vec<ListBackstop>, EngineError> {
         let mut done = Vec::new();
         if settings.cm_lists.is_empty() {
             return Ok(done);
         }
-        let cm_now = self.cm.system_date().await?;
-        let settled = (cm_now.to_utc(settings.zone()) - self.options.settle_lag)
-            .duration_trunc(chrono::Duration::minutes(1))
-            .unwrap_or(cm_now.to_utc(settings.zone()));
+        let cm_now = self.engine.cm.system_date().await?;
+        let settled = mapping::overlap::settled(cm_now.to_utc(settings.zone()), self.engine.options.settle_lag);
         for list_id in &settings.cm_lists {
             done.push(self.backstop_list(settings, list_id, settled).await?);
         }
@@ -86,14 +109,14 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         list_id: &str,
         settled: DateTime<Utc>,
     ) -> Result<ListBackstop, EngineError> {
-        let scope = format!("list:{list_id}");
-        let watermarks = self.store.watermarks(&scope).await?;
+        let scope = Scope::List(list_id).key();
+        let watermarks = self.engine.store.watermarks(&scope).await?;
         let mut activities = Vec::new();
         for (state, kind) in STATES {
             let since = watermarks
                 .get(state.resource())
                 .map(|w| CmTimestamp::since(*w, settings.zone()));
-            let subscribers = self.cm.list_subscribers(list_id, state, since).await?;
+            let subscribers = self.engine.cm.list_subscribers(list_id, state, since).await?;
             activities.extend(
                 subscribers
                     .iter()
@@ -119,11 +142,15 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         }
         outcome.failed = failures.len();
         if !failures.is_empty() {
-            self.record_list_failures(settings, &scope, &outcome, &failures).await?;
+            self.record_list_failures(settings, Scope::List(list_id), &outcome, &failures)
+                .await?;
         }
         if !transient {
             for (state, _) in STATES {
-                self.store.advance_watermark(&scope, state.resource(), settled).await?;
+                self.engine
+                    .store
+                    .advance_watermark(&scope, state.resource(), settled)
+                    .await?;
             }
         }
         if outcome.read > 0 {
@@ -142,7 +169,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     async fn record_list_failures(
         &self,
         settings: &Settings,
-        scope: &str,
+        scope: Scope<'_>,
         outcome: &ListBackstop,
         failures: &[state::RunFailure],
     ) -> Result<(), EngineError> {
@@ -151,12 +178,15 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             ("people_updated".to_owned(), outcome.people_updated as u64),
             ("failed".to_owned(), outcome.failed as u64),
         ]);
-        Ok(crate::record_report(self.store.as_ref(), settings, scope, counts, failures).await?)
+        Ok(record_report(self.engine.store.as_ref(), settings, scope, counts, failures).await?)
     }
+}
 
+/// What the campaign sync and the webhook consumer use: no state of their own.
+impl<S, P> Lists<'_, S, P> {
     /// A list's own unsubscribes and bounces (the backstop's, a webhook batch's): one look-up of
     /// the people, the rules, one write per 200 changes. The plan and one outcome per update.
-    pub(crate) async fn apply_list_changes(
+    pub async fn apply_list_changes(
         &self,
         settings: &Settings,
         activities: &[Activity],
@@ -165,7 +195,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             return Ok((ListChangesPlan::default(), Vec::new()));
         }
         let emails = mapping::activity::unique_emails(activities);
-        let (people, person_states) = crate::salesforce_io::read_people(&self.sf, &emails).await?;
+        let (people, person_states) = reads::read_people(&self.engine.sf, &emails).await?;
         // Only addresses someone could still be opted out for are looked up on other lists.
         let can_opt_out: BTreeSet<&str> = people
             .iter()
@@ -186,22 +216,97 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             },
             settings,
         );
-        let outcomes = crate::salesforce_io::write_people(&self.sf, &plan.person_updates).await?;
+        let outcomes = writes::write_people(&self.engine.sf, &plan.person_updates).await?;
         Ok((plan, outcomes))
     }
 
     /// The addresses CM's list shows in each state since `since` (CM local): what a webhook's
     /// unsubscribes and bounces must be confirmed by. One paged read per state.
-    pub(crate) async fn list_states_since(
+    pub async fn list_states_since(
         &self,
         list_id: &str,
         since: CmTimestamp,
     ) -> Result<BTreeMap<ActivityKind, BTreeSet<String>>, EngineError> {
         let mut states = BTreeMap::new();
         for (state, kind) in STATES {
-            let subscribers = self.cm.list_subscribers(list_id, state, Some(since)).await?;
+            let subscribers = self.engine.cm.list_subscribers(list_id, state, Some(since)).await?;
             states.insert(kind, subscribers.into_iter().map(|s| s.email).collect());
         }
         Ok(states)
     }
+
+    /// For `all_lists`: each leaving address's state on the other configured lists. Only
+    /// addresses in `can_opt_out` are looked up, and none when the configured clients have no
+    /// list besides the one left (then there is nothing else to be subscribed to).
+    pub async fn other_lists(
+        &self,
+        settings: &Settings,
+        activities: &[Activity],
+        can_opt_out: &BTreeSet<&str>,
+    ) -> Result<OtherLists, EngineError> {
+        let mut out = BTreeMap::new();
+        if settings.opt_out_policy != OptOutPolicy::AllLists {
+            return Ok(out);
+        }
+        let leaving: BTreeMap<&str, &str> = activities
+            .iter()
+            .filter(|a| matches!(a.kind, ActivityKind::Unsubscribed | ActivityKind::MarkedAsSpam))
+            .filter(|a| can_opt_out.contains(a.email.as_str()))
+            .map(|a| (a.email.as_str(), a.list_id.as_str()))
+            .collect();
+        if leaving.is_empty() {
+            return Ok(out);
+        }
+        let lists = self.configured_lists(settings).await?;
+        let (alone, leaving): (BTreeMap<&str, &str>, BTreeMap<&str, &str>) = leaving
+            .into_iter()
+            .partition(|(_, list)| lists.iter().all(|l| l.eq_ignore_ascii_case(list)));
+        for email in alone.keys() {
+            out.insert((*email).to_owned(), Vec::new());
+        }
+        // One `listsforemail` call per leaving address and client: a few at a time, so a
+        // campaign with many unsubscribes does not wait for them one by one.
+        let lookups = leaving.into_iter().flat_map(|(email, list)| {
+            settings.cm_clients.iter().map(move |client| async move {
+                let memberships = self.engine.cm.lists_for_email(client, email).await?;
+                Ok::<_, EngineError>((email, list, memberships))
+            })
+        });
+        let answers: Vec<_> = futures::stream::iter(lookups)
+            .buffer_unordered(CM_LOOKUP_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (email, list, memberships) in answers {
+            let states: &mut Vec<(String, SubscriberState)> = out.entry(email.to_owned()).or_default();
+            for membership in memberships {
+                if membership.list_id == list || !is_configured(settings, &membership.list_id) {
+                    continue;
+                }
+                let state = membership.state();
+                states.push((membership.list_id, state));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The configured lists of the configured clients.
+    async fn configured_lists(&self, settings: &Settings) -> Result<BTreeSet<String>, EngineError> {
+        let mut lists = BTreeSet::new();
+        for client in &settings.cm_clients {
+            lists.extend(
+                self.engine
+                    .cm
+                    .lists(client)
+                    .await?
+                    .into_iter()
+                    .map(|l| l.list_id)
+                    .filter(|l| is_configured(settings, l)),
+            );
+        }
+        Ok(lists)
+    }
+}
+
+fn is_configured(settings: &Settings, list: &str) -> bool {
+    settings.cm_lists.is_empty() || settings.cm_lists.iter().any(|l| l.eq_ignore_ascii_case(list))
 }

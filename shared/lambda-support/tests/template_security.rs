@@ -17,6 +17,21 @@ fn read(relative: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The DynamoDB store's source: every file of `shared/state/src/dynamo/`.
+fn dynamo_source() -> String {
+    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../state/src/dynamo");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| std::fs::read_to_string(path).unwrap())
+        .collect()
+}
+
 fn template() -> Yaml {
     serde_norway::from_str(&read("../../infra/template.yaml")).unwrap()
 }
@@ -175,7 +190,7 @@ fn a_wildcard_resource_appears_only_where_aws_requires_it_and_infra_readme_says_
 #[test]
 fn the_internet_facing_intake_writes_webhook_items_only() {
     let template = template();
-    let source = read("../state/src/dynamo.rs");
+    let source = dynamo_source();
     // The partitions the intake touches, as the store names them.
     assert!(source.contains(r#"const PENDING_BATCHES: &str = "WEBHOOK_PENDING";"#));
     assert!(source.contains(r#"s(format!("WEBHOOK#{}", event.dedupe_key))"#));
@@ -227,10 +242,10 @@ fn no_function_policy_grants_a_wildcard_action_or_resource() {
     }
 }
 
-/// The DynamoDB operations `shared/state/src/dynamo.rs` calls, as IAM actions (a transaction's
+/// The DynamoDB operations `shared/state/src/dynamo/` calls, as IAM actions (a transaction's
 /// items need the actions of their kinds, all in this list already).
 fn dynamodb_actions_the_store_calls() -> BTreeSet<String> {
-    let source = read("../state/src/dynamo.rs");
+    let source = dynamo_source();
     let operations = [
         ("get_item", "GetItem"),
         ("batch_get_item", "BatchGetItem"),

@@ -11,12 +11,32 @@ use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, U
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-/// The six kinds of per-recipient campaign activity CM reports.
-///
-/// The declaration order is the *default* `status_rank` (PRODUCT.md §2), but code must always
-/// rank through [`crate::settings::StatusRank`], which the admin may reorder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum ActivityKind {
+/// Declares [`ActivityKind`] and its one list, [`ActivityKind::ALL`], from a single list of
+/// kinds: a new kind is in `ALL` (so in the streams the sync reads and in the rank table) the
+/// moment it is declared, and every exhaustive `match` on it fails to compile until it is
+/// handled.
+macro_rules! activity_kinds {
+    ($( $(#[$doc:meta])* $kind:ident, )+) => {
+        /// The kinds of per-recipient campaign activity CM reports.
+        ///
+        /// The declaration order is the *default* `status_rank` (PRODUCT.md §2), but code must
+        /// always rank through [`crate::settings::StatusRank`], which the admin may reorder.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum ActivityKind {
+            $( $(#[$doc])* $kind, )+
+        }
+
+        impl ActivityKind {
+            /// How many kinds there are.
+            pub const COUNT: usize = [$( stringify!($kind) ),+].len();
+
+            /// Every kind, in the default rank order (their declaration order).
+            pub const ALL: [ActivityKind; ActivityKind::COUNT] = [$( ActivityKind::$kind ),+];
+        }
+    };
+}
+
+activity_kinds! {
     /// The campaign was sent to the recipient (CM `recipients`).
     Sent,
     /// The email bounced (CM `bounces`).
@@ -32,16 +52,6 @@ pub enum ActivityKind {
 }
 
 impl ActivityKind {
-    /// Every kind, in the default rank order.
-    pub const ALL: [ActivityKind; 6] = [
-        ActivityKind::Sent,
-        ActivityKind::Bounced,
-        ActivityKind::Opened,
-        ActivityKind::Clicked,
-        ActivityKind::Unsubscribed,
-        ActivityKind::MarkedAsSpam,
-    ];
-
     /// The name used in settings documents and reports.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -60,9 +70,23 @@ impl ActivityKind {
         self != ActivityKind::Sent
     }
 
-    /// Dense index 0..6, for fixed-size lookup tables.
+    /// Dense index `0..COUNT` (the declaration order), for fixed-size lookup tables.
     pub(crate) fn index(self) -> usize {
         self as usize
+    }
+
+    /// The summary count that grows with this kind's stream: the probe skips reading the
+    /// streams only while these counts stay as they were, so every stream needs one.
+    pub fn summary_stat(self) -> crate::statistics::CampaignStat {
+        use crate::statistics::CampaignStat;
+        match self {
+            ActivityKind::Sent => CampaignStat::Recipients,
+            ActivityKind::Bounced => CampaignStat::Bounced,
+            ActivityKind::Opened => CampaignStat::TotalOpened,
+            ActivityKind::Clicked => CampaignStat::Clicks,
+            ActivityKind::Unsubscribed => CampaignStat::Unsubscribed,
+            ActivityKind::MarkedAsSpam => CampaignStat::SpamComplaints,
+        }
     }
 }
 
@@ -247,6 +271,16 @@ pub struct Occurrence {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_stream_has_a_summary_count_the_probe_watches() {
+        for kind in super::ActivityKind::ALL {
+            assert!(
+                kind.summary_stat().counts_activity(),
+                "{kind}: its summary count must grow with its stream, or the probe could skip new records"
+            );
+        }
+    }
+
     #[test]
     fn since_covers_the_hour_that_repeats_when_clocks_go_back() {
         let sydney: Tz = "Australia/Sydney".parse().unwrap_or(chrono_tz::UTC);

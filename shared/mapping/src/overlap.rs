@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::activity::{Activity, ActivityKind};
+
 /// The width of a counted slice of record dates.
 pub const SLICE: Duration = Duration::minutes(15);
 
@@ -73,6 +75,96 @@ pub fn already_applied(
     }
 }
 
+/// The settled moment of a read: CM's clock less the settle lag, to the whole minute. Records
+/// dated up to it are taken as read; later ones are read again next time (CM shows some
+/// records late), which changes nothing for those already applied.
+pub fn settled(cm_now: DateTime<Utc>, settle_lag: Duration) -> DateTime<Utc> {
+    (cm_now - settle_lag)
+        .duration_trunc(Duration::minutes(1))
+        .unwrap_or(cm_now)
+}
+
+/// The overlap rule over one campaign's read, as the records come (pages of several streams
+/// side by side): records newer than their stream's watermark, and recipients, pass at once;
+/// records read again inside the overlap are held until every stream is read, since only the
+/// whole read's count of their quarter-hour says whether they were all applied before.
+#[derive(Debug)]
+pub struct OverlapFilter<'a> {
+    watermarks: &'a BTreeMap<String, DateTime<Utc>>,
+    stored: &'a RecentCounts,
+    counted: BTreeMap<ActivityKind, SliceCounts>,
+    held: Vec<Activity>,
+}
+
+/// What the overlap rule keeps of a whole read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filtered {
+    /// Records read again whose quarter-hour holds something the last sync did not apply.
+    pub to_apply: Vec<Activity>,
+    /// Records read again and left out: their quarter-hour was applied whole before.
+    pub already_applied: u64,
+    /// The counts the next sync compares with.
+    pub counts: RecentCounts,
+}
+
+impl<'a> OverlapFilter<'a> {
+    /// A filter for a read from `watermarks` (stream → where the last sync got to), against
+    /// the counts the last sync kept.
+    pub fn new(watermarks: &'a BTreeMap<String, DateTime<Utc>>, stored: &'a RecentCounts) -> Self {
+        OverlapFilter {
+            watermarks,
+            stored,
+            counted: BTreeMap::new(),
+            held: Vec::new(),
+        }
+    }
+
+    /// One record read: returned if it is applied whatever else the read holds, else held.
+    pub fn admit(&mut self, activity: Activity) -> Option<Activity> {
+        if activity.kind == ActivityKind::Sent {
+            return Some(activity); // recipients are read once, not again in an overlap
+        }
+        self.counted.entry(activity.kind).or_default().add(activity.at);
+        if self
+            .watermarks
+            .get(activity.kind.as_str())
+            .is_some_and(|watermark| activity.at < *watermark)
+        {
+            self.held.push(activity);
+            return None;
+        }
+        Some(activity)
+    }
+
+    /// Every stream read: the held records to apply, how many were applied before, and the
+    /// counts to keep for the window before `next_watermarks` (every activity stream, those
+    /// that had no record too: a late record in an empty quarter-hour must not pass for one
+    /// applied).
+    pub fn finish(self, next_watermarks: &BTreeMap<String, DateTime<Utc>>, overlap: Duration) -> Filtered {
+        let none_read = SliceCounts::default();
+        let mut filtered = Filtered::default();
+        for activity in self.held {
+            let stored = self.stored.streams.get(activity.kind.as_str());
+            let fresh = self.counted.get(&activity.kind).unwrap_or(&none_read);
+            if already_applied(stored, fresh, slice_of(activity.at)) {
+                filtered.already_applied += 1;
+            } else {
+                filtered.to_apply.push(activity);
+            }
+        }
+        filtered.counts.streams = ActivityKind::ALL
+            .iter()
+            .filter(|kind| kind.is_interaction())
+            .filter_map(|kind| {
+                let to = *next_watermarks.get(kind.as_str())?;
+                let counts = self.counted.get(kind).unwrap_or(&none_read);
+                Some((kind.as_str().to_owned(), counts.kept(read_from(to, overlap), to)))
+            })
+            .collect();
+        filtered
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -115,6 +207,46 @@ mod tests {
             !already_applied(Some(&stored), &fresh, at(9, 45)),
             "not counted whole: apply"
         );
+    }
+
+    fn open(at: DateTime<Utc>) -> Activity {
+        Activity {
+            kind: ActivityKind::Opened,
+            email: "a@example.com".into(),
+            at,
+            list_id: String::new(),
+            detail: crate::activity::ActivityDetail::None,
+        }
+    }
+
+    #[test]
+    fn the_filter_passes_new_records_and_holds_re_read_ones_until_the_read_is_whole() {
+        let watermarks = BTreeMap::from([("Opened".to_owned(), at(11, 0))]);
+        let mut stored = RecentCounts::default();
+        stored
+            .streams
+            .insert("Opened".into(), BTreeMap::from([(at(10, 0), 1), (at(10, 15), 0)]));
+        let mut filter = OverlapFilter::new(&watermarks, &stored);
+        assert!(filter.admit(open(at(11, 5))).is_some(), "new since the watermark");
+        assert!(filter.admit(open(at(10, 1))).is_none(), "read again: held");
+        assert!(
+            filter.admit(open(at(10, 20))).is_none(),
+            "late, in a slice counted empty"
+        );
+        let next = BTreeMap::from([("Opened".to_owned(), at(11, 30))]);
+        let filtered = filter.finish(&next, Duration::minutes(90));
+        assert_eq!(filtered.already_applied, 1);
+        assert_eq!(filtered.to_apply, vec![open(at(10, 20))]);
+        let kept = &filtered.counts.streams["Opened"];
+        assert_eq!(kept.get(&at(10, 0)), Some(&1));
+        assert_eq!(kept.get(&at(10, 15)), Some(&1));
+        assert_eq!(kept.get(&at(11, 0)), Some(&1));
+    }
+
+    #[test]
+    fn the_settled_moment_is_the_lag_before_cm_s_clock_to_the_minute() {
+        let now = at(10, 7) + Duration::seconds(42);
+        assert_eq!(settled(now, Duration::minutes(5)), at(10, 2));
     }
 
     proptest! {

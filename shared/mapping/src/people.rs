@@ -13,6 +13,10 @@ pub const PERSON_FIELDS_WRITTEN: [&str; 3] = ["HasOptedOutOfEmail", "EmailBounce
 /// Salesforce's limit on `EmailBouncedReason`.
 pub const MAX_BOUNCE_REASON_CHARS: usize = 255;
 
+/// The bounce type given to a bounce CM's list shows (a list deactivation or the list
+/// backstop): CM deactivates a subscriber as bounced only after hard bounces.
+pub const LIST_BOUNCE_TYPE: &str = "Hard";
+
 /// A CM subscriber's state on a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SubscriberState {

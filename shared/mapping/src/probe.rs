@@ -7,7 +7,21 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::activity::ActivityKind;
 use crate::statistics::{CampaignStat, CampaignSummary};
+
+/// How far every stream of a campaign has been read: the earliest watermark of its activity
+/// streams; `None` while one of them (or the recipients) was never read.
+pub fn read_up_to(watermarks: &BTreeMap<String, DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    let mut earliest: Option<DateTime<Utc>> = None;
+    for kind in ActivityKind::ALL {
+        let at = *watermarks.get(kind.as_str())?;
+        if kind.is_interaction() {
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+        }
+    }
+    earliest
+}
 
 /// The activity counts of a campaign summary as a sync last saw them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@
 //!   exponential backoff and jitter. Logs never carry tokens, keys or email addresses.
 
 mod auth;
+mod bulk;
 mod error;
 mod query;
 pub mod soql;

@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 use mapping::Settings;
 
+use crate::records::{link_conflict, no_such_run};
 use crate::{
     BatchRecorded, CampaignProgress, EventState, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore,
     PendingBatch, RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore,
@@ -131,20 +132,6 @@ impl LinkStore for MemoryStore {
     }
 }
 
-/// The conflict error both stores report.
-pub(crate) fn link_conflict(link: &LinkRecord, by_cm: Option<String>, by_sf: Option<String>) -> StoreError {
-    let existing = match (by_cm, by_sf) {
-        (Some(sf), _) if sf != link.sf_campaign_id => format!("the CM campaign is linked to SF Campaign {sf}"),
-        (_, Some(cm)) => format!("the SF Campaign is linked to CM campaign {cm}"),
-        _ => "a half-written link exists; unlink and link again".to_owned(),
-    };
-    StoreError::LinkConflict {
-        cm_campaign_id: link.cm_campaign_id.clone(),
-        sf_campaign_id: link.sf_campaign_id.clone(),
-        existing,
-    }
-}
-
 impl WatermarkStore for MemoryStore {
     async fn watermark(&self, scope: &str, stream: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(self
@@ -168,7 +155,7 @@ impl WatermarkStore for MemoryStore {
         let mut tables = self.tables()?;
         let key = (scope.to_owned(), stream.to_owned());
         // Millisecond precision, as stored in DynamoDB.
-        let to = crate::dynamo::truncate_to_millis(to);
+        let to = crate::records::truncate_to_millis(to);
         match tables.watermarks.get(&key) {
             Some(current) if *current >= to => Ok(false),
             _ => {
@@ -288,13 +275,6 @@ fn pending(tables: &Tables, batch: &str, stored: &StoredBatch) -> PendingBatch {
     }
 }
 
-pub(crate) fn no_such_run(run_id: &str) -> StoreError {
-    StoreError::Corrupt {
-        key: format!("RUNS/{run_id}"),
-        reason: "no such run".into(),
-    }
-}
-
 impl RunStore for MemoryStore {
     async fn start_run(&self, run: &RunRecord) -> Result<RunStart, StoreError> {
         let tables = &mut self.tables()?;
@@ -380,7 +360,7 @@ impl LeaseStore for MemoryStore {
         until: DateTime<Utc>,
     ) -> Result<Option<Lease>, StoreError> {
         let mut tables = self.tables()?;
-        let until = crate::dynamo::truncate_to_millis(until);
+        let until = crate::records::truncate_to_millis(until);
         match tables.leases.get(scope) {
             Some(held) if held.owner != owner && held.until >= now => Ok(None),
             _ => {
@@ -423,7 +403,7 @@ impl LeaseStore for MemoryStore {
         for (stream, at) in &commit.watermarks {
             tables.watermarks.insert(
                 (commit.scope.clone(), stream.clone()),
-                crate::dynamo::truncate_to_millis(*at),
+                crate::records::truncate_to_millis(*at),
             );
         }
         if let Some(progress) = &commit.progress {

@@ -6,7 +6,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-/// Fault and latency settings (scenario `faults`, or `PUT /_sandbox/faults` at run time).
+/// Fault and latency settings (scenario `faults`, or `PUT /_sandbox/faults` at run time): one
+/// part per service, and the realism switch over both.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Faults {
@@ -17,62 +18,73 @@ pub struct Faults {
     #[serde(skip_serializing_if = "is_false")]
     pub realism: bool,
     /// Campaign Monitor side.
-    pub cm: SideFaults,
+    pub cm: CmFaults,
     /// Salesforce side.
-    pub sf: SideFaults,
+    pub sf: SfFaults,
 }
 
-/// Faults of one side.
+/// Campaign Monitor's faults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SideFaults {
+pub struct CmFaults {
     /// Added latency per call, in milliseconds.
     pub latency_ms: u64,
-    /// Added latency for calls whose route contains the key (e.g. `opens`, `composite`).
+    /// Added latency for calls whose route contains the key (e.g. `opens`).
     pub endpoint_latency_ms: BTreeMap<String, u64>,
-    /// Share of calls answered with a transient error: CM 429 or 503 (alternating draws),
-    /// SF 503 `SERVER_UNAVAILABLE`.
+    /// Share of calls answered with a transient error: 429 or 503 (alternating draws).
     pub error_rate: f64,
-    /// SF: share of records in collections and bulk jobs failing with `UNABLE_TO_LOCK_ROW`.
+    /// OAuth access tokens expire after this many calls (then code 121).
+    pub token_expires_after_calls: Option<u64>,
+    /// Each activity record becomes visible (in its stream and the campaign summary) a seeded 0
+    /// to this many minutes after its date on CM's clock; 0: at once. CM does not document
+    /// when a record becomes visible.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub late_visibility_minutes: u64,
+}
+
+/// Salesforce's faults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SfFaults {
+    /// Added latency per call, in milliseconds.
+    pub latency_ms: u64,
+    /// Added latency for calls whose route contains the key (e.g. `composite`).
+    pub endpoint_latency_ms: BTreeMap<String, u64>,
+    /// Share of calls answered 503 `SERVER_UNAVAILABLE`.
+    pub error_rate: f64,
+    /// Share of records in collections and bulk jobs failing with `UNABLE_TO_LOCK_ROW`.
     pub lock_row_rate: f64,
-    /// SF: share of records in collections and bulk jobs failing with
+    /// Share of records in collections and bulk jobs failing with
     /// `FIELD_CUSTOM_VALIDATION_EXCEPTION`, a permanent error as a validation rule gives.
     pub validation_error_rate: f64,
-    /// SF: sessions expire after this many API calls (then `INVALID_SESSION_ID`).
+    /// Sessions expire after this many API calls (then `INVALID_SESSION_ID`).
     pub session_expires_after_calls: Option<u64>,
-    /// CM: OAuth access tokens expire after this many calls (then code 121).
-    pub token_expires_after_calls: Option<u64>,
-    /// SF: a Bulk ingest job still reads `InProgress` this many times after `UploadComplete`
+    /// A Bulk ingest job still reads `InProgress` this many times after `UploadComplete`
     /// (Salesforce processes jobs asynchronously, for minutes on a busy org).
     pub bulk_in_progress_polls: u32,
-    /// SF: every Bulk ingest job ends `Failed` with this `errorMessage`, no row processed.
+    /// Every Bulk ingest job ends `Failed` with this `errorMessage`, no row processed.
     pub bulk_job_failure: Option<String>,
-    /// SF: a member Status that is not one of its campaign's labels silently becomes the
+    /// A member Status that is not one of its campaign's labels silently becomes the
     /// campaign's default, as older API guides describe, instead of the restricted-picklist
     /// error.
     pub unknown_status_gets_default: bool,
-    /// SF: query pages of a random size up to the batch size asked for (Salesforce does not
+    /// Query pages of a random size up to the batch size asked for (Salesforce does not
     /// promise the size).
     pub short_query_pages: bool,
-    /// SF: objects whose every record written in a collection or bulk job fails with
+    /// Objects whose every record written in a collection or bulk job fails with
     /// `FIELD_CUSTOM_VALIDATION_EXCEPTION` (a validation rule an org added), e.g.
     /// `CampaignMemberStatus`.
     pub refused_objects: Vec<String>,
-    /// SF: share of calls answered 403 `REQUEST_LIMIT_EXCEEDED` for too many concurrent
+    /// Share of calls answered 403 `REQUEST_LIMIT_EXCEEDED` for too many concurrent
     /// long-running requests (`ConcurrentPerOrgLongTxn Limit exceeded.`), which clears after a
     /// short wait, unlike the daily allocation's `TotalRequests Limit exceeded.`.
     pub concurrent_limit_rate: f64,
-    /// CM: each activity record becomes visible (in its stream and the campaign summary) a
-    /// seeded 0 to this many minutes after its date on CM's clock; 0: at once. CM does not
-    /// document when a record becomes visible.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub late_visibility_minutes: u64,
-    /// SF: refresh-token grants answer with a new refresh token and the one used stops
-    /// working (a connected app with refresh-token rotation).
+    /// Refresh-token grants answer with a new refresh token and the one used stops working (a
+    /// connected app with refresh-token rotation).
     #[serde(skip_serializing_if = "is_false")]
     pub rotate_refresh_tokens: bool,
-    /// SF: Bulk results with their columns in upload order and their rows in upload order.
-    /// Off (the default), the columns come sorted by name and the rows shuffled: Salesforce
+    /// Bulk results with their columns in upload order and their rows in upload order. Off
+    /// (the default), the columns come sorted by name and the rows shuffled: Salesforce
     /// promises neither order.
     pub bulk_results_in_upload_order: bool,
 }
@@ -106,16 +118,26 @@ impl Faults {
     }
 }
 
-impl SideFaults {
+/// The latency of a call: the side's own, plus that of every endpoint key in its route.
+fn latency(base: u64, endpoints: &BTreeMap<String, u64>, route: &str) -> u64 {
+    base + endpoints
+        .iter()
+        .filter(|(key, _)| route.contains(key.as_str()))
+        .map(|(_, ms)| ms)
+        .sum::<u64>()
+}
+
+impl CmFaults {
     /// The latency for a route.
     pub fn latency_for(&self, route: &str) -> u64 {
-        self.latency_ms
-            + self
-                .endpoint_latency_ms
-                .iter()
-                .filter(|(key, _)| route.contains(key.as_str()))
-                .map(|(_, ms)| ms)
-                .sum::<u64>()
+        latency(self.latency_ms, &self.endpoint_latency_ms, route)
+    }
+}
+
+impl SfFaults {
+    /// The latency for a route.
+    pub fn latency_for(&self, route: &str) -> u64 {
+        latency(self.latency_ms, &self.endpoint_latency_ms, route)
     }
 }
 

@@ -6,16 +6,12 @@
 // early answer would only add noise to a test tool.
 #![allow(clippy::result_large_err)]
 
-pub mod bulk;
 pub mod cm;
 pub mod control;
 pub mod faults;
 pub mod generate;
 pub mod scenario;
 pub mod sf;
-pub mod sf_http;
-pub mod sf_schema;
-pub mod soql;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -106,7 +102,7 @@ async fn sf_fallback(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    sf_http::dispatch(state, method, uri, headers, body).await
+    sf::http::dispatch(state, method, uri, headers, body).await
 }
 
 /// Starts both stand-ins on the given addresses (port 0 picks a free port) and returns once

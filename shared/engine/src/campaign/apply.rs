@@ -1,20 +1,23 @@
-//! Stage 3: one part's plan written to Salesforce, its counts and per-record failures recorded.
+//! Stage `apply`: one part's plan written to Salesforce, the writer's counts added to the
+//! run's, and per-record failures recorded.
 
 use events::publisher::EventSink;
 use mapping::plan::CampaignPlan;
-use state::{RunFailure, Store};
+use state::RunFailure;
 
-use super::CampaignRun;
+use super::{CampaignRun, CampaignStore, CampaignSync};
+use crate::core::EngineError;
+use crate::salesforce_io::writes;
 
 /// The code a run record gives a choice among several people with one email (not a failure:
 /// a duplicate to merge).
 pub const MATCH_CHOICE: &str = "MATCH_CHOICE";
-use crate::{Engine, EngineError};
 
-impl<S: Store, P: EventSink> Engine<S, P> {
+impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
     /// Applies one part's plan; failures (and the plan's skips) go to the run record.
     pub(super) async fn apply_part(&self, run: &mut CampaignRun<'_>, plan: CampaignPlan) -> Result<(), EngineError> {
-        let applied = crate::salesforce_io::apply(&self.sf, run.settings, &plan, &mut run.counts).await?;
+        let applied = writes::apply(&self.engine.sf, run.settings, &plan).await?;
+        run.counts.add_written(&applied.counts);
         run.transient_failures |= applied.transient_failures;
         if !applied.statistics_failed && plan.statistics.missing_fields.is_empty() {
             // Salesforce holds every mapped value now: the next sync compares with these.
@@ -36,7 +39,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 Some(MATCH_CHOICE),
             )
         }));
-        self.store.add_run_failures(&run.record_id, &failures).await?;
+        self.engine.store.add_run_failures(&run.record_id, &failures).await?;
         if !plan.statuses.create.is_empty() || !plan.statuses.correct.is_empty() {
             run.statuses = None; // read again: the next part must see what this one created
         }

@@ -7,21 +7,19 @@ use chrono::Utc;
 use events::Event;
 use events::publisher::EventSink;
 use mapping::cadence::next_sync;
-use state::{FailedRecord, RunCommit, RunRecord, RunStart, RunStatus, Store};
+use state::{FailedRecord, RunCommit, RunRecord, RunStart, RunStatus, Scope};
 
-use super::{CampaignOutcome, CampaignRun, MAX_CONTINUATIONS, MAX_STALLED_HAND_OVERS, Mode, RunCounts};
-use crate::{Engine, EngineError};
+use super::{
+    CampaignOutcome, CampaignRun, CampaignStore, CampaignSync, MAX_CONTINUATIONS, MAX_STALLED_HAND_OVERS, Mode,
+    RunCounts,
+};
+use crate::core::{EngineError, publish};
 
 /// Runs in a row a person's write may fail with a transient error, holding the campaign's
 /// watermarks, before the person goes to the retry queue and the watermarks move on.
 pub const TRANSIENT_ATTEMPTS: u32 = 3;
 
-/// The scope under which people failing transiently are counted, per campaign.
-fn transient_scope(cm_id: &str) -> String {
-    format!("transient:{cm_id}")
-}
-
-impl<S: Store, P: EventSink> Engine<S, P> {
+impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
     /// Records the run's start; a continuation (or a retry) takes its record over, with what
     /// the invocations before it finished. A run handed over more than [`MAX_CONTINUATIONS`]
     /// times, or [`MAX_STALLED_HAND_OVERS`] times in a row without finishing a part, is stopped
@@ -31,6 +29,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             return Ok(());
         };
         let started = self
+            .engine
             .store
             .start_run(&RunRecord {
                 run_id: run.record_id.clone(),
@@ -47,7 +46,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         if started == RunStart::New {
             return Ok(());
         }
-        let resumed = self.store.resume_run(&run.record_id, Utc::now()).await?;
+        let resumed = self.engine.store.resume_run(&run.record_id, Utc::now()).await?;
         let stalled = resumed.as_ref().map_or(0, |c| c.stalled);
         if continuation > MAX_CONTINUATIONS || stalled >= MAX_STALLED_HAND_OVERS {
             // Recorded as failed, with this error, by `sync_campaign`.
@@ -72,11 +71,15 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         if let Mode::Apply { continuation } = run.mode {
             let checkpoint = run.checkpoint();
             // Recorded before the continuation is asked for, so it finds it.
-            self.store
+            self.engine
+                .store
                 .hand_over_run(&run.record_id, Utc::now(), &checkpoint)
                 .await?;
-            self.publish(&[Event::sync_continuation(&run.run_id, run.cm_id(), continuation + 1)])
-                .await?;
+            publish(
+                &self.engine.publisher,
+                &[Event::sync_continuation(&run.run_id, run.cm_id(), continuation + 1)],
+            )
+            .await?;
         }
         tracing::info!(
             campaign = run.cm_id(),
@@ -92,7 +95,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     /// Moves the watermarks (unless a failure was transient: then the work is read again, up
     /// to [`TRANSIENT_ATTEMPTS`] times per person), consumes the retry queue and closes the run
     /// record.
-    pub(super) async fn commit(&self, mut run: CampaignRun<'_>) -> Result<CampaignOutcome, EngineError> {
+    pub(super) async fn commit(&self, run: CampaignRun<'_>) -> Result<CampaignOutcome, EngineError> {
         if run.mode.is_dry_run() {
             return Ok(CampaignOutcome::Done {
                 run_id: run.record_id,
@@ -101,11 +104,10 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 dry_run: true,
             });
         }
-        let sent_at = self.sent_at_for_cadence(&mut run).await?;
         let next_sync = run.cm_now.map(|now| {
             next_sync(
                 &run.settings.sync_cadence,
-                sent_at,
+                run.cadence_sent_at,
                 now,
                 run.found_new,
                 run.settings.zone(),
@@ -115,7 +117,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         // One more attempt is what a retry asks for: whoever failed again is in this run's
         // failures, to be retried again by hand if the cause is fixed.
         if !run.retried.is_empty() {
-            self.store.remove_failed(cm_id, &run.retried).await?;
+            self.engine.store.remove_failed(cm_id, &run.retried).await?;
         }
         let hold_watermarks = self.count_transient_failures(&run).await? || run.transient_failures;
         let status = if run.counts.failed == 0 {
@@ -124,7 +126,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             RunStatus::CompletedWithFailures
         };
         let commit = RunCommit {
-            scope: cm_id.to_owned(),
+            scope: Scope::Campaign(cm_id).key(),
             // A transient failure keeps the watermarks, so the work is read again.
             watermarks: if hold_watermarks {
                 BTreeMap::new()
@@ -141,7 +143,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         let Some(lease) = &run.lease else {
             return Err(EngineError::Invalid("a run that writes commits under its lease".into()));
         };
-        if !self.store.commit_under_lease(lease, &commit).await? {
+        if !self.engine.store.commit_under_lease(lease, &commit).await? {
             tracing::warn!(run = %run.record_id, campaign = cm_id, "lease lost before the commit; the next run reads this activity again");
             return Ok(CampaignOutcome::LeaseLost { run_id: run.record_id });
         }
@@ -162,8 +164,9 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     /// forgotten.
     async fn count_transient_failures(&self, run: &CampaignRun<'_>) -> Result<bool, EngineError> {
         let cm_id = run.cm_id();
-        let scope = transient_scope(cm_id);
+        let scope = Scope::Transient(cm_id).key();
         let before: BTreeMap<String, FailedRecord> = self
+            .engine
             .store
             .failed_records(&scope, 10_000)
             .await?
@@ -189,7 +192,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             };
             if record.attempts >= TRANSIENT_ATTEMPTS {
                 escalated.push(FailedRecord {
-                    scope: cm_id.to_owned(),
+                    scope: Scope::Campaign(cm_id).key(),
                     ..record
                 });
             } else {
@@ -203,7 +206,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             .into_iter()
             .collect();
         if !done.is_empty() {
-            self.store.remove_failed(&scope, &done).await?;
+            self.engine.store.remove_failed(&scope, &done).await?;
         }
         if !escalated.is_empty() {
             tracing::warn!(
@@ -211,10 +214,10 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 people = escalated.len(),
                 "people still failing after {TRANSIENT_ATTEMPTS} runs go to the retry queue; the watermarks move on"
             );
-            self.store.enqueue_failed(&escalated).await?;
+            self.engine.store.enqueue_failed(&escalated).await?;
         }
         if !waiting.is_empty() {
-            self.store.enqueue_failed(&waiting).await?;
+            self.engine.store.enqueue_failed(&waiting).await?;
         }
         Ok(!waiting.is_empty())
     }

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::salesforce_io::writes::WriteCounts;
+
 /// What one campaign run read, planned and applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -61,6 +63,17 @@ fn at_most_one(n: &u64) -> bool {
 }
 
 impl RunCounts {
+    /// Adds what the writer wrote for one part.
+    pub(crate) fn add_written(&mut self, written: &WriteCounts) {
+        self.statuses_created += written.statuses_created;
+        self.statuses_corrected += written.statuses_corrected;
+        self.members_added += written.members_added;
+        self.members_updated += written.members_updated;
+        self.people_updated += written.people_updated;
+        self.stats_written += written.stats_written;
+        self.failed += written.failed;
+    }
+
     /// The counters as the run record stores them.
     pub fn to_map(&self) -> BTreeMap<String, u64> {
         serde_json::to_value(self)

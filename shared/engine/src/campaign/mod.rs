@@ -1,30 +1,44 @@
-//! One linked campaign's sync as a pipeline of named stages over a `CampaignRun` (PRODUCT.md
-//! §5): `read` what changed in CM (and the people queued for a retry), then part by part `plan`
-//! it against what Salesforce holds and `apply` the plan, and finally `commit` the watermarks
-//! and the run record. Each stage is a short function in a file of that name; this one only
-//! strings them together.
+//! One linked campaign's sync, [`CampaignSync`], as a pipeline of named stages over a
+//! `CampaignRun` (PRODUCT.md §5): `start` the run record, `read` what changed in CM (and
+//! `retried`: the people queued for another attempt), `split` it into parts, then part by part
+//! `plan` it against what Salesforce holds and `apply` the plan, and finally `commit` the
+//! watermarks and the run record (no CM call: everything it needs was read before the writes).
+//! Each stage is a short method in a file of that name; this one only strings them together.
 
 mod apply;
 mod commit;
 mod counts;
 mod plan;
 mod read;
+mod retried;
 mod run;
+mod sent;
 
 use chrono::Utc;
 use events::publisher::EventSink;
 use mapping::Settings;
 use mapping::plan::CampaignPlan;
 use serde::Serialize;
-use state::Store;
+use state::{LeaseStore, LinkStore, RetryQueue, RunStore, Scope, WatermarkStore};
 
 pub use apply::MATCH_CHOICE;
 pub use commit::TRANSIENT_ATTEMPTS;
 pub use counts::RunCounts;
-pub(crate) use read::read_up_to;
-pub(crate) use run::CampaignRun;
+use run::CampaignRun;
 
-use crate::{Deadline, Engine, EngineError};
+use crate::core::{Deadline, Engine, EngineError, lease_owner, lease_span};
+
+/// What a campaign sync keeps in the state table: the link, its lease, its run record, its
+/// watermarks and progress, and its retry queue.
+pub trait CampaignStore: LinkStore + LeaseStore + RunStore + WatermarkStore + RetryQueue {}
+
+impl<T: LinkStore + LeaseStore + RunStore + WatermarkStore + RetryQueue> CampaignStore for T {}
+
+/// One linked campaign's sync.
+#[derive(Debug)]
+pub struct CampaignSync<'e, S, P> {
+    engine: &'e Engine<S, P>,
+}
 
 /// Continuations of one campaign's run before it is stopped as making no progress.
 pub const MAX_CONTINUATIONS: u32 = 20;
@@ -104,9 +118,16 @@ impl CampaignOutcome {
     }
 }
 
-impl<S: Store, P: EventSink> Engine<S, P> {
+impl<'e, S, P> CampaignSync<'e, S, P> {
+    /// The campaign sync of `engine`'s deployment.
+    pub fn new(engine: &'e Engine<S, P>) -> Self {
+        CampaignSync { engine }
+    }
+}
+
+impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
     /// Syncs one linked campaign under its lease (none for a dry run).
-    pub async fn sync_campaign(
+    pub async fn sync(
         &self,
         settings: &Settings,
         cm_campaign_id: &str,
@@ -114,7 +135,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         mode: Mode,
         deadline: Deadline,
     ) -> Result<CampaignOutcome, EngineError> {
-        let Some(link) = self.store.link(cm_campaign_id).await? else {
+        let Some(link) = self.engine.store.link(cm_campaign_id).await? else {
             return Ok(CampaignOutcome::NotLinked);
         };
         if mode.is_dry_run() {
@@ -124,11 +145,11 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         }
         // The owner is this invocation, not the run: the same event delivered twice at once
         // runs once (the other finds the lease held), and commits are fenced by it.
-        let scope = format!("campaign:{cm_campaign_id}");
-        let owner = format!("{run_id}#{}", uuid::Uuid::new_v4().simple());
+        let scope = Scope::CampaignLease(cm_campaign_id).key();
+        let owner = lease_owner(run_id);
         let now = Utc::now();
-        let until = now + chrono::Duration::from_std(self.options.lease).unwrap_or_default();
-        let Some(lease) = self.store.acquire_lease(&scope, &owner, now, until).await? else {
+        let until = now + lease_span(&self.engine.options);
+        let Some(lease) = self.engine.store.acquire_lease(&scope, &owner, now, until).await? else {
             tracing::info!(
                 campaign = cm_campaign_id,
                 "another invocation holds this campaign; skipping"
@@ -141,7 +162,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         if let Err(error) = &result {
             self.record_failed_run(run_id, cm_campaign_id, error).await;
         }
-        self.store.release_lease(&scope, &owner).await?;
+        self.engine.store.release_lease(&scope, &owner).await?;
         result
     }
 
@@ -158,8 +179,9 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         };
         let failure = state::RunFailure::new("run", &error.to_string(), Some(code));
         let recorded = async {
-            self.store.add_run_failures(&record_id, &[failure]).await?;
-            self.store
+            self.engine.store.add_run_failures(&record_id, &[failure]).await?;
+            self.engine
+                .store
                 .finish_run(&record_id, Utc::now(), state::RunStatus::Failed, &Default::default())
                 .await
         };
@@ -170,7 +192,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     }
 
     /// A dry run of a campaign that may be linked only on the SF side so far.
-    pub async fn plan_campaign_dry(
+    pub async fn plan_dry(
         &self,
         settings: &Settings,
         cm_campaign_id: &str,
@@ -190,8 +212,9 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         .await
     }
 
-    /// read changes → read retried → (plan a part → apply a part)* → commit. The deadline is
-    /// watched while reading and between parts; a continuation starts after the parts done.
+    /// start → read changes → read retried → the sent date → split → (plan a part → apply a
+    /// part)* → commit. The deadline is watched while reading and between parts; a
+    /// continuation starts after the parts done.
     async fn run_pipeline(&self, mut run: CampaignRun<'_>, deadline: Deadline) -> Result<CampaignOutcome, EngineError> {
         self.start(&mut run).await?;
         let Some(mut spool) = self.read_changes(&mut run, &deadline).await? else {
@@ -200,7 +223,11 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         if !self.read_retried(&mut run, &mut spool, &deadline).await? {
             return self.continue_later(&run).await;
         }
-        let mut parts = self.split_parts(&mut run, spool).await?;
+        if !run.mode.is_dry_run() {
+            // Read before any write: the commit makes no CM call.
+            run.cadence_sent_at = self.sent_at_for_cadence(&mut run).await?;
+        }
+        let mut parts = self.split_parts(&mut run, spool)?;
         if deadline.passed() {
             return self.continue_later(&run).await;
         }

@@ -26,6 +26,8 @@ pub(crate) struct CampaignRun<'a> {
     pub next_watermarks: BTreeMap<String, DateTime<Utc>>,
     /// The campaign's sent date, once looked up (it takes a paged listing of sent campaigns).
     pub sent_at: Option<Option<DateTime<Utc>>>,
+    /// The sent date the cadence schedules the next sync by, read before the writes.
+    pub cadence_sent_at: Option<DateTime<Utc>>,
     /// People an admin queued for another attempt (their [`mapping::email::person_key`]s).
     pub retried: Vec<String>,
     /// The CM summary, read first: its counts tell whether the streams hold anything new.
@@ -83,6 +85,7 @@ impl<'a> CampaignRun<'a> {
             mode,
             next_watermarks: BTreeMap::new(),
             sent_at: None,
+            cadence_sent_at: None,
             retried: Vec::new(),
             summary: None,
             progress: state::CampaignProgress::default(),

@@ -2,12 +2,12 @@
 //! failing) posts nothing more, silently; the check reports it where admins look, with the fix.
 
 use chrono::Utc;
-use events::publisher::EventSink;
 use mapping::Settings;
 use serde::Serialize;
-use state::{RunFailure, Store};
+use state::{Clock, ClockStore, RunFailure, RunStore, Scope};
 
-use crate::{Engine, EngineError};
+use crate::core::{Engine, EngineError};
+use crate::report::record_report;
 
 /// How often the scheduled run checks the webhooks.
 pub const HEALTH_CHECK_EVERY: chrono::Duration = chrono::Duration::hours(24);
@@ -23,20 +23,31 @@ pub struct InactiveWebhook {
     pub status: String,
 }
 
-impl<S: Store, P: EventSink> Engine<S, P> {
+/// The daily check of the webhooks CM posts to.
+#[derive(Debug)]
+pub struct WebhookHealth<'e, S, P> {
+    engine: &'e Engine<S, P>,
+}
+
+impl<'e, S: ClockStore + RunStore, P> WebhookHealth<'e, S, P> {
+    /// The check for `engine`'s deployment.
+    pub fn new(engine: &'e Engine<S, P>) -> Self {
+        WebhookHealth { engine }
+    }
+
     /// Once a day: every configured list's Deactivate webhooks, and those CM deactivated,
     /// recorded as a run of scope `webhooks` (one failure each, with the fix) and logged at
     /// ERROR. `None` when the day's check was made already.
-    pub async fn check_webhook_health(&self, settings: &Settings) -> Result<Option<Vec<InactiveWebhook>>, EngineError> {
+    pub async fn check(&self, settings: &Settings) -> Result<Option<Vec<InactiveWebhook>>, EngineError> {
         let now = Utc::now();
-        if let Some(last) = self.store.watermark("webhooks", "health_checked").await?
+        if let Some(last) = self.engine.store.last_done(Clock::WebhookHealth).await?
             && now - last < HEALTH_CHECK_EVERY
         {
             return Ok(None);
         }
         let mut inactive = Vec::new();
         for list_id in &settings.cm_lists {
-            for hook in self.cm.webhooks(list_id).await? {
+            for hook in self.engine.cm.webhooks(list_id).await? {
                 if hook.events.iter().any(|e| e == "Deactivate") && !hook.status.eq_ignore_ascii_case("Active") {
                     inactive.push(InactiveWebhook {
                         list_id: list_id.clone(),
@@ -53,7 +64,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             );
             self.record_inactive(settings, &inactive).await?;
         }
-        self.store.advance_watermark("webhooks", "health_checked", now).await?;
+        self.engine.store.mark_done(Clock::WebhookHealth, now).await?;
         Ok(Some(inactive))
     }
 
@@ -72,6 +83,6 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 )
             })
             .collect();
-        Ok(crate::record_report(self.store.as_ref(), settings, "webhooks", counts, &failures).await?)
+        Ok(record_report(self.engine.store.as_ref(), settings, Scope::Webhooks, counts, &failures).await?)
     }
 }

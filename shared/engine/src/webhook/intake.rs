@@ -11,11 +11,11 @@ use mapping::email::normalize_email;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use state::{EventState, Store, WebhookBatchRecord, WebhookEventRecord};
+use state::{EventState, SettingsStore, WebhookBatchRecord, WebhookEventRecord, WebhookEventStore};
 use subtle::ConstantTimeEq;
 
 use super::EVENT_TTL_DAYS;
-use crate::EngineError;
+use crate::core::EngineError;
 
 /// The largest body accepted: a Lambda Function URL's request payload limit (6 MB). CM sends up
 /// to 1,000 events, each with all of the subscriber's custom fields (about 2 MB with 20).
@@ -169,10 +169,19 @@ fn read_event(list_id: &str, value: Value) -> Result<ValidEvent, String> {
         old_email_address: event.old_email_address.map(|old| normalize_email(&old)),
         state: event.state,
     };
+    Ok(ValidEvent {
+        dedupe_key: dedupe_key(list_id, &event),
+        event,
+    })
+}
+
+/// The dedupe key of an event: sha256 of its list, CM's name of its type, address, date and
+/// state. Built from stable names only: stored keys must not change with a rename in code.
+fn dedupe_key(list_id: &str, event: &WebhookEvent) -> String {
     let mut hash = Sha256::new();
     for part in [
         list_id,
-        &format!("{:?}", event.event_type),
+        event.event_type.as_str(),
         &event.email_address,
         &event.date,
         event.state.as_deref().unwrap_or(""),
@@ -180,10 +189,7 @@ fn read_event(list_id: &str, value: Value) -> Result<ValidEvent, String> {
         hash.update(part.as_bytes());
         hash.update([0u8]);
     }
-    Ok(ValidEvent {
-        dedupe_key: hex::encode(hash.finalize()),
-        event,
-    })
+    hex::encode(hash.finalize())
 }
 
 /// What the intake needs: the state table and the bus (no CM or SF client).
@@ -200,7 +206,7 @@ impl<S, P> std::fmt::Debug for IntakeEngine<S, P> {
     }
 }
 
-impl<S: Store, P: EventSink> IntakeEngine<S, P> {
+impl<S: SettingsStore + WebhookEventStore, P: EventSink> IntakeEngine<S, P> {
     /// One HTTP delivery, start to answer: the token first, then the settings, the delivery,
     /// the record and the hand-off. Returns the status and a JSON body; 5xx when the table or
     /// the bus failed (CM delivers again).
@@ -303,5 +309,29 @@ impl<S: Store, P: EventSink> IntakeEngine<S, P> {
                 .await?;
         }
         Ok((recorded.new, recorded.duplicates))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dedupe_key_of_an_event_is_pinned() {
+        let event = WebhookEvent {
+            event_type: WebhookEventType::Deactivate,
+            date: "2026-11-20 10:00:00".into(),
+            email_address: "ann@example.com".into(),
+            name: String::new(),
+            custom_fields: Vec::new(),
+            signup_ip_address: None,
+            old_email_address: None,
+            state: Some("Unsubscribed".into()),
+        };
+        // Every stored event is deduplicated by this key: a change here re-applies history.
+        assert_eq!(
+            dedupe_key("list-1", &event),
+            "d6f6452e2f44f48c9544b7cb61884e5269f4234682db726939e189c804b57109"
+        );
     }
 }

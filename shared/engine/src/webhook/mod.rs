@@ -6,12 +6,12 @@
 //! CM's payloads are unsigned: the URL's secret token is the only authenticator, compared in
 //! constant time before anything else is done.
 
-mod apply;
+mod consumer;
 mod health;
 mod intake;
 
-pub use apply::BatchOutcome;
-pub use health::{HEALTH_CHECK_EVERY, InactiveWebhook};
+pub use consumer::{BatchOutcome, EventOutcome, WebhookConsumer};
+pub use health::{HEALTH_CHECK_EVERY, InactiveWebhook, WebhookHealth};
 pub use intake::{
     Delivery, IntakeEngine, MAX_BODY_BYTES, MAX_EVENTS, Refused, RefusedEvent, ValidEvent, WebhookTokens, check_token,
     read_delivery,

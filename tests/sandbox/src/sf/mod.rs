@@ -1,8 +1,14 @@
-//! The Salesforce org: records, the rules Salesforce enforces on them, SOQL, collections and
-//! Bulk API 2.0 ingest. HTTP lives in `sf_http.rs`; this is the data side.
+//! The Salesforce half of the sandbox, in one folder: the org (records, the rules Salesforce
+//! enforces on them, collections) in this module and `rules`, `storage` and `query`;
+//! the objects' [`schema`]; the [`soql`] parser; Bulk API 2.0 ingest in [`bulk`]; and the REST
+//! API over HTTP in [`http`] (OAuth, data, limits).
 
+pub mod bulk;
+pub mod http;
 mod query;
 mod rules;
+pub mod schema;
+pub mod soql;
 mod storage;
 
 use rules::is_derived;
@@ -14,7 +20,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use crate::scenario::SfOrg;
-use crate::sf_schema::{Access, FieldType, ObjectSchema, schemas, stock_statuses};
+use crate::sf::schema::{Access, FieldType, ObjectSchema, schemas, stock_statuses};
 
 /// Salesforce's default limit on the length of a SOQL statement.
 pub const MAX_SOQL_CHARS: usize = 100_000;

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use serde_json::{Map, Value, json};
 
 use super::*;
-use crate::soql::{self, Condition, Literal, Op, Query};
+use crate::sf::soql::{self, Condition, Literal, Op, Query};
 
 /// Lower-cased text values of each `IN` list, keyed by the condition node.
 type InSets = HashMap<*const Condition, HashSet<String>>;

@@ -5,15 +5,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use events::publisher::EventSink;
 use mapping::Settings;
 use mapping::people::PERSON_FIELDS_WRITTEN;
 use mapping::settings::{FieldKind, OptOutPolicy};
 use salesforce::Describe;
 use serde::Serialize;
-use state::Store;
+use state::{RetryQueue, Scope, SettingsStore};
 
-use crate::{Engine, EngineError};
+use crate::core::{Engine, EngineError, load_settings};
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -222,9 +221,20 @@ fn create_findings(settings: &Settings, describes: &BTreeMap<String, Describe>) 
     findings
 }
 
-impl<S: Store, P: EventSink> Engine<S, P> {
+/// `cm-sf-admin doctor`: every check of a deployment's configuration.
+#[derive(Debug)]
+pub struct Doctor<'e, S, P> {
+    engine: &'e Engine<S, P>,
+}
+
+impl<'e, S: SettingsStore + RetryQueue, P> Doctor<'e, S, P> {
+    /// The doctor of `engine`'s deployment.
+    pub fn new(engine: &'e Engine<S, P>) -> Self {
+        Doctor { engine }
+    }
+
     /// Runs every check; never stops at the first problem.
-    pub async fn doctor(&self, intake_url: Option<&str>) -> Vec<Finding> {
+    pub async fn check(&self, intake_url: Option<&str>) -> Vec<Finding> {
         let mut findings = Vec::new();
         let Some(settings) = self.settings_finding(&mut findings).await else {
             return findings;
@@ -240,7 +250,12 @@ impl<S: Store, P: EventSink> Engine<S, P> {
 
     /// Campaigns Salesforce refused to create: the schedule no longer asks; an admin must.
     async fn check_refused_creations(&self, findings: &mut Vec<Finding>) {
-        let Ok(refused) = self.store.failed_records(crate::autocreate::REFUSED_SCOPE, 1_000).await else {
+        let Ok(refused) = self
+            .engine
+            .store
+            .failed_records(&Scope::AutocreateRefused.key(), 1_000)
+            .await
+        else {
             return;
         };
         for record in refused {
@@ -254,7 +269,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
 
     /// The stored settings, or a finding saying why there are none.
     async fn settings_finding(&self, findings: &mut Vec<Finding>) -> Option<Settings> {
-        match self.settings().await {
+        match load_settings(self.engine.store.as_ref()).await {
             Ok(settings) => {
                 findings.push(Finding::ok("settings", "stored and valid"));
                 Some(settings)
@@ -282,7 +297,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     async fn check_org(&self, settings: &Settings, findings: &mut Vec<Finding>) {
         let mut describes = BTreeMap::new();
         for object in OBJECTS {
-            match self.sf.describe(object).await {
+            match self.engine.sf.describe(object).await {
                 Ok(describe) => {
                     describes.insert(object.to_owned(), (*describe).clone());
                 }
@@ -297,7 +312,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             findings.push(Finding::ok("Salesforce login", "the integration user is signed in"));
         }
         findings.extend(check_salesforce(settings, &describes));
-        if let Ok(usage) = self.sf.limits().await {
+        if let Ok(usage) = self.engine.sf.limits().await {
             let share = usage.used as f64 / usage.max.max(1) as f64;
             let detail = format!("{} of {} daily API requests used", usage.used, usage.max);
             findings.push(if share >= 0.8 {
@@ -315,7 +330,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     /// Campaign Monitor: the login and each configured client; the lists found, unless the
     /// login failed.
     async fn check_cm_clients(&self, settings: &Settings, findings: &mut Vec<Finding>) -> Option<BTreeSet<String>> {
-        let clients = match self.cm.clients().await {
+        let clients = match self.engine.cm.clients().await {
             Ok(clients) => {
                 findings.push(Finding::ok("Campaign Monitor login", "the API key works"));
                 clients
@@ -341,7 +356,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 continue;
             }
             findings.push(Finding::ok(format!("CM client {client}"), "found"));
-            match self.cm.client_details(client).await {
+            match self.engine.cm.client_details(client).await {
                 Ok(details) => {
                     let zone = settings.zone();
                     match mapping::zones::client_zone_mismatch(&details.basic_details.time_zone, zone, chrono::Utc::now()) {
@@ -362,7 +377,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                     "check the API key's access to this client",
                 )),
             }
-            match self.cm.lists(client).await {
+            match self.engine.cm.lists(client).await {
                 Ok(found) => lists.extend(found.into_iter().map(|l| l.list_id)),
                 Err(error) => findings.push(Finding::problem(
                     format!("CM client {client}"),
@@ -391,7 +406,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
                 ));
                 continue;
             }
-            let hooks = match self.cm.webhooks(list).await {
+            let hooks = match self.engine.cm.webhooks(list).await {
                 Ok(hooks) => hooks,
                 Err(error) => {
                     findings.push(Finding::problem(

@@ -186,11 +186,11 @@ pub(super) fn data_api(
                 .collect();
             Ok(json_response(StatusCode::OK, Value::Array(results)))
         }
-        (Method::POST, ["jobs", "ingest"]) => crate::bulk::create_job(world, version, &parse_body(body)?),
-        (Method::PUT, ["jobs", "ingest", id, "batches"]) => crate::bulk::upload(world, id, body),
-        (Method::PATCH, ["jobs", "ingest", id]) => crate::bulk::set_state(world, version, id, &parse_body(body)?),
-        (Method::GET, ["jobs", "ingest", id]) => crate::bulk::job_info(world, version, id),
-        (Method::DELETE, ["jobs", "ingest", id]) => crate::bulk::delete_job(world, id),
+        (Method::POST, ["jobs", "ingest"]) => crate::sf::bulk::create_job(world, version, &parse_body(body)?),
+        (Method::PUT, ["jobs", "ingest", id, "batches"]) => crate::sf::bulk::upload(world, id, body),
+        (Method::PATCH, ["jobs", "ingest", id]) => crate::sf::bulk::set_state(world, version, id, &parse_body(body)?),
+        (Method::GET, ["jobs", "ingest", id]) => crate::sf::bulk::job_info(world, version, id),
+        (Method::DELETE, ["jobs", "ingest", id]) => crate::sf::bulk::delete_job(world, id),
         (
             Method::GET,
             [
@@ -199,7 +199,7 @@ pub(super) fn data_api(
                 id,
                 kind @ ("successfulResults" | "failedResults" | "unprocessedrecords"),
             ],
-        ) => crate::bulk::results(world, id, kind),
+        ) => crate::sf::bulk::results(world, id, kind),
         _ => Err(SfError {
             code: "NOT_FOUND",
             message: "The requested resource does not exist".into(),
@@ -410,14 +410,14 @@ pub(super) fn describe(sf: &SfWorld, object: &str) -> Result<Value, SfError> {
             json!({
                 "name": f.name,
                 "type": f.field_type.describe_name(),
-                "createable": !matches!(f.access, crate::sf_schema::Access::ReadOnly),
-                "updateable": matches!(f.access, crate::sf_schema::Access::ReadWrite),
+                "createable": !matches!(f.access, crate::sf::schema::Access::ReadOnly),
+                "updateable": matches!(f.access, crate::sf::schema::Access::ReadWrite),
                 "nillable": !f.required,
                 "externalId": f.external_id,
                 "unique": f.external_id,
                 "custom": f.name.ends_with("__c"),
-                "length": if matches!(f.field_type, crate::sf_schema::FieldType::Text | crate::sf_schema::FieldType::Picklist) { 255 } else { 0 },
-                "referenceTo": match f.field_type { crate::sf_schema::FieldType::Reference(t) => json!([t]), _ => json!([]) },
+                "length": if matches!(f.field_type, crate::sf::schema::FieldType::Text | crate::sf::schema::FieldType::Picklist) { 255 } else { 0 },
+                "referenceTo": match f.field_type { crate::sf::schema::FieldType::Reference(t) => json!([t]), _ => json!([]) },
             })
         })
         .collect();

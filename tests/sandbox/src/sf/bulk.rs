@@ -6,8 +6,8 @@ use chrono::Utc;
 use serde_json::Value;
 
 use crate::World;
+use crate::sf::http::job_json;
 use crate::sf::{BulkJob, Record, SfError};
-use crate::sf_http::job_json;
 
 fn not_found(id: &str) -> SfError {
     SfError {
@@ -193,7 +193,7 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
             let existing = (!id.is_empty()).then_some(id.as_str());
             world.sf.unknown_status_to_default(&job.object, existing, &mut record);
         }
-        let outcome = if let Some(fault) = crate::sf_http::record_fault(world, &job.object) {
+        let outcome = if let Some(fault) = crate::sf::http::record_fault(world, &job.object) {
             Err(fault)
         } else {
             match job.operation.as_str() {

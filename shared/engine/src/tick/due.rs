@@ -1,5 +1,6 @@
-//! Which linked campaigns a scheduled run syncs (issue #20): those their cadence makes due, the
-//! retired ones whose daily check finds new activity; and for the hot schedule, the young ones.
+//! Stage `due`: which linked campaigns a scheduled run syncs (issue #20): those their cadence
+//! makes due, the retired ones whose daily check finds new activity; and for the hot schedule,
+//! the young ones.
 
 use std::collections::BTreeMap;
 
@@ -10,14 +11,10 @@ use futures::StreamExt;
 use mapping::Settings;
 use mapping::cadence::NextSync;
 use serde::Serialize;
-use state::Store;
+use state::{Clock, ClockStore, LeaseStore, LinkStore, WatermarkStore};
 
-use crate::campaign::read_up_to;
-use crate::{Engine, EngineError};
-
-/// Where the day of the last retired campaigns' check is kept (a watermark of its own).
-const RETIRED_CHECK_SCOPE: &str = "schedule";
-const RETIRED_CHECK: &str = "retired-check";
+use super::Tick;
+use crate::core::{EngineError, link_map, publish};
 
 /// Retired campaigns checked side by side (one CM summary each).
 const RETIRED_CHECKS_IN_FLIGHT: usize = 4;
@@ -44,15 +41,15 @@ pub struct HotRunOutcome {
     pub busy: bool,
 }
 
-impl<S: Store, P: EventSink> Engine<S, P> {
+impl<S: WatermarkStore, P> Tick<'_, S, P> {
     /// The campaigns of `links` a scheduled run syncs, on CM's clock.
     pub(crate) async fn due_syncs(
         &self,
         settings: &Settings,
         links: &BTreeMap<String, String>,
     ) -> Result<DueSyncs, EngineError> {
-        let schedule = self.store.sync_schedule().await?;
-        let cm_now = self.cm.system_date().await?.to_utc(settings.zone());
+        let schedule = self.engine.store.sync_schedule().await?;
+        let cm_now = self.engine.cm.system_date().await?.to_utc(settings.zone());
         let mut due = Vec::new();
         let mut retired = Vec::new();
         for cm_id in links.keys() {
@@ -87,8 +84,13 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             return Ok(Vec::new());
         }
         let day_end = mapping::cadence::last_day_end(cm_now, settings.zone());
-        let checked = self.store.watermarks(RETIRED_CHECK_SCOPE).await?;
-        if checked.get(RETIRED_CHECK).is_some_and(|at| *at >= day_end) {
+        if self
+            .engine
+            .store
+            .last_done(Clock::RetiredCheck)
+            .await?
+            .is_some_and(|at| at >= day_end)
+        {
             return Ok(Vec::new());
         }
         let checks = futures::stream::iter(retired)
@@ -109,9 +111,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             }
         }
         if !check_again {
-            self.store
-                .advance_watermark(RETIRED_CHECK_SCOPE, RETIRED_CHECK, day_end)
-                .await?;
+            self.engine.store.mark_done(Clock::RetiredCheck, day_end).await?;
         }
         tracing::info!(
             retired = retired.len(),
@@ -124,16 +124,18 @@ impl<S: Store, P: EventSink> Engine<S, P> {
 
     /// Whether CM counts activity of the campaign its syncs have not read.
     async fn has_new_activity(&self, cm_id: &str) -> Result<bool, EngineError> {
-        let summary = self.cm.summary(cm_id).await?.to_stats();
-        let progress = self.store.campaign_progress(cm_id).await?;
-        let watermarks = self.store.watermarks(cm_id).await?;
+        let summary = self.engine.cm.summary(cm_id).await?.to_stats();
+        let progress = self.engine.store.campaign_progress(cm_id).await?;
+        let watermarks = self.engine.store.watermarks(cm_id).await?;
         Ok(!mapping::probe::nothing_new_since(
             progress.probe.as_ref(),
             &summary,
-            read_up_to(&watermarks),
+            mapping::probe::read_up_to(&watermarks),
         ))
     }
+}
 
+impl<S: LeaseStore + LinkStore + WatermarkStore, P: EventSink> Tick<'_, S, P> {
     /// A run of the hot schedule: a sync requested for each linked campaign in its first
     /// `hot_hours` (the cadence's `hot_hours`) that is due. Nothing else: the scheduled run does
     /// discovery, links and lists, and syncs these campaigns as well.
@@ -153,15 +155,15 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         if settings.sync_cadence.hot_hours == 0 {
             return Ok(0);
         }
-        let links = self.link_map().await?;
-        let schedule = self.store.sync_schedule().await?;
-        let cm_now = self.cm.system_date().await?.to_utc(settings.zone());
+        let links = link_map(self.engine.store.as_ref()).await?;
+        let schedule = self.engine.store.sync_schedule().await?;
+        let cm_now = self.engine.cm.system_date().await?.to_utc(settings.zone());
         let events: Vec<Event> = links
             .keys()
             .filter(|cm_id| schedule.get(*cm_id).is_some_and(|next| next.is_due_hot(cm_now)))
             .map(|cm_id| Event::sync_requested(run_id, Some(cm_id), false, "hot schedule"))
             .collect();
-        self.publish(&events).await?;
+        publish(&self.engine.publisher, &events).await?;
         tracing::info!(syncs = events.len(), "hot schedule run done");
         Ok(events.len())
     }

@@ -1,0 +1,214 @@
+//! The webhook consumer: opt-outs Salesforce refuses, forged unsubscribes and the list backstop.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+mod common;
+
+use events::publisher::MemorySink;
+use sandbox::generate::{Shape, generate};
+use serde_json::{Value, json};
+use state::{RunStore, WebhookEventStore};
+
+use common::*;
+
+#[tokio::test]
+async fn a_webhook_opt_out_salesforce_refuses_is_never_called_applied() {
+    let small = generate(&Shape {
+        recipients: 10,
+        activities: 0,
+        in_salesforce: 1.0,
+        ..Shape::default()
+    });
+    let h = Harness::new(small, |s| s.opt_out_policy = mapping::settings::OptOutPolicy::AnyList).await;
+    let settings = h.settings().await;
+    let contact = h.scenario.sf.records["Contact"][0].clone();
+    let email = contact["Email"].as_str().unwrap().to_owned();
+    let now = chrono::Utc::now();
+    let event = state::WebhookEventRecord {
+        dedupe_key: "k-refused".into(),
+        list_id: h.scenario.cm.lists[0].id.clone(),
+        payload: json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": email, "State": "Unsubscribed"}),
+        received_at: now,
+        expires_at: now + chrono::Duration::days(30),
+        state: state::EventState::Received,
+    };
+    cm_list_shows(&h, &event.list_id, json!([event.payload.clone()])).await;
+    h.engine
+        .store
+        .record_webhook_batch(&state::WebhookBatchRecord {
+            batch: "b-refused".into(),
+            list_id: event.list_id.clone(),
+            received_at: now,
+            expires_at: event.expires_at,
+            events: vec![event],
+            // The intake refused another event of the delivery: the consumer reports it.
+            refused: vec!["Events[1]: EmailAddress is not an email address: jo@@example.com".into()],
+        })
+        .await
+        .unwrap();
+    let state_now = || async { h.engine.store.webhook_event("k-refused").await.unwrap().unwrap().state };
+
+    // Locked row, still after the retries: retryable, and the event stays to be applied.
+    h.control
+        .set_faults(json!({"seed": 4, "sf": {"lock_row_rate": 1.0}}))
+        .await
+        .unwrap();
+    let error = h.engine.apply_webhook_batch(&settings, "b-refused").await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert_eq!(state_now().await, state::EventState::Received);
+
+    // A validation rule: failed, with Salesforce's code, not applied; the batch stays pending.
+    h.control
+        .set_faults(json!({"seed": 4, "sf": {"validation_error_rate": 1.0}}))
+        .await
+        .unwrap();
+    let outcome = h.engine.apply_webhook_batch(&settings, "b-refused").await.unwrap();
+    assert_eq!((outcome.applied, outcome.failed), (0, 1));
+    assert!(
+        matches!(state_now().await, state::EventState::Failed { reason } if reason.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION"))
+    );
+    assert!(
+        h.engine
+            .store
+            .pending_webhook_batch("b-refused")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Fixed: a replay applies it, and the batch is finished.
+    h.control.set_faults(json!({"seed": 4})).await.unwrap();
+    let outcome = h.engine.apply_webhook_batch(&settings, "b-refused").await.unwrap();
+    assert_eq!((outcome.applied, outcome.people_updated), (1, 1));
+    assert!(matches!(state_now().await, state::EventState::Applied { .. }));
+    assert!(
+        h.engine
+            .store
+            .pending_webhook_batch("b-refused")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let opted_out = h
+        .sf_records("Contact")
+        .await
+        .into_iter()
+        .find(|c| c["Id"] == contact["Id"])
+        .unwrap();
+    assert_eq!(opted_out["HasOptedOutOfEmail"], true);
+    let applied = h.engine.store.webhook_event("k-refused").await.unwrap().unwrap();
+    assert_eq!(applied.payload, json!(null), "an applied event keeps no address");
+
+    // The refused event was reported once, as a run of the list, however often the batch ran.
+    let reports: Vec<_> = h
+        .engine
+        .store
+        .recent_runs(50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.scope == format!("webhook:{}", applied.list_id))
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let (_, failures) = h.engine.store.run(&reports[0].run_id).await.unwrap().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].record, "webhook Events[1]");
+    assert_eq!(failures[0].code.as_deref(), Some("WEBHOOK_EVENT_REFUSED"));
+    assert!(!failures[0].reason.contains("jo@@example.com"), "{failures:?}");
+}
+
+#[tokio::test]
+async fn a_forged_unsubscribe_changes_nothing_and_cms_lists_opt_people_out_even_without_webhooks() {
+    let mut small = generate(&Shape {
+        recipients: 20,
+        activities: 0,
+        in_salesforce: 1.0,
+        ..Shape::default()
+    });
+    let list = small.cm.lists[0].id.clone();
+    // CM shows the first Contact as an active subscriber of the list.
+    let active = small.sf.records["Contact"][0]["Email"].as_str().unwrap().to_owned();
+    small.cm.lists[0].subscribers.push(sandbox::scenario::CmSubscriber {
+        email: active,
+        name: String::new(),
+        state: "Active".into(),
+        date: Some("2026-11-01 09:00:00".into()),
+    });
+    let h = Harness::new(small, |s| {
+        s.cm_lists = vec![list.clone()];
+        s.opt_out_policy = mapping::settings::OptOutPolicy::AnyList;
+    })
+    .await;
+    let settings = h.settings().await;
+    let contacts = h.scenario.sf.records["Contact"].clone();
+    let email = |i: usize| contacts[i]["Email"].as_str().unwrap().to_owned();
+    let opted_out = |records: Vec<Value>, i: usize| {
+        records.into_iter().find(|c| c["Id"] == contacts[i]["Id"]).unwrap()["HasOptedOutOfEmail"] == true
+    };
+    // The first scheduled run takes the lists' watermarks (and opts out whoever CM already shows).
+    h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+
+    // A post CM did not make: CM's list still shows the address as active.
+    let intake = engine::webhook::IntakeEngine {
+        store: h.engine.store.clone(),
+        publisher: std::sync::Arc::new(events::publisher::Publisher::new(MemorySink::default())),
+    };
+    let forged = json!({"ListID": list, "Events": [{"Type": "Deactivate", "Date": "2026-11-27 09:30:00", "EmailAddress": email(0), "State": "Unsubscribed"}]});
+    let (status, _) = intake
+        .receive(
+            &engine::webhook::WebhookTokens {
+                current: TOKEN_FOR_TEST.into(),
+                previous: None,
+            },
+            TOKEN_FOR_TEST,
+            Some("application/json"),
+            forged.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let Some(events::Event::WebhookBatchReceived(batch)) = intake.publisher.sink().events().pop() else {
+        panic!()
+    };
+    let outcome = h.engine.apply_webhook_batch(&settings, &batch.batch).await.unwrap();
+    assert_eq!((outcome.unconfirmed, outcome.people_updated), (1, 0), "{outcome:?}");
+    assert!(
+        !opted_out(h.sf_records("Contact").await, 0),
+        "a forged post changes nothing"
+    );
+    let pending = h.engine.store.pending_webhook_batches(10).await.unwrap();
+    assert!(pending.is_empty(), "done with, not retried");
+    let runs = h.engine.store.recent_runs(5).await.unwrap();
+    let report = runs.iter().find(|r| r.scope == format!("webhook:{list}")).unwrap();
+    let (_, failures) = h.engine.store.run(&report.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        failures[0].code.as_deref(),
+        Some("WEBHOOK_NOT_CONFIRMED"),
+        "reported where admins look"
+    );
+    assert!(!failures[0].reason.contains(&email(0)), "the address is redacted");
+
+    // Webhooks off: CM unsubscribes one person and bounces another, and posts nothing.
+    cm_list_shows(
+        &h,
+        &list,
+        json!([
+            {"Type": "Deactivate", "Date": "2026-11-27 09:10:00", "EmailAddress": email(1), "State": "Unsubscribed"},
+            {"Type": "Deactivate", "Date": "2026-11-27 09:11:00", "EmailAddress": email(2), "State": "Bounced"}
+        ]),
+    )
+    .await;
+    h.set_cm_now("2026-11-27 09:30:00").await;
+    let run = h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+    assert_eq!(run.list_people_updated, 2);
+    let records = h.sf_records("Contact").await;
+    assert!(
+        opted_out(records.clone(), 1),
+        "the list backstop opted the unsubscriber out"
+    );
+    let bounced = records.iter().find(|c| c["Id"] == contacts[2]["Id"]).unwrap();
+    assert!(!bounced["EmailBouncedDate"].is_null(), "and recorded the bounce");
+    h.reset_counters().await;
+    let again = h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+    assert_eq!(again.list_people_updated, 0, "read since the watermark: nothing twice");
+    assert_eq!(h.sf_calls().await.1, 0);
+}

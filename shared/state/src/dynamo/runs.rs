@@ -1,0 +1,232 @@
+//! Run records and their failures.
+
+use super::*;
+
+pub(super) fn run_status_name(status: RunStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn run_from(item: &Item) -> Result<RunRecord, StoreError> {
+    let reader = Reader::new(item);
+    let status = reader.string("status")?;
+    Ok(RunRecord {
+        run_id: reader.string("sk")?,
+        scope: reader.string("scope")?,
+        started_at: reader.time("started_at")?,
+        ended_at: reader
+            .opt_string("ended_at")
+            .map(|_| reader.time("ended_at"))
+            .transpose()?,
+        status: serde_json::from_value(serde_json::Value::String(status.clone()))
+            .map_err(|_| reader.corrupt(format!("unknown status `{status}`")))?,
+        counts: reader.json("counts")?,
+        failure_count: u64::try_from(reader.number("failure_count")?).unwrap_or(0),
+        resumed_at: reader
+            .opt_string("resumed_at")
+            .map(|_| reader.time("resumed_at"))
+            .transpose()?,
+        expires_at: match item.get("expires_at") {
+            Some(_) => Some(
+                Utc.timestamp_opt(reader.number("expires_at")?, 0)
+                    .single()
+                    .ok_or_else(|| reader.corrupt("`expires_at` is out of range".into()))?,
+            ),
+            None => None,
+        },
+    })
+}
+
+impl RunStore for DynamoStore {
+    async fn start_run(&self, run: &RunRecord) -> Result<RunStart, StoreError> {
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s("RUNS"))
+            .item("sk", s(&run.run_id))
+            .item("scope", s(&run.scope))
+            .item("started_at", s(rfc3339(run.started_at)))
+            .item("status", s(run_status_name(run.status)))
+            .item("counts", s(to_json(&run.counts)?))
+            .item("failure_count", n(run.failure_count))
+            .condition_expression("attribute_not_exists(pk)");
+        if let Some(ended) = run.ended_at {
+            request = request.item("ended_at", s(rfc3339(ended)));
+        }
+        if let Some(expires) = run.expires_at {
+            request = request.item("expires_at", n(expires.timestamp()));
+        }
+        match request.send().await {
+            Ok(_) => Ok(RunStart::New),
+            Err(error) if is_condition_failure(&error) => Ok(RunStart::Continued),
+            Err(error) => Err(backend("PutItem", error)),
+        }
+    }
+
+    async fn finish_run(
+        &self,
+        run_id: &str,
+        ended_at: DateTime<Utc>,
+        status: RunStatus,
+        counts: &BTreeMap<String, u64>,
+    ) -> Result<(), StoreError> {
+        self.close_run(run_id, ended_at, status, counts, None).await
+    }
+
+    async fn hand_over_run(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        checkpoint: &RunCheckpoint,
+    ) -> Result<(), StoreError> {
+        self.close_run(run_id, at, RunStatus::Continued, &checkpoint.counts, Some(checkpoint))
+            .await
+    }
+
+    async fn resume_run(&self, run_id: &str, at: DateTime<Utc>) -> Result<Option<RunCheckpoint>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("RUNS"))
+            .key("sk", s(run_id))
+            .update_expression("SET #status = :status, resumed_at = :at REMOVE ended_at")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .expression_attribute_values(":status", s(run_status_name(RunStatus::Running)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output.attributes.unwrap_or_default();
+                let reader = Reader::new(&item);
+                match reader.opt_string("checkpoint") {
+                    Some(_) => Ok(Some(reader.json("checkpoint")?)),
+                    None => Ok(None),
+                }
+            }
+            Err(error) if is_condition_failure(&error) => Err(no_such_run(run_id)),
+            Err(error) => Err(backend("UpdateItem", error)),
+        }
+    }
+
+    async fn add_run_failures(&self, run_id: &str, failures: &[RunFailure]) -> Result<(), StoreError> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        // Counted first, which also reads the run's expiry: its failures expire with it.
+        let run = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("RUNS"))
+            .key("sk", s(run_id))
+            .update_expression("ADD failure_count :n")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":n", n(failures.len()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| backend("UpdateItem", e))?;
+        let expires_at = run.attributes.as_ref().and_then(|item| item.get("expires_at")).cloned();
+        // Sort keys stay unique across calls: the call's time in nanoseconds, then the index.
+        let batch = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let mut requests = Vec::with_capacity(failures.len());
+        for (index, failure) in failures.iter().enumerate() {
+            let mut put = PutRequest::builder()
+                .item("pk", s(format!("RUN#{run_id}")))
+                .item("sk", s(format!("FAILURE#{batch:020}#{index:06}")))
+                .item("record", s(&failure.record))
+                .item("reason", s(&failure.reason));
+            if let Some(code) = &failure.code {
+                put = put.item("code", s(code));
+            }
+            if let Some(person) = &failure.person {
+                put = put.item("person", s(person));
+            }
+            if let Some(expires) = &expires_at {
+                put = put.item("expires_at", expires.clone());
+            }
+            requests.push(
+                WriteRequest::builder()
+                    .put_request(put.build().map_err(build_error)?)
+                    .build(),
+            );
+        }
+        self.batch_write(requests).await
+    }
+
+    async fn recent_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
+        self.query_partition("RUNS", true, Some(limit))
+            .await?
+            .iter()
+            .map(run_from)
+            .collect()
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<(RunRecord, Vec<RunFailure>)>, StoreError> {
+        let Some(item) = self.get("RUNS", run_id).await? else {
+            return Ok(None);
+        };
+        let run = run_from(&item)?;
+        let failures = self
+            .query_partition(&format!("RUN#{run_id}"), false, None)
+            .await?
+            .iter()
+            .map(|item| {
+                let reader = Reader::new(item);
+                Ok(RunFailure {
+                    record: reader.string("record")?,
+                    person: reader.opt_string("person"),
+                    reason: reader.string("reason")?,
+                    code: reader.opt_string("code"),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((run, failures)))
+    }
+}
+
+impl DynamoStore {
+    /// Ends an invocation's part in a run: its status and counts (and, for a hand-over, what
+    /// the continuation needs).
+    async fn close_run(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        status: RunStatus,
+        counts: &BTreeMap<String, u64>,
+        checkpoint: Option<&RunCheckpoint>,
+    ) -> Result<(), StoreError> {
+        let mut update = "SET ended_at = :ended, #status = :status, counts = :counts".to_owned();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("RUNS"))
+            .key("sk", s(run_id))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":ended", s(rfc3339(at)))
+            .expression_attribute_values(":status", s(run_status_name(status)))
+            .expression_attribute_values(":counts", s(to_json(counts)?));
+        match checkpoint {
+            Some(checkpoint) => {
+                update += ", checkpoint = :checkpoint";
+                request = request.expression_attribute_values(":checkpoint", s(to_json(checkpoint)?));
+            }
+            // A run that ended has nothing to hand over: a later retry starts afresh.
+            None => update += " REMOVE checkpoint",
+        }
+        match request.update_expression(update).send().await {
+            Ok(_) => Ok(()),
+            Err(error) if is_condition_failure(&error) => Err(no_such_run(run_id)),
+            Err(error) => Err(backend("UpdateItem", error)),
+        }
+    }
+}

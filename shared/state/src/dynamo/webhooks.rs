@@ -1,0 +1,251 @@
+//! Webhook events and their pending batches.
+
+use super::*;
+
+fn event_state_attributes(state: &EventState) -> (String, String) {
+    match state {
+        EventState::Received => ("received".into(), String::new()),
+        EventState::Applied { outcome } => ("applied".into(), outcome.clone()),
+        EventState::Failed { reason } => ("failed".into(), reason.clone()),
+    }
+}
+
+impl WebhookEventStore for DynamoStore {
+    async fn record_webhook_batch(&self, batch: &WebhookBatchRecord) -> Result<BatchRecorded, StoreError> {
+        // Which events are known, in one read per 100; then the new ones in writes of 25, and the
+        // batch: a 1,000-event delivery costs about 50 requests, not 1,000.
+        let keys: Vec<String> = batch.events.iter().map(|e| e.dedupe_key.clone()).collect();
+        let known: HashMap<String, WebhookEventRecord> = self
+            .webhook_events(&keys)
+            .await?
+            .into_iter()
+            .map(|e| (e.dedupe_key.clone(), e))
+            .collect();
+        let mut recorded = BatchRecorded::default();
+        let mut to_apply = Vec::new();
+        let mut writes = Vec::new();
+        for event in &batch.events {
+            match known.get(&event.dedupe_key) {
+                None => {
+                    recorded.new += 1;
+                    to_apply.push(event.dedupe_key.clone());
+                    writes.push(
+                        WriteRequest::builder()
+                            .put_request(
+                                PutRequest::builder()
+                                    .set_item(Some(webhook_event_item(event)?))
+                                    .build()
+                                    .map_err(build_error)?,
+                            )
+                            .build(),
+                    );
+                }
+                Some(known) => {
+                    recorded.duplicates += 1;
+                    if !matches!(known.state, EventState::Applied { .. }) {
+                        to_apply.push(event.dedupe_key.clone());
+                    }
+                }
+            }
+        }
+        self.batch_write(writes).await?;
+        recorded.to_apply = to_apply.len();
+        recorded.pending = !to_apply.is_empty() || !batch.refused.is_empty();
+        if recorded.pending {
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(PENDING_BATCHES))
+                .item("sk", s(&batch.batch))
+                .item("list_id", s(&batch.list_id))
+                .item("received_at", s(rfc3339(batch.received_at)))
+                .item("expires_at", n(batch.expires_at.timestamp()))
+                .item("keys", s(to_json(&to_apply)?));
+            if !batch.refused.is_empty() {
+                put = put.item("refused", s(to_json(&batch.refused)?));
+            }
+            put.send().await.map_err(|e| backend("PutItem", e))?;
+        }
+        Ok(recorded)
+    }
+
+    async fn pending_webhook_batch(&self, batch: &str) -> Result<Option<PendingBatch>, StoreError> {
+        match self.get(PENDING_BATCHES, batch).await? {
+            Some(item) => Ok(Some(self.pending_batch(&item).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn pending_webhook_batches(&self, limit: usize) -> Result<Vec<PendingBatch>, StoreError> {
+        let mut batches = Vec::new();
+        for item in self.query_partition(PENDING_BATCHES, false, Some(limit)).await? {
+            batches.push(self.pending_batch(&item).await?);
+        }
+        Ok(batches)
+    }
+
+    async fn save_webhook_events(&self, events: &[WebhookEventRecord]) -> Result<(), StoreError> {
+        let mut writes = Vec::with_capacity(events.len());
+        for event in events {
+            writes.push(
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(webhook_event_item(event)?))
+                            .build()
+                            .map_err(build_error)?,
+                    )
+                    .build(),
+            );
+        }
+        self.batch_write(writes).await
+    }
+
+    async fn finish_webhook_batch(&self, batch: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(PENDING_BATCHES))
+            .key("sk", s(batch))
+            .send()
+            .await
+            .map_err(|e| backend("DeleteItem", e))?;
+        Ok(())
+    }
+
+    async fn webhook_event(&self, dedupe_key: &str) -> Result<Option<WebhookEventRecord>, StoreError> {
+        let Some(item) = self.get(&format!("WEBHOOK#{dedupe_key}"), "EVENT").await? else {
+            return Ok(None);
+        };
+        webhook_event_from(dedupe_key, &item).map(Some)
+    }
+}
+
+/// The partition of pending webhook batches (sort key: the batch, which starts with its time).
+const PENDING_BATCHES: &str = "WEBHOOK_PENDING";
+
+/// Keys of one `BatchGetItem` at most (DynamoDB's limit).
+const BATCH_GET_LIMIT: usize = 100;
+
+impl DynamoStore {
+    /// Recorded events by key (those not found are left out), 100 keys a request, unprocessed
+    /// keys retried with backoff.
+    async fn webhook_events(&self, keys: &[String]) -> Result<Vec<WebhookEventRecord>, StoreError> {
+        let mut found = Vec::with_capacity(keys.len());
+        let unique: std::collections::BTreeSet<&String> = keys.iter().collect();
+        let unique: Vec<&String> = unique.into_iter().collect();
+        for chunk in unique.chunks(BATCH_GET_LIMIT) {
+            let mut wanted = Vec::with_capacity(chunk.len());
+            for key in chunk {
+                wanted.push(HashMap::from([
+                    ("pk".to_owned(), s(format!("WEBHOOK#{key}"))),
+                    ("sk".to_owned(), s("EVENT")),
+                ]));
+            }
+            let mut request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(wanted))
+                .consistent_read(true)
+                .build()
+                .map_err(build_error)?;
+            let mut delays = unprocessed_backoff();
+            loop {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| backend("BatchGetItem", e))?;
+                for item in output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let key = Reader::new(&item).string("pk")?;
+                    let key = key.strip_prefix("WEBHOOK#").unwrap_or(&key).to_owned();
+                    found.push(webhook_event_from(&key, &item)?);
+                }
+                let Some(unprocessed) = output.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) else {
+                    break;
+                };
+                if unprocessed.keys().is_empty() {
+                    break;
+                }
+                match delays.next() {
+                    Some(delay) => {
+                        tokio::time::sleep(delay).await;
+                        request = unprocessed;
+                    }
+                    None => {
+                        return Err(StoreError::Backend {
+                            operation: "BatchGetItem",
+                            message: format!("{} keys still unprocessed after retries", unprocessed.keys().len()),
+                            retryable: true,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// A pending batch item with its events as they stand, in the batch's order.
+    async fn pending_batch(&self, item: &Item) -> Result<PendingBatch, StoreError> {
+        let reader = Reader::new(item);
+        let keys: Vec<String> = reader.json("keys")?;
+        let mut by_key: HashMap<String, WebhookEventRecord> = self
+            .webhook_events(&keys)
+            .await?
+            .into_iter()
+            .map(|e| (e.dedupe_key.clone(), e))
+            .collect();
+        Ok(PendingBatch {
+            batch: reader.string("sk")?,
+            list_id: reader.string("list_id")?,
+            received_at: reader.time("received_at")?,
+            events: keys.iter().filter_map(|k| by_key.remove(k)).collect(),
+            refused: match reader.opt_string("refused") {
+                Some(_) => reader.json("refused")?,
+                None => Vec::new(),
+            },
+        })
+    }
+}
+
+fn webhook_event_item(event: &WebhookEventRecord) -> Result<Item, StoreError> {
+    let (state, reason) = event_state_attributes(&event.state);
+    Ok(HashMap::from([
+        ("pk".to_owned(), s(format!("WEBHOOK#{}", event.dedupe_key))),
+        ("sk".to_owned(), s("EVENT")),
+        ("list_id".to_owned(), s(&event.list_id)),
+        ("payload".to_owned(), s(to_json(&event.payload)?)),
+        ("received_at".to_owned(), s(rfc3339(event.received_at))),
+        ("expires_at".to_owned(), n(event.expires_at.timestamp())),
+        ("state".to_owned(), s(state)),
+        ("reason".to_owned(), s(reason)),
+    ]))
+}
+
+fn webhook_event_from(dedupe_key: &str, item: &Item) -> Result<WebhookEventRecord, StoreError> {
+    let reader = Reader::new(item);
+    let reason = reader.opt_string("reason").unwrap_or_default();
+    let state = match reader.string("state")?.as_str() {
+        "received" => EventState::Received,
+        "applied" => EventState::Applied { outcome: reason },
+        "failed" => EventState::Failed { reason },
+        other => return Err(reader.corrupt(format!("unknown state `{other}`"))),
+    };
+    let expires = reader.number("expires_at")?;
+    Ok(WebhookEventRecord {
+        dedupe_key: dedupe_key.to_owned(),
+        list_id: reader.string("list_id")?,
+        payload: reader.json("payload")?,
+        received_at: reader.time("received_at")?,
+        expires_at: Utc
+            .timestamp_opt(expires, 0)
+            .single()
+            .ok_or_else(|| reader.corrupt("bad expires_at".into()))?,
+        state,
+    })
+}

@@ -1,0 +1,340 @@
+//! The records the state table holds, and the helpers both stores share (so neither store
+//! imports from the other).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use mapping::Settings;
+use mapping::autocreate::LinkOrigin;
+use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
+
+/// The stored settings with their version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionedSettings {
+    /// The document.
+    pub settings: Settings,
+    /// Its version: 1 for the first save, +1 for every save after.
+    pub version: u64,
+    /// When it was saved.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A CM campaign ↔ SF Campaign link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    /// CM CampaignID.
+    pub cm_campaign_id: String,
+    /// SF Campaign Id.
+    pub sf_campaign_id: String,
+    /// How it was made.
+    pub origin: LinkOrigin,
+    /// When.
+    pub linked_at: DateTime<Utc>,
+}
+
+/// What `put_link` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkOutcome {
+    /// The link is new.
+    Created,
+    /// The same link existed already (a retry or a race): nothing changed.
+    AlreadyLinked,
+}
+
+/// What a campaign's last committed sync saw in CM and wrote onto its SF Campaign.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignProgress {
+    /// The summary's activity counts, and when they were first seen.
+    pub probe: Option<mapping::probe::ActivityProbe>,
+    /// The statistics written.
+    pub statistics: Option<mapping::probe::WrittenStatistics>,
+    /// When CM sent the campaign, once looked up (its age sets the cadence).
+    #[serde(default)]
+    pub sent_at: Option<DateTime<Utc>>,
+    /// What the last sync read in the activity overlap, per stream and quarter-hour: read
+    /// again, those records cost no Salesforce call.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub recent: mapping::overlap::RecentCounts,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// Processing state of a recorded webhook event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum EventState {
+    /// Recorded, not yet applied.
+    Received,
+    /// Applied to SF.
+    Applied {
+        /// What was done, for admins.
+        outcome: String,
+    },
+    /// Failed for good.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A CM webhook event as recorded by the intake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEventRecord {
+    /// Dedupe key (list, type, email, date, state).
+    pub dedupe_key: String,
+    /// The CM list.
+    pub list_id: String,
+    /// The event as CM sent it (normalised).
+    pub payload: serde_json::Value,
+    /// When the intake received it.
+    pub received_at: DateTime<Utc>,
+    /// When DynamoDB may delete it (TTL).
+    pub expires_at: DateTime<Utc>,
+    /// Processing state.
+    pub state: EventState,
+}
+
+/// A webhook delivery as the intake records it: its events (only what the rules need of each)
+/// under one batch, the reference the consumer is handed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookBatchRecord {
+    /// Unique per delivery (time-ordered: `<received_at>#<id>`).
+    pub batch: String,
+    /// The CM list.
+    pub list_id: String,
+    /// When the intake received it.
+    pub received_at: DateTime<Utc>,
+    /// When DynamoDB may delete it (TTL).
+    pub expires_at: DateTime<Utc>,
+    /// The events, each under its dedupe key.
+    pub events: Vec<WebhookEventRecord>,
+    /// Why each event refused on its own was refused (never the event): kept with the batch
+    /// for the consumer, which reports them as a run (the intake writes webhook items only).
+    pub refused: Vec<String>,
+}
+
+/// What [`WebhookEventStore::record_webhook_batch`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchRecorded {
+    /// Events seen for the first time.
+    pub new: usize,
+    /// Events seen before (a redelivery).
+    pub duplicates: usize,
+    /// Events of the batch to apply: the new ones, and those seen before but not applied yet
+    /// (a hand-off that was lost is made again).
+    pub to_apply: usize,
+    /// The batch is pending (events to apply or refused events to report): hand it on.
+    pub pending: bool,
+}
+
+/// A recorded batch with events not applied yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingBatch {
+    /// The batch reference.
+    pub batch: String,
+    /// The CM list.
+    pub list_id: String,
+    /// When the intake received it.
+    pub received_at: DateTime<Utc>,
+    /// Its events as they stand (applied ones included until the batch is finished).
+    pub events: Vec<WebhookEventRecord>,
+    /// Why the events refused on their own were refused, to report.
+    pub refused: Vec<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Still running (or cut off without finishing).
+    Running,
+    /// Everything applied.
+    Succeeded,
+    /// Finished, with per-record failures.
+    CompletedWithFailures,
+    /// Stopped by an error.
+    Failed,
+    /// Stopped early and continued in another invocation.
+    Continued,
+    /// Its invocation stopped without finishing (a timeout or a crash): found by a later
+    /// scheduled run; the campaign's next sync continues from the last commit.
+    Abandoned,
+}
+
+/// Whether [`RunStore::start_run`] recorded a new run or found it already started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStart {
+    /// The run id was new; its record was written.
+    New,
+    /// The run id was already recorded: this invocation continues it.
+    Continued,
+}
+
+/// A sync run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Time-ordered id (see [`new_run_id`]).
+    pub run_id: String,
+    /// What it covers: `all`, a CM campaign id, `webhook`, ...
+    pub scope: String,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// End.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Status.
+    pub status: RunStatus,
+    /// Counters (members updated, SF calls, ...).
+    pub counts: BTreeMap<String, u64>,
+    /// Number of per-record failures stored with the run.
+    pub failure_count: u64,
+    /// When the last continuation took the run over (a run `Running` long after it is
+    /// abandoned, however long ago it started).
+    #[serde(default)]
+    pub resumed_at: Option<DateTime<Utc>>,
+    /// When DynamoDB deletes the record and its failures (`run_retention_days` after the
+    /// start; `None` in records written before retention existed: kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What an invocation hands over with a run it could not finish: what is done, so the
+/// continuation does not do it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCheckpoint {
+    /// Where each stream's watermark moves when the run commits (fixed by the first read: the
+    /// parts are cut from the activity up to these moments).
+    pub watermarks: BTreeMap<String, DateTime<Utc>>,
+    /// Parts the activity was split into (0 if the hand-over came while reading).
+    pub part_count: u32,
+    /// Parts applied, in order: the continuation starts at the next one.
+    pub parts_done: u32,
+    /// The counters so far.
+    pub counts: BTreeMap<String, u64>,
+    /// People whose writes failed with a transient error in the parts done (person keys).
+    pub transient_people: Vec<String>,
+    /// A write not tied to one person (a status, the statistics) failed with a transient error.
+    #[serde(default)]
+    pub transient_other: bool,
+    /// Hand-overs in a row that finished no part.
+    pub stalled: u32,
+}
+
+/// A record that failed or was skipped in a run. Holds no whole address: a person is kept as
+/// their redacted address and their [`mapping::email::person_key`], and addresses quoted in a
+/// reason are redacted. Build it with [`RunFailure::new`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFailure {
+    /// The record (member id, redacted email, field, ...).
+    pub record: String,
+    /// The person's key, when the record is a person: what the retry queue and an admin's
+    /// search by address match on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// SF or CM error code, when there is one.
+    pub code: Option<String>,
+}
+
+impl RunFailure {
+    /// A failure of `subject`: a person when it is an address (kept redacted, with their key),
+    /// else a run, a campaign, a status, a CM row or a webhook event, as named.
+    pub fn new(subject: &str, reason: &str, code: Option<&str>) -> Self {
+        let person = subject.contains('@');
+        RunFailure {
+            record: if person {
+                mapping::email::redact_email(subject)
+            } else {
+                subject.to_owned()
+            },
+            person: person.then(|| mapping::email::person_key(subject)),
+            reason: mapping::email::redact_emails_in(reason),
+            code: code.map(str::to_owned),
+        }
+    }
+}
+
+/// A time-ordered run id: `20261127T110055Z-<8 hex>`, so ids sort by start time.
+pub fn new_run_id(now: DateTime<Utc>, random: u32) -> String {
+    format!("{}-{random:08x}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// A lease on a scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The scope.
+    pub scope: String,
+    /// Who holds it.
+    pub owner: String,
+    /// Until when.
+    pub until: DateTime<Utc>,
+}
+
+/// What a campaign run commits at its end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunCommit {
+    /// The scope of the watermarks (the CM campaign id).
+    pub scope: String,
+    /// Stream → new watermark (the run computed them as the later of the stored one and what it
+    /// read, so they never move back).
+    pub watermarks: BTreeMap<String, DateTime<Utc>>,
+    /// The run record to close.
+    pub run_id: String,
+    /// When it ended: the moment the lease must still hold.
+    pub ended_at: DateTime<Utc>,
+    /// How.
+    pub status: RunStatus,
+    /// Its counters.
+    pub counts: BTreeMap<String, u64>,
+    /// What the run saw and wrote, for the next one (`None`: keep what is stored).
+    pub progress: Option<CampaignProgress>,
+    /// When the schedule syncs the campaign next (`None`: keep what is stored).
+    pub next_sync: Option<mapping::cadence::NextSync>,
+}
+
+/// A record that failed in a run, kept to retry on the next run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedRecord {
+    /// The scope (CM campaign id).
+    pub scope: String,
+    /// The record's key within the scope (e.g. a member id).
+    pub key: String,
+    /// What to retry.
+    pub payload: serde_json::Value,
+    /// The last failure.
+    pub reason: String,
+    /// How many times it failed.
+    pub attempts: u32,
+    /// When it first failed.
+    pub first_failed_at: DateTime<Utc>,
+}
+
+/// The conflict error both stores report.
+pub(crate) fn link_conflict(link: &LinkRecord, by_cm: Option<String>, by_sf: Option<String>) -> StoreError {
+    let existing = match (by_cm, by_sf) {
+        (Some(sf), _) if sf != link.sf_campaign_id => format!("the CM campaign is linked to SF Campaign {sf}"),
+        (_, Some(cm)) => format!("the SF Campaign is linked to CM campaign {cm}"),
+        _ => "a half-written link exists; unlink and link again".to_owned(),
+    };
+    StoreError::LinkConflict {
+        cm_campaign_id: link.cm_campaign_id.clone(),
+        sf_campaign_id: link.sf_campaign_id.clone(),
+        existing,
+    }
+}
+
+pub(crate) fn no_such_run(run_id: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: format!("RUNS/{run_id}"),
+        reason: "no such run".into(),
+    }
+}
+
+/// Milliseconds are what the table keeps; both stores truncate the same way.
+pub(crate) fn truncate_to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(at.timestamp_millis()).single().unwrap_or(at)
+}
