@@ -117,7 +117,7 @@ pub struct WebhookBatchRecord {
     pub refused: Vec<String>,
 }
 
-/// What [`WebhookEventStore::record_webhook_batch`] did.
+/// What [`crate::WebhookEventStore::record_webhook_batch`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchRecorded {
     /// Events seen for the first time.
@@ -165,7 +165,7 @@ pub enum RunStatus {
     Abandoned,
 }
 
-/// Whether [`RunStore::start_run`] recorded a new run or found it already started.
+/// Whether [`crate::RunStore::start_run`] recorded a new run or found it already started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStart {
     /// The run id was new; its record was written.
