@@ -54,6 +54,12 @@ pub struct SfFaults {
     pub error_rate: f64,
     /// Share of records in collections and bulk jobs failing with `UNABLE_TO_LOCK_ROW`.
     pub lock_row_rate: f64,
+    /// Records (by `Id`) whose every update fails with `UNABLE_TO_LOCK_ROW` while they are
+    /// listed: a record another process keeps locked (a long batch job, a trigger loop) for
+    /// longer than a run's retries last. Salesforce documents the error, not how long a lock
+    /// lasts: the less convenient reading is one that outlasts a whole run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locked_records: Vec<String>,
     /// Share of records in collections and bulk jobs failing with
     /// `FIELD_CUSTOM_VALIDATION_EXCEPTION`, a permanent error as a validation rule gives.
     pub validation_error_rate: f64,

@@ -125,6 +125,12 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
         } else {
             RunStatus::CompletedWithFailures
         };
+        let mut progress = run.next_progress.clone();
+        if hold_watermarks {
+            // The watermarks stay, so the counts of what the overlap read again stay too: a
+            // quarter-hour this run applied again and failed to write must not pass for applied.
+            progress.recent = run.progress.recent.clone();
+        }
         let commit = RunCommit {
             scope: Scope::Campaign(cm_id).key(),
             // A transient failure keeps the watermarks, so the work is read again.
@@ -137,7 +143,7 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
             ended_at: Utc::now(),
             status,
             counts: run.counts.to_map(),
-            progress: Some(run.next_progress.clone()),
+            progress: Some(progress),
             next_sync,
         };
         let Some(lease) = &run.lease else {

@@ -70,7 +70,12 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
         for activity in filtered.to_apply {
             spool.push(activity)?;
         }
-        run.next_progress.recent = filtered.counts;
+        // A continuation applies only the parts left: records it read into the parts done before
+        // (late ones among them) are not applied, so its counts must not say they were. It keeps
+        // the last commit's counts, and the next sync applies again what grew since.
+        if run.fixed_by_hand_over().is_none() {
+            run.next_progress.recent = filtered.counts;
+        }
         Ok(Some(spool))
     }
 

@@ -193,7 +193,8 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
             let existing = (!id.is_empty()).then_some(id.as_str());
             world.sf.unknown_status_to_default(&job.object, existing, &mut record);
         }
-        let outcome = if let Some(fault) = crate::sf::http::record_fault(world, &job.object) {
+        let locked_id = (!id.is_empty()).then_some(id.as_str());
+        let outcome = if let Some(fault) = crate::sf::http::record_fault(world, &job.object, locked_id) {
             Err(fault)
         } else {
             match job.operation.as_str() {

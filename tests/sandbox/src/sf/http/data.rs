@@ -9,8 +9,16 @@ use super::*;
 use crate::World;
 use crate::sf::{BulkJob, Record, SfError, SfWorld};
 
-/// The per-record fault drawn for one record of `object` in a collection or bulk job, if any.
-pub(crate) fn record_fault(world: &mut World, object: &str) -> Option<SfError> {
+/// The per-record fault drawn for one record of `object` (its `Id`, for an update) in a
+/// collection or bulk job, if any.
+pub(crate) fn record_fault(world: &mut World, object: &str, id: Option<&str>) -> Option<SfError> {
+    if id.is_some_and(|id| world.faults.sf.locked_records.iter().any(|locked| locked == id)) {
+        return Some(SfError {
+            code: "UNABLE_TO_LOCK_ROW",
+            message: "unable to obtain exclusive access to this record or 1 records".into(),
+            fields: vec![],
+        });
+    }
     if world
         .faults
         .sf
@@ -356,7 +364,12 @@ pub(super) fn collections(
             let id = fields.get("Id").and_then(Value::as_str).map(str::to_owned);
             world.sf.unknown_status_to_default(&object, id.as_deref(), &mut fields);
         }
-        let outcome = if let Some(fault) = record_fault(world, &object) {
+        let id = fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("id"))
+            .and_then(|(_, v)| v.as_str())
+            .map(str::to_owned);
+        let outcome = if let Some(fault) = record_fault(world, &object, id.as_deref()) {
             Err(fault)
         } else if object.is_empty() {
             Err(SfError {

@@ -1,0 +1,192 @@
+//! Where two normal things meet (issue #32): a late-visible CM record and a transient
+//! Salesforce outage, a late record and a hand-over between invocations. Each test fails on the
+//! code before its fix: the record was counted as applied and never written.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+mod common;
+
+use engine::Deadline;
+use engine::campaign::{CampaignOutcome, Mode};
+use sandbox::generate::{Shape, generate};
+use serde_json::{Value, json};
+
+use common::*;
+
+fn contact(h: &Harness, index: usize) -> (String, String) {
+    let contact = &h.scenario.sf.records["Contact"][index];
+    (
+        contact["Id"].as_str().unwrap().to_owned(),
+        contact["Email"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn activity(h: &Harness, kind: &str, email: &str, date: &str) -> Value {
+    let list = h.scenario.cm.lists[0].id.clone();
+    json!([{"kind": kind, "email": email, "list_id": list, "date": date}])
+}
+
+/// The campaign member whose `field` is `value` (its `Id`, its `ContactId`).
+async fn member(h: &Harness, field: &str, value: &str) -> serde_json::Map<String, Value> {
+    h.sf_records("CampaignMember")
+        .await
+        .into_iter()
+        .find(|m| m[field].as_str() == Some(value))
+        .and_then(|m| m.as_object().cloned())
+        .unwrap()
+}
+
+/// Item 1: a run that keeps its watermarks because a person's write failed transiently all run
+/// long must keep the counts of what it read again too, or the late record that person needed
+/// is taken for applied by the next run.
+#[tokio::test]
+async fn a_late_open_whose_write_failed_all_run_is_written_by_the_next_run() {
+    let (h, cm) = Harness::linked(
+        generate(&Shape {
+            recipients: 10,
+            activities: 0,
+            in_salesforce: 1.0,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    h.set_cm_now("2026-11-03 10:00:00").await;
+    assert!(matches!(h.sync(&cm, false).await, CampaignOutcome::Done { .. }));
+    let (_, email) = contact(&h, 0);
+    let statuses = async || -> Vec<String> {
+        let members = h.sf_records("CampaignMember").await;
+        let of_email = members.iter().filter(|m| m["Email"].as_str() == Some(email.as_str()));
+        of_email
+            .map(|m| m["Status"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    // Every member with the address (one address may name a Contact and a Lead).
+    let locked: Vec<String> = h
+        .sf_records("CampaignMember")
+        .await
+        .iter()
+        .filter(|m| m["Email"].as_str() == Some(email.as_str()))
+        .map(|m| m["Id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!locked.is_empty());
+    // CM shows an open dated 09:00 only now (the first sync read up to 09:55), while another
+    // process holds the member's record locked for longer than the run's retries.
+    h.add_activity(&cm, activity(&h, "open", &email, "2026-11-03 09:00:00"))
+        .await;
+    h.control
+        .set_faults(json!({"seed": 1, "sf": {"locked_records": locked}}))
+        .await
+        .unwrap();
+    h.set_cm_now("2026-11-03 10:30:00").await;
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!()
+    };
+    assert_eq!(counts.failed, 1, "the locked member is reported: {counts:?}");
+    assert!(!statuses().await.contains(&"Opened".to_owned()));
+    h.control.set_faults(json!({"seed": 1})).await.unwrap();
+    h.set_cm_now("2026-11-03 10:45:00").await;
+    h.sync(&cm, false).await;
+    assert!(
+        statuses().await.contains(&"Opened".to_owned()),
+        "the open the locked write lost is written once the lock is gone: {:?}",
+        statuses().await
+    );
+}
+
+/// Item 2: a continuation skips the parts the invocation before it applied; a record that
+/// became visible in one of those parts after that invocation read must not be counted as
+/// applied, or no later sync writes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_click_in_a_part_applied_before_a_hand_over_is_written_by_the_next_sync() {
+    let scenario = generate(&Shape {
+        recipients: 800,
+        activities: 0,
+        in_salesforce: 1.0,
+        ..Shape::default()
+    });
+    let part_size = 200;
+    let opens = |h: &Harness| {
+        let campaign = h
+            .scenario
+            .cm
+            .campaigns
+            .iter()
+            .find(|c| c.name == "November newsletter")
+            .unwrap();
+        Value::Array(
+            campaign
+                .recipients
+                .iter()
+                .map(|r| json!({"kind": "open", "email": r.email, "list_id": r.list_id, "date": "2026-11-03 10:05:00"}))
+                .collect(),
+        )
+    };
+    // Every person opens after the first sync: four parts. A twin counts the deadline checks
+    // of the whole run, to stop the real one after its first part.
+    let mut twins = Vec::new();
+    for _ in 0..2 {
+        let mut h = Harness::new(scenario.clone(), |_| {}).await;
+        h.engine.options.part_size = part_size;
+        let cm = h.link_main().await;
+        h.set_cm_now("2026-11-03 10:00:00").await;
+        h.sync(&cm, false).await;
+        h.add_activity(&cm, opens(&h)).await;
+        h.set_cm_now("2026-11-03 10:30:00").await;
+        twins.push((h, cm));
+    }
+    let (counting_twin, cm) = &twins[0];
+    let settings = counting_twin.settings().await;
+    let counting = Deadline::at_check(u32::MAX);
+    let CampaignOutcome::Done { counts, .. } = counting_twin
+        .engine
+        .sync_campaign(&settings, cm, &engine::new_run_id(), Mode::APPLY, counting.clone())
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let parts = counts.parts as u32;
+    assert!(parts >= 3, "{parts} parts");
+    let reading_checks = counting.checks_made() - parts - 1;
+
+    let (h, cm) = &twins[1];
+    let run = engine::new_run_id();
+    let first = h
+        .engine
+        .sync_campaign(&settings, cm, &run, Mode::APPLY, Deadline::at_check(reading_checks + 3))
+        .await
+        .unwrap();
+    assert!(matches!(first, CampaignOutcome::Continued { .. }), "{first:?}");
+    // Someone of the part already applied clicks; CM shows it only now.
+    let done = h
+        .sf_records("CampaignMember")
+        .await
+        .into_iter()
+        .find(|m| m["Status"] == "Opened")
+        .unwrap();
+    let (done_id, email) = (
+        done["Id"].as_str().unwrap().to_owned(),
+        done["Email"].as_str().unwrap().to_owned(),
+    );
+    h.add_activity(cm, activity(h, "click", &email, "2026-11-03 10:10:00"))
+        .await;
+    let continued = h
+        .engine
+        .sync_campaign(&settings, cm, &run, Mode::Apply { continuation: 1 }, Deadline::none())
+        .await
+        .unwrap();
+    assert!(matches!(continued, CampaignOutcome::Done { .. }), "{continued:?}");
+    assert_eq!(
+        member(h, "Id", &done_id).await["Status"],
+        "Opened",
+        "its part was done before the click showed"
+    );
+    h.set_cm_now("2026-11-03 10:45:00").await;
+    h.sync(cm, false).await;
+    assert_eq!(
+        member(h, "Id", &done_id).await["Status"],
+        "Clicked",
+        "the next sync reads the click again and writes it"
+    );
+}
