@@ -1,27 +1,111 @@
 //! The activity overlap (PRODUCT.md §2 `activity_overlap_minutes`, issue #18): CM does not say
 //! when a record becomes visible, and one can show up after a sync read past its date. So each
 //! activity stream is read again from its watermark less the overlap, and the records read again
-//! must cost no Salesforce call. What a sync applied inside the overlap is kept as counts per
-//! quarter-hour of record date ([`RecentCounts`]): a quarter-hour whose count is unchanged holds
-//! only records already applied and is dropped; one whose count grew (a late record) is applied
-//! again, whole, which changes nothing for the records already applied (§3.3 guard).
+//! must cost no Salesforce call. What a sync applied inside the overlap is kept per quarter-hour
+//! of record date ([`RecentCounts`]) as a [`Tally`]: how many records, and a digest of their
+//! keys. A quarter-hour whose tally is unchanged holds only records already applied and is
+//! dropped; one whose tally changed (a late record, even one that arrived while another dropped
+//! out of the read: equal counts, different digests) is applied again, whole, which changes
+//! nothing for the records already applied (§3.3 guard).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
 
-use crate::activity::{Activity, ActivityKind};
+use crate::activity::{Activity, ActivityDetail, ActivityKind};
 
 /// The width of a counted slice of record dates.
 pub const SLICE: Duration = Duration::minutes(15);
+
+/// What one read saw of a quarter-hour: how many records, and the digest of their keys (the
+/// wrapping sum of each record's hash: the order of reading does not matter, a record that
+/// drops out while another arrives does). Stored as `[count, digest]`; a tally stored before
+/// digests existed reads as a bare count with no digest and never passes for unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Records read in the slice.
+    pub count: u64,
+    /// The digest of their keys; `None` for a tally stored as a bare count.
+    pub digest: Option<u64>,
+}
+
+impl Tally {
+    /// A slice with no record.
+    pub const EMPTY: Tally = Tally {
+        count: 0,
+        digest: Some(0),
+    };
+
+    fn add(&mut self, record: &Activity) {
+        self.count += 1;
+        self.digest = Some(self.digest.unwrap_or(0).wrapping_add(record_hash(record)));
+    }
+
+    /// Whether `self` (read now) shows exactly the records `stored` did.
+    pub fn unchanged_since(&self, stored: &Tally) -> bool {
+        stored.digest.is_some() && self == stored
+    }
+}
+
+impl Serialize for Tally {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.digest {
+            Some(digest) => [self.count, digest].serialize(serializer),
+            None => self.count.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Tally {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Count(u64),
+            Tally([u64; 2]),
+        }
+        Ok(match Stored::deserialize(deserializer)? {
+            Stored::Count(count) => Tally { count, digest: None },
+            Stored::Tally([count, digest]) => Tally {
+                count,
+                digest: Some(digest),
+            },
+        })
+    }
+}
+
+/// A record's hash for the digest: its kind, address, date and detail, through SHA-256 (stable
+/// across builds and processes, unlike the standard library's hasher).
+fn record_hash(record: &Activity) -> u64 {
+    let mut hash = Sha256::new();
+    hash.update(record.kind.as_str().as_bytes());
+    hash.update([0]);
+    hash.update(record.email.as_bytes());
+    hash.update([0]);
+    hash.update(record.at.timestamp_millis().to_be_bytes());
+    match &record.detail {
+        ActivityDetail::None => {}
+        ActivityDetail::Click { url } => hash.update(url.as_bytes()),
+        ActivityDetail::Bounce { bounce_type, reason } => {
+            hash.update(bounce_type.as_bytes());
+            hash.update([0]);
+            hash.update(reason.as_bytes());
+        }
+    }
+    let digest = hash.finalize();
+    u64::from_be_bytes([
+        digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
+    ])
+}
 
 /// Records read per quarter-hour of record date, for each activity stream, over the overlap
 /// before the stream's watermark: what the last sync applied there.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecentCounts {
-    /// Stream (`ActivityKind::as_str`) → slice start → records dated in the slice.
-    pub streams: BTreeMap<String, BTreeMap<DateTime<Utc>, u64>>,
+    /// Stream (`ActivityKind::as_str`) → slice start → what was read in the slice.
+    pub streams: BTreeMap<String, BTreeMap<DateTime<Utc>, Tally>>,
 }
 
 /// The slice a record date falls in.
@@ -29,48 +113,55 @@ pub fn slice_of(at: DateTime<Utc>) -> DateTime<Utc> {
     at.duration_trunc(SLICE).unwrap_or(at)
 }
 
-/// Where a stream is read from: its watermark less the overlap.
+/// Where a stream's overlap window starts: its watermark less the overlap.
 pub fn read_from(watermark: DateTime<Utc>, overlap: Duration) -> DateTime<Utc> {
     watermark - overlap
 }
 
-/// Counts of one stream's records by slice, as one sync read them.
+/// Where a stream is asked for from CM: a quarter-hour before its overlap window, so every
+/// quarter-hour of the window is read whole whatever CM does at the `date` boundary (whether
+/// it includes its own second is not documented).
+pub fn read_since(watermark: DateTime<Utc>, overlap: Duration) -> DateTime<Utc> {
+    read_from(watermark, overlap) - SLICE
+}
+
+/// Tallies of one stream's records by slice, as one sync read them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SliceCounts(pub BTreeMap<DateTime<Utc>, u64>);
+pub struct SliceCounts(pub BTreeMap<DateTime<Utc>, Tally>);
 
 impl SliceCounts {
     /// Counts one record.
-    pub fn add(&mut self, at: DateTime<Utc>) {
-        *self.0.entry(slice_of(at)).or_default() += 1;
+    pub fn add(&mut self, record: &Activity) {
+        self.0.entry(slice_of(record.at)).or_insert(Tally::EMPTY).add(record);
     }
 
     /// The counts to keep for the next sync: the slices wholly inside `[from, to)`, where
     /// `from` is the next watermark less the overlap and `to` the next watermark, both covered
     /// by this sync's read. Empty slices are kept too (as 0): a late record in one must not be
     /// mistaken for one already applied.
-    pub fn kept(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeMap<DateTime<Utc>, u64> {
+    pub fn kept(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeMap<DateTime<Utc>, Tally> {
         let mut kept = BTreeMap::new();
         let mut slice = slice_of(from);
         if slice < from {
             slice += SLICE;
         }
         while slice + SLICE <= to {
-            kept.insert(slice, self.0.get(&slice).copied().unwrap_or(0));
+            kept.insert(slice, self.0.get(&slice).copied().unwrap_or(Tally::EMPTY));
             slice += SLICE;
         }
         kept
     }
 }
 
-/// Whether the records a sync read in `slice` were all applied before: the last sync counted
-/// the slice whole and saw as many records as this one.
+/// Whether the records a sync read in `slice` were all applied before: the last sync read the
+/// slice whole and saw exactly these records (same count, same digest).
 pub fn already_applied(
-    stored: Option<&BTreeMap<DateTime<Utc>, u64>>,
+    stored: Option<&BTreeMap<DateTime<Utc>, Tally>>,
     fresh: &SliceCounts,
     slice: DateTime<Utc>,
 ) -> bool {
     match stored.and_then(|stored| stored.get(&slice)) {
-        Some(count) => fresh.0.get(&slice).copied().unwrap_or(0) == *count,
+        Some(tally) => fresh.0.get(&slice).unwrap_or(&Tally::EMPTY).unchanged_since(tally),
         None => false,
     }
 }
@@ -124,7 +215,7 @@ impl<'a> OverlapFilter<'a> {
         if activity.kind == ActivityKind::Sent {
             return Some(activity); // recipients are read once, not again in an overlap
         }
-        self.counted.entry(activity.kind).or_default().add(activity.at);
+        self.counted.entry(activity.kind).or_default().add(&activity);
         if self
             .watermarks
             .get(activity.kind.as_str())
@@ -177,30 +268,46 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 2, h, m, 0).unwrap()
     }
 
-    #[test]
-    fn only_whole_slices_inside_the_window_are_kept_and_empty_ones_as_zero() {
-        let mut counts = SliceCounts::default();
-        for t in [at(9, 50), at(10, 1), at(10, 14), at(10, 40), at(11, 2)] {
-            counts.add(t);
+    fn open_by(email: &str, at: DateTime<Utc>) -> Activity {
+        Activity {
+            kind: ActivityKind::Opened,
+            email: email.into(),
+            at,
+            list_id: String::new(),
+            detail: ActivityDetail::None,
         }
-        let kept = counts.kept(at(9, 55), at(10, 50));
-        // 9:45 starts before the window, 10:45 ends after it.
-        assert_eq!(
-            kept.into_iter().collect::<Vec<_>>(),
-            vec![(at(10, 0), 2), (at(10, 15), 0), (at(10, 30), 1)]
-        );
+    }
+
+    fn open(at: DateTime<Utc>) -> Activity {
+        open_by("a@example.com", at)
+    }
+
+    fn tallies(records: &[Activity]) -> SliceCounts {
+        let mut counts = SliceCounts::default();
+        records.iter().for_each(|r| counts.add(r));
+        counts
     }
 
     #[test]
-    fn a_slice_is_dropped_only_when_counted_whole_before_with_the_same_count() {
-        let mut fresh = SliceCounts::default();
-        fresh.add(at(10, 1));
-        fresh.add(at(10, 2));
-        let stored: BTreeMap<_, _> = [(at(10, 0), 2), (at(10, 15), 0)].into_iter().collect();
+    fn only_whole_slices_inside_the_window_are_kept_and_empty_ones_as_zero() {
+        let counts = tallies(&[at(9, 50), at(10, 1), at(10, 14), at(10, 40), at(11, 2)].map(open));
+        let kept = counts.kept(at(9, 55), at(10, 50));
+        // 9:45 starts before the window, 10:45 ends after it.
+        assert_eq!(
+            kept.iter().map(|(slice, tally)| (*slice, tally.count)).collect::<Vec<_>>(),
+            vec![(at(10, 0), 2), (at(10, 15), 0), (at(10, 30), 1)]
+        );
+        assert_eq!(kept[&at(10, 15)], Tally::EMPTY);
+    }
+
+    #[test]
+    fn a_slice_is_dropped_only_when_read_whole_before_with_the_same_records() {
+        let mut fresh = tallies(&[open(at(10, 1)), open(at(10, 2))]);
+        let stored = fresh.kept(at(10, 0), at(10, 30));
         assert!(already_applied(Some(&stored), &fresh, at(10, 0)));
-        fresh.add(at(10, 20)); // a late record in a slice counted empty
+        fresh.add(&open(at(10, 20))); // a late record in a slice counted empty
         assert!(!already_applied(Some(&stored), &fresh, at(10, 15)));
-        fresh.add(at(10, 3)); // a late record in a slice counted with two
+        fresh.add(&open(at(10, 3))); // a late record in a slice counted with two
         assert!(!already_applied(Some(&stored), &fresh, at(10, 0)));
         assert!(!already_applied(None, &fresh, at(10, 0)), "nothing kept: apply");
         assert!(
@@ -209,23 +316,41 @@ mod tests {
         );
     }
 
-    fn open(at: DateTime<Utc>) -> Activity {
-        Activity {
-            kind: ActivityKind::Opened,
-            email: "a@example.com".into(),
-            at,
-            list_id: String::new(),
-            detail: crate::activity::ActivityDetail::None,
-        }
+    /// Issue #32 item 3: one late row arrives while another drops out of the read (ties
+    /// reordered between pages, a row at the exclusive `date` boundary): the count is the same,
+    /// the records are not. On counts alone the late row was dropped.
+    #[test]
+    fn a_late_record_is_applied_when_another_drops_out_of_the_read_at_the_same_time() {
+        let stored = tallies(&[open_by("a@example.com", at(10, 1)), open_by("b@example.com", at(10, 2))])
+            .kept(at(10, 0), at(10, 15));
+        let fresh = tallies(&[open_by("a@example.com", at(10, 1)), open_by("late@example.com", at(10, 4))]);
+        assert_eq!(fresh.0[&at(10, 0)].count, stored[&at(10, 0)].count);
+        assert!(!already_applied(Some(&stored), &fresh, at(10, 0)));
+        let same_in_another_order =
+            tallies(&[open_by("b@example.com", at(10, 2)), open_by("a@example.com", at(10, 1))]);
+        assert!(already_applied(Some(&stored), &same_in_another_order, at(10, 0)));
+    }
+
+    #[test]
+    fn tallies_are_stored_with_their_digest_and_a_bare_count_from_before_never_passes() {
+        let stored = tallies(&[open(at(10, 1))]).kept(at(10, 0), at(10, 15));
+        let json = serde_json::to_string(&stored).unwrap();
+        let back: BTreeMap<DateTime<Utc>, Tally> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, stored);
+        let before: BTreeMap<DateTime<Utc>, Tally> =
+            serde_json::from_str(&json.replace(&format!("[1,{}]", stored[&at(10, 0)].digest.unwrap()), "1")).unwrap();
+        assert_eq!(before[&at(10, 0)].digest, None);
+        assert!(!already_applied(Some(&before), &tallies(&[open(at(10, 1))]), at(10, 0)));
     }
 
     #[test]
     fn the_filter_passes_new_records_and_holds_re_read_ones_until_the_read_is_whole() {
         let watermarks = BTreeMap::from([("Opened".to_owned(), at(11, 0))]);
         let mut stored = RecentCounts::default();
+        let before = tallies(&[open(at(10, 1))]);
         stored
             .streams
-            .insert("Opened".into(), BTreeMap::from([(at(10, 0), 1), (at(10, 15), 0)]));
+            .insert("Opened".into(), before.kept(at(10, 0), at(10, 30)));
         let mut filter = OverlapFilter::new(&watermarks, &stored);
         assert!(filter.admit(open(at(11, 5))).is_some(), "new since the watermark");
         assert!(filter.admit(open(at(10, 1))).is_none(), "read again: held");
@@ -238,9 +363,9 @@ mod tests {
         assert_eq!(filtered.already_applied, 1);
         assert_eq!(filtered.to_apply, vec![open(at(10, 20))]);
         let kept = &filtered.counts.streams["Opened"];
-        assert_eq!(kept.get(&at(10, 0)), Some(&1));
-        assert_eq!(kept.get(&at(10, 15)), Some(&1));
-        assert_eq!(kept.get(&at(11, 0)), Some(&1));
+        assert_eq!(kept[&at(10, 0)].count, 1);
+        assert_eq!(kept[&at(10, 15)].count, 1);
+        assert_eq!(kept[&at(11, 0)].count, 1);
     }
 
     #[test]
@@ -250,22 +375,29 @@ mod tests {
     }
 
     proptest! {
-        /// However records arrive late, a record is dropped only if its slice's count is the
-        /// one kept, i.e. no record of the slice is new since.
+        /// However records arrive late, and whichever records drop out of the read meanwhile, a
+        /// record is dropped only if its slice shows exactly the records kept.
         #[test]
         fn a_late_record_is_never_dropped(
-            first in proptest::collection::vec(0u32..240, 0..40),
-            late in proptest::collection::vec(0u32..240, 1..5),
+            first in proptest::collection::vec((0u32..240, 0u8..4), 0..40),
+            late in proptest::collection::vec((0u32..240, 4u8..8), 1..5),
+            dropped in proptest::collection::vec(any::<prop::sample::Index>(), 0..3),
         ) {
             let start = at(8, 0);
-            let minute = |m: u32| start + Duration::minutes(i64::from(m));
-            let mut before = SliceCounts::default();
-            first.iter().for_each(|m| before.add(minute(*m)));
-            let stored = before.kept(start, minute(240));
-            let mut now = before.clone();
-            late.iter().for_each(|m| now.add(minute(*m)));
-            for m in &late {
-                prop_assert!(!already_applied(Some(&stored), &now, slice_of(minute(*m))));
+            let record = |(m, who): &(u32, u8)| open_by(&format!("p{who}@example.com"), start + Duration::minutes(i64::from(*m)));
+            let first: Vec<Activity> = first.iter().map(record).collect();
+            let stored = tallies(&first).kept(start, start + Duration::minutes(240));
+            let mut now: Vec<Activity> = first.clone();
+            for index in &dropped {
+                if !now.is_empty() {
+                    now.remove(index.index(now.len()));
+                }
+            }
+            let late: Vec<Activity> = late.iter().map(record).collect();
+            now.extend(late.iter().cloned());
+            let now = tallies(&now);
+            for record in &late {
+                prop_assert!(!already_applied(Some(&stored), &now, slice_of(record.at)));
             }
         }
     }

@@ -105,7 +105,7 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
             }
             // Read again from the overlap before the watermark: a record CM shows late with an
             // earlier date is still read (§2 `activity_overlap_minutes`).
-            let since = stored.map(|w| CmTimestamp::since(overlap::read_from(w, overlap), zone));
+            let since = stored.map(|w| CmTimestamp::since(overlap::read_since(w, overlap), zone));
             streams.push(self.engine.cm.activity(run.cm_id(), kind, since));
             // Everything dated up to the settled moment has been read (CM shows records within
             // the settle lag); later records are read again next time, and re-applying them

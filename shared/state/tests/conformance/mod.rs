@@ -358,7 +358,19 @@ pub async fn a_run_commits_only_while_it_holds_its_lease<S: Store>(store: Arc<S>
         sent_at: Some(at(0)),
         // What the overlap window applied: kept with the progress, slice times as map keys.
         recent: mapping::overlap::RecentCounts {
-            streams: BTreeMap::from([("opens".into(), BTreeMap::from([(at(minute - 15), 2), (at(minute), 0)]))]),
+            streams: BTreeMap::from([(
+                "opens".into(),
+                BTreeMap::from([
+                    (
+                        at(minute - 15),
+                        mapping::overlap::Tally {
+                            count: 2,
+                            digest: Some(0x5eed),
+                        },
+                    ),
+                    (at(minute), mapping::overlap::Tally::EMPTY),
+                ]),
+            )]),
         },
     };
     let commit = |id: &str, minute: i64| RunCommit {
