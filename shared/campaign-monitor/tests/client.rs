@@ -729,3 +729,75 @@ async fn in_realism_mode_a_record_shows_in_its_stream_and_the_summary_only_after
     assert!(early < later && later < 60, "{early}, {later}");
     assert_eq!(all, 60, "every record shows within 180 minutes");
 }
+
+/// The sandbox's realism for the paging CM does not promise (issue #32): records of one date in
+/// an order of each request's own, and a `date` filter that leaves out its own second.
+#[tokio::test]
+async fn in_realism_mode_ties_are_served_in_any_order_and_the_date_filter_is_exclusive() {
+    let mut scenario = generate(&Shape {
+        recipients: 100,
+        activities: 0,
+        ..Shape::default()
+    });
+    scenario.faults.realism = true;
+    let running = start(scenario.clone()).await;
+    let main = main_campaign(&scenario).id.clone();
+    let list = scenario.cm.lists[0].id.clone();
+    let opens: Vec<Value> = (0..30)
+        .map(|i| json!({"kind": "open", "email": format!("person{i:07}@example.com"), "list_id": list, "date": "2026-11-27 08:30:00"}))
+        .collect();
+    control(
+        &running,
+        reqwest::Method::POST,
+        "cm/activity",
+        json!({"campaign_id": main, "activity": opens}),
+    )
+    .await;
+    // Past the realism's 180 minutes of late visibility: every record shows.
+    control(
+        &running,
+        reqwest::Method::POST,
+        "cm/now",
+        json!({"now": "2026-11-27 12:00:00"}),
+    )
+    .await;
+    let page = |number: u32, date: &'static str| {
+        let (url, main) = (running.cm_url.clone(), main.clone());
+        async move {
+            let body: Value = reqwest::Client::new()
+                .get(format!("{url}/api/v3.3/campaigns/{main}/opens.json"))
+                .basic_auth("sandbox-api-key", Some("x"))
+                .query(&[
+                    ("date", date),
+                    ("page", &number.to_string()),
+                    ("pagesize", "10"),
+                    ("orderfield", "date"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["Results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["EmailAddress"].as_str().unwrap().to_owned())
+                .collect::<Vec<String>>()
+        }
+    };
+    let mut reads = Vec::new();
+    for _ in 0..4 {
+        reads.push(page(1, "2026-11-27 08:00:00").await);
+    }
+    assert!(reads.iter().all(|r| r.len() == 10));
+    assert!(
+        reads.windows(2).any(|pair| pair[0] != pair[1]),
+        "the first page of a tie differs between requests: {reads:?}"
+    );
+    assert!(
+        page(1, "2026-11-27 08:30:00").await.is_empty(),
+        "records dated at the filter's own second are left out"
+    );
+}

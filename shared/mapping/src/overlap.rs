@@ -294,7 +294,9 @@ mod tests {
         let kept = counts.kept(at(9, 55), at(10, 50));
         // 9:45 starts before the window, 10:45 ends after it.
         assert_eq!(
-            kept.iter().map(|(slice, tally)| (*slice, tally.count)).collect::<Vec<_>>(),
+            kept.iter()
+                .map(|(slice, tally)| (*slice, tally.count))
+                .collect::<Vec<_>>(),
             vec![(at(10, 0), 2), (at(10, 15), 0), (at(10, 30), 1)]
         );
         assert_eq!(kept[&at(10, 15)], Tally::EMPTY);
@@ -323,7 +325,10 @@ mod tests {
     fn a_late_record_is_applied_when_another_drops_out_of_the_read_at_the_same_time() {
         let stored = tallies(&[open_by("a@example.com", at(10, 1)), open_by("b@example.com", at(10, 2))])
             .kept(at(10, 0), at(10, 15));
-        let fresh = tallies(&[open_by("a@example.com", at(10, 1)), open_by("late@example.com", at(10, 4))]);
+        let fresh = tallies(&[
+            open_by("a@example.com", at(10, 1)),
+            open_by("late@example.com", at(10, 4)),
+        ]);
         assert_eq!(fresh.0[&at(10, 0)].count, stored[&at(10, 0)].count);
         assert!(!already_applied(Some(&stored), &fresh, at(10, 0)));
         let same_in_another_order =

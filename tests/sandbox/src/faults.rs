@@ -40,6 +40,15 @@ pub struct CmFaults {
     /// when a record becomes visible.
     #[serde(skip_serializing_if = "is_zero")]
     pub late_visibility_minutes: u64,
+    /// Records of equal date come in an order of each request's own, so a tie straddling a
+    /// page boundary can serve a row twice and another never: CM documents the order by date,
+    /// not among equal dates.
+    #[serde(skip_serializing_if = "is_false")]
+    pub reorder_ties: bool,
+    /// The `date` filter of activity streams leaves out records dated exactly at it: CM does
+    /// not document whether it includes its own second.
+    #[serde(skip_serializing_if = "is_false")]
+    pub exclusive_date_filter: bool,
 }
 
 /// Salesforce's faults.
@@ -120,6 +129,8 @@ impl Faults {
         sf.rotate_refresh_tokens = true;
         let cm = &mut self.cm;
         cm.late_visibility_minutes = cm.late_visibility_minutes.max(180);
+        cm.reorder_ties = true;
+        cm.exclusive_date_filter = true;
         self
     }
 }

@@ -235,6 +235,41 @@ fn visible_rows<'a>(world: &World, c: &'a CampaignState, resource: &str) -> std:
     )
 }
 
+/// A page of rows kept by date, records of the same date in an order of this request's own: CM
+/// promises the order by date, not among equal dates, so a tie that straddles a page boundary
+/// may be served differently to each page request (a row served twice, another never).
+fn page_with_ties_reordered<'a>(world: &World, rows: &'a [Row], paging: &Paging) -> Vec<&'a Row> {
+    use std::hash::{Hash, Hasher};
+    let len = rows.len();
+    let offset = (paging.page - 1).saturating_mul(paging.size).min(len);
+    let end = (offset + paging.size).min(len);
+    // The page's range in ascending order.
+    let (a, b) = if paging.ascending {
+        (offset, end)
+    } else {
+        (len - end, len - offset)
+    };
+    if a >= b {
+        return Vec::new();
+    }
+    let lo = rows.partition_point(|r| r.date < rows[a].date);
+    let hi = rows.partition_point(|r| r.date <= rows[b - 1].date);
+    // Each request reorders differently: the calls made so far are its nonce.
+    let nonce: u64 = world.counters.values().sum();
+    let tie_key = |row: &Row| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (world.faults.seed, nonce, &row.email, &row.list_id).hash(&mut hasher);
+        hasher.finish()
+    };
+    let mut window: Vec<&Row> = rows[lo..hi].iter().collect();
+    window.sort_by_cached_key(|row| (row.date, tie_key(row)));
+    let mut page: Vec<&Row> = window[a - lo..b - lo].to_vec();
+    if !paging.ascending {
+        page.reverse();
+    }
+    page
+}
+
 /// The seeded delay, in minutes, before a record shows: the same for a record every time.
 fn visibility_delay(seed: u64, resource: &str, row: &Row, most: u64) -> i64 {
     use std::hash::{Hash, Hasher};
@@ -311,10 +346,20 @@ pub(super) fn campaign_activity(world: &World, id: &str, resource: &str, query: 
         Err(refused) => return refused,
     };
     let rows = visible_rows(world, campaign, resource);
-    let start = since.map_or(0, |since| rows.partition_point(|r| r.date < since));
+    // Whether `date` includes its own second is not documented: the exclusive reading (the
+    // less convenient one) with `exclusive_date_filter`.
+    let start = since.map_or(0, |since| {
+        if world.faults.cm.exclusive_date_filter {
+            rows.partition_point(|r| r.date <= since)
+        } else {
+            rows.partition_point(|r| r.date < since)
+        }
+    });
     let rows = &rows[start..];
     let total = rows.len();
-    let page: Vec<&Row> = if order == "date" {
+    let page: Vec<&Row> = if order == "date" && world.faults.cm.reorder_ties {
+        page_with_ties_reordered(world, rows, &paging)
+    } else if order == "date" {
         // Rows are kept sorted by date: a page is a slice, however large the campaign.
         let offset = (paging.page - 1).saturating_mul(paging.size);
         if paging.ascending {
