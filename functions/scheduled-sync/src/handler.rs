@@ -22,7 +22,7 @@ pub(crate) async fn handle<S: Store, P: EventSink>(
     let stop = deadline(&context, engine.options.deadline_margin);
     // Each arm returns a small summary (Lambda caps a response at 6 MB; plans carry addresses).
     let outcome = match trigger {
-        Trigger::Schedule => engine.run_scheduled(&settings, &engine::new_run_id()).await?.summary(),
+        Trigger::Schedule => scheduled(engine.run_scheduled(&settings, &engine::new_run_id()).await?)?,
         Trigger::HotSchedule => serde_json::to_value(engine.run_hot(&settings, &engine::new_run_id()).await?)
             .map_err(|e| EngineError::Invalid(format!("hot run outcome: {e}")))?,
         Trigger::Event(Event::CampaignSyncRequested(request)) => match request.cm_campaign_id {
@@ -32,7 +32,7 @@ pub(crate) async fn handle<S: Store, P: EventSink>(
                 synced.await?.summary()
             }
             None if request.dry_run => engine.plan_scheduled(&settings, &request.run_id).await?.summary(),
-            None => engine.run_scheduled(&settings, &request.run_id).await?.summary(),
+            None => scheduled(engine.run_scheduled(&settings, &request.run_id).await?)?,
         },
         Trigger::Event(Event::CampaignLinked(linked)) => {
             let run_id = engine::new_run_id();
@@ -49,6 +49,17 @@ pub(crate) async fn handle<S: Store, P: EventSink>(
         Trigger::Event(other) => return Err(EngineError::UnexpectedEvent(other.detail_type().to_owned()).into()),
     };
     Ok(outcome)
+}
+
+/// A scheduled run's summary; one skipped because another held the lease fails retryable, so
+/// Lambda runs it again (and, past its retries, the failed-invocations alarm says so).
+fn scheduled(outcome: engine::tick::DiscoveryOutcome) -> Result<Value, EngineError> {
+    if outcome.busy {
+        return Err(EngineError::RetryLater {
+            reason: "another scheduled run holds the lease".into(),
+        });
+    }
+    Ok(outcome.summary())
 }
 
 #[cfg(test)]

@@ -29,6 +29,10 @@ const CM_LOOKUP_CONCURRENCY: usize = 8;
 /// An address's state on each other configured list it is on.
 pub type OtherLists = BTreeMap<String, Vec<(String, SubscriberState)>>;
 
+/// The `alarm` a list backstop failure is logged with (a metric filter and alarm in the
+/// template count it).
+pub const ALARM_BACKSTOP_FAILED: &str = "ListBackstopFailed";
+
 /// The reason a bounce seen on a list is recorded with.
 pub const LIST_BOUNCE_REASON: &str = "Bounced (Campaign Monitor list)";
 
@@ -51,6 +55,10 @@ pub struct ListBackstop {
     /// Writes Salesforce refused (kept in the list's run record; a transient one holds the
     /// watermark so it is read again).
     pub failed: usize,
+    /// Why the list could not be read or applied at this run (it is read again at the next;
+    /// the other lists are not held back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A list subscriber as an activity for the rules.
@@ -89,7 +97,9 @@ impl<'e, S, P> Lists<'e, S, P> {
 /// The backstop: it keeps watermarks and reports refused writes.
 impl<S: WatermarkStore + RunStore, P> Lists<'_, S, P> {
     /// The list backstop of the scheduled run: every configured list's unsubscribes and bounces
-    /// since its watermarks, applied. A list whose writes failed transiently keeps its watermark.
+    /// since its watermarks (less the activity overlap: CM may show a list change late),
+    /// applied. A list whose writes failed transiently keeps its watermark; a list that fails
+    /// is reported (and alarmed) on its own, and the others are still applied.
     pub async fn backstop(&self, settings: &Settings) -> Result<Vec<ListBackstop>, EngineError> {
         let mut done = Vec::new();
         if settings.cm_lists.is_empty() {
@@ -98,7 +108,17 @@ impl<S: WatermarkStore + RunStore, P> Lists<'_, S, P> {
         let cm_now = self.engine.cm.system_date().await?;
         let settled = mapping::overlap::settled(cm_now.to_utc(settings.zone()), self.engine.options.settle_lag);
         for list_id in &settings.cm_lists {
-            done.push(self.backstop_list(settings, list_id, settled).await?);
+            done.push(match self.backstop_list(settings, list_id, settled).await {
+                Ok(list) => list,
+                Err(error) => {
+                    tracing::error!(alarm = ALARM_BACKSTOP_FAILED, list = %list_id, %error, retryable = error.is_retryable(), "list backstop failed for this list; read again next run");
+                    ListBackstop {
+                        list_id: list_id.clone(),
+                        error: Some(error.to_string()),
+                        ..ListBackstop::default()
+                    }
+                }
+            });
         }
         Ok(done)
     }
@@ -113,9 +133,12 @@ impl<S: WatermarkStore + RunStore, P> Lists<'_, S, P> {
         let watermarks = self.engine.store.watermarks(&scope).await?;
         let mut activities = Vec::new();
         for (state, kind) in STATES {
-            let since = watermarks
-                .get(state.resource())
-                .map(|w| CmTimestamp::since(*w, settings.zone()));
+            let since = watermarks.get(state.resource()).map(|w| {
+                CmTimestamp::since(
+                    mapping::overlap::read_since(*w, settings.activity_overlap()),
+                    settings.zone(),
+                )
+            });
             let subscribers = self.engine.cm.list_subscribers(list_id, state, since).await?;
             activities.extend(
                 subscribers

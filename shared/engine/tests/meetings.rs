@@ -190,3 +190,66 @@ async fn a_late_click_in_a_part_applied_before_a_hand_over_is_written_by_the_nex
         "the next sync reads the click again and writes it"
     );
 }
+
+/// Item 5: the opt-out safety net runs whatever else failed: a discovery CM refuses and a list
+/// that cannot be read hold back neither the list backstop nor the other lists.
+#[tokio::test]
+async fn cms_lists_opt_people_out_even_when_discovery_and_another_list_fail() {
+    let small = generate(&Shape {
+        recipients: 20,
+        activities: 0,
+        in_salesforce: 1.0,
+        ..Shape::default()
+    });
+    let list = small.cm.lists[0].id.clone();
+    let h = Harness::new(small, |s| {
+        // A list CM does not know, read first.
+        s.cm_lists = vec!["0000000000000000000000000000dead".into(), list.clone()];
+        s.opt_out_policy = mapping::settings::OptOutPolicy::AnyList;
+    })
+    .await;
+    let (person, email) = contact(&h, 1);
+    cm_list_shows(
+        &h,
+        &list,
+        json!([{"Type": "Deactivate", "Date": "2026-11-27 09:10:00", "EmailAddress": email, "State": "Unsubscribed"}]),
+    )
+    .await;
+    h.set_cm_now("2026-11-27 09:30:00").await;
+    // Discovery fails: a configured client CM no longer knows.
+    let mut settings = h.settings().await;
+    settings.cm_clients.push("ffffffffffffffffffffffffffffffff".into());
+    let run = h.engine.run_scheduled(&settings, &engine::new_run_id()).await;
+    assert!(
+        run.is_err(),
+        "the failed discovery is returned, for the trigger to retry"
+    );
+    let contacts = h.sf_records("Contact").await;
+    let opted_out = contacts.iter().find(|c| c["Id"] == person.as_str()).unwrap()["HasOptedOutOfEmail"] == true;
+    assert!(opted_out, "the readable list's unsubscribe reached Salesforce");
+}
+
+/// Item 6: the scheduled run and the hot run fall on the same moment at every scheduled tick;
+/// neither drops the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_run_and_a_hot_run_at_the_same_moment_both_run() {
+    let (h, _cm) = Harness::linked(
+        generate(&Shape {
+            recipients: 50,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    h.control.set_latency(20).await.unwrap();
+    let settings = h.settings().await;
+    let (hot_run, scheduled_run) = (engine::new_run_id(), engine::new_run_id());
+    let (hot, scheduled) = tokio::join!(
+        h.engine.run_hot(&settings, &hot_run),
+        h.engine.run_scheduled(&settings, &scheduled_run)
+    );
+    assert!(!hot.unwrap().busy, "the hot run ran");
+    let scheduled = scheduled.unwrap();
+    assert!(!scheduled.busy, "the scheduled run ran: {scheduled:?}");
+    assert_eq!(scheduled.syncs_requested, 1);
+}

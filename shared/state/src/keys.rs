@@ -18,8 +18,11 @@ pub enum Scope<'a> {
     Campaign(&'a str),
     /// A linked campaign's lease (one sync of it at a time): `campaign:<id>`.
     CampaignLease(&'a str),
-    /// The lease of the scheduled and hot runs: `discovery`.
+    /// The lease of the scheduled run: `discovery`.
     Discovery,
+    /// The lease of the hot schedule's run (apart from the scheduled run's, so neither drops
+    /// the other): `hot-schedule`.
+    HotSchedule,
     /// A CM list's backstop watermarks and the run records of its refused writes: `list:<id>`.
     List(&'a str),
     /// People of a campaign failing transiently, counted across runs: `transient:<id>`.
@@ -49,6 +52,7 @@ impl fmt::Display for Scope<'_> {
             Scope::Campaign(id) => f.write_str(id),
             Scope::CampaignLease(id) => write!(f, "campaign:{id}"),
             Scope::Discovery => f.write_str("discovery"),
+            Scope::HotSchedule => f.write_str("hot-schedule"),
             Scope::List(id) => write!(f, "list:{id}"),
             Scope::Transient(id) => write!(f, "transient:{id}"),
             Scope::AutocreateRefused => f.write_str("autocreate-refused"),
@@ -116,6 +120,7 @@ mod tests {
             Scope::Campaign(id),
             Scope::CampaignLease(id),
             Scope::Discovery,
+            Scope::HotSchedule,
             Scope::List("l1"),
             Scope::Transient(id),
             Scope::AutocreateRefused,
@@ -132,6 +137,7 @@ mod tests {
                 id.to_owned(),
                 format!("campaign:{id}"),
                 "discovery".into(),
+                "hot-schedule".into(),
                 "list:l1".into(),
                 format!("transient:{id}"),
                 "autocreate-refused".into(),

@@ -29,7 +29,7 @@
 //! | failed record | `RETRY#<scope>` | `<record key>` | `payload` (S, JSON), `reason`, `attempts`, `first_failed_at`, `expires_at` (TTL) | batch put/delete; query a scope |
 //!
 //! The scopes ([`keys::Scope`]): a CM campaign id (its watermarks, runs and retry queue),
-//! `campaign:<id>` (its lease), `discovery` (the scheduled runs' lease), `list:<id>` (a list's
+//! `campaign:<id>` (its lease), `discovery` and `hot-schedule` (the scheduled and hot runs' leases), `list:<id>` (a list's
 //! backstop), `transient:<id>` (people failing transiently, counted across runs),
 //! `autocreate-refused`, `webhook:<list id>` and `webhooks` (reports), `schedule` (clocks).
 //!

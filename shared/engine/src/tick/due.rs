@@ -11,7 +11,7 @@ use futures::StreamExt;
 use mapping::Settings;
 use mapping::cadence::NextSync;
 use serde::Serialize;
-use state::{Clock, ClockStore, LeaseStore, LinkStore, WatermarkStore};
+use state::{Clock, ClockStore, LeaseStore, LinkStore, Scope, WatermarkStore};
 
 use super::Tick;
 use crate::core::{EngineError, link_map, publish};
@@ -140,9 +140,12 @@ impl<S: LeaseStore + LinkStore + WatermarkStore, P: EventSink> Tick<'_, S, P> {
     /// `hot_hours` (the cadence's `hot_hours`) that is due. Nothing else: the scheduled run does
     /// discovery, links and lists, and syncs these campaigns as well.
     pub async fn run_hot(&self, settings: &Settings, run_id: &str) -> Result<HotRunOutcome, EngineError> {
-        // One run at a time: while the scheduled run holds the lease it is requesting these.
+        // One hot run at a time, under a lease of its own: the scheduled run never meets it
+        // (a campaign both request is synced once: its own lease makes the second request wait).
         let requested = self
-            .under_discovery_lease(run_id, async || self.request_hot_syncs(settings, run_id).await)
+            .under_lease(Scope::HotSchedule, run_id, async || {
+                self.request_hot_syncs(settings, run_id).await
+            })
             .await?;
         Ok(HotRunOutcome {
             run_id: run_id.to_owned(),

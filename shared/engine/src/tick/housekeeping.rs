@@ -19,29 +19,43 @@ const WEBHOOK_SWEEP_BATCHES: usize = 200;
 /// How many of the newest runs a scheduled run checks for abandoned ones.
 const RECENT_RUNS_CHECKED: usize = 500;
 
+/// The `alarm` a webhook sweep or check failure is logged with.
+pub const ALARM_WEBHOOK_SWEEP_FAILED: &str = "WebhookSweepFailed";
+/// The `alarm` a run recorded as abandoned is logged with.
+pub const ALARM_RUN_ABANDONED: &str = "RunAbandoned";
+
 impl<S: Store, P: EventSink> Tick<'_, S, P> {
     /// CM's lists are the source of truth: their opt-outs and bounces reach Salesforce even
-    /// when no webhook posts them. A failure here does not hold back the campaigns. The
-    /// webhook batches to hand on again.
-    pub(super) async fn housekeeping(
-        &self,
-        settings: &Settings,
-        outcome: &mut DiscoveryOutcome,
-    ) -> Result<Vec<Event>, EngineError> {
+    /// when no webhook posts them, whatever else the run did. Each part runs on its own: one
+    /// that fails is logged as an alarm and made again at the next run, and holds back neither
+    /// the others nor the campaigns. The webhook batches to hand on again.
+    pub(super) async fn housekeeping(&self, settings: &Settings, outcome: &mut DiscoveryOutcome) -> Vec<Event> {
+        if let Err(error) = self.mark_abandoned_runs().await {
+            tracing::error!(alarm = ALARM_RUN_ABANDONED, %error, "abandoned runs could not be checked; checked again next run");
+        }
         match Lists::new(self.engine).backstop(settings).await {
             Ok(lists) => outcome.list_people_updated = lists.iter().map(|l| l.people_updated).sum(),
             Err(error) => {
-                tracing::error!(%error, retryable = error.is_retryable(), "list backstop failed; read again next run")
+                tracing::error!(alarm = crate::lists::ALARM_BACKSTOP_FAILED, %error, retryable = error.is_retryable(), "list backstop failed; read again next run")
             }
         }
         match WebhookHealth::new(self.engine).check(settings).await {
             Ok(Some(inactive)) => outcome.inactive_webhooks = Some(inactive.len()),
             Ok(None) => {}
-            Err(error) => tracing::error!(%error, "webhook check failed; made again next run"),
+            Err(error) => {
+                tracing::error!(alarm = ALARM_WEBHOOK_SWEEP_FAILED, %error, "webhook check failed; made again next run")
+            }
         }
-        let swept = self.sweep_webhook_batches().await?;
-        outcome.webhook_batches_swept = swept.len();
-        Ok(swept)
+        match self.sweep_webhook_batches().await {
+            Ok(swept) => {
+                outcome.webhook_batches_swept = swept.len();
+                swept
+            }
+            Err(error) => {
+                tracing::error!(alarm = ALARM_WEBHOOK_SWEEP_FAILED, %error, "pending webhook batches could not be swept; swept again next run");
+                Vec::new()
+            }
+        }
     }
 
     /// Runs still `Running` a whole lease span after their invocation started or took them
@@ -61,7 +75,7 @@ impl<S: Store, P: EventSink> Tick<'_, S, P> {
             if last_alive + span >= now {
                 continue;
             }
-            tracing::error!(run = %run.run_id, campaign = %run.scope, "run abandoned: its invocation stopped before finishing");
+            tracing::error!(alarm = ALARM_RUN_ABANDONED, run = %run.run_id, campaign = %run.scope, "run abandoned: its invocation stopped before finishing");
             let why = RunFailure::new(
                 "run",
                 "abandoned: its invocation stopped before finishing (a timeout or a crash); the next sync continues from the last commit",

@@ -98,17 +98,21 @@ impl<'e, S, P> Tick<'e, S, P> {
     }
 }
 
-/// The lease: one scheduled or hot run at a time.
+/// The `alarm` a scheduled run skipped because another held its lease is logged with.
+pub const ALARM_SCHEDULED_RUN_SKIPPED: &str = "ScheduledRunSkipped";
+
+/// The leases: one scheduled run at a time, and one hot run at a time, apart.
 impl<S: LeaseStore, P> Tick<'_, S, P> {
-    /// `work` under the discovery lease; `None` when another run holds it. The lease is
-    /// released whatever `work` returns.
-    async fn under_discovery_lease<T>(
+    /// `work` under the lease `scope`; `None` when another run holds it. The lease is released
+    /// whatever `work` returns.
+    async fn under_lease<T>(
         &self,
+        scope: Scope<'_>,
         run_id: &str,
         work: impl AsyncFnOnce() -> Result<T, EngineError>,
     ) -> Result<Option<T>, EngineError> {
         let owner = lease_owner(run_id);
-        let scope = Scope::Discovery.key();
+        let scope = scope.key();
         let now = Utc::now();
         let until = now + lease_span(&self.engine.options);
         if self
@@ -127,20 +131,50 @@ impl<S: LeaseStore, P> Tick<'_, S, P> {
 }
 
 impl<S: Store, P: EventSink> Tick<'_, S, P> {
-    /// The scheduled run, under the discovery lease: links found, new campaigns handed to
-    /// auto-creation, one sync requested per linked campaign that is due.
+    /// The scheduled run, under its lease: links found, new campaigns handed to auto-creation,
+    /// one sync requested per linked campaign that is due; and the housekeeping of opt-outs
+    /// and webhooks, whatever discovery did (a discovery that failed is returned after it, for
+    /// the trigger to retry). Another scheduled run holding the lease makes this one `busy`,
+    /// logged as an alarm: the trigger retries it.
     pub async fn run(&self, settings: &Settings, run_id: &str) -> Result<DiscoveryOutcome, EngineError> {
         let outcome = self
-            .under_discovery_lease(run_id, async || {
-                self.mark_abandoned_runs().await?;
-                let found = self.discover_and_link(settings, run_id, Mode::APPLY).await?;
-                self.apply(settings, run_id, found).await
+            .under_lease(Scope::Discovery, run_id, async || {
+                let mut outcome = DiscoveryOutcome {
+                    run_id: run_id.to_owned(),
+                    ..DiscoveryOutcome::default()
+                };
+                let mut events = Vec::new();
+                let discovered = match self.discover_and_link(settings, run_id, Mode::APPLY).await {
+                    Ok(found) => self.due_and_fan_out(settings, run_id, found, &mut outcome).await,
+                    Err(error) => Err(error),
+                };
+                if let Ok(fanned_out) = &discovered {
+                    events.extend(fanned_out.iter().cloned());
+                }
+                events.extend(self.housekeeping(settings, &mut outcome).await);
+                publish(&self.engine.publisher, &events).await?;
+                discovered?;
+                tracing::info!(
+                    discovered = outcome.discovered,
+                    to_create = outcome.to_create,
+                    syncs = outcome.syncs_requested,
+                    not_due = outcome.syncs_not_due,
+                    "scheduled run done"
+                );
+                Ok(outcome)
             })
             .await?;
-        Ok(outcome.unwrap_or_else(|| DiscoveryOutcome {
-            run_id: run_id.to_owned(),
-            busy: true,
-            ..DiscoveryOutcome::default()
+        Ok(outcome.unwrap_or_else(|| {
+            tracing::error!(
+                alarm = ALARM_SCHEDULED_RUN_SKIPPED,
+                run = run_id,
+                "another scheduled run holds the lease: this one is skipped and retried"
+            );
+            DiscoveryOutcome {
+                run_id: run_id.to_owned(),
+                busy: true,
+                ..DiscoveryOutcome::default()
+            }
         }))
     }
 
@@ -214,26 +248,23 @@ impl<S: Store, P: EventSink> Tick<'_, S, P> {
             .collect())
     }
 
-    /// Stages `due`, `fan_out` and `housekeeping`: the sync requests of the campaigns due,
-    /// the creations, the lists and webhooks, all published at once.
-    async fn apply(&self, settings: &Settings, run_id: &str, found: Found) -> Result<DiscoveryOutcome, EngineError> {
-        let mut outcome = found.outcome;
+    /// Stages `due` and `fan_out`: the creations and the sync requests of the campaigns due,
+    /// to publish; what discovery found goes into `outcome`.
+    async fn due_and_fan_out(
+        &self,
+        settings: &Settings,
+        run_id: &str,
+        found: Found,
+        outcome: &mut DiscoveryOutcome,
+    ) -> Result<Vec<Event>, EngineError> {
+        *outcome = found.outcome;
         let mut events: Vec<Event> = found
             .to_create
             .into_iter()
             .map(|c| Event::campaign_discovered(run_id, c.campaign))
             .collect();
-        events.extend(self.fan_out(settings, run_id, &found.links, &mut outcome).await?);
-        events.extend(self.housekeeping(settings, &mut outcome).await?);
-        publish(&self.engine.publisher, &events).await?;
-        tracing::info!(
-            discovered = outcome.discovered,
-            to_create = outcome.to_create,
-            syncs = outcome.syncs_requested,
-            not_due = outcome.syncs_not_due,
-            "scheduled run done"
-        );
-        Ok(outcome)
+        events.extend(self.fan_out(settings, run_id, &found.links, outcome).await?);
+        Ok(events)
     }
 
     /// Only the campaigns their cadence makes due (on CM's clock, as the syncs set it), and
