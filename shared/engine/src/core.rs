@@ -95,6 +95,10 @@ pub struct EngineOptions {
     /// A webhook batch still pending this long after it was recorded is handed on again by
     /// the scheduled run (its own hand-off has had its chance).
     pub webhook_sweep_after: chrono::Duration,
+    /// How long a webhook unsubscribe or bounce CM's list does not show yet is confirmed again
+    /// (at every sweep) before it is closed as not applied: CM may show a list change later
+    /// than it posts it.
+    pub webhook_confirm_for: chrono::Duration,
 }
 
 impl Default for EngineOptions {
@@ -105,6 +109,7 @@ impl Default for EngineOptions {
             deadline_margin: Duration::from_secs(30),
             part_size: 50_000,
             webhook_sweep_after: chrono::Duration::minutes(10),
+            webhook_confirm_for: chrono::Duration::hours(24),
         }
     }
 }

@@ -253,3 +253,64 @@ async fn a_scheduled_run_and_a_hot_run_at_the_same_moment_both_run() {
     assert!(!scheduled.busy, "the scheduled run ran: {scheduled:?}");
     assert_eq!(scheduled.syncs_requested, 1);
 }
+
+/// Item 4: CM may show a list change later than it posts the webhook (undocumented: the less
+/// convenient reading). An unsubscribe posted before the list shows it waits, and is applied
+/// once the list confirms it.
+#[tokio::test]
+async fn a_webhook_unsubscribe_the_list_confirms_late_is_applied() {
+    let small = generate(&Shape {
+        recipients: 20,
+        activities: 0,
+        in_salesforce: 1.0,
+        ..Shape::default()
+    });
+    let list = small.cm.lists[0].id.clone();
+    let h = Harness::new(small, |s| {
+        s.cm_lists = vec![list.clone()];
+        s.opt_out_policy = mapping::settings::OptOutPolicy::AnyList;
+    })
+    .await;
+    let settings = h.settings().await;
+    let (person, email) = contact(&h, 3);
+    let intake = engine::webhook::IntakeEngine {
+        store: h.engine.store.clone(),
+        publisher: std::sync::Arc::new(events::publisher::Publisher::new(
+            events::publisher::MemorySink::default(),
+        )),
+    };
+    let post = json!({"ListID": list, "Events": [{"Type": "Deactivate", "Date": "2026-11-27 09:30:00", "EmailAddress": email, "State": "Unsubscribed"}]});
+    let tokens = engine::webhook::WebhookTokens {
+        current: TOKEN_FOR_TEST.into(),
+        previous: None,
+    };
+    let (status, _) = intake
+        .receive(
+            &tokens,
+            TOKEN_FOR_TEST,
+            Some("application/json"),
+            post.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let Some(events::Event::WebhookBatchReceived(batch)) = intake.publisher.sink().events().pop() else {
+        panic!()
+    };
+    let opted_out = async || {
+        let contacts = h.sf_records("Contact").await;
+        contacts.iter().find(|c| c["Id"] == person.as_str()).unwrap()["HasOptedOutOfEmail"] == true
+    };
+    // The post arrives before CM's list shows the unsubscribe.
+    h.engine.apply_webhook_batch(&settings, &batch.batch).await.unwrap();
+    assert!(!opted_out().await);
+    // The list shows it a little later; the next sweep hands the batch on again.
+    cm_list_shows(
+        &h,
+        &list,
+        json!([{"Type": "Deactivate", "Date": "2026-11-27 09:30:00", "EmailAddress": email, "State": "Unsubscribed"}]),
+    )
+    .await;
+    let outcome = h.engine.apply_webhook_batch(&settings, &batch.batch).await.unwrap();
+    assert_eq!(outcome.people_updated, 1, "{outcome:?}");
+    assert!(opted_out().await, "applied once CM's list confirms it");
+}

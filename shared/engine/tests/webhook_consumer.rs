@@ -134,7 +134,7 @@ async fn a_forged_unsubscribe_changes_nothing_and_cms_lists_opt_people_out_even_
         state: "Active".into(),
         date: Some("2026-11-01 09:00:00".into()),
     });
-    let h = Harness::new(small, |s| {
+    let mut h = Harness::new(small, |s| {
         s.cm_lists = vec![list.clone()];
         s.opt_out_policy = mapping::settings::OptOutPolicy::AnyList;
     })
@@ -169,6 +169,21 @@ async fn a_forged_unsubscribe_changes_nothing_and_cms_lists_opt_people_out_even_
     let Some(events::Event::WebhookBatchReceived(batch)) = intake.publisher.sink().events().pop() else {
         panic!()
     };
+    // CM may show a list change later than it posts it: the event waits, confirmed again at
+    // every sweep for a day.
+    let waiting = h.engine.apply_webhook_batch(&settings, &batch.batch).await.unwrap();
+    assert_eq!(
+        (
+            waiting.awaiting_confirmation,
+            waiting.unconfirmed,
+            waiting.people_updated
+        ),
+        (1, 0, 0),
+        "{waiting:?}"
+    );
+    assert_eq!(h.engine.store.pending_webhook_batches(10).await.unwrap().len(), 1);
+    // A day on, the list still does not show it.
+    h.engine.options.webhook_confirm_for = chrono::Duration::zero();
     let outcome = h.engine.apply_webhook_batch(&settings, &batch.batch).await.unwrap();
     assert_eq!((outcome.unconfirmed, outcome.people_updated), (1, 0), "{outcome:?}");
     assert!(

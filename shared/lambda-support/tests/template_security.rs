@@ -305,3 +305,94 @@ fn every_dynamodb_operation_the_store_calls_is_granted_to_the_functions_that_use
         assert!(!intake.contains(action), "the intake never calls {action}");
     }
 }
+
+/// Every alarm of the template and the metric it watches: what an operator is told of.
+#[test]
+fn every_alarm_and_its_metric() {
+    let template = template();
+    let Yaml::Mapping(resources) = &template["Resources"] else {
+        panic!("no Resources")
+    };
+    let mut alarms: Vec<(String, String)> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .map(|(name, r)| {
+            (
+                name.as_str().unwrap().to_owned(),
+                r["Properties"]["MetricName"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    alarms.sort();
+    let expected: Vec<(&str, &str)> = vec![
+        ("CampaignAutocreateErrorsAlarm", "Errors"),
+        ("CampaignAutocreateThrottlesAlarm", "Throttles"),
+        ("FailedInvocationsAlarm", "ApproximateNumberOfMessagesVisible"),
+        ("ListBackstopFailedAlarm", "ListBackstopFailed"),
+        ("RunAbandonedAlarm", "RunAbandoned"),
+        ("ScheduledRunSkippedAlarm", "ScheduledRunSkipped"),
+        ("ScheduledSyncErrorsAlarm", "Errors"),
+        ("ScheduledSyncThrottlesAlarm", "Throttles"),
+        ("SyncRunsWithFailuresAlarm", "SyncRunsWithFailures"),
+        ("UndeliveredEventsAlarm", "ApproximateNumberOfMessagesVisible"),
+        ("WebhookConsumerErrorsAlarm", "Errors"),
+        ("WebhookConsumerThrottlesAlarm", "Throttles"),
+        ("WebhookEventsFailedAlarm", "WebhookEventsFailed"),
+        ("WebhookEventsUnconfirmedAlarm", "WebhookEventsUnconfirmed"),
+        ("WebhookIntakeErrorsAlarm", "Errors"),
+        ("WebhookIntakeThrottlesAlarm", "Throttles"),
+        ("WebhookSweepFailedAlarm", "WebhookSweepFailed"),
+    ];
+    let alarms: Vec<(&str, &str)> = alarms.iter().map(|(a, m)| (a.as_str(), m.as_str())).collect();
+    assert_eq!(alarms, expected);
+}
+
+/// Every `alarm` the engine logs (its `ALARM_*` constants) has a metric filter on that field and
+/// an alarm on the metric.
+#[test]
+fn every_alarm_the_engine_logs_is_counted_and_alarmed() {
+    let template = template();
+    let Yaml::Mapping(resources) = &template["Resources"] else {
+        panic!("no Resources")
+    };
+    let engine = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../engine/src");
+    let mut logged = BTreeSet::new();
+    let mut stack = vec![engine];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                for line in std::fs::read_to_string(&path).unwrap().lines() {
+                    if let Some(rest) = line.trim().strip_prefix("pub const ALARM_")
+                        && let Some(name) = rest.split('"').nth(1)
+                    {
+                        logged.insert(name.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    assert!(logged.len() >= 6, "the scan finds the engine's alarms: {logged:?}");
+    for name in &logged {
+        let pattern = format!("{{ $.fields.alarm = \"{name}\" }}");
+        let filter = resources
+            .values()
+            .find(|r| {
+                r["Type"].as_str() == Some("AWS::Logs::MetricFilter")
+                    && r["Properties"]["FilterPattern"].as_str() == Some(pattern.as_str())
+            })
+            .unwrap_or_else(|| panic!("no metric filter counts alarm {name}"));
+        let metric = filter["Properties"]["MetricTransformations"][0]["MetricName"]
+            .as_str()
+            .unwrap();
+        assert!(
+            resources
+                .values()
+                .any(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm")
+                    && r["Properties"]["MetricName"].as_str() == Some(metric)),
+            "no alarm on {metric}"
+        );
+    }
+}

@@ -35,15 +35,28 @@ pub struct BatchOutcome {
     pub already_applied: usize,
     /// Leads and Contacts written.
     pub people_updated: usize,
-    /// Unsubscribes and bounces CM's list does not show (a forged or outdated post): applied as
-    /// "not applied", with why.
+    /// Unsubscribes and bounces CM's list still does not show a day after they were posted (a
+    /// forged or outdated post): closed as "not applied", with why, and reported.
     pub unconfirmed: usize,
+    /// Unsubscribes and bounces CM's list does not show yet: left pending, confirmed again at
+    /// the next sweep (CM may show a list change later than it posts it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub awaiting_confirmation: usize,
     /// Events the intake refused on their own (malformed), reported as a run of the list.
     pub refused: usize,
     /// Why the events left to retry were refused (the first such reason).
     #[serde(skip)]
     pub retry_reason: Option<String>,
 }
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The `alarm` webhook events failed for good are logged with.
+pub const ALARM_WEBHOOK_EVENTS_FAILED: &str = "WebhookEventsFailed";
+/// The `alarm` webhook events closed unconfirmed are logged with.
+pub const ALARM_WEBHOOK_EVENTS_UNCONFIRMED: &str = "WebhookEventsUnconfirmed";
 
 impl BatchOutcome {
     /// The outcome, or the error that makes the trigger run the batch again when events are
@@ -65,6 +78,8 @@ pub enum EventOutcome {
     FailedForGood(String),
     /// Refused for a reason that passes: the event stays to be applied again.
     Retry(String),
+    /// CM's list does not show the change yet: the event stays, to be confirmed again.
+    AwaitingConfirmation,
 }
 
 impl EventOutcome {
@@ -73,7 +88,7 @@ impl EventOutcome {
         match self {
             EventOutcome::Applied(outcome) => Some(EventState::Applied { outcome }),
             EventOutcome::FailedForGood(reason) => Some(EventState::Failed { reason }),
-            EventOutcome::Retry(_) => None,
+            EventOutcome::Retry(_) | EventOutcome::AwaitingConfirmation => None,
         }
     }
 }
@@ -136,11 +151,16 @@ struct AddressResult {
     written: Vec<&'static str>,
     refused: Vec<Refusal>,
     kept: Vec<String>,
+    /// CM's list does not show the change yet, and it was posted less than a day ago.
+    awaiting: bool,
 }
 
 impl AddressResult {
     /// The outcome of the events at this address.
     fn outcome(&self) -> EventOutcome {
+        if self.awaiting {
+            return EventOutcome::AwaitingConfirmation;
+        }
         if let Some(refusal) = self.refused.iter().find(|r| r.transient) {
             return EventOutcome::Retry(refusal.why.clone());
         }
@@ -201,9 +221,12 @@ impl<'e, S: WebhookEventStore + RunStore, P> WebhookConsumer<'e, S, P> {
             if let EventOutcome::Retry(why) = &event_outcome {
                 outcome.retry_reason.get_or_insert_with(|| why.clone());
             }
-            match event_outcome.state() {
-                Some(state) => done.push(WebhookEventRecord { state, ..record }),
-                None => outcome.to_retry += 1, // stays Received: retried
+            match event_outcome {
+                EventOutcome::AwaitingConfirmation => outcome.awaiting_confirmation += 1, // stays Received
+                event_outcome => match event_outcome.state() {
+                    Some(state) => done.push(WebhookEventRecord { state, ..record }),
+                    None => outcome.to_retry += 1, // stays Received: retried
+                },
             }
         }
         self.save(batch, done, &mut outcome).await?;
@@ -233,14 +256,23 @@ impl<'e, S: WebhookEventStore + RunStore, P> WebhookConsumer<'e, S, P> {
             }
         }
         self.engine.store.save_webhook_events(&done).await?;
-        if outcome.failed == 0 && outcome.to_retry == 0 {
+        if outcome.failed == 0 && outcome.to_retry == 0 && outcome.awaiting_confirmation == 0 {
             self.engine.store.finish_webhook_batch(batch).await?;
+        }
+        if outcome.failed > 0 {
+            tracing::error!(
+                alarm = ALARM_WEBHOOK_EVENTS_FAILED,
+                batch,
+                failed = outcome.failed,
+                "webhook events Salesforce refused for good: `cm-sf-admin runs` shows them"
+            );
         }
         tracing::info!(
             batch,
             applied = outcome.applied,
             failed = outcome.failed,
             to_retry = outcome.to_retry,
+            awaiting_confirmation = outcome.awaiting_confirmation,
             people = outcome.people_updated,
             "webhook batch applied"
         );
@@ -303,6 +335,10 @@ impl<'e, S: WebhookEventStore + RunStore, P> WebhookConsumer<'e, S, P> {
                 confirmed.push(activity.clone());
                 continue;
             }
+            if chrono::Utc::now() - record.received_at < self.engine.options.webhook_confirm_for {
+                results.entry(activity.email.clone()).or_default().awaiting = true;
+                continue;
+            }
             outcome.unconfirmed += 1;
             let (kept, failure) = not_confirmed(record, activity);
             results.entry(activity.email.clone()).or_default().kept.push(kept);
@@ -349,10 +385,11 @@ impl<'e, S: WebhookEventStore + RunStore, P> WebhookConsumer<'e, S, P> {
         if unconfirmed.is_empty() {
             return Ok(());
         }
-        tracing::warn!(
+        tracing::error!(
+            alarm = ALARM_WEBHOOK_EVENTS_UNCONFIRMED,
             list = list_id,
             unconfirmed = unconfirmed.len(),
-            "webhook opt-outs or bounces the list does not confirm were not applied"
+            "webhook opt-outs or bounces the list still does not show a day later were not applied"
         );
         let counts = BTreeMap::from([("not_confirmed".to_owned(), unconfirmed.len() as u64)]);
         let scope = Scope::WebhookList(list_id);

@@ -270,6 +270,14 @@ fn page_with_ties_reordered<'a>(world: &World, rows: &'a [Row], paging: &Paging)
     page
 }
 
+/// The seeded delay, in minutes, before a list's change of state shows.
+fn state_delay(seed: u64, list_id: &str, email: &str, date: chrono::NaiveDateTime, most: u64) -> i64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (seed, list_id, email, date).hash(&mut hasher);
+    (hasher.finish() % (most + 1)) as i64
+}
+
 /// The seeded delay, in minutes, before a record shows: the same for a record every time.
 fn visibility_delay(seed: u64, resource: &str, row: &Row, most: u64) -> i64 {
     use std::hash::{Hash, Hasher};
@@ -415,10 +423,21 @@ pub(super) fn list_by_state(world: &World, list_id: &str, state: &str, query: &H
         Ok(since) => since,
         Err(refused) => return refused,
     };
+    // With `late_visibility_minutes`, a change of state shows a seeded 0 to N minutes after its
+    // date, as activity does: CM does not document that its lists show a change at once.
+    let most = world.faults.cm.late_visibility_minutes;
+    let now = world.cm.now_local();
+    let visible = |s: &crate::scenario::CmSubscriber| {
+        most == 0
+            || s.date.as_deref().and_then(parse_local).is_none_or(|date| {
+                date + chrono::Duration::minutes(state_delay(world.faults.seed, list_id, &s.email, date, most)) <= now
+            })
+    };
     let mut subscribers: Vec<&crate::scenario::CmSubscriber> = list
         .subscribers
         .iter()
         .filter(|s| s.state.eq_ignore_ascii_case(state))
+        .filter(|s| visible(s))
         .filter(|s| since.is_none_or(|since| s.date.as_deref().and_then(parse_local).is_some_and(|d| d >= since)))
         .collect();
     match order.as_str() {
