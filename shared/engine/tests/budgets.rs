@@ -234,6 +234,8 @@ async fn webhook_delivery_budgets(realism: bool) {
         })
         .collect();
     cm_list_shows(&h, &list, json!(events)).await;
+    // With realism CM's lists show a change up to 180 minutes late: the deliveries come then.
+    h.set_cm_now("2026-11-27 13:00:00").await;
     let body = json!({"ListID": list, "Events": events}).to_string();
     let intake = engine::webhook::IntakeEngine {
         store: h.engine.store.clone(),

@@ -225,6 +225,12 @@ fn the_internet_facing_intake_writes_webhook_items_only() {
             ["SETTINGS", "WEBHOOK#*"].map(str::to_owned).into()
         };
         assert_eq!(keys, allowed, "{actions:?}");
+        assert!(
+            !actions
+                .iter()
+                .any(|a| a == "dynamodb:BatchWriteItem" || a == "dynamodb:DeleteItem"),
+            "the intake only puts: {actions:?}"
+        );
     }
 }
 
