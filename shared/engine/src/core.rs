@@ -159,6 +159,14 @@ pub async fn publish<P: EventSink>(publisher: &Publisher<P>, events: &[Event]) -
     Ok(publisher.publish(events).await?)
 }
 
+/// How long before the invocation's deadline a sync stops taking new work: the engine's
+/// `deadline_margin`, and at least as long as a Salesforce Bulk job may take plus half a
+/// minute, so a part started just before the margin can wait its Bulk jobs out.
+pub fn work_margin<S, P>(engine: &Engine<S, P>) -> Duration {
+    let bulk = engine.sf.config().bulk_poll_limit + Duration::from_secs(30);
+    engine.options.deadline_margin.max(bulk)
+}
+
 /// The lease span as a date duration.
 pub(crate) fn lease_span(options: &EngineOptions) -> chrono::Duration {
     chrono::Duration::from_std(options.lease).unwrap_or_default()

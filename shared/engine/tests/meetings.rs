@@ -314,3 +314,120 @@ async fn a_webhook_unsubscribe_the_list_confirms_late_is_applied() {
     assert_eq!(outcome.people_updated, 1, "{outcome:?}");
     assert!(opted_out().await, "applied once CM's list confirms it");
 }
+
+/// Item 7: a sync stops taking new work early enough for a part's Bulk jobs to finish before
+/// Lambda's deadline (the old 30 s margin was shorter than the 300 s a Bulk job may take).
+#[tokio::test]
+async fn the_work_margin_outlasts_a_bulk_job() {
+    let (h, _cm) = Harness::linked(
+        generate(&Shape {
+            recipients: 10,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    assert!(engine::work_margin(&h.engine) > h.engine.sf.config().bulk_poll_limit);
+}
+
+/// Item 7: a continuation that arrives while another invocation syncs the campaign is not
+/// dropped as busy: it fails retryable, so the trigger runs it again after the other.
+#[tokio::test]
+async fn a_continuation_meeting_a_running_sync_is_retried_not_dropped() {
+    use state::LeaseStore;
+    let (h, cm) = Harness::linked(
+        generate(&Shape {
+            recipients: 10,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let now = chrono::Utc::now();
+    h.engine
+        .store
+        .acquire_lease(
+            &state::Scope::CampaignLease(&cm).key(),
+            "another-invocation",
+            now,
+            now + chrono::Duration::minutes(15),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let settings = h.settings().await;
+    let continued = h
+        .engine
+        .sync_campaign(
+            &settings,
+            &cm,
+            &engine::new_run_id(),
+            Mode::Apply { continuation: 1 },
+            Deadline::none(),
+        )
+        .await;
+    let error = continued.expect_err("not dropped as busy");
+    assert!(error.is_retryable(), "{error}");
+    let fresh = h
+        .engine
+        .sync_campaign(&settings, &cm, &engine::new_run_id(), Mode::APPLY, Deadline::none())
+        .await
+        .unwrap();
+    assert_eq!(fresh, CampaignOutcome::Busy, "a new run is covered by the running one");
+}
+
+/// Item 7: a continuation that commits after a newer run of its campaign committed never moves
+/// the watermarks back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_continuation_never_moves_the_watermarks_back() {
+    use state::WatermarkStore;
+    let scenario = generate(&Shape {
+        recipients: 600,
+        activities: 600,
+        ..Shape::default()
+    });
+    let mut twins = Vec::new();
+    for _ in 0..2 {
+        let mut h = Harness::new(scenario.clone(), |_| {}).await;
+        h.engine.options.part_size = 150;
+        let cm = h.link_main().await;
+        h.set_cm_now("2026-11-30 10:30:00").await;
+        twins.push((h, cm));
+    }
+    // A twin counts the deadline checks a whole run makes.
+    let (counting_twin, cm) = &twins[0];
+    let settings = counting_twin.settings().await;
+    let counting = Deadline::at_check(u32::MAX);
+    let CampaignOutcome::Done { counts, .. } = counting_twin
+        .engine
+        .sync_campaign(&settings, cm, &engine::new_run_id(), Mode::APPLY, counting.clone())
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let reading_checks = counting.checks_made() - counts.parts as u32 - 1;
+    let (h, cm) = &twins[1];
+    let run = engine::new_run_id();
+    // Handed over after reading everything, before its first part: its watermarks are fixed.
+    let first = h
+        .engine
+        .sync_campaign(&settings, cm, &run, Mode::APPLY, Deadline::at_check(reading_checks + 2))
+        .await
+        .unwrap();
+    assert!(matches!(first, CampaignOutcome::Continued { .. }), "{first:?}");
+    // A newer run reads everything and commits further.
+    h.set_cm_now("2026-11-30 11:00:00").await;
+    h.sync(cm, false).await;
+    let newer = h.engine.store.watermarks(cm).await.unwrap();
+    assert!(!newer.is_empty());
+    // The old run's continuation commits last.
+    h.engine
+        .sync_campaign(&settings, cm, &run, Mode::Apply { continuation: 1 }, Deadline::none())
+        .await
+        .unwrap();
+    let after = h.engine.store.watermarks(cm).await.unwrap();
+    for (stream, at) in &newer {
+        assert!(after[stream] >= *at, "{stream}: {} went back from {at}", after[stream]);
+    }
+}

@@ -218,15 +218,19 @@ fn parse_secret<T: serde::de::DeserializeOwned>(id: &str, text: &str) -> Result<
     })
 }
 
-/// When to stop taking new work: `margin` (the engine's `deadline_margin`) before the
-/// invocation's deadline.
+/// When to stop taking new work: `margin` (`engine::work_margin`) before the invocation's
+/// deadline, but never more than half the time left, so a short timeout still leaves work
+/// time (a function timeout of at least twice the margin lets Bulk jobs finish).
 pub fn deadline(context: &lambda_runtime::Context, margin: Duration) -> Deadline {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default();
     match context.deadline.checked_sub(now_ms) {
-        Some(left) => Deadline::at(Instant::now() + Duration::from_millis(left).saturating_sub(margin)),
+        Some(left) => {
+            let left = Duration::from_millis(left);
+            Deadline::at(Instant::now() + left.saturating_sub(margin.min(left / 2)))
+        }
         None => Deadline::none(),
     }
 }
@@ -267,6 +271,29 @@ pub fn init_logging(config: &Config) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn context_with(left: Duration) -> lambda_runtime::Context {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let mut context = lambda_runtime::Context::default();
+        context.deadline = now_ms + left.as_millis() as u64;
+        context
+    }
+
+    /// Issue #32 item 7: a part started just before the margin may wait out a Bulk job (up to
+    /// 300 s): the margin covers it on the default 15-minute timeout, and a short timeout still
+    /// leaves half its time for work.
+    #[test]
+    fn the_work_margin_covers_a_bulk_job_and_leaves_a_short_invocation_half_its_time() {
+        let bulk_margin = Duration::from_secs(330);
+        assert!(!deadline(&context_with(Duration::from_secs(900)), bulk_margin).passed());
+        assert!(
+            !deadline(&context_with(Duration::from_secs(60)), bulk_margin).passed(),
+            "a 60 s invocation keeps 30 s of work"
+        );
+    }
 
     #[test]
     fn the_webhook_secret_holds_the_token_and_during_a_rotation_the_one_before() {

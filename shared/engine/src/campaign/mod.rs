@@ -150,6 +150,14 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
         let now = Utc::now();
         let until = now + lease_span(&self.engine.options);
         let Some(lease) = self.engine.store.acquire_lease(&scope, &owner, now, until).await? else {
+            if let Mode::Apply { continuation } = mode
+                && continuation > 0
+            {
+                // The rest of a run must not be dropped: the trigger retries it after the other.
+                return Err(EngineError::RetryLater {
+                    reason: format!("campaign {cm_campaign_id} is being synced by another invocation"),
+                });
+            }
             tracing::info!(
                 campaign = cm_campaign_id,
                 "another invocation holds this campaign; skipping"
