@@ -19,7 +19,7 @@ pub(crate) async fn handle<S: Store, P: EventSink>(
     let (envelope, context) = event.into_parts();
     let trigger = Trigger::try_from(envelope).map_err(|e| EngineError::UnexpectedEvent(e.to_string()))?;
     let Invocation { engine, settings } = container.invocation().await?;
-    let stop = deadline(&context, engine::work_margin(engine));
+    let stop = deadline(&context, engine::work_margin(&engine));
     // Each arm returns a small summary (Lambda caps a response at 6 MB; plans carry addresses).
     let outcome = match trigger {
         Trigger::Schedule => scheduled(engine.run_scheduled(&settings, &engine::new_run_id()).await?)?,
