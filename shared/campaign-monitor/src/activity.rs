@@ -123,6 +123,32 @@ impl CmClient {
         ActivityStream::new(self, campaign_id, kind, since, None)
     }
 
+    /// The date of the newest record of one of a campaign's activity streams (one call: the
+    /// first page, newest first, of CM's smallest page size); `None` when it has none. A cheap
+    /// look for records the summary's counts do not show: they count recipients, not records,
+    /// for bounces, unsubscribes, complaints and unique opens.
+    pub async fn newest_activity(
+        &self,
+        campaign_id: &str,
+        kind: ActivityKind,
+    ) -> Result<Option<DateTime<Utc>>, CmError> {
+        let path = format!("campaigns/{campaign_id}/{}.json", resource(kind));
+        let query = [
+            ("page", "1".to_owned()),
+            ("pagesize", "10".to_owned()),
+            ("orderfield", "date".to_owned()),
+            ("orderdirection", "desc".to_owned()),
+        ];
+        let page: Page<serde_json::Value> = self.get(&path, &query).await?;
+        let newest = page
+            .results
+            .iter()
+            .filter_map(|row| row.get("Date").and_then(serde_json::Value::as_str))
+            .filter_map(|date| CmTimestamp::parse(date).ok())
+            .max();
+        Ok(newest.map(|local| local.to_utc(self.zone())))
+    }
+
     /// The recipients of a campaign as `Sent` records dated `sent_at` (recipients carry no
     /// date of their own).
     pub fn recipients(&self, campaign_id: &str, sent_at: DateTime<Utc>) -> ActivityStream<'_> {

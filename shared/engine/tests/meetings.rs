@@ -431,3 +431,48 @@ async fn a_late_continuation_never_moves_the_watermarks_back() {
         assert!(after[stream] >= *at, "{stream}: {} went back from {at}", after[stream]);
     }
 }
+
+/// Item 8: a retired campaign wakes on its streams' own newest dates too, not only on its
+/// summary's counts: those count recipients, so a second bounce of a person changes none.
+#[tokio::test]
+async fn a_retired_campaign_wakes_for_a_second_bounce_of_the_same_person() {
+    let (h, cm) = Harness::linked(
+        generate(&Shape {
+            recipients: 50,
+            activities: 0,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let campaign = h.scenario.cm.campaigns.iter().find(|c| c.id == cm).unwrap();
+    let sent =
+        chrono::NaiveDateTime::parse_from_str(campaign.sent_date.as_deref().unwrap(), "%Y-%m-%d %H:%M:%S").unwrap();
+    let at = |days: i64, minutes: i64| {
+        (sent + chrono::Duration::days(days) + chrono::Duration::minutes(minutes))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    let email = campaign.recipients[0].email.clone();
+    h.add_activity(&cm, activity(&h, "bounce", &email, &at(60, 0))).await;
+    // Synced on day 61, past its last cadence band: retired (a second sync an hour later reads
+    // past the moment the first saw the bounce counted).
+    h.set_cm_now(&at(61, 0)).await;
+    h.sync(&cm, false).await;
+    h.set_cm_now(&at(61, 60)).await;
+    h.sync(&cm, false).await;
+    let scheduled = async || {
+        let before = h.engine.publisher.sink().events().len();
+        h.engine
+            .run_scheduled(&h.settings().await, &engine::new_run_id())
+            .await
+            .unwrap();
+        harness::sync_requests(&h.engine.publisher.sink().events()[before..])
+    };
+    h.set_cm_now(&at(62, 15 * 60 + 7)).await; // the next day's check: nothing new
+    assert!(!scheduled().await.contains(&cm), "retired");
+    // The same person bounces again: CM's Bounced count (recipients) is unchanged.
+    h.add_activity(&cm, activity(&h, "bounce", &email, &at(65, 30))).await;
+    h.set_cm_now(&at(65, 15 * 60 + 7)).await; // that day's check
+    assert!(scheduled().await.contains(&cm), "woken by the stream's newest record");
+}

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use events::Event;
 use events::publisher::EventSink;
 use futures::StreamExt;
-use mapping::Settings;
 use mapping::cadence::NextSync;
+use mapping::{ActivityKind, Settings};
 use serde::Serialize;
 use state::{Clock, ClockStore, LeaseStore, LinkStore, Scope, WatermarkStore};
 
@@ -122,16 +122,29 @@ impl<S: WatermarkStore, P> Tick<'_, S, P> {
         Ok(active)
     }
 
-    /// Whether CM counts activity of the campaign its syncs have not read.
+    /// Whether CM holds activity of the campaign its syncs have not read: its summary's counts
+    /// changed, or (those count recipients, so a repeat bounce or open changes none of them) a
+    /// stream's newest record is dated at or after where the syncs read that stream to.
     async fn has_new_activity(&self, cm_id: &str) -> Result<bool, EngineError> {
         let summary = self.engine.cm.summary(cm_id).await?.to_stats();
         let progress = self.engine.store.campaign_progress(cm_id).await?;
         let watermarks = self.engine.store.watermarks(cm_id).await?;
-        Ok(!mapping::probe::nothing_new_since(
+        if !mapping::probe::nothing_new_since(
             progress.probe.as_ref(),
             &summary,
             mapping::probe::read_up_to(&watermarks),
-        ))
+        ) {
+            return Ok(true);
+        }
+        for kind in ActivityKind::ALL.into_iter().filter(|k| k.is_interaction()) {
+            let Some(newest) = self.engine.cm.newest_activity(cm_id, kind).await? else {
+                continue;
+            };
+            if watermarks.get(kind.as_str()).is_none_or(|read_to| newest >= *read_to) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
