@@ -204,13 +204,18 @@ impl CmClientBuilder {
             .build()
             .map_err(|e| CmError::Config(e.to_string()))?;
         Ok(CmClient {
+            auth: Arc::new(Auth {
+                http: http.clone(),
+                base_url: self.base_url.clone(),
+                retry: self.retry.clone(),
+                credentials: Mutex::new(self.credentials),
+                refreshing: tokio::sync::Mutex::new(()),
+                vault: self.vault,
+            }),
             http,
             base_url: self.base_url,
             zone: self.zone,
             retry: self.retry,
-            credentials: Mutex::new(self.credentials),
-            refreshing: tokio::sync::Mutex::new(()),
-            vault: self.vault,
         })
     }
 }
@@ -220,6 +225,14 @@ pub struct CmClient {
     http: reqwest::Client,
     base_url: String,
     zone: Tz,
+    retry: RetryPolicy,
+    auth: Arc<Auth>,
+}
+
+/// The credentials and what renews them, shared with a refresh running on a task of its own.
+struct Auth {
+    http: reqwest::Client,
+    base_url: String,
     retry: RetryPolicy,
     credentials: Mutex<Credentials>,
     /// Held while refreshing: one refresh in flight, the other tasks wait and use its tokens.
@@ -232,7 +245,7 @@ impl std::fmt::Debug for CmClient {
         f.debug_struct("CmClient")
             .field("base_url", &self.base_url)
             .field("zone", &self.zone)
-            .field("vault", &self.vault.is_some())
+            .field("vault", &self.auth.vault.is_some())
             .finish()
     }
 }
@@ -250,28 +263,8 @@ pub struct SentFilter {
     pub page_size: Option<u32>,
 }
 
-impl CmClient {
-    /// A builder.
-    pub fn builder(credentials: Credentials, zone: Tz) -> CmClientBuilder {
-        CmClientBuilder {
-            vault: None,
-            credentials,
-            zone,
-            base_url: DEFAULT_BASE_URL.to_owned(),
-            retry: RetryPolicy::default(),
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(60),
-        }
-    }
-
-    /// The zone CM dates are read in.
-    pub fn zone(&self) -> Tz {
-        self.zone
-    }
-
-    /// The credentials in use now (after any refresh): what a client built to replace this
-    /// one starts from.
-    pub fn credentials(&self) -> Result<Credentials, CmError> {
+impl Auth {
+    fn credentials(&self) -> Result<Credentials, CmError> {
         Ok(self.credentials_slot()?.clone())
     }
 
@@ -279,18 +272,6 @@ impl CmClient {
         self.credentials
             .lock()
             .map_err(|_| CmError::Config("credentials lock poisoned".into()))
-    }
-
-    fn auth_header(&self) -> Result<String, CmError> {
-        Ok(match self.credentials()? {
-            Credentials::ApiKey(key) => {
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{key}:x"))
-                )
-            }
-            Credentials::OAuth(tokens) => format!("Bearer {}", tokens.access_token),
-        })
     }
 
     fn adopt(&self, tokens: OAuthTokens) -> Result<(), CmError> {
@@ -388,6 +369,55 @@ impl CmClient {
             tracing::warn!(wait_ms = wait.as_millis() as u64, error = %transient, "retrying the Campaign Monitor token request");
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+impl CmClient {
+    /// A builder.
+    pub fn builder(credentials: Credentials, zone: Tz) -> CmClientBuilder {
+        CmClientBuilder {
+            vault: None,
+            credentials,
+            zone,
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            retry: RetryPolicy::default(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The zone CM dates are read in.
+    pub fn zone(&self) -> Tz {
+        self.zone
+    }
+
+    /// The credentials in use now (after any refresh): what a client built to replace this
+    /// one starts from.
+    pub fn credentials(&self) -> Result<Credentials, CmError> {
+        self.auth.credentials()
+    }
+
+    fn auth_header(&self) -> Result<String, CmError> {
+        Ok(match self.credentials()? {
+            Credentials::ApiKey(key) => {
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{key}:x"))
+                )
+            }
+            Credentials::OAuth(tokens) => format!("Bearer {}", tokens.access_token),
+        })
+    }
+
+    /// New tokens after `stale` expired. The refresh spends the refresh token, so it runs on a
+    /// task of its own to its end, new tokens adopted and saved, even if the caller is dropped
+    /// meanwhile (a sync handing over at its deadline drops the reads in flight).
+    async fn refresh(&self, stale: &str) -> Result<(), CmError> {
+        let auth = Arc::clone(&self.auth);
+        let stale = stale.to_owned();
+        tokio::spawn(async move { auth.refresh(&stale).await })
+            .await
+            .map_err(|e| CmError::Refresh(format!("the token refresh stopped: {e}")))?
     }
 
     /// One API call with retries: `path` is relative to `/api/v3.3/` and ends in `.json`.

@@ -395,6 +395,22 @@ async fn an_expired_token_is_refreshed_and_the_rotated_tokens_saved() {
     assert!(!format!("{second:?} {cm:?}").contains(&second.access_token));
 }
 
+/// A sync handing over at its deadline drops the reads in flight. A refresh among them has
+/// spent the refresh token at CM: it must still adopt the new pair, or the client is left with
+/// a refresh token CM no longer takes (found by the differential test, issue #32).
+#[tokio::test]
+async fn a_refresh_whose_caller_is_dropped_still_keeps_the_new_tokens() {
+    let mut scenario = scenario();
+    scenario.faults.cm.endpoint_latency_ms.insert("oauth".into(), 300);
+    let running = start(scenario).await;
+    let cm = oauth_client(&running, "access-1", "refresh-1");
+    control(&running, reqwest::Method::POST, "cm/expire-tokens", json!({})).await;
+    let dropped = tokio::time::timeout(Duration::from_millis(100), cm.clients()).await;
+    assert!(dropped.is_err(), "the call was dropped while its refresh was in flight");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(cm.clients().await.unwrap().len(), 1, "the rotated tokens were kept");
+}
+
 #[tokio::test]
 async fn tasks_that_see_the_token_expire_together_refresh_it_once() {
     let running = start(scenario()).await;

@@ -4,9 +4,14 @@
 //! Realism: Bulk results in any column and row order, the `CODE:message:fields --` error form,
 //! Bulk jobs `InProgress` for several polls, short query pages, unknown statuses turned into the
 //! default, the concurrent-request limit, CM records shown up to three hours late, OAuth tokens
-//! that expire and rotate on both sides; on top, transient 5xx and lock errors.
+//! that expire and rotate on both sides; on top, transient 5xx and lock errors. And where two
+//! normal things meet (issue #32): runs handed over between invocations (small parts, a
+//! deadline at a random check), records locked for whole runs (some members and people, until
+//! the last sync), CM records of equal date in any order between pages and an exclusive `date`
+//! filter, and a hot and a scheduled run at the moment of every sync.
 //!
-//! `DIFFERENTIAL_SEEDS` sets how many scenarios (default 8, what `make test` runs).
+//! `DIFFERENTIAL_SEEDS` sets how many scenarios (default 8, what `make test` runs), from
+//! `DIFFERENTIAL_FIRST_SEED` (default 1).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
 
@@ -45,10 +50,12 @@ impl Draws {
     }
 }
 
-/// One random case: the scenario and the CM clock at each sync.
+/// One random case: the scenario, the CM clock at each sync, and for the realism side the
+/// deadline check each sync's first invocation hands over at.
 struct Case {
     scenario: Scenario,
     syncs_at: Vec<NaiveDateTime>,
+    hand_over_at: Vec<u32>,
 }
 
 fn case(seed: u64) -> Case {
@@ -72,7 +79,12 @@ fn case(seed: u64) -> Case {
         .collect();
     syncs_at.sort();
     syncs_at.push(sent + chrono::Duration::days(8));
-    Case { scenario, syncs_at }
+    let hand_over_at = syncs_at.iter().map(|_| draws.between(1, 40) as u32).collect();
+    Case {
+        scenario,
+        syncs_at,
+        hand_over_at,
+    }
 }
 
 fn sf_config(auth: Auth) -> SfConfig {
@@ -170,7 +182,11 @@ async fn final_state(case: &Case, realism: bool) -> BTreeMap<&'static str, BTree
         publisher: Arc::new(Publisher::new(MemorySink::default())),
         cm: Arc::new(cm),
         sf: Arc::new(SfClient::new(sf_config(sf_auth)).unwrap()),
-        options: EngineOptions::default(),
+        options: EngineOptions {
+            // Parts small enough for several, so hand-overs fall between them.
+            part_size: if realism { 100 } else { 50_000 },
+            ..EngineOptions::default()
+        },
     };
     let cm_id = harness::campaign_named(&scenario, "November newsletter").unwrap();
     engine
@@ -184,15 +200,57 @@ async fn final_state(case: &Case, realism: bool) -> BTreeMap<&'static str, BTree
         .await
         .unwrap();
     let control = Control::of(&running);
-    for at in &case.syncs_at {
+    // Records another process keeps locked for whole runs (realism): some members and people,
+    // until the last sync.
+    let locked: Vec<Value> = ["CampaignMember", "Contact", "Lead"]
+        .iter()
+        .flat_map(|object| scenario.sf.records.get(*object).into_iter().flatten().take(2))
+        .filter_map(|record| record.get("Id").cloned())
+        .collect();
+    let faults = |locked: &[Value]| {
+        let mut faults = serde_json::to_value(&scenario.faults).unwrap();
+        faults["sf"]["locked_records"] = Value::Array(locked.to_vec());
+        faults
+    };
+    for (n, at) in case.syncs_at.iter().enumerate() {
+        let last = n + 1 == case.syncs_at.len();
+        if realism {
+            control
+                .set_faults(faults(if last { &[] } else { &locked }))
+                .await
+                .unwrap();
+        }
         control
             .set_cm_now(&at.format("%Y-%m-%d %H:%M:%S").to_string())
             .await
             .unwrap();
-        let outcome = engine
-            .sync_campaign(&settings, &cm_id, &engine::new_run_id(), Mode::APPLY, Deadline::none())
+        // The hot and the scheduled run fall on the same moment: neither drops the other.
+        let (hot_run, scheduled_run) = (engine::new_run_id(), engine::new_run_id());
+        let (hot, scheduled) = tokio::join!(
+            engine.run_hot(&settings, &hot_run),
+            engine.run_scheduled(&settings, &scheduled_run)
+        );
+        for busy in [hot.map(|o| o.busy), scheduled.map(|o| o.busy)].into_iter().flatten() {
+            assert!(!busy, "realism {realism}, at {at}: a run was dropped as busy");
+        }
+        let run = engine::new_run_id();
+        let first_deadline = if realism {
+            Deadline::at_check(case.hand_over_at[n])
+        } else {
+            Deadline::none()
+        };
+        let mut outcome = engine
+            .sync_campaign(&settings, &cm_id, &run, Mode::APPLY, first_deadline)
             .await
             .unwrap_or_else(|e| panic!("realism {realism}, sync at {at}: {e}"));
+        let mut continuation = 0;
+        while matches!(outcome, CampaignOutcome::Continued { .. }) {
+            continuation += 1;
+            outcome = engine
+                .sync_campaign(&settings, &cm_id, &run, Mode::Apply { continuation }, Deadline::none())
+                .await
+                .unwrap_or_else(|e| panic!("realism {realism}, continuation at {at}: {e}"));
+        }
         assert!(
             matches!(outcome, CampaignOutcome::Done { .. }),
             "realism {realism}, sync at {at}: {outcome:?}"
@@ -217,7 +275,12 @@ async fn with_every_realism_switch_on_salesforce_ends_as_with_a_clean_sandbox() 
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(8);
-    for seed in 1..=seeds {
+    let first: u64 = std::env::var("DIFFERENTIAL_FIRST_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    for seed in first..first + seeds {
+        eprintln!("seed {seed}");
         let case = case(seed);
         let clean = final_state(&case, false).await;
         let real = final_state(&case, true).await;

@@ -45,6 +45,10 @@ pub struct CmFaults {
     /// not among equal dates.
     #[serde(skip_serializing_if = "is_false")]
     pub reorder_ties: bool,
+    /// The campaign summary counts a record this many minutes after its stream shows it: CM
+    /// does not document that the two agree at every moment.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub summary_lag_minutes: u64,
     /// The `date` filter of activity streams leaves out records dated exactly at it: CM does
     /// not document whether it includes its own second.
     #[serde(skip_serializing_if = "is_false")]
@@ -130,6 +134,7 @@ impl Faults {
         let cm = &mut self.cm;
         cm.late_visibility_minutes = cm.late_visibility_minutes.max(180);
         cm.reorder_ties = true;
+        cm.summary_lag_minutes = cm.summary_lag_minutes.max(30);
         cm.exclusive_date_filter = true;
         self
     }

@@ -70,6 +70,15 @@ pub async fn dispatch(state: AppState, method: Method, uri: Uri, headers: Header
         };
         (world.faults.cm.latency_for(&route), fault)
     };
+    if path == "/oauth/token" && method == Method::POST && fault.is_none() {
+        // The grant is carried out when CM receives it, whether or not the client waits for
+        // the answer (a client that gives up has still spent its refresh token).
+        let answer = oauth_token(&state, &body);
+        if latency > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+        }
+        return answer;
+    }
     if latency > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
@@ -77,9 +86,6 @@ pub async fn dispatch(state: AppState, method: Method, uri: Uri, headers: Header
         Some(429) => return cm_error(StatusCode::TOO_MANY_REQUESTS, 429, "Rate limit exceeded"),
         Some(_) => return cm_error(StatusCode::SERVICE_UNAVAILABLE, 500, "Service unavailable"),
         None => {}
-    }
-    if path == "/oauth/token" && method == Method::POST {
-        return oauth_token(&state, &body);
     }
     let Some(rest) = path.strip_prefix("/api/v3.3/") else {
         return cm_error(StatusCode::NOT_FOUND, 404, "Not found");

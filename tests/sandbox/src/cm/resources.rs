@@ -190,7 +190,10 @@ pub(super) fn client_resource(world: &World, client_id: &str, what: &str, query:
 }
 
 pub(super) fn summary(world: &World, c: &CampaignState) -> Value {
-    let rows = |r: &str| visible_rows(world, c, r);
+    // With `summary_lag_minutes` the counts are those of that long ago: a record shows in its
+    // stream before the summary counts it.
+    let as_of = world.cm.now_local() - chrono::Duration::minutes(world.faults.cm.summary_lag_minutes as i64);
+    let rows = |r: &str| visible_rows_at(world, c, r, as_of);
     let unique = |r: &str| {
         rows(r)
             .iter()
@@ -220,12 +223,21 @@ pub(super) fn summary(world: &World, c: &CampaignState) -> Value {
 /// become visible late (`late_visibility_minutes`), when each shows a seeded 0 to N minutes
 /// after its date on CM's clock.
 fn visible_rows<'a>(world: &World, c: &'a CampaignState, resource: &str) -> std::borrow::Cow<'a, [Row]> {
+    visible_rows_at(world, c, resource, world.cm.now_local())
+}
+
+/// The rows CM shows at `now` (see [`visible_rows`]).
+fn visible_rows_at<'a>(
+    world: &World,
+    c: &'a CampaignState,
+    resource: &str,
+    now: chrono::NaiveDateTime,
+) -> std::borrow::Cow<'a, [Row]> {
     let rows = c.activity.get(resource).map(Vec::as_slice).unwrap_or_default();
     let most = world.faults.cm.late_visibility_minutes;
-    if most == 0 {
+    if most == 0 && now >= world.cm.now_local() {
         return std::borrow::Cow::Borrowed(rows);
     }
-    let now = world.cm.now_local();
     let seed = world.faults.seed;
     std::borrow::Cow::Owned(
         rows.iter()
