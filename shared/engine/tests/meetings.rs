@@ -476,3 +476,57 @@ async fn a_retired_campaign_wakes_for_a_second_bounce_of_the_same_person() {
     h.set_cm_now(&at(65, 15 * 60 + 7)).await; // that day's check
     assert!(scheduled().await.contains(&cm), "woken by the stream's newest record");
 }
+
+/// Found by the differential test: a person queued for another attempt (after three runs of a
+/// record lock) whose retry fails with the lock again stays queued. Before, the retry took them
+/// off the queue, and their activity older than the overlap was never read again.
+#[tokio::test]
+async fn a_retried_person_still_locked_stays_queued_until_written() {
+    let (h, cm) = Harness::linked(
+        generate(&Shape {
+            recipients: 10,
+            activities: 0,
+            in_salesforce: 1.0,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    h.set_cm_now("2026-11-03 10:00:00").await;
+    h.sync(&cm, false).await;
+    let (_, email) = contact(&h, 0);
+    let members = h.sf_records("CampaignMember").await;
+    let locked: Vec<String> = members
+        .iter()
+        .filter(|m| m["Email"].as_str() == Some(email.as_str()))
+        .map(|m| m["Id"].as_str().unwrap().to_owned())
+        .collect();
+    h.add_activity(&cm, activity(&h, "open", &email, "2026-11-03 10:10:00"))
+        .await;
+    h.control
+        .set_faults(json!({"seed": 1, "sf": {"locked_records": locked}}))
+        .await
+        .unwrap();
+    // Three runs fail the person (queued at the third, the watermarks move on), and a fourth
+    // retries them while the lock still holds.
+    for now in [
+        "2026-11-03 10:30:00",
+        "2026-11-04 12:00:00",
+        "2026-11-05 12:00:00",
+        "2026-11-06 12:00:00",
+    ] {
+        h.set_cm_now(now).await;
+        h.sync(&cm, false).await;
+    }
+    h.control.set_faults(json!({"seed": 1})).await.unwrap();
+    h.set_cm_now("2026-11-07 12:00:00").await;
+    h.sync(&cm, false).await;
+    let statuses: Vec<String> = h
+        .sf_records("CampaignMember")
+        .await
+        .iter()
+        .filter(|m| m["Email"].as_str() == Some(email.as_str()))
+        .map(|m| m["Status"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(statuses.contains(&"Opened".to_owned()), "{statuses:?}");
+}

@@ -114,10 +114,18 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
             )
         });
         let cm_id = run.cm_id();
-        // One more attempt is what a retry asks for: whoever failed again is in this run's
-        // failures, to be retried again by hand if the cause is fixed.
-        if !run.retried.is_empty() {
-            self.engine.store.remove_failed(cm_id, &run.retried).await?;
+        // One more attempt is what a retry asks for: whoever failed again for good is in this
+        // run's failures, to be retried again by hand if the cause is fixed. Whoever failed
+        // again for a reason that passes (a record still locked) stays queued: the watermarks
+        // have moved past their older activity, which only the queue reads again.
+        let retried_done: Vec<String> = run
+            .retried
+            .iter()
+            .filter(|person| !run.transient_people.contains(*person))
+            .cloned()
+            .collect();
+        if !retried_done.is_empty() {
+            self.engine.store.remove_failed(cm_id, &retried_done).await?;
         }
         let hold_watermarks = self.count_transient_failures(&run).await? || run.transient_failures;
         let status = if run.counts.failed == 0 {
