@@ -36,6 +36,23 @@ async fn member(h: &Harness, field: &str, value: &str) -> serde_json::Map<String
         .unwrap()
 }
 
+/// A whole sync of `cm` on `twin`, counting its deadline checks: its parts, and the checks it
+/// makes while reading (one per page); it then makes one after reading and one before each part.
+async fn deadline_checks(twin: &Harness, cm: &str) -> (u32, u32) {
+    let counting = Deadline::at_check(u32::MAX);
+    let settings = twin.settings().await;
+    let CampaignOutcome::Done { counts, .. } = twin
+        .engine
+        .sync_campaign(&settings, cm, &engine::new_run_id(), Mode::APPLY, counting.clone())
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let parts = counts.parts as u32;
+    (parts, counting.checks_made() - parts - 1)
+}
+
 /// Item 1: a run that keeps its watermarks because a person's write failed transiently all run
 /// long must keep the counts of what it read again too, or the late record that person needed
 /// is taken for applied by the next run.
@@ -137,18 +154,8 @@ async fn a_late_click_in_a_part_applied_before_a_hand_over_is_written_by_the_nex
     }
     let (counting_twin, cm) = &twins[0];
     let settings = counting_twin.settings().await;
-    let counting = Deadline::at_check(u32::MAX);
-    let CampaignOutcome::Done { counts, .. } = counting_twin
-        .engine
-        .sync_campaign(&settings, cm, &engine::new_run_id(), Mode::APPLY, counting.clone())
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let parts = counts.parts as u32;
+    let (parts, reading_checks) = deadline_checks(counting_twin, cm).await;
     assert!(parts >= 3, "{parts} parts");
-    let reading_checks = counting.checks_made() - parts - 1;
 
     let (h, cm) = &twins[1];
     let run = engine::new_run_id();
@@ -397,16 +404,7 @@ async fn a_late_continuation_never_moves_the_watermarks_back() {
     // A twin counts the deadline checks a whole run makes.
     let (counting_twin, cm) = &twins[0];
     let settings = counting_twin.settings().await;
-    let counting = Deadline::at_check(u32::MAX);
-    let CampaignOutcome::Done { counts, .. } = counting_twin
-        .engine
-        .sync_campaign(&settings, cm, &engine::new_run_id(), Mode::APPLY, counting.clone())
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let reading_checks = counting.checks_made() - counts.parts as u32 - 1;
+    let (_, reading_checks) = deadline_checks(counting_twin, cm).await;
     let (h, cm) = &twins[1];
     let run = engine::new_run_id();
     // Handed over after reading everything, before its first part: its watermarks are fixed.
