@@ -127,3 +127,26 @@ async fn a_run_and_its_failures_carry_the_ttl_attribute_of_the_run() {
     let text = format!("{items:?}");
     assert!(!text.contains("jo@example.com"), "no whole address stored: {text}");
 }
+
+/// A delivery of CM's largest size is recorded in conditional transactions of the size the
+/// table (and the emulator) takes, every event once.
+#[tokio::test]
+async fn a_1000_event_delivery_is_recorded_whole() {
+    let store = fresh_store().await;
+    let events: Vec<_> = (0..1_000)
+        .map(|i| conformance::webhook_event(&format!("k{i}"), "x"))
+        .collect();
+    let recorded = store
+        .record_webhook_batch(&conformance::batch("big", &events))
+        .await
+        .unwrap();
+    assert_eq!(
+        (recorded.new, recorded.duplicates, recorded.to_apply),
+        (1_000, 0, 1_000)
+    );
+    let again = store
+        .record_webhook_batch(&conformance::batch("again", &events))
+        .await
+        .unwrap();
+    assert_eq!((again.new, again.duplicates), (0, 1_000));
+}

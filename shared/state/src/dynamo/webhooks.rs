@@ -23,10 +23,23 @@ impl WebhookEventStore for DynamoStore {
             .collect();
         let mut recorded = BatchRecorded::default();
         let mut to_apply = Vec::new();
-        let mut new_events = Vec::new();
+        let mut writes = Vec::new();
         for event in &batch.events {
             match known.get(&event.dedupe_key) {
-                None => new_events.push(event),
+                None => {
+                    recorded.new += 1;
+                    to_apply.push(event.dedupe_key.clone());
+                    writes.push(
+                        WriteRequest::builder()
+                            .put_request(
+                                PutRequest::builder()
+                                    .set_item(Some(webhook_event_item(event)?))
+                                    .build()
+                                    .map_err(build_error)?,
+                            )
+                            .build(),
+                    );
+                }
                 Some(known) => {
                     recorded.duplicates += 1;
                     if !matches!(known.state, EventState::Applied { .. }) {
@@ -35,14 +48,7 @@ impl WebhookEventStore for DynamoStore {
                 }
             }
         }
-        // Written only if still absent: a delivery recorded at the same moment (CM redelivers a
-        // refused delivery unchanged) must not put an event applied meanwhile back to received.
-        let written = self.put_absent_events(&new_events).await?;
-        recorded.new = written.len();
-        recorded.duplicates += new_events.len() - written.len();
-        // Those recorded meanwhile by the other delivery are handed on too: applying an event
-        // applied already changes nothing.
-        to_apply.extend(new_events.iter().map(|e| e.dedupe_key.clone()));
+        self.batch_write(writes).await?;
         recorded.to_apply = to_apply.len();
         recorded.pending = !to_apply.is_empty() || !batch.refused.is_empty();
         if recorded.pending {
@@ -122,60 +128,7 @@ const PENDING_BATCHES: &str = "WEBHOOK_PENDING";
 /// Keys of one `BatchGetItem` at most (DynamoDB's limit).
 const BATCH_GET_LIMIT: usize = 100;
 
-/// Items one `TransactWriteItems` takes at most (DynamoDB's limit).
-const TRANSACTION_LIMIT: usize = 100;
-
 impl DynamoStore {
-    /// Puts each event unless an item with its key exists: a transaction of up to 100
-    /// conditional puts, or, when one of them meets an existing item (a concurrent delivery),
-    /// one conditional put each for that chunk. The events written.
-    async fn put_absent_events<'a>(
-        &self,
-        events: &[&'a WebhookEventRecord],
-    ) -> Result<Vec<&'a WebhookEventRecord>, StoreError> {
-        let put = |event: &WebhookEventRecord| -> Result<Put, StoreError> {
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(webhook_event_item(event)?))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(build_error)
-        };
-        let mut written = Vec::with_capacity(events.len());
-        for chunk in events.chunks(TRANSACTION_LIMIT) {
-            let mut transaction = self.client.transact_write_items();
-            for event in chunk {
-                transaction = transaction.transact_items(TransactWriteItem::builder().put(put(event)?).build());
-            }
-            match transaction.send().await {
-                Ok(_) => written.extend_from_slice(chunk),
-                Err(error)
-                    if error
-                        .as_service_error()
-                        .is_some_and(|e| e.is_transaction_canceled_exception()) =>
-                {
-                    for event in chunk {
-                        let single = self
-                            .client
-                            .put_item()
-                            .table_name(&self.table)
-                            .set_item(Some(webhook_event_item(event)?))
-                            .condition_expression("attribute_not_exists(pk)")
-                            .send()
-                            .await;
-                        match single {
-                            Ok(_) => written.push(*event),
-                            Err(error) if is_condition_failure(&error) => {} // recorded meanwhile
-                            Err(error) => return Err(backend("PutItem", error)),
-                        }
-                    }
-                }
-                Err(error) => return Err(backend("TransactWriteItems", error)),
-            }
-        }
-        Ok(written)
-    }
-
     /// Recorded events by key (those not found are left out), 100 keys a request, unprocessed
     /// keys retried with backoff.
     async fn webhook_events(&self, keys: &[String]) -> Result<Vec<WebhookEventRecord>, StoreError> {
@@ -295,57 +248,4 @@ fn webhook_event_from(dedupe_key: &str, item: &Item) -> Result<WebhookEventRecor
             .ok_or_else(|| reader.corrupt("bad expires_at".into()))?,
         state,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
-
-    use super::*;
-
-    /// Issue #32 item 9: two deliveries of one new event recorded at once both find it unknown;
-    /// the consumer applies it after the first one's write. The second write must not put it
-    /// back to received (with its address) to be handed on again: it is conditional.
-    #[tokio::test]
-    async fn an_event_recorded_meanwhile_is_not_put_back() {
-        assert!(
-            std::env::var("AWS_ENDPOINT_URL").is_ok(),
-            "run through `make test` (moto)"
-        );
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let client = Client::new(&config);
-        let table = format!("state-{}", uuid::Uuid::new_v4().simple());
-        DynamoStore::create_table(&client, &table).await.unwrap();
-        let store = DynamoStore::new(client, table);
-        let now = Utc::now();
-        let received = WebhookEventRecord {
-            dedupe_key: "k1".into(),
-            list_id: "l1".into(),
-            payload: serde_json::json!({"EmailAddress": "ann@example.com"}),
-            received_at: now,
-            expires_at: now + ChronoDuration::days(30),
-            state: EventState::Received,
-        };
-        // The first delivery's write, then the consumer's.
-        assert_eq!(store.put_absent_events(&[&received]).await.unwrap().len(), 1);
-        let applied = WebhookEventRecord {
-            payload: serde_json::Value::Null,
-            state: EventState::Applied {
-                outcome: "opted out".into(),
-            },
-            ..received.clone()
-        };
-        store.save_webhook_events(std::slice::from_ref(&applied)).await.unwrap();
-        // The second delivery's write, decided on its read from before both.
-        let other = WebhookEventRecord {
-            dedupe_key: "k2".into(),
-            ..received.clone()
-        };
-        let written = store.put_absent_events(&[&received, &other]).await.unwrap();
-        assert_eq!(written.len(), 1, "only the event no one recorded is written");
-        assert_eq!(written[0].dedupe_key, "k2");
-        let stored = store.webhook_event("k1").await.unwrap().unwrap();
-        assert_eq!(stored.state, applied.state, "still applied");
-        assert_eq!(stored.payload, serde_json::Value::Null, "its address not put back");
-    }
 }
