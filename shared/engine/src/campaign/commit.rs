@@ -145,7 +145,7 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
             watermarks: if hold_watermarks {
                 BTreeMap::new()
             } else {
-                self.forward_only(cm_id, &run.next_watermarks).await?
+                forward_only(&run.watermarks, &run.next_watermarks)
             },
             run_id: run.record_id.clone(),
             ended_at: Utc::now(),
@@ -169,24 +169,6 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
             plan: Box::new(run.total),
             dry_run: false,
         })
-    }
-
-    /// The watermarks to commit, none moved back: a continuation that commits late (after a
-    /// newer run of the campaign committed further) keeps the newer ones. The commit is fenced
-    /// by the campaign's lease, so no other run writes them meanwhile.
-    async fn forward_only(
-        &self,
-        cm_id: &str,
-        next: &BTreeMap<String, chrono::DateTime<Utc>>,
-    ) -> Result<BTreeMap<String, chrono::DateTime<Utc>>, EngineError> {
-        let current = self.engine.store.watermarks(&Scope::Campaign(cm_id).key()).await?;
-        Ok(next
-            .iter()
-            .map(|(stream, at)| {
-                let kept = current.get(stream).map_or(*at, |now| (*now).max(*at));
-                (stream.clone(), kept)
-            })
-            .collect())
     }
 
     /// Counts, per person, the runs in a row whose write failed with a transient error. Whether
@@ -253,4 +235,16 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
         }
         Ok(!waiting.is_empty())
     }
+}
+
+/// The watermarks to commit, none moved back: a continuation that commits late (after a newer
+/// run of the campaign committed further) keeps the newer ones. `current` are those the run
+/// read under its lease, so no other run wrote them since.
+fn forward_only(
+    current: &BTreeMap<String, chrono::DateTime<Utc>>,
+    next: &BTreeMap<String, chrono::DateTime<Utc>>,
+) -> BTreeMap<String, chrono::DateTime<Utc>> {
+    next.iter()
+        .map(|(stream, at)| (stream.clone(), current.get(stream).map_or(*at, |now| (*now).max(*at))))
+        .collect()
 }

@@ -36,6 +36,7 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
         run.progress = engine.store.campaign_progress(run.cm_id()).await?;
         run.next_progress = run.progress.clone();
         let watermarks = engine.store.watermarks(run.cm_id()).await?;
+        run.watermarks = watermarks.clone();
         let cm_now = engine.cm.system_date().await?.to_utc(zone);
         run.cm_now = Some(cm_now);
         run.found_new = mapping::probe::counts_changed(run.progress.probe.as_ref(), &counts);

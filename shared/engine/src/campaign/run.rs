@@ -22,6 +22,8 @@ pub(crate) struct CampaignRun<'a> {
     pub record_id: String,
     /// Dry run or apply.
     pub mode: Mode,
+    /// The watermarks as the run read them (under its lease: no other run commits meanwhile).
+    pub watermarks: BTreeMap<String, DateTime<Utc>>,
     /// Where each activity stream's watermark moves when the run commits.
     pub next_watermarks: BTreeMap<String, DateTime<Utc>>,
     /// The campaign's sent date, once looked up (it takes a paged listing of sent campaigns).
@@ -83,6 +85,7 @@ impl<'a> CampaignRun<'a> {
             },
             link,
             mode,
+            watermarks: BTreeMap::new(),
             next_watermarks: BTreeMap::new(),
             sent_at: None,
             cadence_sent_at: None,

@@ -251,7 +251,6 @@ fn visible_rows_at<'a>(
 /// promises the order by date, not among equal dates, so a tie that straddles a page boundary
 /// may be served differently to each page request (a row served twice, another never).
 fn page_with_ties_reordered<'a>(world: &World, rows: &'a [Row], paging: &Paging) -> Vec<&'a Row> {
-    use std::hash::{Hash, Hasher};
     let len = rows.len();
     let offset = (paging.page - 1).saturating_mul(paging.size).min(len);
     let end = (offset + paging.size).min(len);
@@ -268,11 +267,7 @@ fn page_with_ties_reordered<'a>(world: &World, rows: &'a [Row], paging: &Paging)
     let hi = rows.partition_point(|r| r.date <= rows[b - 1].date);
     // Each request reorders differently: the calls made so far are its nonce.
     let nonce: u64 = world.counters.values().sum();
-    let tie_key = |row: &Row| {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (world.faults.seed, nonce, &row.email, &row.list_id).hash(&mut hasher);
-        hasher.finish()
-    };
+    let tie_key = |row: &Row| seeded_hash((world.faults.seed, nonce, &row.email, &row.list_id));
     let mut window: Vec<&Row> = rows[lo..hi].iter().collect();
     window.sort_by_cached_key(|row| (row.date, tie_key(row)));
     let mut page: Vec<&Row> = window[a - lo..b - lo].to_vec();
@@ -284,19 +279,21 @@ fn page_with_ties_reordered<'a>(world: &World, rows: &'a [Row], paging: &Paging)
 
 /// The seeded delay, in minutes, before a list's change of state shows.
 fn state_delay(seed: u64, list_id: &str, email: &str, date: chrono::NaiveDateTime, most: u64) -> i64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (seed, list_id, email, date).hash(&mut hasher);
-    (hasher.finish() % (most + 1)) as i64
+    (seeded_hash((seed, list_id, email, date)) % (most + 1)) as i64
 }
 
 /// The seeded delay, in minutes, before a record shows: the same for a record every time.
 fn visibility_delay(seed: u64, resource: &str, row: &Row, most: u64) -> i64 {
-    use std::hash::{Hash, Hasher};
-    // SipHash with fixed keys (DefaultHasher::new): stable within a build, which is all a run needs.
+    (seeded_hash((seed, resource, &row.email, row.date)) % (most + 1)) as i64
+}
+
+/// A seeded draw from a key: SipHash with fixed keys (DefaultHasher::new), stable within a
+/// build, which is all a run needs.
+fn seeded_hash(key: impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (seed, resource, &row.email, row.date).hash(&mut hasher);
-    (hasher.finish() % (most + 1)) as i64
+    key.hash(&mut hasher);
+    hasher.finish()
 }
 
 pub(super) fn row_json(resource: &str, row: &Row) -> Value {
