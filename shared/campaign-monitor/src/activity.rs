@@ -186,9 +186,32 @@ impl<'a> ActivityStream<'a> {
         std::mem::take(&mut self.unreadable)
     }
 
+    /// The newest date yielded so far, in UTC.
+    pub fn newest_seen(&self) -> Option<DateTime<Utc>> {
+        self.max_seen.map(|m| m.to_utc(self.client.zone()))
+    }
+
     /// The newest CM date yielded so far.
     pub fn max_seen(&self) -> Option<CmTimestamp> {
         self.max_seen
+    }
+
+    /// Starts the walk at `page` (1 = the first): a read that a run cut after page `page - 1`
+    /// goes on where it stopped. Only for an order that does not change between reads (the
+    /// recipients, by email, of a campaign already sent).
+    pub fn from_page(mut self, page: i64) -> Self {
+        self.next_page = page.max(1);
+        self
+    }
+
+    /// The page the walk asks for next.
+    pub fn next_page_number(&self) -> i64 {
+        self.next_page
+    }
+
+    /// The kind of records this stream reads.
+    pub fn kind(&self) -> ActivityKind {
+        self.kind
     }
 
     /// Pages fetched so far (one API call each).

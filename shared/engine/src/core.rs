@@ -99,6 +99,13 @@ pub struct EngineOptions {
     /// (at every sweep) before it is closed as not applied: CM may show a list change later
     /// than it posts it.
     pub webhook_confirm_for: chrono::Duration,
+    /// The share of an invocation's time a campaign's read may take before it is cut (what
+    /// was read is applied and committed, and the next run goes on from there): a stream too
+    /// long for one invocation still moves forward, and leaves time to write what it read.
+    pub read_share: f64,
+    /// At most this many CM pages read by one run before its read is cut (none: only the
+    /// time share counts). Operators bound a run's memory and temporary files by it.
+    pub read_pages_per_run: Option<u32>,
 }
 
 impl Default for EngineOptions {
@@ -110,6 +117,8 @@ impl Default for EngineOptions {
             part_size: 50_000,
             webhook_sweep_after: chrono::Duration::minutes(10),
             webhook_confirm_for: chrono::Duration::hours(24),
+            read_share: 0.5,
+            read_pages_per_run: None,
         }
     }
 }
@@ -218,6 +227,18 @@ impl Deadline {
         match &self.0 {
             Limit::Checks { made, .. } => made.load(Ordering::SeqCst),
             _ => 0,
+        }
+    }
+
+    /// The moment `share` of the time left runs out (`None` when there is no clock to share:
+    /// no deadline, or a test's count of checks).
+    pub fn share_of_time_left(&self, share: f64) -> Option<Instant> {
+        match &self.0 {
+            Limit::At(at) => {
+                let now = Instant::now();
+                Some(now + at.saturating_duration_since(now).mul_f64(share.clamp(0.0, 1.0)))
+            }
+            _ => None,
         }
     }
 

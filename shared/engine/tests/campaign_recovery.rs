@@ -400,7 +400,7 @@ async fn a_run_killed_mid_campaign_is_marked_abandoned_and_the_next_one_ends_as_
 }
 
 #[tokio::test]
-async fn a_continuation_killed_after_taking_the_run_over_is_marked_abandoned_too() {
+async fn a_continuation_killed_after_taking_the_run_over_is_marked_abandoned_too_behind_600_newer_runs() {
     let small = generate(&Shape {
         recipients: 50,
         activities: 20,
@@ -431,6 +431,24 @@ async fn a_continuation_killed_after_taking_the_run_over_is_marked_abandoned_too
     let (taken_over, _) = h.engine.store.run(&record_id).await.unwrap().unwrap();
     assert_eq!(taken_over.status, state::RunStatus::Running);
     h.control.set_faults(json!({"seed": 1})).await.unwrap();
+    // A big deployment: hundreds of runs of other campaigns come after it before it is checked.
+    for i in 0..600 {
+        let newer = state::RunRecord {
+            run_id: format!(
+                "{}:other",
+                state::new_run_id(chrono::Utc::now() + chrono::Duration::seconds(2), i)
+            ),
+            scope: format!("other-{i}"),
+            started_at: chrono::Utc::now(),
+            ended_at: Some(chrono::Utc::now()),
+            status: state::RunStatus::Succeeded,
+            counts: Default::default(),
+            failure_count: 0,
+            resumed_at: None,
+            expires_at: None,
+        };
+        h.engine.store.start_run(&newer).await.unwrap();
+    }
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
     let (record, _) = h.engine.store.run(&record_id).await.unwrap().unwrap();
@@ -487,4 +505,74 @@ async fn a_chain_of_continuations_that_never_finishes_stops_with_a_clear_failure
         failures.iter().any(|f| f.reason.contains("continuations")),
         "{failures:?}"
     );
+}
+
+/// The sync requests a run published (the runs a read in part asks for), from `from` on.
+fn sync_requests_since(h: &Harness, from: usize) -> Vec<String> {
+    harness::sync_requests(&h.engine.publisher.sink().events()[from..])
+}
+
+/// A campaign whose streams are too long to read in one invocation (here: a budget of 2 CM
+/// pages a run) is read in parts across runs: each run applies and commits what it read and
+/// asks for the next at once, and the runs end where one whole read ends, nothing lost.
+/// Before the read cursor, such a read failed at every attempt.
+#[tokio::test]
+async fn a_read_too_long_for_one_invocation_goes_on_in_the_next_runs_with_nothing_lost() {
+    let scenario = generate(&Shape {
+        recipients: 2_600,
+        activities: 3_000,
+        ..Shape::default()
+    });
+    let (cm, clean) = clean_run(&scenario).await;
+    let mut h = Harness::new(scenario, |_| {}).await;
+    h.engine.options.read_pages_per_run = Some(2);
+    h.engine.options.part_size = 300;
+    h.link_main().await;
+    let settings = h.settings().await;
+    let mut runs = 0;
+    let mut in_part = Vec::new();
+    loop {
+        runs += 1;
+        assert!(runs <= 20, "the read never finished: {in_part:?}");
+        let before = h.engine.publisher.sink().events().len();
+        // The third run is cut off mid-apply as well and handed over: its continuation reads
+        // what it read, no less.
+        let deadline = if runs == 3 {
+            Deadline::at_check(6)
+        } else {
+            Deadline::none()
+        };
+        let run = engine::new_run_id();
+        let mut outcome = h
+            .engine
+            .sync_campaign(&settings, &cm, &run, Mode::APPLY, deadline)
+            .await
+            .unwrap();
+        let mut continuation = 0;
+        while matches!(outcome, CampaignOutcome::Continued { .. }) {
+            continuation += 1;
+            outcome = h
+                .engine
+                .sync_campaign(&settings, &cm, &run, Mode::Apply { continuation }, Deadline::none())
+                .await
+                .unwrap();
+        }
+        let CampaignOutcome::Done { counts, .. } = outcome else {
+            panic!("run {runs}: {outcome:?}");
+        };
+        in_part.push(counts.streams_read_in_part);
+        let asked = sync_requests_since(&h, before);
+        if counts.streams_read_in_part == 0 {
+            assert!(asked.is_empty(), "a whole read asks for no next run: {asked:?}");
+            break;
+        }
+        assert_eq!(
+            asked,
+            std::slice::from_ref(&cm),
+            "a read in part asks for the next run at once"
+        );
+    }
+    eprintln!("runs {runs}: streams read in part {in_part:?}");
+    assert!(runs >= 3, "the read took several runs: {in_part:?}");
+    assert_eq!(member_rows(h.sf_records("CampaignMember").await), clean);
 }

@@ -7,8 +7,10 @@
 //! that expire and rotate on both sides; on top, transient 5xx and lock errors. And where two
 //! normal things meet (issue #32): runs handed over between invocations (small parts, a
 //! deadline at a random check), records locked for whole runs (some members and people, until
-//! the last sync), CM records of equal date in any order between pages and an exclusive `date`
-//! filter, and a hot and a scheduled run at the moment of every sync.
+//! the last sync, and any record that draws a lock error, for more attempts than a run makes),
+//! CM records of equal date in any order between pages and an exclusive `date` filter, list
+//! opt-outs and bounces the list shows late (read by the backstop), and a hot and a scheduled
+//! run at the moment of every sync.
 //!
 //! `DIFFERENTIAL_SEEDS` sets how many scenarios (default 8, what `make test` runs), from
 //! `DIFFERENTIAL_FIRST_SEED` (default 1).
@@ -28,7 +30,7 @@ use events::publisher::{MemorySink, Publisher};
 use harness::Control;
 use salesforce::{Auth, RetryPolicy, SfClient, SfConfig};
 use sandbox::generate::{Shape, generate};
-use sandbox::scenario::{CmOAuth, Scenario};
+use sandbox::scenario::{CmOAuth, CmSubscriber, Scenario};
 use serde_json::Value;
 use state::memory::MemoryStore;
 use state::{LinkRecord, LinkStore, SettingsStore};
@@ -63,7 +65,7 @@ fn case(seed: u64) -> Case {
     let recipients = draws.between(20, 600) as usize;
     // Across CM's 1,000-row page boundary for the larger ones.
     let activities = draws.between(0, 2_400) as usize;
-    let scenario = generate(&Shape {
+    let mut scenario = generate(&Shape {
         seed,
         recipients,
         activities,
@@ -74,6 +76,27 @@ fn case(seed: u64) -> Case {
     // Activity runs from the send (2026-11-02 09:00) for a week; syncs at random moments in it,
     // and one the day after, when CM shows everything.
     let sent = NaiveDateTime::parse_from_str("2026-11-02 09:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+    // The list the backstop reads: some people unsubscribe or bounce during the week, several
+    // in the same minute (in realism each change shows on the list late).
+    let people: Vec<String> = ["Contact", "Lead"]
+        .iter()
+        .flat_map(|object| scenario.sf.records.get(*object).into_iter().flatten())
+        .filter_map(|record| record.get("Email").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    let minutes: Vec<i64> = (0..4).map(|_| draws.between(20, 7 * 24 * 60) as i64).collect();
+    for email in &people {
+        if draws.between(0, 9) != 0 {
+            continue;
+        }
+        let state = ["Unsubscribed", "Bounced"][draws.between(0, 1) as usize];
+        let date = sent + chrono::Duration::minutes(minutes[draws.between(0, 3) as usize]);
+        scenario.cm.lists[0].subscribers.push(CmSubscriber {
+            email: email.clone(),
+            name: String::new(),
+            state: state.into(),
+            date: Some(date.format("%Y-%m-%d %H:%M:%S").to_string()),
+        });
+    }
     let mut syncs_at: Vec<NaiveDateTime> = (0..draws.between(1, 5))
         .map(|_| sent + chrono::Duration::minutes(draws.between(20, 7 * 24 * 60) as i64))
         .collect();
@@ -144,7 +167,8 @@ async fn final_state(case: &Case, realism: bool) -> BTreeMap<&'static str, BTree
         scenario.faults.sf.bulk_results_in_upload_order = true;
     }
     let running = harness::start_sandbox(scenario.clone()).await.unwrap();
-    let settings = harness::settings_for(&scenario).unwrap();
+    let mut settings = harness::settings_for(&scenario).unwrap();
+    settings.cm_lists = vec![scenario.cm.lists[0].id.clone()];
     let (cm_credentials, sf_auth) = if realism {
         (
             Credentials::OAuth(OAuthTokens {
@@ -207,18 +231,22 @@ async fn final_state(case: &Case, realism: bool) -> BTreeMap<&'static str, BTree
         .flat_map(|object| scenario.sf.records.get(*object).into_iter().flatten().take(2))
         .filter_map(|record| record.get("Id").cloned())
         .collect();
-    let faults = |locked: &[Value]| {
+    let faults = |last: bool| {
         let mut faults = serde_json::to_value(&scenario.faults).unwrap();
-        faults["sf"]["locked_records"] = Value::Array(locked.to_vec());
+        if last {
+            // The last sync meets no lock: what earlier ones left must all be written now.
+            faults["sf"]["lock_row_rate"] = 0.0.into();
+        } else {
+            faults["sf"]["locked_records"] = Value::Array(locked.clone());
+        }
         faults
     };
     for (n, at) in case.syncs_at.iter().enumerate() {
         let last = n + 1 == case.syncs_at.len();
-        if realism {
-            control
-                .set_faults(faults(if last { &[] } else { &locked }))
-                .await
-                .unwrap();
+        // Set before the first and the last sync only: a lock drawn in one run (realism holds
+        // it for more attempts than a run makes) is still there at the next.
+        if realism && (n == 0 || last) {
+            control.set_faults(faults(last)).await.unwrap();
         }
         control
             .set_cm_now(&at.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -306,6 +334,16 @@ async fn with_every_realism_switch_on_salesforce_ends_as_with_a_clean_sandbox() 
         assert!(
             !clean["CampaignMember"].is_empty(),
             "seed {seed}: the scenario has members to compare"
+        );
+        let opted_out_or_bounced = ["Contact", "Lead"]
+            .iter()
+            .flat_map(|object| clean[object].values())
+            .filter(|person| person["HasOptedOutOfEmail"] == Value::Bool(true) || !person["EmailBouncedDate"].is_null())
+            .count();
+        assert!(
+            opted_out_or_bounced >= case.scenario.cm.lists[0].subscribers.len(),
+            "seed {seed}: the list's {} opt-outs and bounces reach Salesforce ({opted_out_or_bounced} people)",
+            case.scenario.cm.lists[0].subscribers.len()
         );
     }
 }

@@ -166,6 +166,15 @@ pub fn already_applied(
     }
 }
 
+/// Where a stream read in part (a run's read cut short, to go on in the next run) is complete:
+/// the start of the quarter-hour of the newest record it served. Pages come oldest first, so
+/// every record before that record's date was served, save ties at its own date; cutting at
+/// its quarter-hour keeps the slices before the cut whole for the counts kept, and records
+/// after the cut that were read are applied now and again next time, which changes nothing.
+pub fn read_in_part_up_to(newest_served: DateTime<Utc>) -> DateTime<Utc> {
+    slice_of(newest_served)
+}
+
 /// The settled moment of a read: CM's clock less the settle lag, to the whole minute. Records
 /// dated up to it are taken as read; later ones are read again next time (CM shows some
 /// records late), which changes nothing for those already applied.

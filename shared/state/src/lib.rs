@@ -233,6 +233,10 @@ pub trait RunStore: Send + Sync {
         run_id: &str,
         failures: &[RunFailure],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every run not finished (`Running`, or `Continued` and not taken over yet), however many
+    /// runs came after it: kept in an index of their own, so the abandoned-run check sees a run
+    /// that died long ago among thousands of newer ones.
+    fn unfinished_runs(&self) -> impl Future<Output = Result<Vec<RunRecord>, StoreError>> + Send;
     /// The newest runs first.
     fn recent_runs(&self, limit: usize) -> impl Future<Output = Result<Vec<RunRecord>, StoreError>> + Send;
     /// One run with its failures.

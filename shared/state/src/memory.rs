@@ -338,6 +338,16 @@ impl RunStore for MemoryStore {
         Ok(())
     }
 
+    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        Ok(self
+            .tables()?
+            .runs
+            .values()
+            .filter(|run| matches!(run.status, RunStatus::Running | RunStatus::Continued))
+            .cloned()
+            .collect())
+    }
+
     async fn recent_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         Ok(self.tables()?.runs.values().rev().take(limit).cloned().collect())
     }

@@ -57,6 +57,10 @@ pub struct CampaignProgress {
     /// again, those records cost no Salesforce call.
     #[serde(default, skip_serializing_if = "is_default")]
     pub recent: mapping::overlap::RecentCounts,
+    /// The recipients' read was cut after the page before this one: the next run goes on
+    /// from here (the recipients' watermark is written once they are all read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients_from_page: Option<i64>,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -221,6 +225,10 @@ pub struct RunCheckpoint {
     pub transient_other: bool,
     /// Hand-overs in a row that finished no part.
     pub stalled: u32,
+    /// The first read was cut in the recipients: the page it would have read next (the
+    /// continuation reads the recipients up to the page before it, as the first did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients_to_page: Option<i64>,
 }
 
 /// A record that failed or was skipped in a run. Holds no whole address: a person is kept as

@@ -119,10 +119,10 @@ async fn a_run_and_its_failures_carry_the_ttl_attribute_of_the_run() {
             )
         })
         .collect();
-    assert_eq!(expiries.len(), 2, "{expiries:?}");
+    assert_eq!(expiries.len(), 3, "{expiries:?}");
     assert!(
         expiries.iter().all(|(_, at)| *at == Some(expires.timestamp())),
-        "the run and its failure expire together: {expiries:?}"
+        "the run, its failure and its place among unfinished runs expire together: {expiries:?}"
     );
     let text = format!("{items:?}");
     assert!(!text.contains("jo@example.com"), "no whole address stored: {text}");

@@ -122,6 +122,7 @@ async fn put_faults(State(state): State<AppState>, Json(faults): Json<Faults>) -
     let mut world = state.lock();
     world.dice = Dice::new(faults.seed);
     world.faults = faults.realistic();
+    world.lock_streaks.clear();
     StatusCode::NO_CONTENT
 }
 

@@ -67,6 +67,12 @@ pub struct SfFaults {
     pub error_rate: f64,
     /// Share of records in collections and bulk jobs failing with `UNABLE_TO_LOCK_ROW`.
     pub lock_row_rate: f64,
+    /// A record that draws a lock error (`lock_row_rate`) stays locked for this many more
+    /// write attempts: longer than a run's in-run retries (6 attempts), so the lock outlasts the
+    /// run and the next run meets it too. Salesforce documents the error, not how long another
+    /// process holds a lock: the less convenient reading. Realism: at least 8.
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub lock_streak_attempts: u32,
     /// Records (by `Id`) whose every update fails with `UNABLE_TO_LOCK_ROW` while they are
     /// listed: a record another process keeps locked (a long batch job, a trigger loop) for
     /// longer than a run's retries last. Salesforce documents the error, not how long a lock
@@ -116,6 +122,10 @@ fn is_zero(value: &u64) -> bool {
     *value == 0
 }
 
+fn is_zero_u32(value: &u32) -> bool {
+    *value == 0
+}
+
 impl Faults {
     /// The settings in effect: as given, with realism raising each realistic behaviour to at
     /// least its level. Bulk results in shuffled order and the `CODE:message:fields --` error
@@ -131,6 +141,7 @@ impl Faults {
         sf.short_query_pages = true;
         sf.concurrent_limit_rate = sf.concurrent_limit_rate.max(0.02);
         sf.rotate_refresh_tokens = true;
+        sf.lock_streak_attempts = sf.lock_streak_attempts.max(8);
         let cm = &mut self.cm;
         cm.late_visibility_minutes = cm.late_visibility_minutes.max(180);
         cm.reorder_ties = true;

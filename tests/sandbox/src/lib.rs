@@ -42,6 +42,9 @@ pub struct World {
     pub counters: Counters,
     /// The SF base URL (the `instance_url` handed out).
     pub sf_base: String,
+    /// Records locked by a drawn lock error: write attempts each still fails (see
+    /// `SfFaults::lock_streak_attempts`). Cleared when the faults change.
+    pub lock_streaks: std::collections::BTreeMap<String, u32>,
 }
 
 impl World {
@@ -54,6 +57,7 @@ impl World {
             dice: Dice::new(scenario.faults.seed),
             counters: Counters::new(),
             sf_base: sf_base.to_owned(),
+            lock_streaks: std::collections::BTreeMap::new(),
         })
     }
 }

@@ -476,6 +476,37 @@ async fn lock_errors_are_injected_per_record_reproducibly() {
     assert_eq!(first, run(scenario).await, "the same seed gives the same faults");
 }
 
+/// Realism: a record that draws a lock error stays locked for more attempts than a run retries
+/// (8 after the first): without the streak, eight failures in a row at a 30% rate would be
+/// a 1-in-15,000 draw.
+#[tokio::test]
+async fn in_realism_a_drawn_lock_outlasts_a_runs_retries() {
+    let mut scenario = small();
+    scenario.faults.seed = 7;
+    scenario.faults.realism = true;
+    scenario.faults.sf.lock_row_rate = 0.3;
+    scenario.faults.sf.concurrent_limit_rate = 0.0;
+    let contact = scenario.sf.records["Contact"][0]["Id"].as_str().unwrap().to_owned();
+    let (_running, sf) = start(scenario).await;
+    let mut outcomes = Vec::new();
+    for _ in 0..30 {
+        let records =
+            json!({"records": [{"attributes": {"type": "Contact"}, "id": contact, "HasOptedOutOfEmail": true}]});
+        let (_, body) = sf.send(reqwest::Method::PATCH, "composite/sobjects", records).await;
+        outcomes.push(body[0]["success"].as_bool().unwrap());
+    }
+    let first_lock = outcomes
+        .iter()
+        .position(|ok| !ok)
+        .expect("a lock is drawn in 30 attempts");
+    assert!(first_lock + 9 <= outcomes.len(), "{outcomes:?}");
+    assert!(
+        outcomes[first_lock..first_lock + 9].iter().all(|ok| !ok),
+        "locked for 9 attempts in a row: {outcomes:?}"
+    );
+    assert!(outcomes.iter().any(|ok| *ok), "then written: {outcomes:?}");
+}
+
 #[tokio::test]
 async fn cm_paging_codes_dates_and_auth() {
     let scenario = small();

@@ -138,6 +138,7 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
             // The watermarks stay, so the counts of what the overlap read again stay too: a
             // quarter-hour this run applied again and failed to write must not pass for applied.
             progress.recent = run.progress.recent.clone();
+            progress.recipients_from_page = run.progress.recipients_from_page;
         }
         let commit = RunCommit {
             scope: Scope::Campaign(cm_id).key(),
@@ -160,6 +161,16 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
         if !self.engine.store.commit_under_lease(lease, &commit).await? {
             tracing::warn!(run = %run.record_id, campaign = cm_id, "lease lost before the commit; the next run reads this activity again");
             return Ok(CampaignOutcome::LeaseLost { run_id: run.record_id });
+        }
+        if run.counts.streams_read_in_part > 0 {
+            // The rest of a read too long for one invocation: the next run goes on at once,
+            // from the watermarks (and recipients' page) just committed.
+            let next = crate::report::new_run_id();
+            publish(
+                &self.engine.publisher,
+                &[Event::sync_requested(&next, Some(cm_id), false, "read-in-part")],
+            )
+            .await?;
         }
         // `failed` is a number of its own: the template's metric filter counts runs with failures.
         tracing::info!(campaign = cm_id, failed = run.counts.failed, parts = run.part_count, counts = ?run.counts, "campaign synced");

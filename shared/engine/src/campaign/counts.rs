@@ -19,6 +19,10 @@ pub struct RunCounts {
     /// record the last sync did not apply.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub already_applied: u64,
+    /// Streams this run read in part (a read too long for one invocation): what it read is
+    /// applied and the next run, requested at once, goes on from there.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub streams_read_in_part: u64,
     /// CM activity rows that could not be read (skipped; listed in the run record).
     pub unreadable_rows: u64,
     /// Parts the campaign was planned in (more than one for a campaign too large for memory).

@@ -59,6 +59,8 @@ pub(crate) struct CampaignRun<'a> {
     pub transient_failures: bool,
     /// People whose writes failed with a transient error (their person keys).
     pub transient_people: BTreeSet<String>,
+    /// The recipients' read was cut: the page it would have read next.
+    pub recipients_to_page: Option<i64>,
     /// Parts applied so far (by this invocation and those before it).
     pub parts_done: u32,
     /// What an earlier invocation of this run handed over.
@@ -102,6 +104,7 @@ impl<'a> CampaignRun<'a> {
             counts: RunCounts::default(),
             transient_failures: false,
             transient_people: BTreeSet::new(),
+            recipients_to_page: None,
             parts_done: 0,
             resumed: None,
             lease: None,
@@ -138,6 +141,11 @@ impl<'a> CampaignRun<'a> {
                 0
             } else {
                 before.map_or(0, |c| c.stalled) + 1
+            },
+            recipients_to_page: if read_whole {
+                self.recipients_to_page
+            } else {
+                before.and_then(|c| c.recipients_to_page)
             },
         }
     }

@@ -16,9 +16,6 @@ use crate::webhook::WebhookHealth;
 /// Pending webhook batches one scheduled run sweeps at most.
 const WEBHOOK_SWEEP_BATCHES: usize = 200;
 
-/// How many of the newest runs a scheduled run checks for abandoned ones.
-const RECENT_RUNS_CHECKED: usize = 500;
-
 /// The `alarm` a webhook sweep or check failure is logged with.
 pub const ALARM_WEBHOOK_SWEEP_FAILED: &str = "WebhookSweepFailed";
 /// The `alarm` a run recorded as abandoned is logged with.
@@ -66,7 +63,7 @@ impl<S: Store, P: EventSink> Tick<'_, S, P> {
     pub(super) async fn mark_abandoned_runs(&self) -> Result<(), EngineError> {
         let now = Utc::now();
         let span = lease_span(&self.engine.options);
-        for run in self.engine.store.recent_runs(RECENT_RUNS_CHECKED).await? {
+        for run in self.engine.store.unfinished_runs().await? {
             let last_alive = match run.status {
                 RunStatus::Running => run.resumed_at.unwrap_or(run.started_at),
                 RunStatus::Continued => run.ended_at.unwrap_or(run.started_at),

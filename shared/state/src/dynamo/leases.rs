@@ -131,6 +131,14 @@ impl DynamoStore {
             .build()
             .map_err(build_error)?;
         items.push(TransactWriteItem::builder().update(run).build());
+        // The run ends here: off the unfinished ones in the same write.
+        let unfinished = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(super::runs::UNFINISHED_RUNS))
+            .key("sk", s(&commit.run_id))
+            .build()
+            .map_err(build_error)?;
+        items.push(TransactWriteItem::builder().delete(unfinished).build());
         if let Some(progress) = &commit.progress {
             let put = Put::builder()
                 .table_name(&self.table)

@@ -41,6 +41,11 @@ fn run_from(item: &Item) -> Result<RunRecord, StoreError> {
 
 impl RunStore for DynamoStore {
     async fn start_run(&self, run: &RunRecord) -> Result<RunStart, StoreError> {
+        // Indexed as unfinished first: a crash after it leaves a marker the check clears, a
+        // crash before it leaves no run.
+        if matches!(run.status, RunStatus::Running | RunStatus::Continued) {
+            self.mark_unfinished(&run.run_id, run.expires_at).await?;
+        }
         let mut request = self
             .client
             .put_item()
@@ -87,6 +92,7 @@ impl RunStore for DynamoStore {
     }
 
     async fn resume_run(&self, run_id: &str, at: DateTime<Utc>) -> Result<Option<RunCheckpoint>, StoreError> {
+        self.mark_unfinished(run_id, None).await?;
         let result = self
             .client
             .update_item()
@@ -161,6 +167,23 @@ impl RunStore for DynamoStore {
         self.batch_write(requests).await
     }
 
+    async fn unfinished_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let mut unfinished = Vec::new();
+        for marker in self.query_partition(UNFINISHED_RUNS, false, None).await? {
+            let run_id = Reader::new(&marker).string("sk")?;
+            let run = match self.get("RUNS", &run_id).await? {
+                Some(item) => Some(run_from(&item)?),
+                None => None,
+            };
+            match run {
+                Some(run) if matches!(run.status, RunStatus::Running | RunStatus::Continued) => unfinished.push(run),
+                // Finished (its marker outlived a crash) or expired: the marker goes.
+                _ => self.clear_unfinished(&run_id).await?,
+            }
+        }
+        Ok(unfinished)
+    }
+
     async fn recent_runs(&self, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         self.query_partition("RUNS", true, Some(limit))
             .await?
@@ -224,9 +247,45 @@ impl DynamoStore {
             None => update += " REMOVE checkpoint",
         }
         match request.update_expression(update).send().await {
-            Ok(_) => Ok(()),
-            Err(error) if is_condition_failure(&error) => Err(no_such_run(run_id)),
-            Err(error) => Err(backend("UpdateItem", error)),
+            Ok(_) => {}
+            Err(error) if is_condition_failure(&error) => return Err(no_such_run(run_id)),
+            Err(error) => return Err(backend("UpdateItem", error)),
         }
+        if status != RunStatus::Continued {
+            self.clear_unfinished(run_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Lists a run among the unfinished ones (expiring with the run when its expiry is known).
+    async fn mark_unfinished(&self, run_id: &str, expires_at: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(UNFINISHED_RUNS))
+            .item("sk", s(run_id));
+        if let Some(expires) = expires_at {
+            put = put.item("expires_at", n(expires.timestamp()));
+        }
+        put.send().await.map_err(|e| backend("PutItem", e))?;
+        Ok(())
+    }
+
+    /// Takes a run off the unfinished ones.
+    async fn clear_unfinished(&self, run_id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(UNFINISHED_RUNS))
+            .key("sk", s(run_id))
+            .send()
+            .await
+            .map_err(|e| backend("DeleteItem", e))?;
+        Ok(())
     }
 }
+
+/// The partition listing unfinished runs (sort key: the run id), so finding them never
+/// depends on how many runs came after.
+pub(super) const UNFINISHED_RUNS: &str = "RUNS_UNFINISHED";

@@ -1,5 +1,7 @@
 //! Webhook events and their pending batches.
 
+use futures::StreamExt;
+
 use super::*;
 
 fn event_state_attributes(state: &EventState) -> (String, String) {
@@ -12,8 +14,11 @@ fn event_state_attributes(state: &EventState) -> (String, String) {
 
 impl WebhookEventStore for DynamoStore {
     async fn record_webhook_batch(&self, batch: &WebhookBatchRecord) -> Result<BatchRecorded, StoreError> {
-        // Which events are known, in one read per 100; then the new ones in writes of 25, and the
-        // batch: a 1,000-event delivery costs about 50 requests, not 1,000.
+        // Which events are known, in one read per 100 (a redelivery writes nothing); then each
+        // new one written only if still absent: two overlapping deliveries of a new event both
+        // see it unknown, and a plain write by the later one would put an event the consumer
+        // applied meanwhile back to Received and hand it on again. The writes go out in
+        // parallel (a 1,000-event delivery must be recorded within CM's wait).
         let keys: Vec<String> = batch.events.iter().map(|e| e.dedupe_key.clone()).collect();
         let known: HashMap<String, WebhookEventRecord> = self
             .webhook_events(&keys)
@@ -23,23 +28,12 @@ impl WebhookEventStore for DynamoStore {
             .collect();
         let mut recorded = BatchRecorded::default();
         let mut to_apply = Vec::new();
-        let mut writes = Vec::new();
+        let mut fresh = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for event in &batch.events {
             match known.get(&event.dedupe_key) {
-                None => {
-                    recorded.new += 1;
-                    to_apply.push(event.dedupe_key.clone());
-                    writes.push(
-                        WriteRequest::builder()
-                            .put_request(
-                                PutRequest::builder()
-                                    .set_item(Some(webhook_event_item(event)?))
-                                    .build()
-                                    .map_err(build_error)?,
-                            )
-                            .build(),
-                    );
-                }
+                None if seen.insert(event.dedupe_key.as_str()) => fresh.push(event),
+                None => recorded.duplicates += 1,
                 Some(known) => {
                     recorded.duplicates += 1;
                     if !matches!(known.state, EventState::Applied { .. }) {
@@ -48,7 +42,24 @@ impl WebhookEventStore for DynamoStore {
                 }
             }
         }
-        self.batch_write(writes).await?;
+        let mut writes = Vec::with_capacity(fresh.len());
+        for event in fresh.iter().copied() {
+            writes.push(self.put_new_event(event));
+        }
+        let written: Vec<Result<bool, StoreError>> = futures::stream::iter(writes)
+            .buffer_unordered(NEW_EVENT_WRITES_IN_FLIGHT)
+            .collect()
+            .await;
+        for outcome in written {
+            if outcome? {
+                recorded.new += 1;
+            } else {
+                // Recorded meanwhile by an overlapping delivery: handed on again all the same
+                // (the consumer skips it once applied), since its own hand-off may be lost.
+                recorded.duplicates += 1;
+            }
+        }
+        to_apply.extend(fresh.iter().map(|e| e.dedupe_key.clone()));
         recorded.to_apply = to_apply.len();
         recorded.pending = !to_apply.is_empty() || !batch.refused.is_empty();
         if recorded.pending {
@@ -125,10 +136,30 @@ impl WebhookEventStore for DynamoStore {
 /// The partition of pending webhook batches (sort key: the batch, which starts with its time).
 const PENDING_BATCHES: &str = "WEBHOOK_PENDING";
 
+/// New events written at once by one delivery.
+const NEW_EVENT_WRITES_IN_FLIGHT: usize = 32;
+
 /// Keys of one `BatchGetItem` at most (DynamoDB's limit).
 const BATCH_GET_LIMIT: usize = 100;
 
 impl DynamoStore {
+    /// Writes an event only if its key is not recorded yet: `false` when it was.
+    async fn put_new_event(&self, event: &WebhookEventRecord) -> Result<bool, StoreError> {
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(webhook_event_item(event)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(backend("PutItem", e)),
+        }
+    }
+
     /// Recorded events by key (those not found are left out), 100 keys a request, unprocessed
     /// keys retried with backoff.
     async fn webhook_events(&self, keys: &[String]) -> Result<Vec<WebhookEventRecord>, StoreError> {

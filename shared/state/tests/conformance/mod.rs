@@ -257,6 +257,56 @@ pub async fn a_redelivered_batch_records_nothing_new_and_hands_on_only_what_is_n
     assert!(store.pending_webhook_batch("nope").await.unwrap().is_none());
 }
 
+/// Overlapping deliveries of the same new events (CM retries while the first is still being
+/// recorded): each event is recorded new once, and one the consumer applied meanwhile is
+/// never put back to Received.
+pub async fn overlapping_deliveries_record_each_event_once<S: Store + 'static>(store: Arc<S>) {
+    let events: Vec<_> = (0..40).map(|i| webhook_event(&format!("o{i}"), "first")).collect();
+    let deliveries: Vec<_> = (0..8)
+        .map(|d| {
+            let store = store.clone();
+            let delivery = batch(&format!("d{d}"), &events);
+            tokio::spawn(async move { store.record_webhook_batch(&delivery).await })
+        })
+        .collect();
+    let mut new = 0;
+    let mut duplicates = 0;
+    for delivery in deliveries {
+        let recorded = delivery.await.unwrap().unwrap();
+        assert_eq!(recorded.to_apply, 40, "nothing applied yet: every event handed on");
+        new += recorded.new;
+        duplicates += recorded.duplicates;
+    }
+    assert_eq!((new, duplicates), (40, 7 * 40), "each event new exactly once");
+
+    // Applied, then the late deliveries meet: the applied state stands.
+    let applied: Vec<_> = events
+        .iter()
+        .map(|e| WebhookEventRecord {
+            state: EventState::Applied { outcome: "done".into() },
+            ..e.clone()
+        })
+        .collect();
+    store.save_webhook_events(&applied).await.unwrap();
+    let late: Vec<_> = (0..4)
+        .map(|d| {
+            let store = store.clone();
+            let delivery = batch(&format!("late{d}"), &events);
+            tokio::spawn(async move { store.record_webhook_batch(&delivery).await })
+        })
+        .collect();
+    for delivery in late {
+        let recorded = delivery.await.unwrap().unwrap();
+        assert_eq!((recorded.new, recorded.to_apply), (0, 0), "{recorded:?}");
+    }
+    for event in &applied {
+        assert_eq!(
+            store.webhook_event(&event.dedupe_key).await.unwrap().as_ref(),
+            Some(event)
+        );
+    }
+}
+
 pub async fn pending_batches_stay_listed_until_finished<S: Store>(store: Arc<S>) {
     for (minute, id) in [(2, "late"), (0, "early"), (1, "middle")] {
         let event = WebhookEventRecord {
@@ -372,6 +422,8 @@ pub async fn a_run_commits_only_while_it_holds_its_lease<S: Store>(store: Arc<S>
                 ]),
             )]),
         },
+        // A recipients' read cut short goes on from this page: kept with the progress.
+        recipients_from_page: Some(minute + 2),
     };
     let commit = |id: &str, minute: i64| RunCommit {
         scope: "cm1".into(),
@@ -528,6 +580,11 @@ pub async fn a_handed_over_run_resumes_with_what_was_done<S: Store>(store: Arc<S
         expires_at: None,
     };
     store.start_run(&run).await.unwrap();
+    let unfinished = |runs: Vec<RunRecord>| runs.into_iter().map(|r| (r.run_id, r.status)).collect::<Vec<_>>();
+    assert_eq!(
+        unfinished(store.unfinished_runs().await.unwrap()),
+        [("r1:cm1".to_owned(), RunStatus::Running)]
+    );
     assert_eq!(
         store.resume_run("r1:cm1", at(1)).await.unwrap(),
         None,
@@ -541,10 +598,16 @@ pub async fn a_handed_over_run_resumes_with_what_was_done<S: Store>(store: Arc<S
         transient_people: vec!["a@example.com".into()],
         transient_other: false,
         stalled: 0,
+        recipients_to_page: None,
     };
     store.hand_over_run("r1:cm1", at(14), &checkpoint).await.unwrap();
     let (handed, _) = store.run("r1:cm1").await.unwrap().unwrap();
     assert_eq!(handed.status, RunStatus::Continued);
+    assert_eq!(
+        unfinished(store.unfinished_runs().await.unwrap()),
+        [("r1:cm1".to_owned(), RunStatus::Continued)],
+        "a run handed over and not taken over yet is unfinished"
+    );
     assert_eq!(handed.ended_at, Some(at(14)));
     assert_eq!(
         handed.counts["members_updated"], 2_000,
@@ -569,7 +632,13 @@ pub async fn a_handed_over_run_resumes_with_what_was_done<S: Store>(store: Arc<S
         .finish_run("r1:cm1", at(20), RunStatus::Failed, &BTreeMap::new())
         .await
         .unwrap();
+    assert!(unfinished(store.unfinished_runs().await.unwrap()).is_empty());
     assert_eq!(store.resume_run("r1:cm1", at(21)).await.unwrap(), None);
+    assert_eq!(
+        unfinished(store.unfinished_runs().await.unwrap()).len(),
+        1,
+        "retried: unfinished again"
+    );
     store.hand_over_run("r1:cm1", at(22), &checkpoint).await.unwrap();
     let lease = store
         .acquire_lease("campaign:cm1", "r1#z", at(22), at(30))
@@ -587,7 +656,17 @@ pub async fn a_handed_over_run_resumes_with_what_was_done<S: Store>(store: Arc<S
         next_sync: None,
     };
     assert!(store.commit_under_lease(&lease, &commit).await.unwrap());
+    assert!(
+        unfinished(store.unfinished_runs().await.unwrap()).is_empty(),
+        "a committed run is finished"
+    );
     assert_eq!(store.resume_run("r1:cm1", at(24)).await.unwrap(), None);
+    // A run id never recorded is not listed (only r1, taken over again just now).
+    assert!(store.resume_run("r9:cm1", at(25)).await.is_err());
+    assert_eq!(
+        unfinished(store.unfinished_runs().await.unwrap()),
+        [("r1:cm1".to_owned(), RunStatus::Running)]
+    );
 }
 
 pub async fn failed_records_queue_and_drain<S: Store>(store: Arc<S>) {
@@ -638,6 +717,7 @@ macro_rules! conformance_suite {
             runs_keep_counts_and_every_failure,
             a_handed_over_run_resumes_with_what_was_done,
             pending_batches_stay_listed_until_finished,
+            overlapping_deliveries_record_each_event_once,
             failed_records_queue_and_drain);
     };
     (@cases $make:expr; $($case:ident),*) => {

@@ -32,7 +32,21 @@ pub(crate) fn record_fault(world: &mut World, object: &str, id: Option<&str>) ->
             fields: vec![],
         });
     }
+    if let Some(left) = id
+        .and_then(|id| world.lock_streaks.get_mut(id))
+        .filter(|left| **left > 0)
+    {
+        *left -= 1;
+        return Some(SfError {
+            code: "UNABLE_TO_LOCK_ROW",
+            message: "unable to obtain exclusive access to this record or 1 records".into(),
+            fields: vec![],
+        });
+    }
     if world.dice.roll(world.faults.sf.lock_row_rate) {
+        if let (Some(id), streak @ 1..) = (id, world.faults.sf.lock_streak_attempts) {
+            world.lock_streaks.insert(id.to_owned(), streak);
+        }
         return Some(SfError {
             code: "UNABLE_TO_LOCK_ROW",
             message: "unable to obtain exclusive access to this record or 1 records".into(),
