@@ -147,6 +147,19 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Serve the admin console (Campaign Settings, runs and their failures as web pages, signed
+    /// in with Salesforce) on a loopback address, against this deployment's state table. Needs
+    /// the console's connected app: CONSOLE_CLIENT_ID, CONSOLE_ORG_ID (the org allowed to sign
+    /// in), optionally CONSOLE_CLIENT_SECRET, CONSOLE_SF_LOGIN_URL (default
+    /// https://login.salesforce.com), CONSOLE_PERMISSION (default CM_Sync_Console) and
+    /// CONSOLE_PERMISSION_SET. The connected app's callback URL is http://ADDRESS/auth/callback.
+    ///
+    /// Example: cm-sf-admin console --listen 127.0.0.1:8080
+    Console {
+        /// Where to listen (a loopback address only).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Register, list or remove this deployment's webhook on the configured CM lists.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
@@ -237,6 +250,22 @@ pub enum WebhooksCommand {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    /// One implementation, two renderings: every console action names the command that does
+    /// the same, and that command exists.
+    #[test]
+    fn every_console_action_has_its_command() {
+        let cli = Cli::command();
+        for (action, command) in console::ACTIONS {
+            let mut current = &cli;
+            for word in command.split_whitespace() {
+                current = current
+                    .find_subcommand(word)
+                    .unwrap_or_else(|| panic!("console action `{action}`: no command `cm-sf-admin {command}`"));
+            }
+        }
+        assert!(cli.find_subcommand("console").is_some(), "the CLI serves the console");
+    }
 
     #[test]
     fn the_command_line_is_well_formed_and_every_command_has_an_example() {

@@ -9,7 +9,6 @@
 mod cli;
 mod cmd;
 mod context;
-mod settings_doc;
 
 use std::process::ExitCode;
 

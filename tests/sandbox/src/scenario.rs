@@ -242,6 +242,63 @@ pub struct SfOrg {
     /// Records per object; each a JSON object of field → value, with `Id`.
     #[serde(default)]
     pub records: BTreeMap<String, Vec<serde_json::Map<String, serde_json::Value>>>,
+    /// The admin console's connected app (OAuth web server flow).
+    #[serde(default)]
+    pub console_app: ConsoleApp,
+}
+
+/// The admin console's connected app and the people who can sign in to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleApp {
+    /// Its consumer key.
+    pub client_id: String,
+    /// Its registered callback URLs (a `redirect_uri` must be one of them, exactly).
+    pub callback_urls: Vec<String>,
+    /// Users who may approve a sign-in, with the custom permissions each holds.
+    pub users: Vec<ConsoleUser>,
+    /// Custom permissions the connected app is given (Setup → Connected App → Custom
+    /// Permissions): the identity URL reports these, each with the user's value.
+    pub custom_permissions: Vec<String>,
+}
+
+/// A user of the org, as the console's sign-in sees them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleUser {
+    /// User Id (`005...`).
+    pub id: String,
+    /// Username.
+    pub username: String,
+    /// Display name.
+    pub name: String,
+    /// Custom permissions (API names) granted through their permission sets.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+impl Default for ConsoleApp {
+    fn default() -> Self {
+        ConsoleApp {
+            client_id: "sandbox-console-app".into(),
+            callback_urls: vec!["http://127.0.0.1:8080/auth/callback".into()],
+            users: vec![
+                ConsoleUser {
+                    id: "005SB00000000A1AAA".into(),
+                    username: "ada.admin@sandbox.example".into(),
+                    name: "Ada Admin".into(),
+                    permissions: vec!["CM_Sync_Console".into()],
+                },
+                ConsoleUser {
+                    id: "005SB00000000V1AAA".into(),
+                    username: "victor.viewer@sandbox.example".into(),
+                    name: "Victor Viewer".into(),
+                    permissions: Vec::new(),
+                },
+            ],
+            custom_permissions: vec!["CM_Sync_Console".into()],
+        }
+    }
 }
 
 impl Default for SfOrg {
@@ -257,6 +314,7 @@ impl Default for SfOrg {
             api_used: 0,
             custom_fields: BTreeMap::new(),
             records: BTreeMap::new(),
+            console_app: ConsoleApp::default(),
         }
     }
 }

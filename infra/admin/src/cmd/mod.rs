@@ -1,6 +1,7 @@
 //! One file per command; each takes its arguments and the [`Context`] and returns a [`Report`].
 
 mod backfill;
+mod console;
 mod doctor;
 mod init_table;
 mod links;
@@ -39,5 +40,6 @@ pub async fn run(command: Command, context: &Context) -> Result<Report, Failure>
         }
         Command::Replay { dry_run } => replay::run(context, dry_run).await,
         Command::Webhooks(command) => webhooks::run(command, context).await,
+        Command::Console { listen } => console::run(context, listen).await,
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use chrono::Utc;
+use engine::admin::SettingsAdmin;
 use mapping::Settings;
 use serde_json::json;
 use state::SettingsStore;
@@ -10,7 +10,7 @@ use state::dynamo::DynamoStore;
 
 use crate::cli::SettingsCommand;
 use crate::context::{Context, Failure, Report};
-use crate::settings_doc;
+use mapping::settings::document as settings_doc;
 
 pub async fn run(command: SettingsCommand, context: &Context) -> Result<Report, Failure> {
     match command {
@@ -100,12 +100,7 @@ async fn set(store: &DynamoStore, key: &str, value: &str) -> Result<Report, Fail
 async fn diff(store: &DynamoStore, file: &Path) -> Result<Report, Failure> {
     let submitted = read_settings_file(file)?;
     let stored = store.load_settings().await?;
-    let before = match &stored {
-        Some(stored) => serde_json::to_value(&stored.settings)?,
-        None => json!({}),
-    };
-    let prepared = submitted.prepare_update(stored.as_ref().map(|s| &s.settings), Utc::now())?;
-    let changes = settings_doc::diff(&before, &serde_json::to_value(&prepared)?);
+    let changes = SettingsAdmin::new(store).prepare(submitted, stored.as_ref())?.changes;
     let text = if changes.is_empty() {
         "no changes".to_owned()
     } else {
@@ -127,14 +122,14 @@ fn read_settings_file(file: &Path) -> Result<Settings, Failure> {
     Ok(Settings::from_json(&text)?)
 }
 
-/// Validates and stores, expecting the version that was read (optimistic locking).
+/// Validates and stores, expecting the version that was read (optimistic locking): the same
+/// operation as the console's Save → Confirm.
 async fn save(
     store: &DynamoStore,
     submitted: Settings,
     stored: Option<state::VersionedSettings>,
 ) -> Result<u64, Failure> {
-    let prepared = submitted.prepare_update(stored.as_ref().map(|s| &s.settings), Utc::now())?;
-    Ok(store
-        .save_settings(&prepared, stored.map(|s| s.version), Utc::now())
-        .await?)
+    let admin = SettingsAdmin::new(store);
+    let change = admin.prepare(submitted, stored.as_ref())?;
+    Ok(admin.store(&change).await?)
 }

@@ -6,6 +6,7 @@
 //! [`Settings::prepare_update`] applies the system-owned rules of an update (the
 //! `auto_create_enabled_at` clock) against the stored document.
 
+pub mod document;
 mod fields;
 mod members;
 mod validate;

@@ -118,6 +118,10 @@ pub struct SfWorld {
     pub tokens: HashMap<String, u64>,
     /// Query cursors: id → remaining rows.
     pub cursors: HashMap<String, Vec<Value>>,
+    /// Authorization codes handed out by the console's sign-in, not yet exchanged.
+    pub auth_codes: HashMap<String, http::AuthCode>,
+    /// Access tokens of signed-in console users → (user Id, scopes granted).
+    pub user_tokens: HashMap<String, (String, String)>,
     /// Bulk jobs.
     pub jobs: BTreeMap<String, BulkJob>,
     /// (campaign, person) of every member: the uniqueness rule without a scan.
@@ -138,6 +142,8 @@ impl SfWorld {
             api_used: org.api_used,
             tokens: HashMap::new(),
             cursors: HashMap::new(),
+            auth_codes: HashMap::new(),
+            user_tokens: HashMap::new(),
             jobs: BTreeMap::new(),
             indexes: Indexes::default(),
             member_keys: HashSet::new(),

@@ -3,11 +3,13 @@
 
 mod auth;
 mod data;
+mod web_sign_in;
 
 use auth::token;
 use data::data_api;
 pub(crate) use data::record_fault;
 pub use data::{job_json, record_error};
+pub use web_sign_in::AuthCode;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -77,7 +79,19 @@ pub async fn dispatch(state: AppState, method: Method, uri: Uri, headers: Header
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
     if path == "/services/oauth2/token" && method == Method::POST {
+        if form(&body).get("grant_type").and_then(Value::as_str) == Some("authorization_code") {
+            return web_sign_in::exchange(&state, &body);
+        }
         return token(&state, &headers, &body);
+    }
+    if path == "/services/oauth2/authorize" {
+        return web_sign_in::authorize(&state, &method, &uri, &body);
+    }
+    if path == "/services/oauth2/revoke" && method == Method::POST {
+        return web_sign_in::revoke(&state, &body);
+    }
+    if let Some(ids) = path.strip_prefix("/id/") {
+        return web_sign_in::identity(&state, &headers, ids);
     }
     if path == "/services/data" || path == "/services/data/" {
         return json_response(StatusCode::OK, versions());

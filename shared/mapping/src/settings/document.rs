@@ -1,6 +1,7 @@
-//! Editing and comparing settings documents as JSON: `settings set KEY VALUE` and
-//! `settings diff FILE`. The result is always validated by the mapping crate before it is
-//! stored; these helpers only move values around.
+//! Editing and comparing settings documents as JSON: `cm-sf-admin settings set KEY VALUE` and
+//! `settings diff FILE`, and the console's field-by-field preview. The result is always
+//! validated ([`super::Settings::from_json`]) before it is stored; these helpers only move
+//! values around.
 
 use serde_json::Value;
 

@@ -1,0 +1,114 @@
+//! The admin console (PRODUCT.md §9): the pages a Salesforce admin uses day to day, signed in
+//! with Salesforce. Server-rendered HTML that works without JavaScript; every change is a plain
+//! form (POST → redirect → GET) that calls the same engine operation as its `cm-sf-admin`
+//! command ([`ACTIONS`] keeps the map).
+//!
+//! Layers, each a module: [`config`] (what a deployment sets), [`pkce`] (RFC 7636 S256 and
+//! random tokens), [`session`] (sealed cookies with absolute and idle expiry), [`salesforce`]
+//! (the OAuth 2.0 web server flow, the identity URL, revocation, with the signed-in admin's own
+//! token), [`guard`] (what every response and every change goes through: security headers,
+//! loopback `Host`, session, CSRF token and `Origin`), and [`pages`] (one handler per page,
+//! templates in `templates/`).
+//!
+//! Crates chosen, and why:
+//! - `axum` (already the sandbox's server): routing and extractors; one router serves the
+//!   local console and, behind a Lambda adapter, the deployed one.
+//! - `askama`: templates compiled into the binary and type-checked, HTML-escaped by default, so
+//!   a campaign named `<script>` is text.
+//! - `aws-lc-rs` (already in the tree through `jsonwebtoken`): AES-256-GCM to seal the session
+//!   cookie and a system random source for tokens; no second crypto stack (`cookie`'s private
+//!   jar would bring `aes-gcm` and an older `rand`).
+//! - `sha2`, `base64` (already in the workspace): the PKCE S256 challenge.
+//! - `subtle`: constant-time comparison of CSRF tokens and OAuth `state`.
+
+pub mod config;
+pub mod guard;
+pub mod pages;
+pub mod pkce;
+pub mod salesforce;
+pub mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use state::{RunStore, SettingsStore};
+
+pub use config::ConsoleConfig;
+
+/// Each console action and the `cm-sf-admin` command that does the same (one implementation,
+/// two renderings): kept by a test against the CLI's own command list.
+pub const ACTIONS: &[(&str, &str)] = &[
+    ("view Campaign Settings", "settings show"),
+    ("preview a settings change", "settings diff"),
+    ("save Campaign Settings", "settings apply"),
+    ("list runs", "runs"),
+    ("open a run and its failures", "run"),
+];
+
+/// Every route: method, path, and whether it is served without a session (sign-in, the OAuth
+/// callback, the stylesheet and the health check only). A test walks it.
+pub const ROUTES: &[(&str, &str, bool)] = &[
+    ("GET", "/health", true),
+    ("GET", "/static/console.css", true),
+    ("GET", "/signin", true),
+    ("GET", "/auth/start", true),
+    ("GET", "/auth/callback", true),
+    ("GET", "/", false),
+    ("GET", "/settings", false),
+    ("POST", "/settings/preview", false),
+    ("POST", "/settings/confirm", false),
+    ("GET", "/runs", false),
+    ("GET", "/runs/{run_id}", false),
+    ("POST", "/signout", false),
+];
+
+/// What the console's store must do: settings and runs.
+pub trait ConsoleStore: SettingsStore + RunStore + 'static {}
+
+impl<T: SettingsStore + RunStore + 'static> ConsoleStore for T {}
+
+/// What every handler shares, built once.
+#[derive(Debug)]
+pub struct Console<S> {
+    /// The deployment's console settings.
+    pub config: ConsoleConfig,
+    /// The state table.
+    pub store: Arc<S>,
+    /// Salesforce, with the signed-in admin's token.
+    pub salesforce: salesforce::SalesforceAuth,
+}
+
+/// The shared state handed to handlers.
+pub type App<S> = Arc<Console<S>>;
+
+/// The console's routes. Every route but sign-in, the OAuth callback, the stylesheet and the
+/// health check needs a session; every response carries the security headers.
+pub fn router<S: ConsoleStore>(console: Console<S>) -> Router {
+    let app: App<S> = Arc::new(console);
+    let signed_in = Router::new()
+        .route("/", get(pages::overview::show::<S>))
+        .route("/settings", get(pages::settings::show::<S>))
+        .route("/settings/preview", post(pages::settings::preview::<S>))
+        .route("/settings/confirm", post(pages::settings::confirm::<S>))
+        .route("/runs", get(pages::runs::list::<S>))
+        .route("/runs/{run_id}", get(pages::runs::show::<S>))
+        .route("/signout", post(pages::signin::sign_out::<S>))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::require_session::<S>,
+        ));
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/static/console.css", get(pages::stylesheet))
+        .route("/signin", get(pages::signin::page::<S>))
+        .route("/auth/start", get(pages::signin::start::<S>))
+        .route("/auth/callback", get(pages::signin::callback::<S>))
+        .merge(signed_in)
+        .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::host_and_headers::<S>,
+        ))
+        .with_state(app)
+}

@@ -1,0 +1,178 @@
+//! Runs: the newest first (optionally only those with failures), and one run with its failures
+//! grouped by code: the same records `cm-sf-admin runs` and `cm-sf-admin run ID` show.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use state::{RunRecord, RunStatus};
+
+use super::{Chrome, refusal, render};
+use crate::session::Session;
+use crate::{App, ConsoleStore};
+
+/// Runs listed at most.
+const RUNS_SHOWN: usize = 100;
+
+/// A run as a row.
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    /// Its id.
+    pub id: String,
+    /// What it covered.
+    pub scope: String,
+    /// Start, UTC.
+    pub started: String,
+    /// Status, as words.
+    pub status: String,
+    /// Whether it failed or has failures.
+    pub bad: bool,
+    /// Failures stored.
+    pub failures: u64,
+    /// Its counts, `name n` each.
+    pub counts: String,
+}
+
+impl RunRow {
+    /// The row of `run`.
+    pub fn of(run: &RunRecord) -> RunRow {
+        RunRow {
+            id: run.run_id.clone(),
+            scope: run.scope.clone(),
+            started: run.started_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            status: status_words(run.status).to_owned(),
+            bad: has_trouble(run),
+            failures: run.failure_count,
+            counts: run
+                .counts
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| format!("{} {n}", k.replace('_', " ")))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+/// Whether a run needs an admin's look.
+pub fn has_trouble(run: &RunRecord) -> bool {
+    run.failure_count > 0 || matches!(run.status, RunStatus::Failed | RunStatus::Abandoned)
+}
+
+fn status_words(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Running => "running",
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::CompletedWithFailures => "completed with failures",
+        RunStatus::Failed => "failed",
+        RunStatus::Continued => "continuing",
+        RunStatus::Abandoned => "abandoned",
+    }
+}
+
+/// The list's filter.
+#[derive(Debug, Deserialize)]
+pub struct Filter {
+    #[serde(default)]
+    failed: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "runs.html")]
+struct RunsPage {
+    chrome: Chrome,
+    runs: Vec<RunRow>,
+    failed_only: bool,
+}
+
+/// The newest runs (`?failed=1`: only those with failures or that failed).
+pub async fn list<S: ConsoleStore>(
+    State(app): State<App<S>>,
+    Extension(current): Extension<Session>,
+    Query(filter): Query<Filter>,
+) -> Response {
+    let failed_only = filter.failed.is_some_and(|f| f == "1");
+    let runs = match app.store.recent_runs(RUNS_SHOWN).await {
+        Ok(runs) => runs,
+        Err(error) => {
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("Runs could not be read: {error}"),
+            );
+        }
+    };
+    let runs = runs
+        .iter()
+        .filter(|r| !failed_only || has_trouble(r))
+        .map(RunRow::of)
+        .collect();
+    render(
+        StatusCode::OK,
+        &RunsPage {
+            chrome: Chrome::of(&current, "runs"),
+            runs,
+            failed_only,
+        },
+    )
+}
+
+/// Failures of one code.
+#[derive(Debug, Clone)]
+pub struct FailureGroup {
+    /// The code (`UNABLE_TO_LOCK_ROW`, `ABANDONED`, ...).
+    pub code: String,
+    /// Record (redacted) and reason, each.
+    pub failures: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage {
+    chrome: Chrome,
+    run: RunRow,
+    groups: Vec<FailureGroup>,
+}
+
+/// One run and its failures, grouped by code.
+pub async fn show<S: ConsoleStore>(
+    State(app): State<App<S>>,
+    Extension(current): Extension<Session>,
+    Path(run_id): Path<String>,
+) -> Response {
+    let (run, failures) = match app.store.run(&run_id).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return refusal(
+                StatusCode::NOT_FOUND,
+                "There is no run with this id (runs are kept run_retention_days).",
+            );
+        }
+        Err(error) => {
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("The run could not be read: {error}"),
+            );
+        }
+    };
+    let mut by_code: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for failure in failures {
+        by_code
+            .entry(failure.code.unwrap_or_else(|| "(no code)".into()))
+            .or_default()
+            .push((failure.record, mapping::email::redact_emails_in(&failure.reason)));
+    }
+    render(
+        StatusCode::OK,
+        &RunPage {
+            chrome: Chrome::of(&current, "runs"),
+            run: RunRow::of(&run),
+            groups: by_code
+                .into_iter()
+                .map(|(code, failures)| FailureGroup { code, failures })
+                .collect(),
+        },
+    )
+}

@@ -1,0 +1,376 @@
+//! The console's router in-process, on the in-memory store: sessions, sign-in, CSRF and
+//! `Origin`, headers, escaping, loopback `Host`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use chrono::{Duration, Utc};
+use console::pages::tests_support::config;
+use console::salesforce::SalesforceAuth;
+use console::session::{Sealer, Session, cookie_name};
+use console::{Console, ROUTES, router};
+use mapping::Settings;
+use state::memory::MemoryStore;
+use state::{RunFailure, RunRecord, RunStatus, RunStore, SettingsStore};
+use tower::ServiceExt;
+
+async fn app() -> (Router, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    let settings = Settings::new(vec!["0123456789abcdef0123456789abcdef".into()], mapping::Tz::UTC);
+    store.save_settings(&settings, None, Utc::now()).await.unwrap();
+    let console = Console {
+        config: config(),
+        store: store.clone(),
+        salesforce: SalesforceAuth::new().unwrap(),
+    };
+    (router(console), store)
+}
+
+fn session(seen_minutes_ago: i64) -> Session {
+    let now = Utc::now();
+    Session {
+        user_id: "005SB00000000A1AAA".into(),
+        org_id: config().org_id,
+        name: "Ada Admin".into(),
+        access_token: "00D!token".into(),
+        identity_url: "http://127.0.0.1:9/id/00D/005".into(),
+        csrf: "csrf-token-of-this-session".into(),
+        issued_at: now - Duration::minutes(seen_minutes_ago),
+        seen_at: now - Duration::minutes(seen_minutes_ago),
+    }
+}
+
+fn cookie(session: &Session) -> String {
+    let sealed = Sealer::new(&config().session_key)
+        .unwrap()
+        .seal("session", session)
+        .unwrap();
+    format!("{}={sealed}", cookie_name(&config(), "session"))
+}
+
+fn request(method: &str, path: &str) -> axum::http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, "127.0.0.1:8080")
+}
+
+async fn body(response: axum::response::Response) -> String {
+    String::from_utf8(to_bytes(response.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap()
+}
+
+fn concrete(path: &str) -> String {
+    path.replace("{run_id}", "r1")
+}
+
+#[tokio::test]
+async fn every_route_but_sign_in_callback_static_and_health_sends_a_visitor_without_a_session_to_sign_in() {
+    let (app, _) = app().await;
+    for (method, path, public) in ROUTES {
+        let response = app
+            .clone()
+            .oneshot(request(method, &concrete(path)).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .map(|l| l.to_str().unwrap().to_owned());
+        if *public {
+            assert_ne!(location.as_deref(), Some("/signin"), "{method} {path} is public");
+            assert_ne!(status, StatusCode::NOT_FOUND, "{method} {path} is served");
+        } else {
+            assert_eq!(
+                (status, location.as_deref()),
+                (StatusCode::SEE_OTHER, Some("/signin")),
+                "{method} {path} needs a session"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_route_table_lists_every_route_the_router_declares() {
+    let source = include_str!("../src/lib.rs");
+    let declared = source.matches(".route(\"").count();
+    assert_eq!(declared, ROUTES.len(), "a route added to the router is added to ROUTES");
+    for (_, path, _) in ROUTES {
+        assert!(source.contains(&format!(".route(\"{path}\"")), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let (app, _) = app().await;
+    let signed_in = cookie(&session(0));
+    let mut paths: Vec<(String, Option<String>)> = ROUTES.iter().map(|(_, path, _)| (concrete(path), None)).collect();
+    paths.push(("/settings".into(), Some(signed_in.clone())));
+    paths.push(("/nowhere".into(), Some(signed_in)));
+    for (path, cookie) in paths {
+        let mut builder = request("GET", &path);
+        if let Some(cookie) = cookie {
+            builder = builder.header(header::COOKIE, cookie);
+        }
+        let response = app.clone().oneshot(builder.body(Body::empty()).unwrap()).await.unwrap();
+        let headers = response.headers();
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {csp}"
+        );
+        assert!(!csp.contains("script-src"), "no script is ever allowed");
+        for (name, value) in [
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
+        ] {
+            assert_eq!(headers[&name], value, "{path}");
+        }
+        assert!(
+            headers[header::STRICT_TRANSPORT_SECURITY]
+                .to_str()
+                .unwrap()
+                .starts_with("max-age=")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_loopback_console_answers_no_other_host() {
+    let (app, _) = app().await;
+    for (host, expected) in [
+        ("evil.example:8080", StatusCode::MISDIRECTED_REQUEST),
+        ("127.0.0.1.evil.example", StatusCode::MISDIRECTED_REQUEST),
+        ("localhost:8080", StatusCode::OK),
+        ("[::1]:8080", StatusCode::OK),
+    ] {
+        let response = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri("/health")
+                    .header(header::HOST, host)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn a_callback_without_the_state_sent_is_refused_and_stores_nothing() {
+    let (app, _) = app().await;
+    // Leave for Salesforce: a sign-in cookie and a redirect carrying state and S256 challenge.
+    let started = app
+        .clone()
+        .oneshot(request("GET", "/auth/start").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let location = started.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        location.contains("code_challenge_method=S256") && location.contains("state="),
+        "{location}"
+    );
+    assert!(location.contains("redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fauth%2Fcallback"));
+    let sign_in = started.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    for query in ["code=abc", "code=abc&state=forged", "code=abc&state="] {
+        for with_cookie in [true, false] {
+            let mut builder = request("GET", &format!("/auth/callback?{query}"));
+            if with_cookie {
+                builder = builder.header(header::COOKIE, sign_in.clone());
+            }
+            let response = app.clone().oneshot(builder.body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::BAD_REQUEST,
+                "{query}, cookie {with_cookie}"
+            );
+            let set: Vec<&str> = response
+                .headers()
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            assert!(
+                set.iter()
+                    .all(|c| !c.starts_with("cmsf-session=") || c.starts_with("cmsf-session=;")),
+                "no session stored: {set:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_session_idle_for_31_minutes_or_forged_is_sent_to_sign_in() {
+    let (app, _) = app().await;
+    let live = app
+        .clone()
+        .oneshot(
+            request("GET", "/settings")
+                .header(header::COOKIE, cookie(&session(5)))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    let refreshed = live.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        refreshed.contains("HttpOnly") && refreshed.contains("SameSite=Lax"),
+        "{refreshed}"
+    );
+    for stale in [
+        cookie(&session(31)),
+        format!("{}=forged", cookie_name(&config(), "session")),
+    ] {
+        let response = app
+            .clone()
+            .oneshot(
+                request("GET", "/settings")
+                    .header(header::COOKIE, stale)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    }
+}
+
+#[tokio::test]
+async fn a_change_without_the_sessions_csrf_token_or_from_another_origin_is_refused_and_changes_nothing() {
+    let (app, store) = app().await;
+    let signed_in = cookie(&session(0));
+    let form = "status_refresh=once_only&status_Opened=Opened";
+    for (origin, csrf, expected) in [
+        (Some("http://127.0.0.1:8080"), "", StatusCode::FORBIDDEN),
+        (Some("http://127.0.0.1:8080"), "&csrf=wrong", StatusCode::FORBIDDEN),
+        (
+            Some("http://evil.example"),
+            "&csrf=csrf-token-of-this-session",
+            StatusCode::FORBIDDEN,
+        ),
+        (None, "&csrf=csrf-token-of-this-session", StatusCode::FORBIDDEN),
+        (
+            Some("http://127.0.0.1:8080"),
+            "&csrf=csrf-token-of-this-session",
+            StatusCode::OK,
+        ),
+    ] {
+        for path in ["/settings/preview", "/settings/confirm"] {
+            let mut builder = request("POST", path)
+                .header(header::COOKIE, signed_in.clone())
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            if let Some(origin) = origin {
+                builder = builder.header(header::ORIGIN, origin);
+            }
+            let response = app
+                .clone()
+                .oneshot(builder.body(Body::from(format!("{form}{csrf}"))).unwrap())
+                .await
+                .unwrap();
+            if path == "/settings/preview" || expected == StatusCode::FORBIDDEN {
+                assert_eq!(response.status(), expected, "{path} origin {origin:?} {csrf}");
+            }
+        }
+    }
+    assert_eq!(
+        store.load_settings().await.unwrap().unwrap().version,
+        1,
+        "nothing stored"
+    );
+}
+
+#[tokio::test]
+async fn a_41_character_status_shows_an_error_naming_the_field_next_to_it() {
+    let (app, store) = app().await;
+    let long = "x".repeat(41);
+    let response = app
+        .oneshot(
+            request("POST", "/settings/preview")
+                .header(header::COOKIE, cookie(&session(0)))
+                .header(header::ORIGIN, "http://127.0.0.1:8080")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(format!(
+                    "csrf=csrf-token-of-this-session&status_refresh=always&status_Clicked={long}"
+                )))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = body(response).await;
+    let error_at = html.find("class=\"error\" id=\"status_Clicked_error\"").expect(&html);
+    assert!(
+        html[error_at..].contains("status_mapping["),
+        "the error names the field: {html}"
+    );
+    assert!(html.contains("aria-invalid=\"true\" aria-describedby=\"status_Clicked_error\""));
+    assert_eq!(store.load_settings().await.unwrap().unwrap().version, 1);
+}
+
+#[tokio::test]
+async fn names_from_cm_and_salesforce_are_shown_as_text() {
+    let (app, store) = app().await;
+    let run = RunRecord {
+        run_id: "r1".into(),
+        scope: "<script>alert(1)</script>".into(),
+        started_at: Utc::now(),
+        ended_at: None,
+        status: RunStatus::Running,
+        counts: Default::default(),
+        failure_count: 0,
+        resumed_at: None,
+        expires_at: None,
+    };
+    store.start_run(&run).await.unwrap();
+    store
+        .add_run_failures(
+            "r1",
+            &[RunFailure::new(
+                "jo.smith@example.com",
+                "=HYPERLINK(\"http://evil.example\",\"<b>x</b>\") refused",
+                Some("FIELD_CUSTOM_VALIDATION_EXCEPTION"),
+            )],
+        )
+        .await
+        .unwrap();
+    for path in ["/runs", "/runs/r1"] {
+        let response = app
+            .clone()
+            .oneshot(
+                request("GET", path)
+                    .header(header::COOKIE, cookie(&session(0)))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let html = body(response).await;
+        let escaped = |text: &str| text.replace('<', "&#60;").replace('>', "&#62;").replace('"', "&#34;");
+        assert!(html.contains(&escaped("<script>alert(1)</script>")), "{path}: {html}");
+        assert!(!html.contains("<script>"), "{path}");
+        assert!(!html.contains("jo.smith@example.com"), "{path}: no whole address");
+        if path == "/runs/r1" {
+            assert!(
+                html.contains(&escaped("=HYPERLINK(\"http://evil.example\",\"<b>x</b>\") refused")),
+                "{html}"
+            );
+            assert!(!html.contains("<b>x</b>"));
+        }
+    }
+}

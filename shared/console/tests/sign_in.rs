@@ -1,0 +1,298 @@
+//! Signing in with Salesforce for real: the console served on a loopback port, the sandbox's
+//! OAuth web server flow (authorize page, code, token with PKCE, identity URL, revocation), and
+//! a settings change made through the pages (preview → confirm), over HTTP as a browser would.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly on purpose
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use console::pages::tests_support;
+use console::salesforce::SalesforceAuth;
+use console::{Console, router};
+use mapping::Settings;
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use sandbox::generate::{Shape, generate};
+use state::SettingsStore;
+use state::memory::MemoryStore;
+
+struct Stack {
+    origin: String,
+    sf_url: String,
+    store: Arc<MemoryStore>,
+    http: reqwest::Client,
+    _sandbox: sandbox::Running,
+}
+
+async fn stack() -> Stack {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let mut scenario = generate(&Shape {
+        recipients: 5,
+        activities: 0,
+        ..Shape::default()
+    });
+    scenario.sf.console_app.callback_urls = vec![format!("{origin}/auth/callback")];
+    let running = harness::start_sandbox(scenario).await.unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let settings = Settings::new(vec!["0123456789abcdef0123456789abcdef".into()], mapping::Tz::UTC);
+    store.save_settings(&settings, None, Utc::now()).await.unwrap();
+    let mut config = tests_support::config();
+    config.public_origin = origin.clone();
+    config.sf_login_url = running.sf_url.clone();
+    config.client_id = "sandbox-console-app".into();
+    let console = Console {
+        config,
+        store: store.clone(),
+        salesforce: SalesforceAuth::new().unwrap(),
+    };
+    tokio::spawn(async move { axum::serve(listener, router(console)).await });
+    Stack {
+        origin,
+        sf_url: running.sf_url.clone(),
+        store,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        _sandbox: running,
+    }
+}
+
+fn cookie_of(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")) && !c.starts_with(&format!("{name}=;")))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} in {html}")) + marker.len();
+    let raw = &html[start..start + html[start..].find('"').unwrap()];
+    raw.replace("&#34;", "\"")
+        .replace("&#38;", "&")
+        .replace("&#39;", "'")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
+}
+
+/// Signs in as the sandbox user `user` (clicking "Allow" for them): the console's answer to the
+/// callback.
+/// Posts the confirm form of a preview page, as the browser would.
+async fn confirm(stack: &Stack, session: &str, csrf: &str, preview: &str) -> reqwest::Response {
+    stack
+        .http
+        .post(format!("{}/settings/confirm", stack.origin))
+        .header(COOKIE, session)
+        .header(ORIGIN, stack.origin.clone())
+        .form(&[
+            ("csrf", csrf),
+            ("base_version", &hidden(preview, "base_version")),
+            ("proposed", &hidden(preview, "proposed")),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn sign_in(stack: &Stack, user: &str) -> reqwest::Response {
+    let started = stack
+        .http
+        .get(format!("{}/auth/start", stack.origin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let sign_in_cookie = cookie_of(&started, "cmsf-signin").expect("a sign-in cookie");
+    let authorize = location(&started);
+    assert!(
+        authorize.starts_with(&format!("{}/services/oauth2/authorize?", stack.sf_url)),
+        "{authorize}"
+    );
+    let page = stack.http.get(&authorize).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Allow as Ada Admin"), "{page}");
+    let query = authorize.split_once('?').unwrap().1;
+    let mut form: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    form.push(("user".into(), user.into()));
+    let approved = stack
+        .http
+        .post(format!("{}/services/oauth2/authorize", stack.sf_url))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), StatusCode::FOUND);
+    let callback = location(&approved);
+    assert!(
+        callback.starts_with(&format!("{}/auth/callback?code=", stack.origin)),
+        "{callback}"
+    );
+    stack
+        .http
+        .get(callback)
+        .header(COOKIE, sign_in_cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_admin_signs_in_with_salesforce_changes_a_setting_through_preview_and_signs_out() {
+    let stack = stack().await;
+    let back = sign_in(&stack, "005SB00000000A1AAA").await;
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&back), "/");
+    let session = cookie_of(&back, "cmsf-session").expect("a session");
+    let get = |path: &str| {
+        stack
+            .http
+            .get(format!("{}{path}", stack.origin))
+            .header(COOKIE, session.clone())
+            .send()
+    };
+    let overview = get("/").await.unwrap().text().await.unwrap();
+    assert!(overview.contains("Ada Admin"), "{overview}");
+
+    // Status refresh → Once Only: preview (nothing stored), then confirm (version 2).
+    let page = get("/settings").await.unwrap().text().await.unwrap();
+    let csrf = hidden(&page, "csrf");
+    let preview = stack
+        .http
+        .post(format!("{}/settings/preview", stack.origin))
+        .header(COOKIE, session.clone())
+        .header(ORIGIN, stack.origin.clone())
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("status_refresh", "once_only"),
+            ("update_campaign_statistics", "on"),
+            ("status_Opened", "Opened"),
+            ("status_Clicked", "Clicked"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preview.status(), StatusCode::OK);
+    let preview = preview.text().await.unwrap();
+    assert!(
+        preview.contains("status_refresh: &#34;always&#34; -&#62; &#34;once_only&#34;"),
+        "{preview}"
+    );
+    assert_eq!(
+        stack.store.load_settings().await.unwrap().unwrap().version,
+        1,
+        "a preview stores nothing"
+    );
+    let confirmed = confirm(&stack, &session, &csrf, &preview).await;
+    assert_eq!(confirmed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&confirmed), "/settings?saved=2");
+    let stored = stack.store.load_settings().await.unwrap().unwrap();
+    assert_eq!(
+        (stored.version, stored.settings.status_refresh),
+        (2, mapping::StatusRefresh::OnceOnly)
+    );
+
+    // The same confirm again: the settings moved on meanwhile, so a conflict, nothing stored.
+    let again = confirm(&stack, &session, &csrf, &preview).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert_eq!(stack.store.load_settings().await.unwrap().unwrap().version, 2);
+
+    // Sign out: the Salesforce token is revoked, the session gone.
+    let out = stack
+        .http
+        .post(format!("{}/signout", stack.origin))
+        .header(COOKIE, session.clone())
+        .header(ORIGIN, stack.origin.clone())
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.status(), location(&out)),
+        (StatusCode::SEE_OTHER, "/signin".to_owned())
+    );
+    assert!(
+        stack._sandbox.state.lock().sf.user_tokens.is_empty(),
+        "the admin's Salesforce token was revoked"
+    );
+    // A copy of the old cookie can change nothing: every change asks Salesforce again.
+    let replayed = stack
+        .http
+        .post(format!("{}/settings/confirm", stack.origin))
+        .header(COOKIE, session.clone())
+        .header(ORIGIN, stack.origin.clone())
+        .form(&[("csrf", csrf.as_str()), ("base_version", "2"), ("proposed", "{}")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), StatusCode::FORBIDDEN);
+    assert_eq!(stack.store.load_settings().await.unwrap().unwrap().version, 2);
+}
+
+#[tokio::test]
+async fn a_user_without_the_custom_permission_gets_the_403_page_naming_the_permission_set() {
+    let stack = stack().await;
+    let back = sign_in(&stack, "005SB00000000V1AAA").await;
+    assert_eq!(back.status(), StatusCode::FORBIDDEN);
+    assert!(cookie_of(&back, "cmsf-session").is_none(), "no session");
+    let page = back.text().await.unwrap();
+    assert!(
+        page.contains("CM Sync Console Admin") && page.contains("CM_Sync_Console"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn a_code_replayed_or_exchanged_without_its_verifier_is_refused() {
+    let stack = stack().await;
+    let started = stack
+        .http
+        .get(format!("{}/auth/start", stack.origin))
+        .send()
+        .await
+        .unwrap();
+    let authorize = location(&started);
+    let query = authorize.split_once('?').unwrap().1;
+    let mut form: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    form.push(("user".into(), "005SB00000000A1AAA".into()));
+    let approved = stack
+        .http
+        .post(format!("{}/services/oauth2/authorize", stack.sf_url))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let callback = location(&approved);
+    let code = callback
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    // Someone who saw the code but not the verifier.
+    let stolen = stack
+        .http
+        .post(format!("{}/services/oauth2/token", stack.sf_url))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("client_id", "sandbox-console-app"),
+            ("redirect_uri", &format!("{}/auth/callback", stack.origin)),
+            ("code_verifier", "not-the-verifier-not-the-verifier-not-the-ver"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stolen.status(), StatusCode::BAD_REQUEST);
+    assert!(stolen.text().await.unwrap().contains("invalid_grant"));
+}
