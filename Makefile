@@ -6,7 +6,7 @@ VENV := .venv
 PYTHON ?= python3
 WITH_MOTO := tests/support/with-moto.sh
 
-.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo stack-bins venv fuzz validate sf-tools build deploy bench
+.PHONY: help test lint fmt fmt-check clippy unit doc check-pure demo console browser stack-bins venv fuzz validate sf-tools build deploy bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -24,7 +24,7 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit: venv ## Every test in the workspace (unit, property, integration, doc), with the moto emulator running
+unit: venv browser ## Every test in the workspace (unit, property, integration, doc), with the moto emulator running
 	@mkdir -p target
 	@df -h . | awk 'NR == 2 {print "disk: " $$4 " free before the build"}'
 	$(WITH_MOTO) $(CARGO) test --workspace 2>&1 | tee target/test-output.log
@@ -39,6 +39,15 @@ unit: venv ## Every test in the workspace (unit, property, integration, doc), wi
 STACK_BINS := $(patsubst functions/%/Cargo.toml,%,$(wildcard functions/*/Cargo.toml)) sandbox cm-sf-admin
 stack-bins:
 	@for bin in $(STACK_BINS); do $(CARGO) build --bin $$bin || exit 1; done
+
+# The console's browser test drives Debian's chromium through chromium-driver; installed here
+# (as root, as on CI) when missing.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "browser: $$(chromium --version 2>/dev/null | head -1)"; \
+	else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
 
 # Python tools (moto) in a local virtualenv; reinstalled only when the requirements change.
 venv: $(VENV)/.installed
@@ -122,6 +131,9 @@ RELEASE_DIR = $${CARGO_TARGET_DIR:-target}/release
 bench: venv ## Benchmarks (release): workloads S, M, L, with and without 50 ms API latency, the naive way, cold start; writes BENCHMARKS.md
 	$(CARGO) build --release -p bench -p sandbox -p scheduled-sync
 	$(WITH_MOTO) $(RELEASE_DIR)/cm-sf-bench suite --workloads $(BENCH_WORKLOADS) --reps $(BENCH_REPS) --out BENCHMARKS.md
+
+console: venv stack-bins ## The admin console on the local stack of `make demo`: prints its URL and the sandbox user to sign in as
+	$(WITH_MOTO) $(VENV)/bin/python tests/e2e/console.py
 
 demo: venv stack-bins ## The main job, locally: stand-ins for CM and SF, the emulator, the real functions; a dry run, then a sync
 	$(WITH_MOTO) $(VENV)/bin/python tests/e2e/demo.py

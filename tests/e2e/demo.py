@@ -8,23 +8,14 @@ runs a dry run, then a real scheduled sync, and shows what changed in Salesforce
 import collections
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack, generate_scenario  # noqa: E402
+from stack import Stack, demo_scenario  # noqa: E402
 
 
 def main():
-    tmp = tempfile.mkdtemp()
-    path = os.path.join(tmp, "scenario.json")
-    scenario = generate_scenario(path)
-    settings = {
-        "cm_clients": [c["id"] for c in scenario["cm"]["clients"]],
-        "cm_lists": [l["id"] for l in scenario["cm"]["lists"]],
-        "cm_timezone": scenario["cm"]["timezone"],
-        "auto_create_campaigns": True,
-    }
+    path, scenario, settings = demo_scenario()
     print("Starting the local stack: Campaign Monitor and Salesforce stand-ins, DynamoDB/EventBridge emulator,")
     print("and the functions under `cargo lambda watch` (the first start compiles them)...")
     stack = Stack(path, settings)

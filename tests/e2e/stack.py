@@ -31,6 +31,8 @@ VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 LOG_DIR = os.path.join(TARGET, "e2e-logs")
 KEY = os.path.join(ROOT, "tests", "sandbox", "fixtures", "jwt-test-key.pem")
 SOURCE = "cm-sf-sync"
+# The sandbox org's id, as its identity URLs give it (tests/sandbox/src/sf/http/web_sign_in.rs).
+SANDBOX_ORG_ID = "00DSB0000000001AAA"
 
 
 
@@ -161,16 +163,33 @@ def generate_scenario(path, recipients=3000, activities=2400, extra_campaigns=3,
     return scenario
 
 
+def demo_scenario():
+    """The sample account of `make demo` and `make console` (several campaigns, 3,000
+    recipients, every activity kind, one campaign linked, one draft to auto-create) and its
+    settings: (scenario path, scenario, settings)."""
+    path = os.path.join(tempfile.mkdtemp(), "scenario.json")
+    scenario = generate_scenario(path)
+    settings = {
+        "cm_clients": [c["id"] for c in scenario["cm"]["clients"]],
+        "cm_lists": [l["id"] for l in scenario["cm"]["lists"]],
+        "cm_timezone": scenario["cm"]["timezone"],
+        "auto_create_campaigns": True,
+    }
+    return path, scenario, settings
+
+
 class Stack:
     def __init__(self, scenario_path, settings, quiet=os.environ.get("STACK_QUIET", "1") == "1", functions=True,
-                 log_level=None, oauth=False, realism=False):
+                 log_level=None, oauth=False, realism=False, console_port=None):
         """`functions=False`: only the sandbox, the emulator and the table (for admin checks
         that need no function running). `log_level`: one the template's `LogLevel` allows, in
         place of its default. `oauth`: the CM secret holds the scenario's OAuth tokens and the
         SF secret the refresh-token flow, instead of the API key and the JWT flow. `realism`: the
         sandbox's realism mode (tests/sandbox/README.md) and OAuth on both sides, whose tokens
         rotate; CM shows records up to `late_visibility_minutes` after their date, so
-        `set_cm_now` puts CM's clock that much later than the time asked for."""
+        `set_cm_now` puts CM's clock that much later than the time asked for. `console_port`:
+        the admin console (`cm-sf-admin console`) served on that loopback port, its sign-in
+        app's callback registered in the sandbox org (`console_url`)."""
         assert os.environ.get("AWS_ENDPOINT_URL"), "run under tests/support/with-moto.sh (make test / make demo do)"
         self.quiet = quiet
         self.processes = []
@@ -180,13 +199,19 @@ class Stack:
         with open(scenario_path) as f:
             self.scenario = json.load(f)
         self.realism = realism
+        self.console_url = f"http://127.0.0.1:{console_port}" if console_port else None
+        if self.console_url:
+            app = self.scenario["sf"].setdefault("console_app", {})
+            app.setdefault("client_id", "sandbox-console-app")
+            app["callback_urls"] = [f"{self.console_url}/auth/callback"]
         if realism:
             oauth = True
             self.scenario.setdefault("faults", {})["realism"] = True
             if not self.scenario["cm"].get("oauth"):
                 self.scenario["cm"]["oauth"] = {"client_id": "sandbox-oauth-client", "client_secret": "sandbox-oauth-secret",
                                                 "access_token": "cm-access-start", "refresh_token": "cm-refresh-start"}
-            scenario_path = os.path.join(tempfile.mkdtemp(), "scenario-realism.json")
+        if realism or self.console_url:
+            scenario_path = os.path.join(tempfile.mkdtemp(), "scenario-local.json")
             with open(scenario_path, "w") as f:
                 json.dump(self.scenario, f)
 
@@ -237,6 +262,9 @@ class Stack:
             json.dump(settings, f)
         self.admin("settings", "apply", settings_path)
 
+        if self.console_url:
+            self.start_console()
+
         self.queues = {}
         self.invoke_port = None
         self._stop = threading.Event()
@@ -283,6 +311,29 @@ class Stack:
         self.relay_failures = []
         self._relay = threading.Thread(target=self._relay_loop, daemon=True)
         self._relay.start()
+
+    def start_console(self):
+        """`cm-sf-admin console` on `console_url`, signing in with the sandbox org's console
+        app; returns once it answers its health check."""
+        env = dict(self.env, CONSOLE_CLIENT_ID=self.scenario["sf"]["console_app"]["client_id"],
+                   CONSOLE_ORG_ID=SANDBOX_ORG_ID, CONSOLE_SF_LOGIN_URL=self.sf_url)
+        listen = urllib.parse.urlsplit(self.console_url).netloc
+        os.makedirs(LOG_DIR, exist_ok=True)
+        self.console_log = os.path.join(LOG_DIR, f"console-{self.suffix}.log")
+        out = open(self.console_log, "w")
+        console = subprocess.Popen([os.path.join(BIN, "cm-sf-admin"), "console", "--listen", listen],
+                                   env=env, stdout=out, stderr=out)
+        self.processes.append(console)
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.console_url}/health", timeout=2).read()
+                return
+            except OSError:
+                if console.poll() is not None or time.time() > deadline:
+                    with open(self.console_log) as f:
+                        raise RuntimeError(f"the console did not start: {f.read()[-2000:]}")
+                time.sleep(0.2)
 
     def admin(self, *args):
         return subprocess.run([os.path.join(BIN, "cm-sf-admin"), *args], env=self.env, check=True, capture_output=True, text=True).stdout

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use engine::Engine;
-use events::publisher::EventBridgeSink;
+use events::publisher::{EventBridgeSink, Publisher};
 use lambda_support::{Config, Invocation};
 use serde_json::Value;
 use state::dynamo::DynamoStore;
@@ -88,6 +88,14 @@ impl Context {
     /// The state table.
     pub async fn store(&self) -> Result<DynamoStore, Failure> {
         Ok(lambda_support::dynamo_store(
+            &lambda_support::aws().await,
+            &self.config,
+        )?)
+    }
+
+    /// The deployment's bus, as the functions publish to it.
+    pub async fn publisher(&self) -> Result<Publisher<EventBridgeSink>, Failure> {
+        Ok(lambda_support::bus_publisher(
             &lambda_support::aws().await,
             &self.config,
         )?)

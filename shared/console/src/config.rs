@@ -1,5 +1,13 @@
 //! What a deployment sets for its console.
 
+/// The custom permission the console requires by default, shipped in `infra/salesforce`
+/// (`customPermissions/CM_Sync_Console`).
+pub const DEFAULT_PERMISSION: &str = "CM_Sync_Console";
+
+/// The label of the permission set in `infra/salesforce` that grants it
+/// (`permissionsets/CM_Sync_Console_Admin`): what the 403 page tells a user to ask for.
+pub const DEFAULT_PERMISSION_SET: &str = "CM Sync Console Admin";
+
 /// The console's settings.
 #[derive(Clone)]
 pub struct ConsoleConfig {

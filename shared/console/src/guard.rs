@@ -13,7 +13,7 @@ use chrono::Utc;
 
 use crate::pages::refusal;
 use crate::session::{self, MAX_AGE, Session};
-use crate::{App, ConsoleStore};
+use crate::{App, ConsoleSink, ConsoleStore};
 
 /// The Content-Security-Policy: nothing runs, nothing frames the console, forms post only to it.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
@@ -23,7 +23,11 @@ frame-ancestors 'none'; base-uri 'none'";
 const MAX_FORM_BYTES: usize = 256 * 1024;
 
 /// Host check (loopback consoles) and the security headers on every response.
-pub async fn host_and_headers<S: ConsoleStore>(State(app): State<App<S>>, request: Request, next: Next) -> Response {
+pub async fn host_and_headers<S: ConsoleStore, P: ConsoleSink>(
+    State(app): State<App<S, P>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let mut response = if app.config.loopback && !loopback_host(request.headers()) {
         (
             StatusCode::MISDIRECTED_REQUEST,
@@ -62,7 +66,11 @@ fn loopback_host(headers: &HeaderMap) -> bool {
 }
 
 /// A live session for every signed-in route (refreshed on use); CSRF and `Origin` for changes.
-pub async fn require_session<S: ConsoleStore>(State(app): State<App<S>>, request: Request, next: Next) -> Response {
+pub async fn require_session<S: ConsoleStore, P: ConsoleSink>(
+    State(app): State<App<S, P>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let config = &app.config;
     let sealer = match session::Sealer::new(&config.session_key) {
         Ok(sealer) => sealer,
@@ -120,9 +128,22 @@ pub async fn require_session<S: ConsoleStore>(State(app): State<App<S>>, request
 #[derive(Debug, Clone, Copy)]
 pub struct SignedOut;
 
+/// Whether a change comes from the console's own pages. Browsers send `Origin` on every form
+/// POST, but as `null` when the page's referrer policy is `no-referrer` (Fetch Standard,
+/// "serializing a request origin"), which the console sends; so a `null` or missing `Origin`
+/// counts only with `Sec-Fetch-Site: same-origin` (Fetch Metadata, set by the browser and never
+/// by a page). Any other origin, or a cross-site fetch, is refused.
+fn same_origin(headers: &HeaderMap, public_origin: &str) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match text(header::ORIGIN.as_str()) {
+        Some(origin) if origin != "null" => origin == public_origin.trim_end_matches('/'),
+        _ => text("sec-fetch-site") == Some("same-origin"),
+    }
+}
+
 /// A change must come from the console's own origin and carry the session's CSRF token.
-async fn checked_change<S: ConsoleStore>(
-    app: &App<S>,
+async fn checked_change<S: ConsoleStore, P: ConsoleSink>(
+    app: &App<S, P>,
     current: &Session,
     request: Request,
 ) -> Result<Request, Response> {
@@ -133,9 +154,10 @@ async fn checked_change<S: ConsoleStore>(
             "This change was refused: it did not come from a console page of this session. Reload the page and try again.",
         )
     };
-    let origin = request.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok());
-    if origin != Some(app.config.public_origin.trim_end_matches('/')) {
-        return Err(forbidden("Origin missing or foreign"));
+    if !same_origin(request.headers(), &app.config.public_origin) {
+        return Err(forbidden(
+            "Origin foreign, or missing without Sec-Fetch-Site: same-origin",
+        ));
     }
     let (parts, body) = request.into_parts();
     let bytes = to_bytes(body, MAX_FORM_BYTES)

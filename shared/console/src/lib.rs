@@ -32,7 +32,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use state::{RunStore, SettingsStore};
+use events::publisher::{EventSink, Publisher};
+use state::{LinkStore, RetryQueue, RunStore, SettingsStore};
 
 pub use config::ConsoleConfig;
 
@@ -44,13 +45,15 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("save Campaign Settings", "settings apply"),
     ("list runs", "runs"),
     ("open a run and its failures", "run"),
+    ("retry a run's failed people", "retry"),
 ];
 
 /// Every route: method, path, and whether it is served without a session (sign-in, the OAuth
-/// callback, the stylesheet and the health check only). A test walks it.
+/// callback, the stylesheet and icon, and the health check only). A test walks it.
 pub const ROUTES: &[(&str, &str, bool)] = &[
     ("GET", "/health", true),
     ("GET", "/static/console.css", true),
+    ("GET", "/static/favicon.svg", true),
     ("GET", "/signin", true),
     ("GET", "/auth/start", true),
     ("GET", "/auth/callback", true),
@@ -60,55 +63,67 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("POST", "/settings/confirm", false),
     ("GET", "/runs", false),
     ("GET", "/runs/{run_id}", false),
+    ("POST", "/runs/{run_id}/retry", false),
     ("POST", "/signout", false),
 ];
 
-/// What the console's store must do: settings and runs.
-pub trait ConsoleStore: SettingsStore + RunStore + 'static {}
+/// What the console's store must do: settings, runs, links and the retry queue.
+pub trait ConsoleStore: SettingsStore + RunStore + LinkStore + RetryQueue + 'static {}
 
-impl<T: SettingsStore + RunStore + 'static> ConsoleStore for T {}
+impl<T: SettingsStore + RunStore + LinkStore + RetryQueue + 'static> ConsoleStore for T {}
 
-/// What every handler shares, built once.
+/// Where the console's requests for work go: the deployment's bus (a retry's sync, a preview).
+pub trait ConsoleSink: EventSink + 'static {}
+
+impl<T: EventSink + 'static> ConsoleSink for T {}
+
+/// What every handler shares, built once. The console holds no CM or SF credentials of the
+/// integration: it reads and writes the state table, asks the functions for work through the
+/// bus, and calls Salesforce with the signed-in admin's own token.
 #[derive(Debug)]
-pub struct Console<S> {
+pub struct Console<S, P> {
     /// The deployment's console settings.
     pub config: ConsoleConfig,
     /// The state table.
     pub store: Arc<S>,
+    /// The deployment's event bus.
+    pub publisher: Arc<Publisher<P>>,
     /// Salesforce, with the signed-in admin's token.
     pub salesforce: salesforce::SalesforceAuth,
 }
 
 /// The shared state handed to handlers.
-pub type App<S> = Arc<Console<S>>;
+pub type App<S, P> = Arc<Console<S, P>>;
 
 /// The console's routes. Every route but sign-in, the OAuth callback, the stylesheet and the
 /// health check needs a session; every response carries the security headers.
-pub fn router<S: ConsoleStore>(console: Console<S>) -> Router {
-    let app: App<S> = Arc::new(console);
+pub fn router<S: ConsoleStore, P: ConsoleSink>(console: Console<S, P>) -> Router {
+    let app: App<S, P> = Arc::new(console);
     let signed_in = Router::new()
-        .route("/", get(pages::overview::show::<S>))
-        .route("/settings", get(pages::settings::show::<S>))
-        .route("/settings/preview", post(pages::settings::preview::<S>))
-        .route("/settings/confirm", post(pages::settings::confirm::<S>))
-        .route("/runs", get(pages::runs::list::<S>))
-        .route("/runs/{run_id}", get(pages::runs::show::<S>))
-        .route("/signout", post(pages::signin::sign_out::<S>))
+        .route("/", get(pages::overview::show::<S, P>))
+        .route("/settings", get(pages::settings::show::<S, P>))
+        .route("/settings/preview", post(pages::settings::preview::<S, P>))
+        .route("/settings/confirm", post(pages::settings::confirm::<S, P>))
+        .route("/runs", get(pages::runs::list::<S, P>))
+        .route("/runs/{run_id}", get(pages::runs::show::<S, P>))
+        .route("/runs/{run_id}/retry", post(pages::runs::retry::<S, P>))
+        .route("/signout", post(pages::signin::sign_out::<S, P>))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
-            guard::require_session::<S>,
+            guard::require_session::<S, P>,
         ));
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/static/console.css", get(pages::stylesheet))
-        .route("/signin", get(pages::signin::page::<S>))
-        .route("/auth/start", get(pages::signin::start::<S>))
-        .route("/auth/callback", get(pages::signin::callback::<S>))
+        .route("/static/favicon.svg", get(pages::icon))
+        .route("/signin", get(pages::signin::page::<S, P>))
+        .route("/auth/start", get(pages::signin::start::<S, P>))
+        .route("/auth/callback", get(pages::signin::callback::<S, P>))
         .merge(signed_in)
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
-            guard::host_and_headers::<S>,
+            guard::host_and_headers::<S, P>,
         ))
         .with_state(app)
 }

@@ -13,6 +13,7 @@ use console::pages::tests_support::config;
 use console::salesforce::SalesforceAuth;
 use console::session::{Sealer, Session, cookie_name};
 use console::{Console, ROUTES, router};
+use events::publisher::{MemorySink, Publisher};
 use mapping::Settings;
 use state::memory::MemoryStore;
 use state::{RunFailure, RunRecord, RunStatus, RunStore, SettingsStore};
@@ -25,6 +26,7 @@ async fn app() -> (Router, Arc<MemoryStore>) {
     let console = Console {
         config: config(),
         store: store.clone(),
+        publisher: Arc::new(Publisher::new(MemorySink::default())),
         salesforce: SalesforceAuth::new().unwrap(),
     };
     (router(console), store)
@@ -256,27 +258,37 @@ async fn a_change_without_the_sessions_csrf_token_or_from_another_origin_is_refu
     let (app, store) = app().await;
     let signed_in = cookie(&session(0));
     let form = "status_refresh=once_only&status_Opened=Opened";
-    for (origin, csrf, expected) in [
-        (Some("http://127.0.0.1:8080"), "", StatusCode::FORBIDDEN),
-        (Some("http://127.0.0.1:8080"), "&csrf=wrong", StatusCode::FORBIDDEN),
+    let good = "&csrf=csrf-token-of-this-session";
+    let here = Some("http://127.0.0.1:8080");
+    // Origin, Sec-Fetch-Site, token: a browser sends `Origin: null` from a page whose
+    // referrer policy is no-referrer, and then only Fetch Metadata tells where the form was.
+    for (origin, fetch_site, csrf, expected) in [
+        (here, None, "", StatusCode::FORBIDDEN),
+        (here, None, "&csrf=wrong", StatusCode::FORBIDDEN),
         (
             Some("http://evil.example"),
-            "&csrf=csrf-token-of-this-session",
+            Some("same-origin"),
+            good,
             StatusCode::FORBIDDEN,
         ),
-        (None, "&csrf=csrf-token-of-this-session", StatusCode::FORBIDDEN),
-        (
-            Some("http://127.0.0.1:8080"),
-            "&csrf=csrf-token-of-this-session",
-            StatusCode::OK,
-        ),
+        (None, None, good, StatusCode::FORBIDDEN),
+        (Some("null"), None, good, StatusCode::FORBIDDEN),
+        (Some("null"), Some("cross-site"), good, StatusCode::FORBIDDEN),
+        (Some("null"), Some("same-site"), good, StatusCode::FORBIDDEN),
+        (Some("null"), Some("same-origin"), "&csrf=wrong", StatusCode::FORBIDDEN),
+        (Some("null"), Some("same-origin"), good, StatusCode::OK),
+        (None, Some("same-origin"), good, StatusCode::OK),
+        (here, None, good, StatusCode::OK),
     ] {
-        for path in ["/settings/preview", "/settings/confirm"] {
+        for path in ["/settings/preview", "/settings/confirm", "/runs/r1/retry"] {
             let mut builder = request("POST", path)
                 .header(header::COOKIE, signed_in.clone())
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
             if let Some(origin) = origin {
                 builder = builder.header(header::ORIGIN, origin);
+            }
+            if let Some(site) = fetch_site {
+                builder = builder.header("sec-fetch-site", site);
             }
             let response = app
                 .clone()
@@ -285,6 +297,10 @@ async fn a_change_without_the_sessions_csrf_token_or_from_another_origin_is_refu
                 .unwrap();
             if path == "/settings/preview" || expected == StatusCode::FORBIDDEN {
                 assert_eq!(response.status(), expected, "{path} origin {origin:?} {csrf}");
+            } else if path == "/runs/r1/retry" {
+                // Token and origin right, but Salesforce cannot confirm the permission again.
+                assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+                assert!(body(response).await.contains("nothing was changed"));
             }
         }
     }

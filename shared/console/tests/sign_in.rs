@@ -10,15 +10,18 @@ use chrono::Utc;
 use console::pages::tests_support;
 use console::salesforce::SalesforceAuth;
 use console::{Console, router};
+use events::LinkOrigin;
+use events::publisher::{MemorySink, Publisher};
 use mapping::Settings;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use sandbox::generate::{Shape, generate};
-use state::SettingsStore;
 use state::memory::MemoryStore;
+use state::{LinkRecord, LinkStore, RetryQueue, RunFailure, RunRecord, RunStatus, RunStore, SettingsStore};
 
 struct Stack {
     origin: String,
+    publisher: Arc<Publisher<MemorySink>>,
     sf_url: String,
     store: Arc<MemoryStore>,
     http: reqwest::Client,
@@ -42,14 +45,17 @@ async fn stack() -> Stack {
     config.public_origin = origin.clone();
     config.sf_login_url = running.sf_url.clone();
     config.client_id = "sandbox-console-app".into();
+    let publisher = Arc::new(Publisher::new(MemorySink::default()));
     let console = Console {
         config,
         store: store.clone(),
+        publisher: publisher.clone(),
         salesforce: SalesforceAuth::new().unwrap(),
     };
     tokio::spawn(async move { axum::serve(listener, router(console)).await });
     Stack {
         origin,
+        publisher,
         sf_url: running.sf_url.clone(),
         store,
         http: reqwest::Client::builder()
@@ -235,6 +241,79 @@ async fn an_admin_signs_in_with_salesforce_changes_a_setting_through_preview_and
         .unwrap();
     assert_eq!(replayed.status(), StatusCode::FORBIDDEN);
     assert_eq!(stack.store.load_settings().await.unwrap().unwrap().version, 2);
+}
+
+#[tokio::test]
+async fn an_admin_retries_a_runs_failed_people_from_its_page() {
+    let stack = stack().await;
+    let cm = "0123456789abcdef0123456789abcdef";
+    stack
+        .store
+        .put_link(&LinkRecord {
+            cm_campaign_id: cm.into(),
+            sf_campaign_id: "701SB0000000001AAA".into(),
+            origin: LinkOrigin::Manual,
+            linked_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let run = RunRecord {
+        run_id: "r1".into(),
+        scope: cm.into(),
+        started_at: Utc::now(),
+        ended_at: Some(Utc::now()),
+        status: RunStatus::CompletedWithFailures,
+        counts: Default::default(),
+        failure_count: 2,
+        resumed_at: None,
+        expires_at: None,
+    };
+    stack.store.start_run(&run).await.unwrap();
+    let refused = |who: &str| {
+        RunFailure::new(
+            who,
+            "FIELD_CUSTOM_VALIDATION_EXCEPTION: refused",
+            Some("FIELD_CUSTOM_VALIDATION_EXCEPTION"),
+        )
+    };
+    stack
+        .store
+        .add_run_failures(
+            "r1",
+            &[refused("jo.smith@example.com"), refused("al.jones@example.com")],
+        )
+        .await
+        .unwrap();
+
+    let back = sign_in(&stack, "005SB00000000A1AAA").await;
+    let session = cookie_of(&back, "cmsf-session").expect("a session");
+    let page = stack
+        .http
+        .get(format!("{}/runs/r1", stack.origin))
+        .header(COOKIE, session.clone())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("2 people failed in this run"), "{page}");
+    assert!(!page.contains("jo.smith@example.com"), "no whole address");
+    let retried = stack
+        .http
+        .post(format!("{}/runs/r1/retry", stack.origin))
+        .header(COOKIE, session.clone())
+        .header(ORIGIN, stack.origin.clone())
+        .form(&[("csrf", hidden(&page, "csrf").as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&retried), "/runs/r1?queued=2");
+    let queued = stack.store.failed_records(cm, 10).await.unwrap();
+    assert_eq!(queued.len(), 2, "both people queued for another attempt");
+    let requested = stack.publisher.sink().events();
+    assert_eq!(requested.len(), 1, "one sync of the campaign requested: {requested:?}");
 }
 
 #[tokio::test]

@@ -75,6 +75,15 @@ impl EngineError {
             EngineError::Publish(e) => e.is_retryable(),
         }
     }
+
+    /// The code a run's record keeps for a run this error stopped.
+    pub fn run_failure_code(&self) -> &'static str {
+        if self.is_retryable() {
+            "RETRYABLE"
+        } else {
+            "NOT_RETRYABLE"
+        }
+    }
 }
 
 /// Tunables with sensible defaults.

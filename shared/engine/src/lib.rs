@@ -162,7 +162,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
 
     /// [`Retry::queue`]: a run's failed people queued for another attempt.
     pub async fn retry_run(&self, run_id: &str) -> Result<RetryQueued, EngineError> {
-        Retry::new(self).queue(run_id).await
+        Retry::new(&*self.store, &self.publisher).queue(run_id).await
     }
 
     /// [`WebhookAdmin::list`]: the webhooks of the configured lists.

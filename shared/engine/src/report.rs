@@ -50,6 +50,40 @@ pub(crate) async fn record_report_once<S: RunStore>(
         .await
 }
 
+/// A scheduled run's own record, so the console's Overview and `cm-sf-admin runs` show when
+/// the schedule last ran, what it found and requested, and whether it failed (`failure`).
+/// A retried invocation (same id) records its own ending over the first one's.
+pub(crate) async fn record_scheduled_run<S: RunStore>(
+    store: &S,
+    settings: &mapping::Settings,
+    run_id: &str,
+    started_at: chrono::DateTime<chrono::Utc>,
+    counts: BTreeMap<String, u64>,
+    failure: Option<RunFailure>,
+) -> Result<(), StoreError> {
+    store
+        .start_run(&RunRecord {
+            run_id: run_id.to_owned(),
+            scope: Scope::ScheduledRun.key(),
+            started_at,
+            ended_at: None,
+            status: RunStatus::Running,
+            counts: counts.clone(),
+            failure_count: 0,
+            resumed_at: None,
+            expires_at: Some(settings.run_expires_at(started_at)),
+        })
+        .await?;
+    let status = match failure {
+        Some(failure) => {
+            store.add_run_failures(run_id, &[failure]).await?;
+            RunStatus::Failed
+        }
+        None => RunStatus::Succeeded,
+    };
+    store.finish_run(run_id, chrono::Utc::now(), status, &counts).await
+}
+
 /// A time-ordered run id.
 pub fn new_run_id() -> String {
     state::new_run_id(chrono::Utc::now(), uuid::Uuid::new_v4().as_u128() as u32)

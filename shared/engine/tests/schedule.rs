@@ -10,7 +10,7 @@ use events::LinkOrigin;
 use mapping::Settings;
 use sandbox::generate::{Shape, generate};
 use serde_json::json;
-use state::{RetryQueue, SettingsStore, WebhookEventStore};
+use state::{RetryQueue, RunStatus, RunStore, SettingsStore, WebhookEventStore};
 
 use common::*;
 
@@ -408,4 +408,41 @@ async fn the_schedule_sweeps_webhook_batches_left_pending_and_applies_them_once(
         .find(|c| c["Id"] == contact["Id"])
         .unwrap();
     assert_eq!(person["HasOptedOutOfEmail"], true);
+}
+
+/// Each scheduled run leaves a run record of its own (scope `scheduled`): what it found and
+/// requested, and a failure when it stopped, so the console's Overview shows when the schedule
+/// last ran and whether it worked.
+#[tokio::test]
+async fn each_scheduled_run_is_recorded_with_its_counts_or_its_failure() {
+    let h = Harness::new(
+        generate(&Shape {
+            recipients: 10,
+            activities: 5,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let done = engine::new_run_id();
+    let outcome = h.engine.run_scheduled(&h.settings().await, &done).await.unwrap();
+    let (run, failures) = h.engine.store.run(&done).await.unwrap().expect("recorded");
+    assert_eq!(run.scope, "scheduled");
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(run.counts.get("links_found").copied(), Some(outcome.links_found as u64));
+    assert_eq!(
+        run.counts.get("syncs_requested").copied(),
+        Some(outcome.syncs_requested as u64)
+    );
+    assert!(failures.is_empty() && run.ended_at.is_some());
+
+    // Discovery fails (a configured client CM does not know): the run is recorded as failed.
+    let mut settings = h.settings().await;
+    settings.cm_clients.push("ffffffffffffffffffffffffffffffff".into());
+    let failed = engine::new_run_id();
+    assert!(h.engine.run_scheduled(&settings, &failed).await.is_err());
+    let (run, failures) = h.engine.store.run(&failed).await.unwrap().expect("recorded");
+    assert_eq!((run.scope.as_str(), run.status), ("scheduled", RunStatus::Failed));
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].code.as_deref().is_some_and(|c| c.ends_with("RETRYABLE")));
 }

@@ -37,6 +37,8 @@ pub enum Scope<'a> {
     Webhooks,
     /// The schedule's clocks: `schedule`.
     Schedule,
+    /// The scheduled runs' own run records (what each found and requested): `scheduled`.
+    ScheduledRun,
 }
 
 impl Scope<'_> {
@@ -59,6 +61,7 @@ impl fmt::Display for Scope<'_> {
             Scope::WebhookList(id) => write!(f, "webhook:{id}"),
             Scope::Webhooks => f.write_str("webhooks"),
             Scope::Schedule => f.write_str("schedule"),
+            Scope::ScheduledRun => f.write_str("scheduled"),
         }
     }
 }

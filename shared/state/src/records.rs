@@ -183,7 +183,7 @@ pub enum RunStart {
 pub struct RunRecord {
     /// Time-ordered id (see [`new_run_id`]).
     pub run_id: String,
-    /// What it covers: `all`, a CM campaign id, `webhook`, ...
+    /// What it covers: `scheduled` (a scheduled run), a CM campaign id, `webhook:<list>`, ...
     pub scope: String,
     /// Start.
     pub started_at: DateTime<Utc>,

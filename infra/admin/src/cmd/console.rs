@@ -38,8 +38,8 @@ fn config(listen: SocketAddr) -> Result<ConsoleConfig, Failure> {
         client_id: required("CONSOLE_CLIENT_ID")?,
         client_secret: std::env::var("CONSOLE_CLIENT_SECRET").ok().filter(|s| !s.is_empty()),
         org_id: required("CONSOLE_ORG_ID")?,
-        permission: optional("CONSOLE_PERMISSION", "CM_Sync_Console"),
-        permission_set: optional("CONSOLE_PERMISSION_SET", "CM Sync Console Admin"),
+        permission: optional("CONSOLE_PERMISSION", console::config::DEFAULT_PERMISSION),
+        permission_set: optional("CONSOLE_PERMISSION_SET", console::config::DEFAULT_PERMISSION_SET),
         session_key,
         loopback: true,
     })
@@ -48,12 +48,14 @@ fn config(listen: SocketAddr) -> Result<ConsoleConfig, Failure> {
 pub async fn run(context: &Context, listen: SocketAddr) -> Result<Report, Failure> {
     let config = config(listen)?;
     let store = Arc::new(context.store().await?);
+    let publisher = Arc::new(context.publisher().await?);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let origin = config.public_origin.clone();
     eprintln!("console: {origin} (sign in with Salesforce; Ctrl-C stops it)");
     let app = console::router(Console {
         config,
         store,
+        publisher,
         salesforce: SalesforceAuth::new()?,
     });
     axum::serve(listener, app)

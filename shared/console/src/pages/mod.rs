@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use crate::session::Session;
+use crate::{App, ConsoleSink, ConsoleStore};
 
 /// The header every signed-in page shows.
 #[derive(Debug, Clone)]
@@ -65,6 +66,32 @@ pub fn refusal(status: StatusCode, text: &str) -> Response {
     )
 }
 
+/// The permission checked again in Salesforce before a change: a permission set removed
+/// since sign-in stops the next change (the refusal says nothing was changed).
+pub async fn still_permitted<S: ConsoleStore, P: ConsoleSink>(
+    app: &App<S, P>,
+    current: &Session,
+) -> Result<(), Response> {
+    match app
+        .salesforce
+        .identity(&app.config, &current.identity_url, &current.access_token)
+        .await
+    {
+        Ok(identity) if identity.holds(&app.config.permission) => Ok(()),
+        Ok(_) => Err(refusal(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "You no longer hold the {} permission (permission set {}): nothing was changed.",
+                app.config.permission, app.config.permission_set
+            ),
+        )),
+        Err(error) => Err(refusal(
+            StatusCode::FORBIDDEN,
+            &format!("{error}: nothing was changed. Sign in again."),
+        )),
+    }
+}
+
 /// Any other path.
 pub async fn not_found() -> Response {
     refusal(StatusCode::NOT_FOUND, "There is no such page.")
@@ -77,6 +104,15 @@ pub async fn stylesheet() -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/css; charset=utf-8"),
     );
+    response
+}
+
+/// The icon browsers ask for (a page without one makes every visit log a failed request).
+pub async fn icon() -> Response {
+    let mut response = include_str!("../../static/favicon.svg").into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
     response
 }
 
@@ -98,8 +134,8 @@ pub mod tests_support {
             client_id: "console-app".into(),
             client_secret: None,
             org_id: "00DSB0000000001AAA".into(),
-            permission: "CM_Sync_Console".into(),
-            permission_set: "CM Sync Console Admin".into(),
+            permission: crate::config::DEFAULT_PERMISSION.into(),
+            permission_set: crate::config::DEFAULT_PERMISSION_SET.into(),
             session_key: [42; 32],
             loopback: true,
         }

@@ -5,11 +5,12 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{Duration, Utc};
+use state::Scope;
 
 use super::runs::{RunRow, has_trouble};
 use super::{Chrome, refusal, render};
 use crate::session::Session;
-use crate::{App, ConsoleStore};
+use crate::{App, ConsoleSink, ConsoleStore};
 
 #[derive(Template)]
 #[template(path = "overview.html")]
@@ -21,7 +22,10 @@ struct OverviewPage {
 }
 
 /// The overview page.
-pub async fn show<S: ConsoleStore>(State(app): State<App<S>>, Extension(current): Extension<Session>) -> Response {
+pub async fn show<S: ConsoleStore, P: ConsoleSink>(
+    State(app): State<App<S, P>>,
+    Extension(current): Extension<Session>,
+) -> Response {
     let (runs, settings) = match tokio::join!(app.store.recent_runs(200), app.store.load_settings()) {
         (Ok(runs), Ok(settings)) => (runs, settings),
         (Err(error), _) | (_, Err(error)) => {
@@ -36,7 +40,10 @@ pub async fn show<S: ConsoleStore>(State(app): State<App<S>>, Extension(current)
         StatusCode::OK,
         &OverviewPage {
             chrome: Chrome::of(&current, "overview"),
-            last_scheduled: runs.iter().find(|r| r.scope == "all").map(RunRow::of),
+            last_scheduled: runs
+                .iter()
+                .find(|r| r.scope == Scope::ScheduledRun.key())
+                .map(RunRow::of),
             troubled: runs
                 .iter()
                 .filter(|r| r.started_at >= since && has_trouble(r))

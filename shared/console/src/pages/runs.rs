@@ -6,13 +6,15 @@ use std::collections::BTreeMap;
 use askama::Template;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
+use engine::EngineError;
+use engine::admin::Retry;
 use serde::Deserialize;
 use state::{RunRecord, RunStatus};
 
-use super::{Chrome, refusal, render};
+use super::{Chrome, refusal, render, still_permitted};
 use crate::session::Session;
-use crate::{App, ConsoleStore};
+use crate::{App, ConsoleSink, ConsoleStore};
 
 /// Runs listed at most.
 const RUNS_SHOWN: usize = 100;
@@ -89,8 +91,8 @@ struct RunsPage {
 }
 
 /// The newest runs (`?failed=1`: only those with failures or that failed).
-pub async fn list<S: ConsoleStore>(
-    State(app): State<App<S>>,
+pub async fn list<S: ConsoleStore, P: ConsoleSink>(
+    State(app): State<App<S, P>>,
     Extension(current): Extension<Session>,
     Query(filter): Query<Filter>,
 ) -> Response {
@@ -134,13 +136,25 @@ struct RunPage {
     chrome: Chrome,
     run: RunRow,
     groups: Vec<FailureGroup>,
+    /// People among the failures: what Retry would queue.
+    people: usize,
+    /// People just queued by Retry (after its redirect).
+    queued: Option<usize>,
+}
+
+/// What a run's page is asked after a retry.
+#[derive(Debug, Deserialize)]
+pub struct Shown {
+    #[serde(default)]
+    queued: Option<usize>,
 }
 
 /// One run and its failures, grouped by code.
-pub async fn show<S: ConsoleStore>(
-    State(app): State<App<S>>,
+pub async fn show<S: ConsoleStore, P: ConsoleSink>(
+    State(app): State<App<S, P>>,
     Extension(current): Extension<Session>,
     Path(run_id): Path<String>,
+    Query(shown): Query<Shown>,
 ) -> Response {
     let (run, failures) = match app.store.run(&run_id).await {
         Ok(Some(found)) => found,
@@ -157,6 +171,11 @@ pub async fn show<S: ConsoleStore>(
             );
         }
     };
+    let people = failures
+        .iter()
+        .filter_map(|f| f.person.as_deref())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let mut by_code: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for failure in failures {
         by_code
@@ -173,6 +192,39 @@ pub async fn show<S: ConsoleStore>(
                 .into_iter()
                 .map(|(code, failures)| FailureGroup { code, failures })
                 .collect(),
+            people,
+            queued: shown.queued,
         },
     )
+}
+
+/// Retry failed people: queues the people a run failed on and requests a sync of its campaign
+/// (the same operation as `cm-sf-admin retry`), then shows the run again with what was queued.
+pub async fn retry<S: ConsoleStore, P: ConsoleSink>(
+    State(app): State<App<S, P>>,
+    Extension(current): Extension<Session>,
+    Path(run_id): Path<String>,
+) -> Response {
+    if let Err(refused) = still_permitted(&app, &current).await {
+        return refused;
+    }
+    match Retry::new(app.store.as_ref(), app.publisher.as_ref())
+        .queue(&run_id)
+        .await
+    {
+        Ok(queued) => {
+            tracing::info!(user = %current.user_id, run = %run_id, queued = queued.queued, retry_run = %queued.run_id, "retry queued from the console");
+            let path = format!(
+                "/runs/{}?queued={}",
+                form_urlencoded::byte_serialize(run_id.as_bytes()).collect::<String>(),
+                queued.queued
+            );
+            Redirect::to(&path).into_response()
+        }
+        Err(EngineError::Invalid(reason)) => refusal(StatusCode::UNPROCESSABLE_ENTITY, &reason),
+        Err(error) => refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("Nothing was queued: {error}. Try again."),
+        ),
+    }
 }

@@ -15,9 +15,9 @@ use mapping::{ActivityKind, Settings, StatusRefresh};
 use serde::Deserialize;
 use state::{StoreError, VersionedSettings};
 
-use super::{Chrome, refusal, render};
+use super::{Chrome, refusal, render, still_permitted};
 use crate::session::Session;
-use crate::{App, ConsoleStore};
+use crate::{App, ConsoleSink, ConsoleStore};
 
 /// One row of the status mapping as the form shows it.
 #[derive(Debug, Clone)]
@@ -118,8 +118,8 @@ pub struct Saved {
 }
 
 /// The Campaign Settings page.
-pub async fn show<S: ConsoleStore>(
-    State(app): State<App<S>>,
+pub async fn show<S: ConsoleStore, P: ConsoleSink>(
+    State(app): State<App<S, P>>,
     Extension(current): Extension<Session>,
     axum::extract::Query(saved): axum::extract::Query<Saved>,
 ) -> Response {
@@ -138,7 +138,7 @@ pub async fn show<S: ConsoleStore>(
     )
 }
 
-async fn load<S: ConsoleStore>(app: &App<S>) -> Result<VersionedSettings, Response> {
+async fn load<S: ConsoleStore, P: ConsoleSink>(app: &App<S, P>) -> Result<VersionedSettings, Response> {
     match SettingsAdmin::new(app.store.as_ref()).current().await {
         Ok(Some(stored)) => Ok(stored),
         Ok(None) => Err(refusal(
@@ -223,8 +223,8 @@ struct PreviewPage {
 
 /// Save → preview: the changes field by field, nothing stored. Invalid input shows the form
 /// again with each error next to its field.
-pub async fn preview<S: ConsoleStore>(
-    State(app): State<App<S>>,
+pub async fn preview<S: ConsoleStore, P: ConsoleSink>(
+    State(app): State<App<S, P>>,
     Extension(current): Extension<Session>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
@@ -281,32 +281,13 @@ struct ConflictPage {
 
 /// Confirm: the permission is checked again in Salesforce, then the previewed document is
 /// stored if the settings are still at the version previewed (else the conflict page).
-pub async fn confirm<S: ConsoleStore>(
-    State(app): State<App<S>>,
+pub async fn confirm<S: ConsoleStore, P: ConsoleSink>(
+    State(app): State<App<S, P>>,
     Extension(current): Extension<Session>,
     Form(confirm): Form<Confirm>,
 ) -> Response {
-    match app
-        .salesforce
-        .identity(&app.config, &current.identity_url, &current.access_token)
-        .await
-    {
-        Ok(identity) if identity.holds(&app.config.permission) => {}
-        Ok(_) => {
-            return refusal(
-                StatusCode::FORBIDDEN,
-                &format!(
-                    "You no longer hold the {} permission (permission set {}): nothing was stored.",
-                    app.config.permission, app.config.permission_set
-                ),
-            );
-        }
-        Err(error) => {
-            return refusal(
-                StatusCode::FORBIDDEN,
-                &format!("{error}: nothing was stored. Sign in again."),
-            );
-        }
+    if let Err(refused) = still_permitted(&app, &current).await {
+        return refused;
     }
     let stored = match load(&app).await {
         Ok(stored) => stored,

@@ -13,20 +13,20 @@ use crate::guard::SignedOut;
 use crate::pkce::{challenge, random_token, same_secret};
 use crate::salesforce::SalesforceAuth;
 use crate::session::{self, SIGN_IN_WITHIN, Sealer, Session, SignIn};
-use crate::{App, ConsoleStore};
+use crate::{App, ConsoleSink, ConsoleStore};
 
 #[derive(Template)]
 #[template(path = "signin.html")]
 struct SignInPage;
 
 /// The sign-in page: one link, to Salesforce.
-pub async fn page<S: ConsoleStore>() -> Response {
+pub async fn page<S: ConsoleStore, P: ConsoleSink>() -> Response {
     render(StatusCode::OK, &SignInPage)
 }
 
 /// Leaves for Salesforce with a fresh `state` and PKCE challenge, kept in a sealed cookie for
 /// the way back.
-pub async fn start<S: ConsoleStore>(State(app): State<App<S>>) -> Response {
+pub async fn start<S: ConsoleStore, P: ConsoleSink>(State(app): State<App<S, P>>) -> Response {
     let config = &app.config;
     let (Ok(state), Ok(verifier), Ok(sealer)) = (random_token(), random_token(), Sealer::new(&config.session_key))
     else {
@@ -69,8 +69,8 @@ struct Forbidden<'a> {
 /// Back from Salesforce: the `state` must be the one sent (else 400, nothing stored), the code
 /// is exchanged with the verifier, and only a user of the configured org holding the console's
 /// custom permission gets a session (else the 403 page naming the permission set).
-pub async fn callback<S: ConsoleStore>(
-    State(app): State<App<S>>,
+pub async fn callback<S: ConsoleStore, P: ConsoleSink>(
+    State(app): State<App<S, P>>,
     headers: HeaderMap,
     Query(callback): Query<Callback>,
 ) -> Response {
@@ -157,7 +157,7 @@ pub async fn callback<S: ConsoleStore>(
     response
 }
 
-fn with_cleared_sign_in<S>(mut response: Response, app: &App<S>) -> Response {
+fn with_cleared_sign_in<S, P>(mut response: Response, app: &App<S, P>) -> Response {
     if let Ok(clear) = HeaderValue::from_str(&session::clear_cookie(&app.config, "signin")) {
         response.headers_mut().append(header::SET_COOKIE, clear);
     }
@@ -165,7 +165,10 @@ fn with_cleared_sign_in<S>(mut response: Response, app: &App<S>) -> Response {
 }
 
 /// Signs out: the Salesforce token is revoked and the session cookie removed.
-pub async fn sign_out<S: ConsoleStore>(State(app): State<App<S>>, Extension(current): Extension<Session>) -> Response {
+pub async fn sign_out<S: ConsoleStore, P: ConsoleSink>(
+    State(app): State<App<S, P>>,
+    Extension(current): Extension<Session>,
+) -> Response {
     if let Err(error) = app.salesforce.revoke(&app.config, &current.access_token).await {
         tracing::warn!(%error, user = %current.user_id, "sign-out: the token could not be revoked");
     }

@@ -8,7 +8,9 @@ use serde::Serialize;
 use serde_json::json;
 use state::{FailedRecord, LinkStore, RetryQueue, RunStore};
 
-use crate::core::{Engine, EngineError, publish};
+use events::publisher::Publisher;
+
+use crate::core::{EngineError, publish};
 use crate::report::new_run_id;
 
 /// What `retry` queued.
@@ -25,28 +27,30 @@ pub struct RetryQueued {
     pub run_id: String,
 }
 
-/// Another attempt for the people a run failed on.
+/// Another attempt for the people a run failed on. It needs only the state table and the
+/// bus (not CM or SF), so the console offers it without the integration's credentials.
 #[derive(Debug)]
 pub struct Retry<'e, S, P> {
-    engine: &'e Engine<S, P>,
+    store: &'e S,
+    publisher: &'e Publisher<P>,
 }
 
 impl<'e, S: RunStore + LinkStore + RetryQueue, P: EventSink> Retry<'e, S, P> {
-    /// Retries of `engine`'s deployment.
-    pub fn new(engine: &'e Engine<S, P>) -> Self {
-        Retry { engine }
+    /// Retries recorded in `store`, their syncs requested through `publisher`.
+    pub fn new(store: &'e S, publisher: &'e Publisher<P>) -> Self {
+        Retry { store, publisher }
     }
 
     /// Queues the people a run failed on for one more attempt and requests a sync of the
     /// campaign now. That sync reads those people's whole activity again (CM cannot filter a
     /// campaign's activity by subscriber), applies it, and empties the queue.
     pub async fn queue(&self, run_id: &str) -> Result<RetryQueued, EngineError> {
-        let Some((run, failures)) = self.engine.store.run(run_id).await? else {
+        let Some((run, failures)) = self.store.run(run_id).await? else {
             return Err(EngineError::Invalid(format!(
                 "no run `{run_id}` (see `cm-sf-admin runs`)"
             )));
         };
-        if self.engine.store.link(&run.scope).await?.is_none() {
+        if self.store.link(&run.scope).await?.is_none() {
             return Err(EngineError::Invalid(format!(
                 "run `{run_id}` is not a campaign sync (its scope `{}` is not a linked CM campaign)",
                 run.scope
@@ -67,10 +71,10 @@ impl<'e, S: RunStore + LinkStore + RetryQueue, P: EventSink> Retry<'e, S, P> {
                 }
             })
             .collect();
-        self.engine.store.enqueue_failed(&records).await?;
+        self.store.enqueue_failed(&records).await?;
         let retry_run = new_run_id();
         publish(
-            &self.engine.publisher,
+            self.publisher,
             &[Event::sync_requested(
                 &retry_run,
                 Some(&run.scope),

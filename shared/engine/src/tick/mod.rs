@@ -23,6 +23,7 @@ use state::{LeaseStore, Scope, Store};
 use crate::campaign::{CampaignOutcome, CampaignSync, Mode};
 use crate::core::{Engine, EngineError, lease_owner, lease_span, link_map, publish};
 use crate::discovery::discover;
+use crate::report::record_scheduled_run;
 
 pub use due::HotRunOutcome;
 
@@ -66,6 +67,26 @@ pub struct DiscoveryOutcome {
 }
 
 impl DiscoveryOutcome {
+    /// Its counts, as a run record keeps them (the nonzero ones).
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        [
+            ("campaigns_discovered", self.discovered),
+            ("links_found", self.links_found),
+            ("links_refused", self.links_refused),
+            ("campaigns_to_create", self.to_create),
+            ("creations_refused", self.creation_refused),
+            ("syncs_requested", self.syncs_requested),
+            ("syncs_not_due", self.syncs_not_due),
+            ("retired_active_again", self.active_again),
+            ("webhook_batches_swept", self.webhook_batches_swept),
+            ("list_people_updated", self.list_people_updated),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| (name.to_owned(), n as u64))
+        .collect()
+    }
+
     /// What a function returns for it: the counts, and a dry run's redacted report, never the
     /// plan itself (its member rows carry addresses; Lambda caps a response at 6 MB).
     pub fn summary(&self) -> serde_json::Value {
@@ -137,6 +158,7 @@ impl<S: Store, P: EventSink> Tick<'_, S, P> {
     /// the trigger to retry). Another scheduled run holding the lease makes this one `busy`,
     /// logged as an alarm: the trigger retries it.
     pub async fn run(&self, settings: &Settings, run_id: &str) -> Result<DiscoveryOutcome, EngineError> {
+        let started_at = Utc::now();
         let outcome = self
             .under_lease(Scope::Discovery, run_id, async || {
                 let mut outcome = DiscoveryOutcome {
@@ -163,8 +185,9 @@ impl<S: Store, P: EventSink> Tick<'_, S, P> {
                 );
                 Ok(outcome)
             })
-            .await?;
-        Ok(outcome.unwrap_or_else(|| {
+            .await;
+        self.record(settings, run_id, started_at, &outcome).await;
+        Ok(outcome?.unwrap_or_else(|| {
             tracing::error!(
                 alarm = ALARM_SCHEDULED_RUN_SKIPPED,
                 run = run_id,
@@ -176,6 +199,33 @@ impl<S: Store, P: EventSink> Tick<'_, S, P> {
                 ..DiscoveryOutcome::default()
             }
         }))
+    }
+
+    /// Keeps the run's record (a run skipped as busy is not one: its alarm and retry are).
+    /// A record that cannot be written is logged: it must not turn a done run into a failed one.
+    async fn record(
+        &self,
+        settings: &Settings,
+        run_id: &str,
+        started_at: chrono::DateTime<Utc>,
+        outcome: &Result<Option<DiscoveryOutcome>, EngineError>,
+    ) {
+        let (counts, failure) = match outcome {
+            Ok(None) => return,
+            Ok(Some(done)) => (done.counts(), None),
+            Err(error) => (
+                BTreeMap::new(),
+                Some(state::RunFailure::new(
+                    "scheduled run",
+                    &error.to_string(),
+                    Some(error.run_failure_code()),
+                )),
+            ),
+        };
+        let store = self.engine.store.as_ref();
+        if let Err(error) = record_scheduled_run(store, settings, run_id, started_at, counts, failure).await {
+            tracing::warn!(%error, run = run_id, "the scheduled run's record could not be written");
+        }
     }
 
     /// A dry run of the scheduled run: plans every linked campaign and writes nothing.

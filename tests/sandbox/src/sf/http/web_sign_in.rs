@@ -123,7 +123,7 @@ pub(super) fn authorize(state: &AppState, method: &Method, uri: &Uri, body: &[u8
             })
             .collect();
         return Html(format!(
-            "<!doctype html><html lang=\"en\"><head><title>Allow Access?</title></head><body><h1>Allow Access?</h1>\
+            "<!doctype html><html lang=\"en\"><head><title>Allow Access?</title><link rel=\"icon\" href=\"data:,\"></head><body><h1>Allow Access?</h1>\
              <p>The sandbox org's console app asks to sign you in.</p><form method=\"post\" action=\"/services/oauth2/authorize\">{hidden}{buttons}\
              <button type=\"submit\" name=\"user\" value=\"deny\">Deny</button></form></body></html>"
         ))

@@ -1,0 +1,219 @@
+"""The admin console in a real browser (issue #30): Debian's chromium, driven through
+chromium-driver by Selenium, against the local stack (the sandbox's Salesforce signs the admin
+in; the console is `cm-sf-admin console`; syncs run in the real functions).
+
+Each step saves a full-page screenshot at a laptop size under target/console-screenshots/, and
+fails on a console error or a failed request in the browser (a 4xx/5xx response or a request
+that did not complete) that the step does not expect.
+"""
+
+import base64
+import json
+import os
+import shutil
+import sys
+import tempfile
+import urllib.parse
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.webdriver.support.wait import WebDriverWait
+
+sys.path.insert(0, os.path.dirname(__file__))
+from stack import TARGET, Stack, free_port  # noqa: E402
+from test_rules_e2e import main_id, member, settings_for, small_scenario  # noqa: E402
+
+SHOTS = os.path.join(TARGET, "console-screenshots")
+LAPTOP = (1366, 768)
+PERMISSION_SET = "CM Sync Console Admin"
+
+
+@pytest.fixture(scope="module")
+def stack():
+    path, scenario = small_scenario()
+    stack = Stack(path, settings_for(scenario, status_refresh="always"), console_port=free_port())
+    stack.schedule()  # the first sync: the link found on the SF Campaign, members read
+    stack.settle()
+    yield stack
+    stack.close()
+
+
+class Browser:
+    """One headless chromium; every page it loads is checked and photographed by `step`."""
+
+    def __init__(self):
+        chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+        assert chromium and driver, "chromium and chromium-driver are missing: `make browser` installs them"
+        options = webdriver.ChromeOptions()
+        options.binary_location = chromium
+        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                         "--no-first-run", f"--window-size={LAPTOP[0]},{LAPTOP[1]}",
+                         f"--user-data-dir={tempfile.mkdtemp()}"):
+            options.add_argument(argument)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+        self.driver = webdriver.Chrome(service=Service(driver), options=options)
+        # What chromium does on its own at start (it tries hosts this offline machine cannot
+        # resolve) is not the console's: the logs are read from the first page on.
+        self.driver.get("about:blank")
+        self.driver.get_log("performance")
+        self.driver.get_log("browser")
+        os.makedirs(SHOTS, exist_ok=True)
+
+    def go(self, url):
+        self.driver.get(url)
+
+    def click(self, css):
+        """Clicks and waits for the page the click loads (a link or a form's POST-redirect)."""
+        self.press(self.driver.find_element(By.CSS_SELECTOR, css))
+
+    def press(self, element):
+        page = self.driver.find_element(By.TAG_NAME, "html")
+        element.click()
+
+        def loaded(driver):
+            # The old page is gone and the new one complete; mid-navigation the driver may
+            # answer with other errors, which only mean "not yet".
+            try:
+                page.is_enabled()
+                return False
+            except StaleElementReferenceException:
+                return driver.execute_script("return document.readyState") == "complete"
+
+        WebDriverWait(self.driver, 30, ignored_exceptions=(WebDriverException,)).until(loaded)
+
+    def text(self):
+        return self.driver.find_element(By.TAG_NAME, "body").text
+
+    def step(self, name, expect_status=()):
+        """Saves the page as `name`.png (its whole height, at laptop width) and fails on a
+        browser console error or a failed request, but for statuses in `expect_status`."""
+        metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": max(metrics["width"], LAPTOP[0]),
+                     "height": max(metrics["height"], LAPTOP[1]), "scale": 1}})
+        with open(os.path.join(SHOTS, f"{name}.png"), "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
+        failed, urls = [], {}
+        for entry in self.driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            params = message.get("params", {})
+            if message["method"] == "Network.requestWillBeSent":
+                urls[params["requestId"]] = params["request"]["url"]
+            elif message["method"] == "Network.responseReceived":
+                status = params["response"]["status"]
+                if status >= 400 and status not in expect_status:
+                    failed.append(f"{status} {params['response']['url']}")
+            elif message["method"] == "Network.loadingFailed" and not params.get("canceled"):
+                failed.append(f"{params.get('errorText')} {urls.get(params['requestId'], '?')} ({params.get('type')})")
+        for entry in self.driver.get_log("browser"):
+            # A page answered with an expected status is logged as a failed resource load.
+            expected = any(f"status of {s}" in entry["message"] for s in expect_status)
+            if entry["level"] == "SEVERE" and not expected:
+                failed.append(f"console: {entry['message']}")
+        assert not failed, f"{name}: {failed}"
+
+    def sign_in(self, stack, user_name):
+        self.go(stack.console_url + "/")
+        assert self.driver.current_url.endswith("/signin"), self.driver.current_url
+        self.step("01-sign-in")
+        self.click("a.button[href='/auth/start']")
+        assert self.driver.current_url.startswith(stack.sf_url), "the authorize page is Salesforce's"
+        self.step("02-salesforce-allow-access")
+        button = next(b for b in self.driver.find_elements(By.CSS_SELECTOR, "button[name=user]")
+                      if b.text.startswith(f"Allow as {user_name}"))
+        self.press(button)
+
+    def quit(self):
+        self.driver.quit()
+
+
+@pytest.fixture
+def browser():
+    browser = Browser()
+    yield browser
+    browser.quit()
+
+
+def settings_version(stack):
+    return json.loads(stack.admin("--json", "settings", "show"))["version"]
+
+
+def test_an_admin_signs_in_changes_refresh_through_preview_sees_field_errors_and_retries_a_runs_people(stack, browser):
+    # Sign in with Salesforce: back on the Overview, signed in as the sandbox's admin.
+    browser.sign_in(stack, "Ada Admin")
+    assert browser.driver.current_url == stack.console_url + "/", browser.driver.current_url
+    assert "Ada Admin" in browser.text()
+    last_run = browser.driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=last-run]").text
+    assert "succeeded" in last_run and "syncs requested 1" in last_run, last_run
+    browser.step("03-overview")
+
+    # Status refresh → Once Only: preview (nothing stored yet), confirm (version + 1).
+    before = settings_version(stack)
+    browser.go(stack.console_url + "/settings")
+    browser.step("04-campaign-settings")
+    browser.driver.find_element(By.ID, "refresh_once_only").click()
+    browser.click("form[action='/settings/preview'] button[type=submit]")
+    assert "once_only" in browser.text(), browser.text()
+    assert settings_version(stack) == before, "a preview stores nothing"
+    browser.step("05-settings-preview")
+    browser.click("form[action='/settings/confirm'] button[type=submit]")
+    assert settings_version(stack) == before + 1
+    assert f"Saved: settings version {before + 1}" in browser.text()
+    assert browser.driver.find_element(By.ID, "refresh_once_only").is_selected()
+    browser.step("06-settings-saved")
+
+    # A 41-character status label: the error is beside the field and names it; nothing stored.
+    field = browser.driver.find_element(By.ID, "status_Clicked")
+    field.clear()
+    field.send_keys("C" * 41)
+    browser.click("form[action='/settings/preview'] button[type=submit]")
+    error = browser.driver.find_element(By.ID, "status_Clicked_error")
+    assert "status_mapping" in error.text and "40" in error.text, error.text
+    assert browser.driver.find_element(By.ID, "status_Clicked").get_attribute("aria-invalid") == "true"
+    assert settings_version(stack) == before + 1
+    browser.step("07-settings-inline-error", expect_status=(422, 400))
+
+    # A sync in which Salesforce refuses two members' writes shows on Runs; Retry queues them
+    # and the sync it requests writes them.
+    cm, list_id = main_id(stack), stack.scenario["cm"]["lists"][0]["id"]
+    emails = sorted(m["Email"] for m in stack.records("CampaignMember"))[:2]
+    stack.add_activity(cm, [{"kind": "click", "email": e, "list_id": list_id, "date": "2026-12-03 10:00:00"}
+                            for e in emails])
+    stack.set_cm_now("2026-12-03 10:30:00")
+    stack.set_sf_faults({"seed": 5, "sf": {"validation_error_rate": 1.0}})
+    failed = stack.request_sync(cm)
+    stack.set_sf_faults({"seed": 5})
+    assert all(member(stack, e)["Status"] != "Clicked" for e in emails)
+    browser.go(stack.console_url + "/runs?failed=1")
+    run_link = f"a[href='/runs/{urllib.parse.quote(failed['run_id'], safe='')}']"
+    assert browser.driver.find_elements(By.CSS_SELECTOR, run_link), browser.driver.page_source
+    browser.step("08-runs-failed-only")
+    browser.click(run_link)
+    page = browser.text()
+    assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in page and "2 people failed in this run" in page, page
+    assert not any(e in browser.driver.page_source for e in emails), "no whole address on the page"
+    browser.step("09-run-failures")
+    browser.click("form[action$='/retry'] button[type=submit]")
+    assert "Queued 2 people for another attempt" in browser.text(), browser.text()
+    browser.step("10-run-retry-queued")
+    stack.settle()
+    assert all(member(stack, e)["Status"] == "Clicked" for e in emails)
+
+    # Sign out: back at sign-in; the overview needs signing in again.
+    browser.click("form[action='/signout'] button[type=submit]")
+    assert browser.driver.current_url.endswith("/signin"), browser.driver.current_url
+    browser.go(stack.console_url + "/settings")
+    assert browser.driver.current_url.endswith("/signin")
+
+
+def test_a_user_without_the_permission_gets_the_403_page_naming_the_permission_set(stack, browser):
+    browser.sign_in(stack, "Victor Viewer")
+    page = browser.text()
+    assert PERMISSION_SET in page, page
+    browser.step("11-forbidden", expect_status=(403,))
+    browser.go(stack.console_url + "/")
+    assert browser.driver.current_url.endswith("/signin"), "no session was made"
