@@ -51,7 +51,8 @@ def write_json(document):
 
 COMMANDS = [["init-table"], ["settings", "show"], ["settings", "apply"], ["settings", "set"], ["settings", "diff"],
             ["link"], ["unlink"], ["links"], ["sync"], ["backfill"], ["runs"], ["run"], ["retry"], ["doctor"],
-            ["webhooks", "register"], ["webhooks", "list"], ["webhooks", "remove"], ["webhooks", "events"], ["replay"]]
+            ["webhooks", "register"], ["webhooks", "list"], ["webhooks", "remove"], ["webhooks", "events"], ["replay"],
+            ["audit"], ["console"]]
 
 
 def test_every_command_has_help_with_an_example(stack):
@@ -79,6 +80,11 @@ def test_settings_set_changes_one_value_and_refuses_bad_ones_naming_the_field(st
 
     same = stack.admin("settings", "set", "record_bounces", "true")
     assert "nothing stored" in same and settings_json(stack)["version"] == after["version"]
+
+    # The change is in the audit, by the CLI, with the versions; the refused ones are not.
+    audit = json.loads(stack.admin("--json", "audit", "--last", "1"))
+    assert [(e["actor"], e["action"], e["version_before"], e["version_after"]) for e in audit] == [
+        ("cli", "settings changed: campaign_template.name_pattern", before["version"], after["version"])], audit
 
 
 def test_settings_diff_shows_what_apply_would_change_and_stores_nothing(stack):
@@ -233,6 +239,9 @@ def test_link_unlink_and_links(stack):
     assert sf_campaign(stack, UNLINKED_SF_CAMPAIGN).get("CM_Campaign_ID__c") is None
     assert all(link["cm_campaign_id"] != first for link in json.loads(stack.admin("--json", "links")))
     assert "was not linked" in stack.admin("unlink", first)
+    audit = [(e["actor"], e["action"]) for e in json.loads(stack.admin("--json", "audit", "--last", "2"))]
+    assert audit == [("cli", f"unlink of CM campaign {first} from SF Campaign {UNLINKED_SF_CAMPAIGN}"),
+                     ("cli", f"link of CM campaign {first} to SF Campaign {UNLINKED_SF_CAMPAIGN}")], audit
 
 
 def test_backfill_dry_run_lists_the_window_then_backfill_creates_and_links(stack):

@@ -177,6 +177,20 @@ def test_an_admin_signs_in_changes_refresh_through_preview_sees_field_errors_and
     assert settings_version(stack) == before + 1
     browser.step("07-settings-inline-error", expect_status=(422, 400))
 
+    # Advanced: the whole document; a misspelt setting is refused naming it, nothing stored.
+    browser.go(stack.console_url + "/settings/advanced")
+    browser.step("08-advanced-settings")
+    document = browser.driver.find_element(By.ID, "document")
+    text = document.get_attribute("value")
+    assert '"status_refresh": "once_only"' in text, text
+    document.clear()
+    document.send_keys(text.replace('"record_bounces"', '"record_bounce"', 1))
+    browser.click("form[action='/settings/advanced/preview'] button[type=submit]")
+    errors = browser.driver.find_element(By.ID, "document_errors").text
+    assert "record_bounce" in errors, errors
+    assert settings_version(stack) == before + 1
+    browser.step("09-advanced-settings-error", expect_status=(422,))
+
     # A sync in which Salesforce refuses two members' writes shows on Runs; Retry queues them
     # and the sync it requests writes them.
     cm, list_id = main_id(stack), stack.scenario["cm"]["lists"][0]["id"]
@@ -191,17 +205,24 @@ def test_an_admin_signs_in_changes_refresh_through_preview_sees_field_errors_and
     browser.go(stack.console_url + "/runs?failed=1")
     run_link = f"a[href='/runs/{urllib.parse.quote(failed['run_id'], safe='')}']"
     assert browser.driver.find_elements(By.CSS_SELECTOR, run_link), browser.driver.page_source
-    browser.step("08-runs-failed-only")
+    browser.step("10-runs-failed-only")
     browser.click(run_link)
     page = browser.text()
     assert "FIELD_CUSTOM_VALIDATION_EXCEPTION" in page and "2 people failed in this run" in page, page
     assert not any(e in browser.driver.page_source for e in emails), "no whole address on the page"
-    browser.step("09-run-failures")
+    browser.step("11-run-failures")
     browser.click("form[action$='/retry'] button[type=submit]")
     assert "Queued 2 people for another attempt" in browser.text(), browser.text()
-    browser.step("10-run-retry-queued")
+    browser.step("12-run-retry-queued")
     stack.settle()
     assert all(member(stack, e)["Status"] == "Clicked" for e in emails)
+
+    # Audit: both changes, as this admin's.
+    browser.go(stack.console_url + "/audit")
+    audit = browser.text()
+    assert "settings changed: status_refresh" in audit and f"v{before} → v{before + 1}" in audit, audit
+    assert "retry of run" in audit and "(you)" in audit, audit
+    browser.step("13-audit")
 
     # Sign out: back at sign-in; the overview needs signing in again.
     browser.click("form[action='/signout'] button[type=submit]")
@@ -214,6 +235,6 @@ def test_a_user_without_the_permission_gets_the_403_page_naming_the_permission_s
     browser.sign_in(stack, "Victor Viewer")
     page = browser.text()
     assert PERMISSION_SET in page, page
-    browser.step("11-forbidden", expect_status=(403,))
+    browser.step("14-forbidden", expect_status=(403,))
     browser.go(stack.console_url + "/")
     assert browser.driver.current_url.endswith("/signin"), "no session was made"

@@ -116,6 +116,16 @@ pub enum Command {
         /// Run id (a campaign sync, as `runs` prints it).
         run_id: String,
     },
+    /// Changes made to this deployment, newest first: who (a Salesforce user id from the
+    /// console, or `cli`), what, and the settings versions before and after. Kept
+    /// run_retention_days.
+    ///
+    /// Example: cm-sf-admin audit --last 50
+    Audit {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        last: usize,
+    },
     /// Check, before the first sync, that everything the settings need is in place: the
     /// functions' own configuration (each function's environment as the template and the
     /// stage's samconfig deploy it); Salesforce objects, fields, types and access; CM

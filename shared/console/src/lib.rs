@@ -33,7 +33,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use events::publisher::{EventSink, Publisher};
-use state::{LinkStore, RetryQueue, RunStore, SettingsStore};
+use state::{AuditStore, LinkStore, RetryQueue, RunStore, SettingsStore};
 
 pub use config::ConsoleConfig;
 
@@ -43,9 +43,11 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("view Campaign Settings", "settings show"),
     ("preview a settings change", "settings diff"),
     ("save Campaign Settings", "settings apply"),
+    ("edit the whole settings document (Advanced)", "settings apply"),
     ("list runs", "runs"),
     ("open a run and its failures", "run"),
     ("retry a run's failed people", "retry"),
+    ("view the audit of changes", "audit"),
 ];
 
 /// Every route: method, path, and whether it is served without a session (sign-in, the OAuth
@@ -61,16 +63,19 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("GET", "/settings", false),
     ("POST", "/settings/preview", false),
     ("POST", "/settings/confirm", false),
+    ("GET", "/settings/advanced", false),
+    ("POST", "/settings/advanced/preview", false),
     ("GET", "/runs", false),
     ("GET", "/runs/{run_id}", false),
     ("POST", "/runs/{run_id}/retry", false),
+    ("GET", "/audit", false),
     ("POST", "/signout", false),
 ];
 
-/// What the console's store must do: settings, runs, links and the retry queue.
-pub trait ConsoleStore: SettingsStore + RunStore + LinkStore + RetryQueue + 'static {}
+/// What the console's store must do: settings, runs, links, the retry queue and the audit.
+pub trait ConsoleStore: SettingsStore + RunStore + LinkStore + RetryQueue + AuditStore + 'static {}
 
-impl<T: SettingsStore + RunStore + LinkStore + RetryQueue + 'static> ConsoleStore for T {}
+impl<T: SettingsStore + RunStore + LinkStore + RetryQueue + AuditStore + 'static> ConsoleStore for T {}
 
 /// Where the console's requests for work go: the deployment's bus (a retry's sync, a preview).
 pub trait ConsoleSink: EventSink + 'static {}
@@ -104,9 +109,12 @@ pub fn router<S: ConsoleStore, P: ConsoleSink>(console: Console<S, P>) -> Router
         .route("/settings", get(pages::settings::show::<S, P>))
         .route("/settings/preview", post(pages::settings::preview::<S, P>))
         .route("/settings/confirm", post(pages::settings::confirm::<S, P>))
+        .route("/settings/advanced", get(pages::advanced::show::<S, P>))
+        .route("/settings/advanced/preview", post(pages::advanced::preview::<S, P>))
         .route("/runs", get(pages::runs::list::<S, P>))
         .route("/runs/{run_id}", get(pages::runs::show::<S, P>))
         .route("/runs/{run_id}/retry", post(pages::runs::retry::<S, P>))
+        .route("/audit", get(pages::audit::list::<S, P>))
         .route("/signout", post(pages::signin::sign_out::<S, P>))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -390,3 +390,56 @@ async fn names_from_cm_and_salesforce_are_shown_as_text() {
         }
     }
 }
+
+/// Posts a form to `path` from this session's page.
+async fn post_form(app: &Router, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+    let mut pairs = form_urlencoded::Serializer::new(String::new());
+    pairs.append_pair("csrf", "csrf-token-of-this-session");
+    pairs.extend_pairs(form);
+    let response = app
+        .clone()
+        .oneshot(
+            request("POST", path)
+                .header(header::COOKIE, cookie(&session(0)))
+                .header(header::ORIGIN, "http://127.0.0.1:8080")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(pairs.finish()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    (response.status(), body(response).await)
+}
+
+#[tokio::test]
+async fn the_advanced_document_is_checked_as_the_cli_checks_a_file_and_previewed_before_anything_is_stored() {
+    let (app, store) = app().await;
+    let mut stored = store.load_settings().await.unwrap().unwrap().settings;
+
+    // Not JSON, an unknown field, a rule broken: each refused naming the field, as typed.
+    for (document, field) in [
+        ("{\"cm_clients\": [", "cm_clients"),
+        (
+            "{\"cm_clients\": [\"0123456789abcdef0123456789abcdef\"], \"cm_timezone\": \"UTC\", \"surprise\": 1}",
+            "surprise",
+        ),
+        ("{\"cm_clients\": [], \"cm_timezone\": \"UTC\"}", "cm_clients"),
+    ] {
+        let (status, html) = post_form(&app, "/settings/advanced/preview", &[("document", document)]).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{document}");
+        assert!(html.contains(&format!("<code>{field}</code>")), "{field}: {html}");
+        assert!(html.contains("aria-describedby=\"document_errors\""), "{html}");
+    }
+
+    // A valid change: the preview lists it field by field; nothing is stored until confirmed.
+    stored.run_retention_days = 30;
+    let (status, html) = post_form(&app, "/settings/advanced/preview", &[("document", &stored.to_json())]).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("run_retention_days: 90 -&#62; 30"), "{html}");
+    assert!(html.contains("action=\"/settings/confirm\""));
+    assert_eq!(
+        store.load_settings().await.unwrap().unwrap().version,
+        1,
+        "nothing stored"
+    );
+}

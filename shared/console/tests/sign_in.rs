@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use sandbox::generate::{Shape, generate};
 use state::memory::MemoryStore;
-use state::{LinkRecord, LinkStore, RetryQueue, RunFailure, RunRecord, RunStatus, RunStore, SettingsStore};
+use state::{AuditStore, LinkRecord, LinkStore, RetryQueue, RunFailure, RunRecord, RunStatus, RunStore, SettingsStore};
 
 struct Stack {
     origin: String,
@@ -206,6 +206,16 @@ async fn an_admin_signs_in_with_salesforce_changes_a_setting_through_preview_and
         (2, mapping::StatusRefresh::OnceOnly)
     );
 
+    // The change is in the audit, as the signed-in admin's, with the versions.
+    let audit = get("/audit").await.unwrap().text().await.unwrap();
+    assert!(
+        audit.contains("005SB00000000A1AAA (you)")
+            && audit.contains("settings changed: ")
+            && audit.contains("status_refresh</td>")
+            && audit.contains("v1 → v2"),
+        "{audit}"
+    );
+
     // The same confirm again: the settings moved on meanwhile, so a conflict, nothing stored.
     let again = confirm(&stack, &session, &csrf, &preview).await;
     assert_eq!(again.status(), StatusCode::CONFLICT);
@@ -314,6 +324,13 @@ async fn an_admin_retries_a_runs_failed_people_from_its_page() {
     assert_eq!(queued.len(), 2, "both people queued for another attempt");
     let requested = stack.publisher.sink().events();
     assert_eq!(requested.len(), 1, "one sync of the campaign requested: {requested:?}");
+    let audit = stack.store.recent_changes(10).await.unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].actor, "005SB00000000A1AAA");
+    assert!(
+        audit[0].action.starts_with("retry of run r1: 2 people queued"),
+        "{audit:?}"
+    );
 }
 
 #[tokio::test]

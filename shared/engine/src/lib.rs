@@ -133,13 +133,18 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     }
 
     /// [`LinkAdmin::link`]: a link made by hand.
-    pub async fn link_manually(&self, cm_campaign_id: &str, sf_campaign_id: &str) -> Result<LinkOutcome, EngineError> {
-        LinkAdmin::new(self).link(cm_campaign_id, sf_campaign_id).await
+    pub async fn link_manually(
+        &self,
+        cm_campaign_id: &str,
+        sf_campaign_id: &str,
+        actor: &str,
+    ) -> Result<LinkOutcome, EngineError> {
+        LinkAdmin::new(self).link(cm_campaign_id, sf_campaign_id, actor).await
     }
 
     /// [`LinkAdmin::unlink`]: a link removed.
-    pub async fn unlink(&self, cm_campaign_id: &str) -> Result<Option<LinkRecord>, EngineError> {
-        LinkAdmin::new(self).unlink(cm_campaign_id).await
+    pub async fn unlink(&self, cm_campaign_id: &str, actor: &str) -> Result<Option<LinkRecord>, EngineError> {
+        LinkAdmin::new(self).unlink(cm_campaign_id, actor).await
     }
 
     /// [`Backfill::candidates`]: what a backfill over `[from, to]` would create.
@@ -161,8 +166,8 @@ impl<S: Store, P: EventSink> Engine<S, P> {
     }
 
     /// [`Retry::queue`]: a run's failed people queued for another attempt.
-    pub async fn retry_run(&self, run_id: &str) -> Result<RetryQueued, EngineError> {
-        Retry::new(&*self.store, &self.publisher).queue(run_id).await
+    pub async fn retry_run(&self, run_id: &str, actor: &str) -> Result<RetryQueued, EngineError> {
+        Retry::new(&*self.store, &self.publisher).queue(run_id, actor).await
     }
 
     /// [`WebhookAdmin::list`]: the webhooks of the configured lists.

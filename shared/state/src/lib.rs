@@ -26,6 +26,7 @@
 //! | run | `RUNS` | `<run id>` (time-ordered) | `scope`, `started_at`, `ended_at`, `status`, `counts` (S, JSON), `failure_count`, `checkpoint`, `expires_at` (TTL) | put if absent; update at the end; newest N (query descending) |
 //! | run failure | `RUN#<run id>` | `FAILURE#<seq>` | `record`, `reason`, `code`, `person`, `expires_at` (TTL) | batch-written 25 at a time; query a run |
 //! | lease | `LEASE#<scope>` | `LEASE` | `owner`, `lease_until_ms` (N), `expires_at` (TTL, cleanup only) | take if absent, expired or ours; release if ours |
+//! | audit entry | `AUDIT` | `<at, RFC 3339 ms>#<random>` (time-ordered) | `actor`, `action`, `version_before`, `version_after` (N), `expires_at` (TTL) | put; newest N (query descending) |
 //! | failed record | `RETRY#<scope>` | `<record key>` | `payload` (S, JSON), `reason`, `attempts`, `first_failed_at`, `expires_at` (TTL) | batch put/delete; query a scope |
 //!
 //! The scopes ([`keys::Scope`]): a CM campaign id (its watermarks, runs and retry queue),
@@ -284,14 +285,22 @@ pub trait RetryQueue: Send + Sync {
     fn remove_failed(&self, scope: &str, keys: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Everything the functions need of the state table.
+/// The audit of administrators' changes, newest first.
+pub trait AuditStore: Send + Sync {
+    /// Keeps one change.
+    fn record_change(&self, entry: &AuditEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The newest `limit` changes, newest first.
+    fn recent_changes(&self, limit: usize) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+}
+
+/// Everything the functions and the admin tools need of the state table.
 pub trait Store:
-    SettingsStore + LinkStore + WatermarkStore + WebhookEventStore + RunStore + LeaseStore + RetryQueue
+    SettingsStore + LinkStore + WatermarkStore + WebhookEventStore + RunStore + LeaseStore + RetryQueue + AuditStore
 {
 }
 
 impl<T> Store for T where
-    T: SettingsStore + LinkStore + WatermarkStore + WebhookEventStore + RunStore + LeaseStore + RetryQueue
+    T: SettingsStore + LinkStore + WatermarkStore + WebhookEventStore + RunStore + LeaseStore + RetryQueue + AuditStore
 {
 }
 

@@ -9,10 +9,10 @@ use mapping::Settings;
 
 use crate::records::{link_conflict, no_such_run};
 use crate::{
-    BatchRecorded, CampaignProgress, EventState, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore,
-    PendingBatch, RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore,
-    SettingsStore, StoreError, VersionedSettings, WatermarkStore, WebhookBatchRecord, WebhookEventRecord,
-    WebhookEventStore,
+    AuditEntry, AuditStore, BatchRecorded, CampaignProgress, EventState, FailedRecord, Lease, LeaseStore, LinkOutcome,
+    LinkRecord, LinkStore, PendingBatch, RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart,
+    RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore, WebhookBatchRecord,
+    WebhookEventRecord, WebhookEventStore,
 };
 
 #[derive(Debug, Default)]
@@ -30,6 +30,7 @@ struct Tables {
     failures: BTreeMap<String, Vec<RunFailure>>,
     leases: BTreeMap<String, Lease>,
     retry: BTreeMap<(String, String), FailedRecord>,
+    audit: Vec<AuditEntry>,
 }
 
 /// A pending webhook batch: its list and the keys of its events.
@@ -272,6 +273,23 @@ fn pending(tables: &Tables, batch: &str, stored: &StoredBatch) -> PendingBatch {
             .filter_map(|key| tables.events.get(key).cloned())
             .collect(),
         refused: stored.refused.clone(),
+    }
+}
+
+impl AuditStore for MemoryStore {
+    async fn record_change(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.tables()?.audit.push(entry.clone());
+        Ok(())
+    }
+
+    async fn recent_changes(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let tables = self.tables()?;
+        let mut entries = tables.audit.clone();
+        // Newest first; entries of one instant keep the order they were made in, reversed.
+        entries.reverse();
+        entries.sort_by_key(|e| std::cmp::Reverse(e.at));
+        entries.truncate(limit);
+        Ok(entries)
     }
 }
 

@@ -346,3 +346,21 @@ pub(crate) fn no_such_run(run_id: &str) -> StoreError {
 pub(crate) fn truncate_to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(at.timestamp_millis()).single().unwrap_or(at)
 }
+
+/// One change an administrator made to the deployment, from the console or the CLI: kept for
+/// the console's Audit page (`run_retention_days`, like runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who: a Salesforce user id (`005...`) from the console, or `cli`.
+    pub actor: String,
+    /// What, in words (`settings changed: status_refresh`, `retry of run ...`, `unlink ...`).
+    pub action: String,
+    /// The settings version before the change, where settings changed.
+    pub version_before: Option<u64>,
+    /// The settings version after it.
+    pub version_after: Option<u64>,
+    /// When DynamoDB may drop it.
+    pub expires_at: Option<DateTime<Utc>>,
+}

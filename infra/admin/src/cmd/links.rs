@@ -7,7 +7,11 @@ use crate::context::{Context, Failure, Report};
 
 /// `link CM SF`: writes the Campaign's link field and the state table, then syncs.
 pub async fn link(context: &Context, cm_campaign: &str, sf_campaign: &str) -> Result<Report, Failure> {
-    let outcome = context.engine().await?.link_manually(cm_campaign, sf_campaign).await?;
+    let outcome = context
+        .engine()
+        .await?
+        .link_manually(cm_campaign, sf_campaign, engine::admin::CLI_ACTOR)
+        .await?;
     let created = outcome == LinkOutcome::Created;
     let text = if created {
         format!("linked CM campaign {cm_campaign} to SF Campaign {sf_campaign}; a sync of it was requested")
@@ -22,7 +26,11 @@ pub async fn link(context: &Context, cm_campaign: &str, sf_campaign: &str) -> Re
 
 /// `unlink CM`: clears the link field and forgets the link and the campaign's progress.
 pub async fn unlink(context: &Context, cm_campaign: &str) -> Result<Report, Failure> {
-    let removed = context.engine().await?.unlink(cm_campaign).await?;
+    let removed = context
+        .engine()
+        .await?
+        .unlink(cm_campaign, engine::admin::CLI_ACTOR)
+        .await?;
     let text = match &removed {
         Some(link) => format!(
             "unlinked CM campaign {cm_campaign} from SF Campaign {} (its link field cleared; the Campaign and its members stay)",

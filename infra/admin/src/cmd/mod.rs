@@ -1,5 +1,6 @@
 //! One file per command; each takes its arguments and the [`Context`] and returns a [`Report`].
 
+mod audit;
 mod backfill;
 mod console;
 mod doctor;
@@ -19,6 +20,7 @@ use crate::context::{Context, Failure, Report};
 pub async fn run(command: Command, context: &Context) -> Result<Report, Failure> {
     match command {
         Command::InitTable => init_table::run(context).await,
+        Command::Audit { last } => audit::run(context, last).await,
         Command::Settings(command) => settings::run(command, context).await,
         Command::Link {
             cm_campaign,

@@ -5,7 +5,11 @@ use serde_json::json;
 use crate::context::{Context, Failure, Report};
 
 pub async fn run(context: &Context, run_id: &str) -> Result<Report, Failure> {
-    let queued = context.engine().await?.retry_run(run_id).await?;
+    let queued = context
+        .engine()
+        .await?
+        .retry_run(run_id, engine::admin::CLI_ACTOR)
+        .await?;
     let others = if queued.not_queued > 0 {
         format!(
             "; {} other failures (fields, statistics) are written again by every sync",

@@ -131,5 +131,5 @@ async fn save(
 ) -> Result<u64, Failure> {
     let admin = SettingsAdmin::new(store);
     let change = admin.prepare(submitted, stored.as_ref())?;
-    Ok(admin.store(&change).await?)
+    Ok(admin.store(&change, engine::admin::CLI_ACTOR).await?)
 }

@@ -1,5 +1,7 @@
 //! One handler module per page; templates in `templates/` (askama: compiled, HTML-escaped).
 
+pub mod advanced;
+pub mod audit;
 pub mod overview;
 pub mod runs;
 pub mod settings;

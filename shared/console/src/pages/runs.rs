@@ -209,7 +209,7 @@ pub async fn retry<S: ConsoleStore, P: ConsoleSink>(
         return refused;
     }
     match Retry::new(app.store.as_ref(), app.publisher.as_ref())
-        .queue(&run_id)
+        .queue(&run_id, &current.user_id)
         .await
     {
         Ok(queued) => {

@@ -138,7 +138,7 @@ pub async fn show<S: ConsoleStore, P: ConsoleSink>(
     )
 }
 
-async fn load<S: ConsoleStore, P: ConsoleSink>(app: &App<S, P>) -> Result<VersionedSettings, Response> {
+pub(super) async fn load<S: ConsoleStore, P: ConsoleSink>(app: &App<S, P>) -> Result<VersionedSettings, Response> {
     match SettingsAdmin::new(app.store.as_ref()).current().await {
         Ok(Some(stored)) => Ok(stored),
         Ok(None) => Err(refusal(
@@ -221,6 +221,19 @@ struct PreviewPage {
     base_version: u64,
 }
 
+/// The preview of a prepared change, whichever page it came from.
+pub(super) fn preview_page(current: &Session, change: &SettingsChange, base_version: u64) -> Response {
+    render(
+        StatusCode::OK,
+        &PreviewPage {
+            chrome: Chrome::of(current, "settings"),
+            changes: change.changes.iter().map(describe).collect(),
+            proposed: change.prepared.to_json(),
+            base_version,
+        },
+    )
+}
+
 /// Save → preview: the changes field by field, nothing stored. Invalid input shows the form
 /// again with each error next to its field.
 pub async fn preview<S: ConsoleStore, P: ConsoleSink>(
@@ -253,15 +266,7 @@ pub async fn preview<S: ConsoleStore, P: ConsoleSink>(
             );
         }
     };
-    render(
-        StatusCode::OK,
-        &PreviewPage {
-            chrome: Chrome::of(&current, "settings"),
-            changes: change.changes.iter().map(describe).collect(),
-            proposed: change.prepared.to_json(),
-            base_version: stored.version,
-        },
-    )
+    preview_page(&current, &change, stored.version)
 }
 
 /// The confirm form.
@@ -315,7 +320,7 @@ pub async fn confirm<S: ConsoleStore, P: ConsoleSink>(
         Ok(change) => change,
         Err(error) => return refusal(StatusCode::UNPROCESSABLE_ENTITY, &error.to_string()),
     };
-    match admin.store(&change).await {
+    match admin.store(&change, &current.user_id).await {
         Ok(version) => {
             tracing::info!(user = %current.user_id, version, changes = change.changes.len(), "settings changed from the console");
             let mut response = Redirect::to(&format!("/settings?saved={version}")).into_response();

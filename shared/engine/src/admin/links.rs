@@ -6,7 +6,9 @@ use events::{Event, LinkOrigin};
 use mapping::settings::{is_cm_id, is_salesforce_id};
 use salesforce::{Operation, RecordOutcome, SfError, WriteOptions};
 use serde_json::{Map, Value, json};
-use state::{LinkOutcome, LinkRecord, LinkStore, Scope, SettingsStore, WatermarkStore};
+use state::{AuditStore, LinkOutcome, LinkRecord, LinkStore, Scope, SettingsStore, WatermarkStore};
+
+use super::audit;
 
 use crate::core::{Engine, EngineError, load_settings, publish};
 
@@ -16,7 +18,7 @@ pub struct LinkAdmin<'e, S, P> {
     engine: &'e Engine<S, P>,
 }
 
-impl<'e, S: SettingsStore + LinkStore + WatermarkStore, P: EventSink> LinkAdmin<'e, S, P> {
+impl<'e, S: SettingsStore + LinkStore + WatermarkStore + AuditStore, P: EventSink> LinkAdmin<'e, S, P> {
     /// The links of `engine`'s deployment.
     pub fn new(engine: &'e Engine<S, P>) -> Self {
         LinkAdmin { engine }
@@ -25,7 +27,13 @@ impl<'e, S: SettingsStore + LinkStore + WatermarkStore, P: EventSink> LinkAdmin<
     /// Links a CM campaign to an SF Campaign by hand: writes the link field on the SF Campaign,
     /// stores the link and publishes "campaign linked" so the campaign is synced at once.
     /// Refuses (changing nothing) bad ids and either side already linked elsewhere.
-    pub async fn link(&self, cm_campaign_id: &str, sf_campaign_id: &str) -> Result<LinkOutcome, EngineError> {
+    /// `actor` (a Salesforce user id, or [`audit::CLI_ACTOR`]) goes into the audit.
+    pub async fn link(
+        &self,
+        cm_campaign_id: &str,
+        sf_campaign_id: &str,
+        actor: &str,
+    ) -> Result<LinkOutcome, EngineError> {
         if !is_cm_id(cm_campaign_id) {
             return Err(EngineError::Invalid(format!(
                 "`{cm_campaign_id}` is not a CM CampaignID (32 hex characters)"
@@ -61,6 +69,14 @@ impl<'e, S: SettingsStore + LinkStore + WatermarkStore, P: EventSink> LinkAdmin<
         };
         let outcome = self.engine.store.put_link(&link).await?;
         if outcome == LinkOutcome::Created {
+            audit::record(
+                self.engine.store.as_ref(),
+                Some(&settings),
+                actor,
+                format!("link of CM campaign {cm_campaign_id} to SF Campaign {sf_campaign_id}"),
+                None,
+            )
+            .await;
             publish(
                 &self.engine.publisher,
                 &[Event::campaign_linked(
@@ -77,7 +93,8 @@ impl<'e, S: SettingsStore + LinkStore + WatermarkStore, P: EventSink> LinkAdmin<
     /// Removes a link: clears the link field on the SF Campaign (a Campaign deleted in
     /// Salesforce is fine), forgets the link and the campaign's watermarks, so a later link
     /// reads everything again. `None` if it was not linked.
-    pub async fn unlink(&self, cm_campaign_id: &str) -> Result<Option<LinkRecord>, EngineError> {
+    /// `actor` goes into the audit.
+    pub async fn unlink(&self, cm_campaign_id: &str, actor: &str) -> Result<Option<LinkRecord>, EngineError> {
         let Some(link) = self.engine.store.link(cm_campaign_id).await? else {
             return Ok(None);
         };
@@ -96,6 +113,17 @@ impl<'e, S: SettingsStore + LinkStore + WatermarkStore, P: EventSink> LinkAdmin<
             .store
             .reset_watermarks(&Scope::Campaign(cm_campaign_id).key())
             .await?;
+        audit::record(
+            self.engine.store.as_ref(),
+            Some(&settings),
+            actor,
+            format!(
+                "unlink of CM campaign {cm_campaign_id} from SF Campaign {}",
+                link.sf_campaign_id
+            ),
+            None,
+        )
+        .await;
         Ok(Some(link))
     }
 

@@ -4,6 +4,7 @@
 //! preview and optimistic lock ([`SettingsAdmin`]), webhook registration
 //! ([`WebhookAdmin`]) and the configuration check ([`Doctor`]).
 
+pub mod audit;
 pub mod backfill;
 pub mod doctor;
 pub mod links;
@@ -11,6 +12,7 @@ pub mod retry;
 pub mod settings;
 pub mod webhooks;
 
+pub use audit::CLI_ACTOR;
 pub use backfill::{Backfill, BackfillResult};
 pub use doctor::{Doctor, Finding, Severity};
 pub use links::LinkAdmin;

@@ -6,7 +6,9 @@ use events::Event;
 use events::publisher::EventSink;
 use serde::Serialize;
 use serde_json::json;
-use state::{FailedRecord, LinkStore, RetryQueue, RunStore};
+use state::{AuditStore, FailedRecord, LinkStore, RetryQueue, RunStore, SettingsStore};
+
+use super::audit;
 
 use events::publisher::Publisher;
 
@@ -35,7 +37,7 @@ pub struct Retry<'e, S, P> {
     publisher: &'e Publisher<P>,
 }
 
-impl<'e, S: RunStore + LinkStore + RetryQueue, P: EventSink> Retry<'e, S, P> {
+impl<'e, S: RunStore + LinkStore + RetryQueue + SettingsStore + AuditStore, P: EventSink> Retry<'e, S, P> {
     /// Retries recorded in `store`, their syncs requested through `publisher`.
     pub fn new(store: &'e S, publisher: &'e Publisher<P>) -> Self {
         Retry { store, publisher }
@@ -44,7 +46,8 @@ impl<'e, S: RunStore + LinkStore + RetryQueue, P: EventSink> Retry<'e, S, P> {
     /// Queues the people a run failed on for one more attempt and requests a sync of the
     /// campaign now. That sync reads those people's whole activity again (CM cannot filter a
     /// campaign's activity by subscriber), applies it, and empties the queue.
-    pub async fn queue(&self, run_id: &str) -> Result<RetryQueued, EngineError> {
+    /// `actor` (a Salesforce user id, or [`audit::CLI_ACTOR`]) goes into the audit.
+    pub async fn queue(&self, run_id: &str, actor: &str) -> Result<RetryQueued, EngineError> {
         let Some((run, failures)) = self.store.run(run_id).await? else {
             return Err(EngineError::Invalid(format!(
                 "no run `{run_id}` (see `cm-sf-admin runs`)"
@@ -83,6 +86,19 @@ impl<'e, S: RunStore + LinkStore + RetryQueue, P: EventSink> Retry<'e, S, P> {
             )],
         )
         .await?;
+        let settings = self.store.load_settings().await?;
+        audit::record(
+            self.store,
+            settings.as_ref().map(|s| &s.settings),
+            actor,
+            format!(
+                "retry of run {run_id}: {} people queued, sync {retry_run} of CM campaign {} requested",
+                records.len(),
+                run.scope
+            ),
+            None,
+        )
+        .await;
         Ok(RetryQueued {
             cm_campaign_id: run.scope,
             queued: records.len(),

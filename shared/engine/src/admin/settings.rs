@@ -5,7 +5,9 @@
 use chrono::Utc;
 use mapping::settings::document::{Change, diff};
 use mapping::{Settings, SettingsError};
-use state::{SettingsStore, VersionedSettings};
+use state::{AuditStore, SettingsStore, VersionedSettings};
+
+use super::audit;
 
 use crate::core::EngineError;
 
@@ -26,7 +28,7 @@ pub struct SettingsAdmin<'s, S> {
     store: &'s S,
 }
 
-impl<'s, S: SettingsStore> SettingsAdmin<'s, S> {
+impl<'s, S: SettingsStore + AuditStore> SettingsAdmin<'s, S> {
     /// The settings of the deployment whose state is `store`.
     pub fn new(store: &'s S) -> Self {
         SettingsAdmin { store }
@@ -57,11 +59,28 @@ impl<'s, S: SettingsStore> SettingsAdmin<'s, S> {
     }
 
     /// Stores a prepared change if the settings are still at the version it was compared with:
-    /// the new version, or [`state::StoreError::VersionConflict`] (nothing written).
-    pub async fn store(&self, change: &SettingsChange) -> Result<u64, EngineError> {
-        Ok(self
+    /// the new version, or [`state::StoreError::VersionConflict`] (nothing written). `actor`
+    /// (a Salesforce user id, or [`audit::CLI_ACTOR`]) goes into the audit with the versions.
+    pub async fn store(&self, change: &SettingsChange, actor: &str) -> Result<u64, EngineError> {
+        let version = self
             .store
             .save_settings(&change.prepared, change.base_version, Utc::now())
-            .await?)
+            .await?;
+        let action = match change.base_version {
+            None => "first settings stored".to_owned(),
+            Some(_) => {
+                let paths: Vec<&str> = change.changes.iter().map(|c| c.path.as_str()).collect();
+                audit::settings_action(&paths)
+            }
+        };
+        audit::record(
+            self.store,
+            Some(&change.prepared),
+            actor,
+            action,
+            Some((change.base_version, version)),
+        )
+        .await;
+        Ok(version)
     }
 }

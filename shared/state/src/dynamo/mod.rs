@@ -4,6 +4,7 @@
 //! [`StoreError::Backend`] with `retryable` set, and conditional-check failures become the
 //! domain outcomes (version conflict, duplicate, not advanced, lease held).
 
+mod audit;
 mod leases;
 mod runs;
 mod settings_links;
@@ -27,10 +28,10 @@ use mapping::autocreate::LinkOrigin;
 
 use crate::records::{link_conflict, no_such_run, truncate_to_millis};
 use crate::{
-    BatchRecorded, CampaignProgress, EventState, FAILED_RECORD_TTL_DAYS, FailedRecord, Lease, LeaseStore, LinkOutcome,
-    LinkRecord, LinkStore, PendingBatch, RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart,
-    RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore, WebhookBatchRecord,
-    WebhookEventRecord, WebhookEventStore,
+    AuditEntry, AuditStore, BatchRecorded, CampaignProgress, EventState, FAILED_RECORD_TTL_DAYS, FailedRecord, Lease,
+    LeaseStore, LinkOutcome, LinkRecord, LinkStore, PendingBatch, RetryQueue, RunCheckpoint, RunCommit, RunFailure,
+    RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore,
+    WebhookBatchRecord, WebhookEventRecord, WebhookEventStore,
 };
 
 type Item = HashMap<String, AttributeValue>;

@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use mapping::Settings;
 use mapping::autocreate::LinkOrigin;
 use state::{
-    EventState, FailedRecord, LinkOutcome, LinkRecord, PendingBatch, RunCheckpoint, RunCommit, RunFailure, RunRecord,
-    RunStart, RunStatus, Store, StoreError, WebhookBatchRecord, WebhookEventRecord, new_run_id,
+    AuditEntry, EventState, FailedRecord, LinkOutcome, LinkRecord, PendingBatch, RunCheckpoint, RunCommit, RunFailure,
+    RunRecord, RunStart, RunStatus, Store, StoreError, WebhookBatchRecord, WebhookEventRecord, new_run_id,
 };
 
 pub fn at(minute: i64) -> DateTime<Utc> {
@@ -702,6 +702,37 @@ pub async fn failed_records_queue_and_drain<S: Store>(store: Arc<S>) {
 
 /// Expands to one `#[tokio::test]` per case, each on a fresh store made by `$make` (an async
 /// block yielding a store).
+pub async fn the_audit_lists_changes_newest_first<S: Store>(store: Arc<S>) {
+    assert!(store.recent_changes(10).await.unwrap().is_empty());
+    let change = |minute: i64, actor: &str, action: &str, versions: Option<(u64, u64)>| AuditEntry {
+        at: at(minute),
+        actor: actor.into(),
+        action: action.into(),
+        version_before: versions.map(|v| v.0),
+        version_after: versions.map(|v| v.1),
+        expires_at: Some(at(minute) + Duration::days(90)),
+    };
+    let made = [
+        change(0, "cli", "settings changed: status_refresh", Some((1, 2))),
+        change(5, "005SB00000000A1AAA", "retry of run r1: 2 people queued", None),
+        change(5, "cli", "unlink of CM campaign c1", None),
+        change(9, "005SB00000000A1AAA", "settings changed: cadence", Some((2, 3))),
+    ];
+    for entry in &made {
+        store.record_change(entry).await.unwrap();
+    }
+    let newest = store.recent_changes(10).await.unwrap();
+    assert_eq!(newest.len(), 4, "two changes of one instant are both kept");
+    assert_eq!(newest[0], made[3]);
+    assert_eq!(newest[3], made[0]);
+    let actions: BTreeSet<&str> = newest[1..3].iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        BTreeSet::from([made[1].action.as_str(), made[2].action.as_str()])
+    );
+    assert_eq!(store.recent_changes(2).await.unwrap(), newest[..2].to_vec());
+}
+
 #[macro_export]
 macro_rules! conformance_suite {
     ($make:expr) => {
@@ -718,7 +749,8 @@ macro_rules! conformance_suite {
             a_handed_over_run_resumes_with_what_was_done,
             pending_batches_stay_listed_until_finished,
             overlapping_deliveries_record_each_event_once,
-            failed_records_queue_and_drain);
+            failed_records_queue_and_drain,
+            the_audit_lists_changes_newest_first);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
