@@ -224,6 +224,16 @@ def test_an_admin_signs_in_changes_refresh_through_preview_sees_field_errors_and
     assert "retry of run" in audit and "(you)" in audit, audit
     browser.step("13-audit")
 
+    # A person's failures, found by their address (a POST), shown redacted.
+    browser.go(stack.console_url + "/runs")
+    browser.driver.find_element(By.ID, "email").send_keys(emails[0].upper())
+    browser.click("form[action='/runs/search'] button[type=submit]")
+    page = browser.text()
+    assert "Failures of p***@example.com" in page and "STATUS_MISSING" in page, page
+    assert emails[0] not in browser.driver.page_source
+    assert emails[0] not in browser.driver.current_url
+    browser.step("14-person-failures")
+
     # Sign out: back at sign-in; the overview needs signing in again.
     browser.click("form[action='/signout'] button[type=submit]")
     assert browser.driver.current_url.endswith("/signin"), browser.driver.current_url
@@ -235,6 +245,6 @@ def test_a_user_without_the_permission_gets_the_403_page_naming_the_permission_s
     browser.sign_in(stack, "Victor Viewer")
     page = browser.text()
     assert PERMISSION_SET in page, page
-    browser.step("14-forbidden", expect_status=(403,))
+    browser.step("15-forbidden", expect_status=(403,))
     browser.go(stack.console_url + "/")
     assert browser.driver.current_url.endswith("/signin"), "no session was made"

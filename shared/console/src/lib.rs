@@ -46,6 +46,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("edit the whole settings document (Advanced)", "settings apply"),
     ("list runs", "runs"),
     ("open a run and its failures", "run"),
+    ("find a person's failures by address", "runs"),
     ("retry a run's failed people", "retry"),
     ("view the audit of changes", "audit"),
 ];
@@ -66,6 +67,7 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("GET", "/settings/advanced", false),
     ("POST", "/settings/advanced/preview", false),
     ("GET", "/runs", false),
+    ("POST", "/runs/search", false),
     ("GET", "/runs/{run_id}", false),
     ("POST", "/runs/{run_id}/retry", false),
     ("GET", "/audit", false),
@@ -112,6 +114,7 @@ pub fn router<S: ConsoleStore, P: ConsoleSink>(console: Console<S, P>) -> Router
         .route("/settings/advanced", get(pages::advanced::show::<S, P>))
         .route("/settings/advanced/preview", post(pages::advanced::preview::<S, P>))
         .route("/runs", get(pages::runs::list::<S, P>))
+        .route("/runs/search", post(pages::runs::search::<S, P>))
         .route("/runs/{run_id}", get(pages::runs::show::<S, P>))
         .route("/runs/{run_id}/retry", post(pages::runs::retry::<S, P>))
         .route("/audit", get(pages::audit::list::<S, P>))

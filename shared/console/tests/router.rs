@@ -443,3 +443,56 @@ async fn the_advanced_document_is_checked_as_the_cli_checks_a_file_and_previewed
         "nothing stored"
     );
 }
+
+#[tokio::test]
+async fn a_persons_failures_are_found_by_address_in_a_post_and_shown_redacted() {
+    let (app, store) = app().await;
+    let run = RunRecord {
+        run_id: "r7".into(),
+        scope: "0123456789abcdef0123456789abcdef".into(),
+        started_at: Utc::now(),
+        ended_at: Some(Utc::now()),
+        status: RunStatus::CompletedWithFailures,
+        counts: Default::default(),
+        failure_count: 2,
+        resumed_at: None,
+        expires_at: None,
+    };
+    store.start_run(&run).await.unwrap();
+    store
+        .add_run_failures(
+            "r7",
+            &[
+                RunFailure::new(
+                    "jo.smith@example.com",
+                    "refused",
+                    Some("FIELD_CUSTOM_VALIDATION_EXCEPTION"),
+                ),
+                RunFailure::new("al.jones@example.com", "locked", Some("UNABLE_TO_LOCK_ROW")),
+            ],
+        )
+        .await
+        .unwrap();
+
+    let (status, html) = post_form(&app, "/runs/search", &[("email", " Jo.Smith@Example.com ")]).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Failures of j***@example.com"), "{html}");
+    assert!(
+        html.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION") && !html.contains("UNABLE_TO_LOCK_ROW"),
+        "only theirs"
+    );
+    assert!(
+        !html.to_lowercase().contains("jo.smith@example.com"),
+        "no whole address"
+    );
+
+    let (status, html) = post_form(&app, "/runs/search", &[("email", "nobody@example.org")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("No failures of n***@example.org"), "{html}");
+
+    let (status, html) = post_form(&app, "/runs/search", &[("email", "not-an-address")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let error_at = html.find("id=\"email_error\"").expect(&html);
+    assert!(html[error_at..].contains("is not an email address"), "{html}");
+    assert!(html.contains("aria-describedby=\"email_error\""));
+}

@@ -40,34 +40,17 @@ pub async fn recent(context: &Context, last: usize) -> Result<Report, Failure> {
 /// `runs --last N --email ADDR`: the failures of one person in the newest N runs, found by the
 /// key of the address (what run records keep instead of it).
 pub async fn of_person(context: &Context, last: usize, email: &str) -> Result<Report, Failure> {
-    if !mapping::email::is_plausible_email(&mapping::email::normalize_email(email)) {
-        return Err(Failure(format!("`{email}` is not an email address")));
-    }
-    let key = mapping::email::person_key(email);
     let store = context.store().await?;
+    let found = engine::admin::person::failures_of(&store, email, last).await?;
     let mut text = String::new();
-    let mut found = Vec::new();
-    for run in store.recent_runs(last).await? {
-        if run.failure_count == 0 {
-            continue;
-        }
-        let Some((run, failures)) = store.run(&run.run_id).await? else {
-            continue; // expired since it was listed
-        };
-        let theirs: Vec<_> = failures
-            .into_iter()
-            .filter(|f| f.person.as_deref() == Some(key.as_str()))
-            .collect();
-        for failure in &theirs {
+    for (run, failures) in &found {
+        for failure in failures {
             text += &format!(
                 "{}  {}  {}\n",
                 run.run_id,
                 run.started_at.format("%Y-%m-%d %H:%M:%S"),
                 failure_line(failure)
             );
-        }
-        if !theirs.is_empty() {
-            found.push(json!({"run": run, "failures": theirs}));
         }
     }
     if found.is_empty() {
@@ -76,6 +59,10 @@ pub async fn of_person(context: &Context, last: usize, email: &str) -> Result<Re
             mapping::email::redact_email(email)
         );
     }
+    let found: Vec<_> = found
+        .iter()
+        .map(|(run, failures)| json!({"run": run, "failures": failures}))
+        .collect();
     Ok(Report::new(text, json!(found)))
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use engine::EngineError;
@@ -88,7 +88,12 @@ struct RunsPage {
     chrome: Chrome,
     runs: Vec<RunRow>,
     failed_only: bool,
+    /// The person search's error, next to its field.
+    search_error: Option<String>,
 }
+
+/// Runs searched for a person's failures.
+const RUNS_SEARCHED: usize = 200;
 
 /// The newest runs (`?failed=1`: only those with failures or that failed).
 pub async fn list<S: ConsoleStore, P: ConsoleSink>(
@@ -117,6 +122,7 @@ pub async fn list<S: ConsoleStore, P: ConsoleSink>(
             chrome: Chrome::of(&current, "runs"),
             runs,
             failed_only,
+            search_error: None,
         },
     )
 }
@@ -225,6 +231,81 @@ pub async fn retry<S: ConsoleStore, P: ConsoleSink>(
         Err(error) => refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("Nothing was queued: {error}. Try again."),
+        ),
+    }
+}
+
+/// The person search (a POST, so no address is in a URL or an access log).
+#[derive(Debug, Deserialize)]
+pub struct Search {
+    email: String,
+}
+
+/// A person's failures, one group per run.
+#[derive(Debug, Clone)]
+pub struct PersonRun {
+    /// The run.
+    pub run: RunRow,
+    /// Code and reason of each of their failures in it.
+    pub failures: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "person.html")]
+struct PersonPage {
+    chrome: Chrome,
+    /// The address, redacted.
+    person: String,
+    runs: Vec<PersonRun>,
+    searched: usize,
+}
+
+/// Find a person's failures by address (the same search as `cm-sf-admin runs --email`).
+pub async fn search<S: ConsoleStore, P: ConsoleSink>(
+    State(app): State<App<S, P>>,
+    Extension(current): Extension<Session>,
+    Form(search): Form<Search>,
+) -> Response {
+    let email = search.email.trim();
+    match engine::admin::person::failures_of(app.store.as_ref(), email, RUNS_SEARCHED).await {
+        Ok(found) => render(
+            StatusCode::OK,
+            &PersonPage {
+                chrome: Chrome::of(&current, "runs"),
+                person: mapping::email::redact_email(&mapping::email::normalize_email(email)),
+                runs: found
+                    .iter()
+                    .map(|(run, failures)| PersonRun {
+                        run: RunRow::of(run),
+                        failures: failures
+                            .iter()
+                            .map(|f| {
+                                (
+                                    f.code.clone().unwrap_or_else(|| "(no code)".into()),
+                                    mapping::email::redact_emails_in(&f.reason),
+                                )
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                searched: RUNS_SEARCHED,
+            },
+        ),
+        Err(EngineError::Invalid(reason)) => {
+            let runs = app.store.recent_runs(RUNS_SHOWN).await.unwrap_or_default();
+            render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &RunsPage {
+                    chrome: Chrome::of(&current, "runs"),
+                    runs: runs.iter().map(RunRow::of).collect(),
+                    failed_only: false,
+                    search_error: Some(reason),
+                },
+            )
+        }
+        Err(error) => refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("The runs could not be searched: {error}"),
         ),
     }
 }

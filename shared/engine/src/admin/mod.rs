@@ -8,6 +8,7 @@ pub mod audit;
 pub mod backfill;
 pub mod doctor;
 pub mod links;
+pub mod person;
 pub mod retry;
 pub mod settings;
 pub mod webhooks;
