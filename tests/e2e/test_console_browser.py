@@ -154,9 +154,13 @@ def test_an_admin_signs_in_changes_refresh_through_preview_sees_field_errors_and
     # Status refresh → Once Only: preview (nothing stored yet), confirm (version + 1).
     before = settings_version(stack)
     browser.go(stack.console_url + "/settings")
+    # Beside the mapping: the linked campaign's statuses as Salesforce has them (read as Ada).
+    browser.click("button[form=campaign_picker]")
+    existing = browser.driver.find_element(By.CSS_SELECTOR, "section.existing").text
+    assert "November newsletter" in existing and "Sent yes Sent" in existing and "Responded" in existing, existing
     browser.step("04-campaign-settings")
     browser.driver.find_element(By.ID, "refresh_once_only").click()
-    browser.click("form[action='/settings/preview'] button[type=submit]")
+    browser.click("form[action='/settings/preview'] button[type=submit]:not([form])")
     assert "once_only" in browser.text(), browser.text()
     assert settings_version(stack) == before, "a preview stores nothing"
     browser.step("05-settings-preview")
@@ -170,7 +174,7 @@ def test_an_admin_signs_in_changes_refresh_through_preview_sees_field_errors_and
     field = browser.driver.find_element(By.ID, "status_Clicked")
     field.clear()
     field.send_keys("C" * 41)
-    browser.click("form[action='/settings/preview'] button[type=submit]")
+    browser.click("form[action='/settings/preview'] button[type=submit]:not([form])")
     error = browser.driver.find_element(By.ID, "status_Clicked_error")
     assert "status_mapping" in error.text and "40" in error.text, error.text
     assert browser.driver.find_element(By.ID, "status_Clicked").get_attribute("aria-invalid") == "true"

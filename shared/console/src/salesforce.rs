@@ -26,6 +26,8 @@ pub struct Tokens {
     pub access_token: String,
     /// Their identity URL.
     pub id: String,
+    /// Their org's instance URL.
+    pub instance_url: String,
 }
 
 /// Who signed in (the identity URL's answer).
@@ -182,6 +184,36 @@ fn identity_host_allowed(config: &ConsoleConfig, url: &str) -> bool {
     let own = origin(login(config));
     own.as_ref() == Some(&target)
         || target.0 == "https" && ["login.salesforce.com", "test.salesforce.com"].contains(&target.1.as_str())
+}
+
+/// Instance URLs are on the login host the console uses (a sandbox, a My Domain) or an https
+/// Salesforce domain: a token answer naming anything else is refused, so the admin's token is
+/// never sent elsewhere.
+pub fn instance_host_allowed(config: &ConsoleConfig, url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    let own = login(config)
+        .split_once("://")
+        .map(|(s, r)| (s, r.split('/').next().unwrap_or_default()));
+    own == Some((scheme, host))
+        || scheme == "https"
+            && [".salesforce.com", ".force.com", ".salesforce.mil", ".cloudforce.com"]
+                .iter()
+                .any(|domain| host.ends_with(domain) && host.len() > domain.len())
+}
+
+/// A Salesforce client that calls as the signed-in admin (their token, their sharing).
+pub fn as_user(session: &crate::session::Session) -> Result<salesforce::SfClient, salesforce::SfError> {
+    let mut config = salesforce::SfConfig::new(salesforce::Auth::UserToken {
+        instance_url: session.instance_url.clone(),
+        access_token: session.access_token.clone(),
+    });
+    // A page waits for these reads: fail fast rather than retry for minutes.
+    config.retry.max_attempts = 2;
+    config.request_timeout = std::time::Duration::from_secs(20);
+    salesforce::SfClient::new(config)
 }
 
 fn oauth_error(body: &serde_json::Value) -> String {

@@ -32,6 +32,8 @@ pub struct Session {
     pub access_token: String,
     /// Their identity URL (checked again before every change).
     pub identity_url: String,
+    /// Their org's instance URL, where the console reads Salesforce as them.
+    pub instance_url: String,
     /// The session's CSRF token, in every form.
     pub csrf: String,
     /// Sign-in time.
@@ -182,6 +184,7 @@ mod tests {
             name: "Ada".into(),
             access_token: "00D!secret".into(),
             identity_url: "https://login/id/00DA/005A".into(),
+            instance_url: "https://acme.my.salesforce.com".into(),
             csrf: "c".into(),
             issued_at: now,
             seen_at: now,

@@ -40,6 +40,7 @@ fn session(seen_minutes_ago: i64) -> Session {
         name: "Ada Admin".into(),
         access_token: "00D!token".into(),
         identity_url: "http://127.0.0.1:9/id/00D/005".into(),
+        instance_url: "http://127.0.0.1:9".into(),
         csrf: "csrf-token-of-this-session".into(),
         issued_at: now - Duration::minutes(seen_minutes_ago),
         seen_at: now - Duration::minutes(seen_minutes_ago),
@@ -495,4 +496,48 @@ async fn a_persons_failures_are_found_by_address_in_a_post_and_shown_redacted() 
     let error_at = html.find("id=\"email_error\"").expect(&html);
     assert!(html[error_at..].contains("is not an email address"), "{html}");
     assert!(html.contains("aria-describedby=\"email_error\""));
+}
+
+#[tokio::test]
+async fn the_rank_of_each_activity_is_edited_beside_its_status_and_must_be_a_place_of_its_own() {
+    let (app, store) = app().await;
+    let ranks = |opened: &str, clicked: &str| {
+        [
+            ("status_refresh", "forward_only".to_owned()),
+            ("rank_Sent", "1".to_owned()),
+            ("rank_Bounced", "2".to_owned()),
+            ("rank_Opened", opened.to_owned()),
+            ("rank_Clicked", clicked.to_owned()),
+            ("rank_Unsubscribed", "5".to_owned()),
+            ("rank_MarkedAsSpam", "6".to_owned()),
+        ]
+    };
+    let form = |pairs: [(&'static str, String); 7]| pairs.into_iter().collect::<Vec<_>>();
+
+    let same = form(ranks("3", "3"));
+    let pairs: Vec<(&str, &str)> = same.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, html) = post_form(&app, "/settings/preview", &pairs).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    for kind in ["Opened", "Clicked"] {
+        let at = html.find(&format!("id=\"rank_{kind}_error\"")).expect(&html);
+        assert!(
+            html[at..].contains("rank 3 is given to more than one activity"),
+            "{html}"
+        );
+    }
+    assert!(!html.contains("id=\"rank_Sent_error\""));
+
+    let swapped = form(ranks("4", "3"));
+    let pairs: Vec<(&str, &str)> = swapped.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, html) = post_form(&app, "/settings/preview", &pairs).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("status_rank[2]: &#34;Opened&#34; -&#62; &#34;Clicked&#34;"),
+        "{html}"
+    );
+    assert_eq!(
+        store.load_settings().await.unwrap().unwrap().version,
+        1,
+        "nothing stored"
+    );
 }

@@ -21,6 +21,7 @@ use state::{AuditStore, LinkRecord, LinkStore, RetryQueue, RunFailure, RunRecord
 
 struct Stack {
     origin: String,
+    scenario: sandbox::scenario::Scenario,
     publisher: Arc<Publisher<MemorySink>>,
     sf_url: String,
     store: Arc<MemoryStore>,
@@ -37,7 +38,7 @@ async fn stack() -> Stack {
         ..Shape::default()
     });
     scenario.sf.console_app.callback_urls = vec![format!("{origin}/auth/callback")];
-    let running = harness::start_sandbox(scenario).await.unwrap();
+    let running = harness::start_sandbox(scenario.clone()).await.unwrap();
     let store = Arc::new(MemoryStore::new());
     let settings = Settings::new(vec!["0123456789abcdef0123456789abcdef".into()], mapping::Tz::UTC);
     store.save_settings(&settings, None, Utc::now()).await.unwrap();
@@ -55,6 +56,7 @@ async fn stack() -> Stack {
     tokio::spawn(async move { axum::serve(listener, router(console)).await });
     Stack {
         origin,
+        scenario,
         publisher,
         sf_url: running.sf_url.clone(),
         store,
@@ -93,6 +95,19 @@ fn hidden(html: &str, name: &str) -> String {
 
 /// Signs in as the sandbox user `user` (clicking "Allow" for them): the console's answer to the
 /// callback.
+impl Stack {
+    /// REST calls made with signed-in users' own tokens.
+    fn user_calls(&self) -> u64 {
+        let world = self._sandbox.state.lock();
+        world
+            .sf
+            .user_tokens
+            .keys()
+            .filter_map(|token| world.sf.tokens.get(token))
+            .sum()
+    }
+}
+
 /// Posts the confirm form of a preview page, as the browser would.
 async fn confirm(stack: &Stack, session: &str, csrf: &str, preview: &str) -> reqwest::Response {
     stack
@@ -167,6 +182,40 @@ async fn an_admin_signs_in_with_salesforce_changes_a_setting_through_preview_and
     };
     let overview = get("/").await.unwrap().text().await.unwrap();
     assert!(overview.contains("Ada Admin"), "{overview}");
+
+    // A linked campaign's member statuses, read from Salesforce with the admin's own token.
+    let (cm, sf) = {
+        let campaign = &stack.scenario.sf.records["Campaign"][0];
+        (
+            campaign["CM_Campaign_ID__c"].as_str().unwrap().to_owned(),
+            campaign["Id"].as_str().unwrap().to_owned(),
+        )
+    };
+    stack
+        .store
+        .put_link(&LinkRecord {
+            cm_campaign_id: cm,
+            sf_campaign_id: sf.clone(),
+            origin: LinkOrigin::Manual,
+            linked_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let calls_before = stack.user_calls();
+    let page = get(&format!("/settings?campaign={sf}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let name = stack.scenario.sf.records["Campaign"][0]["Name"].as_str().unwrap();
+    assert!(page.contains(&format!("selected>{name}</option>")), "{page}");
+    let table = &page[page.find("Member statuses on this campaign").expect(&page)..];
+    assert!(
+        table.contains("<td>Sent</td>") && table.contains("<td>Responded</td>"),
+        "{table}"
+    );
+    assert!(stack.user_calls() > calls_before, "read with the admin's token");
 
     // Status refresh → Once Only: preview (nothing stored), then confirm (version 2).
     let page = get("/settings").await.unwrap().text().await.unwrap();

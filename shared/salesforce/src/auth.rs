@@ -64,6 +64,16 @@ pub enum Auth {
         /// The refresh token.
         refresh_token: String,
     },
+    /// A signed-in person's own access token (the admin console): calls run as them, so
+    /// Salesforce's sharing applies and records name them. Never renewed (their session ends,
+    /// they sign in again); never read from a secret.
+    #[serde(skip_deserializing)]
+    UserToken {
+        /// Their org's instance URL, from their token response.
+        instance_url: String,
+        /// Their access token.
+        access_token: String,
+    },
 }
 
 impl Auth {
@@ -83,6 +93,7 @@ impl Auth {
             Auth::JwtBearer { token_host, .. }
             | Auth::ClientCredentials { token_host, .. }
             | Auth::RefreshToken { token_host, .. } => token_host,
+            Auth::UserToken { instance_url, .. } => instance_url,
         }
     }
 }
@@ -93,6 +104,7 @@ impl std::fmt::Debug for Auth {
             Auth::JwtBearer { .. } => "JwtBearer",
             Auth::ClientCredentials { .. } => "ClientCredentials",
             Auth::RefreshToken { .. } => "RefreshToken",
+            Auth::UserToken { .. } => "UserToken",
         };
         write!(f, "Auth::{flow}({}, secrets ***)", self.token_host())
     }
@@ -109,6 +121,16 @@ impl SfClient {
     /// the last rotated one); refused, the one the vault holds if another process rotated it;
     /// a rotated one returned is saved at once.
     pub(super) async fn login(&self) -> Result<Session, SfError> {
+        if let Auth::UserToken {
+            instance_url,
+            access_token,
+        } = &self.config.auth
+        {
+            return Ok(Session {
+                access_token: access_token.clone(),
+                instance_url: instance_url.trim_end_matches('/').to_owned(),
+            });
+        }
         let used = self.current_refresh_token()?;
         let (session, rotated) = match self.request_session(used.as_deref()).await {
             Err(SfError::Auth { error, description }) if used.is_some() => {
@@ -233,6 +255,11 @@ impl SfClient {
                     form.push(("client_secret", secret.clone()));
                 }
                 form
+            }
+            Auth::UserToken { .. } => {
+                return Err(SfError::Config(
+                    "a person's access token is not renewed: they sign in again".into(),
+                ));
             }
         };
         let response = self

@@ -30,8 +30,12 @@ pub struct MappingRow {
     pub status: String,
     /// Counts as responded.
     pub responded: bool,
+    /// Its place in `status_rank` (1: lowest), which Forward only moves up.
+    pub rank: String,
     /// Its error, next to it.
     pub error: Option<String>,
+    /// Its rank's error, next to the rank.
+    pub rank_error: Option<String>,
 }
 
 /// The form as shown: values and the errors next to their fields.
@@ -64,7 +68,14 @@ impl SettingsForm {
                     label: activity_words(entry.activity).to_owned(),
                     status: entry.status.clone(),
                     responded: entry.responded,
+                    rank: settings
+                        .status_rank
+                        .iter()
+                        .position(|kind| *kind == entry.activity)
+                        .map(|i| (i + 1).to_string())
+                        .unwrap_or_default(),
                     error: None,
+                    rank_error: None,
                 })
                 .collect(),
             errors: BTreeMap::new(),
@@ -74,6 +85,16 @@ impl SettingsForm {
     /// The error of a field, if any (for the template).
     pub fn error(&self, field: &str) -> Option<&str> {
         self.errors.get(field).map(String::as_str)
+    }
+
+    /// The CM activities mapped to a Salesforce status label (for the template), as words.
+    pub fn mapped_from(&self, label: &str) -> String {
+        self.mapping
+            .iter()
+            .filter(|row| row.status.eq_ignore_ascii_case(label))
+            .map(|row| row.label.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Whether a radio option is the chosen one (for the template).
@@ -109,31 +130,134 @@ struct SettingsPage {
     form: SettingsForm,
     version: u64,
     saved: Option<u64>,
+    statuses: CampaignStatuses,
 }
 
-/// `?saved=N` after a confirmed change.
+/// What the page is asked: `saved=N` after a confirmed change, `campaign=701...` to show that
+/// linked campaign's member statuses beside the mapping.
 #[derive(Debug, Deserialize)]
-pub struct Saved {
+pub struct Shown {
     saved: Option<u64>,
+    campaign: Option<String>,
+}
+
+/// A member status as Salesforce has it on one campaign.
+#[derive(Debug, Clone)]
+pub struct MemberStatus {
+    /// Its label.
+    pub label: String,
+    /// New members get it.
+    pub default: bool,
+    /// Counts as responded.
+    pub responded: bool,
+}
+
+/// The linked campaigns to choose from and the chosen one's statuses, read from Salesforce
+/// as the signed-in admin.
+#[derive(Debug, Clone, Default)]
+pub struct CampaignStatuses {
+    /// (SF Campaign id, name) of the most recently linked campaigns.
+    pub campaigns: Vec<(String, String)>,
+    /// The chosen campaign.
+    pub chosen: Option<String>,
+    /// Its statuses, in Salesforce's order.
+    pub statuses: Vec<MemberStatus>,
+    /// Why Salesforce could not be read, if it could not.
+    pub problem: Option<String>,
+}
+
+/// Linked campaigns offered in the picker: the most recently linked.
+const CAMPAIGNS_OFFERED: usize = 50;
+
+impl CampaignStatuses {
+    /// Reads the picker's campaigns and, if one is chosen (and linked), its statuses.
+    async fn read<S: ConsoleStore>(store: &S, session: &Session, chosen: Option<&str>) -> CampaignStatuses {
+        let mut links = match store.links().await {
+            Ok(links) => links,
+            Err(error) => {
+                return CampaignStatuses {
+                    problem: Some(format!("The links could not be read: {error}")),
+                    ..CampaignStatuses::default()
+                };
+            }
+        };
+        if links.is_empty() {
+            return CampaignStatuses::default();
+        }
+        links.sort_by_key(|link| std::cmp::Reverse(link.linked_at));
+        links.truncate(CAMPAIGNS_OFFERED);
+        let ids: Vec<String> = links.iter().map(|l| l.sf_campaign_id.clone()).collect();
+        let chosen = chosen
+            .filter(|id| ids.iter().any(|linked| linked == id))
+            .map(str::to_owned);
+        let mut shown = CampaignStatuses {
+            campaigns: ids.iter().map(|id| (id.clone(), id.clone())).collect(),
+            chosen: chosen.clone(),
+            ..CampaignStatuses::default()
+        };
+        let read = async {
+            let sf = crate::salesforce::as_user(session)?;
+            let names = sf
+                .query_in("SELECT Id, Name FROM Campaign WHERE Id IN ", &ids, "")
+                .await?;
+            let statuses = match &chosen {
+                // A linked id, checked above: safe in the query.
+                Some(id) => {
+                    sf.query_all(&format!(
+                        "SELECT Label, IsDefault, HasResponded, SortOrder FROM CampaignMemberStatus WHERE CampaignId = '{id}' ORDER BY SortOrder"
+                    ))
+                    .await?
+                }
+                None => Vec::new(),
+            };
+            Ok::<_, salesforce::SfError>((names, statuses))
+        };
+        match read.await {
+            Ok((names, statuses)) => {
+                for (id, name) in &mut shown.campaigns {
+                    // The 15-character id is the 18-character one's start.
+                    let same = |found: &str| found.get(..15) == id.get(..15);
+                    if let Some(row) = names.iter().find(|r| r["Id"].as_str().is_some_and(same)) {
+                        *name = row["Name"].as_str().unwrap_or(id).to_owned();
+                    }
+                }
+                shown.statuses = statuses
+                    .iter()
+                    .map(|row| MemberStatus {
+                        label: row["Label"].as_str().unwrap_or_default().to_owned(),
+                        default: row["IsDefault"].as_bool().unwrap_or(false),
+                        responded: row["HasResponded"].as_bool().unwrap_or(false),
+                    })
+                    .collect();
+            }
+            Err(error) => {
+                tracing::warn!(%error, user = %session.user_id, "the console could not read Salesforce as the admin");
+                shown.problem = Some(format!("Salesforce could not be read as you: {error}"));
+            }
+        }
+        shown
+    }
 }
 
 /// The Campaign Settings page.
 pub async fn show<S: ConsoleStore, P: ConsoleSink>(
     State(app): State<App<S, P>>,
     Extension(current): Extension<Session>,
-    axum::extract::Query(saved): axum::extract::Query<Saved>,
+    axum::extract::Query(shown): axum::extract::Query<Shown>,
 ) -> Response {
     let stored = match load(&app).await {
         Ok(stored) => stored,
         Err(response) => return response,
     };
+    let statuses = CampaignStatuses::read(app.store.as_ref(), &current, shown.campaign.as_deref()).await;
     render(
         StatusCode::OK,
         &SettingsPage {
             chrome: Chrome::of(&current, "settings"),
             form: SettingsForm::of(&stored.settings),
             version: stored.version,
-            saved: saved.saved,
+            saved: shown.saved,
+            statuses,
         },
     )
 }
@@ -181,9 +305,65 @@ fn submitted(base: &Settings, form: &[(String, String)]) -> (Settings, SettingsF
         }
         entry.responded = ticked(&format!("responded_{kind}"));
     }
+    // The ranks typed: each a place from 1 to 6, each place once.
+    let kinds: Vec<ActivityKind> = settings.status_mapping.iter().map(|e| e.activity).collect();
+    let typed: Vec<(ActivityKind, String)> = kinds
+        .iter()
+        .map(|kind| {
+            // A form without the field keeps the stored rank.
+            let stored = settings
+                .status_rank
+                .iter()
+                .position(|k| k == kind)
+                .map(|i| (i + 1).to_string());
+            let text = value(&format!("rank_{}", kind.as_str()))
+                .map(|t| t.trim().to_owned())
+                .or(stored)
+                .unwrap_or_default();
+            (*kind, text)
+        })
+        .collect();
+    let places = ActivityKind::ALL.len();
+    let mut rank_errors: BTreeMap<ActivityKind, String> = BTreeMap::new();
+    let mut ranked: Vec<(usize, ActivityKind)> = Vec::new();
+    for (kind, text) in &typed {
+        match text.parse::<usize>() {
+            Ok(place) if (1..=places).contains(&place) => ranked.push((place, *kind)),
+            _ => {
+                rank_errors.insert(
+                    *kind,
+                    format!(
+                        "status_rank: the rank of {} must be a number from 1 to {places}",
+                        kind.as_str()
+                    ),
+                );
+            }
+        }
+    }
+    for (place, kind) in &ranked {
+        if ranked.iter().filter(|(other, _)| other == place).count() > 1 {
+            rank_errors.insert(
+                *kind,
+                format!("status_rank: rank {place} is given to more than one activity"),
+            );
+        }
+    }
+    if rank_errors.is_empty() && ranked.len() == places {
+        ranked.sort();
+        settings.status_rank = ranked.into_iter().map(|(_, kind)| kind).collect();
+    }
     let mut shown = SettingsForm::of(&settings);
+    for row in &mut shown.mapping {
+        if let Some((kind, text)) = typed.iter().find(|(kind, _)| kind.as_str() == row.activity) {
+            row.rank.clone_from(text);
+            row.rank_error = rank_errors.get(kind).cloned();
+        }
+    }
     if value("status_refresh").is_none() {
         shown.status_refresh = String::new();
+    }
+    if !rank_errors.is_empty() {
+        errors.insert("status_rank".to_owned(), "each activity needs its own rank".to_owned());
     }
     shown.errors = errors;
     (settings, shown)
@@ -262,6 +442,7 @@ pub async fn preview<S: ConsoleStore, P: ConsoleSink>(
                     form: shown,
                     version: stored.version,
                     saved: None,
+                    statuses: CampaignStatuses::default(),
                 },
             );
         }

@@ -114,6 +114,17 @@ pub async fn callback<S: ConsoleStore, P: ConsoleSink>(
             return with_cleared_sign_in(refusal(StatusCode::BAD_GATEWAY, &error.to_string()), &app);
         }
     };
+    if !crate::salesforce::instance_host_allowed(config, &tokens.instance_url) {
+        tracing::warn!("sign-in: the token answer names an instance that is not Salesforce's");
+        let _ = app.salesforce.revoke(config, &tokens.access_token).await;
+        return with_cleared_sign_in(
+            refusal(
+                StatusCode::BAD_GATEWAY,
+                "Salesforce's answer named an unexpected instance.",
+            ),
+            &app,
+        );
+    }
     let identity = match app.salesforce.identity(config, &tokens.id, &tokens.access_token).await {
         Ok(identity) => identity,
         Err(error) => {
@@ -141,6 +152,7 @@ pub async fn callback<S: ConsoleStore, P: ConsoleSink>(
         name: identity.display_name,
         access_token: tokens.access_token,
         identity_url: tokens.id,
+        instance_url: tokens.instance_url,
         csrf,
         issued_at: now,
         seen_at: now,
