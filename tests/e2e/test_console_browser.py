@@ -238,6 +238,22 @@ def test_an_admin_signs_in_changes_refresh_through_preview_sees_field_errors_and
     assert emails[0] not in browser.driver.current_url
     browser.step("14-person-failures")
 
+    # Links: Sync now asks the sync function; Unlink, after a confirmation, clears the link field.
+    browser.go(stack.console_url + "/links")
+    assert "November newsletter" in browser.text(), browser.text()
+    browser.step("15-links")
+    browser.click(f"form[action='/links/{cm}/sync'] button")
+    assert "Sync requested" in browser.text(), browser.text()
+    stack.settle()
+    browser.step("16-links-sync-requested")
+    browser.click(f"a[href='/links/{cm}/unlink']")
+    browser.step("17-unlink-confirm")
+    browser.click(f"form[action='/links/{cm}/unlink'] button")
+    assert f"CM campaign {cm} unlinked" in browser.text(), browser.text()
+    linked = next(c for c in stack.records("Campaign") if c["Name"] == "November newsletter")
+    assert not linked.get("CM_Campaign_ID__c"), linked
+    assert all(l["cm_campaign_id"] != cm for l in json.loads(stack.admin("--json", "links")))
+
     # Sign out: back at sign-in; the overview needs signing in again.
     browser.click("form[action='/signout'] button[type=submit]")
     assert browser.driver.current_url.endswith("/signin"), browser.driver.current_url
@@ -249,6 +265,6 @@ def test_a_user_without_the_permission_gets_the_403_page_naming_the_permission_s
     browser.sign_in(stack, "Victor Viewer")
     page = browser.text()
     assert PERMISSION_SET in page, page
-    browser.step("15-forbidden", expect_status=(403,))
+    browser.step("18-forbidden", expect_status=(403,))
     browser.go(stack.console_url + "/")
     assert browser.driver.current_url.endswith("/signin"), "no session was made"

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use events::publisher::{EventSink, Publisher};
-use state::{AuditStore, LinkStore, RetryQueue, RunStore, SettingsStore};
+use state::{AuditStore, LinkStore, RetryQueue, RunStore, SettingsStore, WatermarkStore};
 
 pub use config::ConsoleConfig;
 
@@ -49,6 +49,9 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("find a person's failures by address", "runs"),
     ("retry a run's failed people", "retry"),
     ("view the audit of changes", "audit"),
+    ("list links", "links"),
+    ("sync a linked campaign now", "sync"),
+    ("unlink a campaign", "unlink"),
 ];
 
 /// Every route: method, path, and whether it is served without a session (sign-in, the OAuth
@@ -71,13 +74,24 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("GET", "/runs/{run_id}", false),
     ("POST", "/runs/{run_id}/retry", false),
     ("GET", "/audit", false),
+    ("GET", "/links", false),
+    ("POST", "/links/{cm}/sync", false),
+    ("GET", "/links/{cm}/unlink", false),
+    ("POST", "/links/{cm}/unlink", false),
     ("POST", "/signout", false),
 ];
 
-/// What the console's store must do: settings, runs, links, the retry queue and the audit.
-pub trait ConsoleStore: SettingsStore + RunStore + LinkStore + RetryQueue + AuditStore + 'static {}
+/// What the console's store must do: settings, runs, links and their schedule, the retry
+/// queue and the audit.
+pub trait ConsoleStore:
+    SettingsStore + RunStore + LinkStore + WatermarkStore + RetryQueue + AuditStore + 'static
+{
+}
 
-impl<T: SettingsStore + RunStore + LinkStore + RetryQueue + AuditStore + 'static> ConsoleStore for T {}
+impl<T> ConsoleStore for T where
+    T: SettingsStore + RunStore + LinkStore + WatermarkStore + RetryQueue + AuditStore + 'static
+{
+}
 
 /// Where the console's requests for work go: the deployment's bus (a retry's sync, a preview).
 pub trait ConsoleSink: EventSink + 'static {}
@@ -118,6 +132,10 @@ pub fn router<S: ConsoleStore, P: ConsoleSink>(console: Console<S, P>) -> Router
         .route("/runs/{run_id}", get(pages::runs::show::<S, P>))
         .route("/runs/{run_id}/retry", post(pages::runs::retry::<S, P>))
         .route("/audit", get(pages::audit::list::<S, P>))
+        .route("/links", get(pages::links::list::<S, P>))
+        .route("/links/{cm}/sync", post(pages::links::sync_now::<S, P>))
+        .route("/links/{cm}/unlink", get(pages::links::confirm_unlink::<S, P>))
+        .route("/links/{cm}/unlink", post(pages::links::unlink::<S, P>))
         .route("/signout", post(pages::signin::sign_out::<S, P>))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -441,3 +441,74 @@ async fn a_code_replayed_or_exchanged_without_its_verifier_is_refused() {
     assert_eq!(stolen.status(), StatusCode::BAD_REQUEST);
     assert!(stolen.text().await.unwrap().contains("invalid_grant"));
 }
+
+#[tokio::test]
+async fn an_admin_syncs_a_linked_campaign_and_unlinks_it_as_themselves() {
+    let stack = stack().await;
+    let campaign = &stack.scenario.sf.records["Campaign"][0];
+    let cm = campaign["CM_Campaign_ID__c"].as_str().unwrap().to_owned();
+    let sf = campaign["Id"].as_str().unwrap().to_owned();
+    let name = campaign["Name"].as_str().unwrap().to_owned();
+    stack
+        .store
+        .put_link(&LinkRecord {
+            cm_campaign_id: cm.clone(),
+            sf_campaign_id: sf.clone(),
+            origin: LinkOrigin::Manual,
+            linked_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let back = sign_in(&stack, "005SB00000000A1AAA").await;
+    let session = cookie_of(&back, "cmsf-session").expect("a session");
+    let get = |path: String| {
+        stack
+            .http
+            .get(format!("{}{path}", stack.origin))
+            .header(COOKIE, session.clone())
+            .send()
+    };
+    let post = |path: String, csrf: String| {
+        stack
+            .http
+            .post(format!("{}{path}", stack.origin))
+            .header(COOKIE, session.clone())
+            .header(ORIGIN, stack.origin.clone())
+            .form(&[("csrf", csrf)])
+            .send()
+    };
+    let page = get("/links".into()).await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("{name}<br>")) && page.contains(&cm), "{page}");
+    let csrf = hidden(&page, "csrf");
+
+    // Sync now: one sync of this campaign requested on the bus.
+    let requested = post(format!("/links/{cm}/sync"), csrf.clone()).await.unwrap();
+    assert_eq!(requested.status(), StatusCode::SEE_OTHER);
+    assert!(location(&requested).starts_with("/links?requested="));
+    let events = stack.publisher.sink().events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(harness::sync_requests(&events), vec![cm.clone()]);
+
+    // Unlink: a confirmation first, then the link field cleared as the admin.
+    let confirm = get(format!("/links/{cm}/unlink")).await.unwrap();
+    assert_eq!(confirm.status(), StatusCode::OK);
+    assert!(confirm.text().await.unwrap().contains("Unlink CM campaign"));
+    let calls_before = stack.user_calls();
+    let unlinked = post(format!("/links/{cm}/unlink"), csrf).await.unwrap();
+    assert_eq!(unlinked.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&unlinked), format!("/links?unlinked={cm}"));
+    assert!(stack.store.link(&cm).await.unwrap().is_none());
+    assert!(stack.user_calls() > calls_before, "written with the admin's token");
+    let field = stack._sandbox.state.lock().sf.records["Campaign"][&sf]
+        .get("CM_Campaign_ID__c")
+        .cloned();
+    assert!(field.as_ref().is_none_or(serde_json::Value::is_null), "{field:?}");
+    let audit = stack.store.recent_changes(1).await.unwrap();
+    assert_eq!(
+        (audit[0].actor.as_str(), audit[0].action.as_str()),
+        (
+            "005SB00000000A1AAA",
+            format!("unlink of CM campaign {cm} from SF Campaign {sf}").as_str()
+        )
+    );
+}

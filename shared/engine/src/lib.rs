@@ -139,12 +139,16 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         sf_campaign_id: &str,
         actor: &str,
     ) -> Result<LinkOutcome, EngineError> {
-        LinkAdmin::new(self).link(cm_campaign_id, sf_campaign_id, actor).await
+        LinkAdmin::new(&*self.store, &self.sf, &self.publisher)
+            .link(cm_campaign_id, sf_campaign_id, actor)
+            .await
     }
 
     /// [`LinkAdmin::unlink`]: a link removed.
     pub async fn unlink(&self, cm_campaign_id: &str, actor: &str) -> Result<Option<LinkRecord>, EngineError> {
-        LinkAdmin::new(self).unlink(cm_campaign_id, actor).await
+        LinkAdmin::new(&*self.store, &self.sf, &self.publisher)
+            .unlink(cm_campaign_id, actor)
+            .await
     }
 
     /// [`Backfill::candidates`]: what a backfill over `[from, to]` would create.

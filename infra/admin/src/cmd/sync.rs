@@ -5,34 +5,25 @@ use engine::Deadline;
 use engine::campaign::{CampaignOutcome, Mode};
 use lambda_support::Invocation;
 use serde_json::json;
-use state::LinkStore;
 
 use crate::context::{Context, Failure, Report};
 
 pub async fn run(context: &Context, campaign: Option<String>, dry_run: bool) -> Result<Report, Failure> {
     let Invocation { engine, settings } = context.invocation().await?;
-    let run_id = engine::new_run_id();
     if !dry_run {
-        if let Some(cm) = &campaign
-            && engine.store.link(cm).await?.is_none()
-        {
-            return Err(Failure(format!(
-                "CM campaign {cm} is not linked (see `cm-sf-admin links`)"
-            )));
-        }
-        engine
-            .publish(&[events::Event::sync_requested(
-                &run_id,
-                campaign.as_deref(),
-                false,
-                "admin",
-            )])
-            .await?;
+        let run_id = engine::admin::sync_request::request_sync(
+            engine.store.as_ref(),
+            &engine.publisher,
+            campaign.as_deref(),
+            "admin",
+        )
+        .await?;
         return Ok(Report::new(
             format!("sync requested (run {run_id}); `cm-sf-admin runs` shows it when done"),
             json!({"run_id": run_id, "campaign": campaign}),
         ));
     }
+    let run_id = engine::new_run_id();
     context.progress("planning (nothing is written)...");
     let plan = match &campaign {
         Some(cm) => match engine

@@ -2,6 +2,7 @@
 
 pub mod advanced;
 pub mod audit;
+pub mod links;
 pub mod overview;
 pub mod runs;
 pub mod settings;

@@ -2,26 +2,37 @@
 
 use chrono::Utc;
 use events::publisher::EventSink;
+use events::publisher::Publisher;
 use events::{Event, LinkOrigin};
 use mapping::settings::{is_cm_id, is_salesforce_id};
-use salesforce::{Operation, RecordOutcome, SfError, WriteOptions};
+use salesforce::{Operation, RecordOutcome, SfClient, SfError, WriteOptions};
 use serde_json::{Map, Value, json};
 use state::{AuditStore, LinkOutcome, LinkRecord, LinkStore, Scope, SettingsStore, WatermarkStore};
 
 use super::audit;
 
-use crate::core::{Engine, EngineError, load_settings, publish};
+use crate::core::{EngineError, load_settings, publish};
 
-/// Links made and removed by an admin.
-#[derive(Debug)]
-pub struct LinkAdmin<'e, S, P> {
-    engine: &'e Engine<S, P>,
+/// Links made and removed by an admin. The link field is written with `sf`: the integration's
+/// client from the CLI, the signed-in admin's own from the console (their sharing applies and
+/// the Campaign's history names them).
+pub struct LinkAdmin<'a, S, P> {
+    store: &'a S,
+    sf: &'a SfClient,
+    publisher: &'a Publisher<P>,
 }
 
-impl<'e, S: SettingsStore + LinkStore + WatermarkStore + AuditStore, P: EventSink> LinkAdmin<'e, S, P> {
-    /// The links of `engine`'s deployment.
-    pub fn new(engine: &'e Engine<S, P>) -> Self {
-        LinkAdmin { engine }
+impl<S, P> std::fmt::Debug for LinkAdmin<'_, S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkAdmin").finish_non_exhaustive()
+    }
+}
+
+impl<'a, S: SettingsStore + LinkStore + WatermarkStore + AuditStore, P: EventSink> LinkAdmin<'a, S, P> {
+    /// Links kept in `store`, their field written with `sf`, their syncs asked through
+    /// `publisher`.
+    pub fn new(store: &'a S, sf: &'a SfClient, publisher: &'a Publisher<P>) -> Self {
+        LinkAdmin { store, sf, publisher }
     }
 
     /// Links a CM campaign to an SF Campaign by hand: writes the link field on the SF Campaign,
@@ -44,8 +55,8 @@ impl<'e, S: SettingsStore + LinkStore + WatermarkStore + AuditStore, P: EventSin
                 "`{sf_campaign_id}` is not an SF Campaign Id (15 or 18 characters starting 701)"
             )));
         }
-        let settings = load_settings(self.engine.store.as_ref()).await?;
-        if let Some(existing) = self.engine.store.link(cm_campaign_id).await? {
+        let settings = load_settings(self.store).await?;
+        if let Some(existing) = self.store.link(cm_campaign_id).await? {
             if existing.sf_campaign_id == sf_campaign_id {
                 return Ok(LinkOutcome::AlreadyLinked);
             }
@@ -54,7 +65,7 @@ impl<'e, S: SettingsStore + LinkStore + WatermarkStore + AuditStore, P: EventSin
                 existing.sf_campaign_id
             )));
         }
-        if let Some(other) = self.engine.store.cm_campaign_for(sf_campaign_id).await? {
+        if let Some(other) = self.store.cm_campaign_for(sf_campaign_id).await? {
             return Err(EngineError::Invalid(format!(
                 "SF Campaign {sf_campaign_id} is already linked to CM campaign {other}; unlink that first"
             )));
@@ -67,10 +78,10 @@ impl<'e, S: SettingsStore + LinkStore + WatermarkStore + AuditStore, P: EventSin
             origin: LinkOrigin::Manual,
             linked_at: Utc::now(),
         };
-        let outcome = self.engine.store.put_link(&link).await?;
+        let outcome = self.store.put_link(&link).await?;
         if outcome == LinkOutcome::Created {
             audit::record(
-                self.engine.store.as_ref(),
+                self.store,
                 Some(&settings),
                 actor,
                 format!("link of CM campaign {cm_campaign_id} to SF Campaign {sf_campaign_id}"),
@@ -78,7 +89,7 @@ impl<'e, S: SettingsStore + LinkStore + WatermarkStore + AuditStore, P: EventSin
             )
             .await;
             publish(
-                &self.engine.publisher,
+                self.publisher,
                 &[Event::campaign_linked(
                     cm_campaign_id,
                     sf_campaign_id,
@@ -95,10 +106,10 @@ impl<'e, S: SettingsStore + LinkStore + WatermarkStore + AuditStore, P: EventSin
     /// reads everything again. `None` if it was not linked.
     /// `actor` goes into the audit.
     pub async fn unlink(&self, cm_campaign_id: &str, actor: &str) -> Result<Option<LinkRecord>, EngineError> {
-        let Some(link) = self.engine.store.link(cm_campaign_id).await? else {
+        let Some(link) = self.store.link(cm_campaign_id).await? else {
             return Ok(None);
         };
-        let settings = load_settings(self.engine.store.as_ref()).await?;
+        let settings = load_settings(self.store).await?;
         match self.set_link_field(&settings, &link.sf_campaign_id, Value::Null).await {
             Ok(()) => {}
             Err(EngineError::Sf(SfError::Api { code, .. }))
@@ -108,13 +119,12 @@ impl<'e, S: SettingsStore + LinkStore + WatermarkStore + AuditStore, P: EventSin
                 ) => {}
             Err(error) => return Err(error),
         }
-        self.engine.store.delete_link(cm_campaign_id).await?;
-        self.engine
-            .store
+        self.store.delete_link(cm_campaign_id).await?;
+        self.store
             .reset_watermarks(&Scope::Campaign(cm_campaign_id).key())
             .await?;
         audit::record(
-            self.engine.store.as_ref(),
+            self.store,
             Some(&settings),
             actor,
             format!(
@@ -137,7 +147,6 @@ impl<'e, S: SettingsStore + LinkStore + WatermarkStore + AuditStore, P: EventSin
         record.insert("Id".into(), json!(sf_campaign_id));
         record.insert(settings.campaign_link_field.clone(), value);
         let results = self
-            .engine
             .sf
             .write("Campaign", &Operation::Update, &[record], &WriteOptions::default())
             .await?;

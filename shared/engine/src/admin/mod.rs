@@ -11,6 +11,7 @@ pub mod links;
 pub mod person;
 pub mod retry;
 pub mod settings;
+pub mod sync_request;
 pub mod webhooks;
 
 pub use audit::CLI_ACTOR;
