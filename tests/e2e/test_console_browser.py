@@ -149,6 +149,8 @@ def test_an_admin_signs_in_changes_refresh_through_preview_sees_field_errors_and
     assert "Ada Admin" in browser.text()
     last_run = browser.driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=last-run]").text
     assert "succeeded" in last_run and "syncs requested 1" in last_run, last_run
+    upcoming = browser.driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=next]").text
+    assert main_id(stack) in upcoming, upcoming
     browser.step("03-overview")
 
     # Status refresh → Once Only: preview (nothing stored yet), confirm (version + 1).

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use events::publisher::{EventSink, Publisher};
-use state::{AuditStore, LinkStore, RetryQueue, RunStore, SettingsStore, WatermarkStore};
+use state::{AuditStore, LinkStore, RetryQueue, RunStore, SettingsStore, WatermarkStore, WebhookEventStore};
 
 pub use config::ConsoleConfig;
 
@@ -84,12 +84,12 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
 /// What the console's store must do: settings, runs, links and their schedule, the retry
 /// queue and the audit.
 pub trait ConsoleStore:
-    SettingsStore + RunStore + LinkStore + WatermarkStore + RetryQueue + AuditStore + 'static
+    SettingsStore + RunStore + LinkStore + WatermarkStore + WebhookEventStore + RetryQueue + AuditStore + 'static
 {
 }
 
 impl<T> ConsoleStore for T where
-    T: SettingsStore + RunStore + LinkStore + WatermarkStore + RetryQueue + AuditStore + 'static
+    T: SettingsStore + RunStore + LinkStore + WatermarkStore + WebhookEventStore + RetryQueue + AuditStore + 'static
 {
 }
 

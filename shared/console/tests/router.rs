@@ -16,7 +16,7 @@ use console::{Console, ROUTES, router};
 use events::publisher::{MemorySink, Publisher};
 use mapping::Settings;
 use state::memory::MemoryStore;
-use state::{RunFailure, RunRecord, RunStatus, RunStore, SettingsStore};
+use state::{RetryQueue, RunFailure, RunRecord, RunStatus, RunStore, SettingsStore, WebhookEventStore};
 use tower::ServiceExt;
 
 async fn app() -> (Router, Arc<MemoryStore>) {
@@ -540,5 +540,66 @@ async fn the_rank_of_each_activity_is_edited_beside_its_status_and_must_be_a_pla
         store.load_settings().await.unwrap().unwrap().version,
         1,
         "nothing stored"
+    );
+}
+
+#[tokio::test]
+async fn the_overview_lists_webhook_deliveries_waiting_and_campaigns_salesforce_refused_to_create() {
+    let (app, store) = app().await;
+    let now = Utc::now();
+    let event = |key: &str| state::WebhookEventRecord {
+        dedupe_key: key.into(),
+        list_id: "list-9".into(),
+        payload: serde_json::json!({"Type": "Deactivate", "State": "Unsubscribed", "EmailAddress": "jo.smith@example.com"}),
+        received_at: now,
+        expires_at: now + Duration::days(30),
+        state: state::EventState::Received,
+    };
+    store
+        .record_webhook_batch(&state::WebhookBatchRecord {
+            batch: format!("{}#b1", now.to_rfc3339()),
+            list_id: "list-9".into(),
+            received_at: now,
+            expires_at: now + Duration::days(30),
+            events: vec![event("k1"), event("k2")],
+            refused: Vec::new(),
+        })
+        .await
+        .unwrap();
+    store
+        .enqueue_failed(&[state::FailedRecord {
+            scope: state::Scope::AutocreateRefused.key(),
+            key: "fedcba9876543210fedcba9876543210".into(),
+            payload: serde_json::json!({}),
+            reason: "FIELD_CUSTOM_VALIDATION_EXCEPTION: owner jo.smith@example.com may not <b>create</b>".into(),
+            attempts: 1,
+            first_failed_at: now,
+        }])
+        .await
+        .unwrap();
+    let response = app
+        .oneshot(
+            request("GET", "/")
+                .header(header::COOKIE, cookie(&session(0)))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let html = body(response).await;
+    let waiting = &html[html.find("Webhook deliveries waiting").expect(&html)..];
+    assert!(
+        waiting.contains("<code>list-9</code>") && waiting.contains("<td>2</td>"),
+        "{html}"
+    );
+    let refused = &html[html.find("Campaigns Salesforce refused to create").expect(&html)..];
+    assert!(refused.contains("fedcba9876543210fedcba9876543210"), "{html}");
+    assert!(
+        refused.contains("j***@example.com") && !html.contains("jo.smith@example.com"),
+        "{html}"
+    );
+    assert!(
+        refused.contains("&#60;b&#62;create") && !html.contains("<b>"),
+        "escaped"
     );
 }

@@ -5,6 +5,7 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{Duration, Utc};
+use mapping::cadence::NextSync;
 use state::Scope;
 
 use super::runs::{RunRow, has_trouble};
@@ -19,16 +20,35 @@ struct OverviewPage {
     last_scheduled: Option<RunRow>,
     troubled: Vec<RunRow>,
     settings_version: Option<u64>,
+    /// Webhook deliveries not fully applied yet: (list, received, events waiting).
+    webhooks_waiting: Vec<(String, String, usize)>,
+    /// Campaigns Salesforce refused to create: (CM campaign, reason).
+    refused_creations: Vec<(String, String)>,
+    /// The next scheduled syncs: (CM campaign, when).
+    next_syncs: Vec<(String, String)>,
 }
+
+/// Rows shown in each of the overview's lists at most.
+const SHOWN: usize = 10;
 
 /// The overview page.
 pub async fn show<S: ConsoleStore, P: ConsoleSink>(
     State(app): State<App<S, P>>,
     Extension(current): Extension<Session>,
 ) -> Response {
-    let (runs, settings) = match tokio::join!(app.store.recent_runs(200), app.store.load_settings()) {
-        (Ok(runs), Ok(settings)) => (runs, settings),
-        (Err(error), _) | (_, Err(error)) => {
+    let store = app.store.as_ref();
+    let refused_scope = Scope::AutocreateRefused.key();
+    let (runs, settings, waiting, refused, schedule) = tokio::join!(
+        store.recent_runs(200),
+        store.load_settings(),
+        store.pending_webhook_batches(SHOWN),
+        store.failed_records(&refused_scope, SHOWN),
+        store.sync_schedule(),
+    );
+    let read = (|| Ok::<_, state::StoreError>((runs?, settings?, waiting?, refused?, schedule?)))();
+    let (runs, settings, waiting, refused, schedule) = match read {
+        Ok(read) => read,
+        Err(error) => {
             return refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!("The state could not be read: {error}"),
@@ -36,6 +56,14 @@ pub async fn show<S: ConsoleStore, P: ConsoleSink>(
         }
     };
     let since = Utc::now() - Duration::hours(24);
+    let mut next: Vec<(chrono::DateTime<Utc>, String)> = schedule
+        .into_iter()
+        .filter_map(|(cm, next)| match next {
+            NextSync::At { at, .. } => Some((at, cm)),
+            NextSync::Retired => None,
+        })
+        .collect();
+    next.sort();
     render(
         StatusCode::OK,
         &OverviewPage {
@@ -50,6 +78,30 @@ pub async fn show<S: ConsoleStore, P: ConsoleSink>(
                 .map(RunRow::of)
                 .collect(),
             settings_version: settings.map(|s| s.version),
+            webhooks_waiting: waiting
+                .iter()
+                .map(|batch| {
+                    let open = batch
+                        .events
+                        .iter()
+                        .filter(|e| !matches!(e.state, state::EventState::Applied { .. }))
+                        .count();
+                    (
+                        batch.list_id.clone(),
+                        batch.received_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                        open,
+                    )
+                })
+                .collect(),
+            refused_creations: refused
+                .into_iter()
+                .map(|r| (r.key, mapping::email::redact_emails_in(&r.reason)))
+                .collect(),
+            next_syncs: next
+                .into_iter()
+                .take(SHOWN)
+                .map(|(at, cm)| (cm, at.format("%Y-%m-%d %H:%M UTC").to_string()))
+                .collect(),
         },
     )
 }
