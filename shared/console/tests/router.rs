@@ -603,3 +603,43 @@ async fn the_overview_lists_webhook_deliveries_waiting_and_campaigns_salesforce_
         "escaped"
     );
 }
+
+#[tokio::test]
+async fn the_statistics_field_map_is_edited_on_campaign_settings_with_errors_next_to_the_field() {
+    let (app, store) = app().await;
+    let (status, html) = post_form(
+        &app,
+        "/settings/preview",
+        &[
+            ("status_refresh", "always"),
+            ("update_campaign_statistics", "on"),
+            ("stat_Clicks", "not a field!"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let at = html.find("id=\"stat_Clicks_error\"").expect(&html);
+    assert!(html[at..].contains("statistics_fields.Clicks"), "{html}");
+    assert!(html.contains("value=\"not a field!\""), "what was typed stays");
+
+    let (status, html) = post_form(
+        &app,
+        "/settings/preview",
+        &[
+            ("status_refresh", "always"),
+            ("update_campaign_statistics", "on"),
+            ("stat_Forwards", "CM_Forwards__c"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(
+        html.contains("statistics_fields.Forwards: null -&#62; &#34;CM_Forwards__c&#34;"),
+        "{html}"
+    );
+    assert_eq!(
+        store.load_settings().await.unwrap().unwrap().version,
+        1,
+        "nothing stored"
+    );
+}

@@ -38,10 +38,22 @@ pub struct MappingRow {
     pub rank_error: Option<String>,
 }
 
+/// One statistic's target field as the form shows it.
+#[derive(Debug, Clone)]
+pub struct StatisticRow {
+    /// CM's name for it (`UniqueOpened`), the form field's suffix.
+    pub stat: String,
+    /// The Salesforce Campaign field's API name; empty: not written.
+    pub field: String,
+    /// Its error, next to it.
+    pub error: Option<String>,
+}
+
 /// The form as shown: values and the errors next to their fields.
 #[derive(Debug, Clone)]
 pub struct SettingsForm {
     update_campaign_statistics: bool,
+    statistics: Vec<StatisticRow>,
     auto_create_campaigns: bool,
     auto_create_since: Option<String>,
     status_refresh: String,
@@ -54,6 +66,15 @@ impl SettingsForm {
     fn of(settings: &Settings) -> SettingsForm {
         SettingsForm {
             update_campaign_statistics: settings.update_campaign_statistics,
+            statistics: settings
+                .statistics_fields
+                .iter()
+                .map(|(stat, field)| StatisticRow {
+                    stat: stat.as_str().to_owned(),
+                    field: field.clone().unwrap_or_default(),
+                    error: None,
+                })
+                .collect(),
             auto_create_campaigns: settings.auto_create_campaigns,
             auto_create_since: settings
                 .auto_create_enabled_at
@@ -282,6 +303,12 @@ fn submitted(base: &Settings, form: &[(String, String)]) -> (Settings, SettingsF
     let ticked = |name: &str| value(name).is_some();
     let mut settings = base.clone();
     settings.update_campaign_statistics = ticked("update_campaign_statistics");
+    for (stat, field) in &mut settings.statistics_fields {
+        if let Some(typed) = value(&format!("stat_{}", stat.as_str())) {
+            let typed = typed.trim();
+            *field = (!typed.is_empty()).then(|| typed.to_owned());
+        }
+    }
     settings.auto_create_campaigns = ticked("auto_create_campaigns");
     settings.auto_create_missing_statuses = ticked("auto_create_missing_statuses");
     let mut errors = BTreeMap::new();
@@ -373,6 +400,12 @@ fn submitted(base: &Settings, form: &[(String, String)]) -> (Settings, SettingsF
 fn place_errors(form: &mut SettingsForm, error: &mapping::SettingsError) {
     for field_error in error.field_errors() {
         let mut placed = false;
+        for row in &mut form.statistics {
+            if field_error.field == format!("statistics_fields.{}", row.stat) {
+                row.error = Some(format!("{}: {}", field_error.field, field_error.problem));
+                placed = true;
+            }
+        }
         for (index, row) in form.mapping.iter_mut().enumerate() {
             if field_error.field.starts_with(&format!("status_mapping[{index}]")) {
                 row.error = Some(format!("{}: {}", field_error.field, field_error.problem));
