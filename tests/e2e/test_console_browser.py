@@ -166,6 +166,14 @@ def test_an_admin_signs_in_changes_refresh_through_preview_sees_field_errors_and
     assert "once_only" in browser.text(), browser.text()
     assert settings_version(stack) == before, "a preview stores nothing"
     browser.step("05-settings-preview")
+    # What it would do on recent campaigns: asked of the sync function, shown when ready.
+    browser.click("form[action='/settings/impact'] button[type=submit]")
+    WebDriverWait(browser.driver, 180, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: "Member status updates" in d.find_element(By.TAG_NAME, "body").text)
+    impact = browser.text()
+    assert main_id(stack) in impact and "Current settings" in impact and "Proposed settings" in impact, impact
+    assert settings_version(stack) == before, "a preview stores nothing"
+    browser.step("05b-settings-impact")
     browser.click("form[action='/settings/confirm'] button[type=submit]")
     assert settings_version(stack) == before + 1
     assert f"Saved: settings version {before + 1}" in browser.text()

@@ -46,6 +46,11 @@ pub(crate) async fn handle<S: Store, P: EventSink>(
             let synced = engine.sync_campaign(&settings, &next.cm_campaign_id, &next.run_id, mode, stop);
             synced.await?.summary()
         }
+        Trigger::Event(Event::SettingsPreviewRequested(asked)) => {
+            let preview = engine::admin::preview::SettingsPreview::new(&engine);
+            let impacts = preview.answer(&settings, &asked.preview_id).await?;
+            serde_json::json!({"preview_id": asked.preview_id, "campaigns": impacts.len()})
+        }
         Trigger::Event(other) => return Err(EngineError::UnexpectedEvent(other.detail_type().to_owned()).into()),
     };
     Ok(outcome)
@@ -72,7 +77,7 @@ mod tests {
     use lambda_runtime::Diagnostic;
     use sandbox::generate::{Shape, generate};
     use state::memory::MemoryStore;
-    use state::{LinkRecord, LinkStore};
+    use state::{LinkRecord, LinkStore, PreviewStore, SettingsStore};
 
     const SF_CAMPAIGN: &str = "701000SB0000000001";
 
@@ -180,6 +185,37 @@ mod tests {
             1,
             "two invocations, one engine and one CM client"
         );
+    }
+
+    #[tokio::test]
+    async fn a_settings_preview_is_planned_and_kept_for_the_console() {
+        let s = setup().await;
+        s.link().await;
+        let store = s.container.store();
+        let proposed = store.load_settings().await.unwrap().unwrap().settings;
+        let now = chrono::Utc::now();
+        store
+            .save_preview(&state::PreviewRecord {
+                preview_id: "20261127T110055Z-0000abcd".into(),
+                requested_by: "005SB00000000A1AAA".into(),
+                requested_at: now,
+                base_version: 1,
+                proposed: proposed.to_json(),
+                campaigns: vec![s.cm_campaign.clone()],
+                result: None,
+                expires_at: now + chrono::Duration::hours(1),
+            })
+            .await
+            .unwrap();
+        let outcome = s
+            .invoke(include_str!("../fixtures/settings-preview-requested.v1.json"))
+            .await
+            .unwrap();
+        assert_eq!(outcome["campaigns"], 1, "{outcome}");
+        let kept = store.preview("20261127T110055Z-0000abcd").await.unwrap().unwrap();
+        let result = kept.result.expect("answered");
+        assert!(result[0]["current"]["members_to_add"].as_u64().unwrap() > 0, "{result}");
+        assert!(s.published().is_empty(), "a preview publishes nothing");
     }
 
     /// Links the campaign, invokes with the fixture, and returns the finished sync's outcome.

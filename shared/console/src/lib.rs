@@ -33,7 +33,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{get, post};
 use events::publisher::{EventSink, Publisher};
-use state::{AuditStore, LinkStore, RetryQueue, RunStore, SettingsStore, WatermarkStore, WebhookEventStore};
+use state::{
+    AuditStore, LinkStore, PreviewStore, RetryQueue, RunStore, SettingsStore, WatermarkStore, WebhookEventStore,
+};
 
 pub use config::ConsoleConfig;
 
@@ -42,6 +44,7 @@ pub use config::ConsoleConfig;
 pub const ACTIONS: &[(&str, &str)] = &[
     ("view Campaign Settings", "settings show"),
     ("preview a settings change", "settings diff"),
+    ("preview a settings change on recent campaigns", "sync"),
     ("save Campaign Settings", "settings apply"),
     ("edit the whole settings document (Advanced)", "settings apply"),
     ("list runs", "runs"),
@@ -67,6 +70,8 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("GET", "/settings", false),
     ("POST", "/settings/preview", false),
     ("POST", "/settings/confirm", false),
+    ("POST", "/settings/impact", false),
+    ("GET", "/settings/impact/{preview_id}", false),
     ("GET", "/settings/advanced", false),
     ("POST", "/settings/advanced/preview", false),
     ("GET", "/runs", false),
@@ -84,12 +89,28 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
 /// What the console's store must do: settings, runs, links and their schedule, the retry
 /// queue and the audit.
 pub trait ConsoleStore:
-    SettingsStore + RunStore + LinkStore + WatermarkStore + WebhookEventStore + RetryQueue + AuditStore + 'static
+    SettingsStore
+    + RunStore
+    + LinkStore
+    + WatermarkStore
+    + WebhookEventStore
+    + RetryQueue
+    + AuditStore
+    + PreviewStore
+    + 'static
 {
 }
 
 impl<T> ConsoleStore for T where
-    T: SettingsStore + RunStore + LinkStore + WatermarkStore + WebhookEventStore + RetryQueue + AuditStore + 'static
+    T: SettingsStore
+        + RunStore
+        + LinkStore
+        + WatermarkStore
+        + WebhookEventStore
+        + RetryQueue
+        + AuditStore
+        + PreviewStore
+        + 'static
 {
 }
 
@@ -125,6 +146,8 @@ pub fn router<S: ConsoleStore, P: ConsoleSink>(console: Console<S, P>) -> Router
         .route("/settings", get(pages::settings::show::<S, P>))
         .route("/settings/preview", post(pages::settings::preview::<S, P>))
         .route("/settings/confirm", post(pages::settings::confirm::<S, P>))
+        .route("/settings/impact", post(pages::impact::request::<S, P>))
+        .route("/settings/impact/{preview_id}", get(pages::impact::show::<S, P>))
         .route("/settings/advanced", get(pages::advanced::show::<S, P>))
         .route("/settings/advanced/preview", post(pages::advanced::preview::<S, P>))
         .route("/runs", get(pages::runs::list::<S, P>))

@@ -10,7 +10,7 @@ use mapping::StatusRefresh;
 use sandbox::generate::{Shape, generate};
 use sandbox::scenario::Scenario;
 use serde_json::{Value, json};
-use state::RunStore;
+use state::{PreviewStore, RunStore};
 
 use common::*;
 
@@ -577,4 +577,55 @@ async fn a_campaign_whose_statuses_are_spelled_in_another_case_gets_no_duplicate
         panic!()
     };
     assert_eq!(counts.members_updated, 0, "{counts:?}");
+}
+
+/// A settings change previewed on a campaign: its next sync planned under the stored and the
+/// proposed settings, as a dry run; the comparison is kept in the preview's record and
+/// Salesforce is not written.
+#[tokio::test]
+async fn a_preview_compares_the_next_sync_under_the_stored_and_the_proposed_settings_writing_nothing() {
+    let (h, cm) = Harness::linked(worked_example_scenario(), |s| s.status_refresh = StatusRefresh::Never).await;
+    let list = h.scenario.cm.lists[0].id.clone();
+    let email = "person0000000@example.com";
+    h.add_activity(
+        &cm,
+        json!([{"kind": "open", "email": email, "list_id": list, "date": "2026-11-20 10:00:00"},
+               {"kind": "click", "email": email, "list_id": list, "date": "2026-11-20 10:05:00"}]),
+    )
+    .await;
+    h.set_cm_now("2026-11-20 10:30:00").await;
+    let current = h.settings().await;
+    let mut proposed = current.clone();
+    proposed.status_refresh = StatusRefresh::Always;
+    let now = chrono::Utc::now();
+    h.engine
+        .store
+        .save_preview(&state::PreviewRecord {
+            preview_id: "p1".into(),
+            requested_by: "005SB00000000A1AAA".into(),
+            requested_at: now,
+            base_version: 1,
+            proposed: proposed.to_json(),
+            campaigns: vec![cm.clone()],
+            result: None,
+            expires_at: now + chrono::Duration::hours(1),
+        })
+        .await
+        .unwrap();
+    let members_before = h.sf_records("CampaignMember").await;
+
+    let impacts = engine::admin::preview::SettingsPreview::new(&h.engine)
+        .answer(&current, "p1")
+        .await
+        .unwrap();
+    assert_eq!(impacts.len(), 1, "{impacts:?}");
+    let (now, then) = (
+        impacts[0].current.clone().unwrap(),
+        impacts[0].proposed.clone().unwrap(),
+    );
+    assert_eq!((now.status_updates, then.status_updates), (0, 1), "{impacts:?}");
+    assert_eq!(then.examples, ["p***@example.com: Sent → Clicked"]);
+    assert_eq!(h.sf_records("CampaignMember").await, members_before, "nothing written");
+    let kept = h.engine.store.preview("p1").await.unwrap().unwrap();
+    assert!(kept.result.is_some(), "the comparison is kept for the console");
 }

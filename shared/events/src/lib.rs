@@ -95,6 +95,19 @@ pub struct WebhookBatchReceived {
     pub received_at: DateTime<Utc>,
 }
 
+/// An admin asked what a settings change would do on recent campaigns (the console's
+/// preview). The proposed settings and the campaigns wait in the state table under
+/// `preview_id`; the sync function plans each campaign under both settings (writing nothing
+/// to CM or SF) and stores the comparison there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPreviewRequested {
+    /// `preview:<preview id>`.
+    pub idempotency_key: String,
+    /// The preview's id in the state table.
+    pub preview_id: String,
+}
+
 /// Every event the product emits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -108,6 +121,8 @@ pub enum Event {
     SyncContinuation(SyncContinuation),
     /// `webhook-batch-received.v1`
     WebhookBatchReceived(WebhookBatchReceived),
+    /// `settings-preview-requested.v1`
+    SettingsPreviewRequested(SettingsPreviewRequested),
 }
 
 /// An EventBridge event this crate cannot read.
@@ -133,12 +148,13 @@ pub enum EventError {
 
 impl Event {
     /// The detail-types, as the infrastructure's rules must match them.
-    pub const DETAIL_TYPES: [&'static str; 5] = [
+    pub const DETAIL_TYPES: [&'static str; 6] = [
         "campaign-discovered.v1",
         "campaign-linked.v1",
         "campaign-sync-requested.v1",
         "sync-continuation.v1",
         "webhook-batch-received.v1",
+        "settings-preview-requested.v1",
     ];
 
     /// This event's detail-type.
@@ -149,6 +165,7 @@ impl Event {
             Event::CampaignSyncRequested(_) => 2,
             Event::SyncContinuation(_) => 3,
             Event::WebhookBatchReceived(_) => 4,
+            Event::SettingsPreviewRequested(_) => 5,
         };
         Self::DETAIL_TYPES[index]
     }
@@ -161,6 +178,7 @@ impl Event {
             Event::CampaignSyncRequested(e) => &e.idempotency_key,
             Event::SyncContinuation(e) => &e.idempotency_key,
             Event::WebhookBatchReceived(e) => &e.idempotency_key,
+            Event::SettingsPreviewRequested(e) => &e.idempotency_key,
         }
     }
 
@@ -172,6 +190,7 @@ impl Event {
             Event::CampaignSyncRequested(e) => serde_json::to_value(e),
             Event::SyncContinuation(e) => serde_json::to_value(e),
             Event::WebhookBatchReceived(e) => serde_json::to_value(e),
+            Event::SettingsPreviewRequested(e) => serde_json::to_value(e),
         }
     }
 
@@ -199,6 +218,7 @@ impl Event {
             "campaign-sync-requested.v1" => Event::CampaignSyncRequested(parse(detail_type, detail)?),
             "sync-continuation.v1" => Event::SyncContinuation(parse(detail_type, detail)?),
             "webhook-batch-received.v1" => Event::WebhookBatchReceived(parse(detail_type, detail)?),
+            "settings-preview-requested.v1" => Event::SettingsPreviewRequested(parse(detail_type, detail)?),
             _ => return Err(unknown()),
         })
     }
@@ -243,6 +263,14 @@ impl Event {
         })
     }
 
+    /// `settings-preview-requested.v1` for the preview stored under `preview_id`.
+    pub fn settings_preview_requested(preview_id: &str) -> Event {
+        Event::SettingsPreviewRequested(SettingsPreviewRequested {
+            idempotency_key: format!("preview:{preview_id}"),
+            preview_id: preview_id.to_owned(),
+        })
+    }
+
     /// `webhook-batch-received.v1` for a batch of webhook events recorded under `batch`.
     pub fn webhook_batch_received(batch: &str, list_id: &str, events: usize, received_at: DateTime<Utc>) -> Event {
         Event::WebhookBatchReceived(WebhookBatchReceived {
@@ -261,7 +289,10 @@ impl Event {
     pub fn consumer_of(detail_type: &str) -> Option<&'static str> {
         match detail_type {
             "campaign-discovered.v1" => Some("campaign-autocreate"),
-            "campaign-linked.v1" | "campaign-sync-requested.v1" | "sync-continuation.v1" => Some("scheduled-sync"),
+            "campaign-linked.v1"
+            | "campaign-sync-requested.v1"
+            | "sync-continuation.v1"
+            | "settings-preview-requested.v1" => Some("scheduled-sync"),
             "webhook-batch-received.v1" => Some("webhook-consumer"),
             _ => None,
         }
@@ -288,6 +319,7 @@ impl Event {
             Event::sync_requested("run-1", Some("c1"), false, "schedule"),
             Event::sync_continuation("run-1", "c1", 2),
             Event::webhook_batch_received("2026-11-27T10:00:00Z#b1", "list-1", 1000, now),
+            Event::settings_preview_requested("20261127T100000Z-0000abcd"),
         ]
     }
 }

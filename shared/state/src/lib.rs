@@ -26,6 +26,7 @@
 //! | run | `RUNS` | `<run id>` (time-ordered) | `scope`, `started_at`, `ended_at`, `status`, `counts` (S, JSON), `failure_count`, `checkpoint`, `expires_at` (TTL) | put if absent; update at the end; newest N (query descending) |
 //! | run failure | `RUN#<run id>` | `FAILURE#<seq>` | `record`, `reason`, `code`, `person`, `expires_at` (TTL) | batch-written 25 at a time; query a run |
 //! | lease | `LEASE#<scope>` | `LEASE` | `owner`, `lease_until_ms` (N), `expires_at` (TTL, cleanup only) | take if absent, expired or ours; release if ours |
+//! | settings preview | `PREVIEW#<id>` | `PREVIEW` | `doc` (S, JSON: proposed settings, campaigns, result), `expires_at` (TTL, an hour) | put; get |
 //! | audit entry | `AUDIT` | `<at, RFC 3339 ms>#<random>` (time-ordered) | `actor`, `action`, `version_before`, `version_after` (N), `expires_at` (TTL) | put; newest N (query descending) |
 //! | failed record | `RETRY#<scope>` | `<record key>` | `payload` (S, JSON), `reason`, `attempts`, `first_failed_at`, `expires_at` (TTL) | batch put/delete; query a scope |
 //!
@@ -293,14 +294,38 @@ pub trait AuditStore: Send + Sync {
     fn recent_changes(&self, limit: usize) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
 }
 
+/// Settings previews: asked by the console, answered by the sync function.
+pub trait PreviewStore: Send + Sync {
+    /// Keeps a preview (replacing one of the same id).
+    fn save_preview(&self, preview: &PreviewRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A preview, if kept.
+    fn preview(&self, preview_id: &str) -> impl Future<Output = Result<Option<PreviewRecord>, StoreError>> + Send;
+}
+
 /// Everything the functions and the admin tools need of the state table.
 pub trait Store:
-    SettingsStore + LinkStore + WatermarkStore + WebhookEventStore + RunStore + LeaseStore + RetryQueue + AuditStore
+    SettingsStore
+    + LinkStore
+    + WatermarkStore
+    + WebhookEventStore
+    + RunStore
+    + LeaseStore
+    + RetryQueue
+    + AuditStore
+    + PreviewStore
 {
 }
 
 impl<T> Store for T where
-    T: SettingsStore + LinkStore + WatermarkStore + WebhookEventStore + RunStore + LeaseStore + RetryQueue + AuditStore
+    T: SettingsStore
+        + LinkStore
+        + WatermarkStore
+        + WebhookEventStore
+        + RunStore
+        + LeaseStore
+        + RetryQueue
+        + AuditStore
+        + PreviewStore
 {
 }
 

@@ -10,9 +10,9 @@ use mapping::Settings;
 use crate::records::{link_conflict, no_such_run};
 use crate::{
     AuditEntry, AuditStore, BatchRecorded, CampaignProgress, EventState, FailedRecord, Lease, LeaseStore, LinkOutcome,
-    LinkRecord, LinkStore, PendingBatch, RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart,
-    RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore, WebhookBatchRecord,
-    WebhookEventRecord, WebhookEventStore,
+    LinkRecord, LinkStore, PendingBatch, PreviewRecord, PreviewStore, RetryQueue, RunCheckpoint, RunCommit, RunFailure,
+    RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore,
+    WebhookBatchRecord, WebhookEventRecord, WebhookEventStore,
 };
 
 #[derive(Debug, Default)]
@@ -31,6 +31,7 @@ struct Tables {
     leases: BTreeMap<String, Lease>,
     retry: BTreeMap<(String, String), FailedRecord>,
     audit: Vec<AuditEntry>,
+    previews: BTreeMap<String, PreviewRecord>,
 }
 
 /// A pending webhook batch: its list and the keys of its events.
@@ -273,6 +274,19 @@ fn pending(tables: &Tables, batch: &str, stored: &StoredBatch) -> PendingBatch {
             .filter_map(|key| tables.events.get(key).cloned())
             .collect(),
         refused: stored.refused.clone(),
+    }
+}
+
+impl PreviewStore for MemoryStore {
+    async fn save_preview(&self, preview: &PreviewRecord) -> Result<(), StoreError> {
+        self.tables()?
+            .previews
+            .insert(preview.preview_id.clone(), preview.clone());
+        Ok(())
+    }
+
+    async fn preview(&self, preview_id: &str) -> Result<Option<PreviewRecord>, StoreError> {
+        Ok(self.tables()?.previews.get(preview_id).cloned())
     }
 }
 

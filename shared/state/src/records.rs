@@ -364,3 +364,25 @@ pub struct AuditEntry {
     /// When DynamoDB may drop it.
     pub expires_at: Option<DateTime<Utc>>,
 }
+
+/// A settings preview the console asked the sync function for: the proposed document, the
+/// campaigns to plan, and (once the function is done) what it found. Kept an hour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviewRecord {
+    /// Its id (time-ordered).
+    pub preview_id: String,
+    /// Who asked (a Salesforce user id).
+    pub requested_by: String,
+    /// When.
+    pub requested_at: DateTime<Utc>,
+    /// The settings version the proposal was made from.
+    pub base_version: u64,
+    /// The proposed settings document (JSON).
+    pub proposed: String,
+    /// The CM campaigns to plan.
+    pub campaigns: Vec<String>,
+    /// The comparison, once the sync function has made it.
+    pub result: Option<serde_json::Value>,
+    /// When DynamoDB may drop it.
+    pub expires_at: DateTime<Utc>,
+}

@@ -2,6 +2,7 @@
 
 pub mod advanced;
 pub mod audit;
+pub mod impact;
 pub mod links;
 pub mod overview;
 pub mod runs;

@@ -9,6 +9,7 @@ pub mod backfill;
 pub mod doctor;
 pub mod links;
 pub mod person;
+pub mod preview;
 pub mod retry;
 pub mod settings;
 pub mod sync_request;

@@ -3,6 +3,7 @@
 //! and settings; applying it is someone else's job. A dry run prints [`SyncPlan::report`].
 
 mod build;
+pub mod impact;
 mod report;
 
 pub use build::{plan_campaign, plan_discovery, plan_list_changes};

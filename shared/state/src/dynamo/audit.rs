@@ -1,4 +1,5 @@
-//! The audit of administrators' changes: one partition, time-ordered sort keys.
+//! The audit of administrators' changes (one partition, time-ordered sort keys) and the
+//! console's settings previews (one item each).
 
 use super::*;
 
@@ -56,5 +57,28 @@ impl AuditStore for DynamoStore {
             .iter()
             .map(entry_from)
             .collect()
+    }
+}
+
+impl PreviewStore for DynamoStore {
+    async fn save_preview(&self, preview: &PreviewRecord) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("PREVIEW#{}", preview.preview_id)))
+            .item("sk", s("PREVIEW"))
+            .item("doc", s(to_json(preview)?))
+            .item("expires_at", n(preview.expires_at.timestamp()))
+            .send()
+            .await
+            .map_err(|e| backend("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn preview(&self, preview_id: &str) -> Result<Option<PreviewRecord>, StoreError> {
+        let Some(item) = self.get(&format!("PREVIEW#{preview_id}"), "PREVIEW").await? else {
+            return Ok(None);
+        };
+        Ok(Some(Reader::new(&item).json("doc")?))
     }
 }

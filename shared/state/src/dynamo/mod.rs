@@ -29,9 +29,9 @@ use mapping::autocreate::LinkOrigin;
 use crate::records::{link_conflict, no_such_run, truncate_to_millis};
 use crate::{
     AuditEntry, AuditStore, BatchRecorded, CampaignProgress, EventState, FAILED_RECORD_TTL_DAYS, FailedRecord, Lease,
-    LeaseStore, LinkOutcome, LinkRecord, LinkStore, PendingBatch, RetryQueue, RunCheckpoint, RunCommit, RunFailure,
-    RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore,
-    WebhookBatchRecord, WebhookEventRecord, WebhookEventStore,
+    LeaseStore, LinkOutcome, LinkRecord, LinkStore, PendingBatch, PreviewRecord, PreviewStore, RetryQueue,
+    RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError,
+    VersionedSettings, WatermarkStore, WebhookBatchRecord, WebhookEventRecord, WebhookEventStore,
 };
 
 type Item = HashMap<String, AttributeValue>;

@@ -8,8 +8,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use mapping::Settings;
 use mapping::autocreate::LinkOrigin;
 use state::{
-    AuditEntry, EventState, FailedRecord, LinkOutcome, LinkRecord, PendingBatch, RunCheckpoint, RunCommit, RunFailure,
-    RunRecord, RunStart, RunStatus, Store, StoreError, WebhookBatchRecord, WebhookEventRecord, new_run_id,
+    AuditEntry, EventState, FailedRecord, LinkOutcome, LinkRecord, PendingBatch, PreviewRecord, RunCheckpoint,
+    RunCommit, RunFailure, RunRecord, RunStart, RunStatus, Store, StoreError, WebhookBatchRecord, WebhookEventRecord,
+    new_run_id,
 };
 
 pub fn at(minute: i64) -> DateTime<Utc> {
@@ -733,6 +734,25 @@ pub async fn the_audit_lists_changes_newest_first<S: Store>(store: Arc<S>) {
     assert_eq!(store.recent_changes(2).await.unwrap(), newest[..2].to_vec());
 }
 
+pub async fn a_preview_is_kept_and_answered<S: Store>(store: Arc<S>) {
+    assert!(store.preview("p1").await.unwrap().is_none());
+    let mut preview = PreviewRecord {
+        preview_id: "p1".into(),
+        requested_by: "005SB00000000A1AAA".into(),
+        requested_at: at(0),
+        base_version: 3,
+        proposed: settings().to_json(),
+        campaigns: vec!["cm1".into(), "cm2".into()],
+        result: None,
+        expires_at: at(60),
+    };
+    store.save_preview(&preview).await.unwrap();
+    assert_eq!(store.preview("p1").await.unwrap().as_ref(), Some(&preview));
+    preview.result = Some(serde_json::json!([{"cm": "cm1"}]));
+    store.save_preview(&preview).await.unwrap();
+    assert_eq!(store.preview("p1").await.unwrap(), Some(preview));
+}
+
 #[macro_export]
 macro_rules! conformance_suite {
     ($make:expr) => {
@@ -750,7 +770,8 @@ macro_rules! conformance_suite {
             pending_batches_stay_listed_until_finished,
             overlapping_deliveries_record_each_event_once,
             failed_records_queue_and_drain,
-            the_audit_lists_changes_newest_first);
+            the_audit_lists_changes_newest_first,
+            a_preview_is_kept_and_answered);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
