@@ -29,11 +29,21 @@ from test_rules_e2e import main_id, member, settings_for, small_scenario  # noqa
 SHOTS = os.path.join(TARGET, "console-screenshots")
 LAPTOP = (1366, 768)
 PERMISSION_SET = "CM Sync Console Admin"
+AUTUMN = "e" * 32
+AUTUMN_NAME = 'Autumn <b>offers</b> =HYPERLINK("http://evil.example")'
 
 
 @pytest.fixture(scope="module")
 def stack():
+    # Only this run's screenshots: none left from steps since renamed.
+    shutil.rmtree(SHOTS, ignore_errors=True)
     path, scenario = small_scenario()
+    # An older send nobody linked, with a name that must stay text: the backfill's candidate.
+    main = next(c for c in scenario["cm"]["campaigns"] if c["name"] == "November newsletter")
+    scenario["cm"]["campaigns"].append({**main, "id": AUTUMN, "name": AUTUMN_NAME, "subject": "Autumn",
+                                        "sent_date": "2026-10-15 09:00:00", "recipients": [], "activity": []})
+    with open(path, "w") as f:
+        json.dump(scenario, f)
     stack = Stack(path, settings_for(scenario, status_refresh="always"), console_port=free_port())
     stack.schedule()  # the first sync: the link found on the SF Campaign, members read
     stack.settle()
@@ -191,15 +201,25 @@ def test_an_admin_signs_in_changes_refresh_through_preview_sees_field_errors_and
     assert settings_version(stack) == before + 1
     browser.step("07-settings-inline-error", expect_status=(422, 400))
 
-    # Advanced: the whole document; a misspelt setting is refused naming it, nothing stored.
+    # Advanced: every other setting as a field; a word where a number goes is refused beside
+    # the field, as typed; the whole document too, where a misspelt setting is refused naming
+    # it. Nothing stored.
     browser.go(stack.console_url + "/settings/advanced")
     browser.step("08-advanced-settings")
+    retention = browser.driver.find_element(By.ID, "run_retention_days")
+    retention.clear()
+    retention.send_keys("-5")
+    browser.click("#advanced_fields button[type=submit]")
+    error = browser.driver.find_element(By.ID, "run_retention_days_error").text
+    assert "run_retention_days" in error and "whole number" in error, error
+    assert browser.driver.find_element(By.ID, "run_retention_days").get_attribute("value") == "-5"
+    browser.step("08b-advanced-field-error", expect_status=(422,))
     document = browser.driver.find_element(By.ID, "document")
     text = document.get_attribute("value")
     assert '"status_refresh": "once_only"' in text, text
     document.clear()
     document.send_keys(text.replace('"record_bounces"', '"record_bounce"', 1))
-    browser.click("form[action='/settings/advanced/preview'] button[type=submit]")
+    browser.click("#whole_document button[type=submit]")
     errors = browser.driver.find_element(By.ID, "document_errors").text
     assert "record_bounce" in errors, errors
     assert settings_version(stack) == before + 1
@@ -250,8 +270,19 @@ def test_an_admin_signs_in_changes_refresh_through_preview_sees_field_errors_and
 
     # Links: Sync now asks the sync function; Unlink, after a confirmation, clears the link field.
     browser.go(stack.console_url + "/links")
-    assert "November newsletter" in browser.text(), browser.text()
+    row = browser.driver.find_element(By.XPATH, f"//tr[td//text()[contains(., '{cm}')]]").text
+    # The CM name and send date from the catalog the first scheduled run kept; its cadence band.
+    assert "November newsletter" in row and "sent 2026-11-0" in row and "retired" not in row, row
     browser.step("15-links")
+    # Dry run: planned by the sync function, shown when ready; nothing written.
+    members_before = sorted((m["Id"], m["Status"]) for m in stack.records("CampaignMember"))
+    browser.click(f"form[action='/links/{cm}/dry-run'] button")
+    WebDriverWait(browser.driver, 180, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: "Member status updates" in d.find_element(By.TAG_NAME, "body").text)
+    assert cm in browser.text(), browser.text()
+    assert sorted((m["Id"], m["Status"]) for m in stack.records("CampaignMember")) == members_before
+    browser.step("15b-links-dry-run")
+    browser.go(stack.console_url + "/links")
     browser.click(f"form[action='/links/{cm}/sync'] button")
     assert "Sync requested" in browser.text(), browser.text()
     stack.settle()
@@ -263,6 +294,41 @@ def test_an_admin_signs_in_changes_refresh_through_preview_sees_field_errors_and
     linked = next(c for c in stack.records("Campaign") if c["Name"] == "November newsletter")
     assert not linked.get("CM_Campaign_ID__c"), linked
     assert all(l["cm_campaign_id"] != cm for l in json.loads(stack.admin("--json", "links")))
+
+    # Link it again, picked by name: the campaign list read from CM again (the page reloads
+    # itself until it is), the CM campaign chosen, the SF Campaign searched as Ada and linked.
+    browser.go(stack.console_url + "/links/new?q=november")
+    browser.click("form[action='/campaigns/refresh'] button")
+    WebDriverWait(browser.driver, 180, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: "Reading the campaigns" not in d.find_element(By.TAG_NAME, "body").text)
+    browser.go(stack.console_url + "/links/new?q=november")
+    browser.step("17b-link-pick-cm")
+    browser.click(f"a[href='/links/new?cm={cm}']")
+    assert "Chosen: November newsletter" in browser.text(), browser.text()
+    browser.step("17c-link-pick-sf")
+    browser.click(f"form[action='/links/new']:has(input[name=sf][value='{linked['Id']}']) button")
+    assert f"CM campaign {cm} linked" in browser.text(), browser.text()
+    relinked = next(c for c in stack.records("Campaign") if c["Id"] == linked["Id"])
+    assert relinked.get("CM_Campaign_ID__c") == cm, relinked
+    browser.step("17d-linked")
+
+    # Backfill: a reversed range is refused beside its field; the October range previews the
+    # unlinked autumn send (its name as text), and confirming creates and links its Campaign.
+    browser.go(stack.console_url + "/links/backfill?from=2026-10-31&to=2026-10-01")
+    assert "before from" in browser.driver.find_element(By.ID, "to_error").text
+    browser.step("17e-backfill-error")
+    browser.go(stack.console_url + "/links/backfill?from=2026-10-01&to=2026-10-31")
+    page = browser.text()
+    assert "1 campaign(s) would get a Salesforce Campaign" in page and AUTUMN_NAME in page, page
+    assert not browser.driver.find_elements(By.CSS_SELECTOR, "td b"), "CM's markup is text"
+    browser.step("17f-backfill-preview")
+    browser.click("form[method=post][action='/links/backfill'] button")
+    assert "Backfill of 2026-10-01 to 2026-10-31 requested" in browser.text(), browser.text()
+    stack.settle()
+    assert any(l["cm_campaign_id"] == AUTUMN for l in json.loads(stack.admin("--json", "links")))
+    browser.go(stack.console_url + "/links")
+    assert "backfill" in browser.text(), browser.text()
+    browser.step("17g-backfilled")
 
     # Sign out: back at sign-in; the overview needs signing in again.
     browser.click("form[action='/signout'] button[type=submit]")

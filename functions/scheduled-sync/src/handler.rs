@@ -51,6 +51,23 @@ pub(crate) async fn handle<S: Store, P: EventSink>(
             let impacts = preview.answer(&settings, &asked.preview_id).await?;
             serde_json::json!({"preview_id": asked.preview_id, "campaigns": impacts.len()})
         }
+        Trigger::Event(Event::CatalogRefreshRequested(asked)) => {
+            let catalog = engine.refresh_catalog(&settings).await?;
+            serde_json::json!({"campaigns": catalog.campaigns.len(), "requested_by": asked.requested_by})
+        }
+        Trigger::Event(Event::BackfillRequested(asked)) => {
+            let request = engine::admin::backfill::BackfillRequest {
+                from: asked.from,
+                to: asked.to,
+                max: asked.max,
+                dry_run: false,
+                max_named: "the most one backfill creates,",
+            };
+            let results = engine
+                .backfill(&settings, request, &asked.requested_by, |_, _, _| {})
+                .await?;
+            serde_json::json!({"from": asked.from, "to": asked.to, "campaigns": results.len()})
+        }
         Trigger::Event(other) => return Err(EngineError::UnexpectedEvent(other.detail_type().to_owned()).into()),
     };
     Ok(outcome)
@@ -77,7 +94,7 @@ mod tests {
     use lambda_runtime::Diagnostic;
     use sandbox::generate::{Shape, generate};
     use state::memory::MemoryStore;
-    use state::{LinkRecord, LinkStore, PreviewStore, SettingsStore};
+    use state::{AuditStore, CatalogStore, LinkRecord, LinkStore, PreviewStore, SettingsStore};
 
     const SF_CAMPAIGN: &str = "701000SB0000000001";
 
@@ -145,6 +162,9 @@ mod tests {
         assert_eq!(outcome["syncs_requested"], 1, "{outcome}");
         assert!(outcome["discovered"].as_u64().unwrap() >= 1, "{outcome}");
         assert_eq!(s.published(), ["campaign-sync-requested.v1"]);
+        // The console's names and picker: kept by the run from what it discovered anyway.
+        let catalog = s.container.store().catalog().await.unwrap().expect("kept by the run");
+        assert!(catalog.campaign(&s.cm_campaign).is_some());
     }
 
     #[tokio::test]
@@ -200,7 +220,7 @@ mod tests {
                 requested_by: "005SB00000000A1AAA".into(),
                 requested_at: now,
                 base_version: 1,
-                proposed: proposed.to_json(),
+                proposed: Some(proposed.to_json()),
                 campaigns: vec![s.cm_campaign.clone()],
                 result: None,
                 expires_at: now + chrono::Duration::hours(1),
@@ -213,9 +233,66 @@ mod tests {
             .unwrap();
         assert_eq!(outcome["campaigns"], 1, "{outcome}");
         let kept = store.preview("20261127T110055Z-0000abcd").await.unwrap().unwrap();
-        let result = kept.result.expect("answered");
+        let result = kept.result.clone().expect("answered");
         assert!(result[0]["current"]["members_to_add"].as_u64().unwrap() > 0, "{result}");
         assert!(s.published().is_empty(), "a preview publishes nothing");
+
+        // No proposal: the console's dry run of the campaign, under the stored settings only.
+        let mut dry_run = kept.clone();
+        dry_run.proposed = None;
+        dry_run.result = None;
+        store.save_preview(&dry_run).await.unwrap();
+        s.invoke(include_str!("../fixtures/settings-preview-requested.v1.json"))
+            .await
+            .unwrap();
+        let planned = store.preview("20261127T110055Z-0000abcd").await.unwrap().unwrap();
+        let result = planned.result.expect("answered");
+        assert!(result[0]["current"]["members_to_add"].as_u64().unwrap() > 0, "{result}");
+        assert!(result[0]["proposed"].is_null(), "{result}");
+    }
+
+    #[tokio::test]
+    async fn a_catalog_refresh_keeps_the_campaigns_for_the_console() {
+        let s = setup().await;
+        let outcome = s
+            .invoke(include_str!("../fixtures/catalog-refresh-requested.v1.json"))
+            .await
+            .unwrap();
+        let catalog = s.container.store().catalog().await.unwrap().expect("kept");
+        assert_eq!(outcome["campaigns"], catalog.campaigns.len(), "{outcome}");
+        let november = catalog.campaign(&s.cm_campaign).expect("the newsletter is listed");
+        assert_eq!(november.name, "November newsletter");
+        assert!(november.sent_at.is_some());
+        assert!(s.published().is_empty(), "a refresh publishes nothing");
+    }
+
+    #[tokio::test]
+    async fn a_backfill_from_the_console_links_the_window_once_and_is_audited() {
+        let s = setup().await;
+        let fixture = include_str!("../fixtures/backfill-requested.v1.json");
+        let outcome = s.invoke(fixture).await.unwrap();
+        assert!(outcome["campaigns"].as_u64().unwrap() >= 1, "{outcome}");
+        let store = s.container.store();
+        let link = store
+            .link(&s.cm_campaign)
+            .await
+            .unwrap()
+            .expect("the November send is linked");
+        assert_eq!(link.origin, LinkOrigin::Backfill);
+        let audit = store.recent_changes(10).await.unwrap();
+        assert!(
+            audit.iter().any(
+                |e| e.actor == "005SB00000000A1AAA" && e.action.starts_with("backfill of 2026-11-01 to 2026-11-30")
+            ),
+            "{audit:?}"
+        );
+        // EventBridge delivers at least once: the same request again creates nothing.
+        let again = s.invoke(fixture).await.unwrap();
+        assert_eq!(again["campaigns"], 0, "{again}");
+        assert_eq!(
+            store.links().await.unwrap().len(),
+            outcome["campaigns"].as_u64().unwrap() as usize
+        );
     }
 
     /// Links the campaign, invokes with the fixture, and returns the finished sync's outcome.

@@ -56,6 +56,12 @@ pub enum Command {
     ///
     /// Example: cm-sf-admin links --json
     Links,
+    /// List the CM campaigns of the configured clients (sent, scheduled, draft), read from CM
+    /// now, and keep them as the catalog the console's Links, campaign picker and backfill
+    /// preview show.
+    ///
+    /// Example: cm-sf-admin campaigns
+    Campaigns,
     /// Start a sync now (through the same event the schedule uses), or print the plan of one
     /// without writing anything.
     ///

@@ -34,7 +34,8 @@ use axum::Router;
 use axum::routing::{get, post};
 use events::publisher::{EventSink, Publisher};
 use state::{
-    AuditStore, LinkStore, PreviewStore, RetryQueue, RunStore, SettingsStore, WatermarkStore, WebhookEventStore,
+    AuditStore, CatalogStore, LinkStore, PreviewStore, RetryQueue, RunStore, SettingsStore, WatermarkStore,
+    WebhookEventStore,
 };
 
 pub use config::ConsoleConfig;
@@ -55,6 +56,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("list links", "links"),
     ("sync a linked campaign now", "sync"),
     ("unlink a campaign", "unlink"),
+    ("link a CM campaign to an SF Campaign, picked by name", "link"),
+    ("read the list of CM campaigns again", "campaigns"),
+    ("dry run of a linked campaign", "sync"),
+    ("backfill a range of dates (preview, then confirm)", "backfill"),
 ];
 
 /// Every route: method, path, and whether it is served without a session (sign-in, the OAuth
@@ -83,11 +88,18 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
     ("POST", "/links/{cm}/sync", false),
     ("GET", "/links/{cm}/unlink", false),
     ("POST", "/links/{cm}/unlink", false),
+    ("POST", "/links/{cm}/dry-run", false),
+    ("GET", "/links/dry-run/{preview_id}", false),
+    ("GET", "/links/new", false),
+    ("POST", "/links/new", false),
+    ("POST", "/campaigns/refresh", false),
+    ("GET", "/links/backfill", false),
+    ("POST", "/links/backfill", false),
     ("POST", "/signout", false),
 ];
 
 /// What the console's store must do: settings, runs, links and their schedule, the retry
-/// queue and the audit.
+/// queue, the audit, previews and the catalog of CM campaigns.
 pub trait ConsoleStore:
     SettingsStore
     + RunStore
@@ -97,6 +109,7 @@ pub trait ConsoleStore:
     + RetryQueue
     + AuditStore
     + PreviewStore
+    + CatalogStore
     + 'static
 {
 }
@@ -110,6 +123,7 @@ impl<T> ConsoleStore for T where
         + RetryQueue
         + AuditStore
         + PreviewStore
+        + CatalogStore
         + 'static
 {
 }
@@ -159,6 +173,13 @@ pub fn router<S: ConsoleStore, P: ConsoleSink>(console: Console<S, P>) -> Router
         .route("/links/{cm}/sync", post(pages::links::sync_now::<S, P>))
         .route("/links/{cm}/unlink", get(pages::links::confirm_unlink::<S, P>))
         .route("/links/{cm}/unlink", post(pages::links::unlink::<S, P>))
+        .route("/links/{cm}/dry-run", post(pages::dry_run::request::<S, P>))
+        .route("/links/dry-run/{preview_id}", get(pages::dry_run::show::<S, P>))
+        .route("/links/new", get(pages::link_new::show::<S, P>))
+        .route("/links/new", post(pages::link_new::link::<S, P>))
+        .route("/campaigns/refresh", post(pages::catalog::refresh::<S, P>))
+        .route("/links/backfill", get(pages::backfill::show::<S, P>))
+        .route("/links/backfill", post(pages::backfill::confirm::<S, P>))
         .route("/signout", post(pages::signin::sign_out::<S, P>))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -447,6 +447,82 @@ async fn the_advanced_document_is_checked_as_the_cli_checks_a_file_and_previewed
 }
 
 #[tokio::test]
+async fn every_other_setting_is_a_field_on_advanced_with_its_problem_next_to_it() {
+    let (app, store) = app().await;
+    let page = body(
+        app.clone()
+            .oneshot(
+                request("GET", "/settings/advanced")
+                    .header(header::COOKIE, cookie(&session(0)))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap(),
+    )
+    .await;
+    for field in console::pages::advanced::FIELDS {
+        assert!(
+            page.contains(&format!("name=\"{}\"", field.path)),
+            "{}: {page}",
+            field.path
+        );
+    }
+    // The form as shown, with three edits: a bad zone, a word for a number, a new list.
+    let stored = store.load_settings().await.unwrap().unwrap().settings;
+    let form = |edits: &[(&str, &str)]| -> Vec<(String, String)> {
+        let document: serde_json::Value = serde_json::from_str(&stored.to_json()).unwrap();
+        let mut pairs = Vec::new();
+        for field in console::pages::advanced::FIELDS {
+            let value = document.pointer(&format!("/{}", field.path.replace('.', "/")));
+            let text = match value {
+                Some(serde_json::Value::Bool(false)) => continue,
+                Some(serde_json::Value::Bool(true)) => "on".to_owned(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join("\n"),
+                _ => String::new(),
+            };
+            let text = edits
+                .iter()
+                .find(|(p, _)| *p == field.path)
+                .map_or(text, |(_, v)| (*v).to_owned());
+            pairs.push((field.path.to_owned(), text));
+        }
+        pairs
+    };
+    let post = |pairs: Vec<(String, String)>| {
+        let app = app.clone();
+        async move {
+            let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            post_form(&app, "/settings/advanced/preview", &refs).await
+        }
+    };
+    let (status, html) = post(form(&[("run_retention_days", "ninety")])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("id=\"run_retention_days_error\""), "{html}");
+    assert!(html.contains("value=\"ninety\""), "kept as typed");
+    let (status, html) = post(form(&[("cm_timezone", "Mars/Olympus")])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        html.contains("id=\"cm_timezone_error\"") && html.contains("IANA"),
+        "{html}"
+    );
+
+    let list = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\nbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    let (status, html) = post(form(&[("cm_lists", list), ("opt_out_policy", "any_list")])).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("opt_out_policy"), "{html}");
+    assert!(html.contains("cm_lists"), "{html}");
+    assert!(!html.contains("run_retention_days: "), "only what changed: {html}");
+    assert_eq!(
+        store.load_settings().await.unwrap().unwrap().version,
+        1,
+        "nothing stored"
+    );
+}
+
+#[tokio::test]
 async fn a_persons_failures_are_found_by_address_in_a_post_and_shown_redacted() {
     let (app, store) = app().await;
     let run = RunRecord {

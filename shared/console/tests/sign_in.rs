@@ -17,7 +17,10 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use sandbox::generate::{Shape, generate};
 use state::memory::MemoryStore;
-use state::{AuditStore, LinkRecord, LinkStore, RetryQueue, RunFailure, RunRecord, RunStatus, RunStore, SettingsStore};
+use state::{
+    AuditStore, CatalogStore, LinkRecord, LinkStore, PreviewStore, RetryQueue, RunFailure, RunRecord, RunStatus,
+    RunStore, SettingsStore,
+};
 
 struct Stack {
     origin: String,
@@ -510,5 +513,148 @@ async fn an_admin_syncs_a_linked_campaign_and_unlinks_it_as_themselves() {
             "005SB00000000A1AAA",
             format!("unlink of CM campaign {cm} from SF Campaign {sf}").as_str()
         )
+    );
+}
+
+#[tokio::test]
+async fn an_admin_links_a_campaign_picked_by_name_asks_a_dry_run_and_backfills_a_range() {
+    let stack = stack().await;
+    // A CM campaign the catalog lists, unlinked; and a Salesforce Campaign made for it by hand,
+    // named with the characters a LIKE search must take literally.
+    let cm_id = "fedcba9876543210fedcba9876543210".to_owned();
+    let sent = Utc::now() - chrono::Duration::days(3);
+    stack
+        .store
+        .save_catalog(&state::CatalogRecord {
+            refreshed_at: Utc::now(),
+            campaigns: vec![mapping::autocreate::DiscoveredCampaign {
+                cm_campaign_id: cm_id.clone(),
+                cm_client_id: "0123456789abcdef0123456789abcdef".into(),
+                name: "Spring <Sale> 50%_off".into(),
+                subject: "Spring".into(),
+                state: mapping::autocreate::CmCampaignState::Sent,
+                sent_at: Some(sent),
+                created_at: None,
+            }],
+        })
+        .await
+        .unwrap();
+    let mut record = serde_json::Map::new();
+    record.insert("Name".into(), "Spring Sale 50%_off (SF)".into());
+    let sf_id = stack._sandbox.state.lock().sf.create("Campaign", &record).unwrap();
+    let mut decoy = serde_json::Map::new();
+    decoy.insert("Name".into(), "Spring Sale 50 percent off".into());
+    stack._sandbox.state.lock().sf.create("Campaign", &decoy).unwrap();
+
+    let back = sign_in(&stack, "005SB00000000A1AAA").await;
+    let session = cookie_of(&back, "cmsf-session").expect("a session");
+    let get = |path: String| {
+        stack
+            .http
+            .get(format!("{}{path}", stack.origin))
+            .header(COOKIE, session.clone())
+            .send()
+    };
+    let post = |path: String, form: Vec<(&'static str, String)>| {
+        stack
+            .http
+            .post(format!("{}{path}", stack.origin))
+            .header(COOKIE, session.clone())
+            .header(ORIGIN, stack.origin.clone())
+            .form(&form)
+            .send()
+    };
+
+    // Step 1: the CM campaign found by a part of its name, shown as text.
+    let page = get("/links/new?q=spring".into()).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Spring &#60;Sale&#62; 50%_off"), "{page}");
+    assert!(page.contains(&format!("/links/new?cm={cm_id}")), "{page}");
+    let csrf = hidden(&page, "csrf");
+    // Step 2: Salesforce searched as the admin, `%` and `_` taken literally.
+    let calls_before = stack.user_calls();
+    let page = get(format!("/links/new?cm={cm_id}&sf_q=50%25_off"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(stack.user_calls() > calls_before, "searched with the admin's token");
+    assert!(page.contains("Spring Sale 50%_off (SF)"), "{page}");
+    assert!(!page.contains("Spring Sale 50 percent off"), "a literal search: {page}");
+    assert_eq!(hidden(&page, "sf"), sf_id);
+    let linked = post(
+        "/links/new".into(),
+        vec![("csrf", csrf.clone()), ("cm", cm_id.clone()), ("sf", sf_id.clone())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(linked.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&linked), format!("/links?linked={cm_id}"));
+    assert_eq!(stack.store.link(&cm_id).await.unwrap().unwrap().sf_campaign_id, sf_id);
+    let field = stack._sandbox.state.lock().sf.records["Campaign"][&sf_id]
+        .get("CM_Campaign_ID__c")
+        .cloned();
+    assert_eq!(field, Some(serde_json::json!(cm_id)), "the link field written");
+    // Links shows the CM name, its send and its cadence band; a bad id is refused next to the field.
+    let links = get("/links".into()).await.unwrap().text().await.unwrap();
+    assert!(
+        links.contains("Spring &#60;Sale&#62; 50%_off") && links.contains("hourly"),
+        "{links}"
+    );
+    let refused = get("/links/new?cm=not-an-id".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        refused.contains("id=\"cm_error\"") && refused.contains("not a CM CampaignID"),
+        "{refused}"
+    );
+
+    // Dry run: a preview with no proposal, asked of the sync function on the bus.
+    let asked = post(format!("/links/{cm_id}/dry-run"), vec![("csrf", csrf.clone())])
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), StatusCode::SEE_OTHER);
+    let preview_id = location(&asked).trim_start_matches("/links/dry-run/").to_owned();
+    let preview = stack.store.preview(&preview_id).await.unwrap().unwrap();
+    assert_eq!((preview.proposed, preview.campaigns), (None, vec![cm_id.clone()]));
+    let waiting = get(location(&asked)).await.unwrap().text().await.unwrap();
+    assert!(waiting.contains("http-equiv=\"refresh\""), "{waiting}");
+
+    // Backfill: a reversed range is refused next to its field; a valid one asks the function.
+    let reversed = get("/links/backfill?from=2026-03-01&to=2026-01-01".into())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(reversed.contains("id=\"to_error\""), "{reversed}");
+    let ranged = post(
+        "/links/backfill".into(),
+        vec![
+            ("csrf", csrf),
+            ("from", "2026-01-01".into()),
+            ("to", "2026-03-31".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(ranged.status(), StatusCode::SEE_OTHER);
+    let kinds: Vec<String> = stack
+        .publisher
+        .sink()
+        .events()
+        .iter()
+        .map(|e| e.detail_type().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "campaign-linked.v1",
+            "settings-preview-requested.v1",
+            "backfill-requested.v1"
+        ]
     );
 }

@@ -45,3 +45,52 @@ pub async fn discover(cm: &CmClient, settings: &mapping::Settings) -> Result<Vec
     }
     Ok(found)
 }
+
+/// The catalog of CM campaigns kept for the console (see [`state::CatalogRecord`]).
+#[derive(Debug)]
+pub struct CatalogRefresh<'e, S, P> {
+    engine: &'e crate::core::Engine<S, P>,
+}
+
+/// A catalog older than this is refreshed by the next scheduled run, from what that run
+/// discovered anyway (no extra CM call).
+pub const CATALOG_MAX_AGE: chrono::Duration = chrono::Duration::hours(24);
+
+impl<'e, S: state::CatalogStore, P> CatalogRefresh<'e, S, P> {
+    /// The catalog of `engine`'s deployment.
+    pub fn new(engine: &'e crate::core::Engine<S, P>) -> Self {
+        CatalogRefresh { engine }
+    }
+
+    /// Discovers the campaigns and keeps them as the catalog (an admin asked).
+    pub async fn refresh(&self, settings: &mapping::Settings) -> Result<state::CatalogRecord, EngineError> {
+        let campaigns = discover(&self.engine.cm, settings).await?;
+        self.keep(campaigns).await
+    }
+
+    /// Keeps what a scheduled run discovered when the kept catalog is older than
+    /// [`CATALOG_MAX_AGE`] (one small read otherwise). A failure is logged, never the run's.
+    pub async fn keep_if_stale(&self, discovered: &[DiscoveredCampaign]) {
+        let now = chrono::Utc::now();
+        let stale = match self.engine.store.catalog_refreshed_at().await {
+            Ok(Some(at)) => now - at > CATALOG_MAX_AGE,
+            Ok(None) => true,
+            Err(error) => {
+                tracing::warn!(%error, "the campaign catalog's age could not be read; not refreshed");
+                false
+            }
+        };
+        if stale && let Err(error) = self.keep(discovered.to_vec()).await {
+            tracing::warn!(%error, "the campaign catalog could not be kept");
+        }
+    }
+
+    async fn keep(&self, campaigns: Vec<DiscoveredCampaign>) -> Result<state::CatalogRecord, EngineError> {
+        let catalog = state::CatalogRecord {
+            refreshed_at: chrono::Utc::now(),
+            campaigns,
+        };
+        self.engine.store.save_catalog(&catalog).await?;
+        Ok(catalog)
+    }
+}

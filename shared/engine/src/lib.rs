@@ -151,13 +151,20 @@ impl<S: Store, P: EventSink> Engine<S, P> {
             .await
     }
 
-    /// [`Backfill::candidates`]: what a backfill over `[from, to]` would create.
-    pub async fn backfill_candidates(
+    /// [`Backfill::run`]: a backfill of whole days, `progress` told of each campaign.
+    pub async fn backfill(
         &self,
-        from: chrono::DateTime<chrono::Utc>,
-        to: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<DiscoveredCampaign>, EngineError> {
-        Backfill::new(self).candidates(from, to).await
+        settings: &Settings,
+        request: admin::backfill::BackfillRequest,
+        actor: &str,
+        progress: impl FnMut(usize, usize, &BackfillResult),
+    ) -> Result<Vec<BackfillResult>, EngineError> {
+        Backfill::new(self).run(settings, request, actor, progress).await
+    }
+
+    /// [`CatalogRefresh::refresh`]: the catalog of CM campaigns read again and kept.
+    pub async fn refresh_catalog(&self, settings: &Settings) -> Result<state::CatalogRecord, EngineError> {
+        discovery::CatalogRefresh::new(self).refresh(settings).await
     }
 
     /// [`Backfill::create_one`]: one backfill candidate created and linked.

@@ -605,7 +605,7 @@ async fn a_preview_compares_the_next_sync_under_the_stored_and_the_proposed_sett
             requested_by: "005SB00000000A1AAA".into(),
             requested_at: now,
             base_version: 1,
-            proposed: proposed.to_json(),
+            proposed: Some(proposed.to_json()),
             campaigns: vec![cm.clone()],
             result: None,
             expires_at: now + chrono::Duration::hours(1),

@@ -108,6 +108,36 @@ pub struct SettingsPreviewRequested {
     pub preview_id: String,
 }
 
+/// An admin asked for the catalog of CM campaigns to be read again (the console's campaign
+/// picker and backfill preview read it; the console holds no CM credentials).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogRefreshRequested {
+    /// `catalog:<request id>`.
+    pub idempotency_key: String,
+    /// Who asked (a Salesforce user id).
+    pub requested_by: String,
+}
+
+/// An admin confirmed a backfill from the console: the sync function finds the unlinked CM
+/// campaigns of the window again (CM is the truth, not the preview) and creates their SF
+/// Campaigns, as `cm-sf-admin backfill` does. A redelivery creates nothing twice: a campaign
+/// linked by the first delivery is no longer a candidate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillRequested {
+    /// `backfill:<request id>`.
+    pub idempotency_key: String,
+    /// First day, in the settings' CM time zone.
+    pub from: chrono::NaiveDate,
+    /// Last day (inclusive).
+    pub to: chrono::NaiveDate,
+    /// Refuse, creating nothing, when more campaigns than this are in the window.
+    pub max: usize,
+    /// Who asked (a Salesforce user id), for the audit.
+    pub requested_by: String,
+}
+
 /// Every event the product emits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -123,6 +153,10 @@ pub enum Event {
     WebhookBatchReceived(WebhookBatchReceived),
     /// `settings-preview-requested.v1`
     SettingsPreviewRequested(SettingsPreviewRequested),
+    /// `catalog-refresh-requested.v1`
+    CatalogRefreshRequested(CatalogRefreshRequested),
+    /// `backfill-requested.v1`
+    BackfillRequested(BackfillRequested),
 }
 
 /// An EventBridge event this crate cannot read.
@@ -148,13 +182,15 @@ pub enum EventError {
 
 impl Event {
     /// The detail-types, as the infrastructure's rules must match them.
-    pub const DETAIL_TYPES: [&'static str; 6] = [
+    pub const DETAIL_TYPES: [&'static str; 8] = [
         "campaign-discovered.v1",
         "campaign-linked.v1",
         "campaign-sync-requested.v1",
         "sync-continuation.v1",
         "webhook-batch-received.v1",
         "settings-preview-requested.v1",
+        "catalog-refresh-requested.v1",
+        "backfill-requested.v1",
     ];
 
     /// This event's detail-type.
@@ -166,6 +202,8 @@ impl Event {
             Event::SyncContinuation(_) => 3,
             Event::WebhookBatchReceived(_) => 4,
             Event::SettingsPreviewRequested(_) => 5,
+            Event::CatalogRefreshRequested(_) => 6,
+            Event::BackfillRequested(_) => 7,
         };
         Self::DETAIL_TYPES[index]
     }
@@ -179,6 +217,8 @@ impl Event {
             Event::SyncContinuation(e) => &e.idempotency_key,
             Event::WebhookBatchReceived(e) => &e.idempotency_key,
             Event::SettingsPreviewRequested(e) => &e.idempotency_key,
+            Event::CatalogRefreshRequested(e) => &e.idempotency_key,
+            Event::BackfillRequested(e) => &e.idempotency_key,
         }
     }
 
@@ -191,6 +231,8 @@ impl Event {
             Event::SyncContinuation(e) => serde_json::to_value(e),
             Event::WebhookBatchReceived(e) => serde_json::to_value(e),
             Event::SettingsPreviewRequested(e) => serde_json::to_value(e),
+            Event::CatalogRefreshRequested(e) => serde_json::to_value(e),
+            Event::BackfillRequested(e) => serde_json::to_value(e),
         }
     }
 
@@ -219,6 +261,8 @@ impl Event {
             "sync-continuation.v1" => Event::SyncContinuation(parse(detail_type, detail)?),
             "webhook-batch-received.v1" => Event::WebhookBatchReceived(parse(detail_type, detail)?),
             "settings-preview-requested.v1" => Event::SettingsPreviewRequested(parse(detail_type, detail)?),
+            "catalog-refresh-requested.v1" => Event::CatalogRefreshRequested(parse(detail_type, detail)?),
+            "backfill-requested.v1" => Event::BackfillRequested(parse(detail_type, detail)?),
             _ => return Err(unknown()),
         })
     }
@@ -271,6 +315,31 @@ impl Event {
         })
     }
 
+    /// `catalog-refresh-requested.v1`, asked by `requested_by` (request `request_id`).
+    pub fn catalog_refresh_requested(request_id: &str, requested_by: &str) -> Event {
+        Event::CatalogRefreshRequested(CatalogRefreshRequested {
+            idempotency_key: format!("catalog:{request_id}"),
+            requested_by: requested_by.to_owned(),
+        })
+    }
+
+    /// `backfill-requested.v1` of the days `[from, to]`, asked by `requested_by`.
+    pub fn backfill_requested(
+        request_id: &str,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        max: usize,
+        requested_by: &str,
+    ) -> Event {
+        Event::BackfillRequested(BackfillRequested {
+            idempotency_key: format!("backfill:{request_id}"),
+            from,
+            to,
+            max,
+            requested_by: requested_by.to_owned(),
+        })
+    }
+
     /// `webhook-batch-received.v1` for a batch of webhook events recorded under `batch`.
     pub fn webhook_batch_received(batch: &str, list_id: &str, events: usize, received_at: DateTime<Utc>) -> Event {
         Event::WebhookBatchReceived(WebhookBatchReceived {
@@ -292,7 +361,9 @@ impl Event {
             "campaign-linked.v1"
             | "campaign-sync-requested.v1"
             | "sync-continuation.v1"
-            | "settings-preview-requested.v1" => Some("scheduled-sync"),
+            | "settings-preview-requested.v1"
+            | "catalog-refresh-requested.v1"
+            | "backfill-requested.v1" => Some("scheduled-sync"),
             "webhook-batch-received.v1" => Some("webhook-consumer"),
             _ => None,
         }
@@ -320,6 +391,14 @@ impl Event {
             Event::sync_continuation("run-1", "c1", 2),
             Event::webhook_batch_received("2026-11-27T10:00:00Z#b1", "list-1", 1000, now),
             Event::settings_preview_requested("20261127T100000Z-0000abcd"),
+            Event::catalog_refresh_requested("20261127T100000Z-0000abce", "005SB00000000A1AAA"),
+            Event::backfill_requested(
+                "20261127T100000Z-0000abcf",
+                chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default(),
+                chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap_or_default(),
+                200,
+                "005SB00000000A1AAA",
+            ),
         ]
     }
 }

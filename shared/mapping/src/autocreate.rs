@@ -155,6 +155,27 @@ pub fn backfill_eligibility(
     }
 }
 
+/// A backfill's window of whole days `[from 00:00, to 24:00)` in the CM time zone, in UTC:
+/// what `cm-sf-admin backfill --from --to` and the console's backfill both mean by a range.
+pub fn backfill_window(
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    zone: chrono_tz::Tz,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
+    use chrono::TimeZone;
+    if from > to {
+        return Err(format!("from ({from}) is after to ({to})"));
+    }
+    let start = |day: chrono::NaiveDate| {
+        zone.from_local_datetime(&day.and_time(chrono::NaiveTime::MIN))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| format!("{day} has no midnight in {zone}"))
+    };
+    let end = to.succ_opt().ok_or_else(|| format!("to ({to}) is out of range"))?;
+    Ok((start(from)?, start(end)? - chrono::Duration::milliseconds(1)))
+}
+
 /// The SF Campaign to create for a CM campaign.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewSfCampaign {
@@ -223,6 +244,17 @@ pub fn render_campaign(campaign: &DiscoveredCampaign, template: &CampaignTemplat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backfill_window_covers_whole_days_in_the_cm_time_zone() {
+        let day = |s: &str| s.parse::<chrono::NaiveDate>().unwrap_or_default();
+        let Ok((from, to)) = backfill_window(day("2026-01-01"), day("2026-01-31"), chrono_tz::Australia::Sydney) else {
+            panic!("a window of January")
+        };
+        assert_eq!(from.to_rfc3339(), "2025-12-31T13:00:00+00:00");
+        assert_eq!(to.to_rfc3339(), "2026-01-31T12:59:59.999+00:00");
+        assert!(backfill_window(day("2026-02-01"), day("2026-01-01"), chrono_tz::UTC).is_err());
+    }
     use chrono::TimeZone;
 
     fn day(d: u32) -> DateTime<Utc> {

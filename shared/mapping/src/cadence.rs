@@ -132,6 +132,70 @@ pub fn last_day_end(now: DateTime<Utc>, zone: Tz) -> DateTime<Utc> {
     midnight(day_of(now, zone), zone).map_or(now, |m| m + DAY_END_AFTER_MIDNIGHT)
 }
 
+/// Where a campaign sent at `sent_at` stands in the cadence at `now`: what the console's Links
+/// page shows, and what [`next_sync`] spaces its syncs by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CadenceBand {
+    /// In its first `hot_hours`: every scheduled run and the hot schedule.
+    Hot,
+    /// Younger than `every_run_days`: every scheduled run.
+    EveryRun,
+    /// Then hourly.
+    Hourly,
+    /// Then daily.
+    Daily,
+    /// Older: checked daily for new activity, synced on demand.
+    Retired,
+    /// Its send date is unknown (not sent yet): every scheduled run.
+    Unknown,
+    /// The cadence is off: every scheduled run, forever.
+    Always,
+}
+
+impl CadenceBand {
+    /// In words, for an admin.
+    pub fn words(self) -> &'static str {
+        match self {
+            CadenceBand::Hot => "hot: every 5 minutes and every run",
+            CadenceBand::EveryRun => "every scheduled run",
+            CadenceBand::Hourly => "hourly",
+            CadenceBand::Daily => "daily",
+            CadenceBand::Retired => "retired: checked daily, synced on demand",
+            CadenceBand::Unknown => "every scheduled run (not sent yet)",
+            CadenceBand::Always => "every scheduled run (cadence off)",
+        }
+    }
+}
+
+fn is_hot(cadence: &SyncCadence, sent_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    sent_at.is_some_and(|sent| now - sent < Duration::hours(i64::from(cadence.hot_hours)))
+}
+
+/// The band of a campaign sent at `sent_at`, at `now`.
+pub fn cadence_band(cadence: &SyncCadence, sent_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> CadenceBand {
+    let Some(sent_at) = sent_at else {
+        return CadenceBand::Unknown;
+    };
+    if !cadence.enabled {
+        return CadenceBand::Always;
+    }
+    if is_hot(cadence, Some(sent_at), now) {
+        return CadenceBand::Hot;
+    }
+    let age = now - sent_at;
+    let days = |d: u32| Duration::days(i64::from(d));
+    if age < days(cadence.every_run_days) {
+        CadenceBand::EveryRun
+    } else if age < days(cadence.hourly_until_days) {
+        CadenceBand::Hourly
+    } else if age < days(cadence.daily_until_days) {
+        CadenceBand::Daily
+    } else {
+        CadenceBand::Retired
+    }
+}
+
 /// After a sync at `now` (CM's clock): when the campaign, sent at `sent_at`, is synced next.
 /// An unknown send date keeps it at every run. `found_new`: the sync found new activity; a
 /// campaign active again past its every-run age (a resend, a late forward) is synced at least
@@ -144,20 +208,13 @@ pub fn next_sync(
     found_new: bool,
     zone: Tz,
 ) -> NextSync {
-    let hot = sent_at.is_some_and(|sent| now - sent < Duration::hours(i64::from(cadence.hot_hours)));
-    let Some(sent_at) = sent_at.filter(|_| cadence.enabled) else {
-        return NextSync::At { at: now, hot };
-    };
-    let age = now - sent_at;
-    let days = |d: u32| Duration::days(i64::from(d));
-    let interval = if age < days(cadence.every_run_days) || hot {
-        Some(Duration::zero())
-    } else if age < days(cadence.hourly_until_days) {
-        Some(Duration::hours(1))
-    } else if age < days(cadence.daily_until_days) {
-        Some(Duration::days(1))
-    } else {
-        None
+    let hot = is_hot(cadence, sent_at, now);
+    let interval = match cadence_band(cadence, sent_at, now) {
+        CadenceBand::Unknown | CadenceBand::Always => return NextSync::At { at: now, hot },
+        CadenceBand::EveryRun | CadenceBand::Hot => Some(Duration::zero()),
+        CadenceBand::Hourly => Some(Duration::hours(1)),
+        CadenceBand::Daily => Some(Duration::days(1)),
+        CadenceBand::Retired => None,
     };
     let interval = if found_new {
         Some(interval.map_or(Duration::hours(1), |i| i.min(Duration::hours(1))))
@@ -176,6 +233,27 @@ pub fn next_sync(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_band_follows_the_age_of_the_send() {
+        let cadence = SyncCadence::default();
+        let sent = instant("2026-11-01T09:00:00Z");
+        let band = |hours: i64| cadence_band(&cadence, Some(sent), sent + Duration::hours(hours));
+        assert_eq!(band(1), CadenceBand::Hot);
+        assert_eq!(band(49), CadenceBand::EveryRun);
+        assert_eq!(band(24 * 5), CadenceBand::Hourly);
+        assert_eq!(band(24 * 20), CadenceBand::Daily);
+        assert_eq!(band(24 * 61), CadenceBand::Retired);
+        assert_eq!(cadence_band(&cadence, None, sent), CadenceBand::Unknown);
+        let off = SyncCadence {
+            enabled: false,
+            ..cadence
+        };
+        assert_eq!(
+            cadence_band(&off, Some(sent), sent + Duration::days(400)),
+            CadenceBand::Always
+        );
+    }
 
     const UTC: Tz = chrono_tz::UTC;
 

@@ -30,6 +30,15 @@ pub fn quote(value: &str) -> String {
     out
 }
 
+/// A `LIKE` pattern literal matching text that contains `value` anywhere: `'%o\'brien\_x%'`.
+/// `%` and `_` in `value` are escaped (`\%`, `\_`: SOQL's escapes for a literal percent and
+/// underscore, meaningful only in `LIKE`), so a search for `50%_off` finds only that text.
+pub fn like_containing(value: &str) -> String {
+    let quoted = quote(value);
+    let inner = &quoted[1..quoted.len() - 1];
+    format!("'%{}%'", inner.replace('%', "\\%").replace('_', "\\_"))
+}
+
 /// The length of `q=<soql>` once form-encoded, as it travels in the query string.
 pub fn encoded_len(soql: &str) -> usize {
     form_urlencoded::Serializer::new(String::new())
@@ -98,6 +107,13 @@ pub fn in_list_queries_by_length(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_like_pattern_matches_the_text_literally_and_cannot_end_early() {
+        assert_eq!(like_containing("Spring"), "'%Spring%'");
+        assert_eq!(like_containing("50%_off"), r"'%50\%\_off%'");
+        assert_eq!(like_containing(r"o'brien\"), r"'%o\'brien\\%'");
+    }
 
     #[test]
     fn body_queries_are_cut_by_value_count_and_by_length() {

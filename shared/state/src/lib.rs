@@ -302,6 +302,16 @@ pub trait PreviewStore: Send + Sync {
     fn preview(&self, preview_id: &str) -> impl Future<Output = Result<Option<PreviewRecord>, StoreError>> + Send;
 }
 
+/// The catalog of CM campaigns (see [`CatalogRecord`]).
+pub trait CatalogStore: Send + Sync {
+    /// Replaces the catalog.
+    fn save_catalog(&self, catalog: &CatalogRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The catalog, if one is kept.
+    fn catalog(&self) -> impl Future<Output = Result<Option<CatalogRecord>, StoreError>> + Send;
+    /// When the kept catalog was read from CM (one small read, without the campaigns).
+    fn catalog_refreshed_at(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+}
+
 /// Everything the functions and the admin tools need of the state table.
 pub trait Store:
     SettingsStore
@@ -313,6 +323,7 @@ pub trait Store:
     + RetryQueue
     + AuditStore
     + PreviewStore
+    + CatalogStore
 {
 }
 
@@ -326,6 +337,7 @@ impl<T> Store for T where
         + RetryQueue
         + AuditStore
         + PreviewStore
+        + CatalogStore
 {
 }
 

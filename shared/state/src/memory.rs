@@ -9,10 +9,10 @@ use mapping::Settings;
 
 use crate::records::{link_conflict, no_such_run};
 use crate::{
-    AuditEntry, AuditStore, BatchRecorded, CampaignProgress, EventState, FailedRecord, Lease, LeaseStore, LinkOutcome,
-    LinkRecord, LinkStore, PendingBatch, PreviewRecord, PreviewStore, RetryQueue, RunCheckpoint, RunCommit, RunFailure,
-    RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore,
-    WebhookBatchRecord, WebhookEventRecord, WebhookEventStore,
+    AuditEntry, AuditStore, BatchRecorded, CampaignProgress, CatalogRecord, CatalogStore, EventState, FailedRecord,
+    Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, PendingBatch, PreviewRecord, PreviewStore, RetryQueue,
+    RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError,
+    VersionedSettings, WatermarkStore, WebhookBatchRecord, WebhookEventRecord, WebhookEventStore,
 };
 
 #[derive(Debug, Default)]
@@ -32,6 +32,7 @@ struct Tables {
     retry: BTreeMap<(String, String), FailedRecord>,
     audit: Vec<AuditEntry>,
     previews: BTreeMap<String, PreviewRecord>,
+    catalog: Option<CatalogRecord>,
 }
 
 /// A pending webhook batch: its list and the keys of its events.
@@ -287,6 +288,21 @@ impl PreviewStore for MemoryStore {
 
     async fn preview(&self, preview_id: &str) -> Result<Option<PreviewRecord>, StoreError> {
         Ok(self.tables()?.previews.get(preview_id).cloned())
+    }
+}
+
+impl CatalogStore for MemoryStore {
+    async fn save_catalog(&self, catalog: &CatalogRecord) -> Result<(), StoreError> {
+        self.tables()?.catalog = Some(catalog.clone());
+        Ok(())
+    }
+
+    async fn catalog(&self) -> Result<Option<CatalogRecord>, StoreError> {
+        Ok(self.tables()?.catalog.clone())
+    }
+
+    async fn catalog_refreshed_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.tables()?.catalog.as_ref().map(|c| c.refreshed_at))
     }
 }
 

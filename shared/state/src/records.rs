@@ -365,8 +365,9 @@ pub struct AuditEntry {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// A settings preview the console asked the sync function for: the proposed document, the
-/// campaigns to plan, and (once the function is done) what it found. Kept an hour.
+/// A preview the console asked the sync function for: a settings change (the proposed
+/// document) on a few campaigns, or, with no proposal, a dry run of one linked campaign under
+/// the stored settings; and (once the function is done) what it found. Kept an hour.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PreviewRecord {
     /// Its id (time-ordered).
@@ -377,12 +378,33 @@ pub struct PreviewRecord {
     pub requested_at: DateTime<Utc>,
     /// The settings version the proposal was made from.
     pub base_version: u64,
-    /// The proposed settings document (JSON).
-    pub proposed: String,
+    /// The proposed settings document (JSON); `None` for a dry run of the stored settings.
+    pub proposed: Option<String>,
     /// The CM campaigns to plan.
     pub campaigns: Vec<String>,
     /// The comparison, once the sync function has made it.
     pub result: Option<serde_json::Value>,
     /// When DynamoDB may drop it.
     pub expires_at: DateTime<Utc>,
+}
+
+/// The CM campaigns of the configured clients as discovery last saw them, for the console,
+/// which holds no CM credentials: names and send dates on Links, the campaign picker, a
+/// backfill's preview. Refreshed by the sync function (daily, and when an admin asks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogRecord {
+    /// When discovery read it.
+    pub refreshed_at: DateTime<Utc>,
+    /// The campaigns, sent, scheduled and draft.
+    pub campaigns: Vec<mapping::autocreate::DiscoveredCampaign>,
+}
+
+impl CatalogRecord {
+    /// How long a catalog is kept after its refresh (the sync function refreshes it daily).
+    pub const KEPT_DAYS: i64 = 8;
+
+    /// A campaign of the catalog, by its CM id.
+    pub fn campaign(&self, cm_campaign_id: &str) -> Option<&mapping::autocreate::DiscoveredCampaign> {
+        self.campaigns.iter().find(|c| c.cm_campaign_id == cm_campaign_id)
+    }
 }

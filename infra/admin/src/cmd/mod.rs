@@ -2,6 +2,7 @@
 
 mod audit;
 mod backfill;
+mod campaigns;
 mod console;
 mod doctor;
 mod init_table;
@@ -28,6 +29,7 @@ pub async fn run(command: Command, context: &Context) -> Result<Report, Failure>
         } => links::link(context, &cm_campaign, &sf_campaign).await,
         Command::Unlink { cm_campaign } => links::unlink(context, &cm_campaign).await,
         Command::Links => links::list(context).await,
+        Command::Campaigns => campaigns::run(context).await,
         Command::Sync { campaign, dry_run } => sync::run(context, campaign, dry_run).await,
         Command::Backfill { from, to, dry_run, max } => backfill::run(context, from, to, dry_run, max).await,
         Command::Runs { last, email: None } => runs::recent(context, last).await,

@@ -76,13 +76,37 @@ pub async fn request<S: ConsoleStore, P: ConsoleSink>(
             );
         }
     };
+    ask_and_show(
+        &app,
+        &current,
+        proposal.base_version,
+        Some(proposal.proposed),
+        campaigns,
+    )
+    .await
+}
+
+/// Keeps a preview (a settings change's, or with no proposal a dry run), asks the sync
+/// function for it and sends the browser to the page that shows it when ready.
+pub(super) async fn ask_and_show<S: ConsoleStore, P: ConsoleSink>(
+    app: &App<S, P>,
+    current: &Session,
+    base_version: u64,
+    proposed: Option<String>,
+    campaigns: Vec<String>,
+) -> Response {
     let now = Utc::now();
+    let page = if proposed.is_some() {
+        "/settings/impact"
+    } else {
+        "/links/dry-run"
+    };
     let preview = PreviewRecord {
         preview_id: engine::new_run_id(),
         requested_by: current.user_id.clone(),
         requested_at: now,
-        base_version: proposal.base_version,
-        proposed: proposal.proposed,
+        base_version,
+        proposed,
         campaigns,
         result: None,
         expires_at: now + KEPT_FOR,
@@ -97,10 +121,10 @@ pub async fn request<S: ConsoleStore, P: ConsoleSink>(
     if let Err(error) = asked.await {
         return refusal(
             StatusCode::SERVICE_UNAVAILABLE,
-            &format!("The preview could not be asked for: {error}"),
+            &format!("Nothing could be asked of the sync function: {error}. Try again."),
         );
     }
-    Redirect::to(&format!("/settings/impact/{}", preview.preview_id)).into_response()
+    Redirect::to(&format!("{page}/{}", preview.preview_id)).into_response()
 }
 
 #[derive(Template)]
@@ -114,41 +138,57 @@ struct ImpactPage {
     base_version: u64,
 }
 
+/// The preview `preview_id` if it is the signed-in admin's own and not expired, else the page
+/// to show instead.
+pub(super) async fn own_preview<S: ConsoleStore, P: ConsoleSink>(
+    app: &App<S, P>,
+    current: &Session,
+    preview_id: &str,
+) -> Result<PreviewRecord, Response> {
+    match app.store.preview(preview_id).await {
+        // Only its requester sees it.
+        Ok(Some(preview)) if preview.requested_by == current.user_id && preview.expires_at > Utc::now() => Ok(preview),
+        Ok(_) => Err(refusal(
+            StatusCode::NOT_FOUND,
+            "This preview has expired (previews are kept an hour).",
+        )),
+        Err(error) => Err(refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("The preview could not be read: {error}"),
+        )),
+    }
+}
+
+/// What the sync function found, once it has answered.
+pub(super) fn impacts_of(preview: &PreviewRecord) -> Vec<CampaignImpact> {
+    preview
+        .result
+        .as_ref()
+        .and_then(|r| serde_json::from_value(r.clone()).ok())
+        .unwrap_or_default()
+}
+
 /// The comparison when ready; until then a page that reloads itself every few seconds.
 pub async fn show<S: ConsoleStore, P: ConsoleSink>(
     State(app): State<App<S, P>>,
     Extension(current): Extension<Session>,
     Path(preview_id): Path<String>,
 ) -> Response {
-    let preview = match app.store.preview(&preview_id).await {
-        // Only its requester sees it.
-        Ok(Some(preview)) if preview.requested_by == current.user_id && preview.expires_at > Utc::now() => preview,
-        Ok(_) => {
-            return refusal(
-                StatusCode::NOT_FOUND,
-                "This preview has expired (previews are kept an hour).",
-            );
-        }
-        Err(error) => {
-            return refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("The preview could not be read: {error}"),
-            );
-        }
+    let preview = match own_preview(&app, &current, &preview_id).await {
+        Ok(preview) => preview,
+        Err(page) => return page,
     };
-    let impacts: Vec<CampaignImpact> = preview
-        .result
-        .as_ref()
-        .and_then(|r| serde_json::from_value(r.clone()).ok())
-        .unwrap_or_default();
+    let Some(proposed) = preview.proposed.clone() else {
+        return Redirect::to(&format!("/links/dry-run/{preview_id}")).into_response();
+    };
     render(
         StatusCode::OK,
         &ImpactPage {
             chrome: Chrome::of(&current, "settings"),
             preview_id,
             ready: preview.result.is_some(),
-            impacts,
-            proposed: preview.proposed,
+            impacts: impacts_of(&preview),
+            proposed,
             base_version: preview.base_version,
         },
     )

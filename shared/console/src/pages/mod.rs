@@ -2,7 +2,11 @@
 
 pub mod advanced;
 pub mod audit;
+pub mod backfill;
+pub mod catalog;
+pub mod dry_run;
 pub mod impact;
+pub mod link_new;
 pub mod links;
 pub mod overview;
 pub mod runs;
@@ -94,6 +98,16 @@ pub async fn still_permitted<S: ConsoleStore, P: ConsoleSink>(
             &format!("{error}: nothing was changed. Sign in again."),
         )),
     }
+}
+
+/// Before a change made in Salesforce as the admin: the permission checked again, then a
+/// client with the admin's own token.
+pub async fn as_permitted_admin<S: ConsoleStore, P: ConsoleSink>(
+    app: &App<S, P>,
+    current: &Session,
+) -> Result<salesforce::SfClient, Response> {
+    still_permitted(app, current).await?;
+    crate::salesforce::as_user(current).map_err(|error| refusal(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()))
 }
 
 /// Any other path.

@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use events::LinkOrigin;
 use events::publisher::EventSink;
-use mapping::autocreate::{DiscoveredCampaign, Eligibility, backfill_eligibility};
+use mapping::autocreate::{DiscoveredCampaign, Eligibility, backfill_eligibility, backfill_window};
 use serde::Serialize;
-use state::{LinkStore, RetryQueue, SettingsStore};
+use state::{AuditStore, LinkStore, RetryQueue, SettingsStore};
+
+use super::audit;
 
 use crate::autocreate::{AutoCreate, AutoCreateOutcome};
 use crate::core::{Engine, EngineError, link_map, load_settings};
@@ -29,7 +31,25 @@ pub struct Backfill<'e, S, P> {
     engine: &'e Engine<S, P>,
 }
 
-impl<'e, S: SettingsStore + LinkStore + RetryQueue, P: EventSink> Backfill<'e, S, P> {
+/// A backfill asked for: whole days `[from, to]` in the CM time zone, at most `max` campaigns.
+#[derive(Debug, Clone, Copy)]
+pub struct BackfillRequest {
+    /// First day.
+    pub from: NaiveDate,
+    /// Last day (inclusive).
+    pub to: NaiveDate,
+    /// Refuse, creating nothing, when more campaigns than this are in the window.
+    pub max: usize,
+    /// List what would be created; create nothing.
+    pub dry_run: bool,
+    /// How the refusal past `max` names the limit: the CLI's `--max`, the console's words.
+    pub max_named: &'static str,
+}
+
+/// The most campaigns one backfill creates unless told otherwise.
+pub const DEFAULT_BACKFILL_MAX: usize = 200;
+
+impl<'e, S: SettingsStore + LinkStore + RetryQueue + AuditStore, P: EventSink> Backfill<'e, S, P> {
     /// The backfill of `engine`'s deployment.
     pub fn new(engine: &'e Engine<S, P>) -> Self {
         Backfill { engine }
@@ -58,6 +78,62 @@ impl<'e, S: SettingsStore + LinkStore + RetryQueue, P: EventSink> Backfill<'e, S
         candidates
             .sort_by(|a, b| (a.created_or_sent(), &a.cm_campaign_id).cmp(&(b.created_or_sent(), &b.cm_campaign_id)));
         Ok(candidates)
+    }
+
+    /// The whole backfill (`cm-sf-admin backfill`, and the console's through the sync
+    /// function): the candidates of the window, refused whole past `max`, each created and
+    /// linked unless a dry run, `progress` told of each; the audit names `actor`.
+    pub async fn run(
+        &self,
+        settings: &mapping::Settings,
+        request: BackfillRequest,
+        actor: &str,
+        mut progress: impl FnMut(usize, usize, &BackfillResult),
+    ) -> Result<Vec<BackfillResult>, EngineError> {
+        let (start, end) = backfill_window(request.from, request.to, settings.zone()).map_err(EngineError::Invalid)?;
+        let candidates = self.candidates(start, end).await?;
+        if candidates.len() > request.max {
+            return Err(EngineError::Invalid(format!(
+                "{} campaigns are in the window, more than {} {}: narrow the window or raise the limit; nothing was created",
+                candidates.len(),
+                request.max_named,
+                request.max
+            )));
+        }
+        let mut results = Vec::with_capacity(candidates.len());
+        for (i, campaign) in candidates.iter().enumerate() {
+            let outcome = if request.dry_run {
+                None
+            } else {
+                Some(self.create_one(settings, campaign).await?)
+            };
+            let result = BackfillResult {
+                campaign: campaign.clone(),
+                outcome,
+            };
+            progress(i + 1, candidates.len(), &result);
+            results.push(result);
+        }
+        if !request.dry_run {
+            let linked = results
+                .iter()
+                .filter(|r| matches!(r.outcome, Some(AutoCreateOutcome::Linked { .. })))
+                .count();
+            audit::record(
+                self.engine.store.as_ref(),
+                Some(settings),
+                actor,
+                format!(
+                    "backfill of {} to {}: {linked} of {} campaign(s) linked",
+                    request.from,
+                    request.to,
+                    results.len()
+                ),
+                None,
+            )
+            .await;
+        }
+        Ok(results)
     }
 
     /// Creates and links the SF Campaign of one backfill candidate (idempotent: a re-run finds

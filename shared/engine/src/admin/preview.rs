@@ -1,7 +1,8 @@
 //! A settings change previewed on recent campaigns (the console's "what would this do"): the
 //! sync function plans each campaign under the stored settings and under the proposed ones,
 //! as a dry run (nothing written to CM or Salesforce), and keeps the two summaries beside each
-//! other in the preview's record. It runs here, not in the console, because planning needs
+//! other in the preview's record. A preview with no proposal is the console's dry run of one
+//! linked campaign: the stored settings only. It runs here, not in the console, because planning needs
 //! the integration's CM and SF credentials, which the console never holds.
 
 use events::publisher::EventSink;
@@ -51,7 +52,11 @@ impl<'e, S: Store, P: EventSink> SettingsPreview<'e, S, P> {
         if let Some(done) = &preview.result {
             return Ok(serde_json::from_value(done.clone()).unwrap_or_default());
         }
-        let proposed = Settings::from_json(&preview.proposed).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        // No proposal: a dry run of the stored settings.
+        let proposed = match &preview.proposed {
+            Some(document) => Some(Settings::from_json(document).map_err(|e| EngineError::Invalid(e.to_string()))?),
+            None => None,
+        };
         let mut impacts = Vec::new();
         for cm in preview.campaigns.iter().take(PREVIEW_CAMPAIGNS) {
             let mut impact = CampaignImpact {
@@ -60,7 +65,11 @@ impl<'e, S: Store, P: EventSink> SettingsPreview<'e, S, P> {
                 proposed: None,
                 problem: None,
             };
-            for (settings, slot) in [(current, &mut impact.current), (&proposed, &mut impact.proposed)] {
+            let mut asked = vec![(current, &mut impact.current)];
+            if let Some(proposed) = &proposed {
+                asked.push((proposed, &mut impact.proposed));
+            }
+            for (settings, slot) in asked {
                 match self.plan(settings, cm).await {
                     Ok(plan) => *slot = Some(plan),
                     Err(problem) => impact.problem = Some(problem),

@@ -22,7 +22,7 @@ use state::{LeaseStore, Scope, Store};
 
 use crate::campaign::{CampaignOutcome, CampaignSync, Mode};
 use crate::core::{Engine, EngineError, lease_owner, lease_span, link_map, publish};
-use crate::discovery::discover;
+use crate::discovery::{CatalogRefresh, discover};
 use crate::report::record_scheduled_run;
 
 pub use due::HotRunOutcome;
@@ -256,6 +256,9 @@ impl<S: Store, P: EventSink> Tick<'_, S, P> {
     /// Salesforce refused before (they wait for an admin).
     async fn discover_and_link(&self, settings: &Settings, run_id: &str, mode: Mode) -> Result<Found, EngineError> {
         let discovered: Vec<DiscoveredCampaign> = discover(&self.engine.cm, settings).await?;
+        if mode != Mode::DryRun {
+            CatalogRefresh::new(self.engine).keep_if_stale(&discovered).await;
+        }
         let (found, links_refused) = self.reconcile_links(settings, &discovered, mode).await?;
         let links_found = found.len();
         let mut links = link_map(self.engine.store.as_ref()).await?;

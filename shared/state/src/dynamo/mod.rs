@@ -5,6 +5,7 @@
 //! domain outcomes (version conflict, duplicate, not advanced, lease held).
 
 mod audit;
+mod catalog;
 mod leases;
 mod runs;
 mod settings_links;
@@ -28,10 +29,11 @@ use mapping::autocreate::LinkOrigin;
 
 use crate::records::{link_conflict, no_such_run, truncate_to_millis};
 use crate::{
-    AuditEntry, AuditStore, BatchRecorded, CampaignProgress, EventState, FAILED_RECORD_TTL_DAYS, FailedRecord, Lease,
-    LeaseStore, LinkOutcome, LinkRecord, LinkStore, PendingBatch, PreviewRecord, PreviewStore, RetryQueue,
-    RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError,
-    VersionedSettings, WatermarkStore, WebhookBatchRecord, WebhookEventRecord, WebhookEventStore,
+    AuditEntry, AuditStore, BatchRecorded, CampaignProgress, CatalogRecord, CatalogStore, EventState,
+    FAILED_RECORD_TTL_DAYS, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, PendingBatch,
+    PreviewRecord, PreviewStore, RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus,
+    RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore, WebhookBatchRecord, WebhookEventRecord,
+    WebhookEventStore,
 };
 
 type Item = HashMap<String, AttributeValue>;

@@ -741,7 +741,7 @@ pub async fn a_preview_is_kept_and_answered<S: Store>(store: Arc<S>) {
         requested_by: "005SB00000000A1AAA".into(),
         requested_at: at(0),
         base_version: 3,
-        proposed: settings().to_json(),
+        proposed: Some(settings().to_json()),
         campaigns: vec!["cm1".into(), "cm2".into()],
         result: None,
         expires_at: at(60),
@@ -750,7 +750,49 @@ pub async fn a_preview_is_kept_and_answered<S: Store>(store: Arc<S>) {
     assert_eq!(store.preview("p1").await.unwrap().as_ref(), Some(&preview));
     preview.result = Some(serde_json::json!([{"cm": "cm1"}]));
     store.save_preview(&preview).await.unwrap();
-    assert_eq!(store.preview("p1").await.unwrap(), Some(preview));
+    assert_eq!(store.preview("p1").await.unwrap(), Some(preview.clone()));
+    let dry_run = PreviewRecord {
+        preview_id: "p2".into(),
+        proposed: None,
+        campaigns: vec!["cm1".into()],
+        ..preview
+    };
+    store.save_preview(&dry_run).await.unwrap();
+    assert_eq!(store.preview("p2").await.unwrap(), Some(dry_run));
+}
+
+pub async fn the_catalog_is_replaced_whole<S: Store>(store: Arc<S>) {
+    use mapping::autocreate::{CmCampaignState, DiscoveredCampaign};
+    assert!(store.catalog().await.unwrap().is_none());
+    assert!(store.catalog_refreshed_at().await.unwrap().is_none());
+    let campaign = |i: usize| DiscoveredCampaign {
+        cm_campaign_id: format!("{i:032x}"),
+        cm_client_id: "client".into(),
+        // Long names: the big catalog needs more than one part.
+        name: format!("Campaign {i} <b>&'\"{}", "n".repeat(200)),
+        subject: "Hello".into(),
+        state: if i.is_multiple_of(3) {
+            CmCampaignState::Draft
+        } else {
+            CmCampaignState::Sent
+        },
+        sent_at: (!i.is_multiple_of(3)).then(|| at(i as i64)),
+        created_at: (i.is_multiple_of(3)).then(|| at(i as i64)),
+    };
+    let big = state::CatalogRecord {
+        refreshed_at: at(0),
+        campaigns: (0..3_000).map(campaign).collect(),
+    };
+    store.save_catalog(&big).await.unwrap();
+    assert_eq!(store.catalog().await.unwrap().as_ref(), Some(&big));
+    // A smaller catalog later replaces it: no campaign of the old one is left.
+    let small = state::CatalogRecord {
+        refreshed_at: at(60),
+        campaigns: (0..2).map(campaign).collect(),
+    };
+    store.save_catalog(&small).await.unwrap();
+    assert_eq!(store.catalog().await.unwrap(), Some(small));
+    assert_eq!(store.catalog_refreshed_at().await.unwrap(), Some(at(60)));
 }
 
 #[macro_export]
@@ -771,7 +813,8 @@ macro_rules! conformance_suite {
             overlapping_deliveries_record_each_event_once,
             failed_records_queue_and_drain,
             the_audit_lists_changes_newest_first,
-            a_preview_is_kept_and_answered);
+            a_preview_is_kept_and_answered,
+            the_catalog_is_replaced_whole);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(
