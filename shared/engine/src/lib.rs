@@ -162,7 +162,7 @@ impl<S: Store, P: EventSink> Engine<S, P> {
         Backfill::new(self).run(settings, request, actor, progress).await
     }
 
-    /// [`CatalogRefresh::refresh`]: the catalog of CM campaigns read again and kept.
+    /// [`discovery::CatalogRefresh::refresh`]: the catalog of CM campaigns read again and kept.
     pub async fn refresh_catalog(&self, settings: &Settings) -> Result<state::CatalogRecord, EngineError> {
         discovery::CatalogRefresh::new(self).refresh(settings).await
     }

@@ -200,8 +200,17 @@ async fn an_event_wrong_on_its_own_is_refused_alone_and_the_rest_is_recorded() {
             with("EmailAddress", json!("x' OR Email != '@example.com")),
         ),
         ("Deactivate without State", without("State")),
-        ("CustomFields wrong type", with("CustomFields", json!("x"))),
         ("not an object", json!("Deactivate")),
+        (
+            "a date before CM's years",
+            with("Date", json!("-262143-01-01 00:00:00")),
+        ),
+        ("year zero", with("Date", json!("0000-01-01 00:00:00"))),
+        ("a State of 300 KB", with("State", json!("U".repeat(300 * 1024)))),
+        (
+            "an old address that is not one",
+            with("OldEmailAddress", json!("x".repeat(5_000))),
+        ),
     ];
     for (name, wrong) in bad {
         let intake = intake().await;
@@ -215,10 +224,25 @@ async fn an_event_wrong_on_its_own_is_refused_alone_and_the_rest_is_recorded() {
         let refused = answer["refused"].as_array().unwrap();
         assert_eq!(refused.len(), 1, "{name}: {answer}");
         assert_eq!(refused[0]["index"], 1, "{name}");
+        let reason = refused[0]["reason"].as_str().unwrap();
+        assert!(reason.starts_with("Events[1]: "), "{name}: {answer}");
+        // Bounded, and never the value itself (an address, a string of any length).
         assert!(
-            refused[0]["reason"].as_str().unwrap().starts_with("Events[1]: "),
-            "{name}: {answer}"
+            reason.chars().count() <= engine::webhook::MAX_REASON_CHARS,
+            "{name}: {reason}"
         );
+        for value in [
+            "jo.example.com",
+            "<script>",
+            "x' OR",
+            "UUUU",
+            "xxxx",
+            "yesterday",
+            "Forward",
+            "42",
+        ] {
+            assert!(!reason.contains(value), "{name}: {reason}");
+        }
         let batches = intake.store.pending_webhook_batches(10).await.unwrap();
         let recorded: Vec<&str> = batches[0]
             .events
@@ -237,16 +261,25 @@ async fn an_event_wrong_on_its_own_is_refused_alone_and_the_rest_is_recorded() {
             "{name}: the intake writes webhook items only"
         );
     }
-    // HTML in a name is data, not markup: accepted (and the name is not kept).
-    let intake = intake().await;
-    let (status, _) = deliver(
-        &intake,
-        TOKEN,
-        Some("application/json"),
-        &batch(vec![with("Name", json!("<b>Jo</b>"))]),
-    )
-    .await;
-    assert_eq!(status, 200);
+    // What the rules never read cannot refuse an event: HTML in a name is data, not markup; a
+    // null name, a null custom field value and odd custom fields are accepted (none is kept).
+    for (name, odd) in [
+        ("HTML in the name", with("Name", json!("<b>Jo</b>"))),
+        ("null Name", with("Name", Value::Null)),
+        (
+            "null custom field value",
+            with("CustomFields", json!([{"Key": "Tier", "Value": null}])),
+        ),
+        ("CustomFields of another type", with("CustomFields", json!("x"))),
+    ] {
+        let intake = intake().await;
+        let (status, answer) = deliver(&intake, TOKEN, Some("application/json"), &batch(vec![odd])).await;
+        assert_eq!(status, 200, "{name}");
+        assert_eq!(
+            answer["message"], "recorded 1, already known 0, refused 0",
+            "{name}: {answer}"
+        );
+    }
 }
 
 #[tokio::test]

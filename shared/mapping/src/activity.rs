@@ -125,13 +125,22 @@ impl CmTimestamp {
     /// CM's wire format.
     pub const FORMAT: &'static str = "%Y-%m-%d %H:%M:%S";
 
+    /// The years a CM date may have: CM dates are from its own lifetime, and a bound here keeps
+    /// every sum of a date and a duration (a day, an offset, an overlap) far inside chrono's
+    /// range, where its arithmetic would panic.
+    pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
+
     /// Parses `YYYY-MM-DD HH:MM:SS`; the minute-only form some CM docs show is accepted too.
+    /// A year outside [`CmTimestamp::YEARS`] is refused.
     pub fn parse(text: &str) -> Result<Self, BadCmTimestamp> {
+        use chrono::Datelike;
         let trimmed = text.trim();
         NaiveDateTime::parse_from_str(trimmed, Self::FORMAT)
             .or_else(|_| NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M"))
+            .ok()
+            .filter(|at| Self::YEARS.contains(&at.year()))
             .map(CmTimestamp)
-            .map_err(|_| BadCmTimestamp(text.chars().take(40).collect()))
+            .ok_or_else(|| BadCmTimestamp(text.chars().take(40).collect()))
     }
 
     /// Wraps an already parsed local time.
@@ -271,6 +280,30 @@ pub struct Occurrence {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_date_outside_cms_years_is_refused_and_every_accepted_one_converts_without_panic() {
+        use super::CmTimestamp;
+        for text in [
+            "-262143-01-01 00:00:00",
+            "0000-01-01 00:00:00",
+            "1969-12-31 23:59:59",
+            "+10000-01-01 00:00:00",
+        ] {
+            assert!(CmTimestamp::parse(text).is_err(), "{text}");
+        }
+        for text in ["1970-01-01 00:00:00", "9999-12-31 23:59:59", "2026-11-20 10:00"] {
+            let at = CmTimestamp::parse(text).unwrap_or_else(|_| panic!("{text}"));
+            for zone in [
+                chrono_tz::Pacific::Kiritimati,
+                chrono_tz::Etc::GMTPlus12,
+                chrono_tz::UTC,
+            ] {
+                let utc = at.to_utc(zone);
+                let _ = CmTimestamp::since(utc - chrono::Duration::days(1), zone);
+            }
+        }
+    }
+
     #[test]
     fn every_stream_has_a_summary_count_the_probe_watches() {
         for kind in super::ActivityKind::ALL {

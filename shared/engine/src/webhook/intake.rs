@@ -141,22 +141,66 @@ pub fn read_delivery(content_type: Option<&str>, body: &[u8], settings: &Setting
             Ok(event) => delivery.events.push(event),
             Err(reason) => delivery.refused.push(RefusedEvent {
                 index,
-                reason: format!("Events[{index}]: {reason}"),
+                reason: format!("Events[{index}]: {reason}")
+                    .chars()
+                    .take(MAX_REASON_CHARS)
+                    .collect(),
             }),
         }
     }
     Ok(delivery)
 }
 
-fn read_event(list_id: &str, value: Value) -> Result<ValidEvent, String> {
-    let event: WebhookEvent = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    CmTimestamp::parse(&event.date).map_err(|_| "Date is not YYYY-MM-DD HH:MM:SS".to_owned())?;
+/// The longest `State` kept: CM's subscriber states are single words (`Active`,
+/// `Unsubscribed`, `Bounced`, `Deleted`).
+pub const MAX_STATE_CHARS: usize = 32;
+/// The longest refusal reason: it is stored with the batch and sent back to CM, so it is
+/// bounded and never repeats a value from the event.
+pub const MAX_REASON_CHARS: usize = 200;
+/// Fields of an event the rules never read: dropped before the event is read, so a `null` or
+/// an odd value there cannot refuse it, and none of it is kept.
+const UNUSED_FIELDS: [&str; 3] = ["Name", "CustomFields", "SignupIPAddress"];
+
+fn read_event(list_id: &str, mut value: Value) -> Result<ValidEvent, String> {
+    if let Value::Object(fields) = &mut value {
+        for unused in UNUSED_FIELDS {
+            fields.remove(unused);
+        }
+    }
+    let event: WebhookEvent = serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        // serde's other messages quote the value (an address, a string of any length).
+        if message.starts_with("missing field") {
+            message
+        } else if path == "." {
+            "not an event object".to_owned()
+        } else {
+            format!("{path} has the wrong type or an unknown value")
+        }
+    })?;
+    CmTimestamp::parse(&event.date)
+        .map_err(|_| "Date is not a Campaign Monitor date (YYYY-MM-DD HH:MM:SS, years 1970 to 9999)".to_owned())?;
     let email_address = normalize_email(&event.email_address);
     if !mapping::email::is_plausible_email(&email_address) {
         return Err("EmailAddress is not an email address".to_owned());
     }
     if event.event_type == WebhookEventType::Deactivate && event.state.is_none() {
         return Err("State is required for Deactivate".to_owned());
+    }
+    if event
+        .state
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > MAX_STATE_CHARS)
+    {
+        return Err(format!(
+            "State is longer than {MAX_STATE_CHARS} characters: not a subscriber state"
+        ));
+    }
+    if let Some(old) = &event.old_email_address
+        && !mapping::email::is_plausible_email(&normalize_email(old))
+    {
+        return Err("OldEmailAddress is not an email address".to_owned());
     }
     // Only what the rules need: no name, custom fields or IP address is kept.
     let event = WebhookEvent {
