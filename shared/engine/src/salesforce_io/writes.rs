@@ -85,13 +85,8 @@ fn note(applied: &mut Applied, subject: &str, outcome: &RecordOutcome) -> bool {
     }
 }
 
-/// The statuses to create on a campaign; one made by a concurrent run is as good as ours.
-pub(crate) async fn create_statuses(
-    sf: &SfClient,
-    campaign_id: &str,
-    statuses: &[StatusToCreate],
-) -> Result<Vec<salesforce::RecordResult>, SfError> {
-    let records: Vec<Map<String, Value>> = statuses
+fn status_records(campaign_id: &str, statuses: &[StatusToCreate]) -> Vec<Map<String, Value>> {
+    statuses
         .iter()
         .map(|s| {
             [
@@ -103,13 +98,77 @@ pub(crate) async fn create_statuses(
             .into_iter()
             .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// The statuses to create on a campaign; one made by a concurrent run is as good as ours.
+/// Salesforce answers `DUPLICATE_VALUE` both for a label that exists and for a `SortOrder`
+/// taken by another status, so a duplicate counts as "exists" only once the campaign's
+/// statuses show the label; a clash of sort orders is created again after the highest one.
+pub(crate) async fn create_statuses(
+    sf: &SfClient,
+    campaign_id: &str,
+    statuses: &[StatusToCreate],
+) -> Result<Vec<salesforce::RecordResult>, SfError> {
     let options = WriteOptions {
         duplicate_is_success: true,
         ..WriteOptions::default()
     };
-    sf.write("CampaignMemberStatus", &Operation::Create, &records, &options)
-        .await
+    let records = status_records(campaign_id, statuses);
+    let mut results = sf
+        .write("CampaignMemberStatus", &Operation::Create, &records, &options)
+        .await?;
+    let duplicates: Vec<usize> = results
+        .iter()
+        .filter(|r| r.outcome == RecordOutcome::AlreadyExists)
+        .map(|r| r.index)
+        .collect();
+    if duplicates.is_empty() {
+        return Ok(results);
+    }
+    let existing = super::reads::read_statuses(sf, campaign_id).await?;
+    let mut next_order = existing
+        .iter()
+        .map(|s| s.sort_order)
+        .chain(statuses.iter().map(|s| s.sort_order))
+        .max()
+        .unwrap_or(0);
+    let mut again = Vec::new();
+    let mut again_at = Vec::new();
+    for index in duplicates {
+        let Some(status) = statuses.get(index) else { continue };
+        if existing.iter().any(|e| e.label == status.label) {
+            continue;
+        }
+        next_order += 1;
+        again.push(StatusToCreate {
+            sort_order: next_order,
+            ..status.clone()
+        });
+        again_at.push(index);
+    }
+    if again.is_empty() {
+        return Ok(results);
+    }
+    tracing::warn!(
+        statuses = again.len(),
+        "status sort orders taken on the campaign; created after the highest"
+    );
+    // No duplicate counts as success now: the label was not there a moment ago.
+    let retried = sf
+        .write(
+            "CampaignMemberStatus",
+            &Operation::Create,
+            &status_records(campaign_id, &again),
+            &WriteOptions::default(),
+        )
+        .await?;
+    for (result, index) in retried.into_iter().zip(again_at) {
+        if let Some(slot) = results.iter_mut().find(|r| r.index == index) {
+            slot.outcome = result.outcome;
+        }
+    }
+    Ok(results)
 }
 
 /// Applies a campaign plan: statuses first (members need them), then members, people and
@@ -342,4 +401,52 @@ async fn apply_statistics(sf: &SfClient, plan: &CampaignPlan, applied: &mut Appl
         applied.statistics_failed = true;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sandbox::generate::{Shape, generate};
+
+    const CAMPAIGN: &str = "701000SB0000000001";
+
+    #[tokio::test]
+    async fn a_status_refused_for_a_taken_sort_order_is_created_after_the_highest_not_counted_as_there() {
+        let running = harness::start_sandbox(generate(&Shape {
+            recipients: 3,
+            activities: 0,
+            ..Shape::default()
+        }))
+        .await
+        .unwrap();
+        let sf = harness::sf_client_fast(&running.sf_url).unwrap();
+        let existing = super::super::reads::read_statuses(&sf, CAMPAIGN).await.unwrap();
+        let taken = existing.iter().map(|s| s.sort_order).max().unwrap();
+        let already = existing[0].label.clone();
+        // "Clicked" planned at a sort order another status holds (made meanwhile in Salesforce),
+        // beside a label the campaign has: Salesforce says DUPLICATE_VALUE to both.
+        let statuses = vec![
+            StatusToCreate {
+                label: "Clicked".into(),
+                has_responded: true,
+                sort_order: taken,
+            },
+            StatusToCreate {
+                label: already.clone(),
+                has_responded: false,
+                sort_order: taken + 50,
+            },
+        ];
+        let results = create_statuses(&sf, CAMPAIGN, &statuses).await.unwrap();
+        assert!(matches!(results[0].outcome, RecordOutcome::Created(_)), "{results:?}");
+        assert_eq!(results[1].outcome, RecordOutcome::AlreadyExists, "{results:?}");
+        let after = super::super::reads::read_statuses(&sf, CAMPAIGN).await.unwrap();
+        let clicked = after
+            .iter()
+            .find(|s| s.label == "Clicked")
+            .expect("the label exists now");
+        assert!(clicked.sort_order > taken && clicked.has_responded);
+        assert_eq!(after.iter().filter(|s| s.label == already).count(), 1);
+    }
 }
