@@ -256,16 +256,7 @@ impl<'a> ActivityStream<'a> {
         // Rows are read one by one: a malformed row is skipped and reported, never the page.
         let page: Page<serde_json::Value> = self.client.get(&path, &query).await?;
         let page_number = self.next_page;
-        if page.number_of_pages > 0 && page.page_number != page_number || page.number_of_pages > crate::MAX_PAGES {
-            // A repeated or skipped page, or an absurd count: stop rather than loop or lose rows.
-            return Err(CmError::Decode {
-                endpoint: path,
-                detail: format!(
-                    "asked for page {page_number}, got page {} of {}",
-                    page.page_number, page.number_of_pages
-                ),
-            });
-        }
+        page.check(&path, page_number)?;
         self.pages_fetched += 1;
         self.pages = Some(page.number_of_pages);
         self.next_page += 1;

@@ -69,6 +69,7 @@ impl CmClient {
                 query.push(("tags", filter.tags.join(",")));
             }
             let result: Page<SentCampaign> = self.get(&path, &query).await?;
+            result.check(&path, page)?;
             campaigns.extend(result.results);
             if result.page_number >= result.number_of_pages {
                 return Ok(campaigns);
@@ -100,16 +101,7 @@ impl CmClient {
                 query.push(("date", since.to_cm_string()));
             }
             let result: Page<Subscriber> = self.get(&path, &query).await?;
-            if result.page_number != page || result.number_of_pages > crate::MAX_PAGES {
-                // A repeated or skipped page, or an absurd count: stop rather than loop.
-                return Err(CmError::Decode {
-                    endpoint: path,
-                    detail: format!(
-                        "asked for page {page}, got page {} of {}",
-                        result.page_number, result.number_of_pages
-                    ),
-                });
-            }
+            result.check(&path, page)?;
             subscribers.extend(result.results.into_iter().map(|s| ListSubscriber {
                 email: mapping::email::normalize_email(&s.email_address),
                 date: s.date,

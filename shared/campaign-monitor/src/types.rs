@@ -163,6 +163,25 @@ pub struct Page<T> {
     pub total_number_of_records: i64,
 }
 
+impl<T> Page<T> {
+    /// Whether this is the page asked for in a listing to trust: a repeated or skipped page,
+    /// or an absurd count of pages, stops the walk with an error rather than looping for ever
+    /// or losing rows. An empty listing may answer with no pages at all.
+    pub(crate) fn check(&self, endpoint: &str, asked: i64) -> Result<(), crate::CmError> {
+        let wrong_page = self.number_of_pages > 0 && self.page_number != asked;
+        if wrong_page || self.number_of_pages > crate::MAX_PAGES {
+            return Err(crate::CmError::Decode {
+                endpoint: endpoint.to_owned(),
+                detail: format!(
+                    "asked for page {asked}, got page {} of {}",
+                    self.page_number, self.number_of_pages
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// A campaign summary.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -673,7 +673,15 @@ async fn misbehaving_server() -> String {
         )
     });
     let huge = get(|| async { "x".repeat(campaign_monitor::MAX_RESPONSE_BYTES + 1) });
+    let same_campaigns = get(|| async {
+        axum::Json(
+            json!({"Results": [{"CampaignID": "c1", "Name": "News", "Subject": "Hi", "SentDate": "2026-11-01 10:00:00",
+            "TotalRecipients": 3, "Tags": []}], "PageNumber": 1, "PageSize": 1000, "RecordsOnThisPage": 1,
+            "TotalNumberOfRecords": 3000, "NumberOfPages": 3}),
+        )
+    });
     let app = axum::Router::new()
+        .route("/api/v3.3/clients/{id}/campaigns.json", same_campaigns)
         .route("/api/v3.3/campaigns/{id}/opens.json", same_page)
         .route("/api/v3.3/campaigns/{id}/summary.json", huge);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -699,6 +707,12 @@ async fn paging_stops_on_a_repeated_page_and_a_body_past_the_cap_is_refused() {
     );
     let error = client.summary("c1").await.unwrap_err();
     assert!(error.to_string().contains("response larger than"), "{error}");
+    // The sent campaigns' pages too: page 1 again for page 2 stops the listing.
+    let error = client.sent_campaigns("client", &Default::default()).await.unwrap_err();
+    assert!(
+        error.to_string().contains("asked for page 2, got page 1 of 3"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
