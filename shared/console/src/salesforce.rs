@@ -190,18 +190,7 @@ fn identity_host_allowed(config: &ConsoleConfig, url: &str) -> bool {
 /// Salesforce domain: a token answer naming anything else is refused, so the admin's token is
 /// never sent elsewhere.
 pub fn instance_host_allowed(config: &ConsoleConfig, url: &str) -> bool {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return false;
-    };
-    let host = rest.split('/').next().unwrap_or_default();
-    let own = login(config)
-        .split_once("://")
-        .map(|(s, r)| (s, r.split('/').next().unwrap_or_default()));
-    own == Some((scheme, host))
-        || scheme == "https"
-            && [".salesforce.com", ".force.com", ".salesforce.mil", ".cloudforce.com"]
-                .iter()
-                .any(|domain| host.ends_with(domain) && host.len() > domain.len())
+    salesforce::instance_url_allowed(url, login(config))
 }
 
 /// A Salesforce client that calls as the signed-in admin (their token, their sharing).

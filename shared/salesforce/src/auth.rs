@@ -110,6 +110,31 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// Whether a token response's `instance_url` may receive the token: the host the token was
+/// asked from (a My Domain, a sandbox, a test stand-in) or an https Salesforce domain. Anything
+/// else is refused, so an access token is never sent to a host a tampered answer names.
+pub fn instance_url_allowed(instance_url: &str, token_host: &str) -> bool {
+    fn origin(url: &str) -> Option<(&str, &str)> {
+        let (scheme, rest) = url.split_once("://")?;
+        Some((scheme, rest.split(['/', '?', '#']).next().unwrap_or_default()))
+    }
+    let Some((scheme, host)) = origin(instance_url) else {
+        return false;
+    };
+    if host.contains('@') || host.is_empty() {
+        return false;
+    }
+    let host = host.to_ascii_lowercase();
+    origin(token_host).is_some_and(|(s, h)| s == scheme && h.eq_ignore_ascii_case(&host))
+        || scheme == "https"
+            && [".salesforce.com", ".force.com", ".salesforce.mil", ".cloudforce.com"]
+                .iter()
+                .any(|domain| host.ends_with(domain) && host.len() > domain.len())
+}
+
+/// The most of a token response read: a real one is well under 4 KB.
+const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
 #[derive(Clone)]
 pub(super) struct Session {
     pub(super) access_token: String,
@@ -273,10 +298,30 @@ impl SfClient {
                 message: describe_reqwest(&e),
             })?;
         let status = response.status();
-        let body: Value = response
-            .json()
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_TOKEN_RESPONSE_BYTES as u64)
+        {
+            return Err(SfError::Decode(format!(
+                "token response over {MAX_TOKEN_RESPONSE_BYTES} bytes"
+            )));
+        }
+        let mut response = response;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| SfError::Decode(format!("token response: {}", describe_reqwest(&e))))?;
+            .map_err(|e| SfError::Decode(format!("token response: {}", describe_reqwest(&e))))?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MAX_TOKEN_RESPONSE_BYTES {
+                return Err(SfError::Decode(format!(
+                    "token response over {MAX_TOKEN_RESPONSE_BYTES} bytes"
+                )));
+            }
+        }
+        let body: Value =
+            serde_json::from_slice(&bytes).map_err(|e| SfError::Decode(format!("token response: {e}")))?;
         if !status.is_success() {
             return Err(SfError::Auth {
                 error: body["error"].as_str().unwrap_or("unknown").to_owned(),
@@ -288,6 +333,11 @@ impl SfClient {
                 "token response without access_token or instance_url".into(),
             ));
         };
+        if !instance_url_allowed(instance, self.config.auth.token_host()) {
+            return Err(SfError::Decode(
+                "the token response names an instance that is neither the sign-in host nor an https Salesforce domain; the token is not used".into(),
+            ));
+        }
         tracing::info!("authenticated with Salesforce");
         let rotated = body["refresh_token"]
             .as_str()

@@ -31,7 +31,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use auth::Session;
-pub use auth::{Auth, RefreshTokenVault, VaultFuture};
+pub use auth::{Auth, RefreshTokenVault, VaultFuture, instance_url_allowed};
 pub use error::{SfError, is_transient_code};
 pub use query::{Describe, FieldInfo, QueryStream};
 pub use writes::{Operation, RecordError, RecordOutcome, RecordResult, WriteOptions};

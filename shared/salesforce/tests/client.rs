@@ -678,6 +678,71 @@ async fn a_query_cursor_handed_back_twice_stops_the_walk_with_an_error() {
     assert_eq!(sf.calls().reads, 2, "the first page and the repeated one, no more");
 }
 
+#[tokio::test]
+async fn a_token_answer_naming_a_foreign_instance_or_too_big_is_refused_and_the_token_never_sent() {
+    use axum::routing::{get, post};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let foreign_calls = std::sync::Arc::new(AtomicU64::new(0));
+    let counted = foreign_calls.clone();
+    let app = axum::Router::new()
+        .route(
+            "/foreign/services/oauth2/token",
+            post(|| async {
+                axum::Json(json!({"access_token": "t", "instance_url": "https://collector.example.com"}))
+            }),
+        )
+        .route(
+            "/huge/services/oauth2/token",
+            post(|| async { format!("{{\"access_token\": \"t\", \"pad\": \"{}\"}}", "x".repeat(200_000)) }),
+        )
+        .fallback(get(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+            async { "{}" }
+        }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    for (path, expected) in [("foreign", "neither the sign-in host"), ("huge", "over")] {
+        let sf = SfClient::new(SfConfig::new(Auth::ClientCredentials {
+            token_host: format!("{base}/{path}"),
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+        }))
+        .unwrap();
+        let error = sf.query_all("SELECT Id FROM Contact").await.unwrap_err();
+        assert!(error.to_string().contains(expected), "{path}: {error}");
+    }
+    assert_eq!(foreign_calls.load(Ordering::Relaxed), 0);
+    for (instance, host, allowed) in [
+        ("https://acme.my.salesforce.com", "https://login.salesforce.com", true),
+        (
+            "https://acme--uat.sandbox.my.salesforce.com",
+            "https://test.salesforce.com",
+            true,
+        ),
+        ("http://127.0.0.1:9000", "http://127.0.0.1:9000", true),
+        ("http://acme.my.salesforce.com", "https://login.salesforce.com", false),
+        (
+            "https://salesforce.com.evil.example",
+            "https://login.salesforce.com",
+            false,
+        ),
+        (
+            "https://evil.example/.salesforce.com",
+            "https://login.salesforce.com",
+            false,
+        ),
+        ("https://user@evil.example", "https://login.salesforce.com", false),
+        ("http://127.0.0.1:9001", "http://127.0.0.1:9000", false),
+    ] {
+        assert_eq!(
+            salesforce::instance_url_allowed(instance, host),
+            allowed,
+            "{instance} from {host}"
+        );
+    }
+}
+
 /// A vault in memory, as the deployment's secret is for every container.
 #[derive(Default)]
 struct MemoryVault(std::sync::Mutex<Option<String>>);
