@@ -34,7 +34,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use events::publisher::{EventSink, Publisher};
 use state::{
-    AuditStore, CatalogStore, LinkStore, PreviewStore, RetryQueue, RunStore, SettingsStore, WatermarkStore,
+    AuditStore, CatalogStore, LeaseStore, LinkStore, PreviewStore, RetryQueue, RunStore, SettingsStore, WatermarkStore,
     WebhookEventStore,
 };
 
@@ -110,6 +110,7 @@ pub trait ConsoleStore:
     + AuditStore
     + PreviewStore
     + CatalogStore
+    + LeaseStore
     + 'static
 {
 }
@@ -124,6 +125,7 @@ impl<T> ConsoleStore for T where
         + AuditStore
         + PreviewStore
         + CatalogStore
+        + LeaseStore
         + 'static
 {
 }

@@ -528,3 +528,60 @@ async fn a_retried_person_still_locked_stays_queued_until_written() {
         .collect();
     assert!(statuses.contains(&"Opened".to_owned()), "{statuses:?}");
 }
+
+/// An unlink meeting a running sync (issue #33): the sync holds the campaign's lease, so the
+/// unlink is refused and changes nothing (before, the sync's commit could put the watermarks
+/// back after the reset); once the sync is done, the unlink holds the lease while it works.
+#[tokio::test]
+async fn an_unlink_while_the_campaign_syncs_is_refused_until_the_sync_ends() {
+    use state::{LeaseStore, LinkStore, Scope, WatermarkStore};
+    let (h, cm) = Harness::linked(
+        generate(&Shape {
+            recipients: 20,
+            activities: 10,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let CampaignOutcome::Done { .. } = h.sync(&cm, false).await else {
+        panic!("synced")
+    };
+    let scope = Scope::CampaignLease(&cm).key();
+    let now = chrono::Utc::now();
+    let sync = h
+        .engine
+        .store
+        .acquire_lease(&scope, "sync-run#1", now, now + chrono::Duration::minutes(15))
+        .await
+        .unwrap()
+        .expect("the sync holds the lease");
+    let error = h.engine.unlink(&cm, "cli").await.unwrap_err();
+    assert!(
+        error.is_retryable() && error.to_string().contains("is running"),
+        "{error}"
+    );
+    assert!(h.engine.store.link(&cm).await.unwrap().is_some(), "nothing unlinked");
+
+    h.engine.store.release_lease(&scope, &sync.owner).await.unwrap();
+    assert!(h.engine.unlink(&cm, "cli").await.unwrap().is_some());
+    assert!(h.engine.store.link(&cm).await.unwrap().is_none());
+    assert!(
+        h.engine
+            .store
+            .watermarks(&Scope::Campaign(&cm).key())
+            .await
+            .unwrap()
+            .is_empty(),
+        "progress forgotten"
+    );
+    // The unlink released its lease: a new link's sync is not held up.
+    assert!(
+        h.engine
+            .store
+            .acquire_lease(&scope, "sync-run#2", now, now + chrono::Duration::minutes(15))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

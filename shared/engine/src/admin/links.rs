@@ -7,7 +7,7 @@ use events::{Event, LinkOrigin};
 use mapping::settings::{is_cm_id, is_salesforce_id};
 use salesforce::{Operation, RecordOutcome, SfClient, SfError, WriteOptions};
 use serde_json::{Map, Value, json};
-use state::{AuditStore, LinkOutcome, LinkRecord, LinkStore, Scope, SettingsStore, WatermarkStore};
+use state::{AuditStore, LeaseStore, LinkOutcome, LinkRecord, LinkStore, Scope, SettingsStore, WatermarkStore};
 
 use super::audit;
 
@@ -28,7 +28,10 @@ impl<S, P> std::fmt::Debug for LinkAdmin<'_, S, P> {
     }
 }
 
-impl<'a, S: SettingsStore + LinkStore + WatermarkStore + AuditStore, P: EventSink> LinkAdmin<'a, S, P> {
+/// How long an unlink holds the campaign's lease at most (it releases it when done).
+const UNLINK_LEASE: chrono::Duration = chrono::Duration::minutes(5);
+
+impl<'a, S: SettingsStore + LinkStore + WatermarkStore + AuditStore + LeaseStore, P: EventSink> LinkAdmin<'a, S, P> {
     /// Links kept in `store`, their field written with `sf`, their syncs asked through
     /// `publisher`.
     pub fn new(store: &'a S, sf: &'a SfClient, publisher: &'a Publisher<P>) -> Self {
@@ -105,7 +108,32 @@ impl<'a, S: SettingsStore + LinkStore + WatermarkStore + AuditStore, P: EventSin
     /// Salesforce is fine), forgets the link and the campaign's watermarks, so a later link
     /// reads everything again. `None` if it was not linked.
     /// `actor` goes into the audit.
+    /// The campaign's lease is held meanwhile: a sync running now would otherwise commit its
+    /// watermarks after the reset, and a later link would not read everything again.
     pub async fn unlink(&self, cm_campaign_id: &str, actor: &str) -> Result<Option<LinkRecord>, EngineError> {
+        let scope = Scope::CampaignLease(cm_campaign_id).key();
+        let owner = format!("unlink#{}", uuid::Uuid::new_v4().simple());
+        let now = Utc::now();
+        if self
+            .store
+            .acquire_lease(&scope, &owner, now, now + UNLINK_LEASE)
+            .await?
+            .is_none()
+        {
+            return Err(EngineError::RetryLater {
+                reason: format!(
+                    "a sync of CM campaign {cm_campaign_id} is running; nothing was unlinked: try again when it ends"
+                ),
+            });
+        }
+        let unlinked = self.unlink_held(cm_campaign_id, actor).await;
+        if let Err(error) = self.store.release_lease(&scope, &owner).await {
+            tracing::warn!(%error, "the unlink's campaign lease was not released; it expires on its own");
+        }
+        unlinked
+    }
+
+    async fn unlink_held(&self, cm_campaign_id: &str, actor: &str) -> Result<Option<LinkRecord>, EngineError> {
         let Some(link) = self.store.link(cm_campaign_id).await? else {
             return Ok(None);
         };
