@@ -128,7 +128,7 @@ impl<'e, S: LinkStore + RetryQueue, P: EventSink> AutoCreate<'e, S, P> {
         campaign: &DiscoveredCampaign,
         error: &EngineError,
     ) -> Result<AutoCreateOutcome, EngineError> {
-        tracing::error!(cm_campaign = %campaign.cm_campaign_id, %error, "Salesforce refused to create the campaign; not retried until an admin asks");
+        tracing::error!(cm_campaign = %campaign.cm_campaign_id, error = %crate::core::redacted(&error), "Salesforce refused to create the campaign; not retried until an admin asks");
         let earlier = self
             .engine
             .store

@@ -190,6 +190,12 @@ pub(crate) fn lease_span(options: &EngineOptions) -> chrono::Duration {
     chrono::Duration::from_std(options.lease).unwrap_or_default()
 }
 
+/// An error as logs and run records may hold it: any address Salesforce or CM quoted in its
+/// message redacted (`j***@example.com`).
+pub fn redacted(error: &impl std::fmt::Display) -> String {
+    mapping::email::redact_emails_in(&error.to_string())
+}
+
 /// A lease owner naming this invocation (not the run): the same event delivered twice at once
 /// runs once, and commits are fenced by it.
 pub(crate) fn lease_owner(run_id: &str) -> String {

@@ -54,7 +54,7 @@ use mapping::autocreate::DiscoveredCampaign;
 use state::{LinkOutcome, LinkRecord, Store};
 
 pub use crate::admin::doctor;
-pub use crate::core::{Deadline, Engine, EngineError, EngineOptions, work_margin};
+pub use crate::core::{Deadline, Engine, EngineError, EngineOptions, redacted, work_margin};
 pub use crate::report::new_run_id;
 pub use crate::salesforce_io::STATUS_MISSING;
 

@@ -111,7 +111,7 @@ impl<S: WatermarkStore + RunStore, P> Lists<'_, S, P> {
             done.push(match self.backstop_list(settings, list_id, settled).await {
                 Ok(list) => list,
                 Err(error) => {
-                    tracing::error!(alarm = ALARM_BACKSTOP_FAILED, list = %list_id, %error, retryable = error.is_retryable(), "list backstop failed for this list; read again next run");
+                    tracing::error!(alarm = ALARM_BACKSTOP_FAILED, list = %list_id, error = %crate::core::redacted(&error), retryable = error.is_retryable(), "list backstop failed for this list; read again next run");
                     ListBackstop {
                         list_id: list_id.clone(),
                         error: Some(error.to_string()),

@@ -251,7 +251,8 @@ impl From<HandlerError> for Diagnostic {
             } else {
                 "NonRetryable".into()
             },
-            error_message: error.0.to_string(),
+            // Lambda logs the message: an address Salesforce or CM quoted in it is redacted.
+            error_message: engine::redacted(&error.0),
         }
     }
 }
@@ -271,6 +272,24 @@ pub fn init_logging(config: &Config) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_failure_lambda_logs_holds_no_whole_address() {
+        let error = HandlerError(EngineError::Invalid(
+            "Salesforce refused jo.bloggs@example.com: FIELD_CUSTOM_VALIDATION_EXCEPTION".into(),
+        ));
+        let diagnostic = Diagnostic::from(error);
+        assert!(
+            !diagnostic.error_message.contains("jo.bloggs@example.com"),
+            "{}",
+            diagnostic.error_message
+        );
+        assert!(
+            diagnostic.error_message.contains("j***@example.com"),
+            "{}",
+            diagnostic.error_message
+        );
+    }
 
     fn context_with(left: Duration) -> lambda_runtime::Context {
         let now_ms = std::time::SystemTime::now()

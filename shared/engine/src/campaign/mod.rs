@@ -179,7 +179,7 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
     /// the same run record.
     async fn record_failed_run(&self, run_id: &str, cm_campaign_id: &str, error: &EngineError) {
         let record_id = format!("{run_id}:{cm_campaign_id}");
-        tracing::error!(run = %record_id, campaign = cm_campaign_id, retryable = error.is_retryable(), %error, "campaign sync failed");
+        tracing::error!(run = %record_id, campaign = cm_campaign_id, retryable = error.is_retryable(), error = %crate::core::redacted(&error), "campaign sync failed");
         let failure = state::RunFailure::new("run", &error.to_string(), Some(error.run_failure_code()));
         let recorded = async {
             self.engine.store.add_run_failures(&record_id, &[failure]).await?;

@@ -105,7 +105,7 @@ impl<S: WatermarkStore, P> Tick<'_, S, P> {
                 Ok(true) => active.push(cm_id.clone()),
                 Ok(false) => {}
                 Err(error) => {
-                    tracing::warn!(campaign = %cm_id, %error, retryable = error.is_retryable(), "retired campaign not checked");
+                    tracing::warn!(campaign = %cm_id, error = %crate::core::redacted(&error), retryable = error.is_retryable(), "retired campaign not checked");
                     check_again |= error.is_retryable();
                 }
             }

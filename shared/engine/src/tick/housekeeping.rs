@@ -28,19 +28,19 @@ impl<S: Store, P: EventSink> Tick<'_, S, P> {
     /// the others nor the campaigns. The webhook batches to hand on again.
     pub(super) async fn housekeeping(&self, settings: &Settings, outcome: &mut DiscoveryOutcome) -> Vec<Event> {
         if let Err(error) = self.mark_abandoned_runs().await {
-            tracing::error!(alarm = ALARM_RUN_ABANDONED, %error, "abandoned runs could not be checked; checked again next run");
+            tracing::error!(alarm = ALARM_RUN_ABANDONED, error = %crate::core::redacted(&error), "abandoned runs could not be checked; checked again next run");
         }
         match Lists::new(self.engine).backstop(settings).await {
             Ok(lists) => outcome.list_people_updated = lists.iter().map(|l| l.people_updated).sum(),
             Err(error) => {
-                tracing::error!(alarm = crate::lists::ALARM_BACKSTOP_FAILED, %error, retryable = error.is_retryable(), "list backstop failed; read again next run")
+                tracing::error!(alarm = crate::lists::ALARM_BACKSTOP_FAILED, error = %crate::core::redacted(&error), retryable = error.is_retryable(), "list backstop failed; read again next run")
             }
         }
         match WebhookHealth::new(self.engine).check(settings).await {
             Ok(Some(inactive)) => outcome.inactive_webhooks = Some(inactive.len()),
             Ok(None) => {}
             Err(error) => {
-                tracing::error!(alarm = ALARM_WEBHOOK_SWEEP_FAILED, %error, "webhook check failed; made again next run")
+                tracing::error!(alarm = ALARM_WEBHOOK_SWEEP_FAILED, error = %crate::core::redacted(&error), "webhook check failed; made again next run")
             }
         }
         match self.sweep_webhook_batches().await {
@@ -49,7 +49,7 @@ impl<S: Store, P: EventSink> Tick<'_, S, P> {
                 swept
             }
             Err(error) => {
-                tracing::error!(alarm = ALARM_WEBHOOK_SWEEP_FAILED, %error, "pending webhook batches could not be swept; swept again next run");
+                tracing::error!(alarm = ALARM_WEBHOOK_SWEEP_FAILED, error = %crate::core::redacted(&error), "pending webhook batches could not be swept; swept again next run");
                 Vec::new()
             }
         }
