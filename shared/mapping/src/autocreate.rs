@@ -87,6 +87,9 @@ pub enum Ineligible {
     },
     /// CM gave neither a creation nor a sent date, so eligibility cannot be shown.
     NoDate,
+    /// Not a campaign of a configured client (an id not of CM's form, or another client's):
+    /// a `campaign-discovered` event naming one was not made by discovery.
+    NotConfigured,
 }
 
 /// Whether a discovered campaign gets an SF Campaign.
@@ -110,6 +113,14 @@ pub fn auto_create_eligibility(
     linked_to: Option<&str>,
 ) -> Eligibility {
     let ineligible = |why| Eligibility::Ineligible { why };
+    if !crate::settings::is_cm_id(&campaign.cm_campaign_id)
+        || !settings
+            .cm_clients
+            .iter()
+            .any(|client| client.eq_ignore_ascii_case(&campaign.cm_client_id))
+    {
+        return ineligible(Ineligible::NotConfigured);
+    }
     if !settings.auto_create_campaigns {
         return ineligible(Ineligible::AutoCreateOff);
     }

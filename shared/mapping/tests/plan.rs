@@ -460,27 +460,34 @@ fn discovery_plans_only_new_unlinked_campaigns() {
     let mut s = settings();
     s.auto_create_campaigns = true;
     s.auto_create_enabled_at = Some(at(12, 0));
-    let campaign = |id: &str, sent: DateTime<Utc>| DiscoveredCampaign {
+    let client = s.cm_clients[0].clone();
+    let campaign = |id: &str, client: &str, sent: DateTime<Utc>| DiscoveredCampaign {
         cm_campaign_id: id.into(),
-        cm_client_id: "0123456789abcdef0123456789abcdef".into(),
-        name: format!("Campaign {id}"),
+        cm_client_id: client.into(),
+        name: format!("Campaign {}", &id[..3]),
         subject: "Hello".into(),
         state: CmCampaignState::Sent,
         created_at: None,
         sent_at: Some(sent),
     };
+    let (old, new, linked) = ("a".repeat(32), "b".repeat(32), "c".repeat(32));
     let discovered = [
-        campaign("old", at(11, 0)),
-        campaign("new", at(13, 0)),
-        campaign("linked", at(13, 0)),
+        campaign(&old, &client, at(11, 0)),
+        campaign(&new, &client, at(13, 0)),
+        campaign(&linked, &client, at(13, 0)),
+        // What discovery never gives: another client's campaign, an id not of CM's form (a
+        // forged `campaign-discovered` event). Neither gets an SF Campaign.
+        campaign(&"d".repeat(32), &"e".repeat(32), at(13, 0)),
+        campaign("../../sobjects/User", &client, at(13, 0)),
     ];
-    let links = BTreeMap::from([("linked".to_owned(), "701L".to_owned())]);
+    let links = BTreeMap::from([(linked.clone(), "701L".to_owned())]);
     let (create, not_created) = plan_discovery(&discovered, &links, &s);
     assert_eq!(create.len(), 1);
-    assert_eq!(create[0].sf_campaign.name, "Campaign new");
-    assert_eq!(create[0].sf_campaign.cm_campaign_id, "new");
-    assert_eq!(not_created.len(), 1);
-    assert!(matches!(not_created[0].why, Ineligible::CreatedBeforeEnabled { .. }));
+    assert_eq!(create[0].sf_campaign.name, "Campaign bbb");
+    assert_eq!(create[0].sf_campaign.cm_campaign_id, new);
+    let whys: Vec<&Ineligible> = not_created.iter().map(|n| &n.why).collect();
+    assert!(matches!(whys[0], Ineligible::CreatedBeforeEnabled { .. }), "{whys:?}");
+    assert_eq!(whys[1..], [&Ineligible::NotConfigured, &Ineligible::NotConfigured]);
 
     let plan = SyncPlan {
         campaigns_to_create: create,
@@ -488,7 +495,7 @@ fn discovery_plans_only_new_unlinked_campaigns() {
         campaigns: vec![],
     };
     let report = plan.report(EmailDisplay::Redacted);
-    assert!(report.contains("+ \"Campaign new\""), "{report}");
+    assert!(report.contains("+ \"Campaign bbb\""), "{report}");
     assert!(report.contains("use backfill"), "{report}");
 }
 

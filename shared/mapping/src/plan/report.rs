@@ -197,6 +197,7 @@ pub(super) fn describe_ineligible(why: &Ineligible) -> String {
             format!("created {}, outside the window", created.format("%Y-%m-%d %H:%M UTC"))
         }
         Ineligible::NoDate => "CM gave no creation or sent date".to_owned(),
+        Ineligible::NotConfigured => "not a campaign of a configured CM client".to_owned(),
     }
 }
 
