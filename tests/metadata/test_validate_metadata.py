@@ -53,6 +53,7 @@ def test_the_shipped_metadata_converts_and_every_reference_and_setting_field_exi
     result = validate(SOURCE, settings_fields(shipped_settings()))
     assert result.returncode == 0, result.stderr
     assert "3 report(s), 1 dashboard(s)" in result.stdout and "17 field(s) the settings name" in result.stdout, result.stdout
+    assert "1 tab(s), 1 app(s), 1 page(s)" in result.stdout, result.stdout
 
 
 def test_a_report_with_a_broken_field_reference_fails(copy):
@@ -80,3 +81,31 @@ def test_metadata_salesforce_cannot_read_fails(copy):
         f.write("<ReportType")
     result = validate(copy)
     assert result.returncode == 1, result.stdout
+
+
+def edit(copy, relative, old, new):
+    path = os.path.join(copy, "main", "default", relative)
+    with open(path) as f:
+        text = f.read()
+    assert old in text, f"{relative}: {old}"
+    with open(path, "w") as f:
+        f.write(text.replace(old, new))
+
+
+@pytest.mark.parametrize("relative, old, new, problem", [
+    ("tabs/CM_Campaign_Settings.tab-meta.xml", "<page>CM_Campaign_Settings</page>", "<page>CM_Settings</page>",
+     "tab CM_Campaign_Settings: page CM_Settings is not in the metadata"),
+    ("applications/Campaign_Monitor_Admin.app-meta.xml", "<tabs>CM_Campaign_Settings</tabs>", "<tabs>CM_Settings</tabs>",
+     "app Campaign_Monitor_Admin: tab CM_Settings is not in the metadata"),
+    ("permissionsets/CM_Sync_Console_Admin.permissionset-meta.xml", "<name>CM_Sync_Console</name>",
+     "<name>CM_Console</name>", "custom permission CM_Console is not in the metadata"),
+    ("permissionsets/CM_Sync_Console_Admin.permissionset-meta.xml", "<tab>CM_Campaign_Settings</tab>",
+     "<tab>CM_Settings</tab>", "tab CM_Settings is not in the metadata"),
+    ("pages/CM_Campaign_Settings.page", "$Label.CM_Console_URL}/settings", "$Label.CM_Console_Link}/settings",
+     "custom label CM_Console_Link is not in the metadata"),
+])
+def test_a_tab_app_page_or_permission_set_naming_what_does_not_exist_fails(copy, relative, old, new, problem):
+    edit(copy, relative, old, new)
+    result = validate(copy)
+    assert result.returncode == 1, result.stdout
+    assert problem in result.stderr, result.stderr

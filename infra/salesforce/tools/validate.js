@@ -136,11 +136,48 @@ async function main() {
     }
   }
 
-  // The permission set: every field it grants exists.
+  // Pages, tabs, apps, custom permissions: what exists, by API name.
+  const names = (dir, suffix) => new Set(walkFiles(path.join(out, dir), suffix).map((f) => path.basename(f, suffix)));
+  const pages = names('pages', '.page');
+  const tabs = names('tabs', '.tab');
+  const apps = names('applications', '.app');
+  const permissions = names('customPermissions', '.customPermission');
+  const labels = new Set(walkFiles(path.join(out, 'labels'), '.labels')
+    .flatMap((file) => list(read(file, 'CustomLabels').labels).map((label) => text(label, 'fullName')[0])));
+
+  // Tabs: a Visualforce tab's page exists; every label a page uses exists.
+  for (const file of walkFiles(path.join(out, 'tabs'), '.tab')) {
+    for (const page of text(read(file, 'CustomTab'), 'page')) {
+      if (!pages.has(page)) problems.push(`tab ${path.basename(file, '.tab')}: page ${page} is not in the metadata`);
+    }
+  }
+  for (const file of walkFiles(path.join(out, 'pages'), '.page')) {
+    for (const match of fs.readFileSync(file, 'utf8').matchAll(/\$Label\.([A-Za-z0-9_]+)/g)) {
+      if (!labels.has(match[1])) problems.push(`page ${path.basename(file, '.page')}: custom label ${match[1]} is not in the metadata`);
+    }
+  }
+  // Apps: each tab is ours or a standard one (`standard-Campaign`).
+  for (const file of walkFiles(path.join(out, 'applications'), '.app')) {
+    for (const tab of text(read(file, 'CustomApplication'), 'tabs')) {
+      if (!tab.startsWith('standard-') && !tabs.has(tab)) problems.push(`app ${path.basename(file, '.app')}: tab ${tab} is not in the metadata`);
+    }
+  }
+
+  // The permission sets: every field, page, tab, app and custom permission they grant exists.
   for (const file of walkFiles(path.join(out, 'permissionsets'), '.permissionset')) {
-    for (const permission of list(read(file, 'PermissionSet').fieldPermissions)) {
+    const set = read(file, 'PermissionSet');
+    const name = path.basename(file);
+    for (const permission of list(set.fieldPermissions)) {
       const [object, field] = text(permission, 'field')[0].split('.');
-      if (!has(object, field)) problems.push(`permission set ${path.basename(file)}: ${object}.${field} does not exist`);
+      if (!has(object, field)) problems.push(`permission set ${name}: ${object}.${field} does not exist`);
+    }
+    const grants = [['pageAccesses', 'apexPage', pages, 'page'], ['tabSettings', 'tab', tabs, 'tab'],
+      ['applicationVisibilities', 'application', apps, 'app'], ['customPermissions', 'name', permissions, 'custom permission']];
+    for (const [element, key, known, kind] of grants) {
+      for (const grant of list(set[element])) {
+        const target = text(grant, key)[0];
+        if (!known.has(target)) problems.push(`permission set ${name}: ${kind} ${target} is not in the metadata`);
+      }
     }
   }
 
@@ -164,7 +201,8 @@ async function main() {
   const count = (suffix) => walkFiles(out, suffix).length;
   console.log(`Salesforce metadata: converted ${components.length} components with source-deploy-retrieve; ` +
     `${count('.reportType')} report type(s), ${reports.size} report(s), ${count('.dashboard')} dashboard(s), ` +
-    `${count('.permissionset')} permission set(s) refer only to fields that exist; ` +
+    `${count('.tab')} tab(s), ${count('.app')} app(s), ${count('.page')} page(s), ` +
+    `${count('.permissionset')} permission set(s) refer only to fields and components that exist; ` +
     `${settingsFields} field(s) the settings name are there with the right types`);
 }
 
