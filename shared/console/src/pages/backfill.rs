@@ -3,8 +3,6 @@
 //! in the sync function, which reads CM again (the catalog may be a day old) and creates the
 //! SF Campaigns, refusing the whole window past the limit.
 
-use std::collections::BTreeMap;
-
 use askama::Template;
 use axum::extract::{Extension, Form, Query, State};
 use axum::http::StatusCode;
@@ -100,17 +98,9 @@ pub async fn show<S: ConsoleStore, P: ConsoleSink>(
     if let (Some(from), Some(to), None, None) = (checked.from, checked.to, &checked.from_error, &checked.to_error)
         && let Ok((start, end)) = backfill_window(from, to, settings.zone())
     {
-        let links: BTreeMap<String, String> = match app.store.links().await {
-            Ok(links) => links
-                .into_iter()
-                .map(|l| (l.cm_campaign_id, l.sf_campaign_id))
-                .collect(),
-            Err(error) => {
-                return refusal(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("The links could not be read: {error}"),
-                );
-            }
+        let links = match catalog::linked(&app).await {
+            Ok(links) => links,
+            Err(page) => return page,
         };
         let mut found: Vec<_> = catalog
             .iter()

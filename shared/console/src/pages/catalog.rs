@@ -44,6 +44,22 @@ pub async fn read<S: ConsoleStore, P: ConsoleSink>(app: &App<S, P>) -> Result<Op
     })
 }
 
+/// CM campaign id → SF Campaign id of every link; an error is a page.
+pub async fn linked<S: ConsoleStore, P: ConsoleSink>(
+    app: &App<S, P>,
+) -> Result<std::collections::BTreeMap<String, String>, Response> {
+    match app.store.links().await {
+        Ok(links) => Ok(links
+            .into_iter()
+            .map(|l| (l.cm_campaign_id, l.sf_campaign_id))
+            .collect()),
+        Err(error) => Err(refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("The links could not be read: {error}"),
+        )),
+    }
+}
+
 /// Where to go back to once asked.
 #[derive(Debug, Deserialize)]
 pub struct Back {

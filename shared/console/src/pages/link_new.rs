@@ -2,8 +2,6 @@
 //! name), then search Salesforce Campaigns by name as the signed-in admin, then link (the same
 //! operation as `cm-sf-admin link`: the link field written with the admin's own token).
 
-use std::collections::BTreeMap;
-
 use askama::Template;
 use axum::extract::{Extension, Form, Query, State};
 use axum::http::StatusCode;
@@ -89,17 +87,9 @@ pub async fn show<S: ConsoleStore, P: ConsoleSink>(
         Ok(catalog) => catalog,
         Err(page) => return page,
     };
-    let links: BTreeMap<String, String> = match app.store.links().await {
-        Ok(links) => links
-            .into_iter()
-            .map(|l| (l.cm_campaign_id, l.sf_campaign_id))
-            .collect(),
-        Err(error) => {
-            return refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("The links could not be read: {error}"),
-            );
-        }
+    let links = match catalog::linked(&app).await {
+        Ok(links) => links,
+        Err(page) => return page,
     };
     let q = ask.q.unwrap_or_default().trim().to_owned();
     let needle = q.to_lowercase();
