@@ -2,8 +2,8 @@
 
 Starts the stand-ins for CM and SF, the emulator and the real functions on the demo's sample
 scenario, runs the first scheduled sync (so Runs and the Overview have something to show),
-then serves the console (`cm-sf-admin console`) on 127.0.0.1:CONSOLE_PORT (8080 by default)
-until Ctrl-C. Sign in with the sandbox's Salesforce: "Allow as Ada Admin" holds the console's
+then serves the console (the admin-console function, configured by the template, reached as its
+Function URL would be) on 127.0.0.1:CONSOLE_PORT (8080 by default) until Ctrl-C. Sign in with the sandbox's Salesforce: "Allow as Ada Admin" holds the console's
 permission; "Allow as Victor Viewer" does not (the 403 page).
 """
 

@@ -6,8 +6,10 @@ function's queue, as the deployed rules and Lambda triggers would.
 Used by `make demo` (demo.py) and the end-to-end tests (test_e2e.py).
 """
 
+import base64
 import datetime
 import hashlib
+from http.client import HTTPConnection
 import json
 import os
 import shutil
@@ -20,6 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 
@@ -132,6 +135,45 @@ def person_key(email):
     return "p-" + digest[:32]
 
 
+# Headers that belong to one connection, not to the request (RFC 9110 §7.6.1).
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"}
+
+
+def _function_url_relay(target, function):
+    """A request handler that passes every request to `cargo lambda watch`'s function URL of
+    `function` and its answer back as it came (several Set-Cookie headers kept; redirects not
+    followed)."""
+
+    class Relay(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _relay(self):
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            connection = HTTPConnection(target, timeout=300)
+            try:
+                connection.request(self.command, f"/lambda-url/{function}{self.path}", body=body, headers=headers)
+                answer = connection.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
+                        self.send_header(name, value)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            finally:
+                connection.close()
+
+        do_GET = do_POST = _relay
+
+        def log_message(self, *args):
+            pass
+
+    return Relay
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -188,8 +230,8 @@ class Stack:
         sandbox's realism mode (tests/sandbox/README.md) and OAuth on both sides, whose tokens
         rotate; CM shows records up to `late_visibility_minutes` after their date, so
         `set_cm_now` puts CM's clock that much later than the time asked for. `console_port`:
-        the admin console (`cm-sf-admin console`) served on that loopback port, its sign-in
-        app's callback registered in the sandbox org (`console_url`)."""
+        the admin-console function served on that loopback port as its Function URL would
+        serve it, its sign-in app's callback registered in the sandbox org (`console_url`)."""
         assert os.environ.get("AWS_ENDPOINT_URL"), "run under tests/support/with-moto.sh (make test / make demo do)"
         self.quiet = quiet
         self.processes = []
@@ -245,10 +287,19 @@ class Stack:
         secrets.create_secret(Name=f"sf-{self.suffix}", SecretString=json.dumps(sf_secret))
         self.webhook_token = uuid.uuid4().hex
         secrets.create_secret(Name=f"hook-{self.suffix}", SecretString=json.dumps({"token": self.webhook_token}))
-        # The functions' configuration is the template's own; only names and hosts are local.
+        # The console's own secret, as infra/README.md has the deployer make it: the sandbox org's
+        # console app and a cookie key.
+        console_app = self.scenario["sf"].get("console_app", {}).get("client_id", "sandbox-console-app")
+        secrets.create_secret(Name=f"console-{self.suffix}", SecretString=json.dumps(
+            {"client_id": console_app, "cookie_keys": [base64.b64encode(os.urandom(32)).decode()]}))
+        # The functions' configuration is the template's own; only names and hosts are local
+        # (the console's origin is the local stand-in for its Function URL).
         self.local = {"StateTable": self.table, "EventBus": self.bus, "CmSecretName": f"cm-{self.suffix}",
                       "SfSecretName": f"sf-{self.suffix}", "WebhookSecretName": f"hook-{self.suffix}",
-                      "hosts": {"CmBaseUrl": self.cm_url}}
+                      "ConsoleSecretName": f"console-{self.suffix}", "ConsoleOrgId": SANDBOX_ORG_ID,
+                      "hosts": {"CmBaseUrl": self.cm_url, "ConsoleSfLoginUrl": self.sf_url}}
+        if self.console_url:
+            self.local["ConsolePublicOrigin"] = self.console_url
         self.env = dict(os.environ, **template_environment(self.local))
         if log_level:
             allowed = load_template()["Parameters"]["LogLevel"]["AllowedValues"]
@@ -262,8 +313,7 @@ class Stack:
             json.dump(settings, f)
         self.admin("settings", "apply", settings_path)
 
-        if self.console_url:
-            self.start_console()
+        assert functions or not self.console_url, "the console is a function: it needs the functions running"
 
         self.queues = {}
         self.invoke_port = None
@@ -311,29 +361,28 @@ class Stack:
         self.relay_failures = []
         self._relay = threading.Thread(target=self._relay_loop, daemon=True)
         self._relay.start()
+        if self.console_url:
+            self.start_console()
 
     def start_console(self):
-        """`cm-sf-admin console` on `console_url`, signing in with the sandbox org's console
-        app; returns once it answers its health check."""
-        env = dict(self.env, CONSOLE_CLIENT_ID=self.scenario["sf"]["console_app"]["client_id"],
-                   CONSOLE_ORG_ID=SANDBOX_ORG_ID, CONSOLE_SF_LOGIN_URL=self.sf_url)
-        listen = urllib.parse.urlsplit(self.console_url).netloc
-        os.makedirs(LOG_DIR, exist_ok=True)
-        self.console_log = os.path.join(LOG_DIR, f"console-{self.suffix}.log")
-        out = open(self.console_log, "w")
-        console = subprocess.Popen([os.path.join(BIN, "cm-sf-admin"), "console", "--listen", listen],
-                                   env=env, stdout=out, stderr=out)
-        self.processes.append(console)
-        deadline = time.time() + 30
+        """The admin-console function under `cargo lambda watch`, reached on `console_url` as
+        browsers reach its Function URL (FunctionUrl, the root of its own host): a relay passes
+        each request to the emulator's function URL (`/lambda-url/admin-console/...`) unchanged,
+        its Host included. Returns once the console answers its health check."""
+        target = f"127.0.0.1:{self.invoke_port}"
+        listen = urllib.parse.urlsplit(self.console_url)
+        server = ThreadingHTTPServer((listen.hostname, listen.port), _function_url_relay(target, "admin-console"))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._console_server = server
+        deadline = time.time() + 300  # the first request may build the function
         while True:
             try:
-                urllib.request.urlopen(f"{self.console_url}/health", timeout=2).read()
+                urllib.request.urlopen(f"{self.console_url}/health", timeout=120).read()
                 return
-            except OSError:
-                if console.poll() is not None or time.time() > deadline:
-                    with open(self.console_log) as f:
-                        raise RuntimeError(f"the console did not start: {f.read()[-2000:]}")
-                time.sleep(0.2)
+            except OSError as error:
+                if time.time() > deadline:
+                    raise RuntimeError(self.diagnostics(f"the console did not start: {error}"))
+                time.sleep(0.5)
 
     def admin(self, *args):
         return subprocess.run([os.path.join(BIN, "cm-sf-admin"), *args], env=self.env, check=True, capture_output=True, text=True).stdout
@@ -541,6 +590,8 @@ class Stack:
 
     def close(self):
         self._stop.set()
+        if getattr(self, "_console_server", None):
+            self._console_server.shutdown()
         for process in reversed(self.processes):
             process.terminate()
             try:

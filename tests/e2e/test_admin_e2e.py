@@ -312,5 +312,18 @@ def test_doctor_on_an_org_missing_a_field_reports_it_with_the_fix():
         assert "PROBLEM  function webhook-consumer (WebhookConsumerFunction): CM_BASE_URL" in result.stdout
         assert "ok       function webhook-intake" in result.stdout, "the intake does not call CM"
         assert "5 problem(s)" in result.stdout
+
+        # The console: its secret as the stack made it, then missing a field; its URL printed.
+        url = "https://abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws/"
+        result = stack.admin_run("doctor", "--console-url", url)
+        assert f"ok       console secret: console-{stack.suffix} has the External Client App's consumer key and 1 cookie key(s)" in result.stdout, result.stdout
+        assert f"ok       console URL: {url} (the custom label CM_Console_URL; the External Client App's callback URL is {url}auth/callback)" in result.stdout
+        assert "WARNING  function admin-console (AdminConsoleFunction): CONSOLE_ORG_ID: parameter ConsoleOrgId has no default" in result.stdout, "sam deploy asks for it"
+        stack.secrets.put_secret_value(SecretId=f"console-{stack.suffix}", SecretString=json.dumps({"client_id": "app"}))
+        result = stack.admin_run("doctor", "--console-url", url)
+        assert result.returncode == 1
+        assert f"PROBLEM  console secret: console-{stack.suffix}: the console secret has no cookie_keys; the console stops at start" in result.stdout, result.stdout
+        assert "fix: put {\"client_id\"" in result.stdout
+        assert "3 problem(s)" in result.stdout
     finally:
         stack.close()

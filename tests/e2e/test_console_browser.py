@@ -1,6 +1,7 @@
 """The admin console in a real browser (issue #30): Debian's chromium, driven through
 chromium-driver by Selenium, against the local stack (the sandbox's Salesforce signs the admin
-in; the console is `cm-sf-admin console`; syncs run in the real functions).
+in; the console is the admin-console function under `cargo lambda watch`, configured as the
+template configures it and reached as its Function URL is; syncs run in the real functions).
 
 Each step saves a full-page screenshot at a laptop size under target/console-screenshots/, and
 fails on a console error or a failed request in the browser (a 4xx/5xx response or a request
@@ -45,6 +46,9 @@ def stack():
     with open(path, "w") as f:
         json.dump(scenario, f)
     stack = Stack(path, settings_for(scenario, status_refresh="always"), console_port=free_port())
+    if stack.quiet:  # its output went to the log
+        with open(stack.watch_log) as f:
+            assert 'function="admin-console"' in f.read(), "the console is served by its function"
     stack.schedule()  # the first sync: the link found on the SF Campaign, members read
     stack.settle()
     yield stack

@@ -42,7 +42,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_discovered_campaign_is_created_and_linked_once_however_often_it_arrives() {
-        let scenario = generate(&Shape::default());
+        let mut scenario = generate(&Shape::default());
+        // The draft the fixture names, as CM lists it (auto-creation confirms it there).
+        let mut draft = scenario.cm.campaigns[0].clone();
+        let zone = harness::zone_of(&scenario).unwrap();
+        let created: chrono::DateTime<chrono::Utc> = "2026-11-27T10:00:00Z".parse().unwrap();
+        draft.id = "0123456789abcdef0123456789abcdef".into();
+        draft.name = "December newsletter".into();
+        draft.state = "draft".into();
+        draft.sent_date = None;
+        draft.date_created = Some(created.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S").to_string());
+        draft.recipients.clear();
+        draft.activity.clear();
+        scenario.cm.campaigns.push(draft);
         let (running, container) = harness::sandboxed_container(&scenario, |settings| {
             settings.auto_create_campaigns = true;
             settings.auto_create_enabled_at = Some("2026-01-01T00:00:00Z".parse().unwrap());

@@ -144,6 +144,11 @@ pub enum Command {
         /// check looks for this deployment's URL exactly.
         #[arg(long, env = "WEBHOOK_URL")]
         url: Option<String>,
+        /// The admin console's URL (stack output ConsoleUrl; or CONSOLE_URL): printed with the
+        /// callback URL its External Client App needs. Its secret is checked when
+        /// CONSOLE_SECRET_ID (stack parameter ConsoleSecretName) is set.
+        #[arg(long, env = "CONSOLE_URL")]
+        console_url: Option<String>,
         /// The deployment template whose functions are checked.
         #[arg(long, value_name = "PATH", default_value = "infra/template.yaml")]
         template: std::path::PathBuf,

@@ -72,7 +72,7 @@ pub async fn require_session<S: ConsoleStore, P: ConsoleSink>(
     next: Next,
 ) -> Response {
     let config = &app.config;
-    let sealer = match session::Sealer::new(&config.session_key) {
+    let sealer = match session::Sealer::new(&config.session_keys) {
         Ok(sealer) => sealer,
         Err(_) => {
             return refusal(

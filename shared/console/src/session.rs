@@ -104,9 +104,11 @@ pub fn cookie_value<'h>(header: &'h str, name: &str) -> Option<&'h str> {
         .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
 }
 
-/// Seals and opens cookie contents with the deployment's key.
+/// Seals cookie contents with the deployment's current key and opens them with any of its
+/// keys: during a rotation the previous key still opens the cookies it sealed (each is sealed
+/// again with the current key on the next request), so no one is signed out mid-task.
 pub struct Sealer {
-    key: LessSafeKey,
+    keys: Vec<LessSafeKey>,
     random: SystemRandom,
 }
 
@@ -129,11 +131,21 @@ pub fn random_key() -> Result<[u8; 32], SealError> {
 }
 
 impl Sealer {
-    /// A sealer with a 32-byte key.
-    pub fn new(key: &[u8; 32]) -> Result<Sealer, SealError> {
-        let key = UnboundKey::new(&AES_256_GCM, key).map_err(|_| SealError)?;
+    /// A sealer with 32-byte keys, the current one first (it seals; every one opens).
+    pub fn new(keys: &[[u8; 32]]) -> Result<Sealer, SealError> {
+        if keys.is_empty() {
+            return Err(SealError);
+        }
+        let keys = keys
+            .iter()
+            .map(|key| {
+                Ok(LessSafeKey::new(
+                    UnboundKey::new(&AES_256_GCM, key).map_err(|_| SealError)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, SealError>>()?;
         Ok(Sealer {
-            key: LessSafeKey::new(key),
+            keys,
             random: SystemRandom::new(),
         })
     }
@@ -143,7 +155,8 @@ impl Sealer {
         let mut data = serde_json::to_vec(value).map_err(|_| SealError)?;
         let mut nonce = [0u8; NONCE_LEN];
         self.random.fill(&mut nonce).map_err(|_| SealError)?;
-        self.key
+        let current = self.keys.first().ok_or(SealError)?;
+        current
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(purpose.as_bytes()),
@@ -155,20 +168,21 @@ impl Sealer {
         Ok(URL_SAFE_NO_PAD.encode(sealed))
     }
 
-    /// The value, if the cookie was sealed by this key for `purpose` and is unchanged.
+    /// The value, if the cookie was sealed by one of these keys for `purpose` and is unchanged.
     pub fn open<T: DeserializeOwned>(&self, purpose: &str, sealed: &str) -> Option<T> {
         let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
         if bytes.len() <= NONCE_LEN {
             return None;
         }
         let (nonce, data) = bytes.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut data = data.to_vec();
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut data)
-            .ok()?;
-        serde_json::from_slice(plain).ok()
+        self.keys.iter().find_map(|key| {
+            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+            let mut data = data.to_vec();
+            let plain = key
+                .open_in_place(nonce, Aad::from(purpose.as_bytes()), &mut data)
+                .ok()?;
+            serde_json::from_slice(plain).ok()
+        })
     }
 }
 
@@ -193,13 +207,16 @@ mod tests {
 
     #[test]
     fn a_sealed_session_opens_only_unchanged_with_its_key_and_purpose() {
-        let sealer = Sealer::new(&[7; 32]).unwrap();
+        let sealer = Sealer::new(&[[7; 32]]).unwrap();
         let now = Utc::now();
         let sealed = sealer.seal("session", &session(now)).unwrap();
         assert!(!sealed.contains("secret"), "the token is not readable in the cookie");
         assert_eq!(sealer.open::<Session>("session", &sealed), Some(session(now)));
         assert_eq!(sealer.open::<Session>("sign-in", &sealed), None);
-        assert_eq!(Sealer::new(&[8; 32]).unwrap().open::<Session>("session", &sealed), None);
+        assert_eq!(
+            Sealer::new(&[[8; 32]]).unwrap().open::<Session>("session", &sealed),
+            None
+        );
         let mut tampered = sealed.into_bytes();
         let last = tampered.len() - 2;
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
@@ -207,6 +224,25 @@ mod tests {
             sealer.open::<Session>("session", &String::from_utf8(tampered).unwrap()),
             None
         );
+    }
+
+    #[test]
+    fn during_a_key_rotation_the_previous_key_still_opens_and_the_current_one_seals() {
+        let now = Utc::now();
+        let before = Sealer::new(&[[1; 32]]).unwrap().seal("session", &session(now)).unwrap();
+        let rotating = Sealer::new(&[[2; 32], [1; 32]]).unwrap();
+        assert_eq!(rotating.open::<Session>("session", &before), Some(session(now)));
+        let after = rotating.seal("session", &session(now)).unwrap();
+        assert_eq!(
+            Sealer::new(&[[2; 32]]).unwrap().open::<Session>("session", &after),
+            Some(session(now))
+        );
+        assert_eq!(
+            Sealer::new(&[[2; 32]]).unwrap().open::<Session>("session", &before),
+            None,
+            "rotation done"
+        );
+        assert!(Sealer::new(&[]).is_err());
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn session(seen_minutes_ago: i64) -> Session {
 }
 
 fn cookie(session: &Session) -> String {
-    let sealed = Sealer::new(&config().session_key)
+    let sealed = Sealer::new(&config().session_keys)
         .unwrap()
         .seal("session", session)
         .unwrap();

@@ -75,6 +75,26 @@ impl<'e, S: LinkStore + RetryQueue, P: EventSink> AutoCreate<'e, S, P> {
                 reason: format!("{why:?}"),
             });
         }
+        // An event names the campaign; Campaign Monitor says what it is (its name, state and
+        // dates), and whether it exists at all for that client. Checked again on CM's version.
+        let confirmed;
+        let campaign = if origin == LinkOrigin::AutoCreated && linked.is_none() {
+            let Some(found) = crate::discovery::confirm(&self.engine.cm, campaign).await? else {
+                tracing::warn!(cm_campaign = %campaign.cm_campaign_id, "a discovered campaign is not in Campaign Monitor for its client; nothing created");
+                return Ok(AutoCreateOutcome::Skipped {
+                    reason: "not found in Campaign Monitor for its client".into(),
+                });
+            };
+            if let Eligibility::Ineligible { why } = auto_create_eligibility(&found, settings, None) {
+                return Ok(AutoCreateOutcome::Skipped {
+                    reason: format!("{why:?}"),
+                });
+            }
+            confirmed = found;
+            &confirmed
+        } else {
+            campaign
+        };
         if let Some(link) = linked {
             return Ok(AutoCreateOutcome::Skipped {
                 reason: format!("already linked to {}", link.sf_campaign_id),

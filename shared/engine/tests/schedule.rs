@@ -286,16 +286,54 @@ async fn auto_creation_is_not_retrospective_and_never_makes_two_campaigns() {
     assert_eq!(outcome.to_create, 0, "not retrospective");
     let campaigns_before = h.sf_records("Campaign").await.len();
 
-    // A campaign created after the switch qualifies; handling its event twice makes one Campaign.
+    // A campaign created in CM after the switch qualifies; handling its event twice makes one
+    // Campaign, named as CM names it (not as the event says).
+    let created_at = chrono::Utc::now() + chrono::Duration::minutes(1);
+    let zone = harness::zone_of(&h.scenario).unwrap();
+    h.control
+        .add_cm_campaign(serde_json::json!({
+            "id": "f".repeat(32), "client_id": h.scenario.cm.clients[0].id, "name": "Brand new",
+            "subject": "New", "state": "draft",
+            "date_created": created_at.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S").to_string(),
+        }))
+        .await
+        .unwrap();
     let late = mapping::autocreate::DiscoveredCampaign {
         cm_campaign_id: "f".repeat(32),
         cm_client_id: h.scenario.cm.clients[0].id.clone(),
-        name: "Brand new".into(),
+        name: "A name the event made up".into(),
         subject: "New".into(),
         state: mapping::autocreate::CmCampaignState::Draft,
-        created_at: Some(chrono::Utc::now() + chrono::Duration::minutes(1)),
+        created_at: Some(created_at),
         sent_at: None,
     };
+    // An event naming a campaign CM does not have (or has for another client) creates nothing.
+    for (id, client) in [
+        ("e".repeat(32), h.scenario.cm.clients[0].id.clone()),
+        ("f".repeat(32), "0".repeat(32)),
+    ] {
+        let mut settings = h.settings().await;
+        settings.cm_clients.push("0".repeat(32));
+        let forged = mapping::autocreate::DiscoveredCampaign {
+            cm_campaign_id: id,
+            cm_client_id: client,
+            ..late.clone()
+        };
+        let outcome = h
+            .engine
+            .auto_create(&settings, &forged, LinkOrigin::AutoCreated)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&outcome, engine::autocreate::AutoCreateOutcome::Skipped { reason } if reason.contains("not found in Campaign Monitor")),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(
+        h.sf_records("Campaign").await.len(),
+        campaigns_before,
+        "nothing created"
+    );
     let first = h
         .engine
         .auto_create(&h.settings().await, &late, LinkOrigin::AutoCreated)

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use crate::StartupError;
 
 /// The variables this project reads.
-pub const VARIABLES: [&str; 13] = [
+pub const VARIABLES: [&str; 18] = [
     "STATE_TABLE",
     "EVENT_BUS",
     "CM_SECRET_ID",
@@ -21,6 +21,11 @@ pub const VARIABLES: [&str; 13] = [
     "RUST_LOG",
     "AWS_LAMBDA_FUNCTION_NAME",
     "ALLOW_PLAIN_HTTP",
+    "CONSOLE_SECRET_ID",
+    "CONSOLE_ORG_ID",
+    "CONSOLE_SF_LOGIN_URL",
+    "CONSOLE_PUBLIC_ORIGIN",
+    "AWS_REGION",
 ];
 
 /// The Salesforce API version used when `SF_API_VERSION` is not set.
@@ -94,6 +99,33 @@ impl Config {
     /// destination, the stack output `FailedInvocationsQueueUrl`.
     pub fn failed_invocations_queue_url(&self) -> Result<&str, StartupError> {
         self.required("FAILED_INVOCATIONS_QUEUE_URL")
+    }
+
+    /// `CONSOLE_SECRET_ID`: the admin console's own secret (its External Client App and cookie
+    /// keys: `console::config::ConsoleSecret`).
+    pub fn console_secret_id(&self) -> Result<&str, StartupError> {
+        self.required("CONSOLE_SECRET_ID")
+    }
+
+    /// `CONSOLE_ORG_ID`: the only org whose users may sign in to the console.
+    pub fn console_org_id(&self) -> Result<&str, StartupError> {
+        self.required("CONSOLE_ORG_ID")
+    }
+
+    /// `CONSOLE_SF_LOGIN_URL`: where the console sends admins to sign in.
+    pub fn console_sf_login_url(&self) -> Result<&str, StartupError> {
+        self.required("CONSOLE_SF_LOGIN_URL")
+    }
+
+    /// `CONSOLE_PUBLIC_ORIGIN`, optional: the console's address when it is not its Function URL
+    /// (a custom domain in front of it; the local stack's address).
+    pub fn console_public_origin(&self) -> Option<&str> {
+        self.get("CONSOLE_PUBLIC_ORIGIN")
+    }
+
+    /// `AWS_REGION`: set by Lambda in every function's environment.
+    pub fn aws_region(&self) -> Result<&str, StartupError> {
+        self.required("AWS_REGION")
     }
 
     /// `CM_BASE_URL`, default the production API root.

@@ -40,10 +40,21 @@ pub struct FunctionEnvironment {
     pub problems: Vec<String>,
 }
 
+/// How a problem ends when a parameter has no default and the stage gives none (a deploy asks
+/// for it; nothing runs without it).
+pub const NOT_GIVEN: &str = "has no default and no override";
+
 /// The variables each function needs at start (what its `main` asks [`Config`] for).
 pub fn required_by(crate_name: &str) -> &'static [&'static str] {
     match crate_name {
         "webhook-intake" => &["STATE_TABLE", "EVENT_BUS", "WEBHOOK_SECRET_ID"],
+        "admin-console" => &[
+            "STATE_TABLE",
+            "EVENT_BUS",
+            "CONSOLE_SECRET_ID",
+            "CONSOLE_ORG_ID",
+            "CONSOLE_SF_LOGIN_URL",
+        ],
         _ => &["STATE_TABLE", "EVENT_BUS", "CM_SECRET_ID", "SF_SECRET_ID"],
     }
 }
@@ -162,7 +173,7 @@ fn resolve(
             Some(Yaml::String(text)) => Ok(text.clone()),
             Some(Yaml::Number(number)) => Ok(number.to_string()),
             Some(Yaml::Bool(flag)) => Ok(flag.to_string()),
-            _ => Err(format!("parameter {reference} has no default and no override")),
+            _ => Err(format!("parameter {reference} {NOT_GIVEN}")),
         };
     }
     if resources.contains_key(reference.as_str()) || reference.starts_with("AWS::") {
@@ -176,7 +187,8 @@ pub fn check(function: &FunctionEnvironment) -> Vec<String> {
     let mut problems = function.problems.clone();
     let config = &function.config;
     for name in required_by(&function.crate_name) {
-        if config.get(name).is_none() {
+        // Unless reading the template already said why it is missing.
+        if config.get(name).is_none() && !problems.iter().any(|p| p.starts_with(&format!("{name}:"))) {
             problems.push(format!("{name} is not set; the function stops at start"));
         }
     }
@@ -191,6 +203,25 @@ pub fn check(function: &FunctionEnvironment) -> Vec<String> {
         && let Err(error) = config.require_https("CM_BASE_URL", config.cm_base_url())
     {
         problems.push(format!("CM_BASE_URL: {error}"));
+    }
+    if function.crate_name == "admin-console" {
+        if let Some(org) = config.get("CONSOLE_ORG_ID")
+            && !mapping::settings::is_org_id(org.trim())
+        {
+            problems.push(format!(
+                "CONSOLE_ORG_ID `{org}` is not an 18-character org id (00D…); no one could sign in"
+            ));
+        }
+        for (name, url) in [
+            ("CONSOLE_SF_LOGIN_URL", config.get("CONSOLE_SF_LOGIN_URL")),
+            ("CONSOLE_PUBLIC_ORIGIN", config.console_public_origin()),
+        ] {
+            if let Some(url) = url
+                && let Err(error) = config.require_https(name, url)
+            {
+                problems.push(format!("{name}: {error}"));
+            }
+        }
     }
     let version = config.sf_api_version();
     let well_formed = version
@@ -226,16 +257,37 @@ mod tests {
                 "campaign-autocreate",
                 "webhook-intake",
                 "webhook-consumer",
+                "admin-console",
             ] {
                 assert!(crates.contains(&expected), "{crates:?}");
             }
             for function in &functions {
-                assert_eq!(
-                    check(function),
-                    Vec::<String>::new(),
-                    "{stage}: {}",
-                    function.logical_id
-                );
+                let problems = check(function);
+                if function.crate_name == "admin-console" {
+                    // The org allowed to sign in is each deployer's own: no default to trust.
+                    assert_eq!(
+                        problems,
+                        vec!["CONSOLE_ORG_ID: parameter ConsoleOrgId has no default and no override".to_owned()],
+                        "{stage}"
+                    );
+                    let console_with = |org: &str| {
+                        let mut given = overrides.clone();
+                        given.insert("ConsoleOrgId".into(), org.into());
+                        let console = functions_in(TEMPLATE, &given)
+                            .unwrap()
+                            .into_iter()
+                            .find(|f| f.crate_name == "admin-console")
+                            .unwrap();
+                        check(&console)
+                    };
+                    assert_eq!(console_with("00DSB0000000001AAA"), Vec::<String>::new(), "{stage}");
+                    assert!(
+                        console_with("00D123")[0].starts_with("CONSOLE_ORG_ID `00D123`"),
+                        "{stage}"
+                    );
+                    continue;
+                }
+                assert_eq!(problems, Vec::<String>::new(), "{stage}: {}", function.logical_id);
             }
         }
     }

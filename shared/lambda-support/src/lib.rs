@@ -59,6 +59,9 @@ pub enum StartupError {
     /// A CM or SF URL without TLS outside local use.
     #[error("{0}")]
     Insecure(String),
+    /// A variable is set to a value the function cannot use (the message names it).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// The AWS SDK configuration (its endpoint from the standard `AWS_ENDPOINT_URL`, which is how
@@ -90,7 +93,8 @@ struct CmSecret {
     refresh_token: Option<String>,
 }
 
-async fn secret(client: &aws_sdk_secretsmanager::Client, id: &str) -> Result<String, StartupError> {
+/// A secret's text (`SecretString`), read once at start; an error names the secret, never a value.
+pub async fn secret(client: &aws_sdk_secretsmanager::Client, id: &str) -> Result<String, StartupError> {
     let output = client
         .get_secret_value()
         .secret_id(id)

@@ -104,7 +104,7 @@ fn function_statements(template: &Yaml) -> Vec<(String, Yaml)> {
     }
     assert_eq!(
         found.iter().map(|(f, _)| f).collect::<BTreeSet<_>>().len(),
-        4,
+        5,
         "every function has its statements"
     );
     found
@@ -195,12 +195,24 @@ fn the_internet_facing_intake_writes_webhook_items_only() {
     assert!(source.contains(r#"const PENDING_BATCHES: &str = "WEBHOOK_PENDING";"#));
     assert!(source.contains(r#"s(format!("WEBHOOK#{}", event.dedupe_key))"#));
     assert!(source.contains(r#"self.get("SETTINGS", "CURRENT")"#));
-    let intake: Vec<Yaml> = function_statements(&template)
+    for (actions, keys, writes) in dynamodb_statements(&template, "WebhookIntakeFunction") {
+        let allowed: BTreeSet<String> = if writes {
+            ["WEBHOOK#*", "WEBHOOK_PENDING"].map(str::to_owned).into()
+        } else {
+            ["SETTINGS", "WEBHOOK#*"].map(str::to_owned).into()
+        };
+        assert_eq!(keys, allowed, "{actions:?}");
+    }
+}
+
+/// A function's DynamoDB statements: their actions, the partitions they are held to (none is
+/// a failure), and whether they write.
+fn dynamodb_statements(template: &Yaml, function: &str) -> Vec<(Vec<String>, BTreeSet<String>, bool)> {
+    let mut found = Vec::new();
+    for (_, statement) in function_statements(template)
         .into_iter()
-        .filter(|(name, _)| name == "WebhookIntakeFunction")
-        .map(|(_, statement)| statement)
-        .collect();
-    for statement in &intake {
+        .filter(|(name, _)| name == function)
+    {
         let actions = strings(&statement["Action"]);
         if !actions.iter().any(|a| a.starts_with("dynamodb:")) {
             continue;
@@ -209,7 +221,7 @@ fn the_internet_facing_intake_writes_webhook_items_only() {
             strings(&statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
                 .into_iter()
                 .collect();
-        assert!(!keys.is_empty(), "{actions:?} is not limited to partitions");
+        assert!(!keys.is_empty(), "{function}: {actions:?} is not limited to partitions");
         let writes = actions.iter().any(|a| {
             [
                 "dynamodb:PutItem",
@@ -219,13 +231,248 @@ fn the_internet_facing_intake_writes_webhook_items_only() {
             ]
             .contains(&a.as_str())
         });
-        let allowed: BTreeSet<String> = if writes {
-            ["WEBHOOK#*", "WEBHOOK_PENDING"].map(str::to_owned).into()
-        } else {
-            ["SETTINGS", "WEBHOOK#*"].map(str::to_owned).into()
-        };
-        assert_eq!(keys, allowed, "{actions:?}");
+        found.push((actions, keys, writes));
     }
+    found
+}
+
+/// The console's statements' DynamoDB partitions, by whether they write.
+fn console_partitions(template: &Yaml) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut reads, mut writes) = (BTreeSet::new(), BTreeSet::new());
+    for (actions, keys, writing) in dynamodb_statements(template, "AdminConsoleFunction") {
+        if writing {
+            assert!(
+                !actions
+                    .iter()
+                    .any(|a| ["dynamodb:GetItem", "dynamodb:Query"].contains(&a.as_str())),
+                "reads and writes in separate statements: {actions:?}"
+            );
+            writes.extend(keys);
+        } else {
+            reads.extend(keys);
+        }
+    }
+    (reads, writes)
+}
+
+/// What is wrong with the console's role: writes outside an admin's changes, a secret not its
+/// own, a wildcard action.
+fn console_role_problems(template: &Yaml) -> Vec<String> {
+    let mut problems = Vec::new();
+    let (reads, writes) = console_partitions(template);
+    let allowed_writes: BTreeSet<String> = [
+        "SETTINGS",
+        "AUDIT",
+        "LINKS",
+        "SFLINKS",
+        "SCHEDULE",
+        "WATERMARK#*",
+        "PROGRESS#*",
+        "RETRY#*",
+        "PREVIEW#*",
+        "LEASE#*",
+    ]
+    .map(str::to_owned)
+    .into();
+    if writes != allowed_writes {
+        problems.push(format!(
+            "writes {writes:?}, not only an admin's changes {allowed_writes:?}"
+        ));
+    }
+    if reads.iter().any(|r| r == "*" || r.starts_with("WEBHOOK#")) || !reads.is_superset(&writes) {
+        problems.push(format!("reads {reads:?}"));
+    }
+    let statements: Vec<Yaml> = function_statements(template)
+        .into_iter()
+        .filter(|(name, _)| name == "AdminConsoleFunction")
+        .map(|(_, statement)| statement)
+        .collect();
+    for statement in &statements {
+        let actions = strings(&statement["Action"]);
+        if actions.iter().any(|a| a.contains('*')) || strings(&statement["Resource"]).iter().any(|r| r == "*") {
+            problems.push(format!("a wildcard in {actions:?}"));
+        }
+        if actions.iter().any(|a| a.starts_with("secretsmanager:")) {
+            let resource = format!("{:?}", statement["Resource"]);
+            if actions != ["secretsmanager:GetSecretValue"] || !resource.contains("${ConsoleSecretName}-??????") {
+                problems.push(format!("secrets: {actions:?} on {resource}"));
+            }
+            for other in ["CmSecretName", "SfSecretName", "WebhookSecretName"] {
+                if resource.contains(other) {
+                    problems.push(format!("reads the {other} secret"));
+                }
+            }
+        }
+        if actions
+            .iter()
+            .any(|a| a.starts_with("sqs:") || a.starts_with("lambda:"))
+        {
+            problems.push(format!("{actions:?}"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_console_writes_only_what_an_admin_changes_and_reads_only_its_own_secret() {
+    let template = template();
+    let source = dynamo_source();
+    // The partitions the console's changes write, as the store names them.
+    for written in [
+        r#"self.get("SETTINGS", "CURRENT")"#,
+        r#".item("pk", s("AUDIT"))"#,
+        r#".item("pk", s("LINKS"))"#,
+        r#".item("pk", s("SFLINKS"))"#,
+        r#"let pk = format!("WATERMARK#{scope}");"#,
+        r#".key("pk", s(format!("PROGRESS#{scope}")))"#,
+        r#".key("pk", s("SCHEDULE"))"#,
+        r#".item("pk", s(format!("RETRY#{}", record.scope)))"#,
+        r#".item("pk", s(format!("PREVIEW#{}", preview.preview_id)))"#,
+        r#".item("pk", s(format!("LEASE#{scope}")))"#,
+    ] {
+        assert!(source.contains(written), "the store no longer writes {written}");
+    }
+    assert_eq!(console_role_problems(&template), Vec::<String>::new());
+    let console = resource(&template, "AdminConsoleFunction");
+    let reserved = reference(&console["Properties"]["ReservedConcurrentExecutions"]).expect("a parameter");
+    let default = template["Parameters"][reserved.as_str()]["Default"]
+        .as_u64()
+        .expect("a number");
+    assert!((1..=20).contains(&default), "{reserved}: {default}");
+    assert_eq!(
+        console["Properties"]["FunctionUrlConfig"]["AuthType"].as_str(),
+        Some("NONE"),
+        "admins reach it from a browser; sign-in is Salesforce's"
+    );
+}
+
+#[test]
+fn the_console_role_check_fails_on_a_wildcard_another_secret_or_a_write_outside_its_items() {
+    let text = read("../../infra/template.yaml");
+    let write_keys = "                Resource: !GetAtt StateTable.Arn\n                Condition:\n                  ForAllValues:StringLike:\n                    dynamodb:LeadingKeys:\n                      - SETTINGS\n                      - AUDIT\n                      - LINKS\n                      - SFLINKS\n                      - SCHEDULE\n                      - WATERMARK#*\n                      - PROGRESS#*\n                      - RETRY#*\n";
+    let mutations = [
+        (write_keys.to_owned(), write_keys.replace("- AUDIT\n", "- AUDIT\n                      - WEBHOOK#*\n")),
+        (
+            "secret:${ConsoleSecretName}-??????".to_owned(),
+            "secret:${CmSecretName}-??????".to_owned(),
+        ),
+        (
+            "              - Sid: WriteAdminChanges\n                Effect: Allow\n                Action:\n                  - dynamodb:PutItem\n".to_owned(),
+            "              - Sid: WriteAdminChanges\n                Effect: Allow\n                Action:\n                  - dynamodb:*\n".to_owned(),
+        ),
+    ];
+    for (from, to) in mutations {
+        assert_eq!(
+            text.matches(&from).count(),
+            1,
+            "the console's role moved; update this test: {from}"
+        );
+        let broken: Yaml = serde_norway::from_str(&text.replacen(&from, &to, 1)).unwrap();
+        assert!(!console_role_problems(&broken).is_empty(), "not caught: {to}");
+    }
+}
+
+/// Each `Event` constructor and the detail-type of what it builds.
+fn constructors() -> Vec<(&'static str, &'static str)> {
+    use events::Event;
+    let found = vec![
+        ("campaign_discovered", "campaign-discovered.v1"),
+        (
+            "campaign_linked",
+            Event::campaign_linked("c", "s", events::LinkOrigin::Manual).detail_type(),
+        ),
+        (
+            "sync_requested",
+            Event::sync_requested("r", None, false, "a").detail_type(),
+        ),
+        ("sync_continuation", Event::sync_continuation("r", "c", 1).detail_type()),
+        (
+            "settings_preview_requested",
+            Event::settings_preview_requested("p").detail_type(),
+        ),
+        (
+            "catalog_refresh_requested",
+            Event::catalog_refresh_requested("r", "a").detail_type(),
+        ),
+        ("backfill_requested", "backfill-requested.v1"),
+        (
+            "webhook_batch_received",
+            Event::webhook_batch_received("b", "l", 1, chrono::Utc::now()).detail_type(),
+        ),
+    ];
+    let types: BTreeSet<&str> = found.iter().map(|(_, t)| *t).collect();
+    assert_eq!(
+        types,
+        Event::DETAIL_TYPES.into_iter().collect(),
+        "one constructor per kind"
+    );
+    found
+}
+
+/// The detail-types the code under `folders` (or files) publishes, by the constructors it calls.
+fn published_by(paths: &[&str]) -> BTreeSet<String> {
+    let mut text = String::new();
+    let mut stack: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(p))
+        .collect();
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            text += &std::fs::read_to_string(&path).unwrap();
+        }
+    }
+    assert!(!text.is_empty(), "{paths:?}");
+    constructors()
+        .into_iter()
+        .filter(|(name, _)| text.contains(&format!("Event::{name}(")))
+        .map(|(_, detail_type)| detail_type.to_owned())
+        .collect()
+}
+
+/// The `PutEvents` statement of a function: (sources, detail-types) its condition allows.
+fn put_events_condition(template: &Yaml, function: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let statements: Vec<Yaml> = function_statements(template)
+        .into_iter()
+        .filter(|(name, statement)| {
+            name == function && strings(&statement["Action"]).iter().any(|a| a == "events:PutEvents")
+        })
+        .map(|(_, statement)| statement)
+        .collect();
+    assert_eq!(statements.len(), 1, "{function}: one PutEvents statement");
+    let condition = &statements[0]["Condition"]["StringEquals"];
+    (
+        strings(&condition["events:source"]).into_iter().collect(),
+        strings(&condition["events:detail-type"]).into_iter().collect(),
+    )
+}
+
+#[test]
+fn the_public_functions_may_publish_only_the_events_their_code_publishes() {
+    let template = template();
+    for (function, code) in [
+        (
+            "WebhookIntakeFunction",
+            &["../../functions/webhook-intake/src", "../engine/src/webhook/intake.rs"][..],
+        ),
+        ("AdminConsoleFunction", &["../console/src", "../engine/src/admin"][..]),
+    ] {
+        let (sources, detail_types) = put_events_condition(&template, function);
+        assert_eq!(sources, BTreeSet::from([events::SOURCE.to_owned()]), "{function}");
+        assert_eq!(
+            detail_types,
+            published_by(code),
+            "{function}: the condition and the code differ"
+        );
+        for never in ["campaign-discovered.v1", "sync-continuation.v1"] {
+            assert!(!detail_types.contains(never), "{function} may publish {never}");
+        }
+    }
+    assert_eq!(
+        published_by(&["../../functions/webhook-intake/src", "../engine/src/webhook/intake.rs"]),
+        BTreeSet::from(["webhook-batch-received.v1".to_owned()])
+    );
 }
 
 #[test]
@@ -325,6 +572,7 @@ fn every_alarm_and_its_metric() {
         .collect();
     alarms.sort();
     let expected: Vec<(&str, &str)> = vec![
+        ("AdminConsoleErrorsAlarm", "Errors"),
         ("CampaignAutocreateErrorsAlarm", "Errors"),
         ("CampaignAutocreateThrottlesAlarm", "Throttles"),
         ("FailedInvocationsAlarm", "ApproximateNumberOfMessagesVisible"),

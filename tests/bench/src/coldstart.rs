@@ -1,6 +1,7 @@
-//! Cold start: from spawning the release `scheduled-sync` binary to its first request for an
+//! Cold start of each function: from spawning its release binary to its first request for an
 //! event on a local Lambda runtime API, i.e. everything `main` does once per container
-//! (configuration, secrets from Secrets Manager on the emulator, clients) plus process start.
+//! (configuration, its secrets from Secrets Manager on the emulator, clients) plus process
+//! start. Each function gets the variables the template gives it.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -9,26 +10,59 @@ use axum::Router;
 use axum::routing::get;
 use tokio::sync::mpsc;
 
-/// Cold start figures, milliseconds.
+/// The functions, each with the variables it starts with beyond the table and bus (secret ids
+/// are filled in with the bench's own secrets).
+pub const FUNCTIONS: [&str; 5] = [
+    "scheduled-sync",
+    "webhook-consumer",
+    "campaign-autocreate",
+    "webhook-intake",
+    "admin-console",
+];
+
+/// Cold start figures of one function, milliseconds.
 pub struct ColdStart {
+    pub function: &'static str,
     pub median_ms: f64,
     pub min_ms: f64,
     pub max_ms: f64,
     pub runs: usize,
 }
 
-/// Starts the function `runs` times (the first is a warm-up: page cache) and measures each.
-pub async fn measure(runs: usize) -> Result<ColdStart, String> {
-    let binary = super::sibling("scheduled-sync")?;
+/// Every function's cold start.
+pub async fn measure_all(runs: usize) -> Result<Vec<ColdStart>, String> {
+    let mut all = Vec::new();
+    for function in FUNCTIONS {
+        all.push(measure(function, runs).await?);
+    }
+    Ok(all)
+}
+
+/// Starts `function` `runs` times (the first is a warm-up: page cache) and measures each.
+pub async fn measure(function: &'static str, runs: usize) -> Result<ColdStart, String> {
+    let binary = super::sibling(function)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-    let suffix = std::process::id();
+    let suffix = format!("{}-{function}", std::process::id());
     let (cm_secret, sf_secret) = (format!("bench-cm-{suffix}"), format!("bench-sf-{suffix}"));
+    let (hook_secret, console_secret) = (format!("bench-hook-{suffix}"), format!("bench-console-{suffix}"));
     let sf = serde_json::json!({
         "flow": "jwt_bearer", "token_host": "http://127.0.0.1:9", "client_id": "bench",
         "username": "bench@example.com", "private_key_pem": include_str!("../../sandbox/fixtures/jwt-test-key.pem"),
     });
-    for (name, value) in [(&cm_secret, serde_json::json!({"api_key": "bench"})), (&sf_secret, sf)] {
+    let console = serde_json::json!({
+        "client_id": "bench", "client_secret": "bench",
+        "cookie_keys": ["AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="],
+    });
+    for (name, value) in [
+        (&cm_secret, serde_json::json!({"api_key": "bench"})),
+        (&sf_secret, sf),
+        (
+            &hook_secret,
+            serde_json::json!({"token": "bench-token-of-at-least-32-characters"}),
+        ),
+        (&console_secret, console),
+    ] {
         secrets
             .create_secret()
             .name(name)
@@ -67,7 +101,7 @@ pub async fn measure(runs: usize) -> Result<ColdStart, String> {
         let started = Instant::now();
         let mut child = tokio::process::Command::new(&binary)
             .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "scheduled-sync")
+            .env("AWS_LAMBDA_FUNCTION_NAME", function)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
@@ -78,6 +112,10 @@ pub async fn measure(runs: usize) -> Result<ColdStart, String> {
             .env("ALLOW_PLAIN_HTTP", "1")
             .env("CM_SECRET_ID", &cm_secret)
             .env("SF_SECRET_ID", &sf_secret)
+            .env("WEBHOOK_SECRET_ID", &hook_secret)
+            .env("CONSOLE_SECRET_ID", &console_secret)
+            .env("CONSOLE_ORG_ID", "00DSB0000000001AAA")
+            .env("CONSOLE_SF_LOGIN_URL", "https://login.salesforce.com")
             .env("LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -86,7 +124,7 @@ pub async fn measure(runs: usize) -> Result<ColdStart, String> {
             .map_err(|e| format!("{}: {e}", binary.display()))?;
         let ready = tokio::time::timeout(Duration::from_secs(20), receiver.recv())
             .await
-            .map_err(|_| "the function did not ask for an event within 20 s".to_owned())?
+            .map_err(|_| format!("{function} did not ask for an event within 20 s"))?
             .ok_or("runtime API stopped")?;
         let _ = child.kill().await;
         if run > 0 {
@@ -97,9 +135,27 @@ pub async fn measure(runs: usize) -> Result<ColdStart, String> {
     let max_ms = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let count = samples.len();
     Ok(ColdStart {
+        function,
         median_ms: super::median(&mut samples),
         min_ms,
         max_ms,
         runs: count,
     })
+}
+
+/// The cold-start section of BENCHMARKS.md.
+pub fn report(cold: &[ColdStart]) -> String {
+    let mut text = String::from(
+        "\n## Cold starts\n\nRelease builds; process start to the function's first request for an event from \
+         the Lambda runtime API, with its configuration, its secrets (from the emulator) and its clients \
+         built: what a new container adds before it serves its first event.\n\n\
+         | function | median ms | range ms | starts |\n|---|---|---|---|\n",
+    );
+    for start in cold {
+        text += &format!(
+            "| {} | {:.1} | {:.1}–{:.1} | {} |\n",
+            start.function, start.median_ms, start.min_ms, start.max_ms, start.runs
+        );
+    }
+    text
 }

@@ -60,6 +60,15 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "off,on,hot")]
         cadence: Vec<String>,
     },
+    /// The cold start of every function; prints its section of BENCHMARKS.md (the suite writes
+    /// the same section).
+    ///
+    /// Example: cm-sf-bench coldstart --runs 11
+    Coldstart {
+        /// Starts per function (the first is a warm-up).
+        #[arg(long, default_value_t = 11)]
+        runs: usize,
+    },
     /// The webhook intake alone: 1,000-event deliveries with 20 custom fields each; prints its
     /// section of BENCHMARKS.md (the suite writes the same section).
     ///
@@ -172,6 +181,9 @@ async fn main() -> std::process::ExitCode {
             Err(error) => Err(error),
         },
         Cmd::Members { dir } => members_report(&dir).await.map(|report| print!("{report}")),
+        Cmd::Coldstart { runs } => coldstart::measure_all(runs)
+            .await
+            .map(|cold| print!("{}", coldstart::report(&cold))),
         Cmd::Webhooks { reps } => webhooks::measure(reps)
             .await
             .map(|figures| print!("{}", figures.report())),
@@ -424,7 +436,7 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
             });
         }
     }
-    let cold = coldstart::measure(11).await?;
+    let cold = coldstart::measure_all(11).await?;
     let intake = webhooks::measure(7).await?;
     let mut day = members_report(dir).await?;
     day += &day_report(1_000, &[day::Variant::Off, day::Variant::On, day::Variant::Hot]).await?;

@@ -262,6 +262,12 @@ impl Control {
             .map(drop)
     }
 
+    /// Adds a campaign to CM, as someone creating one there now (the scenario's campaign shape).
+    pub async fn add_cm_campaign(&self, campaign: Value) -> Result<(), String> {
+        let url = format!("{}/_sandbox/cm/campaigns", self.cm_url);
+        self.send(reqwest::Method::POST, url, Some(campaign)).await.map(drop)
+    }
+
     /// Adds activity records to a CM campaign.
     pub async fn add_activity(&self, cm_campaign_id: &str, activity: Value) -> Result<(), String> {
         let url = format!("{}/_sandbox/cm/activity", self.cm_url);

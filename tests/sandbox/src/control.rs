@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/sf/expire-sessions", post(expire_sessions))
         .route("/cm/expire-tokens", post(expire_tokens))
         .route("/cm/activity", post(add_activity))
+        .route("/cm/campaigns", post(add_campaign))
         .route("/cm/now", post(set_now))
         .route("/faults", get(get_faults).put(put_faults))
         .route("/reset", post(reset))
@@ -97,6 +98,27 @@ async fn add_activity(State(state): State<AppState>, Json(request): Json<NewActi
             return (StatusCode::BAD_REQUEST, error).into_response();
         }
     }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// A campaign made in CM while the stack runs (a draft someone just created): it appears in
+/// its client's listings from now on. Its activity, if any, is added as `add_activity` does.
+async fn add_campaign(State(state): State<AppState>, Json(campaign): Json<crate::scenario::CmCampaign>) -> Response {
+    let mut world = state.lock();
+    if world.cm.campaigns.contains_key(&campaign.id) {
+        return (StatusCode::CONFLICT, "a campaign with this id exists").into_response();
+    }
+    let mut added = crate::cm::CampaignState {
+        meta: campaign.clone(),
+        activity: Default::default(),
+    };
+    added.meta.activity = Vec::new();
+    for activity in &campaign.activity {
+        if let Err(error) = crate::cm::add_activity(&mut added, activity) {
+            return (StatusCode::BAD_REQUEST, error).into_response();
+        }
+    }
+    world.cm.campaigns.insert(campaign.id.clone(), added);
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -40,7 +40,7 @@ fn config(listen: SocketAddr) -> Result<ConsoleConfig, Failure> {
         org_id: required("CONSOLE_ORG_ID")?,
         permission: optional("CONSOLE_PERMISSION", console::config::DEFAULT_PERMISSION),
         permission_set: optional("CONSOLE_PERMISSION_SET", console::config::DEFAULT_PERMISSION_SET),
-        session_key,
+        session_keys: vec![session_key],
         loopback: true,
     })
 }

@@ -12,10 +12,12 @@ use crate::context::{Context, Failure, Report};
 pub async fn run(
     context: &Context,
     url: Option<&str>,
+    console_url: Option<&str>,
     template: &Path,
     stage: Option<&str>,
 ) -> Result<Report, Failure> {
     let mut findings = function_findings(template, stage);
+    findings.extend(console_findings(context, console_url).await);
     let engine = context.engine().await?;
     let full_url = match url {
         Some(base) => Some(context.intake_url(base).await?),
@@ -40,6 +42,63 @@ pub async fn run(
         problem: problems > 0,
         ..Report::new(text, json!({"findings": findings, "problems": problems}))
     })
+}
+
+/// The admin console: its secret has what the function reads at start, and where admins go.
+async fn console_findings(context: &Context, console_url: Option<&str>) -> Vec<Finding> {
+    const CHECK: &str = "console secret";
+    let mut findings = Vec::new();
+    match context.config().console_secret_id() {
+        Err(_) => findings.push(Finding::warning(
+            CHECK,
+            "not checked: CONSOLE_SECRET_ID is not set",
+            "set CONSOLE_SECRET_ID to the stack's ConsoleSecretName (cm-sf-sync/console by default)",
+        )),
+        Ok(id) => {
+            let secrets = aws_sdk_secretsmanager::Client::new(&lambda_support::aws().await);
+            let read = lambda_support::secret(&secrets, id)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|text| console::config::ConsoleSecret::parse(&text).map_err(|e| e.to_string()));
+            findings.push(match read {
+                Ok(secret) => Finding::ok(
+                    CHECK,
+                    format!(
+                        "{id} has the External Client App's consumer key{} and {} cookie key(s)",
+                        if secret.client_secret.is_some() { " and secret" } else { "" },
+                        secret.cookie_keys.len()
+                    ),
+                ),
+                Err(error) => Finding::problem(
+                    CHECK,
+                    format!("{id}: {error}; the console stops at start"),
+                    r#"put {"client_id": "<consumer key>", "client_secret": "<consumer secret>", "cookie_keys": ["<openssl rand -base64 32>"]} in the secret (infra/README.md, "The admin console")"#,
+                ),
+            });
+        }
+    }
+    findings.push(match console_url {
+        Some(url) if url.starts_with("https://") || context.config().plain_http_allowed() => {
+            let base = url.trim_end_matches('/');
+            Finding::ok(
+                "console URL",
+                format!(
+                    "{base}/ (the custom label CM_Console_URL; the External Client App's callback URL is {base}/auth/callback)"
+                ),
+            )
+        }
+        Some(url) => Finding::problem(
+            "console URL",
+            format!("`{url}` is not an https:// URL"),
+            "pass the stack output ConsoleUrl",
+        ),
+        None => Finding::warning(
+            "console URL",
+            "not given",
+            "pass --console-url (or CONSOLE_URL) with the stack output ConsoleUrl to see the console's and its callback's URLs",
+        ),
+    });
+    findings
 }
 
 /// Each function's configuration as the template (and the stage's overrides) deploy it.
@@ -77,6 +136,13 @@ fn function_findings(template: &Path, stage: Option<&str>) -> Vec<Finding> {
             let problems = deployment::check(function);
             if problems.is_empty() {
                 Finding::ok(name, "its environment is complete and well-formed")
+            } else if problems.iter().all(|p| p.ends_with(deployment::NOT_GIVEN)) {
+                // A parameter without a default: `sam deploy` asks for it, nothing deploys without it.
+                Finding::warning(
+                    name,
+                    problems.join("; "),
+                    "give the parameter in the stage's `parameter_overrides` in samconfig.toml (or pass --stage)",
+                )
             } else {
                 Finding::problem(name, problems.join("; "), FIX)
             }

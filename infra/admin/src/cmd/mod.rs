@@ -39,8 +39,20 @@ pub async fn run(command: Command, context: &Context) -> Result<Report, Failure>
         } => runs::of_person(context, last, &email).await,
         Command::Run { run_id } => runs::one(context, &run_id).await,
         Command::Retry { run_id } => retry::run(context, &run_id).await,
-        Command::Doctor { url, template, stage } => {
-            doctor::run(context, url.as_deref(), &template, stage.as_deref()).await
+        Command::Doctor {
+            url,
+            console_url,
+            template,
+            stage,
+        } => {
+            doctor::run(
+                context,
+                url.as_deref(),
+                console_url.as_deref(),
+                &template,
+                stage.as_deref(),
+            )
+            .await
         }
         Command::Replay { dry_run } => replay::run(context, dry_run).await,
         Command::Webhooks(command) => webhooks::run(command, context).await,

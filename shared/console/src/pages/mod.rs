@@ -154,7 +154,7 @@ pub mod tests_support {
             org_id: "00DSB0000000001AAA".into(),
             permission: crate::config::DEFAULT_PERMISSION.into(),
             permission_set: crate::config::DEFAULT_PERMISSION_SET.into(),
-            session_key: [42; 32],
+            session_keys: vec![[42; 32]],
             loopback: true,
         }
     }

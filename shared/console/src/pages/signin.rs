@@ -28,7 +28,7 @@ pub async fn page<S: ConsoleStore, P: ConsoleSink>() -> Response {
 /// the way back.
 pub async fn start<S: ConsoleStore, P: ConsoleSink>(State(app): State<App<S, P>>) -> Response {
     let config = &app.config;
-    let (Ok(state), Ok(verifier), Ok(sealer)) = (random_token(), random_token(), Sealer::new(&config.session_key))
+    let (Ok(state), Ok(verifier), Ok(sealer)) = (random_token(), random_token(), Sealer::new(&config.session_keys))
     else {
         return refusal(StatusCode::INTERNAL_SERVER_ERROR, "The sign-in could not be started.");
     };
@@ -75,7 +75,7 @@ pub async fn callback<S: ConsoleStore, P: ConsoleSink>(
     Query(callback): Query<Callback>,
 ) -> Response {
     let config = &app.config;
-    let Ok(sealer) = Sealer::new(&config.session_key) else {
+    let Ok(sealer) = Sealer::new(&config.session_keys) else {
         return refusal(StatusCode::INTERNAL_SERVER_ERROR, "The sign-in could not be finished.");
     };
     let pending = headers

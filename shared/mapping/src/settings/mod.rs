@@ -13,7 +13,7 @@ mod validate;
 
 pub use fields::{FieldKind, RequiredField};
 pub use members::{MemberDetailFields, MemberFields};
-pub use validate::{is_cm_id, is_salesforce_id};
+pub use validate::{is_cm_id, is_org_id, is_salesforce_id};
 
 use std::collections::BTreeMap;
 use std::fmt;

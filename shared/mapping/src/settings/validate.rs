@@ -114,6 +114,11 @@ pub fn is_salesforce_id(id: &str, prefix: &str) -> bool {
     (id.len() == 15 || id.len() == 18) && id.starts_with(prefix) && id.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
+/// An org id as Salesforce's identity answer gives it: 18 characters, key prefix `00D`.
+pub fn is_org_id(id: &str) -> bool {
+    id.len() == 18 && is_salesforce_id(id, "00D")
+}
+
 /// The problems found so far, each with its field.
 #[derive(Default)]
 struct Problems(Vec<FieldError>);
