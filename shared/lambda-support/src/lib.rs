@@ -187,6 +187,10 @@ pub async fn deployed_container(config: &Config) -> Result<DeployedContainer, St
     };
     let sf_secret_id = config.sf_secret_id()?;
     let sf_auth: Auth = parse_secret(sf_secret_id, &secret(&secrets, sf_secret_id).await?)?;
+    sf_auth.check().map_err(|reason| StartupError::Secret {
+        id: sf_secret_id.to_owned(),
+        reason,
+    })?;
     config.require_https(
         &format!("the token_host of secret {sf_secret_id}"),
         sf_auth.token_host(),

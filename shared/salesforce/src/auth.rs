@@ -110,6 +110,30 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+impl Auth {
+    /// What makes this configuration unusable before any call: the client credentials flow is
+    /// answered only on the org's My Domain ("OAuth 2.0 Client Credentials Flow for
+    /// Server-to-Server Integration": the token request goes to the My Domain URL), so the
+    /// generic login hosts are refused here, naming the fix, instead of failing every sign-in.
+    pub fn check(&self) -> Result<(), String> {
+        if let Auth::ClientCredentials { token_host, .. } = self {
+            let host = token_host
+                .split_once("://")
+                .map_or(token_host.as_str(), |(_, rest)| rest)
+                .split(['/', ':'])
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if ["login.salesforce.com", "test.salesforce.com"].contains(&host.as_str()) {
+                return Err(format!(
+                    "the client_credentials flow needs the org's My Domain as token_host (https://<domain>.my.salesforce.com), not {host}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether a token response's `instance_url` may receive the token: the host the token was
 /// asked from (a My Domain, a sandbox, a test stand-in) or an https Salesforce domain. Anything
 /// else is refused, so an access token is never sent to a host a tampered answer names.

@@ -298,7 +298,7 @@ impl SfClient {
                 Ok(response) => {
                     self.record_usage(response.headers());
                     let status = response.status();
-                    let text = read_capped(response, attempts).await?;
+                    let text = read_capped(response, attempts, MAX_RESPONSE_BYTES).await?;
                     tracing::debug!(%method, endpoint = %path, status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "salesforce call");
                     if status.is_success() {
                         return Ok((status, text));
@@ -393,24 +393,32 @@ fn error_of(text: &str, status: StatusCode) -> (String, String) {
     (code, message)
 }
 
-/// A reqwest error without its URL (a query string may hold email addresses).
-/// The largest response body read: Bulk API 2.0 result files of a large job are the biggest
-/// (tens of MB); anything past this is refused with a clear error.
-pub const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
+/// The largest response body read. The biggest are Bulk API 2.0 result files: Salesforce takes
+/// at most 150 MB of CSV per ingest job ("Bulk API 2.0 and Bulk API Developer Guide", limits),
+/// and a result file repeats the uploaded row with `sf__Id` and `sf__Created` (or `sf__Error`)
+/// before it. Anything past this is refused with a clear error rather than taking the
+/// function's memory (512 MB by default): the body is held once, never copied.
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
-/// A response body, read within [`MAX_RESPONSE_BYTES`].
-async fn read_capped(mut response: reqwest::Response, attempts: u32) -> Result<String, SfError> {
+/// The most reserved up front from a response's own `Content-Length` (a number the server
+/// chooses); past it the body grows as it arrives.
+const MAX_PREALLOCATED_BYTES: usize = 8 * 1024 * 1024;
+
+/// A response body, read within `cap` bytes.
+async fn read_capped(mut response: reqwest::Response, attempts: u32, cap: usize) -> Result<String, SfError> {
     let size = response.content_length().unwrap_or(0) as usize;
-    let mut body = Vec::with_capacity(size.min(MAX_RESPONSE_BYTES));
+    let mut body = Vec::with_capacity(size.min(cap).min(MAX_PREALLOCATED_BYTES));
     loop {
         match response.chunk().await {
-            Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_RESPONSE_BYTES => body.extend_from_slice(&chunk),
+            Ok(Some(chunk)) if body.len() + chunk.len() <= cap => body.extend_from_slice(&chunk),
             Ok(Some(_)) => {
-                return Err(SfError::Decode(format!(
-                    "response larger than {MAX_RESPONSE_BYTES} bytes; refused"
-                )));
+                return Err(SfError::Decode(format!("response larger than {cap} bytes; refused")));
             }
-            Ok(None) => return Ok(String::from_utf8_lossy(&body).into_owned()),
+            // Valid UTF-8 (every answer Salesforce documents) becomes the string without a copy.
+            Ok(None) => {
+                return Ok(String::from_utf8(body)
+                    .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned()));
+            }
             Err(error) => {
                 return Err(SfError::Network {
                     attempts,
@@ -421,6 +429,7 @@ async fn read_capped(mut response: reqwest::Response, attempts: u32) -> Result<S
     }
 }
 
+/// A reqwest error without its URL (a query string may hold email addresses).
 fn describe_reqwest(error: &reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "timeout"
@@ -436,4 +445,21 @@ fn describe_reqwest(error: &reqwest::Error) -> String {
         source = inner.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod response_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn response(body: &'static str) -> reqwest::Response {
+        reqwest::Response::from(axum::http::Response::new(body))
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_cap_is_refused_and_one_within_it_is_read_whole() {
+        let refused = read_capped(response("0123456789abc"), 1, 10).await.unwrap_err();
+        assert!(refused.to_string().contains("larger than 10 bytes"), "{refused}");
+        assert_eq!(read_capped(response("0123456789"), 1, 10).await.unwrap(), "0123456789");
+    }
 }

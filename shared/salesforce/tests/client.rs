@@ -820,3 +820,38 @@ async fn tasks_that_see_the_session_end_together_sign_in_once() {
     }
     assert_eq!(sf.calls().auth, 2, "the first sign-in and one renewal");
 }
+
+#[test]
+fn the_client_credentials_flow_is_refused_on_a_generic_login_host_before_any_call() {
+    let auth = |flow: &str, host: &str| -> salesforce::Auth {
+        let mut fields = serde_json::json!({"flow": flow, "token_host": host, "client_id": "c"});
+        let extra = if flow == "client_credentials" {
+            serde_json::json!({"client_secret": "s"})
+        } else {
+            serde_json::json!({"username": "u@example.com", "private_key_pem": "k"})
+        };
+        fields
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(fields).unwrap()
+    };
+    for host in ["https://login.salesforce.com", "https://TEST.salesforce.com/"] {
+        let refused = auth("client_credentials", host).check().unwrap_err();
+        assert!(refused.contains("My Domain"), "{refused}");
+    }
+    assert_eq!(
+        auth("client_credentials", "https://acme.my.salesforce.com").check(),
+        Ok(())
+    );
+    assert_eq!(
+        auth("client_credentials", "http://127.0.0.1:9000").check(),
+        Ok(()),
+        "the sandbox"
+    );
+    assert_eq!(
+        auth("jwt_bearer", "https://login.salesforce.com").check(),
+        Ok(()),
+        "JWT may use it"
+    );
+}
