@@ -227,3 +227,68 @@ async fn a_forged_unsubscribe_changes_nothing_and_cms_lists_opt_people_out_even_
     assert_eq!(again.list_people_updated, 0, "read since the watermark: nothing twice");
     assert_eq!(h.sf_calls().await.1, 0);
 }
+
+#[tokio::test]
+async fn a_retried_batch_reports_its_unconfirmed_events_once() {
+    let small = generate(&Shape {
+        recipients: 10,
+        activities: 0,
+        in_salesforce: 1.0,
+        ..Shape::default()
+    });
+    let mut h = Harness::new(small, |s| s.opt_out_policy = mapping::settings::OptOutPolicy::AnyList).await;
+    h.engine.options.webhook_confirm_for = chrono::Duration::zero(); // a day on
+    let settings = h.settings().await;
+    let list = h.scenario.cm.lists[0].id.clone();
+    let email = |i: usize| {
+        h.scenario.sf.records["Contact"][i]["Email"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let now = chrono::Utc::now();
+    let event = |key: &str, who: String| state::WebhookEventRecord {
+        dedupe_key: key.into(),
+        list_id: list.clone(),
+        payload: json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": who, "State": "Unsubscribed"}),
+        received_at: now - chrono::Duration::days(1),
+        expires_at: now + chrono::Duration::days(30),
+        state: state::EventState::Received,
+    };
+    // CM's list shows the second unsubscribe, not the first (a forged or outdated post).
+    let confirmed = event("k-confirmed", email(1));
+    cm_list_shows(&h, &list, json!([confirmed.payload.clone()])).await;
+    h.engine
+        .store
+        .record_webhook_batch(&state::WebhookBatchRecord {
+            batch: "b-twice".into(),
+            list_id: list.clone(),
+            received_at: now - chrono::Duration::days(1),
+            expires_at: now + chrono::Duration::days(30),
+            events: vec![event("k-unconfirmed", email(0)), confirmed],
+            refused: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let reports = || async {
+        let runs = h.engine.store.recent_runs(20).await.unwrap();
+        runs.iter().filter(|r| r.scope == format!("webhook:{list}")).count()
+    };
+
+    // The first invocation closes the unconfirmed one and reports it, then Salesforce fails
+    // the write of the confirmed one: Lambda runs the invocation again.
+    h.control
+        .set_faults(json!({"seed": 1, "sf": {"error_rate": 1.0}}))
+        .await
+        .unwrap();
+    let error = h.engine.apply_webhook_batch(&settings, "b-twice").await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    h.control.set_faults(json!({"seed": 1})).await.unwrap();
+    let outcome = h.engine.apply_webhook_batch(&settings, "b-twice").await.unwrap();
+    assert_eq!((outcome.unconfirmed, outcome.people_updated), (1, 1), "{outcome:?}");
+    assert_eq!(
+        reports().await,
+        1,
+        "the retried invocation reports the same closure once"
+    );
+}

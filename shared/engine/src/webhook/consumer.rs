@@ -17,7 +17,7 @@ use state::{EventState, PendingBatch, RunFailure, RunStore, Scope, WebhookEventR
 
 use crate::core::{Engine, EngineError};
 use crate::lists::Lists;
-use crate::report::{record_report, record_report_once};
+use crate::report::record_report_once;
 
 /// The reason a bounce from a list deactivation is recorded with.
 const BOUNCE_REASON: &str = "Bounced (Campaign Monitor list deactivation)";
@@ -327,6 +327,7 @@ impl<'e, S: WebhookEventStore + RunStore, P> WebhookConsumer<'e, S, P> {
         let shown = lists.list_states_since(list_id, since).await?;
         let mut confirmed = Vec::new();
         let mut unconfirmed = Vec::new();
+        let mut unconfirmed_events = Vec::new();
         for (record, activity) in changes {
             if shown
                 .get(&activity.kind)
@@ -340,11 +341,13 @@ impl<'e, S: WebhookEventStore + RunStore, P> WebhookConsumer<'e, S, P> {
                 continue;
             }
             outcome.unconfirmed += 1;
+            unconfirmed_events.push((record.dedupe_key.as_str(), record.received_at));
             let (kept, failure) = not_confirmed(record, activity);
             results.entry(activity.email.clone()).or_default().kept.push(kept);
             unconfirmed.push(failure);
         }
-        self.report_unconfirmed(settings, list_id, &unconfirmed).await?;
+        self.report_unconfirmed(settings, list_id, &unconfirmed_events, &unconfirmed)
+            .await?;
         let (plan, written) = lists.apply_list_changes(settings, &confirmed).await?;
         for skip in &plan.skips {
             let why = match &skip.reason {
@@ -375,16 +378,23 @@ impl<'e, S: WebhookEventStore + RunStore, P> WebhookConsumer<'e, S, P> {
         Ok(results)
     }
 
-    /// Opt-outs and bounces the list did not confirm, kept as a run of the list.
+    /// Opt-outs and bounces the list did not confirm, kept as a run of the list: once per
+    /// closure, under a run id made from the events closed (a retried invocation closes the same
+    /// ones and adds no second report).
     async fn report_unconfirmed(
         &self,
         settings: &Settings,
         list_id: &str,
+        events: &[(&str, chrono::DateTime<chrono::Utc>)],
         unconfirmed: &[RunFailure],
     ) -> Result<(), EngineError> {
-        if unconfirmed.is_empty() {
+        let Some(latest) = events.iter().map(|(_, at)| *at).max() else {
             return Ok(());
-        }
+        };
+        let mut keys: Vec<&str> = events.iter().map(|(key, _)| *key).collect();
+        keys.sort_unstable();
+        let digest = Sha256::digest(format!("unconfirmed\0{list_id}\0{}", keys.join("\0")).as_bytes());
+        let run_id = state::new_run_id(latest, u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]));
         tracing::error!(
             alarm = ALARM_WEBHOOK_EVENTS_UNCONFIRMED,
             list = list_id,
@@ -393,7 +403,15 @@ impl<'e, S: WebhookEventStore + RunStore, P> WebhookConsumer<'e, S, P> {
         );
         let counts = BTreeMap::from([("not_confirmed".to_owned(), unconfirmed.len() as u64)]);
         let scope = Scope::WebhookList(list_id);
-        Ok(record_report(self.engine.store.as_ref(), settings, scope, counts, unconfirmed).await?)
+        Ok(record_report_once(
+            self.engine.store.as_ref(),
+            settings,
+            &run_id,
+            scope,
+            counts,
+            unconfirmed,
+        )
+        .await?)
     }
 }
 
