@@ -85,6 +85,7 @@ mod tests {
             received_at: now,
             expires_at: now + chrono::Duration::days(1),
             state: EventState::Received,
+            attempts: 0,
         };
         // CM's list shows the bounce the batch reports.
         harness::Control::of(&s.running)

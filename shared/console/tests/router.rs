@@ -630,6 +630,7 @@ async fn the_overview_lists_webhook_deliveries_waiting_and_campaigns_salesforce_
         received_at: now,
         expires_at: now + Duration::days(30),
         state: state::EventState::Received,
+        attempts: 0,
     };
     store
         .record_webhook_batch(&state::WebhookBatchRecord {
@@ -640,6 +641,22 @@ async fn the_overview_lists_webhook_deliveries_waiting_and_campaigns_salesforce_
             events: vec![event("k1"), event("k2")],
             refused: Vec::new(),
         })
+        .await
+        .unwrap();
+    // An older delivery tried at every attempt, parked for an admin.
+    store
+        .record_webhook_batch(&state::WebhookBatchRecord {
+            batch: format!("{}#b0", (now - Duration::hours(5)).to_rfc3339()),
+            list_id: "list-8".into(),
+            received_at: now - Duration::hours(5),
+            expires_at: now + Duration::days(30),
+            events: vec![event("k0")],
+            refused: Vec::new(),
+        })
+        .await
+        .unwrap();
+    store
+        .park_webhook_batch(&format!("{}#b0", (now - Duration::hours(5)).to_rfc3339()))
         .await
         .unwrap();
     store
@@ -666,6 +683,11 @@ async fn the_overview_lists_webhook_deliveries_waiting_and_campaigns_salesforce_
     let waiting = &html[html.find("Webhook deliveries waiting").expect(&html)..];
     assert!(
         waiting.contains("<code>list-9</code>") && waiting.contains("<td>2</td>"),
+        "{html}"
+    );
+    let parked = &waiting[waiting.find("<code>list-8</code>").expect(waiting)..];
+    assert!(
+        parked[..parked.find("</tr>").unwrap()].contains("waits for an admin"),
         "{html}"
     );
     let refused = &html[html.find("Campaigns Salesforce refused to create").expect(&html)..];

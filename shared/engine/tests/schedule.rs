@@ -394,6 +394,7 @@ async fn the_schedule_sweeps_webhook_batches_left_pending_and_applies_them_once(
         received_at: now,
         expires_at: now + chrono::Duration::days(30),
         state: state::EventState::Received,
+        attempts: 0,
     };
     let batch = |id: &str| state::WebhookBatchRecord {
         batch: id.into(),

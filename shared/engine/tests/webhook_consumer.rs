@@ -31,6 +31,7 @@ async fn a_webhook_opt_out_salesforce_refuses_is_never_called_applied() {
         received_at: now,
         expires_at: now + chrono::Duration::days(30),
         state: state::EventState::Received,
+        attempts: 0,
     };
     cm_list_shows(&h, &event.list_id, json!([event.payload.clone()])).await;
     h.engine
@@ -228,46 +229,63 @@ async fn a_forged_unsubscribe_changes_nothing_and_cms_lists_opt_people_out_even_
     assert_eq!(h.sf_calls().await.1, 0);
 }
 
-#[tokio::test]
-async fn a_retried_batch_reports_its_unconfirmed_events_once() {
+/// A harness on ten people, each a Contact in Salesforce, opted out from any list.
+async fn contacts_harness() -> Harness {
     let small = generate(&Shape {
         recipients: 10,
         activities: 0,
         in_salesforce: 1.0,
         ..Shape::default()
     });
-    let mut h = Harness::new(small, |s| s.opt_out_policy = mapping::settings::OptOutPolicy::AnyList).await;
+    Harness::new(small, |s| s.opt_out_policy = mapping::settings::OptOutPolicy::AnyList).await
+}
+
+fn contact_email(h: &Harness, i: usize) -> String {
+    h.scenario.sf.records["Contact"][i]["Email"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A recorded unsubscribe of `who` from `list`, received `minutes_ago`.
+fn unsubscribe(list: &str, key: &str, who: &str, minutes_ago: i64) -> state::WebhookEventRecord {
+    let now = chrono::Utc::now();
+    state::WebhookEventRecord {
+        dedupe_key: key.into(),
+        list_id: list.into(),
+        payload: json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": who, "State": "Unsubscribed"}),
+        received_at: now - chrono::Duration::minutes(minutes_ago),
+        expires_at: now + chrono::Duration::days(30),
+        state: state::EventState::Received,
+        attempts: 0,
+    }
+}
+
+/// A delivery of `events`, received when the first was.
+fn delivery(batch: &str, events: Vec<state::WebhookEventRecord>) -> state::WebhookBatchRecord {
+    state::WebhookBatchRecord {
+        batch: batch.into(),
+        list_id: events[0].list_id.clone(),
+        received_at: events[0].received_at,
+        expires_at: events[0].expires_at,
+        events,
+        refused: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_retried_batch_reports_its_unconfirmed_events_once() {
+    let mut h = contacts_harness().await;
     h.engine.options.webhook_confirm_for = chrono::Duration::zero(); // a day on
     let settings = h.settings().await;
     let list = h.scenario.cm.lists[0].id.clone();
-    let email = |i: usize| {
-        h.scenario.sf.records["Contact"][i]["Email"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
-    let now = chrono::Utc::now();
-    let event = |key: &str, who: String| state::WebhookEventRecord {
-        dedupe_key: key.into(),
-        list_id: list.clone(),
-        payload: json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": who, "State": "Unsubscribed"}),
-        received_at: now - chrono::Duration::days(1),
-        expires_at: now + chrono::Duration::days(30),
-        state: state::EventState::Received,
-    };
     // CM's list shows the second unsubscribe, not the first (a forged or outdated post).
-    let confirmed = event("k-confirmed", email(1));
+    let confirmed = unsubscribe(&list, "k-confirmed", &contact_email(&h, 1), 24 * 60);
     cm_list_shows(&h, &list, json!([confirmed.payload.clone()])).await;
+    let unconfirmed = unsubscribe(&list, "k-unconfirmed", &contact_email(&h, 0), 24 * 60);
     h.engine
         .store
-        .record_webhook_batch(&state::WebhookBatchRecord {
-            batch: "b-twice".into(),
-            list_id: list.clone(),
-            received_at: now - chrono::Duration::days(1),
-            expires_at: now + chrono::Duration::days(30),
-            events: vec![event("k-unconfirmed", email(0)), confirmed],
-            refused: Vec::new(),
-        })
+        .record_webhook_batch(&delivery("b-twice", vec![unconfirmed, confirmed]))
         .await
         .unwrap();
     let reports = || async {
@@ -291,4 +309,91 @@ async fn a_retried_batch_reports_its_unconfirmed_events_once() {
         1,
         "the retried invocation reports the same closure once"
     );
+}
+
+#[tokio::test]
+async fn an_event_refused_at_every_attempt_waits_for_an_admin_and_hides_no_newer_delivery() {
+    let h = contacts_harness().await;
+    let settings = h.settings().await;
+    let list = h.scenario.cm.lists[0].id.clone();
+    let stuck = unsubscribe(&list, "k-stuck", &contact_email(&h, 0), 60);
+    cm_list_shows(&h, &list, json!([stuck.payload.clone()])).await;
+    h.engine
+        .store
+        .record_webhook_batch(&delivery("b-stuck", vec![stuck]))
+        .await
+        .unwrap();
+
+    // A validation rule refuses the opt-out at every attempt.
+    h.control
+        .set_faults(json!({"seed": 4, "sf": {"validation_error_rate": 1.0}}))
+        .await
+        .unwrap();
+    for attempt in 1..state::MAX_WEBHOOK_ATTEMPTS {
+        let outcome = h.engine.apply_webhook_batch(&settings, "b-stuck").await.unwrap();
+        assert_eq!((outcome.failed, outcome.parked), (1, 0), "attempt {attempt}");
+        let event = h.engine.store.webhook_event("k-stuck").await.unwrap().unwrap();
+        assert_eq!(event.attempts, attempt, "each try counted");
+    }
+    let last = h.engine.apply_webhook_batch(&settings, "b-stuck").await.unwrap();
+    assert_eq!((last.failed, last.parked), (1, 1), "{last:?}");
+    assert!(
+        h.engine.store.pending_webhook_batch("b-stuck").await.unwrap().is_none(),
+        "no longer re-driven"
+    );
+    assert_eq!(h.engine.store.parked_webhook_batches(10).await.unwrap().len(), 1);
+
+    // A newer delivery is the oldest pending one now: the stuck one hides nothing.
+    let newer = unsubscribe(&list, "k-newer", &contact_email(&h, 1), 1);
+    h.engine
+        .store
+        .record_webhook_batch(&delivery("b-newer", vec![newer]))
+        .await
+        .unwrap();
+    let pending = h.engine.store.pending_webhook_batches(1).await.unwrap();
+    assert_eq!(pending[0].batch, "b-newer");
+
+    // The doctor names it, with the reason and the fix.
+    let findings = h.engine.doctor(None).await;
+    let waiting = findings
+        .iter()
+        .find(|f| f.check == "webhook events waiting for an admin")
+        .unwrap();
+    assert_eq!(waiting.severity, engine::doctor::Severity::Problem, "{waiting:?}");
+    assert!(
+        waiting.detail.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION"),
+        "{waiting:?}"
+    );
+    assert!(
+        waiting
+            .fix
+            .as_deref()
+            .unwrap_or_default()
+            .contains("cm-sf-admin replay")
+    );
+    assert!(
+        !waiting.detail.contains(&contact_email(&h, 0)),
+        "no address in the finding"
+    );
+
+    // The admin fixes the cause and starts it again: from zero attempts, and applied.
+    let store = h.engine.store.as_ref();
+    let listed = engine::admin::webhooks::restart_parked(store, 10, true).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        store.parked_webhook_batches(10).await.unwrap().len(),
+        1,
+        "a dry run changes nothing"
+    );
+    let restarted = engine::admin::webhooks::restart_parked(store, 10, false).await.unwrap();
+    assert_eq!(restarted[0].batch, "b-stuck");
+    assert!(store.parked_webhook_batches(10).await.unwrap().is_empty());
+    assert_eq!(
+        store.webhook_event("k-stuck").await.unwrap().unwrap().attempts,
+        0,
+        "a fresh start"
+    );
+    h.control.set_faults(json!({"seed": 4})).await.unwrap();
+    let applied = h.engine.apply_webhook_batch(&settings, "b-stuck").await.unwrap();
+    assert_eq!((applied.applied, applied.people_updated), (1, 1), "{applied:?}");
 }

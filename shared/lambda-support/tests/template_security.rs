@@ -586,6 +586,7 @@ fn every_alarm_and_its_metric() {
         ("WebhookConsumerErrorsAlarm", "Errors"),
         ("WebhookConsumerThrottlesAlarm", "Throttles"),
         ("WebhookEventsFailedAlarm", "WebhookEventsFailed"),
+        ("WebhookEventsParkedAlarm", "WebhookEventsParked"),
         ("WebhookEventsUnconfirmedAlarm", "WebhookEventsUnconfirmed"),
         ("WebhookIntakeErrorsAlarm", "Errors"),
         ("WebhookIntakeThrottlesAlarm", "Throttles"),

@@ -195,6 +195,23 @@ pub trait WebhookEventStore: Send + Sync {
     -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A batch whose events are all applied leaves the pending list.
     fn finish_webhook_batch(&self, batch: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A batch with an event tried [`MAX_WEBHOOK_ATTEMPTS`] times leaves the pending list for
+    /// the parked one: no sweep re-drives it (nor hides newer batches behind it) until an admin
+    /// asks ([`WebhookEventStore::unpark_webhook_batch`]).
+    fn park_webhook_batch(&self, batch: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Up to `limit` parked batches, oldest first, with their events.
+    fn parked_webhook_batches(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingBatch>, StoreError>> + Send;
+    /// Up to `limit` pending and up to `limit` parked deliveries, oldest first, from the batch
+    /// items alone (no event is read).
+    fn webhook_backlog(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<WebhookBacklogEntry>, StoreError>> + Send;
+    /// A parked batch back on the pending list (an admin re-drives it).
+    fn unpark_webhook_batch(&self, batch: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// One recorded event.
     fn webhook_event(
         &self,

@@ -12,7 +12,7 @@ use crate::{
     AuditEntry, AuditStore, BatchRecorded, CampaignProgress, CatalogRecord, CatalogStore, EventState, FailedRecord,
     Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, PendingBatch, PreviewRecord, PreviewStore, RetryQueue,
     RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError,
-    VersionedSettings, WatermarkStore, WebhookBatchRecord, WebhookEventRecord, WebhookEventStore,
+    VersionedSettings, WatermarkStore, WebhookBacklogEntry, WebhookBatchRecord, WebhookEventRecord, WebhookEventStore,
 };
 
 #[derive(Debug, Default)]
@@ -25,6 +25,7 @@ struct Tables {
     schedule: BTreeMap<String, mapping::cadence::NextSync>,
     events: BTreeMap<String, WebhookEventRecord>,
     batches: BTreeMap<String, StoredBatch>,
+    parked: BTreeMap<String, StoredBatch>,
     runs: BTreeMap<String, RunRecord>,
     checkpoints: BTreeMap<String, RunCheckpoint>,
     failures: BTreeMap<String, Vec<RunFailure>>,
@@ -195,6 +196,15 @@ fn insert_new<V: Clone>(map: &mut BTreeMap<String, V>, key: &str, value: &V) -> 
     true
 }
 
+/// Up to `limit` batches of one list (pending or parked), oldest first, with their events.
+fn listed(tables: &Tables, batches: &BTreeMap<String, StoredBatch>, limit: usize) -> Vec<PendingBatch> {
+    batches
+        .iter()
+        .take(limit)
+        .map(|(batch, stored)| pending(tables, batch, stored))
+        .collect()
+}
+
 impl WebhookEventStore for MemoryStore {
     async fn record_webhook_batch(&self, batch: &WebhookBatchRecord) -> Result<BatchRecorded, StoreError> {
         let mut tables = self.tables()?;
@@ -238,12 +248,7 @@ impl WebhookEventStore for MemoryStore {
 
     async fn pending_webhook_batches(&self, limit: usize) -> Result<Vec<PendingBatch>, StoreError> {
         let tables = self.tables()?;
-        Ok(tables
-            .batches
-            .iter()
-            .take(limit)
-            .map(|(batch, stored)| pending(&tables, batch, stored))
-            .collect())
+        Ok(listed(&tables, &tables.batches, limit))
     }
 
     async fn save_webhook_events(&self, events: &[WebhookEventRecord]) -> Result<(), StoreError> {
@@ -256,6 +261,43 @@ impl WebhookEventStore for MemoryStore {
 
     async fn finish_webhook_batch(&self, batch: &str) -> Result<(), StoreError> {
         self.tables()?.batches.remove(batch);
+        Ok(())
+    }
+
+    async fn park_webhook_batch(&self, batch: &str) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        if let Some(stored) = tables.batches.remove(batch) {
+            tables.parked.insert(batch.to_owned(), stored);
+        }
+        Ok(())
+    }
+
+    async fn parked_webhook_batches(&self, limit: usize) -> Result<Vec<PendingBatch>, StoreError> {
+        let tables = self.tables()?;
+        Ok(listed(&tables, &tables.parked, limit))
+    }
+
+    async fn webhook_backlog(&self, limit: usize) -> Result<Vec<WebhookBacklogEntry>, StoreError> {
+        let tables = self.tables()?;
+        let entry = |(batch, stored): (&String, &StoredBatch), parked: bool| WebhookBacklogEntry {
+            batch: batch.clone(),
+            list_id: stored.list_id.clone(),
+            received_at: stored.received_at,
+            events: stored.keys.len(),
+            parked,
+        };
+        let mut backlog: Vec<WebhookBacklogEntry> =
+            tables.batches.iter().take(limit).map(|b| entry(b, false)).collect();
+        backlog.extend(tables.parked.iter().take(limit).map(|b| entry(b, true)));
+        backlog.sort_by(|a, b| a.batch.cmp(&b.batch));
+        Ok(backlog)
+    }
+
+    async fn unpark_webhook_batch(&self, batch: &str) -> Result<(), StoreError> {
+        let mut tables = self.tables()?;
+        if let Some(stored) = tables.parked.remove(batch) {
+            tables.batches.insert(batch.to_owned(), stored);
+        }
         Ok(())
     }
 

@@ -100,7 +100,34 @@ pub struct WebhookEventRecord {
     pub expires_at: DateTime<Utc>,
     /// Processing state.
     pub state: EventState,
+    /// How often the consumer tried it without applying it (refused for good, or transiently):
+    /// at [`MAX_WEBHOOK_ATTEMPTS`] its batch is parked for an admin.
+    #[serde(default)]
+    pub attempts: u32,
 }
+
+/// A webhook delivery not fully applied, as listed without reading its events (the console's
+/// Overview: its role may not read webhook events, which hold addresses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookBacklogEntry {
+    /// The batch reference.
+    pub batch: String,
+    /// The CM list.
+    pub list_id: String,
+    /// When the intake received it.
+    pub received_at: DateTime<Utc>,
+    /// Events handed on with it (some may be applied already, until the batch is finished).
+    pub events: usize,
+    /// Parked after every attempt: waits for an admin.
+    pub parked: bool,
+}
+
+/// Attempts at an event before its batch stops being re-driven by the schedule and waits for
+/// an admin (`cm-sf-admin doctor` lists it; `cm-sf-admin replay` re-drives it with the count
+/// reset). A batch is re-driven at each scheduled run (every 15 minutes by default) and by
+/// Lambda's retries, so 12 attempts are a few hours: long enough for a limit or an outage to
+/// pass, short of a month of list reads and people look-ups for a refusal that needs a person.
+pub const MAX_WEBHOOK_ATTEMPTS: u32 = 12;
 
 /// A webhook delivery as the intake records it: its events (only what the rules need of each)
 /// under one batch, the reference the consumer is handed.

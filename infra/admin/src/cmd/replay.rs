@@ -1,6 +1,7 @@
 //! `replay [--dry-run]`: every invocation record in the failed-invocations queue (Lambda's
 //! on-failure destination, after its retries) goes back on the bus as the event it was, and so
-//! does every recorded webhook event not applied yet (failed, or never handed on).
+//! does every recorded webhook event not applied yet (failed, never handed on, or parked after
+//! every attempt: its count starts again).
 
 use std::collections::BTreeSet;
 
@@ -99,7 +100,10 @@ async fn replay_unapplied_events(
     engine: Option<&crate::context::AdminEngine>,
     already: &BTreeSet<String>,
 ) -> Result<Vec<Value>, Failure> {
-    let pending = context.store().await?.pending_webhook_batches(MAX_BATCHES).await?;
+    let store = context.store().await?;
+    let mut pending = store.pending_webhook_batches(MAX_BATCHES).await?;
+    // Deliveries parked after every attempt: an admin asking again is a fresh start.
+    pending.extend(engine::admin::webhooks::restart_parked(&store, MAX_BATCHES, engine.is_none()).await?);
     let mut events = Vec::new();
     let mut replayed = Vec::new();
     for batch in pending {

@@ -20,8 +20,8 @@ struct OverviewPage {
     last_scheduled: Option<RunRow>,
     troubled: Vec<RunRow>,
     settings_version: Option<u64>,
-    /// Webhook deliveries not fully applied yet: (list, received, events waiting).
-    webhooks_waiting: Vec<(String, String, usize)>,
+    /// Webhook deliveries not fully applied yet: (list, received, events, waits for an admin).
+    webhooks_waiting: Vec<(String, String, usize, bool)>,
     /// Campaigns Salesforce refused to create: (CM campaign, reason).
     refused_creations: Vec<(String, String)>,
     /// The next scheduled syncs: (CM campaign, when).
@@ -41,7 +41,7 @@ pub async fn show<S: ConsoleStore, P: ConsoleSink>(
     let (runs, settings, waiting, refused, schedule) = tokio::join!(
         store.recent_runs(200),
         store.load_settings(),
-        store.pending_webhook_batches(SHOWN),
+        store.webhook_backlog(SHOWN),
         store.failed_records(&refused_scope, SHOWN),
         store.sync_schedule(),
     );
@@ -81,15 +81,11 @@ pub async fn show<S: ConsoleStore, P: ConsoleSink>(
             webhooks_waiting: waiting
                 .iter()
                 .map(|batch| {
-                    let open = batch
-                        .events
-                        .iter()
-                        .filter(|e| !matches!(e.state, state::EventState::Applied { .. }))
-                        .count();
                     (
                         batch.list_id.clone(),
                         batch.received_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-                        open,
+                        batch.events,
+                        batch.parked,
                     )
                 })
                 .collect(),

@@ -227,7 +227,7 @@ pub struct Doctor<'e, S, P> {
     engine: &'e Engine<S, P>,
 }
 
-impl<'e, S: SettingsStore + RetryQueue, P> Doctor<'e, S, P> {
+impl<'e, S: SettingsStore + RetryQueue + state::WebhookEventStore, P> Doctor<'e, S, P> {
     /// The doctor of `engine`'s deployment.
     pub fn new(engine: &'e Engine<S, P>) -> Self {
         Doctor { engine }
@@ -241,6 +241,7 @@ impl<'e, S: SettingsStore + RetryQueue, P> Doctor<'e, S, P> {
         };
         self.check_org(&settings, &mut findings).await;
         self.check_refused_creations(&mut findings).await;
+        self.check_parked_webhook_batches(&mut findings).await;
         let Some(lists) = self.check_cm_clients(&settings, &mut findings).await else {
             return findings;
         };
@@ -265,6 +266,48 @@ impl<'e, S: SettingsStore + RetryQueue, P> Doctor<'e, S, P> {
                 "fix the cause in Salesforce (a validation rule, a required field, a permission), then `cm-sf-admin backfill --from <its date> --to <its date>`",
             ));
         }
+    }
+
+    /// Webhook deliveries whose events were tried `MAX_WEBHOOK_ATTEMPTS` times: no longer
+    /// retried by the schedule; an admin fixes the cause and replays them.
+    async fn check_parked_webhook_batches(&self, findings: &mut Vec<Finding>) {
+        let parked = match self.engine.store.parked_webhook_batches(1_000).await {
+            Ok(parked) => parked,
+            Err(error) => {
+                findings.push(Finding::warning(
+                    "webhook events waiting for an admin",
+                    format!("cannot be read: {error}"),
+                    "check STATE_TABLE and the AWS credentials",
+                ));
+                return;
+            }
+        };
+        let waiting: Vec<&state::WebhookEventRecord> = parked
+            .iter()
+            .flat_map(|batch| &batch.events)
+            .filter(|e| !matches!(e.state, state::EventState::Applied { .. }))
+            .collect();
+        if waiting.is_empty() {
+            findings.push(Finding::ok("webhook events waiting for an admin", "none"));
+            return;
+        }
+        let reason = waiting
+            .iter()
+            .find_map(|e| match &e.state {
+                state::EventState::Failed { reason } => Some(reason.as_str()),
+                _ => None,
+            })
+            .unwrap_or("a transient refusal that outlasted every retry (a limit or an outage)");
+        findings.push(Finding::problem(
+            "webhook events waiting for an admin",
+            format!(
+                "{} opt-out(s) or bounce(s) in {} delivery(ies) not applied after {} attempts each, no longer retried; first reason: {reason}",
+                waiting.len(),
+                parked.len(),
+                state::MAX_WEBHOOK_ATTEMPTS
+            ),
+            "fix the cause in Salesforce (`cm-sf-admin webhooks events --failed` lists them), then `cm-sf-admin replay`",
+        ));
     }
 
     /// The stored settings, or a finding saying why there are none.

@@ -168,6 +168,35 @@ fn same_url(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
+/// Webhook deliveries parked after every attempt, started again by an admin (`cm-sf-admin
+/// replay`): each not-applied event's count back to zero, the batch back on the pending list.
+/// Returns the batches (to be handed on with the other pending ones). With `dry_run`, only
+/// lists them.
+pub async fn restart_parked<S: state::WebhookEventStore>(
+    store: &S,
+    limit: usize,
+    dry_run: bool,
+) -> Result<Vec<state::PendingBatch>, state::StoreError> {
+    let parked = store.parked_webhook_batches(limit).await?;
+    if dry_run {
+        return Ok(parked);
+    }
+    for batch in &parked {
+        let fresh: Vec<state::WebhookEventRecord> = batch
+            .events
+            .iter()
+            .filter(|e| !matches!(e.state, state::EventState::Applied { .. }))
+            .map(|e| state::WebhookEventRecord {
+                attempts: 0,
+                ..e.clone()
+            })
+            .collect();
+        store.save_webhook_events(&fresh).await?;
+        store.unpark_webhook_batch(&batch.batch).await?;
+    }
+    Ok(parked)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

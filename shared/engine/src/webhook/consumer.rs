@@ -13,7 +13,9 @@ use mapping::{CmTimestamp, Settings};
 use salesforce::RecordOutcome;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use state::{EventState, PendingBatch, RunFailure, RunStore, Scope, WebhookEventRecord, WebhookEventStore};
+use state::{
+    EventState, MAX_WEBHOOK_ATTEMPTS, PendingBatch, RunFailure, RunStore, Scope, WebhookEventRecord, WebhookEventStore,
+};
 
 use crate::core::{Engine, EngineError};
 use crate::lists::Lists;
@@ -44,6 +46,10 @@ pub struct BatchOutcome {
     pub awaiting_confirmation: usize,
     /// Events the intake refused on their own (malformed), reported as a run of the list.
     pub refused: usize,
+    /// Events still not applied after `MAX_WEBHOOK_ATTEMPTS` tries: their batch is parked for
+    /// an admin (not re-driven by the schedule, nor by Lambda's retries).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub parked: usize,
     /// Why the events left to retry were refused (the first such reason).
     #[serde(skip)]
     pub retry_reason: Option<String>,
@@ -55,6 +61,8 @@ fn is_zero(n: &usize) -> bool {
 
 /// The `alarm` webhook events failed for good are logged with.
 pub const ALARM_WEBHOOK_EVENTS_FAILED: &str = "WebhookEventsFailed";
+/// The `alarm` a batch parked for an admin is logged with.
+pub const ALARM_WEBHOOK_EVENTS_PARKED: &str = "WebhookEventsParked";
 /// The `alarm` webhook events closed unconfirmed are logged with.
 pub const ALARM_WEBHOOK_EVENTS_UNCONFIRMED: &str = "WebhookEventsUnconfirmed";
 
@@ -221,11 +229,25 @@ impl<'e, S: WebhookEventStore + RunStore, P> WebhookConsumer<'e, S, P> {
             if let EventOutcome::Retry(why) = &event_outcome {
                 outcome.retry_reason.get_or_insert_with(|| why.clone());
             }
+            // Every try that does not apply the event counts toward MAX_WEBHOOK_ATTEMPTS.
+            let tried = record.attempts.saturating_add(1);
             match event_outcome {
                 EventOutcome::AwaitingConfirmation => outcome.awaiting_confirmation += 1, // stays Received
                 event_outcome => match event_outcome.state() {
+                    Some(state @ EventState::Failed { .. }) => done.push(WebhookEventRecord {
+                        state,
+                        attempts: tried,
+                        ..record
+                    }),
                     Some(state) => done.push(WebhookEventRecord { state, ..record }),
-                    None => outcome.to_retry += 1, // stays Received: retried
+                    None => {
+                        // Stays Received, to be retried; its try is counted.
+                        outcome.to_retry += 1;
+                        done.push(WebhookEventRecord {
+                            attempts: tried,
+                            ..record
+                        });
+                    }
                 },
             }
         }
@@ -255,9 +277,26 @@ impl<'e, S: WebhookEventStore + RunStore, P> WebhookConsumer<'e, S, P> {
                 record.payload = serde_json::Value::Null;
             }
         }
+        let exhausted = done
+            .iter()
+            .filter(|r| !matches!(r.state, EventState::Applied { .. }) && r.attempts >= MAX_WEBHOOK_ATTEMPTS)
+            .count();
         self.engine.store.save_webhook_events(&done).await?;
         if outcome.failed == 0 && outcome.to_retry == 0 && outcome.awaiting_confirmation == 0 {
             self.engine.store.finish_webhook_batch(batch).await?;
+        } else if exhausted > 0 {
+            // Tried enough: no sweep re-drives it (a refusal that needs a person, or an outage
+            // that outlasted hours of retries); `doctor` lists it, `replay` re-drives it.
+            self.engine.store.park_webhook_batch(batch).await?;
+            outcome.parked = exhausted;
+            outcome.retry_reason = None;
+            tracing::error!(
+                alarm = ALARM_WEBHOOK_EVENTS_PARKED,
+                batch,
+                events = exhausted,
+                attempts = MAX_WEBHOOK_ATTEMPTS,
+                "webhook events not applied after every attempt wait for an admin: `cm-sf-admin doctor` lists them; fix the cause, then `cm-sf-admin replay`"
+            );
         }
         if outcome.failed > 0 {
             tracing::error!(
@@ -434,6 +473,7 @@ fn sort(pending: PendingBatch, settings: &Settings, outcome: &mut BatchOutcome) 
             }),
             Err(reason) => sorted.done.push(WebhookEventRecord {
                 state: EventState::Failed { reason },
+                attempts: record.attempts.saturating_add(1),
                 ..record
             }),
         }

@@ -337,6 +337,7 @@ impl<S: SettingsStore + WebhookEventStore, P: EventSink> IntakeEngine<S, P> {
                     received_at: now,
                     expires_at,
                     state: EventState::Received,
+                    attempts: 0,
                 })
                 .collect(),
             refused: delivery.refused.iter().map(|r| r.reason.clone()).collect(),

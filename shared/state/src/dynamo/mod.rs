@@ -32,8 +32,8 @@ use crate::{
     AuditEntry, AuditStore, BatchRecorded, CampaignProgress, CatalogRecord, CatalogStore, EventState,
     FAILED_RECORD_TTL_DAYS, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, PendingBatch,
     PreviewRecord, PreviewStore, RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus,
-    RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore, WebhookBatchRecord, WebhookEventRecord,
-    WebhookEventStore,
+    RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore, WebhookBacklogEntry, WebhookBatchRecord,
+    WebhookEventRecord, WebhookEventStore,
 };
 
 type Item = HashMap<String, AttributeValue>;

@@ -113,6 +113,41 @@ impl WebhookEventStore for DynamoStore {
         self.batch_write(writes).await
     }
 
+    async fn park_webhook_batch(&self, batch: &str) -> Result<(), StoreError> {
+        self.move_batch(PENDING_BATCHES, PARKED_BATCHES, batch).await
+    }
+
+    async fn parked_webhook_batches(&self, limit: usize) -> Result<Vec<PendingBatch>, StoreError> {
+        let mut batches = Vec::new();
+        for item in self.query_partition(PARKED_BATCHES, false, Some(limit)).await? {
+            batches.push(self.pending_batch(&item).await?);
+        }
+        Ok(batches)
+    }
+
+    async fn webhook_backlog(&self, limit: usize) -> Result<Vec<WebhookBacklogEntry>, StoreError> {
+        let mut backlog = Vec::new();
+        for (partition, parked) in [(PENDING_BATCHES, false), (PARKED_BATCHES, true)] {
+            for item in self.query_partition(partition, false, Some(limit)).await? {
+                let reader = Reader::new(&item);
+                let keys: Vec<String> = reader.json("keys")?;
+                backlog.push(WebhookBacklogEntry {
+                    batch: reader.string("sk")?,
+                    list_id: reader.string("list_id")?,
+                    received_at: reader.time("received_at")?,
+                    events: keys.len(),
+                    parked,
+                });
+            }
+        }
+        backlog.sort_by(|a, b| a.batch.cmp(&b.batch));
+        Ok(backlog)
+    }
+
+    async fn unpark_webhook_batch(&self, batch: &str) -> Result<(), StoreError> {
+        self.move_batch(PARKED_BATCHES, PENDING_BATCHES, batch).await
+    }
+
     async fn finish_webhook_batch(&self, batch: &str) -> Result<(), StoreError> {
         self.client
             .delete_item()
@@ -135,6 +170,8 @@ impl WebhookEventStore for DynamoStore {
 
 /// The partition of pending webhook batches (sort key: the batch, which starts with its time).
 const PENDING_BATCHES: &str = "WEBHOOK_PENDING";
+/// Batches waiting for an admin (an event tried `MAX_WEBHOOK_ATTEMPTS` times).
+const PARKED_BATCHES: &str = "WEBHOOK_PARKED";
 
 /// New events written at once by one delivery.
 const NEW_EVENT_WRITES_IN_FLIGHT: usize = 32;
@@ -222,6 +259,35 @@ impl DynamoStore {
     }
 
     /// A pending batch item with its events as they stand, in the batch's order.
+    /// A batch item moved between the pending and parked partitions in one transaction (the
+    /// new item put, the old one deleted only if still there): never in both, never lost.
+    async fn move_batch(&self, from: &str, to: &str, batch: &str) -> Result<(), StoreError> {
+        let Some(mut item) = self.get(from, batch).await? else {
+            return Ok(());
+        };
+        item.insert("pk".to_owned(), s(to));
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(build_error)?;
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(from))
+            .key("sk", s(batch))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(build_error)?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .send()
+            .await
+            .map_err(|e| backend("TransactWriteItems", e))?;
+        Ok(())
+    }
+
     async fn pending_batch(&self, item: &Item) -> Result<PendingBatch, StoreError> {
         let reader = Reader::new(item);
         let keys: Vec<String> = reader.json("keys")?;
@@ -255,6 +321,7 @@ fn webhook_event_item(event: &WebhookEventRecord) -> Result<Item, StoreError> {
         ("expires_at".to_owned(), n(event.expires_at.timestamp())),
         ("state".to_owned(), s(state)),
         ("reason".to_owned(), s(reason)),
+        ("attempts".to_owned(), n(event.attempts)),
     ]))
 }
 
@@ -278,5 +345,11 @@ fn webhook_event_from(dedupe_key: &str, item: &Item) -> Result<WebhookEventRecor
             .single()
             .ok_or_else(|| reader.corrupt("bad expires_at".into()))?,
         state,
+        // Absent on events recorded before attempts were counted: none made yet.
+        attempts: if item.contains_key("attempts") {
+            u32::try_from(reader.number("attempts")?).unwrap_or(u32::MAX)
+        } else {
+            0
+        },
     })
 }

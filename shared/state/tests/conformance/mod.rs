@@ -173,6 +173,7 @@ pub fn webhook_event(key: &str, name: &str) -> WebhookEventRecord {
         received_at: at(0),
         expires_at: at(0) + Duration::days(30),
         state: EventState::Received,
+        attempts: 0,
     }
 }
 
@@ -795,6 +796,56 @@ pub async fn the_catalog_is_replaced_whole<S: Store>(store: Arc<S>) {
     assert_eq!(store.catalog_refreshed_at().await.unwrap(), Some(at(60)));
 }
 
+pub async fn a_parked_batch_leaves_the_pending_list_until_unparked_and_keeps_its_attempts<S: Store>(store: Arc<S>) {
+    for (minute, id) in [(0, "stuck"), (1, "newer")] {
+        let event = WebhookEventRecord {
+            received_at: at(minute),
+            ..webhook_event(&format!("k-{id}"), "x")
+        };
+        store.record_webhook_batch(&batch(id, &[event])).await.unwrap();
+    }
+    let stuck = store.pending_webhook_batches(10).await.unwrap().remove(0);
+    let tried = WebhookEventRecord {
+        attempts: state::MAX_WEBHOOK_ATTEMPTS,
+        state: EventState::Failed {
+            reason: "FIELD_CUSTOM_VALIDATION_EXCEPTION: no".into(),
+        },
+        ..stuck.events[0].clone()
+    };
+    store.save_webhook_events(std::slice::from_ref(&tried)).await.unwrap();
+    store.park_webhook_batch(&stuck.batch).await.unwrap();
+    store.park_webhook_batch(&stuck.batch).await.unwrap(); // twice: nothing more
+
+    let pending = store.pending_webhook_batches(1).await.unwrap();
+    assert_eq!(
+        pending[0].events[0].dedupe_key, "k-newer",
+        "the parked batch hides nothing"
+    );
+    assert!(store.pending_webhook_batch(&stuck.batch).await.unwrap().is_none());
+    let parked = store.parked_webhook_batches(10).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    let backlog = store.webhook_backlog(10).await.unwrap();
+    assert_eq!(
+        backlog
+            .iter()
+            .map(|b| (b.batch.as_str(), b.events, b.parked))
+            .collect::<Vec<_>>(),
+        [(stuck.batch.as_str(), 1, true), (pending[0].batch.as_str(), 1, false)],
+        "both lists, oldest first, without reading an event"
+    );
+    assert_eq!(
+        parked[0].events,
+        vec![tried.clone()],
+        "its events and their attempts kept"
+    );
+
+    store.unpark_webhook_batch(&stuck.batch).await.unwrap();
+    assert!(store.parked_webhook_batches(10).await.unwrap().is_empty());
+    let back = store.pending_webhook_batch(&stuck.batch).await.unwrap().unwrap();
+    assert_eq!(back.events[0].attempts, state::MAX_WEBHOOK_ATTEMPTS);
+    assert_eq!(store.pending_webhook_batches(10).await.unwrap().len(), 2);
+}
+
 #[macro_export]
 macro_rules! conformance_suite {
     ($make:expr) => {
@@ -810,6 +861,7 @@ macro_rules! conformance_suite {
             runs_keep_counts_and_every_failure,
             a_handed_over_run_resumes_with_what_was_done,
             pending_batches_stay_listed_until_finished,
+            a_parked_batch_leaves_the_pending_list_until_unparked_and_keeps_its_attempts,
             overlapping_deliveries_record_each_event_once,
             failed_records_queue_and_drain,
             the_audit_lists_changes_newest_first,
