@@ -354,7 +354,41 @@ proptest! {
     /// Arbitrary bytes never panic the parser.
     #[test]
     fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..2048)) {
-        let _ = engine::webhook::read_delivery(Some("application/json"), &body, &settings());
+        let _ = engine::webhook::read_delivery(Some("application/json"), &body, &settings(), chrono::Utc::now());
+    }
+
+    /// From the raw body to the change the consumer plans (its date in UTC, where its
+    /// confirmation read of the list starts), at any time of receipt: no panic anywhere in the
+    /// date arithmetic, whatever the date, type, state or addresses.
+    #[test]
+    fn arbitrary_deliveries_never_panic_from_body_to_planned_change(
+        kind in prop::sample::select(vec!["Deactivate", "Subscribe", "Update", "deactivate", ""]),
+        date in prop::strategy::Union::new([
+            "\\PC{0,25}".boxed(),
+            (1i32..=9999, 1u32..=12, 1u32..=31, 0u32..=23, 0u32..=59, 0u32..=59)
+                .prop_map(|(y, mo, d, h, mi, s)| format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}"))
+                .boxed(),
+        ]),
+        state in prop::option::of(prop::sample::select(vec!["Unsubscribed", "Bounced", "Deleted", "Active", "x"])),
+        old in prop::option::of("[a-z]{1,8}@example\\.com"),
+        received in 0i64..=8_000_000_000,
+    ) {
+        let now = chrono::DateTime::from_timestamp(received, 0).unwrap_or_default();
+        let body = json!({"ListID": LIST, "Events": [{"Type": kind, "Date": date, "EmailAddress": "jo@example.com", "State": state, "OldEmailAddress": old}]}).to_string();
+        if let Ok(delivery) = engine::webhook::read_delivery(Some("application/json"), body.as_bytes(), &settings(), now) {
+            for valid in delivery.events {
+                let record = state::WebhookEventRecord {
+                    dedupe_key: valid.dedupe_key,
+                    list_id: LIST.into(),
+                    payload: serde_json::to_value(&valid.event).unwrap(),
+                    received_at: now,
+                    expires_at: now,
+                    state: state::EventState::Received,
+                    attempts: 0,
+                };
+                let _ = engine::webhook::planned_change(&record, &settings(), now);
+            }
+        }
     }
 
     /// Arbitrary JSON-shaped deliveries never panic either: refused whole with a 4xx, or read
@@ -362,7 +396,7 @@ proptest! {
     #[test]
     fn arbitrary_json_never_panics(kind in "[A-Za-z]{0,12}", email in "\\PC{0,40}", date in "\\PC{0,25}", state in prop::option::of("\\PC{0,12}")) {
         let body = json!({"ListID": LIST, "Events": [{"Type": kind, "Date": date, "EmailAddress": email, "State": state}]}).to_string();
-        match engine::webhook::read_delivery(Some("application/json"), body.as_bytes(), &settings()) {
+        match engine::webhook::read_delivery(Some("application/json"), body.as_bytes(), &settings(), chrono::Utc::now()) {
             Err(refused) => prop_assert!(refused.status >= 400 && refused.status < 500),
             Ok(delivery) => prop_assert_eq!(delivery.events.len() + delivery.refused.len(), 1),
         }
@@ -419,4 +453,25 @@ async fn while_the_token_rotates_both_the_new_and_the_old_are_accepted() {
         previous: Some(String::new()),
     };
     assert!(!empty_previous.accepts(""), "an empty token never matches");
+}
+
+#[test]
+fn an_event_dated_ahead_of_its_arrival_is_refused_alone() {
+    let now: chrono::DateTime<chrono::Utc> = "2026-11-27T12:00:00Z".parse().unwrap();
+    let body = json!({"ListID": LIST, "Events": [
+        {"Type": "Deactivate", "Date": "2026-11-27 11:59:00", "EmailAddress": "jo@example.com", "State": "Unsubscribed"},
+        {"Type": "Deactivate", "Date": "2026-11-30 12:00:00", "EmailAddress": "sam@example.com", "State": "Unsubscribed"},
+        {"Type": "Deactivate", "Date": "9999-12-31 23:59:59", "EmailAddress": "al@example.com", "State": "Unsubscribed"},
+    ]})
+    .to_string();
+    let delivery = engine::webhook::read_delivery(Some("application/json"), body.as_bytes(), &settings(), now).unwrap();
+    assert_eq!(delivery.events.len(), 1, "today's event is kept");
+    let reasons: Vec<&str> = delivery.refused.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "Events[1]: Date is more than 36 hours ahead of the time it was received",
+            "Events[2]: Date is more than 36 hours ahead of the time it was received"
+        ]
+    );
 }

@@ -109,6 +109,30 @@ enum Ask {
     Nothing(String),
 }
 
+/// What a recorded event asks of Salesforce, read from its stored payload.
+fn ask_of_record(record: &WebhookEventRecord, settings: &Settings) -> Result<Ask, String> {
+    serde_json::from_value::<WebhookEvent>(record.payload.clone())
+        .map_err(|e| format!("recorded event unreadable: {e}"))
+        .and_then(|event| ask_of(&event, &record.list_id, settings))
+}
+
+/// The change a recorded event plans, with where its confirmation read of the list would start
+/// at `now` (`None`: nothing to write; `Err`: refused for good, with why). Pure: the consumer's
+/// path from a stored event to what it asks of CM and Salesforce, for the fuzz test.
+pub fn planned_change(
+    record: &WebhookEventRecord,
+    settings: &Settings,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<(Activity, CmTimestamp)>, String> {
+    Ok(match ask_of_record(record, settings)? {
+        Ask::Change(activity) => {
+            let since = CmTimestamp::since(confirmation_window_start(activity.at, now), settings.zone());
+            Some((activity, since))
+        }
+        Ask::Nothing(_) => None,
+    })
+}
+
 fn ask_of(event: &WebhookEvent, list_id: &str, settings: &Settings) -> Result<Ask, String> {
     let at = CmTimestamp::parse(&event.date)
         .map_err(|_| format!("recorded date `{}` unreadable", event.date))?
@@ -360,9 +384,7 @@ impl<'e, S: WebhookEventStore + RunStore, P> WebhookConsumer<'e, S, P> {
             return Ok(results);
         };
         let lists = Lists::new(self.engine);
-        // A minute before the earliest event: whether CM's `date` filter includes its own
-        // second is not documented, and an event must not go unconfirmed for that.
-        let since = CmTimestamp::since(earliest - chrono::Duration::minutes(1), settings.zone());
+        let since = CmTimestamp::since(confirmation_window_start(earliest, chrono::Utc::now()), settings.zone());
         let shown = lists.list_states_since(list_id, since).await?;
         let mut confirmed = Vec::new();
         let mut unconfirmed = Vec::new();
@@ -454,6 +476,19 @@ impl<'e, S: WebhookEventStore + RunStore, P> WebhookConsumer<'e, S, P> {
     }
 }
 
+/// Where the read of a list's states to confirm events starts: a minute before the earliest
+/// event (whether CM's `date` filter includes its own second is not documented, and an event
+/// must not go unconfirmed for that), but never further back than events are kept: an event
+/// dated years ago (forged, or a clock gone wrong) must not make each delivery read the list's
+/// whole history. CM's list does not show such an event within the window, so it ends
+/// unconfirmed; the list backstop applies whatever the list does show.
+fn confirmation_window_start(
+    earliest: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    (earliest - chrono::Duration::minutes(1)).max(now - chrono::Duration::days(super::EVENT_TTL_DAYS))
+}
+
 /// Each event not applied yet, by what it asks: nothing to write (decided now), or a change.
 fn sort(pending: PendingBatch, settings: &Settings, outcome: &mut BatchOutcome) -> Sorted {
     let mut sorted = Sorted::default();
@@ -462,10 +497,7 @@ fn sort(pending: PendingBatch, settings: &Settings, outcome: &mut BatchOutcome) 
             outcome.already_applied += 1;
             continue;
         }
-        let asked = serde_json::from_value::<WebhookEvent>(record.payload.clone())
-            .map_err(|e| format!("recorded event unreadable: {e}"))
-            .and_then(|event| ask_of(&event, &record.list_id, settings));
-        match asked {
+        match ask_of_record(&record, settings) {
             Ok(Ask::Change(activity)) => sorted.changes.push((record, activity)),
             Ok(Ask::Nothing(note)) => sorted.done.push(WebhookEventRecord {
                 state: EventState::Applied { outcome: note },
@@ -503,4 +535,26 @@ fn not_confirmed(record: &WebhookEventRecord, activity: &Activity) -> (String, R
         )
     };
     (kept, failure)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_confirmation_read_starts_a_minute_early_but_never_before_events_are_kept() {
+        let now: chrono::DateTime<chrono::Utc> = "2026-12-06T12:00:00Z".parse().unwrap();
+        let recent = now - chrono::Duration::hours(3);
+        assert_eq!(
+            confirmation_window_start(recent, now),
+            recent - chrono::Duration::minutes(1)
+        );
+        let ancient: chrono::DateTime<chrono::Utc> = "1970-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            confirmation_window_start(ancient, now),
+            now - chrono::Duration::days(crate::webhook::EVENT_TTL_DAYS),
+            "not the list's whole history"
+        );
+    }
 }

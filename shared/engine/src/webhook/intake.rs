@@ -2,7 +2,7 @@
 //! handed on.
 
 use campaign_monitor::webhook::{WebhookEvent, WebhookEventType};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use events::Event;
 use events::publisher::EventSink;
 use mapping::CmTimestamp;
@@ -107,9 +107,15 @@ struct RawDelivery {
     events: Vec<Value>,
 }
 
-/// Reads a delivery: content type, size and shape refuse it whole; each event is read on its
-/// own, and one that is wrong (no address, unknown type, bad date) is refused alone. Pure.
-pub fn read_delivery(content_type: Option<&str>, body: &[u8], settings: &Settings) -> Result<Delivery, Refused> {
+/// Reads a delivery received at `now`: content type, size and shape refuse it whole; each event
+/// is read on its own, and one that is wrong (no address, unknown type, bad date, a date ahead
+/// of `now`) is refused alone. Pure.
+pub fn read_delivery(
+    content_type: Option<&str>,
+    body: &[u8],
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<Delivery, Refused> {
     if !content_type.is_some_and(|c| {
         c.split(';')
             .next()
@@ -137,7 +143,7 @@ pub fn read_delivery(content_type: Option<&str>, body: &[u8], settings: &Setting
         refused: Vec::new(),
     };
     for (index, value) in raw.events.into_iter().enumerate() {
-        match read_event(&delivery.list_id, value) {
+        match read_event(&delivery.list_id, value, settings.zone(), now) {
             Ok(event) => delivery.events.push(event),
             Err(reason) => delivery.refused.push(RefusedEvent {
                 index,
@@ -161,7 +167,12 @@ pub const MAX_REASON_CHARS: usize = 200;
 /// an odd value there cannot refuse it, and none of it is kept.
 const UNUSED_FIELDS: [&str; 3] = ["Name", "CustomFields", "SignupIPAddress"];
 
-fn read_event(list_id: &str, mut value: Value) -> Result<ValidEvent, String> {
+/// How far ahead of the intake's clock an event's date may be: CM posts what already happened,
+/// so only clock skew and a wrong account time zone can put a date ahead; a date further on is
+/// not CM's (and would sort after everything real).
+pub const MAX_EVENT_AHEAD: Duration = Duration::hours(36);
+
+fn read_event(list_id: &str, mut value: Value, zone: mapping::Tz, now: DateTime<Utc>) -> Result<ValidEvent, String> {
     if let Value::Object(fields) = &mut value {
         for unused in UNUSED_FIELDS {
             fields.remove(unused);
@@ -179,8 +190,11 @@ fn read_event(list_id: &str, mut value: Value) -> Result<ValidEvent, String> {
             format!("{path} has the wrong type or an unknown value")
         }
     })?;
-    CmTimestamp::parse(&event.date)
+    let date = CmTimestamp::parse(&event.date)
         .map_err(|_| "Date is not a Campaign Monitor date (YYYY-MM-DD HH:MM:SS, years 1970 to 9999)".to_owned())?;
+    if date.to_utc(zone) > now + MAX_EVENT_AHEAD {
+        return Err("Date is more than 36 hours ahead of the time it was received".to_owned());
+    }
     let email_address = normalize_email(&event.email_address);
     if !mapping::email::is_plausible_email(&email_address) {
         return Err("EmailAddress is not an email address".to_owned());
@@ -273,7 +287,7 @@ impl<S: SettingsStore + WebhookEventStore, P: EventSink> IntakeEngine<S, P> {
                 return (503, json!({"message": "temporarily unavailable"}));
             }
         };
-        let delivery = match read_delivery(content_type, body, &settings) {
+        let delivery = match read_delivery(content_type, body, &settings, Utc::now()) {
             Ok(delivery) => delivery,
             Err(refused) => {
                 tracing::warn!(status = refused.status, reason = %refused.message, "webhook delivery refused");

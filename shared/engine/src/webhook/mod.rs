@@ -10,7 +10,7 @@ mod consumer;
 mod health;
 mod intake;
 
-pub use consumer::{BatchOutcome, EventOutcome, WebhookConsumer};
+pub use consumer::{BatchOutcome, EventOutcome, WebhookConsumer, planned_change};
 pub use health::{HEALTH_CHECK_EVERY, InactiveWebhook, WebhookHealth};
 pub use intake::{
     Delivery, IntakeEngine, MAX_BODY_BYTES, MAX_EVENTS, MAX_REASON_CHARS, MAX_STATE_CHARS, Refused, RefusedEvent,
