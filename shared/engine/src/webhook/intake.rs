@@ -20,8 +20,14 @@ use crate::core::EngineError;
 /// The largest body accepted: a Lambda Function URL's request payload limit (6 MB). CM sends up
 /// to 1,000 events, each with all of the subscriber's custom fields (about 2 MB with 20).
 pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
-/// The most events accepted in one delivery (CM sends at most 1,000).
-pub const MAX_EVENTS: usize = 1_000;
+/// The most events recorded and handed on as one batch. CM sends at most 1,000 in a delivery;
+/// a bigger one (any count under the body cap) is recorded as several batches, so the pending
+/// batch item, which lists its events' keys (about 70 bytes each), stays far under DynamoDB's
+/// 400 KB item limit, and one hand-off stays one consumer invocation of 1,000 at most.
+pub const EVENTS_PER_BATCH: usize = 1_000;
+/// The most refusal reasons kept with a delivery (each at most [`MAX_REASON_CHARS`]); past it,
+/// one line says how many more there were.
+pub const MAX_REFUSED_KEPT: usize = 100;
 
 /// Why a delivery is refused whole: the HTTP status and a short message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,9 +139,6 @@ pub fn read_delivery(
     }
     if raw.events.is_empty() {
         return Err(refuse(400, "no events"));
-    }
-    if raw.events.len() > MAX_EVENTS {
-        return Err(refuse(413, format!("more than {MAX_EVENTS} events")));
     }
     let mut delivery = Delivery {
         list_id: raw.list_id,
@@ -309,7 +312,8 @@ impl<S: SettingsStore + WebhookEventStore, P: EventSink> IntakeEngine<S, P> {
                     200,
                     json!({
                         "message": format!("recorded {recorded}, already known {already}, refused {}", delivery.refused.len()),
-                        "refused": delivery.refused,
+                        // The first reasons only: the answer stays small whatever was sent.
+                        "refused": delivery.refused.iter().take(MAX_REFUSED_KEPT).collect::<Vec<_>>(),
                     }),
                 )
             }
@@ -327,47 +331,75 @@ impl<S: SettingsStore + WebhookEventStore, P: EventSink> IntakeEngine<S, P> {
     pub async fn intake(&self, delivery: &Delivery) -> Result<(usize, usize), EngineError> {
         let now = Utc::now();
         let expires_at = now + Duration::days(EVENT_TTL_DAYS);
-        let mut digest = Sha256::new();
-        for event in &delivery.events {
-            digest.update(event.dedupe_key.as_bytes());
+        let mut refused: Vec<String> = delivery
+            .refused
+            .iter()
+            .take(MAX_REFUSED_KEPT)
+            .map(|r| r.reason.clone())
+            .collect();
+        if delivery.refused.len() > MAX_REFUSED_KEPT {
+            refused.push(format!(
+                "and {} more events refused for reasons not kept",
+                delivery.refused.len() - MAX_REFUSED_KEPT
+            ));
         }
-        let batch = format!(
-            "{}#{}",
-            now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            &hex::encode(digest.finalize())[..16]
-        );
-        let record = WebhookBatchRecord {
-            batch: batch.clone(),
-            list_id: delivery.list_id.clone(),
-            received_at: now,
-            expires_at,
-            events: delivery
-                .events
-                .iter()
-                .map(|valid| WebhookEventRecord {
-                    dedupe_key: valid.dedupe_key.clone(),
-                    list_id: delivery.list_id.clone(),
-                    payload: serde_json::to_value(&valid.event).unwrap_or(Value::Null),
-                    received_at: now,
-                    expires_at,
-                    state: EventState::Received,
-                    attempts: 0,
-                })
-                .collect(),
-            refused: delivery.refused.iter().map(|r| r.reason.clone()).collect(),
+        let chunks: Vec<&[ValidEvent]> = if delivery.events.is_empty() {
+            vec![&[]]
+        } else {
+            delivery.events.chunks(EVENTS_PER_BATCH).collect()
         };
-        let recorded = self.store.record_webhook_batch(&record).await?;
-        if recorded.pending {
-            self.publisher
-                .publish(&[Event::webhook_batch_received(
+        let (mut new, mut already) = (0, 0);
+        let mut hand_offs = Vec::new();
+        for (index, chunk) in chunks.into_iter().enumerate() {
+            let mut digest = Sha256::new();
+            for event in chunk {
+                digest.update(event.dedupe_key.as_bytes());
+            }
+            let batch = format!(
+                "{}#{}",
+                now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                &hex::encode(digest.finalize())[..16]
+            );
+            let record = WebhookBatchRecord {
+                batch: batch.clone(),
+                list_id: delivery.list_id.clone(),
+                received_at: now,
+                expires_at,
+                events: chunk
+                    .iter()
+                    .map(|valid| WebhookEventRecord {
+                        dedupe_key: valid.dedupe_key.clone(),
+                        list_id: delivery.list_id.clone(),
+                        payload: serde_json::to_value(&valid.event).unwrap_or(Value::Null),
+                        received_at: now,
+                        expires_at,
+                        state: EventState::Received,
+                        attempts: 0,
+                    })
+                    .collect(),
+                // Reported once, with the delivery's first batch.
+                refused: if index == 0 {
+                    std::mem::take(&mut refused)
+                } else {
+                    Vec::new()
+                },
+            };
+            let recorded = self.store.record_webhook_batch(&record).await?;
+            if recorded.pending {
+                hand_offs.push(Event::webhook_batch_received(
                     &batch,
                     &delivery.list_id,
                     recorded.to_apply,
                     now,
-                )])
-                .await?;
+                ));
+            }
+            new += recorded.new;
+            already += recorded.duplicates;
         }
-        Ok((recorded.new, recorded.duplicates))
+        if !hand_offs.is_empty() {
+            self.publisher.publish(&hand_offs).await?;
+        }
+        Ok((new, already))
     }
 }
 

@@ -13,8 +13,8 @@ mod intake;
 pub use consumer::{BatchOutcome, EventOutcome, WebhookConsumer, planned_change};
 pub use health::{HEALTH_CHECK_EVERY, InactiveWebhook, WebhookHealth};
 pub use intake::{
-    Delivery, IntakeEngine, MAX_BODY_BYTES, MAX_EVENTS, MAX_REASON_CHARS, MAX_STATE_CHARS, Refused, RefusedEvent,
-    ValidEvent, WebhookTokens, check_token, read_delivery,
+    Delivery, EVENTS_PER_BATCH, IntakeEngine, MAX_BODY_BYTES, MAX_REASON_CHARS, MAX_REFUSED_KEPT, MAX_STATE_CHARS,
+    Refused, RefusedEvent, ValidEvent, WebhookTokens, check_token, read_delivery,
 };
 
 /// How long recorded events are kept.
