@@ -150,3 +150,23 @@ async fn a_1000_event_delivery_is_recorded_whole() {
         .unwrap();
     assert_eq!((again.new, again.duplicates), (0, 1_000));
 }
+
+#[tokio::test]
+async fn a_delivery_cut_off_half_way_leaves_a_pending_batch_never_stranded_events() {
+    let store = fresh_store().await;
+    // The second event cannot be written (an item over DynamoDB's 400 KB): the call fails after
+    // the first one is, as a timeout or an outage would leave it.
+    let normal = conformance::webhook_event("k-written", "x");
+    let oversized = state::WebhookEventRecord {
+        payload: serde_json::json!({"EmailAddress": "y@example.com", "Padding": "x".repeat(450 * 1024)}),
+        ..conformance::webhook_event("k-unwritable", "y")
+    };
+    let delivery = conformance::batch("b-cut", &[normal, oversized]);
+    let failed = store.record_webhook_batch(&delivery).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(store.webhook_event("k-written").await.unwrap().is_some());
+    let pending = store.pending_webhook_batch(&delivery.batch).await.unwrap();
+    let pending = pending.expect("the written event is listed by a pending batch the sweep hands on");
+    let listed: Vec<&str> = pending.events.iter().map(|e| e.dedupe_key.as_str()).collect();
+    assert_eq!(listed, ["k-written"], "an event not written is skipped, not an error");
+}

@@ -42,23 +42,9 @@ impl WebhookEventStore for DynamoStore {
                 }
             }
         }
-        let mut writes = Vec::with_capacity(fresh.len());
-        for event in fresh.iter().copied() {
-            writes.push(self.put_new_event(event));
-        }
-        let written: Vec<Result<bool, StoreError>> = futures::stream::iter(writes)
-            .buffer_unordered(NEW_EVENT_WRITES_IN_FLIGHT)
-            .collect()
-            .await;
-        for outcome in written {
-            if outcome? {
-                recorded.new += 1;
-            } else {
-                // Recorded meanwhile by an overlapping delivery: handed on again all the same
-                // (the consumer skips it once applied), since its own hand-off may be lost.
-                recorded.duplicates += 1;
-            }
-        }
+        // The batch first, then its new events: a call cut off half-way (an error, a timeout)
+        // leaves a pending batch the sweep hands on, never events no batch lists. A key whose
+        // event was not written yet is skipped by the consumer (and CM delivers again: 5xx).
         to_apply.extend(fresh.iter().map(|e| e.dedupe_key.clone()));
         recorded.to_apply = to_apply.len();
         recorded.pending = !to_apply.is_empty() || !batch.refused.is_empty();
@@ -77,6 +63,23 @@ impl WebhookEventStore for DynamoStore {
                 put = put.item("refused", s(to_json(&batch.refused)?));
             }
             put.send().await.map_err(|e| backend("PutItem", e))?;
+        }
+        let mut writes = Vec::with_capacity(fresh.len());
+        for event in fresh.iter().copied() {
+            writes.push(self.put_new_event(event));
+        }
+        let written: Vec<Result<bool, StoreError>> = futures::stream::iter(writes)
+            .buffer_unordered(NEW_EVENT_WRITES_IN_FLIGHT)
+            .collect()
+            .await;
+        for outcome in written {
+            if outcome? {
+                recorded.new += 1;
+            } else {
+                // Recorded meanwhile by an overlapping delivery: handed on again all the same
+                // (the consumer skips it once applied), since its own hand-off may be lost.
+                recorded.duplicates += 1;
+            }
         }
         Ok(recorded)
     }
