@@ -138,7 +138,7 @@ impl SfClient {
             .into_iter()
             .map(|o| {
                 o.unwrap_or(RecordOutcome::Failed(RecordError {
-                    code: "NOT_PROCESSED".into(),
+                    code: crate::NOT_PROCESSED.into(),
                     message: "missing from the job results".into(),
                     fields: vec![],
                 }))
@@ -275,7 +275,7 @@ impl SfClient {
                 "successfulResults" => RecordOutcome::Updated(cell(id_at)),
                 "failedResults" => RecordOutcome::Failed(parse_bulk_error(&cell(error_at))),
                 _ => RecordOutcome::Failed(RecordError {
-                    code: "NOT_PROCESSED".into(),
+                    code: crate::NOT_PROCESSED.into(),
                     message: "unprocessed by the bulk job".into(),
                     fields: vec![],
                 }),

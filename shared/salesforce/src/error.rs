@@ -81,5 +81,15 @@ impl SfError {
 
 /// `errorCode`s worth retrying with backoff.
 pub fn is_transient_code(code: &str) -> bool {
-    matches!(code, "UNABLE_TO_LOCK_ROW" | "SERVER_UNAVAILABLE" | "QUERY_TIMEOUT")
+    matches!(
+        code,
+        "UNABLE_TO_LOCK_ROW" | "SERVER_UNAVAILABLE" | "QUERY_TIMEOUT" | NOT_PROCESSED
+    )
 }
+
+/// Our code for a record Salesforce gave no outcome for: a Bulk job's row in no result file
+/// (or matching no uploaded row), a row the job left unprocessed, a record with no result.
+/// Nothing says it failed, so it is written again (our updates and duplicate-tolerant creates
+/// make that harmless), and if it still has no outcome it waits in the retry queue: never a
+/// permanent failure.
+pub const NOT_PROCESSED: &str = "NOT_PROCESSED";

@@ -32,7 +32,7 @@ use serde_json::Value;
 
 use auth::Session;
 pub use auth::{Auth, RefreshTokenVault, VaultFuture, instance_url_allowed};
-pub use error::{SfError, is_transient_code};
+pub use error::{NOT_PROCESSED, SfError, is_transient_code};
 pub use query::{Describe, FieldInfo, QueryStream};
 pub use writes::{Operation, RecordError, RecordOutcome, RecordResult, WriteOptions};
 

@@ -161,7 +161,7 @@ impl SfClient {
             .map(|(index, outcome)| RecordResult {
                 index,
                 outcome: outcome.unwrap_or(RecordOutcome::Failed(RecordError {
-                    code: "NOT_PROCESSED".into(),
+                    code: crate::NOT_PROCESSED.into(),
                     message: "no result".into(),
                     fields: vec![],
                 })),

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use salesforce::writes::{COLLECTION_LIMIT, Path};
+use salesforce::writes::{COLLECTION_LIMIT, Path, RecordResult};
 use salesforce::{Auth, Operation, RecordOutcome, RetryPolicy, SfClient, SfConfig, SfError, WriteOptions, soql};
 use sandbox::generate::{Shape, generate};
 use sandbox::scenario::Scenario;
@@ -393,10 +393,11 @@ async fn contacts_titled(sf: &SfClient, title: &str) -> usize {
         .len()
 }
 
-#[tokio::test]
-async fn a_slow_bulk_job_is_polled_until_it_completes() {
+/// 2,500 Contact updates (Bulk-sized) written on a sandbox `faults` set up: the sandbox (kept
+/// running), the client and the results.
+async fn bulk_sized_write(faults: impl FnOnce(&mut Scenario)) -> (sandbox::Running, SfClient, Vec<RecordResult>) {
     let mut scenario = scenario();
-    scenario.faults.sf.bulk_in_progress_polls = 3;
+    faults(&mut scenario);
     let running = start(scenario).await;
     let sf = client(&running);
     let updates = bulk_sized_updates(&sf).await;
@@ -404,6 +405,12 @@ async fn a_slow_bulk_job_is_polled_until_it_completes() {
         .write("Contact", &Operation::Update, &updates, &WriteOptions::default())
         .await
         .unwrap();
+    (running, sf, results)
+}
+
+#[tokio::test]
+async fn a_slow_bulk_job_is_polled_until_it_completes() {
+    let (_running, sf, results) = bulk_sized_write(|s| s.faults.sf.bulk_in_progress_polls = 3).await;
     assert!(results.iter().all(|r| r.outcome.is_success()));
     let calls = sf.calls();
     assert_eq!(
@@ -854,4 +861,18 @@ fn the_client_credentials_flow_is_refused_on_a_generic_login_host_before_any_cal
         Ok(()),
         "JWT may use it"
     );
+}
+
+#[tokio::test]
+async fn rows_a_bulk_job_records_in_no_result_file_are_written_again_not_failed_for_good() {
+    let (_running, sf, results) = bulk_sized_write(|s| s.faults.sf.bulk_results_dropped_rows = 7).await;
+    let failed: Vec<_> = results.iter().filter(|r| !r.outcome.is_success()).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(contacts_titled(&sf, "Bulk-tested").await, 2_500);
+    let calls = sf.calls();
+    assert_eq!(
+        calls.writes, 1,
+        "the 7 rows with no recorded outcome go again, through one Collections call"
+    );
+    assert!(salesforce::is_transient_code(salesforce::NOT_PROCESSED));
 }

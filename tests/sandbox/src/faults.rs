@@ -112,6 +112,12 @@ pub struct SfFaults {
     /// (the default), the columns come sorted by name and the rows shuffled: Salesforce
     /// promises neither order.
     pub bulk_results_in_upload_order: bool,
+    /// Rows of each job a successful-results file leaves out (the first N written). Salesforce
+    /// documents that every processed row is in one of the three result files, but not what
+    /// happens to a row it lost track of: the less convenient reading is a row written that no
+    /// file records.
+    #[serde(default)]
+    pub bulk_results_dropped_rows: usize,
 }
 
 fn is_false(value: &bool) -> bool {

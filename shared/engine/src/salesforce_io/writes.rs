@@ -371,7 +371,7 @@ pub(crate) async fn write_people(sf: &SfClient, updates: &[PersonUpdate]) -> Res
         .into_iter()
         .map(|o| {
             o.unwrap_or(RecordOutcome::Failed(salesforce::RecordError {
-                code: "NOT_PROCESSED".into(),
+                code: salesforce::NOT_PROCESSED.into(),
                 message: "no result".into(),
                 fields: vec![],
             }))

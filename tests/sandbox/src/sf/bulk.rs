@@ -250,6 +250,7 @@ pub fn delete_job(world: &mut World, id: &str) -> Result<Response, SfError> {
 /// the rows shuffled (seeded): the less convenient of what Salesforce may do.
 pub fn results(world: &mut World, id: &str, kind: &str) -> Result<Response, SfError> {
     let in_order = world.faults.sf.bulk_results_in_upload_order;
+    let dropped = world.faults.sf.bulk_results_dropped_rows;
     let job = world.sf.jobs.get(id).ok_or_else(|| not_found(id))?;
     let mut writer = csv::Writer::from_writer(Vec::new());
     let write = |writer: &mut csv::Writer<Vec<u8>>, row: Vec<String>| {
@@ -275,6 +276,7 @@ pub fn results(world: &mut World, id: &str, kind: &str) -> Result<Response, SfEr
                     let (id, created) = outcome.as_ref().ok()?;
                     Some(row([id.clone(), created.to_string()], pairs))
                 })
+                .skip(dropped)
                 .collect(),
         ),
         "failedResults" => (
