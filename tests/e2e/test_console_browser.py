@@ -31,6 +31,8 @@ SHOTS = os.path.join(TARGET, "console-screenshots")
 LAPTOP = (1366, 768)
 PERMISSION_SET = "CM Sync Console Admin"
 AUTUMN = "e" * 32
+# state::MAX_WEBHOOK_ATTEMPTS: tries at a webhook event before its delivery waits for an admin.
+MAX_WEBHOOK_ATTEMPTS = 12
 AUTUMN_NAME = 'Autumn <b>offers</b> =HYPERLINK("http://evil.example")'
 
 
@@ -333,6 +335,28 @@ def test_an_admin_signs_in_changes_refresh_through_preview_sees_field_errors_and
     browser.go(stack.console_url + "/links")
     assert "backfill" in browser.text(), browser.text()
     browser.step("17g-backfilled")
+
+    # A webhook opt-out Salesforce refuses at every attempt (a validation rule): after the
+    # twelfth, its delivery waits for an admin, and the Overview says so.
+    list_id = stack.scenario["cm"]["lists"][0]["id"]
+    stack.register_webhook(list_id)
+    stack.warm_intake()
+    stack.set_sf_faults({"seed": 3, "sf": {"validation_error_rate": 1.0}})
+    email = stack.scenario["sf"]["records"]["Contact"][0]["Email"]
+    stack.deliver_webhook(list_id, [{"Type": "Deactivate", "Date": "2026-12-01 10:00:00",
+                                     "EmailAddress": email, "State": "Unsubscribed"}])
+    stack.settle()
+    for _ in range(MAX_WEBHOOK_ATTEMPTS - 1):  # an admin replaying it, or the schedule's sweeps
+        stack.admin("replay")
+        stack.settle()
+    stack.set_sf_faults({"seed": 3})
+    doctor = stack.admin_run("doctor").stdout
+    assert "PROBLEM  webhook events waiting for an admin: 1 opt-out(s)" in doctor, doctor
+    browser.go(stack.console_url + "/")
+    waiting = browser.driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=webhooks]").text
+    assert list_id in waiting and "waits for an admin" in waiting, waiting
+    assert email not in browser.text()
+    browser.step("19-overview-delivery-waiting-for-an-admin")
 
     # Sign out: back at sign-in; the overview needs signing in again.
     browser.click("form[action='/signout'] button[type=submit]")
