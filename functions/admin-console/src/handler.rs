@@ -13,7 +13,6 @@ use events::publisher::Publisher;
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use lambda_support::{Config, StartupError};
-use mapping::settings::is_org_id;
 use tower::ServiceExt;
 
 /// Where browsers reach the console.
@@ -37,21 +36,16 @@ pub struct SiteSettings {
 }
 
 impl SiteSettings {
-    /// Reads and checks them; an error names the variable.
+    /// Reads and checks them (`Config::console_settings`, as `doctor` does); an error names the
+    /// variable. A plain-HTTP origin must be a loopback address: only the local stack has one.
     pub fn from_config(config: &Config) -> Result<SiteSettings, StartupError> {
-        let org_id = config.console_org_id()?.trim().to_owned();
-        if !is_org_id(&org_id) {
-            return Err(StartupError::Invalid(
-                "CONSOLE_ORG_ID is not an 18-character Salesforce org id (00D…; Setup → Company Information)".into(),
-            ));
-        }
-        let sf_login_url = bare_origin("CONSOLE_SF_LOGIN_URL", config.console_sf_login_url()?)?;
-        config.require_https("CONSOLE_SF_LOGIN_URL", &sf_login_url)?;
-        let origin = match config.console_public_origin() {
+        let settings = config.console_settings()?;
+        let origin = match settings.public_origin {
             Some(fixed) => {
-                let fixed = bare_origin("CONSOLE_PUBLIC_ORIGIN", fixed)?;
-                config.require_https("CONSOLE_PUBLIC_ORIGIN", &fixed)?;
-                if fixed.starts_with("http://") && !loopback_origin(&fixed) {
+                if fixed
+                    .strip_prefix("http://")
+                    .is_some_and(|host| !console::guard::is_loopback_host(host))
+                {
                     return Err(StartupError::Insecure(
                         "CONSOLE_PUBLIC_ORIGIN over plain HTTP must be a loopback address (the local stack)".into(),
                     ));
@@ -63,32 +57,11 @@ impl SiteSettings {
             },
         };
         Ok(SiteSettings {
-            org_id,
-            sf_login_url,
+            org_id: settings.org_id,
+            sf_login_url: settings.sf_login_url,
             origin,
         })
     }
-}
-
-/// `scheme://host[:port]` with no path, query or trailing slash.
-fn bare_origin(variable: &str, url: &str) -> Result<String, StartupError> {
-    let url = url.trim().trim_end_matches('/');
-    let host = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .unwrap_or_default();
-    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
-        return Err(StartupError::Invalid(format!(
-            "{variable} must be scheme and host only, such as https://login.salesforce.com"
-        )));
-    }
-    Ok(url.to_owned())
-}
-
-fn loopback_origin(origin: &str) -> bool {
-    let host = origin.trim_start_matches("http://");
-    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
-    name == "127.0.0.1" || name == "localhost" || name == "[::1]"
 }
 
 /// The console, served once its origin is known.
@@ -103,7 +76,7 @@ pub struct Site<S, P> {
 }
 
 impl<S: ConsoleStore + Send + Sync, P: ConsoleSink + Send + Sync> Site<S, P> {
-    /// The site; a fixed origin's router is built now.
+    /// The site; its router is built on the first request.
     pub fn new(
         settings: SiteSettings,
         secret: ConsoleSecret,
@@ -111,18 +84,14 @@ impl<S: ConsoleStore + Send + Sync, P: ConsoleSink + Send + Sync> Site<S, P> {
         publisher: Arc<Publisher<P>>,
     ) -> Result<Site<S, P>, StartupError> {
         let salesforce = SalesforceAuth::new().map_err(|e| StartupError::Client(e.to_string()))?;
-        let site = Site {
+        Ok(Site {
             settings,
             secret,
             store,
             publisher,
             salesforce,
             router: OnceLock::new(),
-        };
-        if let Origin::Fixed(origin) = &site.settings.origin {
-            let _ = site.router.set((origin.clone(), site.build(origin.clone())));
-        }
-        Ok(site)
+        })
     }
 
     fn build(&self, public_origin: String) -> Router {
@@ -147,23 +116,18 @@ impl<S: ConsoleStore + Send + Sync, P: ConsoleSink + Send + Sync> Site<S, P> {
 
     /// The router for this request's host, or why it is not answered.
     fn router_for(&self, request: &Request) -> Result<Router, &'static str> {
-        let region = match &self.settings.origin {
-            Origin::Fixed(_) => {
-                return self
-                    .router
-                    .get()
-                    .map(|(_, router)| router.clone())
-                    .ok_or("the console is not configured");
+        let origin = match &self.settings.origin {
+            Origin::Fixed(origin) => origin.clone(),
+            Origin::FunctionUrl { region } => {
+                let domain = match request.request_context_ref() {
+                    Some(RequestContext::ApiGatewayV2(context)) => context.domain_name.as_deref().unwrap_or_default(),
+                    _ => "",
+                };
+                function_url_origin(domain, region).ok_or("this host is not the console's")?
             }
-            Origin::FunctionUrl { region } => region,
         };
-        let domain = match request.request_context_ref() {
-            Some(RequestContext::ApiGatewayV2(context)) => context.domain_name.as_deref().unwrap_or_default(),
-            _ => "",
-        };
-        let origin = function_url_origin(domain, region).ok_or("this host is not the console's")?;
         let (known, router) = self.router.get_or_init(|| {
-            tracing::info!(%origin, "console origin learned from its Function URL");
+            tracing::info!(%origin, "console origin known");
             (origin.clone(), self.build(origin.clone()))
         });
         if *known != origin {

@@ -54,9 +54,14 @@ pub async fn host_and_headers<S: ConsoleStore, P: ConsoleSink>(
 
 /// `Host` is a loopback name or address (with any port).
 fn loopback_host(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(is_loopback_host)
+}
+
+/// `host[:port]` names this machine: `localhost`, `127.0.0.0/8`, `[::1]`.
+pub fn is_loopback_host(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or_default()
     } else {

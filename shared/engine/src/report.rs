@@ -88,3 +88,11 @@ pub(crate) async fn record_scheduled_run<S: RunStore>(
 pub fn new_run_id() -> String {
     state::new_run_id(chrono::Utc::now(), uuid::Uuid::new_v4().as_u128() as u32)
 }
+
+/// The run id of a report about `what`, dated `at`: the same for the same report however often
+/// it is recorded (a retried invocation), so [`record_report_once`] keeps it once.
+pub(crate) fn report_run_id(at: chrono::DateTime<chrono::Utc>, what: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(what.as_bytes());
+    state::new_run_id(at, u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]))
+}

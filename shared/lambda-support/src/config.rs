@@ -154,6 +154,32 @@ impl Config {
         )))
     }
 
+    /// The admin console's settings, checked as the function checks them at start (and
+    /// `cm-sf-admin doctor` before a deploy): an error names the variable.
+    pub fn console_settings(&self) -> Result<ConsoleSettings, StartupError> {
+        let org_id = self.console_org_id()?.trim().to_owned();
+        if !mapping::settings::is_org_id(&org_id) {
+            return Err(StartupError::Invalid(format!(
+                "CONSOLE_ORG_ID `{org_id}` is not an 18-character Salesforce org id (00D…; Setup → Company Information): no one could sign in"
+            )));
+        }
+        let sf_login_url = bare_origin("CONSOLE_SF_LOGIN_URL", self.console_sf_login_url()?)?;
+        self.require_https("CONSOLE_SF_LOGIN_URL", &sf_login_url)?;
+        let public_origin = match self.console_public_origin() {
+            Some(fixed) => {
+                let fixed = bare_origin("CONSOLE_PUBLIC_ORIGIN", fixed)?;
+                self.require_https("CONSOLE_PUBLIC_ORIGIN", &fixed)?;
+                Some(fixed)
+            }
+            None => None,
+        };
+        Ok(ConsoleSettings {
+            org_id,
+            sf_login_url,
+            public_origin,
+        })
+    }
+
     /// `SF_API_VERSION`, default [`DEFAULT_SF_API_VERSION`].
     pub fn sf_api_version(&self) -> &str {
         self.values
@@ -176,6 +202,32 @@ impl Config {
             filter.to_owned()
         }
     }
+}
+
+/// The admin console's settings from the environment ([`Config::console_settings`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleSettings {
+    /// `CONSOLE_ORG_ID`: the only org whose users may sign in.
+    pub org_id: String,
+    /// `CONSOLE_SF_LOGIN_URL`, scheme and host only.
+    pub sf_login_url: String,
+    /// `CONSOLE_PUBLIC_ORIGIN`, scheme and host only; `None`: the function's own URL.
+    pub public_origin: Option<String>,
+}
+
+/// `scheme://host[:port]` with no path, query or trailing slash.
+fn bare_origin(variable: &str, url: &str) -> Result<String, StartupError> {
+    let url = url.trim().trim_end_matches('/');
+    let host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or_default();
+    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+        return Err(StartupError::Invalid(format!(
+            "{variable} must be scheme and host only, such as https://login.salesforce.com"
+        )));
+    }
+    Ok(url.to_owned())
 }
 
 #[cfg(test)]

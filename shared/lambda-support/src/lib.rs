@@ -35,7 +35,7 @@ use salesforce::{Auth, SfClient, SfConfig};
 use serde::Deserialize;
 use state::dynamo::DynamoStore;
 
-pub use config::{Config, DEFAULT_SF_API_VERSION, VARIABLES};
+pub use config::{Config, ConsoleSettings, DEFAULT_SF_API_VERSION, VARIABLES};
 pub use container::{Container, Invocation};
 pub use vault::SecretVault;
 

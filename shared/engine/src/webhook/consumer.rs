@@ -12,14 +12,13 @@ use mapping::plan::SkipReason;
 use mapping::{CmTimestamp, Settings};
 use salesforce::RecordOutcome;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use state::{
     EventState, MAX_WEBHOOK_ATTEMPTS, PendingBatch, RunFailure, RunStore, Scope, WebhookEventRecord, WebhookEventStore,
 };
 
 use crate::core::{Engine, EngineError};
 use crate::lists::Lists;
-use crate::report::record_report_once;
+use crate::report::{record_report_once, report_run_id};
 
 /// The reason a bounce from a list deactivation is recorded with.
 const BOUNCE_REASON: &str = "Bounced (Campaign Monitor list deactivation)";
@@ -359,11 +358,7 @@ impl<'e, S: WebhookEventStore + RunStore, P> WebhookConsumer<'e, S, P> {
                 RunFailure::new(&format!("webhook {event}"), reason, Some("WEBHOOK_EVENT_REFUSED"))
             })
             .collect();
-        let digest = Sha256::digest(pending.batch.as_bytes());
-        let run_id = state::new_run_id(
-            pending.received_at,
-            u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]),
-        );
+        let run_id = report_run_id(pending.received_at, &pending.batch);
         let scope = Scope::WebhookList(&pending.list_id);
         Ok(record_report_once(self.engine.store.as_ref(), settings, &run_id, scope, counts, &failures).await?)
     }
@@ -454,8 +449,7 @@ impl<'e, S: WebhookEventStore + RunStore, P> WebhookConsumer<'e, S, P> {
         };
         let mut keys: Vec<&str> = events.iter().map(|(key, _)| *key).collect();
         keys.sort_unstable();
-        let digest = Sha256::digest(format!("unconfirmed\0{list_id}\0{}", keys.join("\0")).as_bytes());
-        let run_id = state::new_run_id(latest, u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]));
+        let run_id = report_run_id(latest, &format!("unconfirmed\0{list_id}\0{}", keys.join("\0")));
         tracing::error!(
             alarm = ALARM_WEBHOOK_EVENTS_UNCONFIRMED,
             list = list_id,
