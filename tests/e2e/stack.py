@@ -9,6 +9,7 @@ Used by `make demo` (demo.py) and the end-to-end tests (test_e2e.py).
 import base64
 import datetime
 import hashlib
+import hmac
 from http.client import HTTPConnection
 import json
 import os
@@ -128,10 +129,23 @@ def template_routes():
     return routes
 
 
-def person_key(email):
-    """The key run records keep for a person instead of the address
-    (`mapping::email::person_key`, as SECURITY.md documents it)."""
-    digest = hashlib.sha256(b"cm-sf-sync person\x00" + email.strip().lower().encode()).hexdigest()
+def recent_cm_date(minutes_ago=60):
+    """A CM date (`YYYY-MM-DD HH:MM:SS`) `minutes_ago` before the real clock, in UTC: what a
+    webhook event posted now carries. The intake refuses dates outside a window around its
+    clock (36 hours ahead, 30 days back), so a fixed date would stop working as time passes;
+    read in any account zone, UTC text stays well inside that window."""
+    at = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=minutes_ago)
+    return at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def person_key(email, keys_secret):
+    """The key run records keep for a person instead of the address, as SECURITY.md documents
+    it (`mapping::email::person_key`): HMAC-SHA256 under the pepper derived from the
+    deployment's keys secret, 128 bits in hex after `p-`."""
+    master = hashlib.sha256(keys_secret.encode()).digest()
+    pepper = hmac.new(master, b"cm-sf-sync pepper\x00", hashlib.sha256).digest()
+    digest = hmac.new(pepper, b"cm-sf-sync person\x00" + email.strip().lower().encode() + b"\x00",
+                      hashlib.sha256).hexdigest()
     return "p-" + digest[:32]
 
 
@@ -283,6 +297,9 @@ class Stack:
             sf_secret = {"flow": "jwt_bearer", "token_host": self.sf_url, "client_id": self.scenario["sf"]["client_id"],
                          "username": self.scenario["sf"]["username"], "private_key_pem": key,
                          "audience": "https://login.salesforce.com"}
+        # The deployment's keys, as the template generates them (a 64-character "key").
+        self.keys_secret = uuid.uuid4().hex * 2
+        secrets.create_secret(Name=f"keys-{self.suffix}", SecretString=json.dumps({"key": self.keys_secret}))
         secrets.create_secret(Name=f"cm-{self.suffix}", SecretString=json.dumps(cm_secret))
         secrets.create_secret(Name=f"sf-{self.suffix}", SecretString=json.dumps(sf_secret))
         self.webhook_token = uuid.uuid4().hex
@@ -294,7 +311,8 @@ class Stack:
             {"client_id": console_app, "cookie_keys": [base64.b64encode(os.urandom(32)).decode()]}))
         # The functions' configuration is the template's own; only names and hosts are local
         # (the console's origin is the local stand-in for its Function URL).
-        self.local = {"StateTable": self.table, "EventBus": self.bus, "CmSecretName": f"cm-{self.suffix}",
+        self.local = {"StateTable": self.table, "EventBus": self.bus, "KeysSecret": f"keys-{self.suffix}",
+                      "CmSecretName": f"cm-{self.suffix}",
                       "SfSecretName": f"sf-{self.suffix}", "WebhookSecretName": f"hook-{self.suffix}",
                       "ConsoleSecretName": f"console-{self.suffix}", "ConsoleOrgId": SANDBOX_ORG_ID,
                       "hosts": {"CmBaseUrl": self.cm_url, "ConsoleSfLoginUrl": self.sf_url}}

@@ -11,7 +11,7 @@ import tempfile
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import ROOT, Stack, generate_scenario  # noqa: E402
+from stack import ROOT, Stack, generate_scenario, recent_cm_date  # noqa: E402
 
 UNLINKED_SF_CAMPAIGN = "701000SB0000099AAA"
 
@@ -123,7 +123,7 @@ def test_doctor_finds_the_missing_webhook_and_register_list_remove_manage_it(sta
     # The registered URL really reaches the intake: CM's Deactivate opts the person out.
     person = stack.scenario["sf"]["records"]["Contact"][0]
     stack.warm_intake()
-    delivered = stack.deliver_webhook(list_id, [{"Type": "Deactivate", "Date": "2026-11-20 10:00:00", "State": "Unsubscribed",
+    delivered = stack.deliver_webhook(list_id, [{"Type": "Deactivate", "Date": recent_cm_date(600), "State": "Unsubscribed",
                                                  "EmailAddress": person["Email"], "Name": "", "CustomFields": []}])
     assert [d["status"] for d in delivered] == [200], delivered
     stack.settle()

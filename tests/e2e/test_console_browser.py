@@ -24,7 +24,7 @@ from selenium.common.exceptions import StaleElementReferenceException, WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import TARGET, Stack, free_port  # noqa: E402
+from stack import TARGET, Stack, free_port, recent_cm_date  # noqa: E402
 from test_rules_e2e import main_id, member, settings_for, small_scenario  # noqa: E402
 
 SHOTS = os.path.join(TARGET, "console-screenshots")
@@ -343,7 +343,7 @@ def test_an_admin_signs_in_changes_refresh_through_preview_sees_field_errors_and
     stack.warm_intake()
     stack.set_sf_faults({"seed": 3, "sf": {"validation_error_rate": 1.0}})
     email = stack.scenario["sf"]["records"]["Contact"][0]["Email"]
-    stack.deliver_webhook(list_id, [{"Type": "Deactivate", "Date": "2026-12-01 10:00:00",
+    stack.deliver_webhook(list_id, [{"Type": "Deactivate", "Date": recent_cm_date(600),
                                      "EmailAddress": email, "State": "Unsubscribed"}])
     stack.settle()
     for _ in range(MAX_WEBHOOK_ATTEMPTS - 1):  # an admin replaying it, or the schedule's sweeps

@@ -1,4 +1,4 @@
-"""Personal data kept only as long as needed (issue #21): a sync with per-person failures and a
+"""Personal data kept only as long as needed (issue #21), and erased on request (#33): a sync with per-person failures and a
 webhook delivery, at the most verbose log level the template allows (DEBUG); afterwards no
 captured function log, run record, retry-queue entry or webhook record holds a whole address of
 the scenario, and the admin CLI still finds a person's failures by their address."""
@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack, person_key  # noqa: E402
+from stack import Stack, person_key, recent_cm_date  # noqa: E402
 from test_rules_e2e import main_id, settings_for, small_scenario  # noqa: E402
 
 ADDRESS = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]+")
@@ -69,7 +69,7 @@ def test_logs_run_records_and_webhook_records_hold_no_whole_address(stack):
     # The admin still finds one person's failures by their address (its key), and only theirs.
     found = json.loads(stack.admin("--json", "runs", "--last", "50", "--email", emails[0].upper()))
     assert [r["run"]["run_id"] for r in found] == [failed["run_id"]], found
-    assert {f["person"] for f in found[0]["failures"]} == {person_key(emails[0])}, found
+    assert {f["person"] for f in found[0]["failures"]} == {person_key(emails[0], stack.keys_secret)}, found
     nobody = stack.admin("runs", "--last", "50", "--email", "nobody@example.org")
     assert "no failures of n***@example.org" in nobody, nobody
     retried = stack.admin("retry", failed["run_id"])
@@ -81,9 +81,9 @@ def test_logs_run_records_and_webhook_records_hold_no_whole_address(stack):
     stack.register_webhook(list_id)
     stack.warm_intake()
     events = [
-        {"Type": "Deactivate", "Date": "2026-12-01 11:00:00", "EmailAddress": emails[3], "Name": "Dee Four",
+        {"Type": "Deactivate", "Date": recent_cm_date(540), "EmailAddress": emails[3], "Name": "Dee Four",
          "State": "Unsubscribed", "CustomFields": [{"Key": "Phone", "Value": "+44 20 7946 0000"}]},
-        {"Type": "Subscribe", "Date": "2026-12-01 11:01:00", "EmailAddress": "brand.new.person@example.net",
+        {"Type": "Subscribe", "Date": recent_cm_date(539), "EmailAddress": "brand.new.person@example.net",
          "Name": "Brand New", "CustomFields": [{"Key": "City", "Value": "Leeds"}], "SignupIPAddress": "203.0.113.9"},
     ]
     addresses.add("brand.new.person@example.net")
@@ -105,3 +105,18 @@ def test_logs_run_records_and_webhook_records_hold_no_whole_address(stack):
     assert "DEBUG" in logs, "the functions logged at DEBUG"
     assert whole_addresses_in(logs, addresses) == [], "a function log holds whole addresses"
     assert stack.webhook_token not in logs, "a function log holds the webhook token"
+
+    # Erasure (issue #33 item 5): `forget` removes or rewrites every item holding a person's
+    # address, key or the dedupe key of one of their webhook events; nobody else's.
+    keys = {e: person_key(e, stack.keys_secret) for e in emails[:4]}
+    hashes = [i["pk"][len("WEBHOOK#"):] for i in items if i["pk"].startswith("WEBHOOK#") and i.get("person") == keys[emails[3]]]
+    assert hashes, "the applied webhook event keeps the person's key (its payload is dropped)"
+    for forgotten in (emails[0], emails[3]):
+        out = stack.admin("forget", forgotten.upper())
+        assert "removed" in out and forgotten not in out, out
+    after = json.dumps(table_items(stack), default=str)
+    for needle in [emails[0], emails[3], keys[emails[0]], keys[emails[3]], *hashes]:
+        assert needle.lower() not in after.lower(), f"{needle[:3]}… is still in the table"
+    assert keys[emails[1]] in after, "other people's records are kept"
+    refused = stack.admin_run("forget", "not-an-address")
+    assert refused.returncode != 0 and "not an email address" in refused.stderr, refused

@@ -102,8 +102,8 @@ def test_unmatched_and_ambiguous_emails_are_reported_never_guessed(stack):
     assert "plan" not in outcome, "a function answers with a summary; the skips are in the run record"
     run = json.loads(stack.admin("--json", "run", outcome["run_id"]))
     reasons = {failure.get("person"): failure["reason"] for failure in run["failures"]}
-    assert reasons[person_key("stranger@example.com")] == "unmatched email"
-    assert reasons[person_key("person0000005@example.com")] == "several matches"
+    assert reasons[person_key("stranger@example.com", stack.keys_secret)] == "unmatched email"
+    assert reasons[person_key("person0000005@example.com", stack.keys_secret)] == "several matches"
     assert "stranger@example.com" not in json.dumps(run), "the run record keeps no whole address"
     assert not any(m["Email"] == "person0000005@example.com" for m in stack.records("CampaignMember"))
 

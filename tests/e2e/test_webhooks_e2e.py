@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack, generate_scenario  # noqa: E402
+from stack import Stack, generate_scenario, recent_cm_date  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +47,10 @@ def person(stack, email):
 def test_a_batch_delivered_three_times_changes_salesforce_once(stack):
     a, b, c = stack.emails[0], stack.emails[1], stack.emails[2]
     events = [
-        {"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": a.upper(), "Name": "A", "State": "Unsubscribed", "CustomFields": []},
-        {"Type": "Deactivate", "Date": "2026-11-27 10:01:00", "EmailAddress": b, "Name": "B", "State": "Unsubscribed", "CustomFields": []},
-        {"Type": "Deactivate", "Date": "2026-11-27 10:02:00", "EmailAddress": c, "Name": "C", "State": "Bounced", "CustomFields": []},
-        {"Type": "Subscribe", "Date": "2026-11-27 10:03:00", "EmailAddress": "new@example.com", "Name": "", "CustomFields": [], "SignupIPAddress": "TypeManual"},
+        {"Type": "Deactivate", "Date": recent_cm_date(600), "EmailAddress": a.upper(), "Name": "A", "State": "Unsubscribed", "CustomFields": []},
+        {"Type": "Deactivate", "Date": recent_cm_date(599), "EmailAddress": b, "Name": "B", "State": "Unsubscribed", "CustomFields": []},
+        {"Type": "Deactivate", "Date": recent_cm_date(598), "EmailAddress": c, "Name": "C", "State": "Bounced", "CustomFields": []},
+        {"Type": "Subscribe", "Date": recent_cm_date(597), "EmailAddress": "new@example.com", "Name": "", "CustomFields": [], "SignupIPAddress": "TypeManual"},
     ]
     stack.reset_counters()
     started = time.time()
@@ -97,12 +97,12 @@ def test_bad_requests_get_4xx_and_record_nothing(stack):
 
     stack.settle()
     handed_on = sum(1 for _, kind, _ in stack.invocations if kind == "webhook-batch-received.v1")
-    good = json.dumps({"ListID": stack.list_id, "Events": [{"Type": "Subscribe", "Date": "2026-11-27 10:00:00", "EmailAddress": "x@example.com"}]}).encode()
+    good = json.dumps({"ListID": stack.list_id, "Events": [{"Type": "Subscribe", "Date": recent_cm_date(600), "EmailAddress": "x@example.com"}]}).encode()
     wrong_token = stack.webhook_url().rsplit("/", 1)[0] + "/not-the-token"
     assert post(wrong_token, good) == 401
     assert post(stack.webhook_url(), b"{not json") == 400
     assert post(stack.webhook_url(), good, "text/plain") == 415
-    other = json.dumps({"ListID": "f" * 32, "Events": [{"Type": "Subscribe", "Date": "2026-11-27 10:00:00", "EmailAddress": "x@example.com"}]}).encode()
+    other = json.dumps({"ListID": "f" * 32, "Events": [{"Type": "Subscribe", "Date": recent_cm_date(600), "EmailAddress": "x@example.com"}]}).encode()
     assert post(stack.webhook_url(), other) == 403
     stack.settle()
     assert sum(1 for _, kind, _ in stack.invocations if kind == "webhook-batch-received.v1") == handed_on, "nothing handed on"
@@ -113,7 +113,7 @@ def test_an_event_failed_while_salesforce_was_down_is_replayed_from_the_record_o
     the invocation record is lost (the queue purged, or kept past its 14 days). The recorded
     event is still there, not applied: `replay` re-drives it once Salesforce is back."""
     d = stack.emails[3]
-    events = [{"Type": "Deactivate", "Date": "2026-11-28 10:00:00", "EmailAddress": d, "Name": "D",
+    events = [{"Type": "Deactivate", "Date": recent_cm_date(600), "EmailAddress": d, "Name": "D",
                "State": "Unsubscribed", "CustomFields": []}]
     stack.set_sf_faults({"seed": 9, "sf": {"error_rate": 1.0}})
     assert [r["status"] for r in stack.deliver_webhook(stack.list_id, events)] == [200]
@@ -159,9 +159,9 @@ def test_a_1000_event_delivery_with_custom_fields_and_one_bad_event_is_applied_i
     events = []
     for i, email in enumerate(big.people[:999]):
         state = "Bounced" if i % 4 == 1 else "Unsubscribed"
-        events.append({"Type": "Deactivate", "Date": "2026-11-28 10:00:00", "EmailAddress": email, "Name": "N",
+        events.append({"Type": "Deactivate", "Date": recent_cm_date(600), "EmailAddress": email, "Name": "N",
                        "State": state, "CustomFields": fields})
-    events.insert(500, {"Type": "Deactivate", "Date": "2026-11-28 10:00:00", "Name": "No address", "State": "Unsubscribed",
+    events.insert(500, {"Type": "Deactivate", "Date": recent_cm_date(600), "Name": "No address", "State": "Unsubscribed",
                         "CustomFields": fields})
     body_size = len(json.dumps({"ListID": big.list_id, "Events": events}))
     big.reset_counters()

@@ -17,6 +17,8 @@ async fn main() -> Result<(), Error> {
     let site = handler::SiteSettings::from_config(&config)?;
     let aws = aws().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    // The pepper its person search keys addresses with.
+    lambda_support::keys::install(&secrets, config.keys_secret_id()?).await?;
     let secret_id = config.console_secret_id()?;
     let console_secret =
         ConsoleSecret::parse(&secret(&secrets, secret_id).await?).map_err(|e| StartupError::Secret {

@@ -72,7 +72,8 @@ mod tests {
             .as_str()
             .unwrap()
             .to_owned();
-        let payload = json!({"Type": "Deactivate", "Date": "2026-11-20 10:00:00", "EmailAddress": email,
+        let zone = harness::zone_of(&s.scenario).unwrap();
+        let payload = json!({"Type": "Deactivate", "Date": harness::cm_date_ago(zone, 60), "EmailAddress": email,
             "Name": "", "State": "Bounced", "CustomFields": []});
         let fixture: serde_json::Value =
             serde_json::from_str(include_str!("../fixtures/webhook-batch-received.v1.json")).unwrap();
@@ -82,6 +83,7 @@ mod tests {
             dedupe_key: "webhook-event-key".into(),
             list_id: s.scenario.cm.lists[0].id.clone(),
             payload,
+            person: None,
             received_at: now,
             expires_at: now + chrono::Duration::days(1),
             state: EventState::Received,

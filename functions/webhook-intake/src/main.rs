@@ -14,6 +14,8 @@ async fn main() -> Result<(), Error> {
     init_logging(&config);
     let aws = aws().await;
     let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+    // The pepper events' dedupe keys are made with.
+    lambda_support::keys::install(&secrets, config.keys_secret_id()?).await?;
     let tokens = handler::Tokens::from_secret(secrets, config.webhook_secret_id()?.to_owned()).await?;
     let intake = handler::Intake {
         store: Arc::new(dynamo_store(&aws, &config)?),

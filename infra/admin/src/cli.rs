@@ -108,6 +108,16 @@ pub enum Command {
         #[arg(long)]
         email: Option<String>,
     },
+    /// Erase one person from the state table (a data-subject request): every item holding
+    /// their address, their person key or one of their webhook events' keys is removed (their
+    /// events and queued records) or rewritten (run failures and batches listing them). Scans
+    /// the whole table. Salesforce and Campaign Monitor keep their own records.
+    ///
+    /// Example: cm-sf-admin forget jo.bloggs@example.com
+    Forget {
+        /// The person's email address.
+        address: String,
+    },
     /// One run: counts, and every failed or skipped record with its reason.
     ///
     /// Example: cm-sf-admin run 20261127T110055Z-1a2b3c4d:0123456789abcdef0123456789abcdef

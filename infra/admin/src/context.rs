@@ -85,12 +85,13 @@ impl Context {
         eprintln!("{line}");
     }
 
-    /// The state table.
+    /// The state table, with the deployment's peppers installed (the person keys it is
+    /// searched and erased by).
     pub async fn store(&self) -> Result<DynamoStore, Failure> {
-        Ok(lambda_support::dynamo_store(
-            &lambda_support::aws().await,
-            &self.config,
-        )?)
+        let aws = lambda_support::aws().await;
+        let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+        lambda_support::keys::install(&secrets, self.config.keys_secret_id()?).await?;
+        Ok(lambda_support::dynamo_store(&aws, &self.config)?)
     }
 
     /// The deployment's bus, as the functions publish to it.

@@ -26,6 +26,16 @@ pub enum CmError {
         /// What CM asked us to wait, if it said.
         retry_after: Option<Duration>,
     },
+    /// The tokens the deployment's processes share could not be read, renewed in turn or
+    /// saved.
+    #[error("shared tokens: {message}")]
+    Vault {
+        /// What failed (never a token).
+        message: String,
+        /// A later attempt may succeed (the store or the secret was unreachable, another process
+        /// was still renewing).
+        retryable: bool,
+    },
     /// CM answered 5xx, still after the retries.
     #[error("Campaign Monitor is unavailable (HTTP {status}) after {attempts} attempts")]
     Unavailable {
@@ -72,7 +82,10 @@ impl CmError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            CmError::RateLimited { .. } | CmError::Unavailable { .. } | CmError::Network { .. }
+            CmError::RateLimited { .. }
+                | CmError::Unavailable { .. }
+                | CmError::Network { .. }
+                | CmError::Vault { retryable: true, .. }
         )
     }
 

@@ -121,15 +121,22 @@ impl Default for RetryPolicy {
 }
 
 /// A future a [`TokenVault`] returns.
-pub type VaultFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+pub type VaultFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CmError>> + Send + 'a>>;
 
-/// Where OAuth tokens are kept between processes (a deployment's secret): every container and
-/// every cold start reads the tokens the last refresh saved.
+/// A refresh a [`TokenVault`] runs when it must: spends the refresh token it is given, returns
+/// the new tokens.
+pub type Refresh<'a> = Box<dyn FnOnce(String) -> VaultFuture<'a, OAuthTokens> + Send + 'a>;
+
+/// Where OAuth tokens are shared between processes (every container of a deployment): each
+/// refresh spends the refresh token, so the processes must take turns and each must use the
+/// tokens the last refresh returned.
 pub trait TokenVault: Send + Sync {
-    /// The tokens saved last, if any.
+    /// The tokens shared now (the last refresh's, or an admin's newer ones), if any.
     fn load(&self) -> VaultFuture<'_, Option<OAuthTokens>>;
-    /// Keeps tokens a refresh returned.
-    fn save<'a>(&'a self, tokens: &'a OAuthTokens) -> VaultFuture<'a, ()>;
+    /// New tokens after CM refused `stale` (an access token): the shared ones when another
+    /// process already renewed them, else `refresh` run with the shared refresh token while
+    /// no other process refreshes, its tokens shared before it returns.
+    fn renew<'a>(&'a self, stale: &'a str, refresh: Refresh<'a>) -> VaultFuture<'a, OAuthTokens>;
 }
 
 /// Builds a [`CmClient`].
@@ -279,15 +286,15 @@ impl Auth {
         Ok(())
     }
 
-    /// Tokens the vault holds that are newer than the expired `stale` access token (another
-    /// process refreshed), taken up.
+    /// Tokens the vault shares that are not `stale` (another process refreshed, or an admin
+    /// authorised again), taken up.
     async fn adopt_saved(&self, stale: &str) -> Result<bool, CmError> {
         let Some(vault) = &self.vault else {
             return Ok(false);
         };
-        match vault.load().await.map_err(CmError::Refresh)? {
+        match vault.load().await? {
             Some(saved) if saved.access_token != stale => {
-                tracing::info!("Campaign Monitor OAuth tokens taken from the vault (refreshed elsewhere)");
+                tracing::info!("Campaign Monitor OAuth tokens taken from the vault (renewed elsewhere)");
                 self.adopt(saved)?;
                 Ok(true)
             }
@@ -295,9 +302,10 @@ impl Auth {
         }
     }
 
-    /// After `stale` (the access token a call used) expired: new tokens, from whichever comes
-    /// first: a refresh another task of this client made while this one waited, the vault (a
-    /// refresh another process made), or a refresh of our own, saved to the vault at once.
+    /// After `stale` (the access token a call used) expired: new tokens, from a refresh
+    /// another task of this client made while this one waited, or else the vault's renewal
+    /// (the shared tokens, or one refresh across every process), or without a vault a refresh
+    /// of our own.
     async fn refresh(&self, stale: &str) -> Result<(), CmError> {
         let _one_at_a_time = self.refreshing.lock().await;
         let refresh_token = match self.credentials()? {
@@ -305,29 +313,19 @@ impl Auth {
             Credentials::OAuth(tokens) => tokens.refresh_token,
             Credentials::ApiKey(_) => return Err(CmError::Refresh("API-key credentials cannot be refreshed".into())),
         };
-        if self.adopt_saved(stale).await? {
-            return Ok(());
-        }
-        let tokens = match self.request_tokens(&refresh_token).await {
-            Ok(tokens) => tokens,
-            // Another process may have refreshed with the same token and saved after we looked.
-            Err(error) => {
-                if self.adopt_saved(stale).await? {
-                    return Ok(());
-                }
-                return Err(error);
+        let tokens = match &self.vault {
+            Some(vault) => {
+                vault
+                    .renew(
+                        stale,
+                        Box::new(move |shared: String| Box::pin(async move { self.request_tokens(&shared).await })),
+                    )
+                    .await?
             }
+            None => self.request_tokens(&refresh_token).await?,
         };
-        tracing::info!("Campaign Monitor OAuth token refreshed");
-        self.adopt(tokens.clone())?;
-        if let Some(vault) = &self.vault {
-            // The old refresh token no longer works: without the save, the next cold start
-            // could not sign in.
-            vault.save(&tokens).await.map_err(|reason| {
-                CmError::Refresh(format!("the tokens were refreshed but could not be saved: {reason}"))
-            })?;
-        }
-        Ok(())
+        tracing::info!("Campaign Monitor OAuth token renewed");
+        self.adopt(tokens)
     }
 
     /// The token request, retried like an API call while CM answers 429 or 5xx or the network
@@ -455,12 +453,21 @@ impl CmClient {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
+            let used = authorization.trim_start_matches("Bearer ");
             if error.code() == Some(121) && !refreshed {
                 // Expired token: new tokens (one refresh for every task that saw it expire), and
                 // replay.
-                self.refresh(authorization.trim_start_matches("Bearer ")).await?;
+                self.refresh(used).await?;
                 refreshed = true;
                 continue;
+            }
+            if matches!(error.code(), Some(120 | 122)) && !refreshed {
+                // Invalid or revoked: the shared tokens, if another process renewed them or an
+                // admin authorised again; else the admin must authorise (nothing to refresh).
+                refreshed = true;
+                if self.auth.adopt_saved(used).await? {
+                    continue;
+                }
             }
             if !error.is_retryable() {
                 return Err(error);

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use campaign_monitor::webhook::WebhookEventType;
-use campaign_monitor::{CmClient, CmError, Credentials, OAuthTokens, RetryPolicy, SentFilter, TokenVault, VaultFuture};
+use campaign_monitor::{
+    CmClient, CmError, Credentials, OAuthTokens, Refresh, RetryPolicy, SentFilter, TokenVault, VaultFuture,
+};
 use mapping::{ActivityKind, CmTimestamp};
 use sandbox::generate::{Shape, generate};
 use sandbox::scenario::{CmCampaign, CmOAuth, CmSubscriber, Scenario};
@@ -335,29 +337,49 @@ fn oauth_client_with(
     builder.build().unwrap()
 }
 
-/// A vault in memory, as the deployment's secret is for every container.
-#[derive(Default)]
+/// A vault in memory, shared by every "container" of a test: one renewal at a time, the
+/// shared tokens taken up when they are not the refused ones (what lambda-support's keeper
+/// does across processes).
 struct MemoryVault {
-    tokens: Mutex<Option<OAuthTokens>>,
+    tokens: Mutex<OAuthTokens>,
+    turn: tokio::sync::Mutex<()>,
     saves: AtomicUsize,
 }
 
 impl MemoryVault {
-    fn saved(&self) -> Option<OAuthTokens> {
+    fn seeded(access_token: &str, refresh_token: &str) -> MemoryVault {
+        MemoryVault {
+            tokens: Mutex::new(OAuthTokens {
+                access_token: access_token.into(),
+                refresh_token: refresh_token.into(),
+                expires_in: 0,
+            }),
+            turn: tokio::sync::Mutex::new(()),
+            saves: AtomicUsize::new(0),
+        }
+    }
+
+    fn saved(&self) -> OAuthTokens {
         self.tokens.lock().unwrap().clone()
     }
 }
 
 impl TokenVault for MemoryVault {
     fn load(&self) -> VaultFuture<'_, Option<OAuthTokens>> {
-        Box::pin(async move { Ok(self.saved()) })
+        Box::pin(async move { Ok(Some(self.saved())) })
     }
 
-    fn save<'a>(&'a self, tokens: &'a OAuthTokens) -> VaultFuture<'a, ()> {
+    fn renew<'a>(&'a self, stale: &'a str, refresh: Refresh<'a>) -> VaultFuture<'a, OAuthTokens> {
         Box::pin(async move {
-            *self.tokens.lock().unwrap() = Some(tokens.clone());
+            let _turn = self.turn.lock().await;
+            let shared = self.saved();
+            if shared.access_token != stale {
+                return Ok(shared);
+            }
+            let tokens = refresh(shared.refresh_token).await?;
+            *self.tokens.lock().unwrap() = tokens.clone();
             self.saves.fetch_add(1, Ordering::SeqCst);
-            Ok(())
+            Ok(tokens)
         })
     }
 }
@@ -375,20 +397,24 @@ async fn token_requests(running: &sandbox::Running) -> u64 {
 #[tokio::test]
 async fn an_expired_token_is_refreshed_and_the_rotated_tokens_saved() {
     let running = start(scenario()).await;
-    let vault = Arc::new(MemoryVault::default());
+    let vault = Arc::new(MemoryVault::seeded("access-1", "refresh-1"));
     let cm = oauth_client_with(&running, "access-1", "refresh-1", Some(vault.clone()));
     assert_eq!(cm.clients().await.unwrap().len(), 1);
-    assert!(vault.saved().is_none(), "nothing refreshed, nothing saved");
+    assert_eq!(
+        vault.saves.load(Ordering::SeqCst),
+        0,
+        "nothing refreshed, nothing saved"
+    );
 
     control(&running, reqwest::Method::POST, "cm/expire-tokens", json!({})).await;
     assert_eq!(cm.clients().await.unwrap().len(), 1, "refreshed and replayed");
-    let first = vault.saved().expect("the new tokens are saved");
+    let first = vault.saved();
     assert_ne!(first.refresh_token, "refresh-1", "CM rotates the refresh token");
 
     // It happens again later: the rotated refresh token is the one used, and saved again.
     control(&running, reqwest::Method::POST, "cm/expire-tokens", json!({})).await;
     assert_eq!(cm.clients().await.unwrap().len(), 1);
-    let second = vault.saved().unwrap();
+    let second = vault.saved();
     assert_ne!(second.refresh_token, first.refresh_token);
     assert_eq!(vault.saves.load(Ordering::SeqCst), 2);
     assert!(format!("{second:?} {cm:?}").contains("***"), "tokens never print");
@@ -431,7 +457,7 @@ async fn tasks_that_see_the_token_expire_together_refresh_it_once() {
 #[tokio::test]
 async fn a_container_takes_up_the_tokens_another_one_refreshed_and_saved() {
     let running = start(scenario()).await;
-    let vault = Arc::new(MemoryVault::default());
+    let vault = Arc::new(MemoryVault::seeded("access-1", "refresh-1"));
     let first = oauth_client_with(&running, "access-1", "refresh-1", Some(vault.clone()));
     let second = oauth_client_with(&running, "access-1", "refresh-1", Some(vault.clone()));
     control(&running, reqwest::Method::POST, "cm/expire-tokens", json!({})).await;
@@ -439,6 +465,26 @@ async fn a_container_takes_up_the_tokens_another_one_refreshed_and_saved() {
     // The second container's refresh token was used up by the first: it reads the vault.
     assert_eq!(second.clients().await.unwrap().len(), 1);
     assert_eq!(token_requests(&running).await, 1);
+}
+
+/// Codes 120 (invalid) and 122 (revoked) cannot be refreshed away, but the shared tokens may be
+/// newer than the ones a container holds (an admin authorised again): they are taken up first.
+#[tokio::test]
+async fn an_invalid_token_takes_up_the_shared_tokens_before_failing() {
+    let running = start(scenario()).await;
+    let vault = Arc::new(MemoryVault::seeded("access-1", "refresh-1"));
+    let container = oauth_client_with(&running, "made-up", "refresh-made-up", Some(vault.clone()));
+    assert_eq!(
+        container.clients().await.unwrap().len(),
+        1,
+        "the shared tokens were used"
+    );
+    assert_eq!(token_requests(&running).await, 0, "nothing refreshed");
+
+    let nothing_newer = Arc::new(MemoryVault::seeded("made-up", "refresh-made-up"));
+    let container = oauth_client_with(&running, "made-up", "refresh-made-up", Some(nothing_newer));
+    let error = container.clients().await.unwrap_err();
+    assert_eq!((error.code(), error.is_retryable()), (Some(120), false));
 }
 
 #[tokio::test]

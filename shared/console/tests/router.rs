@@ -627,6 +627,7 @@ async fn the_overview_lists_webhook_deliveries_waiting_and_campaigns_salesforce_
         dedupe_key: key.into(),
         list_id: "list-9".into(),
         payload: serde_json::json!({"Type": "Deactivate", "State": "Unsubscribed", "EmailAddress": "jo.smith@example.com"}),
+        person: None,
         received_at: now,
         expires_at: now + Duration::days(30),
         state: state::EventState::Received,

@@ -286,7 +286,8 @@ async fn a_webhook_unsubscribe_the_list_confirms_late_is_applied() {
             events::publisher::MemorySink::default(),
         )),
     };
-    let post = json!({"ListID": list, "Events": [{"Type": "Deactivate", "Date": "2026-11-27 09:30:00", "EmailAddress": email, "State": "Unsubscribed"}]});
+    let date = harness::cm_date_ago(settings.zone(), 30);
+    let post = json!({"ListID": list, "Events": [{"Type": "Deactivate", "Date": date, "EmailAddress": email, "State": "Unsubscribed"}]});
     let tokens = engine::webhook::WebhookTokens {
         current: TOKEN_FOR_TEST.into(),
         previous: None,
@@ -314,7 +315,7 @@ async fn a_webhook_unsubscribe_the_list_confirms_late_is_applied() {
     cm_list_shows(
         &h,
         &list,
-        json!([{"Type": "Deactivate", "Date": "2026-11-27 09:30:00", "EmailAddress": email, "State": "Unsubscribed"}]),
+        json!([{"Type": "Deactivate", "Date": date, "EmailAddress": email, "State": "Unsubscribed"}]),
     )
     .await;
     let outcome = h.engine.apply_webhook_batch(&settings, &batch.batch).await.unwrap();

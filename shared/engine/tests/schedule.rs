@@ -390,7 +390,8 @@ async fn the_schedule_sweeps_webhook_batches_left_pending_and_applies_them_once(
     let event = state::WebhookEventRecord {
         dedupe_key: "k-swept".into(),
         list_id: h.scenario.cm.lists[0].id.clone(),
-        payload: json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": contact["Email"], "State": "Unsubscribed"}),
+        payload: json!({"Type": "Deactivate", "Date": harness::cm_date_ago(settings.zone(), 60), "EmailAddress": contact["Email"], "State": "Unsubscribed"}),
+        person: None,
         received_at: now,
         expires_at: now + chrono::Duration::days(30),
         state: state::EventState::Received,
@@ -447,6 +448,69 @@ async fn the_schedule_sweeps_webhook_batches_left_pending_and_applies_them_once(
         .find(|c| c["Id"] == contact["Id"])
         .unwrap();
     assert_eq!(person["HasOptedOutOfEmail"], true);
+}
+
+/// Batches failing at the head of the list never hide newer ones (#33 item 3): each sweep goes
+/// on after the last batch the one before re-drove, and starts again from the oldest at the end.
+#[tokio::test]
+async fn the_sweep_goes_on_from_where_it_stopped_and_reaches_every_stranded_batch() {
+    let h = Harness::new(
+        generate(&Shape {
+            recipients: 10,
+            activities: 0,
+            ..Shape::default()
+        }),
+        |_| {},
+    )
+    .await;
+    let settings = h.settings().await;
+    let list = h.scenario.cm.lists[0].id.clone();
+    let start = chrono::Utc::now() - chrono::Duration::hours(2);
+    for i in 0..450 {
+        let received_at = start + chrono::Duration::seconds(i);
+        let event = state::WebhookEventRecord {
+            dedupe_key: format!("k-{i:04}"),
+            list_id: list.clone(),
+            payload: json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": format!("p{i}@example.com"), "State": "Unsubscribed"}),
+            person: None,
+            received_at,
+            expires_at: received_at + chrono::Duration::days(30),
+            state: state::EventState::Received,
+            attempts: 0,
+        };
+        h.engine
+            .store
+            .record_webhook_batch(&state::WebhookBatchRecord {
+                batch: format!(
+                    "{}#{:016x}",
+                    received_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    i
+                ),
+                list_id: list.clone(),
+                received_at,
+                expires_at: event.expires_at,
+                events: vec![event],
+                refused: Vec::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let mut reached = std::collections::BTreeSet::new();
+    let mut counts = Vec::new();
+    for _ in 0..4 {
+        let before = h.engine.publisher.sink().events().len();
+        let outcome = h.engine.run_scheduled(&settings, &engine::new_run_id()).await.unwrap();
+        counts.push(outcome.webhook_batches_swept);
+        for event in &h.engine.publisher.sink().events()[before..] {
+            if let events::Event::WebhookBatchReceived(b) = event {
+                reached.insert(b.batch.clone());
+            }
+        }
+        if counts.len() == 3 {
+            assert_eq!(reached.len(), 450, "every batch reached within three sweeps");
+        }
+    }
+    assert_eq!(counts, [200, 200, 50, 200], "the fourth starts again from the oldest");
 }
 
 /// Each scheduled run leaves a run record of its own (scope `scheduled`): what it found and

@@ -43,7 +43,7 @@ async fn intake() -> IntakeEngine<MemoryStore, MemorySink> {
 }
 
 fn event(kind: &str, email: &str) -> Value {
-    json!({"Type": kind, "Date": "2026-11-27 10:00:00", "EmailAddress": email, "Name": "Jo", "State": "Unsubscribed", "CustomFields": []})
+    json!({"Type": kind, "Date": harness::cm_date_ago(mapping::Tz::UTC, 60), "EmailAddress": email, "Name": "Jo", "State": "Unsubscribed", "CustomFields": []})
 }
 
 fn batch(events: Vec<Value>) -> Vec<u8> {
@@ -64,7 +64,7 @@ async fn deliveries_that_are_not_webhook_deliveries_are_refused_whole_and_record
     let json = Some("application/json");
     let good = event("Deactivate", "jo@example.com");
     let huge = batch(vec![
-        json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": "jo@example.com", "State": "Unsubscribed", "Name": "x".repeat(7 * 1024 * 1024)}),
+        json!({"Type": "Deactivate", "Date": harness::cm_date_ago(mapping::Tz::UTC, 60), "EmailAddress": "jo@example.com", "State": "Unsubscribed", "Name": "x".repeat(7 * 1024 * 1024)}),
     ]);
     // (case, token, content type, body, expected status)
     type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, u16);
@@ -145,7 +145,7 @@ async fn deliveries_that_are_not_webhook_deliveries_are_refused_whole_and_record
             "{name}: nothing published"
         );
         assert!(
-            intake.store.pending_webhook_batches(10).await.unwrap().is_empty(),
+            intake.store.pending_webhook_batches(None, 10).await.unwrap().is_empty(),
             "{name}: nothing recorded"
         );
     }
@@ -237,7 +237,7 @@ async fn an_event_wrong_on_its_own_is_refused_alone_and_the_rest_is_recorded() {
         ] {
             assert!(!reason.contains(value), "{name}: {reason}");
         }
-        let batches = intake.store.pending_webhook_batches(10).await.unwrap();
+        let batches = intake.store.pending_webhook_batches(None, 10).await.unwrap();
         let recorded: Vec<&str> = batches[0]
             .events
             .iter()
@@ -304,7 +304,7 @@ async fn cms_largest_delivery_is_one_batch_with_only_what_the_rules_need() {
         1,
         "one hand-off for the delivery, not one per subscriber"
     );
-    let batches = intake.store.pending_webhook_batches(10).await.unwrap();
+    let batches = intake.store.pending_webhook_batches(None, 10).await.unwrap();
     assert_eq!(batches[0].events.len(), 1_000);
     let stored = serde_json::to_string(&batches[0].events[0].payload).unwrap();
     for kept_out in ["Field 0", "203.0.113.7", "Jo"] {
@@ -329,7 +329,7 @@ async fn a_redelivered_batch_is_accepted_and_records_nothing_new() {
     assert_eq!(answers[2], "recorded 0, already known 2, refused 0");
     // Handed on again while not applied, so a lost hand-off is recovered.
     assert_eq!(intake.publisher.sink().events().len(), 3);
-    let batches = intake.store.pending_webhook_batches(10).await.unwrap();
+    let batches = intake.store.pending_webhook_batches(None, 10).await.unwrap();
     let emails: std::collections::BTreeSet<&str> = batches
         .iter()
         .flat_map(|b| b.events.iter().map(|e| e.payload["EmailAddress"].as_str().unwrap()))
@@ -375,6 +375,7 @@ proptest! {
                     dedupe_key: valid.dedupe_key,
                     list_id: LIST.into(),
                     payload: serde_json::to_value(&valid.event).unwrap(),
+                    person: None,
                     received_at: now,
                     expires_at: now,
                     state: state::EventState::Received,
@@ -450,22 +451,31 @@ async fn while_the_token_rotates_both_the_new_and_the_old_are_accepted() {
 }
 
 #[test]
-fn an_event_dated_ahead_of_its_arrival_is_refused_alone() {
+fn an_event_dated_outside_the_window_around_its_arrival_is_refused_alone() {
     let now: chrono::DateTime<chrono::Utc> = "2026-11-27T12:00:00Z".parse().unwrap();
     let body = json!({"ListID": LIST, "Events": [
         {"Type": "Deactivate", "Date": "2026-11-27 11:59:00", "EmailAddress": "jo@example.com", "State": "Unsubscribed"},
         {"Type": "Deactivate", "Date": "2026-11-30 12:00:00", "EmailAddress": "sam@example.com", "State": "Unsubscribed"},
         {"Type": "Deactivate", "Date": "9999-12-31 23:59:59", "EmailAddress": "al@example.com", "State": "Unsubscribed"},
+        {"Type": "Deactivate", "Date": "2026-11-20 09:00:00", "EmailAddress": "late@example.com", "State": "Unsubscribed"},
+        {"Type": "Deactivate", "Date": "2026-10-20 09:00:00", "EmailAddress": "old@example.com", "State": "Unsubscribed"},
+        {"Type": "Deactivate", "Date": "1970-01-01 00:00:00", "EmailAddress": "epoch@example.com", "State": "Unsubscribed"},
     ]})
     .to_string();
     let delivery = engine::webhook::read_delivery(Some("application/json"), body.as_bytes(), &settings(), now).unwrap();
-    assert_eq!(delivery.events.len(), 1, "today's event is kept");
+    assert_eq!(
+        delivery.events.len(),
+        2,
+        "today's event and a week-old one (CM retries for about a week) are kept"
+    );
     let reasons: Vec<&str> = delivery.refused.iter().map(|r| r.reason.as_str()).collect();
     assert_eq!(
         reasons,
         [
             "Events[1]: Date is more than 36 hours ahead of the time it was received",
-            "Events[2]: Date is more than 36 hours ahead of the time it was received"
+            "Events[2]: Date is more than 36 hours ahead of the time it was received",
+            "Events[4]: Date is more than 30 days before the time it was received",
+            "Events[5]: Date is more than 30 days before the time it was received"
         ]
     );
 }
@@ -475,9 +485,9 @@ async fn a_delivery_of_any_count_under_the_body_cap_is_recorded_in_batches_of_10
     let intake = intake().await;
     // 2,500 events and 250 malformed ones, about 500 KB: more than CM sends, under the cap.
     let mut events: Vec<Value> = (0..2_500)
-        .map(|i| json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": format!("p{i}@example.com"), "State": "Unsubscribed"}))
+        .map(|i| json!({"Type": "Deactivate", "Date": harness::cm_date_ago(mapping::Tz::UTC, 60), "EmailAddress": format!("p{i}@example.com"), "State": "Unsubscribed"}))
         .collect();
-    events.extend((0..250).map(|i| json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": format!("bad{i}"), "State": "Unsubscribed"})));
+    events.extend((0..250).map(|i| json!({"Type": "Deactivate", "Date": harness::cm_date_ago(mapping::Tz::UTC, 60), "EmailAddress": format!("bad{i}"), "State": "Unsubscribed"})));
     let (status, body) = deliver(&intake, TOKEN, Some("application/json"), &batch(events)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["message"], "recorded 2500, already known 0, refused 250");
@@ -487,7 +497,7 @@ async fn a_delivery_of_any_count_under_the_body_cap_is_recorded_in_batches_of_10
         "the answer stays small"
     );
 
-    let batches = intake.store.pending_webhook_batches(10).await.unwrap();
+    let batches = intake.store.pending_webhook_batches(None, 10).await.unwrap();
     let mut sizes: Vec<usize> = batches.iter().map(|b| b.events.len()).collect();
     sizes.sort_unstable();
     assert_eq!(sizes, [500, 1_000, 1_000], "each batch item lists 1,000 keys at most");

@@ -27,7 +27,8 @@ async fn a_webhook_opt_out_salesforce_refuses_is_never_called_applied() {
     let event = state::WebhookEventRecord {
         dedupe_key: "k-refused".into(),
         list_id: h.scenario.cm.lists[0].id.clone(),
-        payload: json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": email, "State": "Unsubscribed"}),
+        payload: json!({"Type": "Deactivate", "Date": harness::cm_date_ago(settings.zone(), 60), "EmailAddress": email, "State": "Unsubscribed"}),
+        person: None,
         received_at: now,
         expires_at: now + chrono::Duration::days(30),
         state: state::EventState::Received,
@@ -154,7 +155,7 @@ async fn a_forged_unsubscribe_changes_nothing_and_cms_lists_opt_people_out_even_
         store: h.engine.store.clone(),
         publisher: std::sync::Arc::new(events::publisher::Publisher::new(MemorySink::default())),
     };
-    let forged = json!({"ListID": list, "Events": [{"Type": "Deactivate", "Date": "2026-11-27 09:30:00", "EmailAddress": email(0), "State": "Unsubscribed"}]});
+    let forged = json!({"ListID": list, "Events": [{"Type": "Deactivate", "Date": harness::cm_date_ago(settings.zone(), 30), "EmailAddress": email(0), "State": "Unsubscribed"}]});
     let (status, _) = intake
         .receive(
             &engine::webhook::WebhookTokens {
@@ -182,7 +183,7 @@ async fn a_forged_unsubscribe_changes_nothing_and_cms_lists_opt_people_out_even_
         (1, 0, 0),
         "{waiting:?}"
     );
-    assert_eq!(h.engine.store.pending_webhook_batches(10).await.unwrap().len(), 1);
+    assert_eq!(h.engine.store.pending_webhook_batches(None, 10).await.unwrap().len(), 1);
     // A day on, the list still does not show it.
     h.engine.options.webhook_confirm_for = chrono::Duration::zero();
     let outcome = h.engine.apply_webhook_batch(&settings, &batch.batch).await.unwrap();
@@ -191,7 +192,7 @@ async fn a_forged_unsubscribe_changes_nothing_and_cms_lists_opt_people_out_even_
         !opted_out(h.sf_records("Contact").await, 0),
         "a forged post changes nothing"
     );
-    let pending = h.engine.store.pending_webhook_batches(10).await.unwrap();
+    let pending = h.engine.store.pending_webhook_batches(None, 10).await.unwrap();
     assert!(pending.is_empty(), "done with, not retried");
     let runs = h.engine.store.recent_runs(5).await.unwrap();
     let report = runs.iter().find(|r| r.scope == format!("webhook:{list}")).unwrap();
@@ -253,7 +254,8 @@ fn unsubscribe(list: &str, key: &str, who: &str, minutes_ago: i64) -> state::Web
     state::WebhookEventRecord {
         dedupe_key: key.into(),
         list_id: list.into(),
-        payload: json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": who, "State": "Unsubscribed"}),
+        payload: json!({"Type": "Deactivate", "Date": harness::cm_date_ago(mapping::Tz::UTC, minutes_ago + 60), "EmailAddress": who, "State": "Unsubscribed"}),
+        person: None,
         received_at: now - chrono::Duration::minutes(minutes_ago),
         expires_at: now + chrono::Duration::days(30),
         state: state::EventState::Received,
@@ -350,7 +352,7 @@ async fn an_event_refused_at_every_attempt_waits_for_an_admin_and_hides_no_newer
         .record_webhook_batch(&delivery("b-newer", vec![newer]))
         .await
         .unwrap();
-    let pending = h.engine.store.pending_webhook_batches(1).await.unwrap();
+    let pending = h.engine.store.pending_webhook_batches(None, 1).await.unwrap();
     assert_eq!(pending[0].batch, "b-newer");
 
     // The doctor names it, with the reason and the fix.

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use crate::StartupError;
 
 /// The variables this project reads.
-pub const VARIABLES: [&str; 18] = [
+pub const VARIABLES: [&str; 19] = [
     "STATE_TABLE",
     "EVENT_BUS",
+    "KEYS_SECRET_ID",
     "CM_SECRET_ID",
     "SF_SECRET_ID",
     "WEBHOOK_SECRET_ID",
@@ -88,6 +89,11 @@ impl Config {
     /// `SF_SECRET_ID`: the Salesforce credentials' secret.
     pub fn sf_secret_id(&self) -> Result<&str, StartupError> {
         self.required("SF_SECRET_ID")
+    }
+
+    /// `KEYS_SECRET_ID`: the deployment's keys (peppers of person keys, the shared tokens' key).
+    pub fn keys_secret_id(&self) -> Result<&str, StartupError> {
+        self.required("KEYS_SECRET_ID")
     }
 
     /// `WEBHOOK_SECRET_ID`: the webhook token's secret.

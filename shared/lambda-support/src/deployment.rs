@@ -47,15 +47,22 @@ pub const NOT_GIVEN: &str = "has no default and no override";
 /// The variables each function needs at start (what its `main` asks [`Config`] for).
 pub fn required_by(crate_name: &str) -> &'static [&'static str] {
     match crate_name {
-        "webhook-intake" => &["STATE_TABLE", "EVENT_BUS", "WEBHOOK_SECRET_ID"],
+        "webhook-intake" => &["STATE_TABLE", "EVENT_BUS", "KEYS_SECRET_ID", "WEBHOOK_SECRET_ID"],
         "admin-console" => &[
             "STATE_TABLE",
             "EVENT_BUS",
+            "KEYS_SECRET_ID",
             "CONSOLE_SECRET_ID",
             "CONSOLE_ORG_ID",
             "CONSOLE_SF_LOGIN_URL",
         ],
-        _ => &["STATE_TABLE", "EVENT_BUS", "CM_SECRET_ID", "SF_SECRET_ID"],
+        _ => &[
+            "STATE_TABLE",
+            "EVENT_BUS",
+            "KEYS_SECRET_ID",
+            "CM_SECRET_ID",
+            "SF_SECRET_ID",
+        ],
     }
 }
 

@@ -21,7 +21,8 @@
 mod config;
 mod container;
 pub mod deployment;
-mod vault;
+pub mod keys;
+pub mod vault;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +38,7 @@ use state::dynamo::DynamoStore;
 
 pub use config::{Config, ConsoleSettings, DEFAULT_SF_API_VERSION, VARIABLES};
 pub use container::{Container, Invocation};
-pub use vault::SecretVault;
+pub use vault::{Credential, SecretsManagerSlot, TokenKeeper};
 
 /// A configuration problem at start-up, naming the variable.
 #[derive(Debug, thiserror::Error)]
@@ -196,26 +197,48 @@ pub async fn deployed_container(config: &Config) -> Result<DeployedContainer, St
         sf_auth.token_host(),
     )?;
     config.require_https("CM_BASE_URL", config.cm_base_url())?;
+    let keys = keys::install(&secrets, config.keys_secret_id()?).await?;
+    let store = Arc::new(dynamo_store(&aws, config)?);
+    let keeper = |id: &str, credential| -> Result<TokenKeeper<DynamoStore, SecretsManagerSlot>, StartupError> {
+        Ok(TokenKeeper::new(
+            store.clone(),
+            SecretsManagerSlot::new(secrets.clone(), id),
+            credential,
+            keys.token_sealer()?,
+        ))
+    };
     let rotates = matches!(sf_auth, Auth::RefreshToken { .. });
     let mut sf_config = SfConfig::new(sf_auth);
     sf_config.api_version = config.sf_api_version().to_owned();
     let mut sf = SfClient::new(sf_config).map_err(|e| StartupError::Client(e.to_string()))?;
     if rotates {
-        sf = sf.with_refresh_token_vault(Arc::new(SecretVault::new(secrets.clone(), sf_secret_id)));
+        sf = sf.with_session_vault(Arc::new(keeper(sf_secret_id, Credential::Salesforce)?));
     }
-    let oauth = matches!(cm_credentials, Credentials::OAuth(_));
+    let (cm_credentials, cm_keeper) = match cm_credentials {
+        Credentials::OAuth(configured) => {
+            // The tokens the containers share now: the secret's may be spent already.
+            let keeper = keeper(cm_secret_id, Credential::CampaignMonitor)?;
+            let shared = keeper.tokens().await.map_err(|e| StartupError::Client(e.to_string()))?;
+            let tokens = OAuthTokens {
+                access_token: shared.access_token.unwrap_or(configured.access_token),
+                refresh_token: shared.refresh_token,
+                expires_in: 0,
+            };
+            (Credentials::OAuth(tokens), Some(keeper))
+        }
+        api_key => (api_key, None),
+    };
     let container = Container::new(
-        Arc::new(dynamo_store(&aws, config)?),
+        store.clone(),
         Arc::new(bus_publisher(&aws, config)?),
         Arc::new(sf),
         cm_credentials,
         config.cm_base_url(),
         EngineOptions::default(),
     );
-    Ok(if oauth {
-        container.with_cm_token_vault(Arc::new(SecretVault::new(secrets, cm_secret_id)))
-    } else {
-        container
+    Ok(match cm_keeper {
+        Some(keeper) => container.with_cm_token_vault(Arc::new(keeper)),
+        None => container,
     })
 }
 

@@ -8,16 +8,37 @@ use serde_json::Value;
 
 use super::*;
 
-/// A future a [`RefreshTokenVault`] returns.
-pub type VaultFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+/// A future a [`SessionVault`] returns.
+pub type VaultFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SfError>> + Send + 'a>>;
 
-/// Where the refresh token is kept between processes (a deployment's secret), for the
-/// refresh-token flow with rotation: every container and cold start reads the one saved last.
-pub trait RefreshTokenVault: Send + Sync {
-    /// The refresh token saved last, if any.
-    fn load(&self) -> VaultFuture<'_, Option<String>>;
-    /// Keeps a refresh token a refresh returned.
-    fn save<'a>(&'a self, refresh_token: &'a str) -> VaultFuture<'a, ()>;
+/// A sign-in a [`SessionVault`] runs when it must: spends the refresh token it is given.
+pub type Renewal<'a> = Box<dyn FnOnce(String) -> VaultFuture<'a, SharedSession> + Send + 'a>;
+
+/// A session as the processes of a deployment share it (refresh-token flow).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedSession {
+    /// The access token.
+    pub access_token: String,
+    /// The org's instance URL the token was issued for.
+    pub instance_url: String,
+    /// The refresh token to spend next (rotated by the sign-in, or the one it used).
+    pub refresh_token: String,
+}
+
+impl std::fmt::Debug for SharedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedSession({}, tokens ***)", self.instance_url)
+    }
+}
+
+/// Where the refresh-token flow's session is shared between processes (every container of a
+/// deployment): with refresh-token rotation each sign-in spends the refresh token, so the
+/// processes take turns and use the session the last sign-in made.
+pub trait SessionVault: Send + Sync {
+    /// A session to use after Salesforce refused `stale` (an access token; `None` at the first
+    /// sign-in): the shared one when it is another, else `renewal` run with the shared refresh
+    /// token while no other process signs in, its session shared before it returns.
+    fn renew<'a>(&'a self, stale: Option<&'a str>, renewal: Renewal<'a>) -> VaultFuture<'a, SharedSession>;
 }
 
 /// How the client authenticates. Deserializes from the secret the functions read:
@@ -166,10 +187,10 @@ pub(super) struct Session {
 }
 
 impl SfClient {
-    /// Signs in. With the refresh-token flow: the refresh token in use (the configuration's, or
-    /// the last rotated one); refused, the one the vault holds if another process rotated it;
-    /// a rotated one returned is saved at once.
-    pub(super) async fn login(&self) -> Result<Session, SfError> {
+    /// Signs in; `stale`: the access token Salesforce refused, if any. With the refresh-token
+    /// flow and a vault, the session every process shares (one sign-in across them); without
+    /// one, the refresh token in use (the configuration's, or the last one rotated).
+    pub(super) async fn login(&self, stale: Option<&str>) -> Result<Session, SfError> {
         if let Auth::UserToken {
             instance_url,
             access_token,
@@ -181,32 +202,36 @@ impl SfClient {
             });
         }
         let used = self.current_refresh_token()?;
-        let (session, rotated) = match self.request_session(used.as_deref()).await {
-            Err(SfError::Auth { error, description }) if used.is_some() => {
-                let saved = match &self.vault {
-                    Some(vault) => vault.load().await.map_err(SfError::Session)?,
-                    None => None,
-                };
-                match saved.filter(|saved| Some(saved) != used.as_ref()) {
-                    Some(saved) => {
-                        tracing::info!("Salesforce refresh token taken from the vault (rotated elsewhere)");
-                        self.set_refresh_token(&saved)?;
-                        self.request_session(Some(&saved)).await?
-                    }
-                    None => return Err(SfError::Auth { error, description }),
-                }
+        if let (Some(vault), Some(_)) = (&self.vault, &used) {
+            let shared = vault
+                .renew(
+                    stale,
+                    Box::new(move |refresh_token: String| {
+                        Box::pin(async move {
+                            let (session, rotated) = self.request_session(Some(&refresh_token)).await?;
+                            Ok(SharedSession {
+                                access_token: session.access_token,
+                                instance_url: session.instance_url,
+                                refresh_token: rotated.unwrap_or(refresh_token),
+                            })
+                        })
+                    }),
+                )
+                .await?;
+            if !instance_url_allowed(&shared.instance_url, self.config.auth.token_host()) {
+                return Err(SfError::Session(
+                    "the shared session names an instance that is neither the sign-in host nor an https Salesforce domain".into(),
+                ));
             }
-            outcome => outcome?,
-        };
+            self.set_refresh_token(&shared.refresh_token)?;
+            return Ok(Session {
+                access_token: shared.access_token,
+                instance_url: shared.instance_url.trim_end_matches('/').to_owned(),
+            });
+        }
+        let (session, rotated) = self.request_session(used.as_deref()).await?;
         if let Some(rotated) = rotated {
             self.set_refresh_token(&rotated)?;
-            if let Some(vault) = &self.vault {
-                vault.save(&rotated).await.map_err(|reason| {
-                    SfError::Session(format!(
-                        "the refresh token was rotated but could not be saved: {reason}"
-                    ))
-                })?;
-            }
         }
         Ok(session)
     }
@@ -387,7 +412,7 @@ impl SfClient {
             (Some(_), None) => false,
         };
         if stale {
-            *guard = Some(self.login().await?);
+            *guard = Some(self.login(expired).await?);
         }
         guard.clone().ok_or_else(|| SfError::Session("no session".into()))
     }

@@ -202,17 +202,12 @@ impl SfClient {
                     });
                 }
                 state if tokio::time::Instant::now() + wait > give_up_at => {
-                    let aborted = self
-                        .json(
-                            CallKind::Bulk,
-                            Method::PATCH,
-                            &format!("jobs/ingest/{job_id}"),
-                            &[],
-                            Some(&json!({"state": "Aborted"})),
-                        )
-                        .await;
-                    if let Err(error) = aborted {
-                        tracing::warn!(job = %job_id, %error, "could not abort a bulk job past its time limit");
+                    if !self.bulk_stop(job_id).await {
+                        // Still running: it may write its rows after a later run wrote newer
+                        // values. Nothing is written (not even through Collections) until it
+                        // is stopped or done; the run fails retryable.
+                        self.remember_unstopped(job_id);
+                        return Err(bulk_not_stopped(job_id));
                     }
                     return Err(SfError::Bulk {
                         job_id: job_id.to_owned(),
@@ -229,6 +224,64 @@ impl SfClient {
                 }
             }
         }
+    }
+
+    /// Stops a job past its time limit: aborted, or found finished (completed, failed or
+    /// aborted). An abort that fails is tried again, with the retry policy's delays, the job's
+    /// state read between attempts. `false`: it may still be writing.
+    pub(crate) async fn bulk_stop(&self, job_id: &str) -> bool {
+        let mut delays = self.config.retry.delays();
+        loop {
+            let aborted = self
+                .json(
+                    CallKind::Bulk,
+                    Method::PATCH,
+                    &format!("jobs/ingest/{job_id}"),
+                    &[],
+                    Some(&json!({"state": "Aborted"})),
+                )
+                .await;
+            let error = match aborted {
+                Ok(_) => return true,
+                Err(error) => error,
+            };
+            if let Ok(info) = self
+                .json(CallKind::Bulk, Method::GET, &format!("jobs/ingest/{job_id}"), &[], None)
+                .await
+                && matches!(info["state"].as_str(), Some("JobComplete" | "Failed" | "Aborted"))
+            {
+                return true;
+            }
+            let Some(delay) = delays.next() else {
+                tracing::warn!(job = %job_id, %error, "could not stop a bulk job past its time limit");
+                return false;
+            };
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn remember_unstopped(&self, job_id: &str) {
+        if let Ok(mut jobs) = self.unstopped_jobs.lock()
+            && !jobs.iter().any(|j| j == job_id)
+        {
+            jobs.push(job_id.to_owned());
+        }
+    }
+
+    /// Before any write: the jobs this client could not stop are stopped now, or the write is
+    /// refused (retryable), so no newer value is written while an old job may still land.
+    pub(crate) async fn stop_unstopped_jobs(&self) -> Result<(), SfError> {
+        let jobs = self.unstopped_jobs.lock().map(|j| j.clone()).unwrap_or_default();
+        for job_id in jobs {
+            if !self.bulk_stop(&job_id).await {
+                return Err(bulk_not_stopped(&job_id));
+            }
+            if let Ok(mut unstopped) = self.unstopped_jobs.lock() {
+                unstopped.retain(|j| *j != job_id);
+            }
+            tracing::info!(job = %job_id, "a bulk job left running earlier is stopped");
+        }
+        Ok(())
     }
 
     /// One result file (`successfulResults`, `failedResults` or `unprocessedrecords`), read by
@@ -312,6 +365,17 @@ fn parse_bulk_error(text: &str) -> RecordError {
             .filter(|f| !f.is_empty())
             .map(str::to_owned)
             .collect(),
+    }
+}
+
+/// A Bulk job past its time limit that could not be stopped: retryable, and not a job failure
+/// (whose rows would be written through Collections at once).
+fn bulk_not_stopped(job_id: &str) -> SfError {
+    SfError::Unavailable {
+        code: format!(
+            "BULK_JOB_NOT_STOPPED (job {job_id} may still be writing; nothing more is written until it is stopped)"
+        ),
+        attempts: 1,
     }
 }
 

@@ -28,6 +28,16 @@ pub enum SfError {
     /// Salesforce refused: `REQUEST_LIMIT_EXCEEDED` (403).
     #[error("Salesforce request limit exceeded: {0}")]
     RequestLimit(String),
+    /// The tokens the deployment's processes share could not be read, renewed in turn or
+    /// saved.
+    #[error("shared tokens: {message}")]
+    Vault {
+        /// What failed (never a token).
+        message: String,
+        /// A later attempt may succeed (the store or the secret was unreachable, another process
+        /// was still renewing).
+        retryable: bool,
+    },
     /// 5xx, `SERVER_UNAVAILABLE` or `UNABLE_TO_LOCK_ROW`, still after the retries.
     #[error("Salesforce unavailable ({code}) after {attempts} attempts")]
     Unavailable {
@@ -75,7 +85,10 @@ pub enum SfError {
 impl SfError {
     /// Whether a later attempt may succeed without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SfError::Unavailable { .. } | SfError::Network { .. })
+        matches!(
+            self,
+            SfError::Unavailable { .. } | SfError::Network { .. } | SfError::Vault { retryable: true, .. }
+        )
     }
 }
 

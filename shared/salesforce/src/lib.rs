@@ -31,7 +31,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use auth::Session;
-pub use auth::{Auth, RefreshTokenVault, VaultFuture, instance_url_allowed};
+pub use auth::{Auth, Renewal, SessionVault, SharedSession, VaultFuture, instance_url_allowed};
 pub use error::{NOT_PROCESSED, SfError, is_transient_code};
 pub use query::{Describe, FieldInfo, QueryStream};
 pub use writes::{Operation, RecordError, RecordOutcome, RecordResult, WriteOptions};
@@ -169,7 +169,9 @@ pub struct SfClient {
     counts: CallCounts,
     /// The refresh token in use, once a refresh rotated the one in the configuration.
     refresh_token: Mutex<Option<String>>,
-    vault: Option<Arc<dyn RefreshTokenVault>>,
+    vault: Option<Arc<dyn SessionVault>>,
+    /// Bulk jobs past their time limit this client could not stop (see `bulk_stop`).
+    unstopped_jobs: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for SfClient {
@@ -206,12 +208,14 @@ impl SfClient {
             counts: CallCounts::default(),
             refresh_token: Mutex::new(None),
             vault: None,
+            unstopped_jobs: Mutex::new(Vec::new()),
         })
     }
 
-    /// Where a rotated refresh token is saved and read back (refresh-token flow): with
-    /// refresh-token rotation on, each refresh returns a new one and the old one stops working.
-    pub fn with_refresh_token_vault(mut self, vault: Arc<dyn RefreshTokenVault>) -> SfClient {
+    /// Where the refresh-token flow's session is shared with the deployment's other processes:
+    /// with refresh-token rotation on, each sign-in returns a new refresh token and the old one
+    /// stops working.
+    pub fn with_session_vault(mut self, vault: Arc<dyn SessionVault>) -> SfClient {
         self.vault = Some(vault);
         self
     }

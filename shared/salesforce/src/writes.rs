@@ -101,6 +101,7 @@ impl SfClient {
         if records.is_empty() {
             return Ok(Vec::new());
         }
+        self.stop_unstopped_jobs().await?;
         let bulk = match options.path {
             Path::Auto => records.len() >= self.config.bulk_threshold && !options.all_or_none,
             Path::Collections => false,

@@ -456,6 +456,82 @@ async fn a_bulk_job_past_its_time_limit_is_aborted_and_written_through_collectio
     assert_eq!(aborts, 2, "closed once, aborted once");
 }
 
+/// A job past its time limit that cannot be aborted may still write its rows after a later run
+/// wrote newer ones (#33 item 7): nothing is written until it is stopped, and the write fails
+/// retryable instead of going through Collections.
+#[tokio::test]
+async fn a_bulk_job_that_cannot_be_aborted_holds_every_write_until_it_is_stopped() {
+    let mut scenario = scenario();
+    scenario.faults.sf.bulk_in_progress_polls = 1_000_000;
+    scenario.faults.sf.bulk_abort_failures = 1_000;
+    let running = start(scenario).await;
+    let mut config = SfConfig::new(jwt(&running));
+    config.bulk_poll_interval = Duration::from_millis(5);
+    config.bulk_poll_limit = Duration::from_millis(100);
+    config.retry = RetryPolicy {
+        max_attempts: 3,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(5),
+    };
+    let sf = SfClient::new(config).unwrap();
+    let updates = bulk_sized_updates(&sf).await;
+    let error = sf
+        .write("Contact", &Operation::Update, &updates, &WriteOptions::default())
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("BULK_JOB_NOT_STOPPED"), "{error}");
+    assert_eq!(
+        sf.calls().writes,
+        0,
+        "nothing through Collections while the job may still write"
+    );
+
+    // Still unstoppable: a later write (a newer value) is refused before it starts a job.
+    let bulk_before = sf.calls().bulk;
+    let one = vec![updates[0].clone()];
+    let refused = sf
+        .write("Contact", &Operation::Update, &one, &WriteOptions::default())
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("BULK_JOB_NOT_STOPPED"), "{refused}");
+    assert_eq!(sf.calls().writes, 0);
+    let jobs_created = |counters: &Value| {
+        counters["sf POST /services/data/v66.0/jobs/ingest"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let counters: Value = reqwest::get(format!("{}/_sandbox/counters", running.sf_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jobs_created(&counters), 1, "no second job");
+    assert!(sf.calls().bulk > bulk_before, "it tried to stop the old job first");
+
+    // The abort goes through: the old job is stopped, and writing resumes.
+    let mut faults: Value = reqwest::get(format!("{}/_sandbox/faults", running.sf_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    faults["sf"]["bulk_abort_failures"] = json!(0);
+    reqwest::Client::new()
+        .put(format!("{}/_sandbox/faults", running.sf_url))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    let results = sf
+        .write("Contact", &Operation::Update, &one, &WriteOptions::default())
+        .await
+        .unwrap();
+    assert!(results[0].outcome.is_success());
+    assert_eq!(sf.calls().writes, 1);
+}
+
 #[tokio::test]
 async fn a_failed_bulk_job_falls_back_to_collections() {
     let mut scenario = scenario();
@@ -750,19 +826,45 @@ async fn a_token_answer_naming_a_foreign_instance_or_too_big_is_refused_and_the_
     }
 }
 
-/// A vault in memory, as the deployment's secret is for every container.
-#[derive(Default)]
-struct MemoryVault(std::sync::Mutex<Option<String>>);
+/// A vault in memory shared by the test's "containers": one sign-in at a time, the shared
+/// session used when it is not the refused one (what lambda-support's keeper does across
+/// processes).
+struct MemoryVault {
+    refresh_token: std::sync::Mutex<String>,
+    session: std::sync::Mutex<Option<salesforce::SharedSession>>,
+    turn: tokio::sync::Mutex<()>,
+}
 
-impl salesforce::RefreshTokenVault for MemoryVault {
-    fn load(&self) -> salesforce::VaultFuture<'_, Option<String>> {
-        Box::pin(async move { Ok(self.0.lock().unwrap().clone()) })
+impl MemoryVault {
+    fn seeded(refresh_token: &str) -> MemoryVault {
+        MemoryVault {
+            refresh_token: std::sync::Mutex::new(refresh_token.into()),
+            session: std::sync::Mutex::new(None),
+            turn: tokio::sync::Mutex::new(()),
+        }
     }
 
-    fn save<'a>(&'a self, refresh_token: &'a str) -> salesforce::VaultFuture<'a, ()> {
+    fn refresh_token(&self) -> String {
+        self.refresh_token.lock().unwrap().clone()
+    }
+}
+
+impl salesforce::SessionVault for MemoryVault {
+    fn renew<'a>(
+        &'a self,
+        stale: Option<&'a str>,
+        renewal: salesforce::Renewal<'a>,
+    ) -> salesforce::VaultFuture<'a, salesforce::SharedSession> {
         Box::pin(async move {
-            *self.0.lock().unwrap() = Some(refresh_token.to_owned());
-            Ok(())
+            let _turn = self.turn.lock().await;
+            let shared = self.session.lock().unwrap().clone();
+            if let Some(shared) = shared.filter(|s| Some(s.access_token.as_str()) != stale) {
+                return Ok(shared);
+            }
+            let session = renewal(self.refresh_token()).await?;
+            *self.refresh_token.lock().unwrap() = session.refresh_token.clone();
+            *self.session.lock().unwrap() = Some(session.clone());
+            Ok(session)
         })
     }
 }
@@ -778,26 +880,37 @@ async fn a_rotated_refresh_token_is_saved_and_another_container_takes_it_up() {
         client_secret: None,
         refresh_token: "sandbox-refresh-token".into(),
     };
-    let vault = std::sync::Arc::new(MemoryVault::default());
+    let vault = std::sync::Arc::new(MemoryVault::seeded("sandbox-refresh-token"));
     let first = SfClient::new(SfConfig::new(auth.clone()))
         .unwrap()
-        .with_refresh_token_vault(vault.clone());
+        .with_session_vault(vault.clone());
     let second = SfClient::new(SfConfig::new(auth))
         .unwrap()
-        .with_refresh_token_vault(vault.clone());
+        .with_session_vault(vault.clone());
     let mut saved = Vec::new();
     // Three sessions in a row, each ended by Salesforce: each refresh rotates the token.
     for _ in 0..3 {
         assert_eq!(first.query_all("SELECT Id FROM Campaign").await.unwrap().len(), 1);
-        let token = vault.0.lock().unwrap().clone().expect("the rotated token is saved");
+        let token = vault.refresh_token();
         assert!(!saved.contains(&token) && token != "sandbox-refresh-token");
         saved.push(token);
         control(&running, "sf/expire-sessions", json!({})).await;
     }
-    // A container started before the rotations still has the first token: refused, it reads the
-    // vault and signs in with the saved one.
+    // A container started before the rotations still has the first token: it uses the shared
+    // session (expired: one renewal of the shared refresh token), never its own spent one.
     assert_eq!(second.query_all("SELECT Id FROM Campaign").await.unwrap().len(), 1);
-    assert_eq!(second.calls().auth, 2);
+    assert_eq!(second.calls().auth, 1);
+    // A third container starts while the session is good: no sign-in at all.
+    let third = SfClient::new(SfConfig::new(Auth::RefreshToken {
+        token_host: running.sf_url.clone(),
+        client_id: "sandbox-consumer-key".into(),
+        client_secret: None,
+        refresh_token: "sandbox-refresh-token".into(),
+    }))
+    .unwrap()
+    .with_session_vault(vault.clone());
+    assert_eq!(third.query_all("SELECT Id FROM Campaign").await.unwrap().len(), 1);
+    assert_eq!(third.calls().auth, 0, "the shared session was used");
 }
 
 #[tokio::test]

@@ -39,6 +39,11 @@ pub enum Scope<'a> {
     Schedule,
     /// The scheduled runs' own run records (what each found and requested): `scheduled`.
     ScheduledRun,
+    /// Where the webhook sweep goes on from: `webhook-sweep`.
+    WebhookSweep,
+    /// The lease of a credential's token refresh (one refresh at a time across containers:
+    /// each spends the refresh token): `tokens:<cm|sf>`.
+    Tokens(&'a str),
 }
 
 impl Scope<'_> {
@@ -62,6 +67,8 @@ impl fmt::Display for Scope<'_> {
             Scope::Webhooks => f.write_str("webhooks"),
             Scope::Schedule => f.write_str("schedule"),
             Scope::ScheduledRun => f.write_str("scheduled"),
+            Scope::Tokens(credential) => write!(f, "tokens:{credential}"),
+            Scope::WebhookSweep => f.write_str("webhook-sweep"),
         }
     }
 }
@@ -74,6 +81,9 @@ pub enum Clock {
     RetiredCheck,
     /// When the daily webhook check last ran.
     WebhookHealth,
+    /// The webhook sweep's cursor: the receipt time of the last pending batch it re-drove (the
+    /// next sweep goes on after it; at the end of the list it starts again from the oldest).
+    WebhookSweep,
 }
 
 impl Clock {
@@ -82,6 +92,7 @@ impl Clock {
         match self {
             Clock::RetiredCheck => Scope::Schedule,
             Clock::WebhookHealth => Scope::Webhooks,
+            Clock::WebhookSweep => Scope::WebhookSweep,
         }
     }
 
@@ -90,6 +101,7 @@ impl Clock {
         match self {
             Clock::RetiredCheck => "retired-check",
             Clock::WebhookHealth => "health_checked",
+            Clock::WebhookSweep => "cursor",
         }
     }
 }

@@ -28,12 +28,14 @@
 //! | lease | `LEASE#<scope>` | `LEASE` | `owner`, `lease_until_ms` (N), `expires_at` (TTL, cleanup only) | take if absent, expired or ours; release if ours |
 //! | settings preview | `PREVIEW#<id>` | `PREVIEW` | `doc` (S, JSON: proposed settings, campaigns, result), `expires_at` (TTL, an hour) | put; get |
 //! | audit entry | `AUDIT` | `<at, RFC 3339 ms>#<random>` (time-ordered) | `actor`, `action`, `version_before`, `version_after` (N), `expires_at` (TTL) | put; newest N (query descending) |
+//! | shared OAuth tokens | `TOKENS` | `cm` or `sf` | `sealed` (S: the tokens, AES-256-GCM under the deployment's key), `version` (N), `seed`, `saved_at` | get; put if `version` is the one read |
 //! | failed record | `RETRY#<scope>` | `<record key>` | `payload` (S, JSON), `reason`, `attempts`, `first_failed_at`, `expires_at` (TTL) | batch put/delete; query a scope |
 //!
 //! The scopes ([`keys::Scope`]): a CM campaign id (its watermarks, runs and retry queue),
 //! `campaign:<id>` (its lease), `discovery` and `hot-schedule` (the scheduled and hot runs' leases), `list:<id>` (a list's
 //! backstop), `transient:<id>` (people failing transiently, counted across runs),
-//! `autocreate-refused`, `webhook:<list id>` and `webhooks` (reports), `schedule` (clocks).
+//! `autocreate-refused`, `webhook:<list id>` and `webhooks` (reports), `schedule` (clocks),
+//! `tokens:<credential>` (one token refresh at a time across containers).
 //!
 //! Every write that must not happen twice is conditional; races are settled by DynamoDB, not by
 //! a read before the write.
@@ -42,6 +44,7 @@ pub mod dynamo;
 pub mod keys;
 pub mod memory;
 pub mod records;
+pub mod sealed;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -185,9 +188,11 @@ pub trait WebhookEventStore: Send + Sync {
         &self,
         batch: &str,
     ) -> impl Future<Output = Result<Option<PendingBatch>, StoreError>> + Send;
-    /// Up to `limit` pending batches, oldest first: what a replay or a sweep re-drives.
+    /// Up to `limit` pending batches, oldest first, after the batch id `after` if given: what a
+    /// replay or a sweep re-drives (the sweep goes on from where the last one stopped).
     fn pending_webhook_batches(
         &self,
+        after: Option<&str>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<PendingBatch>, StoreError>> + Send;
     /// Saves events' new states (the records as given).
@@ -329,6 +334,16 @@ pub trait CatalogStore: Send + Sync {
     fn catalog_refreshed_at(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
 }
 
+/// The OAuth tokens every container of a deployment shares (one item per credential).
+pub trait TokenStore: Send + Sync {
+    /// The credential's tokens saved last, if any.
+    fn sealed_tokens(&self, credential: &str) -> impl Future<Output = Result<Option<SealedTokens>, StoreError>> + Send;
+    /// Saves `tokens` (its `version` the new one) only if the stored version is still
+    /// `tokens.version - 1` (none stored, for version 1). `Ok(false)`: another save came first;
+    /// nothing was written.
+    fn save_sealed_tokens(&self, tokens: &SealedTokens) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// Everything the functions and the admin tools need of the state table.
 pub trait Store:
     SettingsStore
@@ -341,6 +356,7 @@ pub trait Store:
     + AuditStore
     + PreviewStore
     + CatalogStore
+    + TokenStore
 {
 }
 
@@ -355,6 +371,7 @@ impl<T> Store for T where
         + AuditStore
         + PreviewStore
         + CatalogStore
+        + TokenStore
 {
 }
 

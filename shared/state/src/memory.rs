@@ -11,8 +11,9 @@ use crate::records::{link_conflict, no_such_run};
 use crate::{
     AuditEntry, AuditStore, BatchRecorded, CampaignProgress, CatalogRecord, CatalogStore, EventState, FailedRecord,
     Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, PendingBatch, PreviewRecord, PreviewStore, RetryQueue,
-    RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SettingsStore, StoreError,
-    VersionedSettings, WatermarkStore, WebhookBacklogEntry, WebhookBatchRecord, WebhookEventRecord, WebhookEventStore,
+    RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus, RunStore, SealedTokens, SettingsStore,
+    StoreError, TokenStore, VersionedSettings, WatermarkStore, WebhookBacklogEntry, WebhookBatchRecord,
+    WebhookEventRecord, WebhookEventStore,
 };
 
 #[derive(Debug, Default)]
@@ -34,6 +35,7 @@ struct Tables {
     audit: Vec<AuditEntry>,
     previews: BTreeMap<String, PreviewRecord>,
     catalog: Option<CatalogRecord>,
+    tokens: BTreeMap<String, SealedTokens>,
 }
 
 /// A pending webhook batch: its list and the keys of its events.
@@ -246,9 +248,19 @@ impl WebhookEventStore for MemoryStore {
         Ok(tables.batches.get(batch).map(|stored| pending(&tables, batch, stored)))
     }
 
-    async fn pending_webhook_batches(&self, limit: usize) -> Result<Vec<PendingBatch>, StoreError> {
+    async fn pending_webhook_batches(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PendingBatch>, StoreError> {
         let tables = self.tables()?;
-        Ok(listed(&tables, &tables.batches, limit))
+        Ok(tables
+            .batches
+            .iter()
+            .filter(|(batch, _)| after.is_none_or(|after| batch.as_str() > after))
+            .take(limit)
+            .map(|(batch, stored)| pending(&tables, batch, stored))
+            .collect())
     }
 
     async fn save_webhook_events(&self, events: &[WebhookEventRecord]) -> Result<(), StoreError> {
@@ -345,6 +357,22 @@ impl CatalogStore for MemoryStore {
 
     async fn catalog_refreshed_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(self.tables()?.catalog.as_ref().map(|c| c.refreshed_at))
+    }
+}
+
+impl TokenStore for MemoryStore {
+    async fn sealed_tokens(&self, credential: &str) -> Result<Option<SealedTokens>, StoreError> {
+        Ok(self.tables()?.tokens.get(credential).cloned())
+    }
+
+    async fn save_sealed_tokens(&self, tokens: &SealedTokens) -> Result<bool, StoreError> {
+        let mut tables = self.tables()?;
+        let stored = tables.tokens.get(&tokens.credential).map_or(0, |t| t.version);
+        if stored + 1 != tokens.version {
+            return Ok(false);
+        }
+        tables.tokens.insert(tokens.credential.clone(), tokens.clone());
+        Ok(true)
     }
 }
 

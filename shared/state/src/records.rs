@@ -92,8 +92,12 @@ pub struct WebhookEventRecord {
     pub dedupe_key: String,
     /// The CM list.
     pub list_id: String,
-    /// The event as CM sent it (normalised).
+    /// The event as CM sent it (normalised); `null` once applied (only its key is needed then).
     pub payload: serde_json::Value,
+    /// The person's key ([`mapping::email::person_key`]), kept after the payload is dropped: what
+    /// an erasure (`cm-sf-admin forget`) finds the person's events by.
+    #[serde(default)]
+    pub person: Option<String>,
     /// When the intake received it.
     pub received_at: DateTime<Utc>,
     /// When DynamoDB may delete it (TTL).
@@ -296,6 +300,34 @@ impl RunFailure {
 /// A time-ordered run id: `20261127T110055Z-<8 hex>`, so ids sort by start time.
 pub fn new_run_id(now: DateTime<Utc>, random: u32) -> String {
     format!("{}-{random:08x}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// A credential's current OAuth tokens as every container shares them: sealed with the
+/// deployment's key (the table never holds a token in the clear), versioned so a save never
+/// overwrites one it did not read.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedTokens {
+    /// Whose tokens: `cm` or `sf`.
+    pub credential: String,
+    /// Bumped by every save (1 for the first).
+    pub version: u64,
+    /// The tokens, sealed ([`crate::sealed::Sealer`]).
+    pub sealed: String,
+    /// A fingerprint of the refresh token of the secret this chain of refreshes started from:
+    /// when the secret holds another (an admin authorised again), the secret's tokens win.
+    pub seed: String,
+    /// When they were saved.
+    pub saved_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for SealedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedTokens")
+            .field("credential", &self.credential)
+            .field("version", &self.version)
+            .field("saved_at", &self.saved_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A lease on a scope.

@@ -46,6 +46,7 @@ pub async fn measure(function: &'static str, runs: usize) -> Result<ColdStart, S
     let suffix = format!("{}-{function}", std::process::id());
     let (cm_secret, sf_secret) = (format!("bench-cm-{suffix}"), format!("bench-sf-{suffix}"));
     let (hook_secret, console_secret) = (format!("bench-hook-{suffix}"), format!("bench-console-{suffix}"));
+    let keys_secret = format!("bench-keys-{suffix}");
     let sf = serde_json::json!({
         "flow": "jwt_bearer", "token_host": "http://127.0.0.1:9", "client_id": "bench",
         "username": "bench@example.com", "private_key_pem": include_str!("../../sandbox/fixtures/jwt-test-key.pem"),
@@ -62,6 +63,10 @@ pub async fn measure(function: &'static str, runs: usize) -> Result<ColdStart, S
             serde_json::json!({"token": "bench-token-of-at-least-32-characters"}),
         ),
         (&console_secret, console),
+        (
+            &keys_secret,
+            serde_json::json!({"key": "bench-key-of-at-least-32-characters-long"}),
+        ),
     ] {
         secrets
             .create_secret()
@@ -113,6 +118,7 @@ pub async fn measure(function: &'static str, runs: usize) -> Result<ColdStart, S
             .env("CM_SECRET_ID", &cm_secret)
             .env("SF_SECRET_ID", &sf_secret)
             .env("WEBHOOK_SECRET_ID", &hook_secret)
+            .env("KEYS_SECRET_ID", &keys_secret)
             .env("CONSOLE_SECRET_ID", &console_secret)
             .env("CONSOLE_ORG_ID", "00DSB0000000001AAA")
             .env("CONSOLE_SF_LOGIN_URL", "https://login.salesforce.com")

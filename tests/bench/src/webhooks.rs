@@ -48,7 +48,7 @@ fn delivery(round: usize) -> Vec<u8> {
         .collect();
     let events: Vec<Value> = (0..1_000)
         .map(|i| {
-            json!({"Type": "Deactivate", "Date": "2026-11-27 10:00:00", "EmailAddress": format!("subscriber-{round}-{i}@example.com"),
+            json!({"Type": "Deactivate", "Date": harness::cm_date_ago(mapping::Tz::UTC, 60), "EmailAddress": format!("subscriber-{round}-{i}@example.com"),
                 "Name": format!("Subscriber {i}"), "State": if i % 4 == 0 { "Bounced" } else { "Unsubscribed" }, "CustomFields": fields})
         })
         .collect();

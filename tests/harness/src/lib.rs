@@ -17,6 +17,14 @@ use serde_json::{Value, json};
 use state::SettingsStore;
 use state::memory::MemoryStore;
 
+/// A CM date (`YYYY-MM-DD HH:MM:SS`, in `zone`) `minutes` before the real clock: what a webhook
+/// event posted now carries. The intake refuses dates outside a window around its clock and
+/// the consumer confirms events against the list only that far back, so a fixed date in a test
+/// would stop working as time passes.
+pub fn cm_date_ago(zone: Tz, minutes: i64) -> String {
+    mapping::CmTimestamp::from_utc(chrono::Utc::now() - chrono::Duration::minutes(minutes), zone).to_cm_string()
+}
+
 /// The private key whose certificate the sandbox's connected app trusts.
 pub const SANDBOX_KEY: &str = include_str!("../../sandbox/fixtures/jwt-test-key.pem");
 

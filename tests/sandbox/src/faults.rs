@@ -118,6 +118,10 @@ pub struct SfFaults {
     /// file records.
     #[serde(default)]
     pub bulk_results_dropped_rows: usize,
+    /// Requests to abort a Bulk job answered 503 `SERVER_UNAVAILABLE` (this many, one each),
+    /// the job left running: a client that gave up on a slow job cannot stop it at once.
+    #[serde(default)]
+    pub bulk_abort_failures: u32,
 }
 
 fn is_false(value: &bool) -> bool {

@@ -5,6 +5,7 @@ mod backfill;
 mod campaigns;
 mod console;
 mod doctor;
+mod forget;
 mod init_table;
 mod links;
 mod replay;
@@ -38,6 +39,7 @@ pub async fn run(command: Command, context: &Context) -> Result<Report, Failure>
             email: Some(email),
         } => runs::of_person(context, last, &email).await,
         Command::Run { run_id } => runs::one(context, &run_id).await,
+        Command::Forget { address } => forget::run(context, &address).await,
         Command::Retry { run_id } => retry::run(context, &run_id).await,
         Command::Doctor {
             url,

@@ -101,7 +101,7 @@ async fn replay_unapplied_events(
     already: &BTreeSet<String>,
 ) -> Result<Vec<Value>, Failure> {
     let store = context.store().await?;
-    let mut pending = store.pending_webhook_batches(MAX_BATCHES).await?;
+    let mut pending = store.pending_webhook_batches(None, MAX_BATCHES).await?;
     // Deliveries parked after every attempt: an admin asking again is a fresh start.
     pending.extend(engine::admin::webhooks::restart_parked(&store, MAX_BATCHES, engine.is_none()).await?);
     let mut events = Vec::new();

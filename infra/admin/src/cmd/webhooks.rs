@@ -55,7 +55,7 @@ pub async fn run(command: WebhooksCommand, context: &Context) -> Result<Report, 
 
 /// Pending batches' events not applied, oldest first.
 async fn events(context: &Context, failed_only: bool) -> Result<Report, Failure> {
-    let batches = context.store().await?.pending_webhook_batches(10_000).await?;
+    let batches = context.store().await?.pending_webhook_batches(None, 10_000).await?;
     let mut text = String::new();
     let mut listed = Vec::new();
     for batch in &batches {

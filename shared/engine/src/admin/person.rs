@@ -18,7 +18,8 @@ pub async fn failures_of<S: RunStore>(
             mapping::email::redact_email(email)
         )));
     }
-    let key = mapping::email::person_key(email);
+    // Under the current pepper and, during a key change, the previous one.
+    let keys = mapping::email::person_keys(email);
     let mut found = Vec::new();
     for run in store.recent_runs(last).await? {
         if run.failure_count == 0 {
@@ -29,7 +30,7 @@ pub async fn failures_of<S: RunStore>(
         };
         let theirs: Vec<RunFailure> = failures
             .into_iter()
-            .filter(|f| f.person.as_deref() == Some(key.as_str()))
+            .filter(|f| f.person.as_ref().is_some_and(|p| keys.contains(p)))
             .collect();
         if !theirs.is_empty() {
             found.push((run, theirs));

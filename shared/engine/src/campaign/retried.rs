@@ -54,10 +54,11 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
                 if deadline.passed() {
                     return Ok(false);
                 }
-                for record in page
-                    .iter()
-                    .filter(|r| wanted.contains(&mapping::email::person_key(&r.email)))
-                {
+                for record in page.iter().filter(|r| {
+                    mapping::email::person_keys(&r.email)
+                        .iter()
+                        .any(|key| wanted.contains(key))
+                }) {
                     spool.push(record.to_activity())?;
                 }
             }

@@ -6,7 +6,7 @@ use chrono::Utc;
 use events::Event;
 use events::publisher::EventSink;
 use mapping::Settings;
-use state::{EventState, RunFailure, RunStatus, Store};
+use state::{Clock, ClockStore, EventState, RunFailure, RunStatus, Store};
 
 use super::{DiscoveryOutcome, Tick};
 use crate::core::{EngineError, lease_span};
@@ -92,11 +92,25 @@ impl<S: Store, P: EventSink> Tick<'_, S, P> {
     /// rule): handed on again. Applying an event twice changes nothing.
     async fn sweep_webhook_batches(&self) -> Result<Vec<Event>, EngineError> {
         let settled = Utc::now() - self.engine.options.webhook_sweep_after;
-        Ok(self
-            .engine
-            .store
-            .pending_webhook_batches(WEBHOOK_SWEEP_BATCHES)
-            .await?
+        let store = &self.engine.store;
+        // From where the last sweep stopped, so batches failing again and again at the head of
+        // the list never hide newer ones: every batch is reached within a few sweeps.
+        let cursor = store.last_done(Clock::WebhookSweep).await?;
+        let after = cursor.map(sweep_cursor_id);
+        let batches = store
+            .pending_webhook_batches(after.as_deref(), WEBHOOK_SWEEP_BATCHES)
+            .await?;
+        match batches.last() {
+            Some(last) if batches.len() == WEBHOOK_SWEEP_BATCHES => {
+                store.mark_done(Clock::WebhookSweep, last.received_at).await?;
+            }
+            // The end of the list: the next sweep starts again from the oldest.
+            _ if cursor.is_some() => {
+                store.reset_watermarks(&Clock::WebhookSweep.scope().key()).await?;
+            }
+            _ => {}
+        }
+        Ok(batches
             .into_iter()
             .filter(|batch| batch.received_at < settled)
             .filter_map(|batch| {
@@ -110,4 +124,10 @@ impl<S: Store, P: EventSink> Tick<'_, S, P> {
             })
             .collect())
     }
+}
+
+/// The batch id a sweep cursor at `at` goes on after: every id of that millisecond (batch ids
+/// are `<receipt time, RFC 3339 ms>#<16 hex>`, and `~` sorts after any hex digit).
+fn sweep_cursor_id(at: chrono::DateTime<Utc>) -> String {
+    format!("{}#~", at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }

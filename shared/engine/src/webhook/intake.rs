@@ -114,8 +114,8 @@ struct RawDelivery {
 }
 
 /// Reads a delivery received at `now`: content type, size and shape refuse it whole; each event
-/// is read on its own, and one that is wrong (no address, unknown type, bad date, a date ahead
-/// of `now`) is refused alone. Pure.
+/// is read on its own, and one that is wrong (no address, unknown type, bad date, a date outside
+/// the window around `now`) is refused alone. Pure.
 pub fn read_delivery(
     content_type: Option<&str>,
     body: &[u8],
@@ -175,6 +175,12 @@ const UNUSED_FIELDS: [&str; 3] = ["Name", "CustomFields", "SignupIPAddress"];
 /// not CM's (and would sort after everything real).
 pub const MAX_EVENT_AHEAD: Duration = Duration::hours(36);
 
+/// How old an event may be when it arrives: CM retries a failing URL for about a week and then
+/// deactivates the webhook (sandbox README), so an older date is not a delivery of CM's; and the
+/// consumer could not confirm it against the list (its read reaches back [`EVENT_TTL_DAYS`]).
+/// The list backstop reads such states anyway.
+pub const MAX_EVENT_AGE: Duration = Duration::days(EVENT_TTL_DAYS);
+
 fn read_event(list_id: &str, mut value: Value, zone: mapping::Tz, now: DateTime<Utc>) -> Result<ValidEvent, String> {
     if let Value::Object(fields) = &mut value {
         for unused in UNUSED_FIELDS {
@@ -195,8 +201,14 @@ fn read_event(list_id: &str, mut value: Value, zone: mapping::Tz, now: DateTime<
     })?;
     let date = CmTimestamp::parse(&event.date)
         .map_err(|_| "Date is not a Campaign Monitor date (YYYY-MM-DD HH:MM:SS, years 1970 to 9999)".to_owned())?;
-    if date.to_utc(zone) > now + MAX_EVENT_AHEAD {
+    let at = date.to_utc(zone);
+    if at > now + MAX_EVENT_AHEAD {
         return Err("Date is more than 36 hours ahead of the time it was received".to_owned());
+    }
+    if at < now - MAX_EVENT_AGE {
+        return Err(format!(
+            "Date is more than {EVENT_TTL_DAYS} days before the time it was received"
+        ));
     }
     let email_address = normalize_email(&event.email_address);
     if !mapping::email::is_plausible_email(&email_address) {
@@ -236,21 +248,24 @@ fn read_event(list_id: &str, mut value: Value, zone: mapping::Tz, now: DateTime<
     })
 }
 
-/// The dedupe key of an event: sha256 of its list, CM's name of its type, address, date and
-/// state. Built from stable names only: stored keys must not change with a rename in code.
+/// The dedupe key of an event: its list, CM's name of its type, address, date and state,
+/// keyed with the deployment's pepper ([`mapping::email::keyed_digest`]), so the key cannot be
+/// recomputed from a candidate address without the deployment's secret. Built from stable names
+/// only: stored keys must not change with a rename in code. (During a key change an event
+/// redelivered after it may be recorded once more under the new key: applying an opt-out or a
+/// bounce again changes nothing.)
 fn dedupe_key(list_id: &str, event: &WebhookEvent) -> String {
-    let mut hash = Sha256::new();
-    for part in [
-        list_id,
-        event.event_type.as_str(),
-        &event.email_address,
-        &event.date,
-        event.state.as_deref().unwrap_or(""),
-    ] {
-        hash.update(part.as_bytes());
-        hash.update([0u8]);
-    }
-    hex::encode(hash.finalize())
+    hex::encode(mapping::email::keyed_digest(
+        mapping::email::installed_peppers()[0],
+        "cm-sf-sync webhook event",
+        &[
+            list_id,
+            event.event_type.as_str(),
+            &event.email_address,
+            &event.date,
+            event.state.as_deref().unwrap_or(""),
+        ],
+    ))
 }
 
 /// What the intake needs: the state table and the bus (no CM or SF client).
@@ -371,6 +386,7 @@ impl<S: SettingsStore + WebhookEventStore, P: EventSink> IntakeEngine<S, P> {
                         dedupe_key: valid.dedupe_key.clone(),
                         list_id: delivery.list_id.clone(),
                         payload: serde_json::to_value(&valid.event).unwrap_or(Value::Null),
+                        person: Some(mapping::email::person_key(&valid.event.email_address)),
                         received_at: now,
                         expires_at,
                         state: EventState::Received,
@@ -419,10 +435,28 @@ mod tests {
             old_email_address: None,
             state: Some("Unsubscribed".into()),
         };
-        // Every stored event is deduplicated by this key: a change here re-applies history.
+        // Every stored event is deduplicated by this key: a change here re-applies history
+        // (redelivered events only; applying an opt-out again changes nothing). Without a
+        // pepper installed (unit tests), the public tag's key.
         assert_eq!(
             dedupe_key("list-1", &event),
-            "d6f6452e2f44f48c9544b7cb61884e5269f4234682db726939e189c804b57109"
+            "3f8ec701d6f45ad8196052a85303c8681bdc2aaa75df15ef3543f9c5d3f201b3"
+        );
+        let peppered = hex::encode(mapping::email::keyed_digest(
+            Some(&[9; 32]),
+            "cm-sf-sync webhook event",
+            &[
+                "list-1",
+                "Deactivate",
+                "ann@example.com",
+                "2026-11-20 10:00:00",
+                "Unsubscribed",
+            ],
+        ));
+        assert_ne!(
+            peppered,
+            dedupe_key("list-1", &event),
+            "a deployment's pepper changes it"
         );
     }
 }

@@ -6,9 +6,11 @@
 
 mod audit;
 mod catalog;
+mod erasure;
 mod leases;
 mod runs;
 mod settings_links;
+mod tokens;
 mod watermarks;
 mod webhooks;
 use std::collections::{BTreeMap, HashMap};
@@ -32,9 +34,11 @@ use crate::{
     AuditEntry, AuditStore, BatchRecorded, CampaignProgress, CatalogRecord, CatalogStore, EventState,
     FAILED_RECORD_TTL_DAYS, FailedRecord, Lease, LeaseStore, LinkOutcome, LinkRecord, LinkStore, PendingBatch,
     PreviewRecord, PreviewStore, RetryQueue, RunCheckpoint, RunCommit, RunFailure, RunRecord, RunStart, RunStatus,
-    RunStore, SettingsStore, StoreError, VersionedSettings, WatermarkStore, WebhookBacklogEntry, WebhookBatchRecord,
-    WebhookEventRecord, WebhookEventStore,
+    RunStore, SealedTokens, SettingsStore, StoreError, TokenStore, VersionedSettings, WatermarkStore,
+    WebhookBacklogEntry, WebhookBatchRecord, WebhookEventRecord, WebhookEventStore,
 };
+
+pub use erasure::{Erasure, FORGOTTEN, PersonNeedles};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -121,15 +125,41 @@ impl DynamoStore {
 
     /// Every item of a partition, following pages.
     async fn query_partition(&self, pk: &str, descending: bool, limit: Option<usize>) -> Result<Vec<Item>, StoreError> {
+        self.query_range(pk, None, descending, limit).await
+    }
+
+    /// A partition's items whose `sk` sorts after `after`, in order.
+    async fn query_partition_after(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
+        self.query_range(pk, after, false, limit).await
+    }
+
+    async fn query_range(
+        &self,
+        pk: &str,
+        after: Option<&str>,
+        descending: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let output = self
+            let query = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":pk", s(pk));
+            let query = match after {
+                Some(after) => query
+                    .key_condition_expression("pk = :pk AND sk > :after")
+                    .expression_attribute_values(":after", s(after)),
+                None => query.key_condition_expression("pk = :pk"),
+            };
+            let output = query
                 .scan_index_forward(!descending)
                 .consistent_read(true)
                 .set_limit(limit.map(|l| i32::try_from(l.saturating_sub(items.len())).unwrap_or(i32::MAX)))

@@ -91,9 +91,13 @@ impl WebhookEventStore for DynamoStore {
         }
     }
 
-    async fn pending_webhook_batches(&self, limit: usize) -> Result<Vec<PendingBatch>, StoreError> {
+    async fn pending_webhook_batches(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<PendingBatch>, StoreError> {
         let mut batches = Vec::new();
-        for item in self.query_partition(PENDING_BATCHES, false, Some(limit)).await? {
+        for item in self.query_partition_after(PENDING_BATCHES, after, Some(limit)).await? {
             batches.push(self.pending_batch(&item).await?);
         }
         Ok(batches)
@@ -315,7 +319,7 @@ impl DynamoStore {
 
 fn webhook_event_item(event: &WebhookEventRecord) -> Result<Item, StoreError> {
     let (state, reason) = event_state_attributes(&event.state);
-    Ok(HashMap::from([
+    let mut item = HashMap::from([
         ("pk".to_owned(), s(format!("WEBHOOK#{}", event.dedupe_key))),
         ("sk".to_owned(), s("EVENT")),
         ("list_id".to_owned(), s(&event.list_id)),
@@ -325,7 +329,11 @@ fn webhook_event_item(event: &WebhookEventRecord) -> Result<Item, StoreError> {
         ("state".to_owned(), s(state)),
         ("reason".to_owned(), s(reason)),
         ("attempts".to_owned(), n(event.attempts)),
-    ]))
+    ]);
+    if let Some(person) = &event.person {
+        item.insert("person".to_owned(), s(person));
+    }
+    Ok(item)
 }
 
 fn webhook_event_from(dedupe_key: &str, item: &Item) -> Result<WebhookEventRecord, StoreError> {
@@ -342,6 +350,7 @@ fn webhook_event_from(dedupe_key: &str, item: &Item) -> Result<WebhookEventRecor
         dedupe_key: dedupe_key.to_owned(),
         list_id: reader.string("list_id")?,
         payload: reader.json("payload")?,
+        person: reader.opt_string("person"),
         received_at: reader.time("received_at")?,
         expires_at: Utc
             .timestamp_opt(expires, 0)

@@ -170,6 +170,7 @@ pub fn webhook_event(key: &str, name: &str) -> WebhookEventRecord {
         dedupe_key: key.into(),
         list_id: "list-1".into(),
         payload: serde_json::json!({"Type": "Deactivate", "State": "Unsubscribed", "Name": name}),
+        person: Some(format!("p-{key}")),
         received_at: at(0),
         expires_at: at(0) + Duration::days(30),
         state: EventState::Received,
@@ -324,18 +325,24 @@ pub async fn pending_batches_stay_listed_until_finished<S: Store>(store: Arc<S>)
             .collect::<Vec<_>>()
     };
     assert_eq!(
-        listed(store.pending_webhook_batches(10).await.unwrap()),
+        listed(store.pending_webhook_batches(None, 10).await.unwrap()),
         ["k-early", "k-middle", "k-late"],
         "oldest first"
     );
     assert_eq!(
-        listed(store.pending_webhook_batches(2).await.unwrap()),
+        listed(store.pending_webhook_batches(None, 2).await.unwrap()),
         ["k-early", "k-middle"]
     );
-    let middle = store.pending_webhook_batches(10).await.unwrap().remove(1);
+    let first = store.pending_webhook_batches(None, 1).await.unwrap().remove(0);
+    assert_eq!(
+        listed(store.pending_webhook_batches(Some(&first.batch), 10).await.unwrap()),
+        ["k-middle", "k-late"],
+        "after a batch id: where a sweep goes on"
+    );
+    let middle = store.pending_webhook_batches(None, 10).await.unwrap().remove(1);
     store.finish_webhook_batch(&middle.batch).await.unwrap();
     assert_eq!(
-        listed(store.pending_webhook_batches(10).await.unwrap()),
+        listed(store.pending_webhook_batches(None, 10).await.unwrap()),
         ["k-early", "k-late"]
     );
     assert!(store.pending_webhook_batch(&middle.batch).await.unwrap().is_none());
@@ -804,7 +811,7 @@ pub async fn a_parked_batch_leaves_the_pending_list_until_unparked_and_keeps_its
         };
         store.record_webhook_batch(&batch(id, &[event])).await.unwrap();
     }
-    let stuck = store.pending_webhook_batches(10).await.unwrap().remove(0);
+    let stuck = store.pending_webhook_batches(None, 10).await.unwrap().remove(0);
     let tried = WebhookEventRecord {
         attempts: state::MAX_WEBHOOK_ATTEMPTS,
         state: EventState::Failed {
@@ -816,7 +823,7 @@ pub async fn a_parked_batch_leaves_the_pending_list_until_unparked_and_keeps_its
     store.park_webhook_batch(&stuck.batch).await.unwrap();
     store.park_webhook_batch(&stuck.batch).await.unwrap(); // twice: nothing more
 
-    let pending = store.pending_webhook_batches(1).await.unwrap();
+    let pending = store.pending_webhook_batches(None, 1).await.unwrap();
     assert_eq!(
         pending[0].events[0].dedupe_key, "k-newer",
         "the parked batch hides nothing"
@@ -843,7 +850,45 @@ pub async fn a_parked_batch_leaves_the_pending_list_until_unparked_and_keeps_its
     assert!(store.parked_webhook_batches(10).await.unwrap().is_empty());
     let back = store.pending_webhook_batch(&stuck.batch).await.unwrap().unwrap();
     assert_eq!(back.events[0].attempts, state::MAX_WEBHOOK_ATTEMPTS);
-    assert_eq!(store.pending_webhook_batches(10).await.unwrap().len(), 2);
+    assert_eq!(store.pending_webhook_batches(None, 10).await.unwrap().len(), 2);
+}
+
+pub async fn shared_tokens_are_saved_only_over_the_version_read<S: Store + 'static>(store: Arc<S>) {
+    let tokens = |version: u64, sealed: &str| state::SealedTokens {
+        credential: "cm".into(),
+        version,
+        sealed: sealed.into(),
+        seed: "seed".into(),
+        saved_at: at(version as i64),
+    };
+    assert_eq!(store.sealed_tokens("cm").await.unwrap(), None);
+    assert!(
+        !store.save_sealed_tokens(&tokens(2, "skipped")).await.unwrap(),
+        "no version 1 yet"
+    );
+    assert!(store.save_sealed_tokens(&tokens(1, "first")).await.unwrap());
+    // Five containers saving over the same version read: one wins.
+    let savers: Vec<_> = (0..5)
+        .map(|i| {
+            let store = store.clone();
+            let mine = tokens(2, &format!("second-{i}"));
+            tokio::spawn(async move { store.save_sealed_tokens(&mine).await })
+        })
+        .collect();
+    let mut won = 0;
+    for saver in savers {
+        won += usize::from(saver.await.unwrap().unwrap());
+    }
+    assert_eq!(won, 1);
+    let stored = store.sealed_tokens("cm").await.unwrap().unwrap();
+    assert_eq!(stored.version, 2);
+    assert!(stored.sealed.starts_with("second-"));
+    assert_eq!(stored.saved_at, at(2));
+    assert_eq!(
+        store.sealed_tokens("sf").await.unwrap(),
+        None,
+        "one item per credential"
+    );
 }
 
 #[macro_export]
@@ -866,7 +911,8 @@ macro_rules! conformance_suite {
             failed_records_queue_and_drain,
             the_audit_lists_changes_newest_first,
             a_preview_is_kept_and_answered,
-            the_catalog_is_replaced_whole);
+            the_catalog_is_replaced_whole,
+            shared_tokens_are_saved_only_over_the_version_read);
     };
     (@cases $make:expr; $($case:ident),*) => {
         $(

@@ -121,6 +121,14 @@ pub fn set_state(world: &mut World, version: &str, id: &str, request: &Value) ->
             world.sf.jobs.insert(id.to_owned(), processed);
             Ok(json_ok(StatusCode::OK, body))
         }
+        "Aborted" if world.faults.sf.bulk_abort_failures > 0 => {
+            world.faults.sf.bulk_abort_failures -= 1;
+            Err(SfError {
+                code: "SERVER_UNAVAILABLE",
+                message: "Server temporarily unavailable".into(),
+                fields: vec![],
+            })
+        }
         "Aborted" if matches!(job.state.as_str(), "Open" | "UploadComplete" | "InProgress") => {
             let mut job = job;
             job.state = "Aborted".into();

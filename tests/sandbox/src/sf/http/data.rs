@@ -233,6 +233,7 @@ pub(super) fn data_api(
         Err(error) => {
             let status = match error.code {
                 "NOT_FOUND" | "ENTITY_IS_DELETED" => StatusCode::NOT_FOUND,
+                "SERVER_UNAVAILABLE" => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_REQUEST,
             };
             error_array(status, &error)
