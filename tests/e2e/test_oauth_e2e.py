@@ -1,18 +1,29 @@
 """A deployment on OAuth (CM tokens, and Salesforce's refresh-token flow with rotation on)
 through three token refreshes, end to end: the real functions under `cargo lambda watch` and the
-admin CLI share the secrets in the emulator, as the deployed containers do. CM replaces the
-refresh token with every refresh (and so does Salesforce with rotation on): a process that kept
-the new one to itself would leave every other one a refresh token that no longer works."""
+admin CLI share the tokens through the state table in the emulator, as the deployed containers
+do. CM replaces the refresh token with every refresh (and so does Salesforce with rotation on): a
+process that kept the new one to itself would leave every other one a refresh token that no
+longer works. The secrets are the seed and are not written while the table takes the saves
+(Secrets Manager asks for at most one PutSecretValue per 10 minutes)."""
 
 import json
 import os
 import sys
 import tempfile
 
+import boto3
+
 sys.path.insert(0, os.path.dirname(__file__))
 from stack import Stack, generate_scenario, http  # noqa: E402
 
 MAIN = "November newsletter"
+
+
+def shared_tokens(stack):
+    """The version of each credential's shared-tokens item, and the items' text."""
+    table = boto3.resource("dynamodb").Table(stack.table)
+    items = table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "TOKENS"})["Items"]
+    return {i["sk"]: int(i["version"]) for i in items}, json.dumps(items, default=str)
 
 
 def test_an_oauth_deployment_survives_three_token_refreshes_across_invocations():
@@ -30,19 +41,19 @@ def test_an_oauth_deployment_survives_three_token_refreshes_across_invocations()
         cm = next(c for c in scenario["cm"]["campaigns"] if c["name"] == MAIN)["id"]
         list_id = scenario["cm"]["lists"][0]["id"]
         people = sorted(p["Email"] for p in scenario["sf"]["records"]["Contact"])
+        seeds = (stack.secret("cm"), stack.secret("sf"))
         stack.schedule()
         stack.settle()
-        cm_tokens = [stack.secret("cm")["refresh_token"]]
-        sf_tokens = [stack.secret("sf")["refresh_token"]]
-        assert sf_tokens[0] != "sandbox-refresh-token", "the first sign-in rotated the SF token and saved it"
+        versions, _ = shared_tokens(stack)
+        assert versions.get("sf") == 1, f"the first sign-in rotated the SF token and shared it: {versions}"
         for refresh in range(3):
             # Every CM access token and SF session ends now.
             http("POST", f"{stack.cm_url}/_sandbox/cm/expire-tokens", {})
             http("POST", f"{stack.sf_url}/_sandbox/sf/expire-sessions", {})
             if refresh == 1:
-                # A cold start first (the admin CLI reads the secrets as a new container does):
-                # it refreshes with the saved token and saves the next; the warm function then
-                # finds its own refresh token spent and takes up the saved ones.
+                # A cold start first (the admin CLI starts as a new container does): it takes the
+                # shared tokens, renews them and shares the next; the warm function then finds
+                # its own tokens refused and takes up the shared ones.
                 doctor = stack.admin_run("doctor").stdout
                 assert "ok       Campaign Monitor login" in doctor and "ok       Salesforce login" in doctor, doctor
             stack.add_activity(cm, [{"kind": "open", "email": people[refresh], "list_id": list_id,
@@ -52,11 +63,14 @@ def test_an_oauth_deployment_survives_three_token_refreshes_across_invocations()
             assert stack.errors == [], stack.errors
             statuses = {m["Email"]: m["Status"] for m in stack.records("CampaignMember")}
             assert statuses[people[refresh]] == "Opened", f"refresh {refresh + 1}: the open reached Salesforce"
-            cm_token, sf_token = stack.secret("cm")["refresh_token"], stack.secret("sf")["refresh_token"]
-            assert cm_token not in cm_tokens, f"refresh {refresh + 1}: the rotated CM token is saved"
-            assert sf_token not in sf_tokens, f"refresh {refresh + 1}: the rotated SF token is saved"
-            cm_tokens.append(cm_token)
-            sf_tokens.append(sf_token)
+            before, versions = versions, shared_tokens(stack)[0]
+            assert versions["cm"] > before.get("cm", 0), f"refresh {refresh + 1}: the rotated CM tokens are shared"
+            assert versions["sf"] > before["sf"], f"refresh {refresh + 1}: the rotated SF token is shared"
+        _, stored = shared_tokens(stack)
+        for secret in seeds:
+            assert secret["refresh_token"] not in stored, "the shared tokens are sealed"
+        assert "cm-refresh" not in stored and "access" not in stored.lower(), "no token in the clear"
+        assert (stack.secret("cm"), stack.secret("sf")) == seeds, "the secrets were not written: the table took every save"
         runs = json.loads(stack.admin("--json", "runs", "--last", "20"))
         assert runs and all(r["status"] == "succeeded" for r in runs), runs
         # The secrets keep their shape: what the functions read at the next cold start.

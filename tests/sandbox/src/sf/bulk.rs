@@ -217,8 +217,11 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
                 _ => world.sf.delete(&job.object, &id).map(|()| (id.clone(), false)),
             }
         };
-        job.results.push((pairs, outcome));
+        job.results
+            .push((pairs.into_iter().map(|(_, value)| value).collect(), outcome));
     }
+    // Processed: the results hold every row; the upload is not kept twice.
+    job.data = String::new();
     // The rows are applied now, but the job may still say `InProgress` for a while: a client
     // that gives up and aborts it finds its rows written all the same, as on a real org where
     // an aborted job keeps what it already processed.
@@ -269,20 +272,18 @@ pub fn results(world: &mut World, id: &str, kind: &str) -> Result<Response, SfEr
         })
     };
     // The uploaded values of a row after its leading `sf__` cells.
-    let row = |leading: [String; 2], pairs: &Vec<(String, String)>| -> Vec<String> {
-        leading
-            .into_iter()
-            .chain(pairs.iter().map(|(_, v)| v.clone()))
-            .collect()
+    let row = |leading: [String; 2], values: &Vec<String>| -> Vec<String> {
+        leading.into_iter().chain(values.iter().cloned()).collect()
     };
+    let id_column = job.header.iter().position(|h| h.eq_ignore_ascii_case("Id"));
     let (leading, mut rows): (&[&str], Vec<Vec<String>>) = match kind {
         "successfulResults" => (
             &["sf__Id", "sf__Created"],
             job.results
                 .iter()
-                .filter_map(|(pairs, outcome)| {
+                .filter_map(|(values, outcome)| {
                     let (id, created) = outcome.as_ref().ok()?;
-                    Some(row([id.clone(), created.to_string()], pairs))
+                    Some(row([id.clone(), created.to_string()], values))
                 })
                 .skip(dropped)
                 .collect(),
@@ -291,15 +292,11 @@ pub fn results(world: &mut World, id: &str, kind: &str) -> Result<Response, SfEr
             &["sf__Id", "sf__Error"],
             job.results
                 .iter()
-                .filter_map(|(pairs, outcome)| {
+                .filter_map(|(values, outcome)| {
                     let error = outcome.as_ref().err()?;
-                    let id = pairs
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case("Id"))
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_default();
+                    let id = id_column.and_then(|i| values.get(i)).cloned().unwrap_or_default();
                     let message = format!("{}:{}:{} --", error.code, error.message, error.fields.join(","));
-                    Some(row([id, message], pairs))
+                    Some(row([id, message], values))
                 })
                 .collect(),
         ),

@@ -68,8 +68,9 @@ pub fn format_datetime(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true).replace('Z', "+0000")
 }
 
-/// One processed CSV row: its (column, value) pairs and `Ok((id, created))` or the error.
-pub type RowResult = (Vec<(String, String)>, Result<(String, bool), SfError>);
+/// One processed CSV row: its values (in the order of the job's `header`, the names kept once
+/// per job, not per row: a million-row job stays compact) and `Ok((id, created))` or the error.
+pub type RowResult = (Vec<String>, Result<(String, bool), SfError>);
 
 /// Records per object and the member keys, as saved for an all-or-none rollback.
 pub type Snapshot = (BTreeMap<String, BTreeMap<String, Record>>, HashSet<(String, String)>);
@@ -87,7 +88,7 @@ pub struct BulkJob {
     pub external_id_field: Option<String>,
     /// Open, UploadComplete, InProgress, JobComplete, Failed, Aborted.
     pub state: String,
-    /// The uploaded CSV.
+    /// The uploaded CSV, until its rows are processed (then only the results keep them).
     pub data: String,
     /// Delimiter.
     pub delimiter: u8,
