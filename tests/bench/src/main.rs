@@ -215,13 +215,26 @@ struct Sandbox {
     child: Child,
     cm_url: String,
     sf_url: String,
+    /// How long it took to build the scenario and load it.
+    load_ms: u64,
+}
+
+/// The sandbox's own figures for a workload (its process, not the sync's).
+pub(crate) struct SandboxFigures {
+    workload: &'static str,
+    load_s: f64,
+    loaded_mib: f64,
+    peak_mib: f64,
 }
 
 impl Sandbox {
-    fn start(scenario: &Path) -> Result<Sandbox, String> {
+    /// The sandbox serving the scenario of `shape`, generated in its own process (never written
+    /// out as JSON and read back: workload L's would be gigabytes of JSON values).
+    fn start(shape: &sandbox::generate::Shape) -> Result<Sandbox, String> {
+        let shape = serde_json::to_string(shape).map_err(|e| e.to_string())?;
         let mut child = Command::new(sibling("sandbox")?)
-            .arg("--scenario")
-            .arg(scenario)
+            .arg("--shape")
+            .arg(shape)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -236,7 +249,22 @@ impl Sandbox {
             child,
             cm_url: ready["cm_url"].as_str().unwrap_or_default().to_owned(),
             sf_url: ready["sf_url"].as_str().unwrap_or_default().to_owned(),
+            load_ms: ready["load_ms"].as_u64().unwrap_or_default(),
         })
+    }
+
+    /// (resident now, peak resident) of its process, MiB (Linux `/proc`).
+    fn memory_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
     async fn reset(&self) -> Result<(), String> {
@@ -318,10 +346,9 @@ async fn run_child(job: &Job, dir: &Path) -> Result<Figures, String> {
     serde_json::from_slice(&output.stdout).map_err(|e| format!("child output: {e}"))
 }
 
-/// A workload's scenario, generated and written for the sandbox, and what the jobs need of it.
+/// A workload's scenario shape, and what the jobs need of its scenario.
 struct Generated {
     shape: sandbox::generate::Shape,
-    path: PathBuf,
     cm_campaign: String,
     list_id: String,
     cm_clients: Vec<String>,
@@ -330,7 +357,7 @@ struct Generated {
 }
 
 impl Generated {
-    fn write(workload: &Workload, dir: &Path, file: &str) -> Result<Generated, String> {
+    fn new(workload: &Workload) -> Result<Generated, String> {
         let shape = sandbox::generate::Shape {
             seed: workload.seed,
             recipients: workload.recipients,
@@ -338,14 +365,11 @@ impl Generated {
             ..Default::default()
         };
         eprintln!(
-            "[{}] generating {} recipients, {} activities (seed {})",
+            "[{}] {} recipients, {} activities (seed {})",
             workload.name, shape.recipients, shape.activities, shape.seed
         );
+        // The sandbox generates the same scenario from the shape; here only its ids are read.
         let scenario = sandbox::generate::generate(&shape);
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let path = dir.join(format!("{file}.json"));
-        let writer = std::fs::File::create(&path).map_err(|e| e.to_string())?;
-        serde_json::to_writer(std::io::BufWriter::new(writer), &scenario).map_err(|e| e.to_string())?;
         let cm_campaign = scenario
             .cm
             .campaigns
@@ -355,7 +379,6 @@ impl Generated {
             .ok_or("no main campaign")?;
         Ok(Generated {
             shape,
-            path,
             cm_campaign,
             list_id: scenario.cm.lists.first().map(|l| l.id.clone()).unwrap_or_default(),
             cm_clients: scenario.cm.clients.iter().map(|c| c.id.clone()).collect(),
@@ -371,17 +394,18 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
     }
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
+    let mut sandboxes = Vec::new();
     for workload in WORKLOADS.iter().filter(|w| names.iter().any(|n| n == w.name)) {
         let Generated {
             shape,
-            path,
             cm_campaign,
             list_id,
             cm_clients,
             zone,
             ..
-        } = Generated::write(workload, dir, workload.name)?;
-        let sandbox = Sandbox::start(&path)?;
+        } = Generated::new(workload)?;
+        let sandbox = Sandbox::start(&shape)?;
+        let (loaded_mib, _) = sandbox.memory_mib();
         for (mode, latency_ms) in workload.cases {
             let job = Job {
                 cm_url: sandbox.cm_url.clone(),
@@ -435,10 +459,22 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
                 runs,
             });
         }
+        let (_, peak_mib) = sandbox.memory_mib();
+        eprintln!(
+            "[{}] sandbox: loaded in {:.1} s, {loaded_mib:.0} MiB resident, peak {peak_mib:.0} MiB",
+            workload.name,
+            sandbox.load_ms as f64 / 1000.0
+        );
+        sandboxes.push(SandboxFigures {
+            workload: workload.name,
+            load_s: sandbox.load_ms as f64 / 1000.0,
+            loaded_mib,
+            peak_mib,
+        });
     }
     let cold = coldstart::measure_all(11).await?;
     let intake = webhooks::measure(7).await?;
     let mut day = members_report(dir).await?;
     day += &day_report(1_000, &[day::Variant::Off, day::Variant::On, day::Variant::Hot]).await?;
-    write_report(out, &rows, &cold, &intake, &day)
+    write_report(out, &rows, &sandboxes, &cold, &intake, &day)
 }

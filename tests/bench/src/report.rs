@@ -131,6 +131,7 @@ pub(crate) fn targets(rows: &[Row], cold: &[coldstart::ColdStart]) -> String {
 pub(crate) fn write_report(
     out: &Path,
     rows: &[Row],
+    sandboxes: &[SandboxFigures],
     cold: &[coldstart::ColdStart],
     intake: &webhooks::WebhookFigures,
     day: &str,
@@ -172,6 +173,13 @@ pub(crate) fn write_report(
         );
     }
     text += &targets(rows, cold);
+    text += "\nThe sandbox (the CM and SF stand-ins, one process, the workload generated in it from its seed): how long it took to build and load, and its resident memory then and at its peak over every case of the workload (each case starts from a reset, which builds the scenario again).\n\n| workload | loaded in (s) | resident when loaded (MiB) | peak resident (MiB) |\n|---|---|---|---|\n";
+    for sandbox in sandboxes {
+        text += &format!(
+            "| {} | {:.1} | {:.0} | {:.0} |\n",
+            sandbox.workload, sandbox.load_s, sandbox.loaded_mib, sandbox.peak_mib
+        );
+    }
     text += &coldstart::report(cold);
     text += &intake.report();
     text += day;
@@ -190,7 +198,7 @@ pub(crate) async fn members_report(dir: &Path) -> Result<String, String> {
         return Err("AWS_ENDPOINT_URL is not set: run through `make bench` (it starts the moto emulator)".into());
     }
     let workload = WORKLOADS.iter().find(|w| w.name == "M").ok_or("no workload M")?;
-    let generated = Generated::write(workload, dir, "M-members")?;
+    let generated = Generated::new(workload)?;
     let members_before = generated.members_before;
     let job = Job {
         cm_url: String::new(),
@@ -205,7 +213,7 @@ pub(crate) async fn members_report(dir: &Path) -> Result<String, String> {
         now_after: None,
         add_missing_members: None,
     };
-    let sandbox = Sandbox::start(&generated.path)?;
+    let sandbox = Sandbox::start(&generated.shape)?;
     let mut report = format!(
         "\n## Members and Salesforce storage\n\nWorkload M ({} recipients of one send, {} activities, 95% of recipients are Leads or Contacts in Salesforce, {members_before} already members): what its first full sync adds as CampaignMembers, by `add_missing_members`, at about {:.0} KB of Salesforce data storage per record. Recipients who did not engage are counted in the Campaign's statistics either way.\n\n| `add_missing_members` | members added | about (MB of SF data storage) | matched recipients not added | SF calls (reads / writes / bulk) |\n|---|---|---|---|---|\n",
         workload.recipients,

@@ -149,10 +149,17 @@ async fn put_faults(State(state): State<AppState>, Json(faults): Json<Faults>) -
 }
 
 async fn reset(State(state): State<AppState>) -> Response {
-    let sf_base = state.lock().sf_base.clone();
-    match World::load(&state.scenario, &sf_base) {
+    // The old world goes first, under the lock (no request sees a half-built one): a
+    // workload's world is gigabytes, and the old and the new at once would double the peak.
+    let mut world = state.lock();
+    let sf_base = world.sf_base.clone();
+    match World::from_scenario(crate::scenario::Scenario::default(), &sf_base) {
+        Ok(empty) => drop(std::mem::replace(&mut *world, empty)),
+        Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, error).into_response(),
+    }
+    match state.source.world(&sf_base) {
         Ok(fresh) => {
-            *state.lock() = fresh;
+            *world = fresh;
             StatusCode::NO_CONTENT.into_response()
         }
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error).into_response(),

@@ -16,7 +16,8 @@ use crate::scenario::{CmAccount, CmActivity, CmCampaign, CmClient, CmList, CmRec
 pub const TEST_CERTIFICATE: &str = include_str!("../fixtures/jwt-test-cert.pem");
 
 /// What to generate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Shape {
     /// Seed: the same seed gives the same scenario.
     pub seed: u64,

@@ -50,11 +50,17 @@ pub struct World {
 impl World {
     /// Loads a scenario.
     pub fn load(scenario: &Scenario, sf_base: &str) -> Result<World, String> {
+        World::from_scenario(scenario.clone(), sf_base)
+    }
+
+    /// [`World::load`], taking the scenario: its data moves into the world (held once).
+    pub fn from_scenario(scenario: Scenario, sf_base: &str) -> Result<World, String> {
+        let faults = scenario.faults;
         Ok(World {
-            cm: CmWorld::new(&scenario.cm)?,
-            sf: SfWorld::new(&scenario.sf)?,
-            faults: scenario.faults.clone().realistic(),
-            dice: Dice::new(scenario.faults.seed),
+            cm: CmWorld::from_account(scenario.cm)?,
+            sf: SfWorld::from_org(scenario.sf)?,
+            dice: Dice::new(faults.seed),
+            faults: faults.realistic(),
             counters: Counters::new(),
             sf_base: sf_base.to_owned(),
             lock_streaks: std::collections::BTreeMap::new(),
@@ -62,11 +68,31 @@ impl World {
     }
 }
 
+/// What a world is loaded from, and loaded again from at a reset.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A scenario as given (a file, a test's own).
+    Scenario(Arc<Scenario>),
+    /// A generated scenario's shape: the scenario is built again at each reset rather than kept
+    /// beside the world (a million-recipient scenario is gigabytes as JSON values).
+    Generated(crate::generate::Shape),
+}
+
+impl Source {
+    /// A fresh world.
+    pub fn world(&self, sf_base: &str) -> Result<World, String> {
+        match self {
+            Source::Scenario(scenario) => World::load(scenario, sf_base),
+            Source::Generated(shape) => World::from_scenario(crate::generate::generate(shape), sf_base),
+        }
+    }
+}
+
 /// Shared handler state.
 #[derive(Debug, Clone)]
 pub struct AppState {
     world: Arc<Mutex<World>>,
-    scenario: Arc<Scenario>,
+    source: Arc<Source>,
     http: reqwest::Client,
 }
 
@@ -112,6 +138,12 @@ async fn sf_fallback(
 /// Starts both stand-ins on the given addresses (port 0 picks a free port) and returns once
 /// they accept connections.
 pub async fn start(scenario: Scenario, cm_addr: SocketAddr, sf_addr: SocketAddr) -> Result<Running, String> {
+    start_from(Source::Scenario(Arc::new(scenario)), cm_addr, sf_addr).await
+}
+
+/// [`start`] from a source: a generated shape is built in the process, never written out and
+/// read back as JSON.
+pub async fn start_from(source: Source, cm_addr: SocketAddr, sf_addr: SocketAddr) -> Result<Running, String> {
     let cm_listener = tokio::net::TcpListener::bind(cm_addr)
         .await
         .map_err(|e| format!("cannot bind CM address {cm_addr}: {e}"))?;
@@ -120,10 +152,10 @@ pub async fn start(scenario: Scenario, cm_addr: SocketAddr, sf_addr: SocketAddr)
         .map_err(|e| format!("cannot bind SF address {sf_addr}: {e}"))?;
     let cm_url = format!("http://{}", cm_listener.local_addr().map_err(|e| e.to_string())?);
     let sf_url = format!("http://{}", sf_listener.local_addr().map_err(|e| e.to_string())?);
-    let world = World::load(&scenario, &sf_url)?;
+    let world = source.world(&sf_url)?;
     let state = AppState {
         world: Arc::new(Mutex::new(world)),
-        scenario: Arc::new(scenario),
+        source: Arc::new(source),
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
             .build()

@@ -20,14 +20,22 @@ const DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 /// One activity row, parsed.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// Email.
-    pub email: String,
-    /// List.
-    pub list_id: String,
     /// Local date.
     pub date: NaiveDateTime,
-    /// Source record.
+    /// Source record (its address and list are read from it: a row keeps one copy).
     pub source: CmActivity,
+}
+
+impl Row {
+    /// Email.
+    pub fn email(&self) -> &str {
+        &self.source.email
+    }
+
+    /// List.
+    pub fn list_id(&self) -> &str {
+        &self.source.list_id
+    }
 }
 
 /// A campaign with its activity indexed by resource, sorted by date.
@@ -97,27 +105,34 @@ pub fn parse_local(text: &str) -> Option<NaiveDateTime> {
 impl CmWorld {
     /// Loads the account.
     pub fn new(account: &CmAccount) -> Result<CmWorld, String> {
+        CmWorld::from_account(account.clone())
+    }
+
+    /// [`CmWorld::new`], taking the account: its campaigns, activity and lists move into the
+    /// world rather than being copied (a million-recipient account is held once).
+    pub fn from_account(mut account: CmAccount) -> Result<CmWorld, String> {
         let zone: Tz = account
             .timezone
             .parse()
             .map_err(|_| format!("cm.timezone `{}` is not an IANA zone", account.timezone))?;
         let mut campaigns = BTreeMap::new();
-        for campaign in &account.campaigns {
+        for mut campaign in std::mem::take(&mut account.campaigns) {
+            // The activity lives in `activity` (rows by date), not in `meta` too.
+            let activity = std::mem::take(&mut campaign.activity);
             let mut state = CampaignState {
-                meta: campaign.clone(),
+                meta: campaign,
                 activity: HashMap::new(),
             };
-            state.meta.activity = Vec::new();
             // Appended, then sorted once (stable: equal dates keep the scenario's order, as
             // `add_activity` keeps them); one sorted insert each would be quadratic.
-            for activity in &campaign.activity {
+            for activity in activity {
                 let (resource, row) = activity_row(activity)?;
                 state.activity.entry(resource).or_default().push(row);
             }
             for rows in state.activity.values_mut() {
                 rows.sort_by_key(|r| r.date);
             }
-            campaigns.insert(campaign.id.clone(), state);
+            campaigns.insert(state.meta.id.clone(), state);
         }
         let mut tokens = HashMap::new();
         let mut refresh_tokens = Vec::new();
@@ -128,11 +143,16 @@ impl CmWorld {
             );
             refresh_tokens.push(oauth.refresh_token.clone());
         }
+        let lists = std::mem::take(&mut account.lists)
+            .into_iter()
+            .map(|l| (l.id.clone(), l))
+            .collect();
         Ok(CmWorld {
-            account: account.clone(),
+            // What the handlers read of the account; its campaigns and lists live above, once.
+            account,
             zone,
             campaigns,
-            lists: account.lists.iter().map(|l| (l.id.clone(), l.clone())).collect(),
+            lists,
             webhooks: BTreeMap::new(),
             tokens,
             refresh_tokens,
@@ -170,23 +190,15 @@ impl CmWorld {
     }
 }
 
-fn activity_row(activity: &CmActivity) -> Result<(&'static str, Row), String> {
+fn activity_row(activity: CmActivity) -> Result<(&'static str, Row), String> {
     let resource = resource_of(&activity.kind).ok_or_else(|| format!("unknown activity kind `{}`", activity.kind))?;
     let date = parse_local(&activity.date).ok_or_else(|| format!("bad activity date `{}`", activity.date))?;
-    Ok((
-        resource,
-        Row {
-            email: activity.email.clone(),
-            list_id: activity.list_id.clone(),
-            date,
-            source: activity.clone(),
-        },
-    ))
+    Ok((resource, Row { date, source: activity }))
 }
 
 /// Adds one activity to a campaign at run time (the control API), in date order.
 pub fn add_activity(state: &mut CampaignState, activity: &CmActivity) -> Result<(), String> {
-    let (resource, row) = activity_row(activity)?;
+    let (resource, row) = activity_row(activity.clone())?;
     let rows = state.activity.entry(resource).or_default();
     let at = rows.partition_point(|r| r.date <= row.date);
     rows.insert(at, row);

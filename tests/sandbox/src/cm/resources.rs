@@ -197,7 +197,7 @@ pub(super) fn summary(world: &World, c: &CampaignState) -> Value {
     let unique = |r: &str| {
         rows(r)
             .iter()
-            .map(|x| x.email.to_lowercase())
+            .map(|x| x.email().to_lowercase())
             .collect::<std::collections::HashSet<_>>()
             .len()
     };
@@ -267,7 +267,7 @@ fn page_with_ties_reordered<'a>(world: &World, rows: &'a [Row], paging: &Paging)
     let hi = rows.partition_point(|r| r.date <= rows[b - 1].date);
     // Each request reorders differently: the calls made so far are its nonce.
     let nonce: u64 = world.counters.values().sum();
-    let tie_key = |row: &Row| seeded_hash((world.faults.seed, nonce, &row.email, &row.list_id));
+    let tie_key = |row: &Row| seeded_hash((world.faults.seed, nonce, row.email(), row.list_id()));
     let mut window: Vec<&Row> = rows[lo..hi].iter().collect();
     window.sort_by_cached_key(|row| (row.date, tie_key(row)));
     let mut page: Vec<&Row> = window[a - lo..b - lo].to_vec();
@@ -284,7 +284,7 @@ fn state_delay(seed: u64, list_id: &str, email: &str, date: chrono::NaiveDateTim
 
 /// The seeded delay, in minutes, before a record shows: the same for a record every time.
 fn visibility_delay(seed: u64, resource: &str, row: &Row, most: u64) -> i64 {
-    (seeded_hash((seed, resource, &row.email, row.date)) % (most + 1)) as i64
+    (seeded_hash((seed, resource, row.email(), row.date)) % (most + 1)) as i64
 }
 
 /// A seeded draw from a key: SipHash with fixed keys (DefaultHasher::new), stable within a
@@ -309,20 +309,20 @@ pub(super) fn row_json(resource: &str, row: &Row) -> Value {
         v
     };
     match resource {
-        "opens" => geo(json!({"EmailAddress": row.email, "ListID": row.list_id, "Date": date})),
+        "opens" => geo(json!({"EmailAddress": row.email(), "ListID": row.list_id(), "Date": date})),
         "clicks" => {
-            let mut v = geo(json!({"EmailAddress": row.email, "ListID": row.list_id, "Date": date}));
+            let mut v = geo(json!({"EmailAddress": row.email(), "ListID": row.list_id(), "Date": date}));
             v["URL"] = json!(row.source.url.clone().unwrap_or_else(|| "https://example.com/".into()));
             v
         }
         "unsubscribes" => {
-            json!({"EmailAddress": row.email, "ListID": row.list_id, "Date": date, "IPAddress": "203.0.113.9"})
+            json!({"EmailAddress": row.email(), "ListID": row.list_id(), "Date": date, "IPAddress": "203.0.113.9"})
         }
         "bounces" => {
-            json!({"EmailAddress": row.email, "ListID": row.list_id, "BounceType": row.source.bounce_type.clone().unwrap_or_else(|| "Hard".into()),
+            json!({"EmailAddress": row.email(), "ListID": row.list_id(), "BounceType": row.source.bounce_type.clone().unwrap_or_else(|| "Hard".into()),
             "Date": date, "Reason": row.source.reason.clone().unwrap_or_else(|| "Hard Bounce - Mailbox does not exist".into())})
         }
-        _ => json!({"EmailAddress": row.email, "ListID": row.list_id, "Date": date}),
+        _ => json!({"EmailAddress": row.email(), "ListID": row.list_id(), "Date": date}),
     }
 }
 
@@ -387,9 +387,9 @@ pub(super) fn campaign_activity(world: &World, id: &str, resource: &str, query: 
     } else {
         let mut sorted: Vec<&Row> = rows.iter().collect();
         if order == "email" {
-            sorted.sort_by(|a, b| (&a.email, a.date).cmp(&(&b.email, b.date)));
+            sorted.sort_by(|a, b| (a.email(), a.date).cmp(&(b.email(), b.date)));
         } else {
-            sorted.sort_by(|a, b| (&a.list_id, a.date).cmp(&(&b.list_id, b.date)));
+            sorted.sort_by(|a, b| (a.list_id(), a.date).cmp(&(b.list_id(), b.date)));
         }
         if !paging.ascending {
             sorted.reverse();

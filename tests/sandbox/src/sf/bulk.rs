@@ -168,14 +168,11 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
         let row = match row {
             Ok(row) => row,
             Err(e) => {
-                job.results.push((
-                    Vec::new(),
-                    Err(SfError {
-                        code: "INVALID_FIELD",
-                        message: format!("bad CSV row: {e}"),
-                        fields: vec![],
-                    }),
-                ));
+                job.results.push(Err(SfError {
+                    code: "INVALID_FIELD",
+                    message: format!("bad CSV row: {e}"),
+                    fields: vec![],
+                }));
                 continue;
             }
         };
@@ -217,11 +214,8 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
                 _ => world.sf.delete(&job.object, &id).map(|()| (id.clone(), false)),
             }
         };
-        job.results
-            .push((pairs.into_iter().map(|(_, value)| value).collect(), outcome));
+        job.results.push(outcome);
     }
-    // Processed: the results hold every row; the upload is not kept twice.
-    job.data = String::new();
     // The rows are applied now, but the job may still say `InProgress` for a while: a client
     // that gives up and aborts it finds its rows written all the same, as on a real org where
     // an aborted job keeps what it already processed.
@@ -271,16 +265,27 @@ pub fn results(world: &mut World, id: &str, kind: &str) -> Result<Response, SfEr
             fields: vec![],
         })
     };
-    // The uploaded values of a row after its leading `sf__` cells.
-    let row = |leading: [String; 2], values: &Vec<String>| -> Vec<String> {
-        leading.into_iter().chain(values.iter().cloned()).collect()
+    // The uploaded rows, in upload order: the outcome of position i is that of row i (a row
+    // the CSV reader refused has an outcome too, and no values).
+    let uploaded = || {
+        csv::ReaderBuilder::new()
+            .delimiter(job.delimiter)
+            .from_reader(job.data.as_bytes())
+            .into_records()
+            .map(|row| {
+                row.map(|r| r.iter().map(str::to_owned).collect::<Vec<String>>())
+                    .unwrap_or_default()
+            })
     };
+    // The uploaded values of a row after its leading `sf__` cells.
+    let row =
+        |leading: [String; 2], values: Vec<String>| -> Vec<String> { leading.into_iter().chain(values).collect() };
     let id_column = job.header.iter().position(|h| h.eq_ignore_ascii_case("Id"));
     let (leading, mut rows): (&[&str], Vec<Vec<String>>) = match kind {
         "successfulResults" => (
             &["sf__Id", "sf__Created"],
-            job.results
-                .iter()
+            uploaded()
+                .zip(&job.results)
                 .filter_map(|(values, outcome)| {
                     let (id, created) = outcome.as_ref().ok()?;
                     Some(row([id.clone(), created.to_string()], values))
@@ -290,8 +295,8 @@ pub fn results(world: &mut World, id: &str, kind: &str) -> Result<Response, SfEr
         ),
         "failedResults" => (
             &["sf__Id", "sf__Error"],
-            job.results
-                .iter()
+            uploaded()
+                .zip(&job.results)
                 .filter_map(|(values, outcome)| {
                     let error = outcome.as_ref().err()?;
                     let id = id_column.and_then(|i| values.get(i)).cloned().unwrap_or_default();
@@ -300,16 +305,7 @@ pub fn results(world: &mut World, id: &str, kind: &str) -> Result<Response, SfEr
                 })
                 .collect(),
         ),
-        _ if job.state == "Aborted" || job.state == "Failed" => (
-            &[],
-            csv::ReaderBuilder::new()
-                .delimiter(job.delimiter)
-                .from_reader(job.data.as_bytes())
-                .records()
-                .flatten()
-                .map(|r| r.iter().map(str::to_owned).collect())
-                .collect(),
-        ),
+        _ if (job.state == "Aborted" || job.state == "Failed") && job.results.is_empty() => (&[], uploaded().collect()),
         _ => (&[], Vec::new()),
     };
     let mut header: Vec<String> = leading

@@ -68,9 +68,10 @@ pub fn format_datetime(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true).replace('Z', "+0000")
 }
 
-/// One processed CSV row: its values (in the order of the job's `header`, the names kept once
-/// per job, not per row: a million-row job stays compact) and `Ok((id, created))` or the error.
-pub type RowResult = (Vec<String>, Result<(String, bool), SfError>);
+/// One processed CSV row's outcome: `Ok((id, created))` or the error. Its values are the
+/// upload's row of the same position (read again from `data` when results are asked for: a
+/// million-row job keeps its CSV once, not a copy of every value).
+pub type RowResult = Result<(String, bool), SfError>;
 
 /// Records per object and the member keys, as saved for an all-or-none rollback.
 pub type Snapshot = (BTreeMap<String, BTreeMap<String, Record>>, HashSet<(String, String)>);
@@ -88,7 +89,7 @@ pub struct BulkJob {
     pub external_id_field: Option<String>,
     /// Open, UploadComplete, InProgress, JobComplete, Failed, Aborted.
     pub state: String,
-    /// The uploaded CSV, until its rows are processed (then only the results keep them).
+    /// The uploaded CSV.
     pub data: String,
     /// Delimiter.
     pub delimiter: u8,
@@ -135,12 +136,20 @@ pub struct SfWorld {
 impl SfWorld {
     /// Loads an org from the scenario.
     pub fn new(org: &SfOrg) -> Result<SfWorld, String> {
+        SfWorld::from_org(org.clone())
+    }
+
+    /// [`SfWorld::new`], taking the org: its records move into the world rather than being
+    /// copied (a million people are held once).
+    pub fn from_org(mut org: SfOrg) -> Result<SfWorld, String> {
         let schemas = schemas(&org.custom_fields);
+        let scenario_records = std::mem::take(&mut org.records);
         let mut world = SfWorld {
-            org: org.clone(),
+            api_used: org.api_used,
+            // The org's settings; its records live in `records`, once.
+            org,
             schemas,
             records: BTreeMap::new(),
-            api_used: org.api_used,
             tokens: HashMap::new(),
             cursors: HashMap::new(),
             auth_codes: HashMap::new(),
@@ -154,10 +163,11 @@ impl SfWorld {
             world.records.insert(name.clone(), BTreeMap::new());
         }
         // Records load as-is (they are the org's existing data); Ids are kept or assigned.
-        for (object, rows) in &org.records {
+        let now = Value::String(format_datetime(Utc::now()));
+        for (object, rows) in scenario_records {
             let schema = world
                 .schemas
-                .get(object)
+                .get(&object)
                 .cloned()
                 .ok_or_else(|| format!("unknown object {object} in scenario"))?;
             let prefix = schema.prefix;
@@ -165,10 +175,10 @@ impl SfWorld {
                 let mut record = Record::new();
                 for (key, value) in row {
                     let canonical = schema
-                        .field(key)
+                        .field(&key)
                         .map(|f| f.name.clone())
                         .ok_or_else(|| format!("unknown field {object}.{key}"))?;
-                    record.insert(canonical, value.clone());
+                    record.insert(canonical, value);
                 }
                 let id = match record.get("Id").and_then(Value::as_str) {
                     Some(id) => id.to_owned(),
@@ -178,10 +188,9 @@ impl SfWorld {
                         id
                     }
                 };
-                let now = Value::String(format_datetime(Utc::now()));
                 record.entry("LastModifiedDate").or_insert(now.clone());
-                record.entry("CreatedDate").or_insert(now);
-                world.default_booleans(object, &mut record);
+                record.entry("CreatedDate").or_insert(now.clone());
+                world.default_booleans(&object, &mut record);
                 world.records.entry(object.clone()).or_default().insert(id, record);
             }
         }

@@ -457,7 +457,7 @@ pub(super) fn describe(sf: &SfWorld, object: &str) -> Result<Value, SfError> {
 /// A bulk job's JSON.
 pub fn job_json(job: &BulkJob, version: &str) -> Value {
     let processed = job.results.len();
-    let failed = job.results.iter().filter(|(_, r)| r.is_err()).count();
+    let failed = job.results.iter().filter(|r| r.is_err()).count();
     json!({
         "id": job.id,
         "operation": job.operation,
