@@ -436,11 +436,12 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
                 let figures = run_child(&job, dir).await?;
                 let warm = rep < warmups;
                 eprintln!(
-                    "[{}] {mode} @{latency_ms} ms{}: {:.2} s, {} events, SF {}r/{}w/{}b, CM {}, DynamoDB {}, peak {:.1} MiB",
+                    "[{}] {mode} @{latency_ms} ms{}: {:.2} s, {} events, CPU {:.2} s, SF {}r/{}w/{}b, CM {}, DynamoDB {}, peak {:.1} MiB",
                     workload.name,
                     if warm { " (warm-up)" } else { "" },
                     figures.wall_s,
                     figures.events,
+                    figures.cpu_s,
                     figures.sf_reads,
                     figures.sf_writes,
                     figures.sf_bulk,

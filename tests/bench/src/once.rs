@@ -66,6 +66,10 @@ pub struct Figures {
     pub dynamodb_requests: u64,
     /// Peak resident memory of this process during the measured sync, MiB.
     pub peak_rss_mib: f64,
+    /// CPU time (user + system) of this process, the sync's own, during the measured sync,
+    /// seconds (the stand-ins and the emulator run in other processes).
+    #[serde(default)]
+    pub cpu_s: f64,
     /// CampaignMembers the sync created.
     #[serde(default)]
     pub members_added: u64,
@@ -106,6 +110,20 @@ fn peak_rss_mib() -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// CPU time (user + system) this process used so far, seconds: `/proc/self/stat` fields 14
+/// and 15, in clock ticks (100 a second on Linux: `USER_HZ`).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // The command name may hold spaces: the fields are counted after its `)`.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks = |n: usize| fields.get(n)?.parse::<f64>().ok();
+            Some((ticks(11)? + ticks(12)?) / 100.0)
+        })
+        .unwrap_or_default()
 }
 
 /// Resets the peak RSS to the current RSS (Linux `clear_refs` 5), so a measured phase after a
@@ -192,6 +210,7 @@ struct Measuring {
     cm: u64,
     dynamodb: u64,
     started: Instant,
+    cpu_s: f64,
 }
 
 impl Measuring {
@@ -205,6 +224,7 @@ impl Measuring {
             cm: control.cm_calls().await?,
             dynamodb: counter.0.load(Ordering::Relaxed),
             started: Instant::now(),
+            cpu_s: cpu_seconds(),
         };
         reset_peak_rss();
         Ok(measuring)
@@ -230,6 +250,7 @@ impl Measuring {
             cm_calls: control.cm_calls().await? - self.cm,
             dynamodb_requests: counter.0.load(Ordering::Relaxed) - self.dynamodb,
             peak_rss_mib: peak,
+            cpu_s: cpu_seconds() - self.cpu_s,
             ..Figures::default()
         })
     }

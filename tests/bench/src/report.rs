@@ -149,8 +149,8 @@ pub(crate) fn write_report(
         commit(),
         "repeated runs",
     );
-    text += "| workload | case | added latency | wall time (s) | events | events/s | SF calls (reads / writes / bulk) | CM calls | DynamoDB requests | peak RSS (MiB) |\n";
-    text += "|---|---|---|---|---|---|---|---|---|---|\n";
+    text += "| workload | case | added latency | wall time (s) | events | events/s | sync CPU (µs/event) | SF calls (reads / writes / bulk) | CM calls | DynamoDB requests | peak RSS (MiB) |\n";
+    text += "|---|---|---|---|---|---|---|---|---|---|---|\n";
     for row in rows {
         if row.runs.is_empty() {
             continue;
@@ -163,9 +163,15 @@ pub(crate) fn write_report(
         let (cm, ..) = row.stat(|f| f.cm_calls as f64);
         let (dynamo, ..) = row.stat(|f| f.dynamodb_requests as f64);
         let (rss, rss_lo, rss_hi) = row.stat(|f| f.peak_rss_mib);
+        let (cpu, ..) = row.stat(|f| f.cpu_s);
         let rate = if wall > 0.0 { events / wall } else { 0.0 };
+        let cpu_per_event = if events > 0.0 {
+            format!("{:.1}", cpu * 1e6 / events)
+        } else {
+            "–".to_owned()
+        };
         text += &format!(
-            "| {} | {} | {} ms | {wall:.2} [{lo:.2}–{hi:.2}] | {events:.0} | {rate:.0} | {:.0} ({reads:.0} / {writes:.0} / {bulk:.0}) | {cm:.0} | {dynamo:.0} | {rss:.1} [{rss_lo:.1}–{rss_hi:.1}] |\n",
+            "| {} | {} | {} ms | {wall:.2} [{lo:.2}–{hi:.2}] | {events:.0} | {rate:.0} | {cpu_per_event} | {:.0} ({reads:.0} / {writes:.0} / {bulk:.0}) | {cm:.0} | {dynamo:.0} | {rss:.1} [{rss_lo:.1}–{rss_hi:.1}] |\n",
             row.workload,
             row.case,
             row.latency_ms,

@@ -379,58 +379,59 @@ impl SfWorld {
             .chain(query.order_by.iter().map(|(f, _)| f))
             .any(|f| is_derived(object, f))
             || needs_view;
-        let mut rows: Vec<Record> = self
-            .records
-            .get(object)
-            .map(|all| {
-                let candidates: Box<dyn Iterator<Item = &Record>> = match self.indexed(object, &query) {
-                    Some(ids) => Box::new(ids.into_iter().filter_map(|id| all.get(&id))),
-                    None => Box::new(all.values()),
-                };
-                candidates
-                    .filter_map(|r| {
-                        if let Some(fields) = &probe_fields {
-                            let probe = self.probe(object, r, fields);
-                            return query
-                                .condition
-                                .as_ref()
-                                .is_none_or(|c| self.matches(&probe, c, &sets))
-                                .then(|| self.view_with(object, r, rollups));
-                        }
-                        if needs_view {
-                            let view = self.view(object, r);
-                            query
-                                .condition
-                                .as_ref()
-                                .is_none_or(|c| self.matches(&view, c, &sets))
-                                .then_some(view)
-                        } else {
-                            query
-                                .condition
-                                .as_ref()
-                                .is_none_or(|c| self.matches(r, c, &sets))
-                                .then(|| self.view_with(object, r, rollups))
-                        }
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !query.order_by.is_empty() {
-            rows.sort_by(|a, b| {
-                for (field, ascending) in &query.order_by {
-                    let (x, y) = (self.resolve(a, field), self.resolve(b, field));
-                    let ordering = compare_values(&x, &y);
-                    let ordering = if *ascending { ordering } else { ordering.reverse() };
-                    if ordering != std::cmp::Ordering::Equal {
-                        return ordering;
-                    }
+        let candidates: Box<dyn Iterator<Item = &Record>> = match self.records.get(object) {
+            Some(all) => match self.indexed(object, &query) {
+                Some(ids) => Box::new(ids.into_iter().filter_map(move |id| all.get(&id))),
+                None => Box::new(all.values()),
+            },
+            None => Box::new(std::iter::empty()),
+        };
+        let views = candidates.filter_map(|r| {
+            if let Some(fields) = &probe_fields {
+                let probe = self.probe(object, r, fields);
+                return query
+                    .condition
+                    .as_ref()
+                    .is_none_or(|c| self.matches(&probe, c, &sets))
+                    .then(|| self.view_with(object, r, rollups));
+            }
+            if needs_view {
+                let view = self.view(object, r);
+                query
+                    .condition
+                    .as_ref()
+                    .is_none_or(|c| self.matches(&view, c, &sets))
+                    .then_some(view)
+            } else {
+                query
+                    .condition
+                    .as_ref()
+                    .is_none_or(|c| self.matches(r, c, &sets))
+                    .then(|| self.view_with(object, r, rollups))
+            }
+        });
+        let limit = query.limit.unwrap_or(usize::MAX);
+        if query.order_by.is_empty() {
+            // Each match shaped as it is found: a query of half a million members never holds
+            // every full view at once beside the answer.
+            return Ok(views
+                .take(limit)
+                .map(|row| self.shape(object, &row, &query.fields, version))
+                .collect());
+        }
+        let mut rows: Vec<Record> = views.collect();
+        rows.sort_by(|a, b| {
+            for (field, ascending) in &query.order_by {
+                let (x, y) = (self.resolve(a, field), self.resolve(b, field));
+                let ordering = compare_values(&x, &y);
+                let ordering = if *ascending { ordering } else { ordering.reverse() };
+                if ordering != std::cmp::Ordering::Equal {
+                    return ordering;
                 }
-                std::cmp::Ordering::Equal
-            });
-        }
-        if let Some(limit) = query.limit {
-            rows.truncate(limit);
-        }
+            }
+            std::cmp::Ordering::Equal
+        });
+        rows.truncate(limit);
         Ok(rows
             .iter()
             .map(|row| self.shape(object, row, &query.fields, version))
