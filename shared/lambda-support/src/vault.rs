@@ -214,6 +214,13 @@ fn fingerprint(refresh_token: &str) -> String {
     hex::encode(&Sha256::digest(refresh_token.as_bytes())[..16])
 }
 
+/// Whether the stored tokens descend from the secret's `seed` (the chain of refreshes started
+/// from it), or are its own.
+fn descends(item: &SealedTokens, tokens: &Tokens, seed: &Tokens) -> bool {
+    let origin = fingerprint(&seed.refresh_token);
+    item.seed == origin || fingerprint(&tokens.refresh_token) == origin
+}
+
 impl<S: TokenStore + LeaseStore, V: SecretSlot> TokenKeeper<S, V> {
     /// A keeper of `credential`'s tokens, sealed with `sealer` (the deployment's token keys).
     pub fn new(store: Arc<S>, secret: V, credential: Credential, sealer: Sealer) -> TokenKeeper<S, V> {
@@ -271,7 +278,6 @@ impl<S: TokenStore + LeaseStore, V: SecretSlot> TokenKeeper<S, V> {
             .sealed_tokens(self.credential.name())
             .await
             .map_err(|e| KeeperError::Store(e.to_string()))?;
-        let mut seed = self.read_seed(fresh_seed).await?;
         let opened = stored.as_ref().and_then(|item| {
             let tokens: Tokens = self.sealer.open(SEAL_PURPOSE, &item.sealed)?;
             Some((item, tokens))
@@ -282,28 +288,27 @@ impl<S: TokenStore + LeaseStore, V: SecretSlot> TokenKeeper<S, V> {
                 "the shared tokens do not open with the deployment's keys; the secret's are used"
             );
         }
-        for attempt in 0..2 {
-            let seed_print = fingerprint(&seed.refresh_token);
-            if let Some((item, tokens)) = &opened
-                && (item.seed == seed_print || fingerprint(&tokens.refresh_token) == seed_print)
-            {
-                return Ok(Current {
-                    tokens: tokens.clone(),
-                    version: item.version,
-                    seed: item.seed.clone(),
-                });
-            }
-            if attempt == 0 && opened.is_some() && !fresh_seed {
-                // The secret may have changed since this container read it.
-                seed = self.read_seed(true).await?;
-                continue;
-            }
-            break;
+        let mut seed = self.read_seed(fresh_seed).await?;
+        // Before the secret wins over the table, it is read again: it may have changed since
+        // this container read it.
+        if !fresh_seed
+            && opened
+                .as_ref()
+                .is_some_and(|(item, tokens)| !descends(item, tokens, &seed))
+        {
+            seed = self.read_seed(true).await?;
         }
-        Ok(Current {
-            seed: fingerprint(&seed.refresh_token),
-            version: stored.map_or(0, |item| item.version),
-            tokens: seed,
+        Ok(match opened {
+            Some((item, tokens)) if descends(item, &tokens, &seed) => Current {
+                tokens,
+                version: item.version,
+                seed: item.seed.clone(),
+            },
+            _ => Current {
+                seed: fingerprint(&seed.refresh_token),
+                version: stored.as_ref().map_or(0, |item| item.version),
+                tokens: seed,
+            },
         })
     }
 

@@ -420,15 +420,20 @@ async fn a_slow_bulk_job_is_polled_until_it_completes() {
     assert_eq!(calls.writes, 0);
 }
 
+/// A client that gives up on a Bulk job after `limit_ms`, polling every 5 ms.
+fn impatient_bulk_config(running: &sandbox::Running, limit_ms: u64) -> SfConfig {
+    let mut config = SfConfig::new(jwt(running));
+    config.bulk_poll_interval = Duration::from_millis(5);
+    config.bulk_poll_limit = Duration::from_millis(limit_ms);
+    config
+}
+
 #[tokio::test]
 async fn a_bulk_job_past_its_time_limit_is_aborted_and_written_through_collections() {
     let mut scenario = scenario();
     scenario.faults.sf.bulk_in_progress_polls = 1_000_000;
     let running = start(scenario).await;
-    let mut config = SfConfig::new(jwt(&running));
-    config.bulk_poll_interval = Duration::from_millis(5);
-    config.bulk_poll_limit = Duration::from_millis(200);
-    let sf = SfClient::new(config).unwrap();
+    let sf = SfClient::new(impatient_bulk_config(&running, 200)).unwrap();
     let updates = bulk_sized_updates(&sf).await;
     let results = sf
         .write("Contact", &Operation::Update, &updates, &WriteOptions::default())
@@ -465,9 +470,7 @@ async fn a_bulk_job_that_cannot_be_aborted_holds_every_write_until_it_is_stopped
     scenario.faults.sf.bulk_in_progress_polls = 1_000_000;
     scenario.faults.sf.bulk_abort_failures = 1_000;
     let running = start(scenario).await;
-    let mut config = SfConfig::new(jwt(&running));
-    config.bulk_poll_interval = Duration::from_millis(5);
-    config.bulk_poll_limit = Duration::from_millis(100);
+    let mut config = impatient_bulk_config(&running, 100);
     config.retry = RetryPolicy {
         max_attempts: 3,
         min_delay: Duration::from_millis(1),
