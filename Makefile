@@ -129,6 +129,7 @@ BENCH_REPS ?= 3
 RELEASE_DIR = $${CARGO_TARGET_DIR:-target}/release
 
 bench: venv ## Benchmarks (release): workloads S, M, L, with and without 50 ms API latency, the naive way, cold start; writes BENCHMARKS.md
+	@mkdir -p target && date +%s > target/bench.started
 	$(CARGO) build --release -p bench -p sandbox $(patsubst %,-p %,$(FUNCTIONS))
 	$(WITH_MOTO) $(RELEASE_DIR)/cm-sf-bench suite --workloads $(BENCH_WORKLOADS) --reps $(BENCH_REPS) --out BENCHMARKS.md
 

@@ -8,12 +8,18 @@
 //! pages while it is walked.
 
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use futures::Stream;
+use futures::stream::FuturesOrdered;
+use futures::{Stream, StreamExt};
 use mapping::email::normalize_email;
 use mapping::{Activity, ActivityDetail, ActivityKind, CmTimestamp};
 use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::Semaphore;
 
 use crate::types::Page;
 use crate::{CmClient, CmError};
@@ -85,14 +91,22 @@ pub fn resource(kind: ActivityKind) -> &'static str {
 }
 
 /// A walk over one campaign's records of one kind.
-#[derive(Debug)]
 pub struct ActivityStream<'a> {
     client: &'a CmClient,
     campaign_id: String,
     kind: ActivityKind,
     since: Option<CmTimestamp>,
     sent_at: Option<DateTime<Utc>>,
+    /// The page the walk yields next.
     next_page: i64,
+    /// The page the walk asks CM for next (ahead of `next_page` while pages are in flight).
+    next_fetch: i64,
+    /// Pages asked for and not taken yet, in page order.
+    in_flight: FuturesOrdered<PageFetch<'a>>,
+    /// Pages this walk may have in flight at once.
+    window: usize,
+    /// Shared by the walks of one campaign: a request holds one while it is in flight.
+    permits: Option<Arc<Semaphore>>,
     pages: Option<i64>,
     buffer: VecDeque<ActivityRecord>,
     previous_keys: HashSet<String>,
@@ -100,6 +114,20 @@ pub struct ActivityStream<'a> {
     max_seen: Option<CmTimestamp>,
     pages_fetched: u32,
     unreadable: Vec<UnreadableRow>,
+}
+
+/// One page asked for: its rows still unread JSON, each read on its own.
+type PageFetch<'a> = Pin<Box<dyn Future<Output = Result<Page<Box<RawValue>>, CmError>> + Send + 'a>>;
+
+impl std::fmt::Debug for ActivityStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivityStream")
+            .field("campaign_id", &self.campaign_id)
+            .field("kind", &self.kind)
+            .field("next_page", &self.next_page)
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A row of an activity page that could not be read (no address, a malformed date): skipped,
@@ -171,6 +199,10 @@ impl<'a> ActivityStream<'a> {
             since,
             sent_at,
             next_page: 1,
+            next_fetch: 1,
+            in_flight: FuturesOrdered::new(),
+            window: 1,
+            permits: None,
             pages: None,
             buffer: VecDeque::new(),
             previous_keys: HashSet::new(),
@@ -201,7 +233,55 @@ impl<'a> ActivityStream<'a> {
     /// recipients, by email, of a campaign already sent).
     pub fn from_page(mut self, page: i64) -> Self {
         self.next_page = page.max(1);
+        self.next_fetch = self.next_page;
         self
+    }
+
+    /// Asks for up to `window` pages at once, each request holding one of `permits` while it
+    /// is in flight (shared by a campaign's walks, they bound its requests to CM). Pages are
+    /// still taken in order; the count of pages comes with the first, so the walk asks for one
+    /// page until it knows how many there are.
+    pub fn pages_in_flight(mut self, window: usize, permits: Arc<Semaphore>) -> Self {
+        self.window = window.max(1);
+        self.permits = Some(permits);
+        self
+    }
+
+    fn path(&self) -> String {
+        format!("campaigns/{}/{}.json", self.campaign_id, resource(self.kind))
+    }
+
+    fn query(&self, page: i64) -> Vec<(&'static str, String)> {
+        let mut query = vec![("page", page.to_string()), ("pagesize", PAGE_SIZE.to_string())];
+        if self.kind == ActivityKind::Sent {
+            query.push(("orderfield", "email".to_owned()));
+        } else {
+            query.push(("orderfield", "date".to_owned()));
+            query.push(("orderdirection", "asc".to_owned()));
+            if let Some(since) = self.since {
+                query.push(("date", since.to_cm_string()));
+            }
+        }
+        query
+    }
+
+    /// Asks for the pages up to the last one known, as many as the window holds.
+    fn ask_ahead(&mut self) {
+        let last = self.pages.unwrap_or(self.next_page).max(self.next_page);
+        while self.in_flight.len() < self.window && self.next_fetch <= last {
+            let client = self.client;
+            let path = self.path();
+            let query = self.query(self.next_fetch);
+            let permits = self.permits.clone();
+            self.in_flight.push_back(Box::pin(async move {
+                let _permit = match permits {
+                    Some(permits) => permits.acquire_owned().await.ok(),
+                    None => None,
+                };
+                client.get::<Page<Box<RawValue>>>(&path, &query).await
+            }));
+            self.next_fetch += 1;
+        }
     }
 
     /// The page the walk asks for next.
@@ -239,31 +319,32 @@ impl<'a> ActivityStream<'a> {
         if self.pages.is_some_and(|pages| self.next_page > pages) {
             return Ok(None);
         }
-        let path = format!("campaigns/{}/{}.json", self.campaign_id, resource(self.kind));
-        let mut query = vec![
-            ("page", self.next_page.to_string()),
-            ("pagesize", PAGE_SIZE.to_string()),
-        ];
-        if self.kind == ActivityKind::Sent {
-            query.push(("orderfield", "email".to_owned()));
-        } else {
-            query.push(("orderfield", "date".to_owned()));
-            query.push(("orderdirection", "asc".to_owned()));
-            if let Some(since) = self.since {
-                query.push(("date", since.to_cm_string()));
+        self.ask_ahead();
+        let path = self.path();
+        let page = match self.in_flight.next().await {
+            Some(Ok(page)) => page,
+            Some(Err(error)) => {
+                self.in_flight = FuturesOrdered::new(); // the walk ends here
+                return Err(error);
             }
-        }
-        // Rows are read one by one: a malformed row is skipped and reported, never the page.
-        let page: Page<serde_json::Value> = self.client.get(&path, &query).await?;
+            None => return Ok(None),
+        };
         let page_number = self.next_page;
+        if page.number_of_pages > 0 && page.number_of_pages < page_number {
+            // Asked ahead past an end that moved back: the walk is over.
+            self.pages = Some(page.number_of_pages);
+            self.in_flight = FuturesOrdered::new();
+            return Ok(None);
+        }
         page.check(&path, page_number)?;
         self.pages_fetched += 1;
         self.pages = Some(page.number_of_pages);
         self.next_page += 1;
         self.previous_keys = std::mem::take(&mut self.current_keys);
         let mut records = Vec::with_capacity(page.results.len());
+        // Rows are read one by one: a malformed row is skipped and reported, never the page.
         for (index, row) in page.results.into_iter().enumerate() {
-            let read = serde_json::from_value::<RawRow>(row)
+            let read = serde_json::from_str::<RawRow>(row.get())
                 .map_err(|e| e.to_string())
                 .and_then(|row| self.convert(row, &path).map_err(|e| e.to_string()));
             let record = match read {

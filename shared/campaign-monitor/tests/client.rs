@@ -639,6 +639,56 @@ async fn streaming_a_large_list_holds_one_page_at_a_time() {
     );
 }
 
+/// Every record of a walk, page by page.
+async fn walk_all(mut stream: campaign_monitor::activity::ActivityStream<'_>) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    while let Some(page) = stream.next_page().await.unwrap() {
+        pages.push(page.into_iter().map(|r| r.dedupe_key).collect());
+    }
+    pages
+}
+
+#[tokio::test]
+async fn pages_asked_for_ahead_come_in_order_and_a_campaign_never_has_more_in_flight_than_its_bound() {
+    let scenario = generate(&Shape {
+        recipients: 6_000,
+        activities: 9_000,
+        in_salesforce: 0.0,
+        ..Shape::default()
+    });
+    let campaign = scenario.cm.campaigns[0].id.clone();
+    let mut scenario = scenario;
+    // Each request takes a while, as over a real network: pages asked for ahead overlap.
+    scenario.faults.cm.latency_ms = 40;
+    let running = start(scenario).await;
+    let cm = api_key_client(&running, fast_retries(3));
+    let sent = chrono::Utc::now();
+    let one_at_a_time = (
+        walk_all(cm.activity(&campaign, ActivityKind::Opened, None)).await,
+        walk_all(cm.recipients(&campaign, sent)).await,
+    );
+    assert!(
+        one_at_a_time.0.len() >= 2 && one_at_a_time.1.len() == 6,
+        "pages: {one_at_a_time:?}"
+    );
+    reqwest::Client::new()
+        .delete(format!("{}/_sandbox/counters", running.cm_url))
+        .send()
+        .await
+        .unwrap();
+    let permits = Arc::new(tokio::sync::Semaphore::new(3));
+    let side_by_side = tokio::join!(
+        walk_all(
+            cm.activity(&campaign, ActivityKind::Opened, None)
+                .pages_in_flight(3, Arc::clone(&permits))
+        ),
+        walk_all(cm.recipients(&campaign, sent).pages_in_flight(3, Arc::clone(&permits))),
+    );
+    assert_eq!(side_by_side, one_at_a_time, "the same records, page by page, in order");
+    let peak = counters(&running).await["peak in flight: cm"].as_u64().unwrap_or(0);
+    assert_eq!(peak, 3, "the campaign's two walks shared its three requests in flight");
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

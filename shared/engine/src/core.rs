@@ -115,7 +115,17 @@ pub struct EngineOptions {
     /// At most this many CM pages read by one run before its read is cut (none: only the
     /// time share counts). Operators bound a run's memory and temporary files by it.
     pub read_pages_per_run: Option<u32>,
+    /// CM requests one campaign's read has in flight at most (its streams' pages asked for
+    /// ahead; CM publishes no limit and asks for low concurrency, and 429s back off as ever),
+    /// never fewer than one for each of its streams: a stream that waited for the others'
+    /// pages asked ahead would be served last in every run, and a read cut by its budget
+    /// would never reach it.
+    pub cm_pages_in_flight: usize,
 }
+
+/// [`EngineOptions::cm_pages_in_flight`] unless the deployment sets another: one request for
+/// each of a campaign's six streams, as when each had one in flight.
+pub const DEFAULT_CM_PAGES_IN_FLIGHT: usize = 6;
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -128,6 +138,7 @@ impl Default for EngineOptions {
             webhook_confirm_for: chrono::Duration::hours(24),
             read_share: 0.5,
             read_pages_per_run: None,
+            cm_pages_in_flight: DEFAULT_CM_PAGES_IN_FLIGHT,
         }
     }
 }

@@ -54,7 +54,9 @@ use mapping::autocreate::DiscoveredCampaign;
 use state::{LinkOutcome, LinkRecord, Store};
 
 pub use crate::admin::doctor;
-pub use crate::core::{Deadline, Engine, EngineError, EngineOptions, redacted, work_margin};
+pub use crate::core::{
+    DEFAULT_CM_PAGES_IN_FLIGHT, Deadline, Engine, EngineError, EngineOptions, redacted, work_margin,
+};
 pub use crate::report::new_run_id;
 pub use crate::salesforce_io::STATUS_MISSING;
 

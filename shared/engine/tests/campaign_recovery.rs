@@ -576,3 +576,37 @@ async fn a_read_too_long_for_one_invocation_goes_on_in_the_next_runs_with_nothin
     assert!(runs >= 3, "the read took several runs: {in_part:?}");
     assert_eq!(member_rows(h.sf_records("CampaignMember").await), clean);
 }
+
+/// A campaign in several parts plans the next part while one is written (parts hold different
+/// people): the same members as a sync of one part at a time, with Salesforce requests in
+/// flight side by side, never more than the client's bound.
+#[tokio::test]
+async fn the_next_part_is_planned_while_one_is_written_with_the_same_members() {
+    let scenario = generate(&Shape {
+        recipients: 600,
+        activities: 500,
+        ..Shape::default()
+    });
+    let (_, expected) = clean_run(&scenario).await;
+    let mut h = Harness::new(scenario, |_| {}).await;
+    h.engine.options.part_size = 150;
+    let cm = h.link_main().await;
+    h.control.set_latency(20).await.unwrap();
+    h.control.reset_counters().await.unwrap();
+    let CampaignOutcome::Done { counts, .. } = h.sync(&cm, false).await else {
+        panic!("not done");
+    };
+    assert!(counts.parts >= 3, "{counts:?}");
+    assert_eq!(member_rows(h.sf_records("CampaignMember").await), expected);
+    let counters: Value = reqwest::get(format!("{}/_sandbox/counters", h.running.sf_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        counters["peak in flight: sf"],
+        salesforce::DEFAULT_REQUESTS_IN_FLIGHT as u64,
+        "a part's reads overlapped the writes before it, within the bound"
+    );
+}

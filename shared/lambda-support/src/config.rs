@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use crate::StartupError;
 
 /// The variables this project reads.
-pub const VARIABLES: [&str; 19] = [
+/// (`MIMALLOC_*` are read by the allocator itself, before `main`: listed so the template's
+/// check knows them.)
+pub const VARIABLES: [&str; 23] = [
     "STATE_TABLE",
     "EVENT_BUS",
     "KEYS_SECRET_ID",
@@ -27,6 +29,10 @@ pub const VARIABLES: [&str; 19] = [
     "CONSOLE_SF_LOGIN_URL",
     "CONSOLE_PUBLIC_ORIGIN",
     "AWS_REGION",
+    "CM_PAGES_IN_FLIGHT",
+    "SF_REQUESTS_IN_FLIGHT",
+    "MIMALLOC_ARENA_EAGER_COMMIT",
+    "MIMALLOC_PURGE_DELAY",
 ];
 
 /// The Salesforce API version used when `SF_API_VERSION` is not set.
@@ -141,6 +147,38 @@ impl Config {
             .map_or(campaign_monitor::DEFAULT_BASE_URL, String::as_str)
     }
 
+    /// `CM_PAGES_IN_FLIGHT`, default [`engine::DEFAULT_CM_PAGES_IN_FLIGHT`]: requests a
+    /// campaign's read has in flight to CM at most (6, one a stream, to 12).
+    pub fn cm_pages_in_flight(&self) -> Result<usize, StartupError> {
+        self.bounded("CM_PAGES_IN_FLIGHT", engine::DEFAULT_CM_PAGES_IN_FLIGHT, 6..=12)
+    }
+
+    /// `SF_REQUESTS_IN_FLIGHT`, default [`salesforce::DEFAULT_REQUESTS_IN_FLIGHT`]: requests
+    /// one invocation has in flight to Salesforce at most (1 to 5; times the function's
+    /// reserved concurrency, the share of the org's 25 concurrent long-running requests).
+    pub fn sf_requests_in_flight(&self) -> Result<usize, StartupError> {
+        self.bounded("SF_REQUESTS_IN_FLIGHT", salesforce::DEFAULT_REQUESTS_IN_FLIGHT, 1..=5)
+    }
+
+    fn bounded(
+        &self,
+        name: &'static str,
+        default: usize,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Result<usize, StartupError> {
+        let Some(text) = self.get(name) else {
+            return Ok(default);
+        };
+        match text.trim().parse::<usize>() {
+            Ok(value) if range.contains(&value) => Ok(value),
+            _ => Err(StartupError::Invalid(format!(
+                "{name} `{text}` is not a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ))),
+        }
+    }
+
     /// Whether `ALLOW_PLAIN_HTTP` is `1` or `true`: only the local stack sets it (its sandbox
     /// speaks plain HTTP); the template never does.
     pub fn plain_http_allowed(&self) -> bool {
@@ -248,6 +286,25 @@ mod tests {
         assert_eq!(error.to_string(), "environment variable EVENT_BUS is required");
         assert_eq!(config.cm_base_url(), campaign_monitor::DEFAULT_BASE_URL);
         assert_eq!(config.sf_api_version(), DEFAULT_SF_API_VERSION);
+    }
+
+    #[test]
+    fn requests_in_flight_default_to_a_safe_share_and_refuse_a_bad_value_by_name() {
+        let unset = Config::from_vars([("STATE_TABLE", "state")]);
+        assert_eq!(unset.cm_pages_in_flight().unwrap(), engine::DEFAULT_CM_PAGES_IN_FLIGHT);
+        assert_eq!(
+            unset.sf_requests_in_flight().unwrap(),
+            salesforce::DEFAULT_REQUESTS_IN_FLIGHT
+        );
+        let set = Config::from_vars([("CM_PAGES_IN_FLIGHT", "8"), ("SF_REQUESTS_IN_FLIGHT", "6")]);
+        assert_eq!(set.cm_pages_in_flight().unwrap(), 8);
+        let error = set.sf_requests_in_flight().unwrap_err().to_string();
+        assert!(
+            error.contains("SF_REQUESTS_IN_FLIGHT `6`") && error.contains("1 to 5"),
+            "{error}"
+        );
+        let fewer_than_streams = Config::from_vars([("CM_PAGES_IN_FLIGHT", "2")]);
+        assert!(fewer_than_streams.cm_pages_in_flight().is_err());
     }
 
     #[test]

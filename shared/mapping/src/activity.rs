@@ -116,6 +116,22 @@ impl FromStr for ActivityKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CmTimestamp(NaiveDateTime);
 
+/// `YYYY-MM-DD HH:MM:SS` exactly, read by position (CM's every date); `None` for anything else,
+/// which the general parser reads or refuses.
+fn wire_date_time(text: &str) -> Option<NaiveDateTime> {
+    let b = text.as_bytes();
+    if b.len() != 19 || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let number = |from: usize, to: usize| -> Option<u32> {
+        b[from..to]
+            .iter()
+            .try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(number(0, 4)? as i32, number(5, 7)?, number(8, 10)?)?;
+    date.and_hms_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?)
+}
+
 /// A CM date string that is not `YYYY-MM-DD HH:MM:SS` (or `YYYY-MM-DD HH:MM`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not a Campaign Monitor date (expected YYYY-MM-DD HH:MM:SS)")]
@@ -135,7 +151,9 @@ impl CmTimestamp {
     pub fn parse(text: &str) -> Result<Self, BadCmTimestamp> {
         use chrono::Datelike;
         let trimmed = text.trim();
-        NaiveDateTime::parse_from_str(trimmed, Self::FORMAT)
+        wire_date_time(trimmed)
+            .ok_or(())
+            .or_else(|()| NaiveDateTime::parse_from_str(trimmed, Self::FORMAT))
             .or_else(|_| NaiveDateTime::parse_from_str(trimmed, "%Y-%m-%d %H:%M"))
             .ok()
             .filter(|at| Self::YEARS.contains(&at.year()))
@@ -186,7 +204,21 @@ impl CmTimestamp {
 
     /// The same instant formatted back in CM's wire format (used for `date` watermarks).
     pub fn to_cm_string(self) -> String {
-        self.0.format(Self::FORMAT).to_string()
+        use chrono::{Datelike, Timelike};
+        let (date, time) = (self.0.date(), self.0.time());
+        if !(0..=9999).contains(&date.year()) {
+            return self.0.format(Self::FORMAT).to_string();
+        }
+        // What `FORMAT` gives, without interpreting it again for each of a million records.
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            date.year(),
+            date.month(),
+            date.day(),
+            time.hour(),
+            time.minute(),
+            time.second()
+        )
     }
 
     /// The CM local time of a UTC instant (the inverse of [`CmTimestamp::to_utc`] outside
@@ -280,6 +312,28 @@ pub struct Occurrence {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The by-position reader and writer agree with chrono's reading and writing of
+        /// `FORMAT` for every date and for text that is nearly a date.
+        #[test]
+        fn reading_and_writing_by_position_agree_with_chrono(
+            seconds in 0i64..253_402_300_799,
+            noise in "[0-9 :-]{17,21}",
+        ) {
+            let local = chrono::DateTime::from_timestamp(seconds, 0).unwrap().naive_utc();
+            let at = super::CmTimestamp::from_naive(local);
+            let text = at.to_cm_string();
+            prop_assert_eq!(&text, &local.format(super::CmTimestamp::FORMAT).to_string());
+            prop_assert_eq!(super::CmTimestamp::parse(&text).map(super::CmTimestamp::naive), Ok(local));
+            let by_chrono = chrono::NaiveDateTime::parse_from_str(&noise, super::CmTimestamp::FORMAT).ok();
+            if noise.len() == 19 {
+                prop_assert_eq!(super::wire_date_time(&noise), by_chrono);
+            }
+        }
+    }
+
     #[test]
     fn a_date_outside_cms_years_is_refused_and_every_accepted_one_converts_without_panic() {
         use super::CmTimestamp;

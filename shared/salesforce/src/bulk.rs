@@ -17,7 +17,7 @@ use crate::{CallKind, SfClient, SfError};
 struct Upload {
     columns: Vec<String>,
     rows: Vec<Vec<String>>,
-    data: String,
+    data: bytes::Bytes,
 }
 
 impl Upload {
@@ -42,7 +42,7 @@ impl Upload {
         for row in &rows {
             writer.write_record(row).map_err(|e| csv_error(&e))?;
         }
-        let data = String::from_utf8(writer.into_inner().map_err(|e| csv_error(&e))?).map_err(|e| csv_error(&e))?;
+        let data = bytes::Bytes::from(writer.into_inner().map_err(|e| csv_error(&e))?);
         Ok(Upload { columns, rows, data })
     }
 }
@@ -63,9 +63,11 @@ fn cell_of(record: &Map<String, Value>, column: &str) -> String {
 
 /// Matches result rows back to the uploaded records by their key: the `Id` of an update, the
 /// external id of an upsert, every uploaded field of an insert. Equal keys are taken in turn.
+/// A key is kept as its SHA-256 (the first 16 bytes), not as the row's cells: a job of 50,000
+/// inserts would hold every cell twice.
 struct RowMatcher {
     key_columns: Vec<usize>,
-    by_key: HashMap<Vec<String>, VecDeque<usize>>,
+    by_key: HashMap<[u8; 16], VecDeque<usize>>,
 }
 
 impl RowMatcher {
@@ -89,11 +91,18 @@ impl RowMatcher {
         matcher
     }
 
-    fn key_of(&self, values: &[String]) -> Vec<String> {
-        self.key_columns
-            .iter()
-            .map(|&i| values.get(i).map_or(String::new(), |v| result_value(v)))
-            .collect()
+    fn key_of(&self, values: &[String]) -> [u8; 16] {
+        use sha2::Digest;
+        let mut digest = sha2::Sha256::new();
+        for &i in &self.key_columns {
+            let value = values.get(i).map_or(String::new(), |v| result_value(v));
+            // Length first: ("ab", "c") and ("a", "bc") are different keys.
+            digest.update((value.len() as u64).to_be_bytes());
+            digest.update(value.as_bytes());
+        }
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest.finalize()[..16]);
+        key
     }
 
     /// The index of the uploaded record a result row (its uploaded columns' values) stands for.
@@ -114,10 +123,11 @@ impl SfClient {
         records: &[Map<String, Value>],
     ) -> Result<Vec<RecordOutcome>, SfError> {
         let upload = Upload::of(records)?;
-        let job_id = self.bulk_submit(object, operation, upload.data.clone()).await?;
+        let mut matcher = RowMatcher::new(operation, &upload);
+        let Upload { columns, data, .. } = upload; // the rows' cells are not needed again
+        let job_id = self.bulk_submit(object, operation, data).await?;
         let info = self.bulk_wait(&job_id).await?;
         tracing::debug!(job = %job_id, processed = %info["numberRecordsProcessed"], failed = %info["numberRecordsFailed"], "bulk job complete");
-        let mut matcher = RowMatcher::new(operation, &upload);
         let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; records.len()];
         // The job's counts say which result files can hold rows: none failed, no failedResults
         // call; every row processed, no unprocessedrecords call (each is an API call). Counts
@@ -131,7 +141,7 @@ impl SfClient {
                 _ => true,
             });
         for kind in files {
-            self.bulk_read_results(&job_id, kind, &upload.columns, &mut matcher, &mut outcomes)
+            self.bulk_read_results(&job_id, kind, &columns, &mut matcher, &mut outcomes)
                 .await?;
         }
         Ok(outcomes
@@ -147,7 +157,7 @@ impl SfClient {
     }
 
     /// Creates the job, uploads the CSV and closes the upload; the job's id.
-    async fn bulk_submit(&self, object: &str, operation: &Operation, data: String) -> Result<String, SfError> {
+    async fn bulk_submit(&self, object: &str, operation: &Operation, data: bytes::Bytes) -> Result<String, SfError> {
         let (operation_name, external) = match operation {
             Operation::Create => ("insert", None),
             Operation::Update => ("update", None),

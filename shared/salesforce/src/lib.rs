@@ -95,7 +95,14 @@ pub struct SfConfig {
     pub bulk_poll_limit: Duration,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// Requests this client has in flight at most. An org allows 25 long-running requests at
+    /// once for all its integrations; this times the sync's reserved concurrency is the share
+    /// of them a deployment may take (the template keeps it at a fifth).
+    pub requests_in_flight: usize,
 }
+
+/// [`SfConfig::requests_in_flight`] unless the deployment sets another.
+pub const DEFAULT_REQUESTS_IN_FLIGHT: usize = 2;
 
 impl SfConfig {
     /// Defaults around an auth flow.
@@ -109,6 +116,7 @@ impl SfConfig {
             bulk_poll_interval: Duration::from_millis(500),
             bulk_poll_limit: Duration::from_secs(300),
             request_timeout: Duration::from_secs(120),
+            requests_in_flight: DEFAULT_REQUESTS_IN_FLIGHT,
         }
     }
 }
@@ -172,6 +180,8 @@ pub struct SfClient {
     vault: Option<Arc<dyn SessionVault>>,
     /// Bulk jobs past their time limit this client could not stop (see `bulk_stop`).
     unstopped_jobs: Mutex<Vec<String>>,
+    /// One for each request in flight ([`SfConfig::requests_in_flight`]).
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for SfClient {
@@ -187,7 +197,7 @@ impl std::fmt::Debug for SfClient {
 enum Body<'a> {
     None,
     Json(&'a Value),
-    Csv(String),
+    Csv(bytes::Bytes),
 }
 
 impl SfClient {
@@ -201,6 +211,7 @@ impl SfClient {
             .map_err(|e| SfError::Config(e.to_string()))?;
         Ok(SfClient {
             http,
+            in_flight: tokio::sync::Semaphore::new(config.requests_in_flight.max(1)),
             config,
             session: tokio::sync::Mutex::new(None),
             usage: Mutex::new(None),
@@ -286,7 +297,8 @@ impl SfClient {
             request = match &body {
                 Body::None => request,
                 Body::Json(value) => request.json(value),
-                Body::Csv(text) => request.header("content-type", "text/csv").body(text.clone()),
+                // Shared, not copied: a Bulk upload is megabytes.
+                Body::Csv(data) => request.header("content-type", "text/csv").body(data.clone()),
             };
             match kind {
                 CallKind::Read => self.counts.reads.fetch_add(1, Ordering::Relaxed),
@@ -294,7 +306,10 @@ impl SfClient {
                 CallKind::Bulk => self.counts.bulk.fetch_add(1, Ordering::Relaxed),
             };
             let started = Instant::now();
-            let failure = match request.send().await {
+            // Held while the request is in flight, not while it waits to be retried.
+            let permit = self.in_flight.acquire().await.ok();
+            let sent = request.send().await;
+            let failure = match sent {
                 Err(error) => SfError::Network {
                     attempts,
                     message: describe_reqwest(&error),
@@ -339,6 +354,7 @@ impl SfClient {
                     }
                 }
             };
+            drop(permit);
             let Some(delay) = delays.next() else {
                 return Err(failure);
             };

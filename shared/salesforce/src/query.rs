@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
@@ -141,71 +142,107 @@ impl SfClient {
         self.query_many(&queries).await
     }
 
+    /// [`SfClient::query_in`], each row handed to `take` as its Composite answer comes (in the
+    /// queries' order): a large read never holds every row as JSON at once.
+    pub async fn query_in_each(
+        &self,
+        before: &str,
+        values: &[String],
+        after: &str,
+        take: impl FnMut(Value),
+    ) -> Result<(), SfError> {
+        let queries = self.in_list_queries(before, values, after);
+        self.query_many_each(&queries, take).await
+    }
+
     /// The queries [`SfClient::query_in`] would run.
     pub fn in_list_queries(&self, before: &str, values: &[String], after: &str) -> Vec<String> {
         soql::in_list_queries_by_length(before, values, after, MAX_IN_VALUES, MAX_BODY_SOQL_CHARS)
     }
 
     /// Every row of each query, the queries sent [`COMPOSITE_QUERIES`] to a Composite request;
-    /// a result longer than a page is followed with `nextRecordsUrl`.
+    /// a result longer than a page is followed with `nextRecordsUrl`. The Composite requests go
+    /// side by side, as many as the client lets be in flight; rows come in the queries' order.
     pub async fn query_many(&self, queries: &[String]) -> Result<Vec<Value>, SfError> {
         let mut rows = Vec::new();
-        for batch in queries.chunks(COMPOSITE_QUERIES) {
-            self.check_allocation()?;
-            let subrequests: Vec<Value> = batch
-                .iter()
-                .enumerate()
-                .map(|(i, soql)| {
-                    let query = form_urlencoded::Serializer::new(String::new())
-                        .append_pair("q", soql)
-                        .finish();
-                    serde_json::json!({
-                        "method": "GET",
-                        "url": format!("/services/data/v{}/query?{query}", self.config.api_version),
-                        "referenceId": format!("q{i}"),
-                    })
+        self.query_many_each(queries, |row| rows.push(row)).await?;
+        Ok(rows)
+    }
+
+    /// [`SfClient::query_many`], each row handed to `take` as its Composite answer comes.
+    pub async fn query_many_each(&self, queries: &[String], mut take: impl FnMut(Value)) -> Result<(), SfError> {
+        // The requests made first, then run: a stream holding a closure over borrowed batches
+        // is not `Send` for every lifetime, which axum's handlers need.
+        let requests: Vec<_> = queries
+            .chunks(COMPOSITE_QUERIES)
+            .map(|batch| self.composite_queries(batch))
+            .collect();
+        let mut answers = futures::stream::iter(requests).buffered(self.config.requests_in_flight.max(1));
+        while let Some(rows) = answers.try_next().await? {
+            rows.into_iter().for_each(&mut take);
+        }
+        Ok(())
+    }
+
+    /// One Composite request of queries, and the pages that follow any of them.
+    async fn composite_queries(&self, batch: &[String]) -> Result<Vec<Value>, SfError> {
+        self.check_allocation()?;
+        let subrequests: Vec<Value> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, soql)| {
+                let query = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("q", soql)
+                    .finish();
+                serde_json::json!({
+                    "method": "GET",
+                    "url": format!("/services/data/v{}/query?{query}", self.config.api_version),
+                    "referenceId": format!("q{i}"),
                 })
-                .collect();
-            let body = serde_json::json!({"allOrNone": false, "compositeRequest": subrequests});
-            let value = self
-                .json(CallKind::Read, Method::POST, "composite", &[], Some(&body))
-                .await?;
-            let responses = value["compositeResponse"]
-                .as_array()
-                .ok_or_else(|| SfError::Decode("composite: no compositeResponse".into()))?;
-            if responses.len() != batch.len() {
-                return Err(SfError::Decode(format!(
-                    "composite: {} answers to {} queries",
-                    responses.len(),
-                    batch.len()
-                )));
+            })
+            .collect();
+        let body = serde_json::json!({"allOrNone": false, "compositeRequest": subrequests});
+        let mut value = self
+            .json(CallKind::Read, Method::POST, "composite", &[], Some(&body))
+            .await?;
+        let responses = value["compositeResponse"]
+            .as_array_mut()
+            .ok_or_else(|| SfError::Decode("composite: no compositeResponse".into()))?;
+        if responses.len() != batch.len() {
+            return Err(SfError::Decode(format!(
+                "composite: {} answers to {} queries",
+                responses.len(),
+                batch.len()
+            )));
+        }
+        let mut rows = Vec::new();
+        for response in responses {
+            let status = response["httpStatusCode"].as_u64().unwrap_or(0);
+            let body = &mut response["body"];
+            if !(200..300).contains(&status) {
+                let (code, message) = error_of(&body.to_string(), StatusCode::BAD_REQUEST);
+                return Err(SfError::Api {
+                    status: status as u16,
+                    code,
+                    message,
+                });
             }
-            for response in responses {
-                let status = response["httpStatusCode"].as_u64().unwrap_or(0);
-                let body = &response["body"];
-                if !(200..300).contains(&status) {
-                    let (code, message) = error_of(&body.to_string(), StatusCode::BAD_REQUEST);
-                    return Err(SfError::Api {
-                        status: status as u16,
-                        code,
-                        message,
-                    });
-                }
-                rows.extend(body["records"].as_array().cloned().unwrap_or_default());
-                if body["done"] == false
-                    && let Some(next) = body["nextRecordsUrl"].as_str()
-                {
-                    let mut rest = QueryStream {
-                        client: self,
-                        soql: None,
-                        next_url: Some(next.to_owned()),
-                        done: false,
-                        pages: 0,
-                        seen: Default::default(),
-                    };
-                    while let Some(page) = rest.next_page().await? {
-                        rows.extend(page);
-                    }
+            if let Value::Array(records) = body["records"].take() {
+                rows.extend(records);
+            }
+            if body["done"] == false
+                && let Some(next) = body["nextRecordsUrl"].as_str()
+            {
+                let mut rest = QueryStream {
+                    client: self,
+                    soql: None,
+                    next_url: Some(next.to_owned()),
+                    done: false,
+                    pages: 0,
+                    seen: Default::default(),
+                };
+                while let Some(page) = rest.next_page().await? {
+                    rows.extend(page);
                 }
             }
         }

@@ -235,6 +235,55 @@ async fn in_lists_travel_in_composite_bodies_five_queries_a_call() {
     );
 }
 
+#[tokio::test]
+async fn composite_requests_go_side_by_side_within_the_bound_and_rows_keep_the_queries_order() {
+    let mut scenario = scenario();
+    let emails: Vec<String> = scenario.sf.records["Contact"]
+        .iter()
+        .map(|c| c["Email"].as_str().unwrap().to_owned())
+        .collect();
+    // Each request takes a while, as over a real network.
+    scenario.faults.sf.latency_ms = 40;
+    let running = start(scenario).await;
+    let queries: Vec<String> = emails
+        .chunks(250)
+        .map(|chunk| {
+            let values: Vec<String> = chunk.iter().map(|e| salesforce::soql::quote(e)).collect();
+            format!("SELECT Id, Email FROM Contact WHERE Email IN ({})", values.join(", "))
+        })
+        .collect();
+    assert!(queries.len() > 10, "three Composite requests at least");
+    let one_at_a_time = {
+        let mut config = SfConfig::new(jwt(&running));
+        config.requests_in_flight = 1;
+        SfClient::new(config).unwrap().query_many(&queries).await.unwrap()
+    };
+    let peak = |counters: &Value| counters["peak in flight: sf"].as_u64().unwrap_or(0);
+    let counters = || async {
+        reqwest::get(format!("{}/_sandbox/counters", running.sf_url))
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(peak(&counters().await), 1);
+    reqwest::Client::new()
+        .delete(format!("{}/_sandbox/counters", running.sf_url))
+        .send()
+        .await
+        .unwrap();
+    let mut config = SfConfig::new(jwt(&running));
+    config.requests_in_flight = 2;
+    let sf = SfClient::new(config).unwrap();
+    let side_by_side = sf.query_many(&queries).await.unwrap();
+    let emails_of = |rows: &[Value]| -> Vec<String> { rows.iter().map(|r| r["Email"].to_string()).collect() };
+    assert_eq!(emails_of(&side_by_side), emails_of(&one_at_a_time));
+    assert_eq!(side_by_side.len(), emails.len());
+    assert_eq!(peak(&counters().await), 2, "two requests in flight, never more");
+    assert_eq!(sf.calls().reads, queries.len().div_ceil(5) as u64);
+}
+
 async fn member_ids(sf: &SfClient, limit: usize) -> Vec<String> {
     sf.query_all(&format!("SELECT Id FROM CampaignMember LIMIT {limit}"))
         .await

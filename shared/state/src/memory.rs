@@ -51,6 +51,7 @@ struct StoredBatch {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     tables: Mutex<Tables>,
+    operations: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryStore {
@@ -59,7 +60,14 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Operations served so far (each trait method called: what the DynamoDB store would
+    /// answer with one request or more).
+    pub fn operations(&self) -> u64 {
+        self.operations.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn tables(&self) -> Result<MutexGuard<'_, Tables>, StoreError> {
+        self.operations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.tables.lock().map_err(|_| StoreError::Backend {
             operation: "memory",
             message: "a test thread panicked while holding the store".into(),

@@ -105,6 +105,7 @@ pub async fn measure(function: &'static str, runs: usize) -> Result<ColdStart, S
     for run in 0..runs {
         let started = Instant::now();
         let mut child = tokio::process::Command::new(&binary)
+            .envs(crate::allocator_env(function)?)
             .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", function)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")

@@ -74,9 +74,18 @@ pub struct DayFigures {
     pub cm_calls: u64,
     /// Lambda invocations: the scheduled (and hot) runs and the syncs they asked for.
     pub invocations: u64,
+    /// Of them, the scheduled and hot runs (each an EventBridge Scheduler invocation).
+    pub scheduled_runs: u64,
     /// Minutes from an activity's date to its campaign's sync that applied it, for campaigns
     /// under 48 hours old.
     pub freshness_hot: Vec<f64>,
+    /// Seconds the invocations took in process (sandbox at no added latency): their own work
+    /// and the stand-ins', without the network's.
+    pub compute_s: f64,
+    /// State store operations over the day (each one DynamoDB request or more).
+    pub store_operations: u64,
+    /// Events published to the bus (each a `PutEvents` entry).
+    pub events_published: u64,
     /// Activities of the day.
     pub activities: usize,
     /// Of them, applied by the first scheduled run after the day's end.
@@ -179,6 +188,7 @@ pub async fn simulate(campaigns: usize, variant: Variant) -> Result<DayFigures, 
     }
     day.sort();
     control.reset_counters().await?;
+    let (operations_before, events_before) = (engine.store.operations(), engine.publisher.sink().events().len());
 
     let retired_after = Duration::days(i64::from(settings.sync_cadence.daily_until_days));
     let mut pending: Vec<Pending> = Vec::new();
@@ -188,6 +198,10 @@ pub async fn simulate(campaigns: usize, variant: Variant) -> Result<DayFigures, 
         sf_calls: 0,
         cm_calls: 0,
         invocations: 0,
+        scheduled_runs: 0,
+        compute_s: 0.0,
+        store_operations: 0,
+        events_published: 0,
         freshness_hot: Vec::new(),
         activities: day.len(),
         applied: 0,
@@ -229,6 +243,8 @@ pub async fn simulate(campaigns: usize, variant: Variant) -> Result<DayFigures, 
 
         let before = engine.publisher.sink().events().len();
         figures.invocations += 1;
+        figures.scheduled_runs += 1;
+        let started = std::time::Instant::now();
         if scheduled {
             engine
                 .run_scheduled(&settings, &engine::new_run_id())
@@ -240,9 +256,12 @@ pub async fn simulate(campaigns: usize, variant: Variant) -> Result<DayFigures, 
                 .await
                 .map_err(|e| e.to_string())?;
         }
+        figures.compute_s += started.elapsed().as_secs_f64();
         for cm in harness::sync_requests(&engine.publisher.sink().events()[before..]) {
             figures.invocations += 1;
+            let started = std::time::Instant::now();
             sync(&engine, &settings, &cm).await?;
+            figures.compute_s += started.elapsed().as_secs_f64();
             // The day's activity is opens: they are applied up to the opens' watermark.
             let watermarks = engine.store.watermarks(&cm).await.map_err(|e| e.to_string())?;
             let Some(read_up_to) = watermarks.get(mapping::ActivityKind::Opened.as_str()).copied() else {
@@ -261,6 +280,8 @@ pub async fn simulate(campaigns: usize, variant: Variant) -> Result<DayFigures, 
             });
         }
     }
+    figures.store_operations = engine.store.operations() - operations_before;
+    figures.events_published = (engine.publisher.sink().events().len() - events_before) as u64;
     let (reads, writes) = control.sf_calls().await?;
     figures.sf_calls = reads + writes;
     figures.cm_calls = control.cm_calls().await?;
@@ -283,6 +304,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 impl DayFigures {
+    /// The schedule's name in the tables.
+    pub fn variant_label(&self) -> &'static str {
+        self.variant.label()
+    }
+
     /// One row of the day's table.
     pub fn row(&self) -> String {
         let mut hot = self.freshness_hot.clone();

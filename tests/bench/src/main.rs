@@ -7,6 +7,7 @@
 mod coldstart;
 mod day;
 mod once;
+mod profile;
 mod report;
 mod webhooks;
 
@@ -148,14 +149,21 @@ const WORKLOADS: [Workload; 3] = [
         seed: 103,
         recipients: 1_000_000,
         activities: 800_000,
-        cases: &[("full", 0)],
-        reps_cap: 2,
+        cases: &[("full", 0), ("full", 50)],
+        reps_cap: 1,
         warmups: 0,
     },
 ];
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    if std::env::var_os("RUST_LOG").is_some() {
+        // Where a measured sync spends its time (stderr; the figures go to stdout).
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let result = match Cli::parse().command {
         Cmd::Once { job } => match std::fs::read_to_string(&job)
             .map_err(|e| e.to_string())
@@ -329,10 +337,28 @@ fn incremental_activity(shape: &sandbox::generate::Shape, list_id: &str) -> Vec<
         .collect()
 }
 
+/// The allocator's settings the template gives `function` (its `MIMALLOC_*` variables): a
+/// measured sync runs as the deployed function would.
+pub(crate) fn allocator_env(function: &str) -> Result<Vec<(&'static str, String)>, String> {
+    let template = std::fs::read_to_string("infra/template.yaml").map_err(|e| format!("infra/template.yaml: {e}"))?;
+    let functions =
+        lambda_support::deployment::functions_in(&template, &Default::default()).map_err(|e| e.to_string())?;
+    let environment = functions
+        .iter()
+        .find(|f| f.crate_name == function)
+        .ok_or_else(|| format!("{function} is not in the template"))?;
+    Ok(lambda_support::VARIABLES
+        .iter()
+        .filter(|name| name.starts_with("MIMALLOC_"))
+        .filter_map(|name| Some((*name, environment.config.get(name)?.to_owned())))
+        .collect())
+}
+
 async fn run_child(job: &Job, dir: &Path) -> Result<Figures, String> {
     let path = dir.join("job.json");
     std::fs::write(&path, serde_json::to_vec(job).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let output = tokio::process::Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+        .envs(allocator_env("scheduled-sync")?)
         .arg("once")
         .arg("--job")
         .arg(&path)
@@ -357,6 +383,24 @@ struct Generated {
 }
 
 impl Generated {
+    /// A first full sync of the workload's main campaign against `sandbox`, at no added
+    /// latency (cases change what differs).
+    fn full_sync_job(&self, sandbox: &Sandbox) -> Job {
+        Job {
+            cm_url: sandbox.cm_url.clone(),
+            sf_url: sandbox.sf_url.clone(),
+            cm_clients: self.cm_clients.clone(),
+            zone: self.zone.clone(),
+            cm_campaign: self.cm_campaign.clone(),
+            sf_campaign: "701000SB0000000001".into(),
+            mode: "full".into(),
+            latency_ms: 0,
+            new_activity: Vec::new(),
+            now_after: None,
+            add_missing_members: None,
+        }
+    }
+
     fn new(workload: &Workload) -> Result<Generated, String> {
         let shape = sandbox::generate::Shape {
             seed: workload.seed,
@@ -395,34 +439,22 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     let mut sandboxes = Vec::new();
+    let mut profiled = None;
     for workload in WORKLOADS.iter().filter(|w| names.iter().any(|n| n == w.name)) {
-        let Generated {
-            shape,
-            cm_campaign,
-            list_id,
-            cm_clients,
-            zone,
-            ..
-        } = Generated::new(workload)?;
-        let sandbox = Sandbox::start(&shape)?;
+        let generated = Generated::new(workload)?;
+        let sandbox = Sandbox::start(&generated.shape)?;
         let (loaded_mib, _) = sandbox.memory_mib();
         for (mode, latency_ms) in workload.cases {
             let job = Job {
-                cm_url: sandbox.cm_url.clone(),
-                sf_url: sandbox.sf_url.clone(),
-                cm_clients: cm_clients.clone(),
-                zone: zone.clone(),
-                cm_campaign: cm_campaign.clone(),
-                sf_campaign: "701000SB0000000001".into(),
                 mode: (*mode).to_owned(),
                 latency_ms: *latency_ms,
                 new_activity: if *mode == "incremental" {
-                    incremental_activity(&shape, &list_id)
+                    incremental_activity(&generated.shape, &generated.list_id)
                 } else {
                     Vec::new()
                 },
                 now_after: (*mode == "incremental" || *mode == "noop").then(|| "2026-11-27 12:00:00".to_owned()),
-                add_missing_members: None,
+                ..generated.full_sync_job(&sandbox)
             };
             // The naive way takes minutes a run and varies little: two runs, no warm-up.
             let (warmups, measured) = if *mode == "naive" {
@@ -460,6 +492,11 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
                 runs,
             });
         }
+        if workload.name == "M" {
+            // One more full sync, sampled: where its CPU time goes.
+            sandbox.reset().await?;
+            profiled = profile::measure(&generated.full_sync_job(&sandbox), dir, "M").await;
+        }
         let (_, peak_mib) = sandbox.memory_mib();
         eprintln!(
             "[{}] sandbox: loaded in {:.1} s, {loaded_mib:.0} MiB resident, peak {peak_mib:.0} MiB",
@@ -477,5 +514,7 @@ async fn suite(names: &[String], reps: usize, out: &Path, dir: &Path) -> Result<
     let intake = webhooks::measure(7).await?;
     let mut day = members_report(dir).await?;
     day += &day_report(1_000, &[day::Variant::Off, day::Variant::On, day::Variant::Hot]).await?;
-    write_report(out, &rows, &sandboxes, &cold, &intake, &day)
+    let profiled =
+        profiled.unwrap_or_else(|| "\n(`perf` is not installed here: no CPU profile of the sync.)\n".to_owned());
+    write_report(out, &rows, &sandboxes, &cold, &intake, &(profiled + &day))
 }

@@ -89,11 +89,18 @@ impl aws_sdk_dynamodb::config::Intercept for RequestCounter {
 
     fn read_before_transmit(
         &self,
-        _context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
         _components: &aws_sdk_dynamodb::config::RuntimeComponents,
         _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
         self.0.fetch_add(1, Ordering::Relaxed);
+        if std::env::var_os("BENCH_TRACE_DYNAMODB").is_some() {
+            // Which operations a sync makes, and how large (to see what to batch).
+            let request = context.request();
+            let target = request.headers().get("x-amz-target").unwrap_or("?");
+            let bytes = request.body().bytes().map_or(0, <[u8]>::len);
+            eprintln!("dynamodb {target} {bytes}");
+        }
         Ok(())
     }
 }
@@ -132,25 +139,36 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Runs the job and returns its figures.
+/// Runs the job and returns its figures; its table is deleted afterwards (an emulator holding
+/// every run's tables grows slower with each, and later cases would measure that).
 pub async fn run(job: Job) -> Result<Figures, String> {
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let table = format!("bench-{}", std::process::id());
+    let figures = run_on(job, &aws, &table).await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+    if let Err(error) = dynamo.delete_table().table_name(&table).send().await {
+        eprintln!("could not delete {table}: {error}");
+    }
+    figures
+}
+
+async fn run_on(job: Job, aws: &aws_config::SdkConfig, table: &str) -> Result<Figures, String> {
     let control = Control::new(&job.cm_url, &job.sf_url);
     let zone: mapping::Tz = job.zone.parse().map_err(|_| format!("bad zone {}", job.zone))?;
     let cm = harness::cm_client(&job.cm_url, zone).map_err(|e| e.to_string())?;
     let sf = SfClient::new(harness::sf_config(&job.sf_url)).map_err(|e| e.to_string())?;
 
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let counter = RequestCounter::default();
     let dynamo = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&aws)
+        aws_sdk_dynamodb::config::Builder::from(aws)
             .interceptor(counter.clone())
             .build(),
     );
-    let table = format!("bench-{}", std::process::id());
+    let table = table.to_owned();
     DynamoStore::create_table(&dynamo, &table)
         .await
         .map_err(|e| e.to_string())?;
-    let store = DynamoStore::new(dynamo, table);
+    let store = DynamoStore::new(dynamo.clone(), table.clone());
     let mut settings = Settings::new(job.cm_clients.clone(), zone);
     if let Some(choice) = job.add_missing_members {
         settings.add_missing_members = choice;

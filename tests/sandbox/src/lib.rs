@@ -104,6 +104,40 @@ impl AppState {
     }
 }
 
+/// A request in flight on one service for as long as it lives; the counters keep the peak
+/// (`peak in flight: cm`, `peak in flight: sf`), so a test sees how many requests a client had
+/// open at once.
+pub(crate) struct InFlight {
+    state: AppState,
+    service: &'static str,
+}
+
+impl InFlight {
+    pub(crate) fn enter(state: &AppState, service: &'static str) -> InFlight {
+        let mut world = state.lock();
+        let now = {
+            let open = world.counters.entry(format!("in flight: {service}")).or_default();
+            *open += 1;
+            *open
+        };
+        let peak = world.counters.entry(format!("peak in flight: {service}")).or_default();
+        *peak = (*peak).max(now);
+        InFlight {
+            state: state.clone(),
+            service,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut world = self.state.lock();
+        if let Some(open) = world.counters.get_mut(&format!("in flight: {}", self.service)) {
+            *open = open.saturating_sub(1);
+        }
+    }
+}
+
 /// A running sandbox.
 #[derive(Debug)]
 pub struct Running {

@@ -1,22 +1,50 @@
-//! Stage `apply`: one part's plan written to Salesforce, the writer's counts added to the
-//! run's, and per-record failures recorded.
+//! Stage `apply`: one part's plan written to Salesforce and its per-record failures recorded
+//! (`write_part`, while the next part is planned), then taken into the run (`take_written`).
 
 use events::publisher::EventSink;
+use mapping::Settings;
 use mapping::plan::CampaignPlan;
 use state::RunFailure;
 
 use super::{CampaignRun, CampaignStore, CampaignSync};
 use crate::core::EngineError;
-use crate::salesforce_io::writes;
+use crate::salesforce_io::writes::{self, Applied};
 
 /// The code a run record gives a choice among several people with one email (not a failure:
 /// a duplicate to merge).
 pub const MATCH_CHOICE: &str = "MATCH_CHOICE";
 
 impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
-    /// Applies one part's plan; failures (and the plan's skips) go to the run record.
-    pub(super) async fn apply_part(&self, run: &mut CampaignRun<'_>, plan: CampaignPlan) -> Result<(), EngineError> {
-        let applied = writes::apply(&self.engine.sf, run.settings, &plan).await?;
+    /// Writes one part's plan to Salesforce and its failures (and the plan's skips and
+    /// choices) to the run record. It takes nothing of the run but its settings and record id:
+    /// the next part is planned meanwhile.
+    pub(super) async fn write_part(
+        &self,
+        settings: &Settings,
+        record_id: &str,
+        plan: &CampaignPlan,
+    ) -> Result<Applied, EngineError> {
+        let mut applied = writes::apply(&self.engine.sf, settings, plan).await?;
+        let mut failures = std::mem::take(&mut applied.failures);
+        failures.extend(
+            plan.skips
+                .iter()
+                .map(|skip| RunFailure::new(&skip.subject, skip.reason.label(), None)),
+        );
+        failures.extend(plan.choices.iter().map(|choice| {
+            RunFailure::new(
+                &choice.email,
+                &choice.describe(settings.match_preference),
+                Some(MATCH_CHOICE),
+            )
+        }));
+        self.engine.store.add_run_failures(record_id, &failures).await?;
+        Ok(applied)
+    }
+
+    /// Takes a written part into the run: the writer's counts, what failed transiently, the
+    /// statistics Salesforce now holds, and the plan into the total.
+    pub(super) fn take_written(&self, run: &mut CampaignRun<'_>, plan: CampaignPlan, applied: Applied) {
         run.counts.add_written(&applied.counts);
         run.transient_failures |= applied.transient_failures;
         if !applied.statistics_failed && plan.statistics.missing_fields.is_empty() {
@@ -26,20 +54,6 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
             }
         }
         run.transient_people.extend(applied.transient_people);
-        let mut failures = applied.failures;
-        failures.extend(
-            plan.skips
-                .iter()
-                .map(|skip| RunFailure::new(&skip.subject, skip.reason.label(), None)),
-        );
-        failures.extend(plan.choices.iter().map(|choice| {
-            RunFailure::new(
-                &choice.email,
-                &choice.describe(run.settings.match_preference),
-                Some(MATCH_CHOICE),
-            )
-        }));
-        self.engine.store.add_run_failures(&run.record_id, &failures).await?;
         if !plan.statuses.create.is_empty() || !plan.statuses.correct.is_empty() {
             run.statuses = None; // read again: the next part must see what this one created
         }
@@ -52,6 +66,5 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
             run.total.person_updates.clear();
         }
         run.first_part = false;
-        Ok(())
     }
 }

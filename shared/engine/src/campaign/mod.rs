@@ -234,9 +234,15 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
         if deadline.passed() {
             return self.continue_later(&run).await;
         }
-        while let Some(activities) = parts.next_part()? {
-            let plan = self.plan_part(&mut run, &activities).await?;
+        let mut next = parts.next_part()?;
+        let mut planned_ahead = None;
+        while let Some(activities) = next.take() {
+            let plan = match planned_ahead.take() {
+                Some(planned) => planned?,
+                None => self.plan_part(&mut run, &activities).await?,
+            };
             drop(activities);
+            next = parts.next_part()?;
             if run.mode.is_dry_run() {
                 run.absorb_planned(plan);
                 continue;
@@ -245,7 +251,24 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
                 // Parts already applied are re-applied by the continuation, changing nothing.
                 return self.continue_later(&run).await;
             }
-            self.apply_part(&mut run, plan).await?;
+            // The next part is planned while this one is written: parts hold different people
+            // (`spool`), so its reads see nothing this part writes, except the statuses this
+            // part creates: then it is planned after.
+            let creates_statuses = !plan.statuses.create.is_empty() || !plan.statuses.correct.is_empty();
+            let settings = run.settings;
+            let record_id = run.record_id.clone();
+            let written = match next.as_ref().filter(|_| !creates_statuses) {
+                Some(upcoming) => {
+                    let (written, planned) = futures::join!(
+                        self.write_part(settings, &record_id, &plan),
+                        self.plan_part(&mut run, upcoming)
+                    );
+                    planned_ahead = Some(planned);
+                    written?
+                }
+                None => self.write_part(settings, &record_id, &plan).await?,
+            };
+            self.take_written(&mut run, plan, written);
             run.parts_done += 1;
         }
         self.commit(run).await

@@ -44,7 +44,10 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
         if run.statuses.is_none() && !activities.is_empty() {
             run.statuses = Some(read_statuses(&self.engine.sf, &campaign_id).await?);
         }
-        let statistics = match (&run.summary, run.first_part) {
+        // Statistics go with the first part (planned before any part is written).
+        let first_planned = run.first_part && !run.planned_any;
+        run.planned_any = true;
+        let statistics = match (&run.summary, first_planned) {
             (Some(summary), true) if run.settings.update_campaign_statistics => {
                 let summary = summary.to_stats();
                 let target = mapping::statistics::statistics_target(&summary, run.settings);

@@ -3,6 +3,8 @@
 //! `mapping::overlap`'s filter), up to CM's clock less the settle lag. Held in memory up to one
 //! part; a larger campaign spills to temporary files.
 
+use std::sync::Arc;
+
 use campaign_monitor::activity::{ActivityStream, UnreadableRow};
 use chrono::{DateTime, Utc};
 use events::publisher::EventSink;
@@ -10,13 +12,15 @@ use futures::StreamExt;
 use mapping::overlap::{self, OverlapFilter};
 use mapping::{ActivityKind, CmTimestamp};
 use state::RunFailure;
+use tokio::sync::Semaphore;
 
 use super::{CampaignRun, CampaignStore, CampaignSync};
 use crate::core::{Deadline, EngineError};
 use crate::spool::Spool;
 
 impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
-    /// Reads every stream from its watermark, side by side (one request in flight each, pages
+    /// Reads every stream from its watermark, side by side (pages asked for ahead, at most
+    /// [`crate::EngineOptions::cm_pages_in_flight`] requests for the campaign at once; pages
     /// taken as they come: the sync waits for the longest stream, not for the sum of them).
     /// `None`: the deadline came first. A continuation cuts its parts at the watermarks the
     /// first read fixed.
@@ -104,6 +108,10 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
         let zone = run.settings.zone();
         let overlap = run.settings.activity_overlap();
         let fixed = run.fixed_by_hand_over().cloned();
+        // One bound for the campaign: its streams share it, each may use all of it (at least
+        // one request each: see `EngineOptions::cm_pages_in_flight`).
+        let in_flight = self.engine.options.cm_pages_in_flight.max(ActivityKind::ALL.len());
+        let permits = Arc::new(Semaphore::new(in_flight));
         let mut streams = Vec::new();
         for kind in ActivityKind::ALL {
             let stored = watermarks.get(kind.as_str()).copied();
@@ -115,7 +123,12 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
                     continue;
                 };
                 let from_page = run.progress.recipients_from_page.unwrap_or(1);
-                let stream = self.engine.cm.recipients(run.cm_id(), at).from_page(from_page);
+                let stream = self
+                    .engine
+                    .cm
+                    .recipients(run.cm_id(), at)
+                    .from_page(from_page)
+                    .pages_in_flight(in_flight, Arc::clone(&permits));
                 streams.push(StreamRead::new(
                     stream,
                     StreamEnd::BeforePage(fixed.as_ref().and_then(|f| f.recipients_to_page)),
@@ -134,7 +147,10 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
             let since = stored.map(|w| CmTimestamp::since(overlap::read_since(w, overlap), zone));
             let until = fixed.as_ref().and_then(|f| f.watermarks.get(kind.as_str()).copied());
             streams.push(StreamRead::new(
-                self.engine.cm.activity(run.cm_id(), kind, since),
+                self.engine
+                    .cm
+                    .activity(run.cm_id(), kind, since)
+                    .pages_in_flight(in_flight, Arc::clone(&permits)),
                 StreamEnd::PastDate(until),
             ));
             // Everything dated up to the settled moment has been read (CM shows records within

@@ -50,6 +50,8 @@ pub(crate) struct CampaignRun<'a> {
     pub part_count: usize,
     /// The next part is the first (statuses and statistics belong to it).
     pub first_part: bool,
+    /// A part has been planned (the next may be planned before the first is written).
+    pub planned_any: bool,
     /// Everything planned (a many-part apply keeps what an admin reads, not member rows).
     pub total: CampaignPlan,
     /// Counters.
@@ -101,6 +103,7 @@ impl<'a> CampaignRun<'a> {
             statuses: None,
             part_count: 0,
             first_part: true,
+            planned_any: false,
             counts: RunCounts::default(),
             transient_failures: false,
             transient_people: BTreeSet::new(),

@@ -23,6 +23,12 @@ fn text(value: &Value, field: &str) -> Option<String> {
 
 fn time(value: &Value, field: &str) -> Option<DateTime<Utc>> {
     let text = value.get(field)?.as_str()?;
+    // Salesforce writes `2026-11-27T10:00:00.000+0000`: RFC 3339 but for the offset's colon.
+    if let Some(utc) = text.strip_suffix("+0000")
+        && let Ok(at) = DateTime::parse_from_rfc3339(&format!("{utc}Z"))
+    {
+        return Some(at.with_timezone(&Utc));
+    }
     DateTime::parse_from_rfc3339(text)
         .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
         .ok()
@@ -77,14 +83,13 @@ pub(crate) async fn read_members(
         fields.once_only_marker,
         quote(campaign_id)
     );
-    let rows = sf.query_in(&format!("{select} AND Email IN "), emails, "").await?;
     let mut members = Members::default();
-    for row in rows {
+    sf.query_in_each(&format!("{select} AND Email IN "), emails, "", |row| {
         // A converted Lead's member names both: the Contact is the person now.
         let (person, person_kind) = match (text(&row, "ContactId"), text(&row, "LeadId")) {
             (Some(contact), _) => (contact, PersonKind::Contact),
             (None, Some(lead)) => (lead, PersonKind::Lead),
-            (None, None) => continue,
+            (None, None) => return,
         };
         let kind = text(&row, &fields.activity_kind).and_then(|k| k.parse::<ActivityKind>().ok());
         let state = MemberState {
@@ -111,7 +116,8 @@ pub(crate) async fn read_members(
                 state,
             },
         );
-    }
+    })
+    .await?;
     Ok(members)
 }
 
@@ -138,9 +144,9 @@ pub(crate) async fn read_people(
         let before = format!(
             "SELECT Id, Email, LastModifiedDate, HasOptedOutOfEmail, EmailBouncedDate FROM {object} WHERE Email IN "
         );
-        for row in sf.query_in(&before, emails, extra).await? {
+        sf.query_in_each(&before, emails, extra, |row| {
             let (Some(id), Some(email)) = (text(&row, "Id"), text(&row, "Email")) else {
-                continue;
+                return;
             };
             states.insert(
                 id.clone(),
@@ -158,7 +164,8 @@ pub(crate) async fn read_people(
                     last_modified: time(&row, "LastModifiedDate").unwrap_or_default(),
                     is_member: false,
                 });
-        }
+        })
+        .await?;
     }
     Ok((candidates, states))
 }
@@ -179,7 +186,7 @@ pub(crate) async fn read_person_states(
             continue;
         }
         let before = format!("SELECT Id, HasOptedOutOfEmail, EmailBouncedDate FROM {object} WHERE Id IN ");
-        for row in sf.query_in(&before, &ids, "").await? {
+        sf.query_in_each(&before, &ids, "", |row| {
             if let Some(id) = text(&row, "Id") {
                 states.insert(
                     id,
@@ -189,7 +196,8 @@ pub(crate) async fn read_person_states(
                     },
                 );
             }
-        }
+        })
+        .await?;
     }
     Ok(states)
 }

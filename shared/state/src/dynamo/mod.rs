@@ -177,43 +177,56 @@ impl DynamoStore {
 
     /// `BatchWriteItem` in chunks of 25, retrying unprocessed items with backoff.
     async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
-        for chunk in requests.chunks(BATCH_WRITE_LIMIT) {
-            let mut pending = chunk.to_vec();
-            let mut delays = unprocessed_backoff();
-            loop {
-                let output = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(|e| backend("BatchWriteItem", e))?;
-                let unprocessed = output
-                    .unprocessed_items
-                    .and_then(|mut map| map.remove(&self.table))
-                    .unwrap_or_default();
-                if unprocessed.is_empty() {
-                    break;
+        use futures::{StreamExt, TryStreamExt};
+        // Every caller writes distinct keys, all puts or all deletes: the order of the
+        // requests does not matter, and a large run's failures go out side by side.
+        let chunks: Vec<Vec<WriteRequest>> = requests.chunks(BATCH_WRITE_LIMIT).map(<[_]>::to_vec).collect();
+        let writes: Vec<_> = chunks.into_iter().map(|chunk| self.batch_write_chunk(chunk)).collect();
+        futures::stream::iter(writes)
+            .buffer_unordered(BATCH_WRITES_IN_FLIGHT)
+            .try_collect()
+            .await
+    }
+
+    /// One `BatchWriteItem` of at most [`BATCH_WRITE_LIMIT`] requests, its unprocessed items
+    /// sent again with backoff.
+    async fn batch_write_chunk(&self, mut pending: Vec<WriteRequest>) -> Result<(), StoreError> {
+        let mut delays = unprocessed_backoff();
+        loop {
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(|e| backend("BatchWriteItem", e))?;
+            let unprocessed = output
+                .unprocessed_items
+                .and_then(|mut map| map.remove(&self.table))
+                .unwrap_or_default();
+            if unprocessed.is_empty() {
+                return Ok(());
+            }
+            match delays.next() {
+                Some(delay) => {
+                    tracing::debug!(count = unprocessed.len(), "retrying unprocessed batch items");
+                    tokio::time::sleep(delay).await;
+                    pending = unprocessed;
                 }
-                match delays.next() {
-                    Some(delay) => {
-                        tracing::debug!(count = unprocessed.len(), "retrying unprocessed batch items");
-                        tokio::time::sleep(delay).await;
-                        pending = unprocessed;
-                    }
-                    None => {
-                        return Err(StoreError::Backend {
-                            operation: "BatchWriteItem",
-                            message: format!("{} items still unprocessed after retries", unprocessed.len()),
-                            retryable: true,
-                        });
-                    }
+                None => {
+                    return Err(StoreError::Backend {
+                        operation: "BatchWriteItem",
+                        message: format!("{} items still unprocessed after retries", unprocessed.len()),
+                        retryable: true,
+                    });
                 }
             }
         }
-        Ok(())
     }
 }
+
+/// `BatchWriteItem` requests one store has in flight at once.
+const BATCH_WRITES_IN_FLIGHT: usize = 4;
 
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())

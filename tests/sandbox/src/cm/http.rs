@@ -57,6 +57,7 @@ pub(super) fn route_name(method: &Method, path: &str) -> String {
 
 /// Handles every request to the CM port (except `/_sandbox`).
 pub async fn dispatch(state: AppState, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let _in_flight = crate::InFlight::enter(&state, "cm");
     let path = uri.path().to_owned();
     let route = route_name(&method, &path);
     let (latency, fault) = {

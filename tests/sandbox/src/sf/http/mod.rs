@@ -68,6 +68,7 @@ pub async fn dispatch(state: AppState, method: Method, uri: Uri, headers: Header
             json!([{"message": "URI Too Long", "errorCode": "URI_TOO_LONG"}]),
         );
     }
+    let _in_flight = crate::InFlight::enter(&state, "sf");
     let path = uri.path().to_owned();
     let route = route_name(&method, &path);
     let latency = {
