@@ -125,7 +125,7 @@ pub struct EngineOptions {
 
 /// [`EngineOptions::cm_pages_in_flight`] unless the deployment sets another: one request for
 /// each of a campaign's six streams, as when each had one in flight.
-pub const DEFAULT_CM_PAGES_IN_FLIGHT: usize = 6;
+pub const DEFAULT_CM_PAGES_IN_FLIGHT: usize = mapping::ActivityKind::COUNT;
 
 impl Default for EngineOptions {
     fn default() -> Self {

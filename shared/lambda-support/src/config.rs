@@ -148,9 +148,10 @@ impl Config {
     }
 
     /// `CM_PAGES_IN_FLIGHT`, default [`engine::DEFAULT_CM_PAGES_IN_FLIGHT`]: requests a
-    /// campaign's read has in flight to CM at most (6, one a stream, to 12).
+    /// campaign's read has in flight to CM at most (one a stream, to 12).
     pub fn cm_pages_in_flight(&self) -> Result<usize, StartupError> {
-        self.bounded("CM_PAGES_IN_FLIGHT", engine::DEFAULT_CM_PAGES_IN_FLIGHT, 6..=12)
+        let streams = mapping::ActivityKind::COUNT;
+        self.bounded("CM_PAGES_IN_FLIGHT", engine::DEFAULT_CM_PAGES_IN_FLIGHT, streams..=12)
     }
 
     /// `SF_REQUESTS_IN_FLIGHT`, default [`salesforce::DEFAULT_REQUESTS_IN_FLIGHT`]: requests

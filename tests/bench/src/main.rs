@@ -340,9 +340,17 @@ fn incremental_activity(shape: &sandbox::generate::Shape, list_id: &str) -> Vec<
 /// The allocator's settings the template gives `function` (its `MIMALLOC_*` variables): a
 /// measured sync runs as the deployed function would.
 pub(crate) fn allocator_env(function: &str) -> Result<Vec<(&'static str, String)>, String> {
-    let template = std::fs::read_to_string("infra/template.yaml").map_err(|e| format!("infra/template.yaml: {e}"))?;
-    let functions =
-        lambda_support::deployment::functions_in(&template, &Default::default()).map_err(|e| e.to_string())?;
+    // Read once: every measured sync and cold start asks.
+    type Functions = Result<Vec<lambda_support::deployment::FunctionEnvironment>, String>;
+    static FUNCTIONS: std::sync::OnceLock<Functions> = std::sync::OnceLock::new();
+    let functions = FUNCTIONS
+        .get_or_init(|| {
+            let template =
+                std::fs::read_to_string("infra/template.yaml").map_err(|e| format!("infra/template.yaml: {e}"))?;
+            lambda_support::deployment::functions_in(&template, &Default::default()).map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)?;
     let environment = functions
         .iter()
         .find(|f| f.crate_name == function)

@@ -110,7 +110,7 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
         let fixed = run.fixed_by_hand_over().cloned();
         // One bound for the campaign: its streams share it, each may use all of it (at least
         // one request each: see `EngineOptions::cm_pages_in_flight`).
-        let in_flight = self.engine.options.cm_pages_in_flight.max(ActivityKind::ALL.len());
+        let in_flight = self.engine.options.cm_pages_in_flight.max(ActivityKind::COUNT);
         let permits = Arc::new(Semaphore::new(in_flight));
         let mut streams = Vec::new();
         for kind in ActivityKind::ALL {
