@@ -539,11 +539,9 @@ async fn an_admin_links_a_campaign_picked_by_name_asks_a_dry_run_and_backfills_a
         })
         .await
         .unwrap();
-    let mut record = serde_json::Map::new();
-    record.insert("Name".into(), "Spring Sale 50%_off (SF)".into());
+    let record: sandbox::sf::Record = [("Name", "Spring Sale 50%_off (SF)".into())].into_iter().collect();
     let sf_id = stack._sandbox.state.lock().sf.create("Campaign", &record).unwrap();
-    let mut decoy = serde_json::Map::new();
-    decoy.insert("Name".into(), "Spring Sale 50 percent off".into());
+    let decoy: sandbox::sf::Record = [("Name", "Spring Sale 50 percent off".into())].into_iter().collect();
     stack._sandbox.state.lock().sf.create("Campaign", &decoy).unwrap();
 
     let back = sign_in(&stack, "005SB00000000A1AAA").await;

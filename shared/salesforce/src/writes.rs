@@ -170,7 +170,8 @@ impl SfClient {
             .collect())
     }
 
-    /// sObject Collections, in chunks of 200; one outcome per record, in order.
+    /// sObject Collections, in chunks of 200 sent side by side (as many at once as the
+    /// client's requests in flight); one outcome per record, in order.
     async fn collections(
         &self,
         object: &str,
@@ -178,8 +179,30 @@ impl SfClient {
         records: &[Map<String, Value>],
         options: &WriteOptions,
     ) -> Result<Vec<RecordOutcome>, SfError> {
-        let mut outcomes = Vec::with_capacity(records.len());
-        for chunk in records.chunks(COLLECTION_LIMIT) {
+        use futures::{StreamExt, TryStreamExt};
+        // Collected first: a lazy `map` held across the awaits makes the future `Send` only
+        // for one lifetime, which the console's handlers cannot use.
+        let calls: Vec<_> = records
+            .chunks(COLLECTION_LIMIT)
+            .map(|chunk| self.collection(object, operation, chunk, options))
+            .collect();
+        let chunks: Vec<Vec<RecordOutcome>> = futures::stream::iter(calls)
+            .buffered(self.config.requests_in_flight.max(1))
+            .try_collect()
+            .await?;
+        Ok(chunks.into_iter().flatten().collect())
+    }
+
+    /// One sObject Collections call of at most 200 records.
+    async fn collection(
+        &self,
+        object: &str,
+        operation: &Operation,
+        chunk: &[Map<String, Value>],
+        options: &WriteOptions,
+    ) -> Result<Vec<RecordOutcome>, SfError> {
+        let mut outcomes = Vec::with_capacity(chunk.len());
+        {
             let body_records: Vec<Value> = chunk
                 .iter()
                 .map(|record| {

@@ -235,6 +235,25 @@ async fn in_lists_travel_in_composite_bodies_five_queries_a_call() {
     );
 }
 
+/// The most SF requests the sandbox had open at once since its counters were reset.
+async fn peak_in_flight(running: &sandbox::Running) -> u64 {
+    let counters: Value = reqwest::get(format!("{}/_sandbox/counters", running.sf_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    counters["peak in flight: sf"].as_u64().unwrap_or(0)
+}
+
+async fn reset_counters(running: &sandbox::Running) {
+    reqwest::Client::new()
+        .delete(format!("{}/_sandbox/counters", running.sf_url))
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn composite_requests_go_side_by_side_within_the_bound_and_rows_keep_the_queries_order() {
     let mut scenario = scenario();
@@ -258,21 +277,8 @@ async fn composite_requests_go_side_by_side_within_the_bound_and_rows_keep_the_q
         config.requests_in_flight = 1;
         SfClient::new(config).unwrap().query_many(&queries).await.unwrap()
     };
-    let peak = |counters: &Value| counters["peak in flight: sf"].as_u64().unwrap_or(0);
-    let counters = || async {
-        reqwest::get(format!("{}/_sandbox/counters", running.sf_url))
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
-    assert_eq!(peak(&counters().await), 1);
-    reqwest::Client::new()
-        .delete(format!("{}/_sandbox/counters", running.sf_url))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(peak_in_flight(&running).await, 1);
+    reset_counters(&running).await;
     let mut config = SfConfig::new(jwt(&running));
     config.requests_in_flight = 2;
     let sf = SfClient::new(config).unwrap();
@@ -280,7 +286,7 @@ async fn composite_requests_go_side_by_side_within_the_bound_and_rows_keep_the_q
     let emails_of = |rows: &[Value]| -> Vec<String> { rows.iter().map(|r| r["Email"].to_string()).collect() };
     assert_eq!(emails_of(&side_by_side), emails_of(&one_at_a_time));
     assert_eq!(side_by_side.len(), emails.len());
-    assert_eq!(peak(&counters().await), 2, "two requests in flight, never more");
+    assert_eq!(peak_in_flight(&running).await, 2, "two requests in flight, never more");
     assert_eq!(sf.calls().reads, queries.len().div_ceil(5) as u64);
 }
 
@@ -312,6 +318,42 @@ async fn updating_1000_members_through_collections_takes_exactly_5_write_calls()
             .all(|r| r.outcome == RecordOutcome::Updated(ids[r.index].clone()))
     );
     assert_eq!(sf.calls().writes, (1_000 / COLLECTION_LIMIT) as u64);
+    assert_eq!(sf.calls().writes, 5);
+}
+
+/// Collections calls of one write go side by side, never more than the client's bound at once,
+/// and each record's outcome stays at its place, a refusal in a later chunk included.
+#[tokio::test]
+async fn collections_calls_go_side_by_side_within_the_bound_and_outcomes_keep_their_place() {
+    let mut scenario = scenario();
+    scenario.faults.sf.latency_ms = 40;
+    let running = start(scenario).await;
+    let mut config = SfConfig::new(jwt(&running));
+    config.requests_in_flight = 2;
+    let sf = SfClient::new(config).unwrap();
+    let ids = member_ids(&sf, 1_000).await;
+    let mut updates: Vec<_> = ids
+        .iter()
+        .map(|id| record(&[("Id", json!(id)), ("Status", json!("Responded"))]))
+        .collect();
+    updates[777].insert("Status".into(), json!("Not a status"));
+    reset_counters(&running).await;
+    let results = sf
+        .write("CampaignMember", &Operation::Update, &updates, &WriteOptions::default())
+        .await
+        .unwrap();
+    for result in &results {
+        if result.index == 777 {
+            assert!(
+                matches!(&result.outcome, RecordOutcome::Failed(e) if e.code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
+                "{:?}",
+                result.outcome
+            );
+        } else {
+            assert_eq!(result.outcome, RecordOutcome::Updated(ids[result.index].clone()));
+        }
+    }
+    assert_eq!(peak_in_flight(&running).await, 2, "two at once, never more");
     assert_eq!(sf.calls().writes, 5);
 }
 

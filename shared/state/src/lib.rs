@@ -24,7 +24,7 @@
 //! | webhook event | `WEBHOOK#<dedupe key>` | `EVENT` | `list_id`, `payload` (S, JSON), `state`, `reason`, `received_at`, `expires_at` (TTL) | put if absent (dedupe); batch get; set state |
 //! | pending webhook batch | `WEBHOOK_PENDING` | `<batch id>` (time-ordered) | `list_id`, `keys` (S, JSON: the dedupe keys of its events to apply), `refused`, `received_at`, `expires_at` (TTL) | put; get; oldest N; delete when every event is applied |
 //! | run | `RUNS` | `<run id>` (time-ordered) | `scope`, `started_at`, `ended_at`, `status`, `counts` (S, JSON), `failure_count`, `checkpoint`, `expires_at` (TTL) | put if absent; update at the end; newest N (query descending) |
-//! | run failure | `RUN#<run id>` | `FAILURE#<seq>` | `record`, `reason`, `code`, `person`, `expires_at` (TTL) | batch-written 25 at a time; query a run |
+//! | run failures | `RUN#<run id>` | `FAILURES#<call>#<chunk>` | `failures` (S, JSON: up to 300 KB of `{record, reason, code, person}`), `expires_at` (TTL) | batch-written; query a run (items `FAILURE#<seq>` of one failure each, from before, are read too) |
 //! | lease | `LEASE#<scope>` | `LEASE` | `owner`, `lease_until_ms` (N), `expires_at` (TTL, cleanup only) | take if absent, expired or ours; release if ours |
 //! | settings preview | `PREVIEW#<id>` | `PREVIEW` | `doc` (S, JSON: proposed settings, campaigns, result), `expires_at` (TTL, an hour) | put; get |
 //! | audit entry | `AUDIT` | `<at, RFC 3339 ms>#<random>` (time-ordered) | `actor`, `action`, `version_before`, `version_after` (N), `expires_at` (TTL) | put; newest N (query descending) |

@@ -128,6 +128,90 @@ async fn a_run_and_its_failures_carry_the_ttl_attribute_of_the_run() {
     assert!(!text.contains("jo@example.com"), "no whole address stored: {text}");
 }
 
+/// A big send's first sync records thousands of unmatched recipients: they go into a few items
+/// (DynamoDB charges a write unit an item at least), each under the 400 KB item limit, and come
+/// back whole and in order; a run recorded before, with one item a failure, still reads.
+#[tokio::test]
+async fn thousands_of_run_failures_are_a_few_items_and_read_back_in_order() {
+    use state::{RunFailure, RunRecord, RunStatus, RunStore};
+    let store = fresh_store().await;
+    let run = RunRecord {
+        run_id: "r2:cm1".into(),
+        scope: "cm1".into(),
+        started_at: conformance::at(0),
+        ended_at: None,
+        status: RunStatus::Running,
+        counts: Default::default(),
+        failure_count: 0,
+        resumed_at: None,
+        expires_at: None,
+    };
+    store.start_run(&run).await.unwrap();
+    let client = client().await;
+    // One failure in the layout of before: its own item.
+    client
+        .put_item()
+        .table_name(store.table())
+        .item("pk", AttributeValue::S("RUN#r2:cm1".into()))
+        .item("sk", AttributeValue::S("FAILURE#00000000000000000001#000000".into()))
+        .item("record", AttributeValue::S("campaign cm1".into()))
+        .item("reason", AttributeValue::S("recorded before".into()))
+        .send()
+        .await
+        .unwrap();
+    let mut failures: Vec<RunFailure> = (0..6_000)
+        .map(|i| {
+            RunFailure::new(
+                &format!("person{i:07}@example.com"),
+                "no Lead or Contact has this email",
+                None,
+            )
+        })
+        .collect();
+    // One with a reason longer than an item holds: kept, its reason cut.
+    failures.push(RunFailure::new(
+        "status Opened",
+        &"x".repeat(500_000),
+        Some("STRING_TOO_LONG"),
+    ));
+    store.add_run_failures("r2:cm1", &failures).await.unwrap();
+
+    let items = client
+        .query()
+        .table_name(store.table())
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S("RUN#r2:cm1".into()))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap();
+    assert!(items.len() <= 5, "6,001 failures in {} items", items.len());
+    for item in &items {
+        let size: usize = item
+            .iter()
+            .map(|(k, v)| k.len() + v.as_s().map_or(8, String::len))
+            .sum();
+        assert!(size < 400_000, "an item of {size} bytes");
+    }
+
+    let (stored, read) = store.run("r2:cm1").await.unwrap().unwrap();
+    assert_eq!(stored.failure_count, 6_001);
+    assert_eq!(read.len(), 6_002);
+    assert_eq!(read[0].reason, "recorded before");
+    assert_eq!(read[1..6_001], failures[..6_000]);
+    let cut = &read[6_001];
+    assert_eq!(
+        (cut.record.as_str(), cut.code.as_deref()),
+        ("status Opened", Some("STRING_TOO_LONG"))
+    );
+    assert!(
+        cut.reason.len() < 10_000 && cut.reason.starts_with("xxx"),
+        "{}",
+        cut.reason.len()
+    );
+}
+
 /// A delivery of CM's largest size is recorded in conditional transactions of the size the
 /// table (and the emulator) takes, every event once.
 #[tokio::test]

@@ -55,7 +55,7 @@ async fn records(State(state): State<AppState>, Query(query): Query<RecordsQuery
             Value::Array(
                 records
                     .values()
-                    .map(|r| Value::Object(world.sf.view(object, r)))
+                    .map(|r| Value::from(world.sf.view(object, r)))
                     .collect(),
             ),
         );
@@ -108,17 +108,11 @@ async fn add_campaign(State(state): State<AppState>, Json(campaign): Json<crate:
     if world.cm.campaigns.contains_key(&campaign.id) {
         return (StatusCode::CONFLICT, "a campaign with this id exists").into_response();
     }
-    let mut added = crate::cm::CampaignState {
-        meta: campaign.clone(),
-        activity: Default::default(),
+    let id = campaign.id.clone();
+    match crate::cm::CampaignState::new(campaign) {
+        Ok(added) => world.cm.campaigns.insert(id, added),
+        Err(error) => return (StatusCode::BAD_REQUEST, error).into_response(),
     };
-    added.meta.activity = Vec::new();
-    for activity in &campaign.activity {
-        if let Err(error) = crate::cm::add_activity(&mut added, activity) {
-            return (StatusCode::BAD_REQUEST, error).into_response();
-        }
-    }
-    world.cm.campaigns.insert(campaign.id.clone(), added);
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use chrono::{Duration, NaiveDateTime};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use crate::scenario::{CmAccount, CmActivity, CmCampaign, CmClient, CmList, CmRecipient, CustomField, Scenario, SfOrg};
+use crate::sf::Record;
 
 /// The test certificate whose private key (`fixtures/jwt-test-key.pem`) signs JWT assertions in
 /// tests and the demo. A test key, never a real one.
@@ -95,6 +96,24 @@ fn hex_id(rng: &mut ChaCha8Rng) -> String {
 
 /// Builds the scenario.
 pub fn generate(shape: &Shape) -> Scenario {
+    let (mut scenario, records) = generate_parts(shape);
+    scenario.sf.records = records
+        .into_iter()
+        .map(|(object, rows)| (object, rows.iter().map(Record::to_map).collect()))
+        .collect();
+    scenario
+}
+
+/// The world of [`generate`]'s scenario, built without it: the org's records are made in the
+/// form the stand-in holds them (a million people as JSON maps would be a gigabyte more at the
+/// peak of the load).
+pub fn generate_world(shape: &Shape, sf_base: &str) -> Result<crate::World, String> {
+    let (scenario, records) = generate_parts(shape);
+    crate::World::from_parts(scenario, records, sf_base)
+}
+
+/// The scenario without its SF records, and those records.
+fn generate_parts(shape: &Shape) -> (Scenario, BTreeMap<String, Vec<Record>>) {
     let mut rng = ChaCha8Rng::seed_from_u64(shape.seed);
     let client_id = hex_id(&mut rng);
     let list_id = hex_id(&mut rng);
@@ -163,36 +182,36 @@ pub fn generate(shape: &Shape) -> Scenario {
         } else {
             format!("00Q000SB{i:010}")
         };
-        let mut person = Map::new();
-        person.insert("Id".into(), json!(id));
-        person.insert("LastName".into(), json!(format!("Person {i}")));
-        person.insert("Email".into(), json!(email(i)));
-        person.insert("LastModifiedDate".into(), json!("2026-10-01T00:00:00.000+0000"));
+        let mut person = Record::new();
+        person.insert("Id", json!(id));
+        person.insert("LastName", json!(format!("Person {i}")));
+        person.insert("Email", json!(email(i)));
+        person.insert("LastModifiedDate", json!("2026-10-01T00:00:00.000+0000"));
         if is_contact {
             contacts.push(person);
         } else {
-            person.insert("Company".into(), json!("Example Ltd"));
+            person.insert("Company", json!("Example Ltd"));
             leads.push(person);
         }
         if rng.random_bool(shape.already_members) {
-            let mut member = Map::new();
-            member.insert("Id".into(), json!(format!("00v000SB{i:010}")));
-            member.insert("CampaignId".into(), json!(campaign_sf_id));
-            member.insert(if is_contact { "ContactId" } else { "LeadId" }.into(), json!(id));
-            member.insert("Status".into(), json!("Sent"));
+            let mut member = Record::new();
+            member.insert("Id", json!(format!("00v000SB{i:010}")));
+            member.insert("CampaignId", json!(campaign_sf_id));
+            member.insert(if is_contact { "ContactId" } else { "LeadId" }, json!(id));
+            member.insert("Status", json!("Sent"));
             members.push(member);
         }
     }
-    let mut campaign = Map::new();
-    campaign.insert("Id".into(), json!(campaign_sf_id));
-    campaign.insert("Name".into(), json!("November newsletter"));
-    campaign.insert("IsActive".into(), json!(true));
-    campaign.insert("CM_Campaign_ID__c".into(), json!(campaign_id));
-    let mut records: BTreeMap<String, Vec<Map<String, Value>>> = BTreeMap::new();
-    records.insert("Campaign".into(), vec![campaign]);
-    records.insert("Lead".into(), leads);
-    records.insert("Contact".into(), contacts);
-    records.insert("CampaignMember".into(), members);
+    let mut campaign = Record::new();
+    campaign.insert("Id", json!(campaign_sf_id));
+    campaign.insert("Name", json!("November newsletter"));
+    campaign.insert("IsActive", json!(true));
+    campaign.insert("CM_Campaign_ID__c", json!(campaign_id));
+    let mut records: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+    records.insert("Campaign".to_owned(), vec![campaign]);
+    records.insert("Lead".to_owned(), leads);
+    records.insert("Contact".to_owned(), contacts);
+    records.insert("CampaignMember".to_owned(), members);
 
     let mut campaigns = Vec::with_capacity(shape.extra_campaigns + 1);
     for n in 0..shape.extra_campaigns {
@@ -250,7 +269,7 @@ pub fn generate(shape: &Shape) -> Scenario {
         forwards: 0,
     });
 
-    Scenario {
+    let scenario = Scenario {
         cm: CmAccount {
             api_key: "sandbox-api-key".into(),
             oauth: None,
@@ -273,9 +292,9 @@ pub fn generate(shape: &Shape) -> Scenario {
             jwt_certificate_pem: Some(TEST_CERTIFICATE.to_owned()),
             refresh_token: Some("sandbox-refresh-token".into()),
             custom_fields: product_custom_fields(),
-            records,
             ..SfOrg::default()
         },
         faults: Default::default(),
-    }
+    };
+    (scenario, records)
 }

@@ -54,11 +54,24 @@ impl World {
     }
 
     /// [`World::load`], taking the scenario: its data moves into the world (held once).
-    pub fn from_scenario(scenario: Scenario, sf_base: &str) -> Result<World, String> {
+    pub fn from_scenario(mut scenario: Scenario, sf_base: &str) -> Result<World, String> {
+        let records = std::mem::take(&mut scenario.sf.records)
+            .into_iter()
+            .map(|(object, rows)| (object, rows.into_iter().map(sf::Record::from).collect()))
+            .collect();
+        World::from_parts(scenario, records, sf_base)
+    }
+
+    /// A world of a scenario whose SF records are given apart, as the stand-in holds them.
+    pub fn from_parts(
+        scenario: Scenario,
+        records: std::collections::BTreeMap<String, Vec<sf::Record>>,
+        sf_base: &str,
+    ) -> Result<World, String> {
         let faults = scenario.faults;
         Ok(World {
             cm: CmWorld::from_account(scenario.cm)?,
-            sf: SfWorld::from_org(scenario.sf)?,
+            sf: SfWorld::from_records(scenario.sf, records)?,
             dice: Dice::new(faults.seed),
             faults: faults.realistic(),
             counters: Counters::new(),
@@ -83,7 +96,7 @@ impl Source {
     pub fn world(&self, sf_base: &str) -> Result<World, String> {
         match self {
             Source::Scenario(scenario) => World::load(scenario, sf_base),
-            Source::Generated(shape) => World::from_scenario(crate::generate::generate(shape), sf_base),
+            Source::Generated(shape) => crate::generate::generate_world(shape, sf_base),
         }
     }
 }

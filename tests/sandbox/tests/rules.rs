@@ -807,3 +807,113 @@ async fn every_salesforce_token_flow_is_checked() {
     .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
 }
+
+/// A page of recipients is theirs in address order, either way, page after page; `list` order
+/// sorts by list, then address.
+#[tokio::test]
+async fn recipients_page_in_address_order_both_ways() {
+    let mut scenario = small();
+    let main = scenario.cm.campaigns.last_mut().unwrap();
+    main.recipients.reverse(); // the scenario's order is not the served order
+    let campaign = main.id.clone();
+    let mut emails: Vec<String> = main.recipients.iter().map(|r| r.email.clone()).collect();
+    emails.sort();
+    let (running, _sf) = start(scenario).await;
+    let http = reqwest::Client::new();
+    let page = |query: String| {
+        let http = http.clone();
+        let url = format!(
+            "{}/api/v3.3/campaigns/{campaign}/recipients.json?{query}",
+            running.cm_url
+        );
+        async move {
+            let body: Value = http
+                .get(url)
+                .basic_auth("sandbox-api-key", Some("x"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let addresses: Vec<String> = body["Results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["EmailAddress"].as_str().unwrap().to_owned())
+                .collect();
+            (addresses, body["TotalNumberOfRecords"].as_u64())
+        }
+    };
+    let mut ascending = Vec::new();
+    for number in 1..=4 {
+        let (addresses, total) = page(format!("page={number}&pagesize=10&orderfield=email")).await;
+        assert_eq!(total, Some(40));
+        ascending.extend(addresses);
+    }
+    assert_eq!(ascending, emails);
+    let (descending, _) = page("page=1&pagesize=10&orderfield=email&orderdirection=desc".into()).await;
+    assert_eq!(descending, emails.iter().rev().take(10).cloned().collect::<Vec<_>>());
+    let (by_list, _) = page("page=2&pagesize=10&orderfield=list".into()).await;
+    assert_eq!(by_list, emails[10..20], "one list: by address within it");
+}
+
+/// Bulk API 2.0: the stand-in keeps the rows and outcomes of the most recent jobs only; an
+/// older job still answers its state and counts, and its results `NOT_FOUND`.
+#[tokio::test]
+async fn only_the_most_recent_bulk_jobs_keep_their_results() {
+    let (_running, sf) = start(small()).await;
+    let mut jobs = Vec::new();
+    for n in 0..=sandbox::sf::bulk::JOBS_WITH_ROWS {
+        let (status, job) = sf
+            .send(
+                reqwest::Method::POST,
+                "jobs/ingest",
+                json!({"object": "Contact", "operation": "insert", "contentType": "CSV", "lineEnding": "LF"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{job}");
+        let id = job["id"].as_str().unwrap().to_owned();
+        let uploaded = sf
+            .http
+            .put(format!("{}{V}/jobs/ingest/{id}/batches", sf.base))
+            .bearer_auth(&sf.token)
+            .header("content-type", "text/csv")
+            .body(format!("LastName,Email\nBulk {n},bulk{n}@example.com\n"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(uploaded.status().as_u16(), 201);
+        let (status, closed) = sf
+            .send(
+                reqwest::Method::PATCH,
+                &format!("jobs/ingest/{id}"),
+                json!({"state": "UploadComplete"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{closed}");
+        jobs.push(id);
+    }
+    let results = |id: &str| format!("jobs/ingest/{id}/successfulResults");
+    let newest = sf.get(&results(jobs.last().unwrap())).await;
+    assert_eq!(newest.status().as_u16(), 200);
+    assert!(
+        newest
+            .text()
+            .await
+            .unwrap()
+            .contains(&format!("bulk{}@example.com", jobs.len() - 1))
+    );
+    let oldest = sf.get(&results(&jobs[0])).await;
+    assert_eq!(oldest.status().as_u16(), 404);
+    assert_eq!(code(&oldest.json().await.unwrap()), "NOT_FOUND");
+    let info: Value = sf.get(&format!("jobs/ingest/{}", jobs[0])).await.json().await.unwrap();
+    assert_eq!(
+        (info["state"].as_str(), info["numberRecordsProcessed"].as_u64()),
+        (Some("JobComplete"), Some(1))
+    );
+    let (_, written) = sf
+        .query("SELECT Id FROM Contact WHERE Email = 'bulk0@example.com'")
+        .await;
+    assert_eq!(written["totalSize"], 1, "the old job's row is written all the same");
+}

@@ -140,21 +140,14 @@ impl RunStore for DynamoStore {
             .await
             .map_err(|e| backend("UpdateItem", e))?;
         let expires_at = run.attributes.as_ref().and_then(|item| item.get("expires_at")).cloned();
-        // Sort keys stay unique across calls: the call's time in nanoseconds, then the index.
+        // Sort keys stay unique across calls: the call's time in nanoseconds, then the chunk.
         let batch = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-        let mut requests = Vec::with_capacity(failures.len());
-        for (index, failure) in failures.iter().enumerate() {
+        let mut requests = Vec::new();
+        for (index, chunk) in packed_failures(failures, FAILURES_ITEM_BYTES)?.into_iter().enumerate() {
             let mut put = PutRequest::builder()
                 .item("pk", s(format!("RUN#{run_id}")))
-                .item("sk", s(format!("FAILURE#{batch:020}#{index:06}")))
-                .item("record", s(&failure.record))
-                .item("reason", s(&failure.reason));
-            if let Some(code) = &failure.code {
-                put = put.item("code", s(code));
-            }
-            if let Some(person) = &failure.person {
-                put = put.item("person", s(person));
-            }
+                .item("sk", s(format!("FAILURES#{batch:020}#{index:06}")))
+                .item("failures", s(chunk));
             if let Some(expires) = &expires_at {
                 put = put.item("expires_at", expires.clone());
             }
@@ -197,20 +190,21 @@ impl RunStore for DynamoStore {
             return Ok(None);
         };
         let run = run_from(&item)?;
-        let failures = self
-            .query_partition(&format!("RUN#{run_id}"), false, None)
-            .await?
-            .iter()
-            .map(|item| {
-                let reader = Reader::new(item);
-                Ok(RunFailure {
+        let mut failures = Vec::new();
+        for item in self.query_partition(&format!("RUN#{run_id}"), false, None).await? {
+            let reader = Reader::new(&item);
+            if reader.opt_string("failures").is_some() {
+                failures.extend(reader.json::<Vec<RunFailure>>("failures")?);
+            } else {
+                // One failure an item, as runs recorded before failures were packed.
+                failures.push(RunFailure {
                     record: reader.string("record")?,
                     person: reader.opt_string("person"),
                     reason: reader.string("reason")?,
                     code: reader.opt_string("code"),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+                });
+            }
+        }
         Ok(Some((run, failures)))
     }
 }
@@ -289,3 +283,39 @@ impl DynamoStore {
 /// The partition listing unfinished runs (sort key: the run id), so finding them never
 /// depends on how many runs came after.
 pub(super) const UNFINISHED_RUNS: &str = "RUNS_UNFINISHED";
+
+/// The most JSON one run-failure item holds: well under DynamoDB's 400 KB an item, so a
+/// `BatchWriteItem` of 25 stays under its 16 MB.
+const FAILURES_ITEM_BYTES: usize = 300_000;
+
+/// The longest reason kept of a failure that would not fit an item on its own.
+const REASON_CHARS_KEPT: usize = 2_000;
+
+/// Failures as JSON arrays of at most `max_bytes` each, in order: a run's thousands of
+/// unmatched recipients are a few items (a few write units a kilobyte) instead of one item, and
+/// one write unit at least, each.
+fn packed_failures(failures: &[RunFailure], max_bytes: usize) -> Result<Vec<String>, StoreError> {
+    let mut chunks = Vec::new();
+    let mut chunk = String::from("[");
+    for failure in failures {
+        let mut json = to_json(failure)?;
+        if json.len() + 2 > max_bytes {
+            let mut cut = failure.clone();
+            cut.reason = cut.reason.chars().take(REASON_CHARS_KEPT).collect();
+            json = to_json(&cut)?;
+        }
+        if chunk.len() > 1 && chunk.len() + json.len() + 2 > max_bytes {
+            chunk.push(']');
+            chunks.push(std::mem::replace(&mut chunk, String::from("[")));
+        }
+        if chunk.len() > 1 {
+            chunk.push(',');
+        }
+        chunk.push_str(&json);
+    }
+    if chunk.len() > 1 {
+        chunk.push(']');
+        chunks.push(chunk);
+    }
+    Ok(chunks)
+}

@@ -8,6 +8,7 @@ mod resources;
 pub use http::dispatch;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::response::IntoResponse;
 use chrono::{NaiveDateTime, Utc};
@@ -17,34 +18,122 @@ use crate::scenario::{CmAccount, CmActivity, CmCampaign, CmList};
 
 const DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
-/// One activity row, parsed.
+/// One activity row, parsed and held compactly (a million-recipient send has millions): the
+/// address once, the list shared by every row of it, the rare details boxed.
 #[derive(Debug, Clone)]
 pub struct Row {
     /// Local date.
     pub date: NaiveDateTime,
-    /// Source record (its address and list are read from it: a row keeps one copy).
-    pub source: CmActivity,
+    email: Box<str>,
+    list_id: Arc<str>,
+    details: Option<Box<RowDetails>>,
+}
+
+/// What only some rows have: a click's URL, a bounce's type and reason, a served date.
+#[derive(Debug, Clone, Default)]
+struct RowDetails {
+    url: Option<Box<str>>,
+    bounce_type: Option<Box<str>>,
+    reason: Option<Box<str>>,
+    served_date: Option<Box<str>>,
 }
 
 impl Row {
     /// Email.
     pub fn email(&self) -> &str {
-        &self.source.email
+        &self.email
     }
 
     /// List.
     pub fn list_id(&self) -> &str {
-        &self.source.list_id
+        &self.list_id
+    }
+
+    /// A click's URL.
+    pub fn url(&self) -> Option<&str> {
+        self.details.as_ref()?.url.as_deref()
+    }
+
+    /// A bounce's type (`Soft`, `Hard`).
+    pub fn bounce_type(&self) -> Option<&str> {
+        self.details.as_ref()?.bounce_type.as_deref()
+    }
+
+    /// A bounce's reason.
+    pub fn reason(&self) -> Option<&str> {
+        self.details.as_ref()?.reason.as_deref()
+    }
+
+    /// The `Date` text served instead of `date` (a malformed row, for tests).
+    pub fn served_date(&self) -> Option<&str> {
+        self.details.as_ref()?.served_date.as_deref()
     }
 }
 
-/// A campaign with its activity indexed by resource, sorted by date.
+/// A recipient of a campaign, held compactly (a million-recipient send has a million).
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    email: Box<str>,
+    list_id: Arc<str>,
+}
+
+impl Recipient {
+    /// Address.
+    pub fn email(&self) -> &str {
+        &self.email
+    }
+
+    /// The list it was sent from.
+    pub fn list_id(&self) -> &str {
+        &self.list_id
+    }
+}
+
+/// A campaign with its activity indexed by resource, sorted by date, and its recipients sorted
+/// by address (a page of them is a slice, not a sort of the whole send).
 #[derive(Debug, Clone)]
 pub struct CampaignState {
-    /// Scenario data.
+    /// Scenario data (its activity and recipients live below, once).
     pub meta: CmCampaign,
     /// `opens`, `clicks`, `bounces`, `unsubscribes`, `spam` → rows by date.
     pub activity: HashMap<&'static str, Vec<Row>>,
+    /// Recipients by address.
+    pub recipients: Vec<Recipient>,
+}
+
+impl CampaignState {
+    /// A scenario's campaign, its activity and recipients moved into the state.
+    pub fn new(campaign: CmCampaign) -> Result<CampaignState, String> {
+        CampaignState::build(campaign, &mut ListIds::default())
+    }
+
+    fn build(mut campaign: CmCampaign, list_ids: &mut ListIds) -> Result<CampaignState, String> {
+        let activity = std::mem::take(&mut campaign.activity);
+        let recipients = std::mem::take(&mut campaign.recipients);
+        let mut state = CampaignState {
+            meta: campaign,
+            activity: HashMap::new(),
+            recipients: recipients
+                .into_iter()
+                .map(|r| Recipient {
+                    email: r.email.into_boxed_str(),
+                    list_id: list_ids.of(r.list_id),
+                })
+                .collect(),
+        };
+        // Stable: equal addresses keep the scenario's order.
+        state.recipients.sort_by(|a, b| a.email.cmp(&b.email));
+        // Appended, then sorted once (stable: equal dates keep the scenario's order, as
+        // `add_activity` keeps them); one sorted insert each would be quadratic.
+        for activity in activity {
+            let (resource, row) = activity_row(activity, list_ids)?;
+            state.activity.entry(resource).or_default().push(row);
+        }
+        for rows in state.activity.values_mut() {
+            rows.sort_by_key(|r| r.date);
+        }
+        Ok(state)
+    }
 }
 
 /// A webhook.
@@ -116,22 +205,9 @@ impl CmWorld {
             .parse()
             .map_err(|_| format!("cm.timezone `{}` is not an IANA zone", account.timezone))?;
         let mut campaigns = BTreeMap::new();
-        for mut campaign in std::mem::take(&mut account.campaigns) {
-            // The activity lives in `activity` (rows by date), not in `meta` too.
-            let activity = std::mem::take(&mut campaign.activity);
-            let mut state = CampaignState {
-                meta: campaign,
-                activity: HashMap::new(),
-            };
-            // Appended, then sorted once (stable: equal dates keep the scenario's order, as
-            // `add_activity` keeps them); one sorted insert each would be quadratic.
-            for activity in activity {
-                let (resource, row) = activity_row(activity)?;
-                state.activity.entry(resource).or_default().push(row);
-            }
-            for rows in state.activity.values_mut() {
-                rows.sort_by_key(|r| r.date);
-            }
+        let mut list_ids = ListIds::default();
+        for campaign in std::mem::take(&mut account.campaigns) {
+            let state = CampaignState::build(campaign, &mut list_ids)?;
             campaigns.insert(state.meta.id.clone(), state);
         }
         let mut tokens = HashMap::new();
@@ -190,15 +266,59 @@ impl CmWorld {
     }
 }
 
-fn activity_row(activity: CmActivity) -> Result<(&'static str, Row), String> {
+/// List ids shared by the rows that name them.
+#[derive(Debug, Default)]
+struct ListIds(HashMap<String, Arc<str>>);
+
+impl ListIds {
+    fn of(&mut self, list_id: String) -> Arc<str> {
+        match self.0.get(&list_id) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared: Arc<str> = Arc::from(list_id.as_str());
+                self.0.insert(list_id, Arc::clone(&shared));
+                shared
+            }
+        }
+    }
+}
+
+fn activity_row(activity: CmActivity, list_ids: &mut ListIds) -> Result<(&'static str, Row), String> {
     let resource = resource_of(&activity.kind).ok_or_else(|| format!("unknown activity kind `{}`", activity.kind))?;
     let date = parse_local(&activity.date).ok_or_else(|| format!("bad activity date `{}`", activity.date))?;
-    Ok((resource, Row { date, source: activity }))
+    let CmActivity {
+        email,
+        list_id,
+        url,
+        bounce_type,
+        reason,
+        served_date,
+        ..
+    } = activity;
+    let details = RowDetails {
+        url: url.map(String::into_boxed_str),
+        bounce_type: bounce_type.map(String::into_boxed_str),
+        reason: reason.map(String::into_boxed_str),
+        served_date: served_date.map(String::into_boxed_str),
+    };
+    let has_details = details.url.is_some()
+        || details.bounce_type.is_some()
+        || details.reason.is_some()
+        || details.served_date.is_some();
+    Ok((
+        resource,
+        Row {
+            date,
+            email: email.into_boxed_str(),
+            list_id: list_ids.of(list_id),
+            details: has_details.then(|| Box::new(details)),
+        },
+    ))
 }
 
 /// Adds one activity to a campaign at run time (the control API), in date order.
 pub fn add_activity(state: &mut CampaignState, activity: &CmActivity) -> Result<(), String> {
-    let (resource, row) = activity_row(activity.clone())?;
+    let (resource, row) = activity_row(activity.clone(), &mut ListIds::default())?;
     let rows = state.activity.entry(resource).or_default();
     let at = rows.partition_point(|r| r.date <= row.date);
     rows.insert(at, row);

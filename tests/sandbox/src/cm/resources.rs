@@ -161,7 +161,7 @@ pub(super) fn client_resource(world: &World, client_id: &str, what: &str, query:
                 .into_iter()
                 .map(|(d, c)| {
                     json!({"CampaignID": c.meta.id, "Name": c.meta.name, "Subject": c.meta.subject, "FromName": "Sandbox", "FromEmail": "news@example.com",
-                        "ReplyTo": "news@example.com", "SentDate": d.format(DATE_FORMAT).to_string(), "TotalRecipients": c.meta.recipients.len(),
+                        "ReplyTo": "news@example.com", "SentDate": d.format(DATE_FORMAT).to_string(), "TotalRecipients": c.recipients.len(),
                         "WebVersionURL": format!("https://example.createsend.com/t/{}", c.meta.id), "WebVersionTextURL": "", "Tags": c.meta.tags})
                 })
                 .collect();
@@ -203,7 +203,7 @@ pub(super) fn summary(world: &World, c: &CampaignState) -> Value {
     };
     json!({
         "Name": c.meta.name,
-        "Recipients": c.meta.recipients.len(),
+        "Recipients": c.recipients.len(),
         "TotalOpened": rows("opens").len(),
         "UniqueOpened": unique("opens"),
         "Clicks": rows("clicks").len(),
@@ -297,7 +297,9 @@ fn seeded_hash(key: impl std::hash::Hash) -> u64 {
 }
 
 pub(super) fn row_json(resource: &str, row: &Row) -> Value {
-    let date = (row.source.served_date.clone()).unwrap_or_else(|| row.date.format(DATE_FORMAT).to_string());
+    let date = row
+        .served_date()
+        .map_or_else(|| row.date.format(DATE_FORMAT).to_string(), str::to_owned);
     let geo = |mut v: Value| {
         v["IPAddress"] = json!("203.0.113.9");
         v["Latitude"] = json!(-33.86);
@@ -312,15 +314,15 @@ pub(super) fn row_json(resource: &str, row: &Row) -> Value {
         "opens" => geo(json!({"EmailAddress": row.email(), "ListID": row.list_id(), "Date": date})),
         "clicks" => {
             let mut v = geo(json!({"EmailAddress": row.email(), "ListID": row.list_id(), "Date": date}));
-            v["URL"] = json!(row.source.url.clone().unwrap_or_else(|| "https://example.com/".into()));
+            v["URL"] = json!(row.url().unwrap_or("https://example.com/"));
             v
         }
         "unsubscribes" => {
             json!({"EmailAddress": row.email(), "ListID": row.list_id(), "Date": date, "IPAddress": "203.0.113.9"})
         }
         "bounces" => {
-            json!({"EmailAddress": row.email(), "ListID": row.list_id(), "BounceType": row.source.bounce_type.clone().unwrap_or_else(|| "Hard".into()),
-            "Date": date, "Reason": row.source.reason.clone().unwrap_or_else(|| "Hard Bounce - Mailbox does not exist".into())})
+            json!({"EmailAddress": row.email(), "ListID": row.list_id(), "BounceType": row.bounce_type().unwrap_or("Hard"),
+            "Date": date, "Reason": row.reason().unwrap_or("Hard Bounce - Mailbox does not exist")})
         }
         _ => json!({"EmailAddress": row.email(), "ListID": row.list_id(), "Date": date}),
     }
@@ -335,19 +337,30 @@ pub(super) fn campaign_activity(world: &World, id: &str, resource: &str, query: 
             Ok(p) => p,
             Err(r) => return r,
         };
-        let mut recipients: Vec<&crate::scenario::CmRecipient> = campaign.meta.recipients.iter().collect();
-        if order == "list" {
-            recipients.sort_by(|a, b| (&a.list_id, &a.email).cmp(&(&b.list_id, &b.email)));
-        } else {
-            recipients.sort_by(|a, b| a.email.cmp(&b.email));
-        }
-        if !paging.ascending {
-            recipients.reverse();
-        }
-        let total = recipients.len();
-        let results = page_of(&recipients, &paging)
+        let total = campaign.recipients.len();
+        let offset = (paging.page - 1).saturating_mul(paging.size);
+        let page: Vec<&crate::cm::Recipient> = match (order.as_str(), paging.ascending) {
+            // Kept by address: a page is a slice.
+            ("email", true) => campaign.recipients.iter().skip(offset).take(paging.size).collect(),
+            ("email", false) => campaign
+                .recipients
+                .iter()
+                .rev()
+                .skip(offset)
+                .take(paging.size)
+                .collect(),
+            _ => {
+                let mut by_list: Vec<&crate::cm::Recipient> = campaign.recipients.iter().collect();
+                by_list.sort_by(|a, b| (a.list_id(), a.email()).cmp(&(b.list_id(), b.email())));
+                if !paging.ascending {
+                    by_list.reverse();
+                }
+                page_of(&by_list, &paging)
+            }
+        };
+        let results = page
             .into_iter()
-            .map(|r| json!({"EmailAddress": r.email, "ListID": r.list_id}))
+            .map(|r| json!({"EmailAddress": r.email(), "ListID": r.list_id()}))
             .collect();
         return ok(envelope(results, total, &paging, &order));
     }

@@ -86,6 +86,8 @@ pub fn create_job(world: &mut World, version: &str, request: &Value) -> Result<R
         header: Vec::new(),
         in_progress_polls: 0,
         error_message: None,
+        counts: (0, 0),
+        rows_released: false,
     };
     let body = job_json(&job, version);
     world.sf.jobs.insert(id, job);
@@ -119,6 +121,7 @@ pub fn set_state(world: &mut World, version: &str, id: &str, request: &Value) ->
             let processed = process(world, job)?;
             let body = job_json(&processed, version);
             world.sf.jobs.insert(id.to_owned(), processed);
+            release_old_rows(world);
             Ok(json_ok(StatusCode::OK, body))
         }
         "Aborted" if world.faults.sf.bulk_abort_failures > 0 => {
@@ -150,6 +153,8 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
         job.error_message = Some(message);
         return Ok(job);
     }
+    // Uploads grow the text by doubling: what is kept is what was sent.
+    job.data.shrink_to_fit();
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(job.delimiter)
         .from_reader(job.data.as_bytes());
@@ -168,11 +173,11 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
         let row = match row {
             Ok(row) => row,
             Err(e) => {
-                job.results.push(Err(SfError {
+                job.results.push(Err(Box::new(SfError {
                     code: "INVALID_FIELD",
                     message: format!("bad CSV row: {e}"),
                     fields: vec![],
-                }));
+                })));
                 continue;
             }
         };
@@ -214,11 +219,16 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
                 _ => world.sf.delete(&job.object, &id).map(|()| (id.clone(), false)),
             }
         };
-        job.results.push(outcome);
+        job.results.push(
+            outcome
+                .map(|(id, created)| (id.into_boxed_str(), created))
+                .map_err(Box::new),
+        );
     }
     // The rows are applied now, but the job may still say `InProgress` for a while: a client
     // that gives up and aborts it finds its rows written all the same, as on a real org where
     // an aborted job keeps what it already processed.
+    job.counts = (job.results.len(), job.results.iter().filter(|r| r.is_err()).count());
     job.in_progress_polls = world.faults.sf.bulk_in_progress_polls;
     job.state = if job.in_progress_polls > 0 {
         "InProgress"
@@ -227,6 +237,32 @@ fn process(world: &mut World, mut job: BulkJob) -> Result<BulkJob, SfError> {
     }
     .into();
     Ok(job)
+}
+
+/// Jobs whose uploaded rows and outcomes the stand-in keeps: the most recent ones. Salesforce
+/// keeps a job's results for 7 days; a client reads them right after the job completes, and a
+/// million-recipient sync runs dozens of jobs, whose rows held to the end would be hundreds of
+/// megabytes here. The results of an older job answer `NOT_FOUND`, as those of a deleted one.
+pub const JOBS_WITH_ROWS: usize = 16;
+
+fn release_old_rows(world: &mut World) {
+    let processed: Vec<String> = world
+        .sf
+        .jobs
+        .values()
+        .filter(|job| job.state != "Open")
+        .map(|job| job.id.clone())
+        .collect();
+    let old = processed.len().saturating_sub(JOBS_WITH_ROWS);
+    for id in &processed[..old] {
+        if let Some(job) = world.sf.jobs.get_mut(id)
+            && !job.rows_released
+        {
+            job.data = String::new();
+            job.results = Vec::new();
+            job.rows_released = true;
+        }
+    }
 }
 
 /// `GET jobs/ingest/{id}`.
@@ -256,7 +292,16 @@ pub fn delete_job(world: &mut World, id: &str) -> Result<Response, SfError> {
 pub fn results(world: &mut World, id: &str, kind: &str) -> Result<Response, SfError> {
     let in_order = world.faults.sf.bulk_results_in_upload_order;
     let dropped = world.faults.sf.bulk_results_dropped_rows;
-    let job = world.sf.jobs.get(id).ok_or_else(|| not_found(id))?;
+    let job = world
+        .sf
+        .jobs
+        .get(id)
+        .filter(|job| !job.rows_released)
+        .ok_or_else(|| SfError {
+            code: "NOT_FOUND",
+            message: format!("The results of job {id} are no longer kept"),
+            fields: vec![],
+        })?;
     let mut writer = csv::Writer::from_writer(Vec::new());
     let write = |writer: &mut csv::Writer<Vec<u8>>, row: Vec<String>| {
         writer.write_record(row).map_err(|e| SfError {
@@ -288,7 +333,7 @@ pub fn results(world: &mut World, id: &str, kind: &str) -> Result<Response, SfEr
                 .zip(&job.results)
                 .filter_map(|(values, outcome)| {
                     let (id, created) = outcome.as_ref().ok()?;
-                    Some(row([id.clone(), created.to_string()], values))
+                    Some(row([id.to_string(), created.to_string()], values))
                 })
                 .skip(dropped)
                 .collect(),

@@ -6,18 +6,19 @@
 pub mod bulk;
 pub mod http;
 mod query;
+pub mod record;
 mod rules;
 pub mod schema;
 pub mod soql;
 mod storage;
 
 use rules::is_derived;
-use storage::{Indexes, member_key};
+use storage::Indexes;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::scenario::SfOrg;
 use crate::sf::schema::{Access, FieldType, ObjectSchema, schemas, stock_statuses};
@@ -25,8 +26,7 @@ use crate::sf::schema::{Access, FieldType, ObjectSchema, schemas, stock_statuses
 /// Salesforce's default limit on the length of a SOQL statement.
 pub const MAX_SOQL_CHARS: usize = 100_000;
 
-/// A record: field → value, canonical field names, with `Id`.
-pub type Record = Map<String, Value>;
+pub use record::Record;
 
 /// A Salesforce error: `errorCode`/`statusCode`, message, fields.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,10 +71,12 @@ pub fn format_datetime(at: DateTime<Utc>) -> String {
 /// One processed CSV row's outcome: `Ok((id, created))` or the error. Its values are the
 /// upload's row of the same position (read again from `data` when results are asked for: a
 /// million-row job keeps its CSV once, not a copy of every value).
-pub type RowResult = Result<(String, bool), SfError>;
+///
+/// Boxed: a million-row job keeps one outcome a row, mostly a short id.
+pub type RowResult = Result<(Box<str>, bool), Box<SfError>>;
 
-/// Records per object and the member keys, as saved for an all-or-none rollback.
-pub type Snapshot = (BTreeMap<String, BTreeMap<String, Record>>, HashSet<(String, String)>);
+/// Records per object, as saved for an all-or-none rollback.
+pub type Snapshot = BTreeMap<String, BTreeMap<String, Record>>;
 
 /// A Bulk API 2.0 ingest job.
 #[derive(Debug, Clone)]
@@ -103,6 +105,10 @@ pub struct BulkJob {
     pub in_progress_polls: u32,
     /// Why a `Failed` job failed.
     pub error_message: Option<String>,
+    /// Rows processed and failed (kept when the rows are released).
+    pub counts: (usize, usize),
+    /// Whether its rows and outcomes were let go (see [`bulk::JOBS_WITH_ROWS`]).
+    pub rows_released: bool,
 }
 
 /// The org's state.
@@ -126,8 +132,6 @@ pub struct SfWorld {
     pub user_tokens: HashMap<String, (String, String)>,
     /// Bulk jobs.
     pub jobs: BTreeMap<String, BulkJob>,
-    /// (campaign, person) of every member: the uniqueness rule without a scan.
-    member_keys: HashSet<(String, String)>,
     /// Look-ups by email, as a real org's indexes answer them.
     indexes: Indexes,
     next_id: u64,
@@ -142,8 +146,16 @@ impl SfWorld {
     /// [`SfWorld::new`], taking the org: its records move into the world rather than being
     /// copied (a million people are held once).
     pub fn from_org(mut org: SfOrg) -> Result<SfWorld, String> {
+        let records = std::mem::take(&mut org.records)
+            .into_iter()
+            .map(|(object, rows)| (object, rows.into_iter().map(Record::from).collect()))
+            .collect();
+        SfWorld::from_records(org, records)
+    }
+
+    /// [`SfWorld::from_org`] with the org's records given apart, as the stand-in holds them.
+    pub fn from_records(org: SfOrg, scenario_records: BTreeMap<String, Vec<Record>>) -> Result<SfWorld, String> {
         let schemas = schemas(&org.custom_fields);
-        let scenario_records = std::mem::take(&mut org.records);
         let mut world = SfWorld {
             api_used: org.api_used,
             // The org's settings; its records live in `records`, once.
@@ -156,7 +168,6 @@ impl SfWorld {
             user_tokens: HashMap::new(),
             jobs: BTreeMap::new(),
             indexes: Indexes::default(),
-            member_keys: HashSet::new(),
             next_id: 1,
         };
         for name in world.schemas.keys() {
@@ -171,36 +182,35 @@ impl SfWorld {
                 .cloned()
                 .ok_or_else(|| format!("unknown object {object} in scenario"))?;
             let prefix = schema.prefix;
-            for row in rows {
-                let mut record = Record::new();
-                for (key, value) in row {
-                    let canonical = schema
-                        .field(&key)
-                        .map(|f| f.name.clone())
-                        .ok_or_else(|| format!("unknown field {object}.{key}"))?;
-                    record.insert(canonical, value);
+            for mut record in rows {
+                let canonical = |key: &str| {
+                    schema
+                        .field(key)
+                        .map(|f| f.name.as_str())
+                        .ok_or_else(|| format!("unknown field {object}.{key}"))
+                };
+                if record.keys().any(|key| canonical(key) != Ok(key)) {
+                    let mut renamed = Record::new();
+                    for (key, value) in &record {
+                        renamed.insert(canonical(key)?, value.clone());
+                    }
+                    record = renamed;
                 }
                 let id = match record.get("Id").and_then(Value::as_str) {
                     Some(id) => id.to_owned(),
                     None => {
                         let id = world.new_id(prefix);
-                        record.insert("Id".into(), Value::String(id.clone()));
+                        record.insert("Id", Value::String(id.clone()));
                         id
                     }
                 };
-                record.entry("LastModifiedDate").or_insert(now.clone());
-                record.entry("CreatedDate").or_insert(now.clone());
+                record.or_insert("LastModifiedDate", now.clone());
+                record.or_insert("CreatedDate", now.clone());
                 world.default_booleans(&object, &mut record);
+                record.shrink_to_fit();
                 world.records.entry(object.clone()).or_default().insert(id, record);
             }
         }
-        world.member_keys = world
-            .records
-            .get("CampaignMember")
-            .into_iter()
-            .flat_map(|m| m.values())
-            .filter_map(member_key)
-            .collect();
         // Campaigns in the scenario without statuses get the stock pair, as in a real org.
         let campaign_ids: Vec<String> = world
             .records
@@ -218,12 +228,12 @@ impl SfWorld {
 
     /// The records as they are now, for an all-or-none rollback.
     pub fn snapshot(&self) -> Snapshot {
-        (self.records.clone(), self.member_keys.clone())
+        self.records.clone()
     }
 
     /// Puts a snapshot back.
     pub fn restore(&mut self, snapshot: Snapshot) {
-        (self.records, self.member_keys) = snapshot;
+        self.records = snapshot;
         self.indexes = Indexes::rebuild(&self.records);
     }
 
@@ -283,7 +293,7 @@ impl SfWorld {
             .find(|s| s.get("IsDefault") == Some(&Value::Bool(true)))
             .and_then(|s| s.get("Label").cloned())
         {
-            record.insert("Status".into(), label);
+            record.insert("Status", label);
         }
     }
 
@@ -345,7 +355,7 @@ mod tests {
         let member_before = members_of(&sf, &old);
 
         let mut change = Record::new();
-        change.insert("Email".into(), json!("renamed@example.com"));
+        change.insert("Email", json!("renamed@example.com"));
         sf.update("Contact", &id, &change).unwrap();
         assert!(by(&sf, &old).is_empty());
         assert_eq!(by(&sf, "renamed@example.com"), std::slice::from_ref(&id));
@@ -356,8 +366,8 @@ mod tests {
         );
 
         let mut new = Record::new();
-        new.insert("LastName".into(), json!("New"));
-        new.insert("Email".into(), json!("renamed@example.com"));
+        new.insert("LastName", json!("New"));
+        new.insert("Email", json!("renamed@example.com"));
         let second = sf.create("Contact", &new).unwrap();
         let mut both = vec![id.clone(), second.clone()];
         both.sort();

@@ -103,7 +103,7 @@ impl SfWorld {
         match object {
             "Lead" | "Contact" => Some(
                 people
-                    .filter(|(kind, _)| kind == object)
+                    .filter(|(kind, _)| *kind == object)
                     .map(|(_, id)| id.clone())
                     .collect(),
             ),
@@ -143,14 +143,14 @@ impl SfWorld {
                     })
                 }
                 ("CampaignMember", "leadorcontactid") => person().map(|(_, id)| json!(id)),
-                _ if is_derived(object, field) => self.view(object, record).get(*field).cloned(),
+                _ if is_derived(object, field) => self.view(object, record).get(field).cloned(),
                 _ => record
                     .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case(field))
                     .map(|(_, v)| v.clone()),
             };
             if let Some(value) = value {
-                probe.insert((*field).to_owned(), value);
+                probe.insert(field, value);
             }
         }
         probe
@@ -167,7 +167,7 @@ impl SfWorld {
         // Salesforce checkboxes are never null: an absent boolean reads as false.
         if let Some(schema) = self.schemas.get(object) {
             for field in schema.fields.values().filter(|f| f.field_type == FieldType::Boolean) {
-                view.entry(field.name.clone()).or_insert(json!(false));
+                view.or_insert(&field.name, json!(false));
             }
         }
         let id = record.get("Id").and_then(Value::as_str).unwrap_or_default();
@@ -178,18 +178,18 @@ impl SfWorld {
                 let responded = self.statuses_of(campaign).iter().any(|s| {
                     s.get("Label").and_then(Value::as_str) == status && s.get("HasResponded") == Some(&json!(true))
                 });
-                view.insert("HasResponded".into(), json!(responded));
+                view.insert("HasResponded", json!(responded));
                 let person = record
                     .get("ContactId")
                     .and_then(Value::as_str)
                     .map(|id| ("Contact", id))
                     .or_else(|| record.get("LeadId").and_then(Value::as_str).map(|id| ("Lead", id)));
                 if let Some((kind, person_id)) = person {
-                    view.insert("LeadOrContactId".into(), json!(person_id));
+                    view.insert("LeadOrContactId", json!(person_id));
                     if let Some(p) = self.find(kind, person_id) {
-                        view.insert("Email".into(), p.get("Email").cloned().unwrap_or(Value::Null));
+                        view.insert("Email", p.get("Email").cloned().unwrap_or(Value::Null));
                         view.insert(
-                            "HasOptedOutOfEmail".into(),
+                            "HasOptedOutOfEmail",
                             p.get("HasOptedOutOfEmail").cloned().unwrap_or(json!(false)),
                         );
                     }
@@ -208,17 +208,17 @@ impl SfWorld {
                     .unwrap_or_default();
                 let count = |pred: &dyn Fn(&Record) -> bool| json!(members.iter().filter(|m| pred(m)).count() as f64);
                 view.insert(
-                    "NumberOfLeads".into(),
+                    "NumberOfLeads",
                     count(&|m| {
                         m.get("LeadId").is_some_and(|v| !v.is_null()) && m.get("ContactId").is_none_or(Value::is_null)
                     }),
                 );
                 view.insert(
-                    "NumberOfContacts".into(),
+                    "NumberOfContacts",
                     count(&|m| m.get("ContactId").is_some_and(|v| !v.is_null())),
                 );
                 view.insert(
-                    "NumberOfResponses".into(),
+                    "NumberOfResponses",
                     count(&|m| m.get("HasResponded") == Some(&json!(true))),
                 );
             }

@@ -173,7 +173,7 @@ impl SfWorld {
                         "Required fields are missing: [LeadId or ContactId]",
                     ));
                 }
-                if id.is_none() && member_key(merged).is_some_and(|key| self.member_keys.contains(&key)) {
+                if id.is_none() && self.is_member(campaign, contact.or(lead).unwrap_or_default()) {
                     return Err(err("DUPLICATE_VALUE", "Already a campaign member."));
                 }
                 if let Some(status) = merged.get("Status").and_then(Value::as_str)

@@ -1,7 +1,7 @@
 //! The org's records and the writes on them: create, update, upsert and delete, each checked by
 //! [`rules`](super::rules) and kept in step with the indexes the queries use.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
@@ -9,11 +9,14 @@ use super::*;
 
 /// The stand-in's indexes, kept in step with every write: Leads and Contacts by lowercase
 /// Email, and members by person. Queries that ask for emails positively read only the records
-/// these name (and still check the whole condition); everything else scans.
+/// these name (and still check the whole condition); everything else scans. An entry names one
+/// record or a few: a `Vec`, not a set (a `BTreeSet` of one takes a 500-byte node, a gigabyte
+/// over a million people). Members by person is a B-tree: it grows during a sync, and a hash
+/// table doubling past a million members would hold both tables at once.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Indexes {
-    pub(super) people_by_email: HashMap<String, BTreeSet<(String, String)>>,
-    pub(super) members_by_person: HashMap<String, BTreeSet<String>>,
+    pub(super) people_by_email: HashMap<String, Vec<(&'static str, String)>>,
+    pub(super) members_by_person: BTreeMap<String, Vec<String>>,
 }
 
 pub(super) fn person_of(record: &Record) -> Option<&str> {
@@ -23,46 +26,53 @@ pub(super) fn person_of(record: &Record) -> Option<&str> {
         .or_else(|| record.get("LeadId").and_then(Value::as_str))
 }
 
+/// The index's name of a person object.
+fn person_object(object: &str) -> Option<&'static str> {
+    match object {
+        "Lead" => Some("Lead"),
+        "Contact" => Some("Contact"),
+        _ => None,
+    }
+}
+
 impl Indexes {
     fn add(&mut self, object: &str, id: &str, record: &Record) {
-        match object {
-            "Lead" | "Contact" => {
-                if let Some(email) = record.get("Email").and_then(Value::as_str) {
-                    self.people_by_email
-                        .entry(email.to_lowercase())
-                        .or_default()
-                        .insert((object.to_owned(), id.to_owned()));
+        if let Some(kind) = person_object(object) {
+            if let Some(email) = record.get("Email").and_then(Value::as_str) {
+                let ids = self.people_by_email.entry(email.to_lowercase()).or_default();
+                if !ids.iter().any(|(k, i)| *k == kind && i == id) {
+                    ids.push((kind, id.to_owned()));
                 }
             }
-            "CampaignMember" => {
-                if let Some(person) = person_of(record) {
-                    self.members_by_person
-                        .entry(person.to_owned())
-                        .or_default()
-                        .insert(id.to_owned());
-                }
+        } else if object == "CampaignMember"
+            && let Some(person) = person_of(record)
+        {
+            let ids = self.members_by_person.entry(person.to_owned()).or_default();
+            if !ids.iter().any(|i| i == id) {
+                ids.push(id.to_owned());
             }
-            _ => {}
         }
     }
 
     fn remove(&mut self, object: &str, id: &str, record: &Record) {
-        match object {
-            "Lead" | "Contact" => {
-                if let Some(email) = record.get("Email").and_then(Value::as_str)
-                    && let Some(ids) = self.people_by_email.get_mut(&email.to_lowercase())
-                {
-                    ids.remove(&(object.to_owned(), id.to_owned()));
+        if let Some(kind) = person_object(object) {
+            if let Some(email) = record.get("Email").and_then(Value::as_str) {
+                let email = email.to_lowercase();
+                if let Some(ids) = self.people_by_email.get_mut(&email) {
+                    ids.retain(|(k, i)| !(*k == kind && i == id));
+                    if ids.is_empty() {
+                        self.people_by_email.remove(&email);
+                    }
                 }
             }
-            "CampaignMember" => {
-                if let Some(person) = person_of(record)
-                    && let Some(ids) = self.members_by_person.get_mut(person)
-                {
-                    ids.remove(id);
-                }
+        } else if object == "CampaignMember"
+            && let Some(person) = person_of(record)
+            && let Some(ids) = self.members_by_person.get_mut(person)
+        {
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                self.members_by_person.remove(person);
             }
-            _ => {}
         }
     }
 
@@ -77,21 +87,28 @@ impl Indexes {
     }
 }
 
-/// The (campaign, person) key of a member record.
-pub(super) fn member_key(record: &Record) -> Option<(String, String)> {
-    let campaign = record.get("CampaignId").and_then(Value::as_str)?;
-    let person = record
-        .get("ContactId")
-        .and_then(Value::as_str)
-        .or_else(|| record.get("LeadId").and_then(Value::as_str))?;
-    Some((campaign.to_owned(), person.to_owned()))
-}
-
 impl SfWorld {
-    /// Salesforce checkboxes are never null: absent booleans are stored as false.
+    /// Whether `person` is a member of `campaign` already.
+    pub(super) fn is_member(&self, campaign: &str, person: &str) -> bool {
+        self.indexes.members_by_person.get(person).is_some_and(|ids| {
+            ids.iter().any(|id| {
+                self.find("CampaignMember", id)
+                    .and_then(|m| m.get("CampaignId"))
+                    .and_then(Value::as_str)
+                    == Some(campaign)
+            })
+        })
+    }
+
+    /// Salesforce checkboxes are never null: absent booleans are stored as false. Derived ones
+    /// (a member's `HasResponded`, `HasOptedOutOfEmail`) are not stored: reads work them out.
     pub(super) fn default_booleans(&self, object: &str, record: &mut Record) {
         if let Some(schema) = self.schemas.get(object) {
-            for field in schema.fields.values().filter(|f| f.field_type == FieldType::Boolean) {
+            for field in schema
+                .fields
+                .values()
+                .filter(|f| f.field_type == FieldType::Boolean && !super::is_derived(object, &f.name))
+            {
                 if record.get(&field.name).is_none_or(Value::is_null) {
                     record.insert(field.name.clone(), json!(false));
                 }
@@ -116,12 +133,12 @@ impl SfWorld {
         for (label, responded_flag, default, order) in [(sent, false, true, 1), (responded, true, false, 2)] {
             let id = self.new_id("01Y");
             let mut record = Record::new();
-            record.insert("Id".into(), json!(id));
-            record.insert("CampaignId".into(), json!(campaign_id));
-            record.insert("Label".into(), json!(label));
-            record.insert("HasResponded".into(), json!(responded_flag));
-            record.insert("IsDefault".into(), json!(default));
-            record.insert("SortOrder".into(), json!(order));
+            record.insert("Id", json!(id));
+            record.insert("CampaignId", json!(campaign_id));
+            record.insert("Label", json!(label));
+            record.insert("HasResponded", json!(responded_flag));
+            record.insert("IsDefault", json!(default));
+            record.insert("SortOrder", json!(order));
             self.records
                 .entry("CampaignMemberStatus".into())
                 .or_default()
@@ -144,17 +161,17 @@ impl SfWorld {
                 .into_iter()
                 .find(|s| s.get("IsDefault") == Some(&json!(true)))
             {
-                record.insert("Status".into(), default.get("Label").cloned().unwrap_or(Value::Null));
+                record.insert("Status", default.get("Label").cloned().unwrap_or(Value::Null));
             }
         }
         self.check_rules(object, &record, None)?;
         let prefix = self.schema(object)?.prefix;
         let id = self.new_id(prefix);
         let now = json!(format_datetime(Utc::now()));
-        record.insert("Id".into(), json!(id));
-        record.insert("CreatedDate".into(), now.clone());
-        record.insert("LastModifiedDate".into(), now.clone());
-        record.insert("SystemModstamp".into(), now);
+        record.insert("Id", json!(id));
+        record.insert("CreatedDate", now.clone());
+        record.insert("LastModifiedDate", now.clone());
+        record.insert("SystemModstamp", now);
         self.default_booleans(object, &mut record);
         if object == "CampaignMemberStatus" && record.get("IsDefault") == Some(&json!(true)) {
             let campaign = record
@@ -164,12 +181,8 @@ impl SfWorld {
                 .to_owned();
             self.clear_default(&campaign);
         }
-        if object == "CampaignMember"
-            && let Some(key) = member_key(&record)
-        {
-            self.member_keys.insert(key);
-        }
         self.indexes.add(object, &id, &record);
+        record.shrink_to_fit();
         self.records
             .entry(object.to_owned())
             .or_default()
@@ -184,7 +197,7 @@ impl SfWorld {
         if let Some(all) = self.records.get_mut("CampaignMemberStatus") {
             for status in all.values_mut() {
                 if status.get("CampaignId").and_then(Value::as_str) == Some(campaign) {
-                    status.insert("IsDefault".into(), json!(false));
+                    status.insert("IsDefault", json!(false));
                 }
             }
         }
@@ -202,7 +215,7 @@ impl SfWorld {
         let changes = self.check_fields(object, fields, false)?;
         let mut merged = existing;
         for (key, value) in &changes {
-            merged.insert(key.clone(), value.clone());
+            merged.insert(key, value.clone());
         }
         self.check_rules(object, &merged, Some(id))?;
         if object == "CampaignMemberStatus" && changes.get("IsDefault") == Some(&json!(true)) {
@@ -214,16 +227,16 @@ impl SfWorld {
             self.clear_default(&campaign);
         }
         let now = json!(format_datetime(Utc::now()));
-        merged.insert("LastModifiedDate".into(), now.clone());
-        merged.insert("SystemModstamp".into(), now);
-        if let Some(old) = self.find(object, id).cloned() {
+        merged.insert("LastModifiedDate", now.clone());
+        merged.insert("SystemModstamp", now);
+        merged.shrink_to_fit();
+        let all = self.records.entry(object.to_owned()).or_default();
+        if let Some(old) = all.insert(id.to_owned(), merged) {
             self.indexes.remove(object, id, &old);
         }
-        self.indexes.add(object, id, &merged);
-        self.records
-            .entry(object.to_owned())
-            .or_default()
-            .insert(id.to_owned(), merged);
+        if let Some(new) = all.get(id) {
+            self.indexes.add(object, id, new);
+        }
         Ok(())
     }
 
@@ -308,9 +321,6 @@ impl SfWorld {
                     "A member status in use by campaign members cannot be deleted",
                 ));
             }
-        }
-        if let Some(key) = member_key(&existing).filter(|_| object == "CampaignMember") {
-            self.member_keys.remove(&key);
         }
         self.indexes.remove(object, id, &existing);
         if let Some(all) = self.records.get_mut(object) {

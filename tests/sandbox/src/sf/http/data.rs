@@ -131,8 +131,8 @@ pub(super) fn data_api(
             match world.sf.records.get(object_name).and_then(|r| r.get(*id)) {
                 Some(record) => {
                     let mut view = world.sf.view(object_name, record);
-                    view.insert("attributes".into(), json!({"type": object_name, "url": format!("/services/data/v{version}/sobjects/{object_name}/{id}")}));
-                    Ok(json_response(StatusCode::OK, Value::Object(view)))
+                    view.insert("attributes", json!({"type": object_name, "url": format!("/services/data/v{version}/sobjects/{object_name}/{id}")}));
+                    Ok(json_response(StatusCode::OK, Value::from(view)))
                 }
                 None => Err(SfError {
                     code: "NOT_FOUND",
@@ -243,7 +243,7 @@ pub(super) fn data_api(
 
 pub(super) fn as_record(value: Value) -> Result<Record, SfError> {
     match value {
-        Value::Object(map) => Ok(map),
+        Value::Object(map) => Ok(Record::from(map)),
         _ => Err(SfError {
             code: "JSON_PARSER_ERROR",
             message: "expected a JSON object".into(),
@@ -374,7 +374,7 @@ pub(super) fn collections(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let mut fields = record.as_object().cloned().unwrap_or_default();
+        let mut fields = record.as_object().map(Record::from).unwrap_or_default();
         if world.faults.sf.unknown_status_gets_default {
             let id = fields.get("Id").and_then(Value::as_str).map(str::to_owned);
             world.sf.unknown_status_to_default(&object, id.as_deref(), &mut fields);
@@ -456,8 +456,7 @@ pub(super) fn describe(sf: &SfWorld, object: &str) -> Result<Value, SfError> {
 
 /// A bulk job's JSON.
 pub fn job_json(job: &BulkJob, version: &str) -> Value {
-    let processed = job.results.len();
-    let failed = job.results.iter().filter(|r| r.is_err()).count();
+    let (processed, failed) = job.counts;
     json!({
         "id": job.id,
         "operation": job.operation,
