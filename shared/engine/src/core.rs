@@ -99,7 +99,8 @@ pub struct EngineOptions {
     /// Stop taking new work when less than this remains before the Lambda deadline.
     pub deadline_margin: Duration,
     /// Activities planned and applied together: a campaign with more spills to temporary files
-    /// and is synced in parts of about this size, so memory stays bounded.
+    /// and is synced in parts of about this size, so memory stays bounded (45,000: a part and
+    /// the next, planned while it is written, fit a million-recipient send in 128 MiB).
     pub part_size: usize,
     /// A webhook batch still pending this long after it was recorded is handed on again by
     /// the scheduled run (its own hand-off has had its chance).
@@ -133,7 +134,7 @@ impl Default for EngineOptions {
             lease: Duration::from_secs(15 * 60),
             settle_lag: chrono::Duration::minutes(5),
             deadline_margin: Duration::from_secs(30),
-            part_size: 50_000,
+            part_size: 45_000,
             webhook_sweep_after: chrono::Duration::minutes(10),
             webhook_confirm_for: chrono::Duration::hours(24),
             read_share: 0.5,
