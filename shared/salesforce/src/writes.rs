@@ -202,63 +202,61 @@ impl SfClient {
         options: &WriteOptions,
     ) -> Result<Vec<RecordOutcome>, SfError> {
         let mut outcomes = Vec::with_capacity(chunk.len());
-        {
-            let body_records: Vec<Value> = chunk
-                .iter()
-                .map(|record| {
-                    let mut fields = Map::new();
-                    fields.insert("attributes".into(), json!({"type": object}));
-                    for (key, value) in record {
-                        let key = if key.eq_ignore_ascii_case("id") {
-                            "id".to_owned()
-                        } else {
-                            key.clone()
-                        };
-                        fields.insert(key, value.clone());
-                    }
-                    Value::Object(fields)
+        let body_records: Vec<Value> = chunk
+            .iter()
+            .map(|record| {
+                let mut fields = Map::new();
+                fields.insert("attributes".into(), json!({"type": object}));
+                for (key, value) in record {
+                    let key = if key.eq_ignore_ascii_case("id") {
+                        "id".to_owned()
+                    } else {
+                        key.clone()
+                    };
+                    fields.insert(key, value.clone());
+                }
+                Value::Object(fields)
+            })
+            .collect();
+        let body = json!({"allOrNone": options.all_or_none, "records": body_records});
+        let (method, path) = match operation {
+            Operation::Create => (Method::POST, "composite/sobjects".to_owned()),
+            Operation::Update => (Method::PATCH, "composite/sobjects".to_owned()),
+            Operation::Upsert { external_id_field } => (
+                Method::PATCH,
+                format!("composite/sobjects/{object}/{external_id_field}"),
+            ),
+        };
+        let value = self.json(CallKind::Write, method, &path, &[], Some(&body)).await?;
+        let results = value
+            .as_array()
+            .ok_or_else(|| SfError::Decode("collections answered no array".into()))?;
+        if results.len() != chunk.len() {
+            return Err(SfError::Decode(format!(
+                "collections answered {} results for {} records",
+                results.len(),
+                chunk.len()
+            )));
+        }
+        for result in results {
+            let id = result["id"].as_str().map(str::to_owned);
+            outcomes.push(if result["success"] == true {
+                let id = id.unwrap_or_default();
+                match (operation, result["created"].as_bool()) {
+                    (Operation::Create, _) | (_, Some(true)) => RecordOutcome::Created(id),
+                    _ => RecordOutcome::Updated(id),
+                }
+            } else {
+                let error = &result["errors"][0];
+                RecordOutcome::Failed(RecordError {
+                    code: error["statusCode"].as_str().unwrap_or("UNKNOWN_EXCEPTION").to_owned(),
+                    message: error["message"].as_str().unwrap_or_default().to_owned(),
+                    fields: error["fields"]
+                        .as_array()
+                        .map(|f| f.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default(),
                 })
-                .collect();
-            let body = json!({"allOrNone": options.all_or_none, "records": body_records});
-            let (method, path) = match operation {
-                Operation::Create => (Method::POST, "composite/sobjects".to_owned()),
-                Operation::Update => (Method::PATCH, "composite/sobjects".to_owned()),
-                Operation::Upsert { external_id_field } => (
-                    Method::PATCH,
-                    format!("composite/sobjects/{object}/{external_id_field}"),
-                ),
-            };
-            let value = self.json(CallKind::Write, method, &path, &[], Some(&body)).await?;
-            let results = value
-                .as_array()
-                .ok_or_else(|| SfError::Decode("collections answered no array".into()))?;
-            if results.len() != chunk.len() {
-                return Err(SfError::Decode(format!(
-                    "collections answered {} results for {} records",
-                    results.len(),
-                    chunk.len()
-                )));
-            }
-            for result in results {
-                let id = result["id"].as_str().map(str::to_owned);
-                outcomes.push(if result["success"] == true {
-                    let id = id.unwrap_or_default();
-                    match (operation, result["created"].as_bool()) {
-                        (Operation::Create, _) | (_, Some(true)) => RecordOutcome::Created(id),
-                        _ => RecordOutcome::Updated(id),
-                    }
-                } else {
-                    let error = &result["errors"][0];
-                    RecordOutcome::Failed(RecordError {
-                        code: error["statusCode"].as_str().unwrap_or("UNKNOWN_EXCEPTION").to_owned(),
-                        message: error["message"].as_str().unwrap_or_default().to_owned(),
-                        fields: error["fields"]
-                            .as_array()
-                            .map(|f| f.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
-                            .unwrap_or_default(),
-                    })
-                });
-            }
+            });
         }
         Ok(outcomes)
     }

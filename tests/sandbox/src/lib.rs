@@ -55,10 +55,7 @@ impl World {
 
     /// [`World::load`], taking the scenario: its data moves into the world (held once).
     pub fn from_scenario(mut scenario: Scenario, sf_base: &str) -> Result<World, String> {
-        let records = std::mem::take(&mut scenario.sf.records)
-            .into_iter()
-            .map(|(object, rows)| (object, rows.into_iter().map(sf::Record::from).collect()))
-            .collect();
+        let records = sf::take_records(&mut scenario.sf);
         World::from_parts(scenario, records, sf_base)
     }
 

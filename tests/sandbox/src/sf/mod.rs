@@ -28,6 +28,15 @@ pub const MAX_SOQL_CHARS: usize = 100_000;
 
 pub use record::Record;
 
+/// The org's scenario records, taken out of it as the stand-in holds them (each JSON map
+/// converted as it goes, so the two forms of a million people are never held at once).
+pub fn take_records(org: &mut SfOrg) -> BTreeMap<String, Vec<Record>> {
+    std::mem::take(&mut org.records)
+        .into_iter()
+        .map(|(object, rows)| (object, rows.into_iter().map(Record::from).collect()))
+        .collect()
+}
+
 /// A Salesforce error: `errorCode`/`statusCode`, message, fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SfError {
@@ -146,10 +155,7 @@ impl SfWorld {
     /// [`SfWorld::new`], taking the org: its records move into the world rather than being
     /// copied (a million people are held once).
     pub fn from_org(mut org: SfOrg) -> Result<SfWorld, String> {
-        let records = std::mem::take(&mut org.records)
-            .into_iter()
-            .map(|(object, rows)| (object, rows.into_iter().map(Record::from).collect()))
-            .collect();
+        let records = take_records(&mut org);
         SfWorld::from_records(org, records)
     }
 

@@ -49,11 +49,6 @@ impl Record {
         self.position(name).ok().map(|at| &self.fields[at].1)
     }
 
-    /// The value of `name`, to change.
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
-        self.position(name).ok().map(|at| &mut self.fields[at].1)
-    }
-
     /// Whether the record has `name`.
     pub fn contains_key(&self, name: &str) -> bool {
         self.position(name).is_ok()
@@ -101,21 +96,6 @@ impl Record {
     /// Field names, in order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.fields.iter().map(|(name, _)| name.as_ref())
-    }
-
-    /// Values, in field order.
-    pub fn values(&self) -> impl Iterator<Item = &Value> {
-        self.fields.iter().map(|(_, value)| value)
-    }
-
-    /// How many fields.
-    pub fn len(&self) -> usize {
-        self.fields.len()
-    }
-
-    /// Whether it has no field.
-    pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
     }
 
     /// Gives back the room a record grown field by field keeps (up to half of it): a stored
