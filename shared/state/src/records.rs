@@ -155,7 +155,8 @@ pub struct WebhookBatchRecord {
 /// What [`crate::WebhookEventStore::record_webhook_batch`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchRecorded {
-    /// Events seen for the first time.
+    /// Events not recorded when this delivery looked (two overlapping deliveries of a new
+    /// event may each count it: both hand it on, and it is applied once).
     pub new: usize,
     /// Events seen before (a redelivery).
     pub duplicates: usize,

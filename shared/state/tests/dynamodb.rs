@@ -27,6 +27,13 @@ async fn fresh_store() -> DynamoStore {
 
 conformance_suite!(fresh_store());
 
+/// Every item of a store's table (one page: these tables are small).
+async fn all_items(store: &DynamoStore) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+    let page = client().await.scan().table_name(store.table()).send().await.unwrap();
+    assert!(page.last_evaluated_key.is_none(), "one page");
+    page.items.unwrap()
+}
+
 #[tokio::test]
 async fn webhook_events_carry_the_ttl_attribute_the_table_expires_on() {
     let store = fresh_store().await;
@@ -101,15 +108,7 @@ async fn a_run_and_its_failures_carry_the_ttl_attribute_of_the_run() {
         .add_run_failures("r1:cm1", &[RunFailure::new("jo@example.com", "refused", None)])
         .await
         .unwrap();
-    let items = client()
-        .await
-        .scan()
-        .table_name(store.table())
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap();
+    let items = all_items(&store).await;
     let expiries: Vec<(String, Option<i64>)> = items
         .iter()
         .map(|item| {
@@ -212,45 +211,178 @@ async fn thousands_of_run_failures_are_a_few_items_and_read_back_in_order() {
     );
 }
 
-/// A delivery of CM's largest size is recorded in conditional transactions of the size the
-/// table (and the emulator) takes, every event once.
 #[tokio::test]
-async fn a_1000_event_delivery_is_recorded_whole() {
+async fn a_delivery_cut_off_half_way_leaves_a_pending_batch_never_stranded_events() {
     let store = fresh_store().await;
+    // The last event cannot be written (an item over DynamoDB's 400 KB): the call fails after
+    // the batch is recorded, with some or none of the others written, as a timeout or an outage
+    // would leave it (DynamoDB refuses a whole BatchWriteItem with an oversized item).
+    let mut events: Vec<_> = (0..30)
+        .map(|i| conformance::webhook_event(&format!("k-written{i:02}"), "x"))
+        .collect();
+    events.push(state::WebhookEventRecord {
+        payload: serde_json::json!({"EmailAddress": "y@example.com", "Padding": "x".repeat(450 * 1024)}),
+        ..conformance::webhook_event("k-unwritable", "y")
+    });
+    let delivery = conformance::batch("b-cut", &events);
+    let failed = store.record_webhook_batch(&delivery).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let pending = store.pending_webhook_batch(&delivery.batch).await.unwrap();
+    let pending = pending.expect("a pending batch the sweep hands on");
+    let listed: Vec<&str> = pending.events.iter().map(|e| e.dedupe_key.as_str()).collect();
+    let mut written = Vec::new();
+    for event in &events {
+        if store.webhook_event(&event.dedupe_key).await.unwrap().is_some() {
+            written.push(event.dedupe_key.as_str());
+        }
+    }
+    assert_eq!(
+        listed, written,
+        "every written event listed; one not written skipped, not an error"
+    );
+    assert!(!listed.contains(&"k-unwritable"));
+}
+
+/// CM posts up to 1,000 events a delivery and waits only briefly for the answer: recording
+/// them whole takes a few dozen requests (reads of 50 events and their outcomes, writes of
+/// 25), not one a new event; a redelivery of the same events only reads.
+#[tokio::test]
+async fn a_1000_event_delivery_is_recorded_whole_in_a_few_dozen_requests() {
+    let requests = state::dynamo::RequestCounter::default();
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .interceptor(requests.clone())
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let table = format!("state-{}", uuid::Uuid::new_v4().simple());
+    DynamoStore::create_table(&client, &table).await.unwrap();
+    let store = DynamoStore::new(client, table);
+    requests.take();
+
     let events: Vec<_> = (0..1_000)
-        .map(|i| conformance::webhook_event(&format!("k{i}"), "x"))
+        .map(|i| conformance::webhook_event(&format!("big{i:04}"), "x"))
         .collect();
     let recorded = store
         .record_webhook_batch(&conformance::batch("big", &events))
         .await
         .unwrap();
+    assert_eq!((recorded.new, recorded.to_apply), (1_000, 1_000));
+    let expected = std::collections::BTreeMap::from([
+        ("BatchGetItem".to_owned(), 20u64),
+        ("BatchWriteItem".to_owned(), 40),
+        ("PutItem".to_owned(), 1),
+    ]);
+    assert_eq!(requests.take(), expected, "requests to record 1,000 new events");
+    let pending = store
+        .pending_webhook_batch(&conformance::batch("big", &events).batch)
+        .await
+        .unwrap();
     assert_eq!(
-        (recorded.new, recorded.duplicates, recorded.to_apply),
-        (1_000, 0, 1_000)
+        pending.unwrap().events,
+        events,
+        "every event recorded, in the delivery's order"
     );
+    requests.take();
+
     let again = store
         .record_webhook_batch(&conformance::batch("again", &events))
         .await
         .unwrap();
-    assert_eq!((again.new, again.duplicates), (0, 1_000));
+    assert_eq!((again.new, again.duplicates, again.to_apply), (0, 1_000, 1_000));
+    assert_eq!(
+        requests.take(),
+        std::collections::BTreeMap::from([("BatchGetItem".to_owned(), 20u64), ("PutItem".to_owned(), 1)]),
+        "a redelivery of events not applied yet reads them and lists them again, writing none"
+    );
 }
 
+/// Two overlapping deliveries of a new event both read it as unknown; the later one writes it
+/// after the consumer applied it: the event stays applied (its outcome is not the delivery's
+/// to write), and the next delivery hands nothing on.
 #[tokio::test]
-async fn a_delivery_cut_off_half_way_leaves_a_pending_batch_never_stranded_events() {
+async fn a_late_write_of_an_event_the_consumer_applied_leaves_it_applied() {
+    use state::EventState;
     let store = fresh_store().await;
-    // The second event cannot be written (an item over DynamoDB's 400 KB): the call fails after
-    // the first one is, as a timeout or an outage would leave it.
-    let normal = conformance::webhook_event("k-written", "x");
-    let oversized = state::WebhookEventRecord {
-        payload: serde_json::json!({"EmailAddress": "y@example.com", "Padding": "x".repeat(450 * 1024)}),
-        ..conformance::webhook_event("k-unwritable", "y")
+    let event = conformance::webhook_event("late1", "x");
+    store
+        .record_webhook_batch(&conformance::batch("first", std::slice::from_ref(&event)))
+        .await
+        .unwrap();
+    let applied = state::WebhookEventRecord {
+        payload: serde_json::Value::Null,
+        state: EventState::Applied { outcome: "done".into() },
+        ..event.clone()
     };
-    let delivery = conformance::batch("b-cut", &[normal, oversized]);
-    let failed = store.record_webhook_batch(&delivery).await;
-    assert!(failed.is_err(), "{failed:?}");
-    assert!(store.webhook_event("k-written").await.unwrap().is_some());
-    let pending = store.pending_webhook_batch(&delivery.batch).await.unwrap();
-    let pending = pending.expect("the written event is listed by a pending batch the sweep hands on");
-    let listed: Vec<&str> = pending.events.iter().map(|e| e.dedupe_key.as_str()).collect();
-    assert_eq!(listed, ["k-written"], "an event not written is skipped, not an error");
+    store.save_webhook_events(std::slice::from_ref(&applied)).await.unwrap();
+
+    // The late delivery's write, as the intake makes it (a plain put of what CM sent).
+    let mut item = all_items(&store)
+        .await
+        .into_iter()
+        .find(|i| i["sk"].as_s().unwrap() == "EVENT")
+        .unwrap();
+    item.insert(
+        "payload".into(),
+        AttributeValue::S(serde_json::to_string(&event.payload).unwrap()),
+    );
+    client()
+        .await
+        .put_item()
+        .table_name(store.table())
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+
+    let read = store.webhook_event("late1").await.unwrap().unwrap();
+    assert_eq!(read.state, applied.state, "still applied");
+    let next = store
+        .record_webhook_batch(&conformance::batch("next", &[event]))
+        .await
+        .unwrap();
+    assert_eq!((next.new, next.to_apply, next.pending), (0, 0, false));
+}
+
+/// Events recorded before outcomes had items of their own (state in the event's item) still
+/// read as they were: an applied one is not handed on again after an upgrade.
+#[tokio::test]
+async fn events_recorded_in_the_layout_of_before_keep_their_state() {
+    let store = fresh_store().await;
+    let client = client().await;
+    let expires = (conformance::at(0) + chrono::Duration::days(30))
+        .timestamp()
+        .to_string();
+    for (key, state) in [("old-applied", "applied"), ("old-received", "received")] {
+        client
+            .put_item()
+            .table_name(store.table())
+            .item("pk", AttributeValue::S(format!("WEBHOOK#{key}")))
+            .item("sk", AttributeValue::S("EVENT".into()))
+            .item("list_id", AttributeValue::S("list-1".into()))
+            .item("payload", AttributeValue::S("null".into()))
+            .item("received_at", AttributeValue::S("2026-11-01T00:00:00.000Z".into()))
+            .item("expires_at", AttributeValue::N(expires.clone()))
+            .item("state", AttributeValue::S(state.into()))
+            .item("reason", AttributeValue::S("done".into()))
+            .item("attempts", AttributeValue::N("2".into()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let applied = store.webhook_event("old-applied").await.unwrap().unwrap();
+    assert_eq!(applied.state, state::EventState::Applied { outcome: "done".into() });
+    assert_eq!(applied.attempts, 2);
+    let events = [
+        conformance::webhook_event("old-applied", "x"),
+        conformance::webhook_event("old-received", "x"),
+    ];
+    let again = store
+        .record_webhook_batch(&conformance::batch("again", &events))
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.new, again.duplicates, again.to_apply),
+        (0, 2, 1),
+        "only the one not applied"
+    );
 }

@@ -2,7 +2,6 @@
 //! runs in another process, the state table on the moto emulator.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use engine::campaign::Mode;
@@ -14,7 +13,7 @@ use mapping::{ActivityKind, Settings};
 use salesforce::{Operation, SfClient, WriteOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use state::dynamo::DynamoStore;
+use state::dynamo::{DynamoStore, RequestCounter};
 use state::{LinkRecord, LinkStore, SettingsStore};
 
 /// What the parent asks for.
@@ -76,33 +75,6 @@ pub struct Figures {
     /// Matched recipients left out (`engaged`).
     #[serde(default)]
     pub recipients_not_added: u64,
-}
-
-/// Counts an AWS client's HTTP requests (every attempt; one interceptor serves every SDK client).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RequestCounter(pub(crate) Arc<AtomicU64>);
-
-impl aws_sdk_dynamodb::config::Intercept for RequestCounter {
-    fn name(&self) -> &'static str {
-        "RequestCounter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
-        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        if std::env::var_os("BENCH_TRACE_DYNAMODB").is_some() {
-            // Which operations a sync makes, and how large (to see what to batch).
-            let request = context.request();
-            let target = request.headers().get("x-amz-target").unwrap_or("?");
-            let bytes = request.body().bytes().map_or(0, <[u8]>::len);
-            eprintln!("dynamodb {target} {bytes}");
-        }
-        Ok(())
-    }
 }
 
 /// Peak RSS so far (`VmHWM`), MiB.
@@ -240,7 +212,7 @@ impl Measuring {
         let measuring = Measuring {
             sf: engine.sf.calls(),
             cm: control.cm_calls().await?,
-            dynamodb: counter.0.load(Ordering::Relaxed),
+            dynamodb: counter.total(),
             started: Instant::now(),
             cpu_s: cpu_seconds(),
         };
@@ -266,7 +238,7 @@ impl Measuring {
             sf_bulk: sf.bulk - self.sf.bulk,
             sf_auth: sf.auth - self.sf.auth,
             cm_calls: control.cm_calls().await? - self.cm,
-            dynamodb_requests: counter.0.load(Ordering::Relaxed) - self.dynamodb,
+            dynamodb_requests: counter.total() - self.dynamodb,
             peak_rss_mib: peak,
             cpu_s: cpu_seconds() - self.cpu_s,
             ..Figures::default()

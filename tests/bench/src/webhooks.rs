@@ -4,7 +4,6 @@
 //! the time to the answer, and the requests it cost.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use engine::webhook::{IntakeEngine, WebhookTokens};
@@ -14,7 +13,7 @@ use serde_json::{Value, json};
 use state::SettingsStore;
 use state::dynamo::DynamoStore;
 
-use crate::once::RequestCounter;
+use state::dynamo::RequestCounter;
 
 const LIST: &str = "0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "bench-token-0123456789";
@@ -102,8 +101,8 @@ pub async fn measure(reps: usize) -> Result<WebhookFigures, String> {
     };
     for round in 0..=reps {
         let body = delivery(round);
-        dynamo_counter.0.store(0, Ordering::Relaxed);
-        bus_counter.0.store(0, Ordering::Relaxed);
+        dynamo_counter.take();
+        bus_counter.take();
         let started = Instant::now();
         let (status, answer) = intake.receive(&tokens, TOKEN, Some("application/json"), &body).await;
         let millis = started.elapsed().as_secs_f64() * 1000.0;
@@ -112,14 +111,14 @@ pub async fn measure(reps: usize) -> Result<WebhookFigures, String> {
         }
         eprintln!(
             "webhook delivery {round}: {millis:.0} ms, {} DynamoDB, {} PutEvents",
-            dynamo_counter.0.load(Ordering::Relaxed),
-            bus_counter.0.load(Ordering::Relaxed)
+            dynamo_counter.total(),
+            bus_counter.total()
         );
         if round > 0 {
             figures.runs.push(Delivery {
                 millis,
-                dynamodb_requests: dynamo_counter.0.load(Ordering::Relaxed),
-                put_events: bus_counter.0.load(Ordering::Relaxed),
+                dynamodb_requests: dynamo_counter.total(),
+                put_events: bus_counter.total(),
             });
         }
     }

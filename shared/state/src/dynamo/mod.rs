@@ -8,11 +8,13 @@ mod audit;
 mod catalog;
 mod erasure;
 mod leases;
+mod requests;
 mod runs;
 mod settings_links;
 mod tokens;
 mod watermarks;
 mod webhooks;
+pub use requests::RequestCounter;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 

@@ -1,7 +1,5 @@
 //! Webhook events and their pending batches.
 
-use futures::StreamExt;
-
 use super::*;
 
 fn event_state_attributes(state: &EventState) -> (String, String) {
@@ -14,18 +12,15 @@ fn event_state_attributes(state: &EventState) -> (String, String) {
 
 impl WebhookEventStore for DynamoStore {
     async fn record_webhook_batch(&self, batch: &WebhookBatchRecord) -> Result<BatchRecorded, StoreError> {
-        // Which events are known, in one read per 100 (a redelivery writes nothing); then each
-        // new one written only if still absent: two overlapping deliveries of a new event both
-        // see it unknown, and a plain write by the later one would put an event the consumer
-        // applied meanwhile back to Received and hand it on again. The writes go out in
-        // parallel (a 1,000-event delivery must be recorded within CM's wait).
+        // Which events are known, in one read per 50 (a redelivery writes nothing); then the new
+        // ones written 25 a request. A plain write is safe because an event's item holds only
+        // what CM sent: its outcome is an item of its own that only the consumer writes, so
+        // overlapping deliveries that both see an event unknown write the same item twice and
+        // never put an event the consumer applied meanwhile back to Received. (A conditional
+        // put per event would guard the same race at one request per event: a 1,000-event
+        // delivery must be recorded well within CM's wait.)
         let keys: Vec<String> = batch.events.iter().map(|e| e.dedupe_key.clone()).collect();
-        let known: HashMap<String, WebhookEventRecord> = self
-            .webhook_events(&keys)
-            .await?
-            .into_iter()
-            .map(|e| (e.dedupe_key.clone(), e))
-            .collect();
+        let known = self.known_events(&keys).await?;
         let mut recorded = BatchRecorded::default();
         let mut to_apply = Vec::new();
         let mut fresh = Vec::new();
@@ -34,9 +29,9 @@ impl WebhookEventStore for DynamoStore {
             match known.get(&event.dedupe_key) {
                 None if seen.insert(event.dedupe_key.as_str()) => fresh.push(event),
                 None => recorded.duplicates += 1,
-                Some(known) => {
+                Some(applied) => {
                     recorded.duplicates += 1;
-                    if !matches!(known.state, EventState::Applied { .. }) {
+                    if !applied {
                         to_apply.push(event.dedupe_key.clone());
                     }
                 }
@@ -47,6 +42,7 @@ impl WebhookEventStore for DynamoStore {
         // event was not written yet is skipped by the consumer (and CM delivers again: 5xx).
         to_apply.extend(fresh.iter().map(|e| e.dedupe_key.clone()));
         recorded.to_apply = to_apply.len();
+        recorded.new = fresh.len();
         recorded.pending = !to_apply.is_empty() || !batch.refused.is_empty();
         if recorded.pending {
             let mut put = self
@@ -65,22 +61,10 @@ impl WebhookEventStore for DynamoStore {
             put.send().await.map_err(|e| backend("PutItem", e))?;
         }
         let mut writes = Vec::with_capacity(fresh.len());
-        for event in fresh.iter().copied() {
-            writes.push(self.put_new_event(event));
+        for event in fresh {
+            writes.push(put_request(event_item(event)?)?);
         }
-        let written: Vec<Result<bool, StoreError>> = futures::stream::iter(writes)
-            .buffer_unordered(NEW_EVENT_WRITES_IN_FLIGHT)
-            .collect()
-            .await;
-        for outcome in written {
-            if outcome? {
-                recorded.new += 1;
-            } else {
-                // Recorded meanwhile by an overlapping delivery: handed on again all the same
-                // (the consumer skips it once applied), since its own hand-off may be lost.
-                recorded.duplicates += 1;
-            }
-        }
+        self.batch_write(writes).await?;
         Ok(recorded)
     }
 
@@ -104,18 +88,10 @@ impl WebhookEventStore for DynamoStore {
     }
 
     async fn save_webhook_events(&self, events: &[WebhookEventRecord]) -> Result<(), StoreError> {
-        let mut writes = Vec::with_capacity(events.len());
+        let mut writes = Vec::with_capacity(2 * events.len());
         for event in events {
-            writes.push(
-                WriteRequest::builder()
-                    .put_request(
-                        PutRequest::builder()
-                            .set_item(Some(webhook_event_item(event)?))
-                            .build()
-                            .map_err(build_error)?,
-                    )
-                    .build(),
-            );
+            writes.push(put_request(event_item(event)?)?);
+            writes.push(put_request(outcome_item(event))?);
         }
         self.batch_write(writes).await
     }
@@ -168,10 +144,7 @@ impl WebhookEventStore for DynamoStore {
     }
 
     async fn webhook_event(&self, dedupe_key: &str) -> Result<Option<WebhookEventRecord>, StoreError> {
-        let Some(item) = self.get(&format!("WEBHOOK#{dedupe_key}"), "EVENT").await? else {
-            return Ok(None);
-        };
-        webhook_event_from(dedupe_key, &item).map(Some)
+        Ok(self.webhook_events(&[dedupe_key.to_owned()]).await?.pop())
     }
 }
 
@@ -180,89 +153,147 @@ const PENDING_BATCHES: &str = "WEBHOOK_PENDING";
 /// Batches waiting for an admin (an event tried `MAX_WEBHOOK_ATTEMPTS` times).
 const PARKED_BATCHES: &str = "WEBHOOK_PARKED";
 
-/// New events written at once by one delivery.
-const NEW_EVENT_WRITES_IN_FLIGHT: usize = 32;
-
 /// Keys of one `BatchGetItem` at most (DynamoDB's limit).
 const BATCH_GET_LIMIT: usize = 100;
 
-impl DynamoStore {
-    /// Writes an event only if its key is not recorded yet: `false` when it was.
-    async fn put_new_event(&self, event: &WebhookEventRecord) -> Result<bool, StoreError> {
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(webhook_event_item(event)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failure(&e) => Ok(false),
-            Err(e) => Err(backend("PutItem", e)),
-        }
-    }
+/// `BatchGetItem` requests one read of events has in flight at once.
+const BATCH_GETS_IN_FLIGHT: usize = 4;
 
-    /// Recorded events by key (those not found are left out), 100 keys a request, unprocessed
-    /// keys retried with backoff.
-    async fn webhook_events(&self, keys: &[String]) -> Result<Vec<WebhookEventRecord>, StoreError> {
-        let mut found = Vec::with_capacity(keys.len());
-        let unique: std::collections::BTreeSet<&String> = keys.iter().collect();
-        let unique: Vec<&String> = unique.into_iter().collect();
-        for chunk in unique.chunks(BATCH_GET_LIMIT) {
-            let mut wanted = Vec::with_capacity(chunk.len());
-            for key in chunk {
-                wanted.push(HashMap::from([
-                    ("pk".to_owned(), s(format!("WEBHOOK#{key}"))),
-                    ("sk".to_owned(), s("EVENT")),
-                ]));
-            }
-            let mut request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                .set_keys(Some(wanted))
-                .consistent_read(true)
+/// The sort key of an event's item: what CM sent, written by the intake.
+const EVENT: &str = "EVENT";
+/// The sort key of an event's outcome: its state and attempts, written by the consumer only.
+const OUTCOME: &str = "OUTCOME";
+
+fn event_key(dedupe_key: &str, sk: &str) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(format!("WEBHOOK#{dedupe_key}"))),
+        ("sk".to_owned(), s(sk)),
+    ])
+}
+
+fn put_request(item: Item) -> Result<WriteRequest, StoreError> {
+    Ok(WriteRequest::builder()
+        .put_request(
+            PutRequest::builder()
+                .set_item(Some(item))
                 .build()
-                .map_err(build_error)?;
-            let mut delays = unprocessed_backoff();
-            loop {
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| backend("BatchGetItem", e))?;
-                for item in output
-                    .responses
-                    .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default()
-                {
-                    let key = Reader::new(&item).string("pk")?;
-                    let key = key.strip_prefix("WEBHOOK#").unwrap_or(&key).to_owned();
-                    found.push(webhook_event_from(&key, &item)?);
-                }
-                let Some(unprocessed) = output.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) else {
-                    break;
-                };
-                if unprocessed.keys().is_empty() {
-                    break;
-                }
-                match delays.next() {
-                    Some(delay) => {
-                        tokio::time::sleep(delay).await;
-                        request = unprocessed;
-                    }
-                    None => {
-                        return Err(StoreError::Backend {
-                            operation: "BatchGetItem",
-                            message: format!("{} keys still unprocessed after retries", unprocessed.keys().len()),
-                            retryable: true,
-                        });
-                    }
-                }
-            }
+                .map_err(build_error)?,
+        )
+        .build())
+}
+
+impl DynamoStore {
+    /// Recorded events by key (those not found are left out).
+    async fn webhook_events(&self, keys: &[String]) -> Result<Vec<WebhookEventRecord>, StoreError> {
+        let (events, outcomes) = self.event_items(keys, false).await?;
+        let mut found = Vec::with_capacity(events.len());
+        for (key, item) in events {
+            found.push(webhook_event_from(&key, &item, outcomes.get(&key))?);
         }
         Ok(found)
+    }
+
+    /// Which of the events are recorded, and whether each is applied: their keys and states
+    /// only (a redelivery of 1,000 events reads no payloads).
+    async fn known_events(&self, keys: &[String]) -> Result<HashMap<String, bool>, StoreError> {
+        let (events, outcomes) = self.event_items(keys, true).await?;
+        let mut known = HashMap::with_capacity(events.len());
+        for (key, item) in events {
+            // Events recorded before outcomes had items of their own hold their state in theirs.
+            let state = outcomes.get(&key).unwrap_or(&item);
+            let applied = Reader::new(state).opt_string("state").as_deref() == Some("applied");
+            known.insert(key, applied);
+        }
+        Ok(known)
+    }
+
+    /// The items of the events and of their outcomes, by dedupe key (whole, or their keys and
+    /// state only): 50 events a request, a few requests in flight.
+    async fn event_items(
+        &self,
+        keys: &[String],
+        state_only: bool,
+    ) -> Result<(HashMap<String, Item>, HashMap<String, Item>), StoreError> {
+        use futures::{StreamExt, TryStreamExt};
+        let unique: std::collections::BTreeSet<&String> = keys.iter().collect();
+        let unique: Vec<&String> = unique.into_iter().collect();
+        let reads: Vec<_> = unique
+            .chunks(BATCH_GET_LIMIT / 2)
+            .map(|chunk| {
+                let wanted = chunk
+                    .iter()
+                    .flat_map(|key| [EVENT, OUTCOME].map(|sk| event_key(key, sk)))
+                    .collect();
+                self.batch_get(wanted, state_only)
+            })
+            .collect();
+        let pages: Vec<Vec<Item>> = futures::stream::iter(reads)
+            .buffer_unordered(BATCH_GETS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut events = HashMap::new();
+        let mut outcomes = HashMap::new();
+        for item in pages.into_iter().flatten() {
+            let reader = Reader::new(&item);
+            let pk = reader.string("pk")?;
+            let key = pk.strip_prefix("WEBHOOK#").unwrap_or(&pk).to_owned();
+            match reader.string("sk")?.as_str() {
+                OUTCOME => outcomes.insert(key, item),
+                _ => events.insert(key, item),
+            };
+        }
+        Ok((events, outcomes))
+    }
+
+    /// The items of up to [`BATCH_GET_LIMIT`] keys that exist, read consistently (whole, or
+    /// their keys and `state` only).
+    async fn batch_get(&self, keys: Vec<Item>, state_only: bool) -> Result<Vec<Item>, StoreError> {
+        let mut request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true);
+        if state_only {
+            // `state` is a reserved word of DynamoDB's expressions.
+            request = request
+                .projection_expression("pk, sk, #state")
+                .expression_attribute_names("#state", "state");
+        }
+        let mut request = request.build().map_err(build_error)?;
+        let mut found = Vec::new();
+        let mut delays = unprocessed_backoff();
+        loop {
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| backend("BatchGetItem", e))?;
+            found.extend(
+                output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default(),
+            );
+            let Some(unprocessed) = output.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) else {
+                return Ok(found);
+            };
+            if unprocessed.keys().is_empty() {
+                return Ok(found);
+            }
+            match delays.next() {
+                Some(delay) => {
+                    tokio::time::sleep(delay).await;
+                    request = unprocessed;
+                }
+                None => {
+                    return Err(StoreError::Backend {
+                        operation: "BatchGetItem",
+                        message: format!("{} keys still unprocessed after retries", unprocessed.keys().len()),
+                        retryable: true,
+                    });
+                }
+            }
+        }
     }
 
     /// A pending batch item with its events as they stand, in the batch's order.
@@ -317,18 +348,14 @@ impl DynamoStore {
     }
 }
 
-fn webhook_event_item(event: &WebhookEventRecord) -> Result<Item, StoreError> {
-    let (state, reason) = event_state_attributes(&event.state);
-    let mut item = HashMap::from([
-        ("pk".to_owned(), s(format!("WEBHOOK#{}", event.dedupe_key))),
-        ("sk".to_owned(), s("EVENT")),
+/// An event's item: what CM sent, the same for every delivery of it.
+fn event_item(event: &WebhookEventRecord) -> Result<Item, StoreError> {
+    let mut item = event_key(&event.dedupe_key, EVENT);
+    item.extend([
         ("list_id".to_owned(), s(&event.list_id)),
         ("payload".to_owned(), s(to_json(&event.payload)?)),
         ("received_at".to_owned(), s(rfc3339(event.received_at))),
         ("expires_at".to_owned(), n(event.expires_at.timestamp())),
-        ("state".to_owned(), s(state)),
-        ("reason".to_owned(), s(reason)),
-        ("attempts".to_owned(), n(event.attempts)),
     ]);
     if let Some(person) = &event.person {
         item.insert("person".to_owned(), s(person));
@@ -336,14 +363,42 @@ fn webhook_event_item(event: &WebhookEventRecord) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-fn webhook_event_from(dedupe_key: &str, item: &Item) -> Result<WebhookEventRecord, StoreError> {
+/// An event's outcome: its state and the consumer's attempts, expiring with the event.
+fn outcome_item(event: &WebhookEventRecord) -> Item {
+    let (state, reason) = event_state_attributes(&event.state);
+    let mut item = event_key(&event.dedupe_key, OUTCOME);
+    item.extend([
+        ("state".to_owned(), s(state)),
+        ("reason".to_owned(), s(reason)),
+        ("attempts".to_owned(), n(event.attempts)),
+        ("expires_at".to_owned(), n(event.expires_at.timestamp())),
+    ]);
+    item
+}
+
+/// An event from its item and its outcome's (none yet: received, not tried).
+fn webhook_event_from(dedupe_key: &str, item: &Item, outcome: Option<&Item>) -> Result<WebhookEventRecord, StoreError> {
     let reader = Reader::new(item);
-    let reason = reader.opt_string("reason").unwrap_or_default();
-    let state = match reader.string("state")?.as_str() {
-        "received" => EventState::Received,
-        "applied" => EventState::Applied { outcome: reason },
-        "failed" => EventState::Failed { reason },
-        other => return Err(reader.corrupt(format!("unknown state `{other}`"))),
+    // Events recorded before outcomes had items of their own hold their state in theirs.
+    let outcome = outcome.or_else(|| item.contains_key("state").then_some(item));
+    let (state, attempts) = match outcome {
+        None => (EventState::Received, 0),
+        Some(item) => {
+            let outcome = Reader::new(item);
+            let reason = outcome.opt_string("reason").unwrap_or_default();
+            let state = match outcome.string("state")?.as_str() {
+                "received" => EventState::Received,
+                "applied" => EventState::Applied { outcome: reason },
+                "failed" => EventState::Failed { reason },
+                other => return Err(outcome.corrupt(format!("unknown state `{other}`"))),
+            };
+            // Absent on events recorded before attempts were counted: none made yet.
+            let attempts = match item.contains_key("attempts") {
+                true => u32::try_from(outcome.number("attempts")?).unwrap_or(u32::MAX),
+                false => 0,
+            };
+            (state, attempts)
+        }
     };
     let expires = reader.number("expires_at")?;
     Ok(WebhookEventRecord {
@@ -357,11 +412,6 @@ fn webhook_event_from(dedupe_key: &str, item: &Item) -> Result<WebhookEventRecor
             .single()
             .ok_or_else(|| reader.corrupt("bad expires_at".into()))?,
         state,
-        // Absent on events recorded before attempts were counted: none made yet.
-        attempts: if item.contains_key("attempts") {
-            u32::try_from(reader.number("attempts")?).unwrap_or(u32::MAX)
-        } else {
-            0
-        },
+        attempts,
     })
 }
