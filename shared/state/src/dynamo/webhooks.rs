@@ -199,10 +199,8 @@ impl DynamoStore {
         let (events, outcomes) = self.event_items(keys, true).await?;
         let mut known = HashMap::with_capacity(events.len());
         for (key, item) in events {
-            // Events recorded before outcomes had items of their own hold their state in theirs.
-            let state = outcomes.get(&key).unwrap_or(&item);
-            let applied = Reader::new(state).opt_string("state").as_deref() == Some("applied");
-            known.insert(key, applied);
+            let (state, _) = stored_state(&item, outcomes.get(&key))?;
+            known.insert(key, matches!(state, EventState::Applied { .. }));
         }
         Ok(known)
     }
@@ -376,30 +374,32 @@ fn outcome_item(event: &WebhookEventRecord) -> Item {
     item
 }
 
-/// An event from its item and its outcome's (none yet: received, not tried).
+/// An event's state and attempts, from its outcome's item (none yet: received, not tried).
+fn stored_state(item: &Item, outcome: Option<&Item>) -> Result<(EventState, u32), StoreError> {
+    // Events recorded before outcomes had items of their own hold their state in theirs.
+    let Some(outcome) = outcome.or_else(|| item.contains_key("state").then_some(item)) else {
+        return Ok((EventState::Received, 0));
+    };
+    let reader = Reader::new(outcome);
+    let reason = reader.opt_string("reason").unwrap_or_default();
+    let state = match reader.string("state")?.as_str() {
+        "received" => EventState::Received,
+        "applied" => EventState::Applied { outcome: reason },
+        "failed" => EventState::Failed { reason },
+        other => return Err(reader.corrupt(format!("unknown state `{other}`"))),
+    };
+    // Absent on events recorded before attempts were counted (and from a read of states only).
+    let attempts = match outcome.contains_key("attempts") {
+        true => u32::try_from(reader.number("attempts")?).unwrap_or(u32::MAX),
+        false => 0,
+    };
+    Ok((state, attempts))
+}
+
+/// An event from its item and its outcome's.
 fn webhook_event_from(dedupe_key: &str, item: &Item, outcome: Option<&Item>) -> Result<WebhookEventRecord, StoreError> {
     let reader = Reader::new(item);
-    // Events recorded before outcomes had items of their own hold their state in theirs.
-    let outcome = outcome.or_else(|| item.contains_key("state").then_some(item));
-    let (state, attempts) = match outcome {
-        None => (EventState::Received, 0),
-        Some(item) => {
-            let outcome = Reader::new(item);
-            let reason = outcome.opt_string("reason").unwrap_or_default();
-            let state = match outcome.string("state")?.as_str() {
-                "received" => EventState::Received,
-                "applied" => EventState::Applied { outcome: reason },
-                "failed" => EventState::Failed { reason },
-                other => return Err(outcome.corrupt(format!("unknown state `{other}`"))),
-            };
-            // Absent on events recorded before attempts were counted: none made yet.
-            let attempts = match item.contains_key("attempts") {
-                true => u32::try_from(outcome.number("attempts")?).unwrap_or(u32::MAX),
-                false => 0,
-            };
-            (state, attempts)
-        }
-    };
+    let (state, attempts) = stored_state(item, outcome)?;
     let expires = reader.number("expires_at")?;
     Ok(WebhookEventRecord {
         dedupe_key: dedupe_key.to_owned(),
