@@ -27,6 +27,35 @@ use crate::{CmClient, CmError};
 /// CM's largest page.
 pub const PAGE_SIZE: usize = 1000;
 
+/// A record's identity as a digest: a page shifted by records CM added meanwhile serves a
+/// record again on the next page, and it is skipped by this key.
+pub type RecordKey = [u8; 16];
+
+/// The first 16 bytes of the SHA-256 of the record's identifying fields, each after its length
+/// (so ("ab", "c") and ("a", "bc") differ): collisions are out of reach, and no key is formatted
+/// or kept as text for each of a million records.
+pub fn record_key(
+    campaign_id: &str,
+    kind: ActivityKind,
+    email: &str,
+    list_id: &str,
+    local: CmTimestamp,
+    url: &str,
+) -> RecordKey {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    for field in [campaign_id, kind.as_str(), email, list_id, url] {
+        digest.update((field.len() as u64).to_be_bytes());
+        digest.update(field.as_bytes());
+    }
+    let local = local.naive().and_utc();
+    digest.update(local.timestamp().to_be_bytes());
+    digest.update(local.timestamp_subsec_nanos().to_be_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest.finalize()[..16]);
+    key
+}
+
 /// One activity record, normalised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActivityRecord {
@@ -44,8 +73,9 @@ pub struct ActivityRecord {
     pub at: DateTime<Utc>,
     /// Kind-specific details.
     pub detail: ActivityDetail,
-    /// Stable across runs: campaign, kind, email, list, date (and URL for clicks).
-    pub dedupe_key: String,
+    /// The record's identity on CM's pages: campaign, kind, email, list, date (and URL for
+    /// clicks), as a digest (see [`record_key`]).
+    pub dedupe_key: RecordKey,
 }
 
 impl ActivityRecord {
@@ -57,6 +87,17 @@ impl ActivityRecord {
             at: self.at,
             list_id: self.list_id.clone(),
             detail: self.detail.clone(),
+        }
+    }
+
+    /// [`Self::to_activity`], taking the record's fields rather than copying them.
+    pub fn into_activity(self) -> Activity {
+        Activity {
+            kind: self.kind,
+            email: self.email,
+            at: self.at,
+            list_id: self.list_id,
+            detail: self.detail,
         }
     }
 }
@@ -109,8 +150,8 @@ pub struct ActivityStream<'a> {
     permits: Option<Arc<Semaphore>>,
     pages: Option<i64>,
     buffer: VecDeque<ActivityRecord>,
-    previous_keys: HashSet<String>,
-    current_keys: HashSet<String>,
+    previous_keys: HashSet<RecordKey>,
+    current_keys: HashSet<RecordKey>,
     max_seen: Option<CmTimestamp>,
     pages_fetched: u32,
     unreadable: Vec<UnreadableRow>,
@@ -359,7 +400,7 @@ impl<'a> ActivityStream<'a> {
                     continue;
                 }
             };
-            if self.previous_keys.contains(&record.dedupe_key) || !self.current_keys.insert(record.dedupe_key.clone()) {
+            if self.previous_keys.contains(&record.dedupe_key) || !self.current_keys.insert(record.dedupe_key) {
                 continue;
             }
             if self.kind != ActivityKind::Sent {
@@ -408,14 +449,13 @@ impl<'a> ActivityStream<'a> {
             },
             _ => ActivityDetail::None,
         };
-        let dedupe_key = format!(
-            "{}|{}|{}|{}|{}|{}",
-            self.campaign_id,
+        let dedupe_key = record_key(
+            &self.campaign_id,
             self.kind,
-            email,
-            row.list_id,
-            local.to_cm_string(),
-            row.url.as_deref().unwrap_or_default()
+            &email,
+            &row.list_id,
+            local,
+            row.url.as_deref().unwrap_or_default(),
         );
         Ok(ActivityRecord {
             campaign_id: self.campaign_id.clone(),

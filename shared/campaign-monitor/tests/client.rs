@@ -204,7 +204,8 @@ async fn activity_streams_page_filter_and_give_a_watermark() {
     assert_eq!(stream.pages_fetched() as usize, expected_opens.div_ceil(1000));
     assert!(seen.windows(2).all(|w| w[0].at <= w[1].at), "oldest first");
     // Identical rows (same person, same minute) collapse to one record per dedupe key.
-    let distinct: std::collections::HashSet<&str> = seen.iter().map(|r| r.dedupe_key.as_str()).collect();
+    let distinct: std::collections::HashSet<campaign_monitor::activity::RecordKey> =
+        seen.iter().map(|r| r.dedupe_key).collect();
     assert_eq!(distinct.len(), seen.len());
     let mut expected_keys: Vec<(String, String)> = main
         .activity
@@ -640,7 +641,9 @@ async fn streaming_a_large_list_holds_one_page_at_a_time() {
 }
 
 /// Every record of a walk, page by page.
-async fn walk_all(mut stream: campaign_monitor::activity::ActivityStream<'_>) -> Vec<Vec<String>> {
+async fn walk_all(
+    mut stream: campaign_monitor::activity::ActivityStream<'_>,
+) -> Vec<Vec<campaign_monitor::activity::RecordKey>> {
     let mut pages = Vec::new();
     while let Some(page) = stream.next_page().await.unwrap() {
         pages.push(page.into_iter().map(|r| r.dedupe_key).collect());

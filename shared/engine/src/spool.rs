@@ -4,10 +4,14 @@
 //! activity of one person lands in the same part, so each person's decision sees all of their
 //! activity, exactly as in a single pass.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 
-use mapping::Activity;
+use chrono::{DateTime, Utc};
+use mapping::activity::ActivityDetail;
+use mapping::{Activity, ActivityKind};
+use serde::{Deserialize, Serialize};
 
 /// Activity collected for one campaign sync.
 pub(crate) struct Spool {
@@ -15,6 +19,8 @@ pub(crate) struct Spool {
     in_memory: Vec<Activity>,
     file: Option<BufWriter<File>>,
     total: usize,
+    /// The last record's encoding, kept for its capacity.
+    scratch: Vec<u8>,
 }
 
 /// The parts to plan and apply one after the other.
@@ -25,19 +31,121 @@ pub(crate) enum Parts {
     Files(std::vec::IntoIter<File>),
 }
 
-/// A person's part: the same in every invocation and every build, since a continuation skips
-/// the parts an earlier invocation (perhaps of an earlier deployment) applied.
-fn part_of(email: &str, parts: usize) -> usize {
+/// What decides a person's part: the same in every invocation and every build, since a
+/// continuation skips the parts an earlier invocation (perhaps of an earlier deployment) applied.
+fn part_key(email: &str) -> u64 {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(email.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
-    (u64::from_be_bytes(first) % parts as u64) as usize
+    u64::from_be_bytes(first)
 }
 
-fn write_line(writer: &mut BufWriter<File>, activity: &Activity) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *writer, activity)?;
-    writer.write_all(b"\n")
+/// A person's part of `parts`.
+fn part_of(key: u64, parts: usize) -> usize {
+    (key % parts as u64) as usize
+}
+
+/// One activity as the spool's files hold it: postcard (no field names, dates as numbers, so
+/// nothing is formatted or parsed), borrowing from the activity when written. A file lives for
+/// one invocation: its layout is free to change between builds.
+#[derive(Serialize, Deserialize)]
+struct Spooled<'a> {
+    kind: ActivityKind,
+    #[serde(borrow)]
+    email: Cow<'a, str>,
+    seconds: i64,
+    nanos: u32,
+    #[serde(borrow)]
+    list_id: Cow<'a, str>,
+    #[serde(borrow)]
+    detail: SpooledDetail<'a>,
+}
+
+/// [`ActivityDetail`] without its JSON tag (postcard needs the variant, not a field, to say it).
+#[derive(Serialize, Deserialize)]
+enum SpooledDetail<'a> {
+    None,
+    Click {
+        #[serde(borrow)]
+        url: Cow<'a, str>,
+    },
+    Bounce {
+        #[serde(borrow)]
+        bounce_type: Cow<'a, str>,
+        #[serde(borrow)]
+        reason: Cow<'a, str>,
+    },
+}
+
+impl<'a> Spooled<'a> {
+    fn of(activity: &'a Activity) -> Spooled<'a> {
+        Spooled {
+            kind: activity.kind,
+            email: Cow::Borrowed(&activity.email),
+            seconds: activity.at.timestamp(),
+            nanos: activity.at.timestamp_subsec_nanos(),
+            list_id: Cow::Borrowed(&activity.list_id),
+            detail: match &activity.detail {
+                ActivityDetail::None => SpooledDetail::None,
+                ActivityDetail::Click { url } => SpooledDetail::Click {
+                    url: Cow::Borrowed(url),
+                },
+                ActivityDetail::Bounce { bounce_type, reason } => SpooledDetail::Bounce {
+                    bounce_type: Cow::Borrowed(bounce_type),
+                    reason: Cow::Borrowed(reason),
+                },
+            },
+        }
+    }
+
+    fn into_activity(self) -> std::io::Result<Activity> {
+        let at = DateTime::<Utc>::from_timestamp(self.seconds, self.nanos)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "spooled date out of range"))?;
+        Ok(Activity {
+            kind: self.kind,
+            email: self.email.into_owned(),
+            at,
+            list_id: self.list_id.into_owned(),
+            detail: match self.detail {
+                SpooledDetail::None => ActivityDetail::None,
+                SpooledDetail::Click { url } => ActivityDetail::Click { url: url.into_owned() },
+                SpooledDetail::Bounce { bounce_type, reason } => ActivityDetail::Bounce {
+                    bounce_type: bounce_type.into_owned(),
+                    reason: reason.into_owned(),
+                },
+            },
+        })
+    }
+}
+
+/// A frame: the record's length (u32, little-endian), its person's [`part_key`] (u64), the
+/// record. Splitting into parts reads the key and copies the frame, never decoding the record.
+const FRAME_HEAD: usize = 12;
+
+fn write_frame(writer: &mut BufWriter<File>, activity: &Activity, scratch: &mut Vec<u8>) -> std::io::Result<()> {
+    scratch.clear();
+    let record = postcard::to_extend(&Spooled::of(activity), std::mem::take(scratch)).map_err(std::io::Error::other)?;
+    let length = u32::try_from(record.len()).map_err(std::io::Error::other)?;
+    writer.write_all(&length.to_le_bytes())?;
+    writer.write_all(&part_key(&activity.email).to_le_bytes())?;
+    writer.write_all(&record)?;
+    *scratch = record;
+    Ok(())
+}
+
+/// The next frame's part key and its record (into `record`); `None` at the end of the file.
+fn read_frame(reader: &mut impl BufRead, record: &mut Vec<u8>) -> std::io::Result<Option<u64>> {
+    if reader.fill_buf()?.is_empty() {
+        return Ok(None);
+    }
+    let mut head = [0u8; FRAME_HEAD];
+    reader.read_exact(&mut head)?;
+    let [l0, l1, l2, l3, k @ ..] = head;
+    let length = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+    record.resize(length, 0);
+    reader.read_exact(record)?;
+    Ok(Some(u64::from_le_bytes(k)))
 }
 
 impl Spool {
@@ -47,6 +155,7 @@ impl Spool {
             in_memory: Vec::new(),
             file: None,
             total: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -62,17 +171,23 @@ impl Spool {
             return Ok(());
         }
         if self.file.is_none() {
-            let mut writer = BufWriter::new(tempfile::tempfile()?);
-            for held in self.in_memory.drain(..) {
-                write_line(&mut writer, &held)?;
-            }
-            self.in_memory.shrink_to_fit();
-            self.file = Some(writer);
+            let spilled = self.spill()?;
+            self.file = Some(spilled);
         }
         match self.file.as_mut() {
-            Some(writer) => write_line(writer, &activity),
+            Some(writer) => write_frame(writer, &activity, &mut self.scratch),
             None => Ok(()),
         }
+    }
+
+    /// A temporary file holding what was in memory.
+    fn spill(&mut self) -> std::io::Result<BufWriter<File>> {
+        let mut writer = BufWriter::new(tempfile::tempfile()?);
+        for held in &self.in_memory {
+            write_frame(&mut writer, held, &mut self.scratch)?;
+        }
+        self.in_memory = Vec::new();
+        Ok(writer)
     }
 
     /// Splits what was collected into parts of about `part_size` activities, by email, or into
@@ -84,25 +199,20 @@ impl Spool {
         }
         let writer = match self.file.take() {
             Some(writer) => writer,
-            None => {
-                let mut writer = BufWriter::new(tempfile::tempfile()?);
-                for held in self.in_memory.drain(..) {
-                    write_line(&mut writer, &held)?;
-                }
-                writer
-            }
+            None => self.spill()?,
         };
         let mut spool = writer.into_inner().map_err(|e| e.into_error())?;
         spool.seek(SeekFrom::Start(0))?;
         let mut writers: Vec<BufWriter<File>> = (0..count)
             .map(|_| tempfile::tempfile().map(BufWriter::new))
             .collect::<std::io::Result<_>>()?;
-        for line in BufReader::new(spool).lines() {
-            let line = line?;
-            let activity: Activity = serde_json::from_str(&line).map_err(std::io::Error::other)?;
-            let writer = &mut writers[part_of(&activity.email, count)];
-            writer.write_all(line.as_bytes())?;
-            writer.write_all(b"\n")?;
+        let mut reader = BufReader::new(spool);
+        let mut record = std::mem::take(&mut self.scratch);
+        while let Some(key) = read_frame(&mut reader, &mut record)? {
+            let writer = &mut writers[part_of(key, count)];
+            writer.write_all(&(record.len() as u32).to_le_bytes())?;
+            writer.write_all(&key.to_le_bytes())?;
+            writer.write_all(&record)?;
         }
         let mut files = Vec::with_capacity(count);
         for writer in writers {
@@ -132,8 +242,11 @@ impl Parts {
                     return Ok(None);
                 };
                 let mut part = Vec::new();
-                for line in BufReader::new(file).lines() {
-                    part.push(serde_json::from_str(&line?).map_err(std::io::Error::other)?);
+                let mut reader = BufReader::new(file);
+                let mut record = Vec::new();
+                while read_frame(&mut reader, &mut record)?.is_some() {
+                    let spooled: Spooled<'_> = postcard::from_bytes(&record).map_err(std::io::Error::other)?;
+                    part.push(spooled.into_activity()?);
                 }
                 Ok(Some(part))
             }
@@ -201,6 +314,37 @@ mod tests {
         let mut all: Vec<Activity> = parts.into_iter().flatten().collect();
         all.sort_by_key(|a| a.at);
         assert_eq!(all, (0..1_000).map(activity).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_kind_of_detail_and_sub_second_dates_come_back_from_the_files_as_they_went_in() {
+        let mut sent = Vec::new();
+        for i in 0..300usize {
+            let mut activity = activity(i);
+            activity.email = format!("zoë.{}+tag@例え.jp", i % 41);
+            activity.at += chrono::Duration::nanoseconds(123_456_789 * (i as i64 % 7));
+            activity.detail = match i % 3 {
+                0 => ActivityDetail::None,
+                1 => ActivityDetail::Click {
+                    url: format!("https://example.com/?q={i}&x=\"quoted\",comma"),
+                },
+                _ => ActivityDetail::Bounce {
+                    bounce_type: "Soft".into(),
+                    reason: "Soft Bounce - Mailbox Full\nsecond line".into(),
+                },
+            };
+            sent.push(activity);
+        }
+        let mut spool = Spool::new(50);
+        for activity in &sent {
+            spool.push(activity.clone()).unwrap();
+        }
+        let mut back: Vec<Activity> = drain(spool.into_parts(None).unwrap()).into_iter().flatten().collect();
+        assert_eq!(back.len(), sent.len());
+        let order = |a: &Activity| (a.at, a.email.clone());
+        back.sort_by_key(order);
+        sent.sort_by_key(order);
+        assert_eq!(back, sent);
     }
 
     #[test]

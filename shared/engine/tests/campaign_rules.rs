@@ -270,6 +270,7 @@ async fn a_campaign_synced_in_parts_ends_exactly_as_in_one_pass() {
     };
     let (single, parted) = (single.to_map(), parted.to_map()); // the run record's keys
     assert!(parted["parts"] >= 10, "{parted:?}");
+    assert!(single["statuses_created"] > 0, "{single:?}");
     assert!(!single.contains_key("parts"));
     let view = salesforce_view(&one_pass).await;
     assert_ne!(view, before, "the sync changed something");
@@ -281,6 +282,8 @@ async fn a_campaign_synced_in_parts_ends_exactly_as_in_one_pass() {
         "people_updated",
         "skipped",
         "stats_written",
+        // Written once, ahead of the first part's members, and seen by every later part's plan.
+        "statuses_created",
     ] {
         assert_eq!(parted[key], single[key], "{key}");
     }

@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::once::Job;
 
 /// Groups of functions, by name, in the order a sample is matched against them.
-const GROUPS: [(&str, &[&str]); 9] = [
+const GROUPS: [(&str, &[&str]); 10] = [
     (
         "allocating and freeing memory",
         &[
@@ -26,7 +26,11 @@ const GROUPS: [(&str, &[&str]); 9] = [
         &["memcmp", "memmove", "memcpy", "memset", "bcmp"],
     ),
     (
-        "reading and writing JSON (CM pages, SF answers, the spool)",
+        "the spool (activity in postcard frames, parts in temporary files)",
+        &["postcard", "spool::"],
+    ),
+    (
+        "reading and writing JSON (CM pages, SF requests and answers)",
         &["serde_json", "serde_core", "serde::", "ryu", "itoa"],
     ),
     ("dates (parsing, formatting, zones)", &["chrono", "chrono_tz"]),

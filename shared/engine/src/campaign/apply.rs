@@ -8,23 +8,34 @@ use state::RunFailure;
 
 use super::{CampaignRun, CampaignStore, CampaignSync};
 use crate::core::EngineError;
-use crate::salesforce_io::writes::{self, Applied};
+use crate::salesforce_io::writes::{self, Applied, StatusesWritten};
 
 /// The code a run record gives a choice among several people with one email (not a failure:
 /// a duplicate to merge).
 pub const MATCH_CHOICE: &str = "MATCH_CHOICE";
 
 impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
-    /// Writes one part's plan to Salesforce and its failures (and the plan's skips and
-    /// choices) to the run record. It takes nothing of the run but its settings and record id:
-    /// the next part is planned meanwhile.
+    /// Writes the statuses a part's plan creates or corrects, ahead of the rest of the part
+    /// (see [`Self::write_part`]): the next part's plan must see them.
+    pub(super) async fn write_statuses(&self, plan: &CampaignPlan) -> Result<StatusesWritten, EngineError> {
+        Ok(writes::write_statuses(&self.engine.sf, plan).await?)
+    }
+
+    /// Writes one part's plan to Salesforce (its statuses unless written ahead) and its
+    /// failures (and the plan's skips and choices) to the run record. It takes nothing of the
+    /// run but its settings and record id: the next part is planned meanwhile.
     pub(super) async fn write_part(
         &self,
         settings: &Settings,
         record_id: &str,
         plan: &CampaignPlan,
+        statuses_written: Option<StatusesWritten>,
     ) -> Result<Applied, EngineError> {
-        let mut applied = writes::apply(&self.engine.sf, settings, plan).await?;
+        let sf = &self.engine.sf;
+        let mut applied = match statuses_written {
+            Some(statuses) => writes::apply_after_statuses(sf, settings, plan, statuses).await?,
+            None => writes::apply(sf, settings, plan).await?,
+        };
         let mut failures = std::mem::take(&mut applied.failures);
         failures.extend(
             plan.skips
@@ -54,9 +65,6 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
             }
         }
         run.transient_people.extend(applied.transient_people);
-        if !plan.statuses.create.is_empty() || !plan.statuses.correct.is_empty() {
-            run.statuses = None; // read again: the next part must see what this one created
-        }
         // A campaign in one part returns its whole plan; a larger one keeps what an admin
         // reads (statuses, statistics, skips), not a million member rows.
         run.total.absorb(plan, run.first_part);

@@ -253,20 +253,27 @@ impl<S: CampaignStore, P: EventSink> CampaignSync<'_, S, P> {
             }
             // The next part is planned while this one is written: parts hold different people
             // (`spool`), so its reads see nothing this part writes, except the statuses this
-            // part creates: then it is planned after.
+            // part creates: those are written first, and read again by the next part's plan.
             let creates_statuses = !plan.statuses.create.is_empty() || !plan.statuses.correct.is_empty();
             let settings = run.settings;
             let record_id = run.record_id.clone();
-            let written = match next.as_ref().filter(|_| !creates_statuses) {
+            let written = match next.as_ref() {
                 Some(upcoming) => {
+                    let statuses_written = if creates_statuses {
+                        let written = self.write_statuses(&plan).await?;
+                        run.statuses = None;
+                        Some(written)
+                    } else {
+                        None
+                    };
                     let (written, planned) = futures::join!(
-                        self.write_part(settings, &record_id, &plan),
+                        self.write_part(settings, &record_id, &plan, statuses_written),
                         self.plan_part(&mut run, upcoming)
                     );
                     planned_ahead = Some(planned);
                     written?
                 }
-                None => self.write_part(settings, &record_id, &plan).await?,
+                None => self.write_part(settings, &record_id, &plan, None).await?,
             };
             self.take_written(&mut run, plan, written);
             run.parts_done += 1;

@@ -360,8 +360,8 @@ async fn read_pages(
                 next_page,
             } => {
                 pages_read += 1;
-                for record in &records {
-                    if let Some(activity) = filter.admit(record.to_activity()) {
+                for record in records {
+                    if let Some(activity) = filter.admit(record.into_activity()) {
                         spool.push(activity)?;
                     }
                 }

@@ -171,11 +171,35 @@ pub(crate) async fn create_statuses(
     Ok(results)
 }
 
+/// A plan's statuses, written: what that did, and the labels that could not be created.
+#[derive(Debug, Default)]
+pub(crate) struct StatusesWritten {
+    applied: Applied,
+    missing: BTreeSet<String>,
+}
+
 /// Applies a campaign plan: statuses first (members need them), then members, people and
 /// statistics. Per-record failures are collected; they never stop the other records.
 pub(crate) async fn apply(sf: &SfClient, settings: &Settings, plan: &CampaignPlan) -> Result<Applied, SfError> {
+    let statuses = write_statuses(sf, plan).await?;
+    apply_after_statuses(sf, settings, plan, statuses).await
+}
+
+/// The first step of [`apply`]: the plan's statuses created and corrected.
+pub(crate) async fn write_statuses(sf: &SfClient, plan: &CampaignPlan) -> Result<StatusesWritten, SfError> {
     let mut applied = Applied::default();
     let missing = apply_statuses(sf, plan, &mut applied).await?;
+    Ok(StatusesWritten { applied, missing })
+}
+
+/// The rest of [`apply`], once the plan's statuses are written: members, people, statistics.
+pub(crate) async fn apply_after_statuses(
+    sf: &SfClient,
+    settings: &Settings,
+    plan: &CampaignPlan,
+    statuses: StatusesWritten,
+) -> Result<Applied, SfError> {
+    let StatusesWritten { mut applied, missing } = statuses;
     apply_members(sf, settings, plan, &missing, &mut applied).await?;
     apply_people(sf, plan, &mut applied).await?;
     apply_statistics(sf, plan, &mut applied).await?;
