@@ -7,6 +7,7 @@
 //! Date guard). Within one stream, a record is never yielded twice, even if rows shift between
 //! pages while it is walked.
 
+use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -105,12 +106,15 @@ impl ActivityRecord {
 /// The raw row shape shared by every activity resource (fields a resource lacks stay empty).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct RawRow {
-    email_address: String,
+struct RawRow<'a> {
+    /// Borrowed from the page (normalised into the record's own copy).
+    #[serde(borrow)]
+    email_address: Cow<'a, str>,
     #[serde(rename = "ListID", default)]
     list_id: String,
-    #[serde(default)]
-    date: Option<String>,
+    /// Borrowed from the page (parsed, never kept).
+    #[serde(default, borrow)]
+    date: Option<Cow<'a, str>>,
     #[serde(rename = "URL", default)]
     url: Option<String>,
     #[serde(default)]
@@ -414,7 +418,7 @@ impl<'a> ActivityStream<'a> {
         Ok(Some(records))
     }
 
-    fn convert(&self, row: RawRow, path: &str) -> Result<ActivityRecord, CmError> {
+    fn convert(&self, row: RawRow<'_>, path: &str) -> Result<ActivityRecord, CmError> {
         let zone = self.client.zone();
         let (local, at) = match (&row.date, self.sent_at) {
             (Some(date), _) => {
@@ -439,16 +443,6 @@ impl<'a> ActivityStream<'a> {
                 detail: "record without an EmailAddress".into(),
             });
         }
-        let detail = match self.kind {
-            ActivityKind::Clicked => ActivityDetail::Click {
-                url: row.url.clone().unwrap_or_default(),
-            },
-            ActivityKind::Bounced => ActivityDetail::Bounce {
-                bounce_type: row.bounce_type.clone().unwrap_or_default(),
-                reason: row.reason.clone().unwrap_or_default(),
-            },
-            _ => ActivityDetail::None,
-        };
         let dedupe_key = record_key(
             &self.campaign_id,
             self.kind,
@@ -457,6 +451,16 @@ impl<'a> ActivityStream<'a> {
             local,
             row.url.as_deref().unwrap_or_default(),
         );
+        let detail = match self.kind {
+            ActivityKind::Clicked => ActivityDetail::Click {
+                url: row.url.unwrap_or_default(),
+            },
+            ActivityKind::Bounced => ActivityDetail::Bounce {
+                bounce_type: row.bounce_type.unwrap_or_default(),
+                reason: row.reason.unwrap_or_default(),
+            },
+            _ => ActivityDetail::None,
+        };
         Ok(ActivityRecord {
             campaign_id: self.campaign_id.clone(),
             kind: self.kind,

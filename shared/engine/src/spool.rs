@@ -27,8 +27,8 @@ pub(crate) struct Spool {
 pub(crate) enum Parts {
     /// Everything fits one part.
     Memory(Option<Vec<Activity>>),
-    /// One temporary file per part.
-    Files(std::vec::IntoIter<File>),
+    /// One temporary file per part, with how many activities it holds.
+    Files(std::vec::IntoIter<(File, usize)>),
 }
 
 /// What decides a person's part: the same in every invocation and every build, since a
@@ -206,19 +206,22 @@ impl Spool {
         let mut writers: Vec<BufWriter<File>> = (0..count)
             .map(|_| tempfile::tempfile().map(BufWriter::new))
             .collect::<std::io::Result<_>>()?;
+        let mut held = vec![0usize; count];
         let mut reader = BufReader::new(spool);
         let mut record = std::mem::take(&mut self.scratch);
         while let Some(key) = read_frame(&mut reader, &mut record)? {
-            let writer = &mut writers[part_of(key, count)];
+            let part = part_of(key, count);
+            held[part] += 1;
+            let writer = &mut writers[part];
             writer.write_all(&(record.len() as u32).to_le_bytes())?;
             writer.write_all(&key.to_le_bytes())?;
             writer.write_all(&record)?;
         }
         let mut files = Vec::with_capacity(count);
-        for writer in writers {
+        for (writer, held) in writers.into_iter().zip(held) {
             let mut file = writer.into_inner().map_err(|e| e.into_error())?;
             file.seek(SeekFrom::Start(0))?;
-            files.push(file);
+            files.push((file, held));
         }
         Ok(Parts::Files(files.into_iter()))
     }
@@ -238,10 +241,11 @@ impl Parts {
         match self {
             Parts::Memory(held) => Ok(held.take()),
             Parts::Files(files) => {
-                let Some(file) = files.next() else {
+                let Some((file, held)) = files.next() else {
                     return Ok(None);
                 };
-                let mut part = Vec::new();
+                // Sized once: a part grown by doubling copies itself, into fresh pages each time.
+                let mut part = Vec::with_capacity(held);
                 let mut reader = BufReader::new(file);
                 let mut record = Vec::new();
                 while read_frame(&mut reader, &mut record)?.is_some() {
