@@ -123,15 +123,21 @@ impl<'a> Spooled<'a> {
 /// record. Splitting into parts reads the key and copies the frame, never decoding the record.
 const FRAME_HEAD: usize = 12;
 
+/// Encodes `activity` (in `scratch`, kept for its capacity) and writes its frame.
 fn write_frame(writer: &mut BufWriter<File>, activity: &Activity, scratch: &mut Vec<u8>) -> std::io::Result<()> {
     scratch.clear();
     let record = postcard::to_extend(&Spooled::of(activity), std::mem::take(scratch)).map_err(std::io::Error::other)?;
+    let written = write_framed(writer, part_key(&activity.email), &record);
+    *scratch = record;
+    written
+}
+
+/// Writes a frame of an encoded record.
+fn write_framed(writer: &mut BufWriter<File>, key: u64, record: &[u8]) -> std::io::Result<()> {
     let length = u32::try_from(record.len()).map_err(std::io::Error::other)?;
     writer.write_all(&length.to_le_bytes())?;
-    writer.write_all(&part_key(&activity.email).to_le_bytes())?;
-    writer.write_all(&record)?;
-    *scratch = record;
-    Ok(())
+    writer.write_all(&key.to_le_bytes())?;
+    writer.write_all(record)
 }
 
 /// The next frame's part key and its record (into `record`); `None` at the end of the file.
@@ -212,10 +218,7 @@ impl Spool {
         while let Some(key) = read_frame(&mut reader, &mut record)? {
             let part = part_of(key, count);
             held[part] += 1;
-            let writer = &mut writers[part];
-            writer.write_all(&(record.len() as u32).to_le_bytes())?;
-            writer.write_all(&key.to_le_bytes())?;
-            writer.write_all(&record)?;
+            write_framed(&mut writers[part], key, &record)?;
         }
         let mut files = Vec::with_capacity(count);
         for (writer, held) in writers.into_iter().zip(held) {

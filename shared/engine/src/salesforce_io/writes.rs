@@ -172,7 +172,7 @@ pub(crate) async fn create_statuses(
 }
 
 /// A plan's statuses, written: what that did, and the labels that could not be created.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct StatusesWritten {
     applied: Applied,
     missing: BTreeSet<String>,
